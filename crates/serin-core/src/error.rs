@@ -1,0 +1,47 @@
+//! The domain's one error type.
+//!
+//! Each variant says what rule was broken and names the field, so the API layer can
+//! turn it into a precise client error without re-parsing text.
+
+use crate::release::ReleaseStatus;
+
+/// A rule of the domain was broken by the caller's input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DomainError {
+    /// A field's value is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field's path as the client wrote it, e.g. `signals[3].lane`.
+        field: String,
+        /// Why it is not acceptable, in words a person can act on.
+        reason: String,
+    },
+    /// A release may not move from one status to another.
+    #[error("a release in status `{from}` cannot become `{to}`; allowed next: {allowed}")]
+    IllegalTransition {
+        /// The release's current status.
+        from: ReleaseStatus,
+        /// The status that was asked for.
+        to: ReleaseStatus,
+        /// The statuses reachable from `from`, comma-separated (or "none").
+        allowed: String,
+    },
+}
+
+impl DomainError {
+    /// A field is invalid, for the given reason.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        DomainError::Invalid { field: field.into(), reason: reason.into() }
+    }
+
+    /// The same error with its field path put under `prefix` (e.g. `signals[3]`).
+    #[must_use]
+    pub fn under(self, prefix: &str) -> Self {
+        match self {
+            DomainError::Invalid { field, reason } => {
+                DomainError::Invalid { field: format!("{prefix}.{field}"), reason }
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Serin's domain, with no IO.
+//!
+//! This crate owns the words of the system (products, releases, signals) and the
+//! rules between them: which names are valid, which release status may follow
+//! which, and which release is the *latest stable* one. Everything here is a pure
+//! function of its arguments — including the clock, which callers pass in — so
+//! that the server, the store, the CLI and the tests all share one set of rules
+//! and none of them can fail for outside reasons.
+//!
+//! Layout:
+//! - [`error`]: [`DomainError`], the one error type of this crate.
+//! - [`product`]: products and the rules for their names.
+//! - [`release`]: releases, [`ReleaseStatus`] and its transitions, latest-stable choice.
+//! - [`signal`]: observations about a lane of a release, and their validation.
+//! - [`page`]: list envelopes shared by every list in the API.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod page;
+pub mod product;
+pub mod release;
+pub mod signal;
+
+pub use error::DomainError;
+pub use page::List;
+pub use product::{NewProduct, Product};
+pub use release::{NewRelease, Release, ReleasePatch, ReleaseStatus, latest_stable};
+pub use signal::{Lane, NewSignal, Signal, SignalBatch, SignalKind, BatchAccepted};
+
+/// Instants are UTC everywhere in Serin.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -1,0 +1,348 @@
+//! Releases and their life cycle.
+//!
+//! A release is one version of a product. Its status follows a small state machine:
+//!
+//! ```text
+//!   draft ──► approved ──► released ──► rolled_back
+//!     │           │
+//!     └─► cancelled ◄┘
+//! ```
+//!
+//! `cancelled` and `rolled_back` are final. Asking for the status a release already
+//! has is not a change and is accepted; any other move off the graph is a
+//! [`DomainError::IllegalTransition`] naming the moves that are allowed.
+//!
+//! The *latest stable release* of a product is chosen by [`latest_stable`]: among
+//! the `released` releases, the highest by semantic-version precedence when every
+//! candidate's version parses as semver (an optional leading `v` is allowed), else
+//! the one released most recently. A `rolled_back` release is never a candidate.
+//! Mixing orders within one product would make "latest" depend on which releases
+//! happen to parse, so the rule is all-or-nothing.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::product::validate_description;
+use crate::DomainError;
+
+/// Longest version string accepted.
+pub const MAX_VERSION_LEN: usize = 100;
+
+/// Where a release is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Created, not yet approved.
+    Draft,
+    /// Approved to be released.
+    Approved,
+    /// Released: a candidate for the latest stable release.
+    Released,
+    /// Withdrawn before release. Final.
+    Cancelled,
+    /// Released, then withdrawn. Never stable again. Final.
+    RolledBack,
+}
+
+impl ReleaseStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [ReleaseStatus; 5] = [
+        ReleaseStatus::Draft,
+        ReleaseStatus::Approved,
+        ReleaseStatus::Released,
+        ReleaseStatus::Cancelled,
+        ReleaseStatus::RolledBack,
+    ];
+
+    /// The wire name, e.g. `rolled_back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Draft => "draft",
+            ReleaseStatus::Approved => "approved",
+            ReleaseStatus::Released => "released",
+            ReleaseStatus::Cancelled => "cancelled",
+            ReleaseStatus::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The statuses a release in this status may move to.
+    pub fn next(self) -> &'static [ReleaseStatus] {
+        use ReleaseStatus::*;
+        match self {
+            Draft => &[Approved, Cancelled],
+            Approved => &[Released, Cancelled],
+            Released => &[RolledBack],
+            Cancelled | RolledBack => &[],
+        }
+    }
+
+    /// Checks a move to `to`. `Ok(false)` means "already there, nothing to do".
+    pub fn transition(self, to: ReleaseStatus) -> Result<bool, DomainError> {
+        if self == to {
+            return Ok(false);
+        }
+        if self.next().contains(&to) {
+            return Ok(true);
+        }
+        let allowed = self.next().iter().map(|s| s.as_str()).collect::<Vec<_>>();
+        Err(DomainError::IllegalTransition {
+            from: self,
+            to,
+            allowed: if allowed.is_empty() { "none".into() } else { allowed.join(", ") },
+        })
+    }
+}
+
+impl fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReleaseStatus {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReleaseStatus::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            DomainError::invalid(
+                "status",
+                format!("`{s}` is not a status; expected one of draft, approved, released, cancelled, rolled_back"),
+            )
+        })
+    }
+}
+
+/// A version of a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Release {
+    /// Stable numeric identifier.
+    pub id: i64,
+    /// The product this is a release of.
+    pub product_id: i64,
+    /// The product's name.
+    pub product_name: String,
+    /// The version string, unique within the product.
+    pub version: String,
+    /// Where the release is in its life cycle.
+    pub status: ReleaseStatus,
+    /// Free text: release notes.
+    pub description: Option<String>,
+    /// When the release was created.
+    pub created_at: DateTime<Utc>,
+    /// When the release last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the release became `released`, if it has.
+    pub released_at: Option<DateTime<Utc>>,
+}
+
+/// What a client sends to create a release (seed 000's `POST /release`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewRelease {
+    /// The product, which must exist.
+    pub product_name: String,
+    /// The version: 1–100 printable characters without spaces or '/'. Semver is
+    /// recommended: it decides which release is the latest stable one.
+    pub version: String,
+    /// Free text: release notes.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl NewRelease {
+    /// Checks the fields; the store relies on this having been called.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        crate::product::validate_name("product_name", &self.product_name)?;
+        validate_version("version", &self.version)?;
+        validate_description("description", self.description.as_deref())
+    }
+}
+
+/// A change to a release (seed 003's `PATCH /api/v1/releases/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePatch {
+    /// The new status; must be reachable from the current one.
+    #[serde(default)]
+    pub status: Option<ReleaseStatus>,
+    /// New release notes.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl ReleasePatch {
+    /// Checks the fields.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.status.is_none() && self.description.is_none() {
+            return Err(DomainError::invalid("status", "give at least one of `status` and `description`"));
+        }
+        validate_description("description", self.description.as_deref())
+    }
+}
+
+/// Checks a version string.
+pub fn validate_version(field: &str, version: &str) -> Result<(), DomainError> {
+    if version.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if version.len() > MAX_VERSION_LEN {
+        return Err(DomainError::invalid(field, format!("must be at most {MAX_VERSION_LEN} characters")));
+    }
+    if !version.chars().all(|c| c.is_ascii_graphic() && c != '/') {
+        return Err(DomainError::invalid(
+            field,
+            "must contain only printable ASCII characters, without spaces or '/'",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a version as semver, allowing a leading `v` (`v1.2.3`).
+pub fn parse_semver(version: &str) -> Option<semver::Version> {
+    semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).ok()
+}
+
+/// The latest stable release among `releases` (which may hold any statuses).
+///
+/// See the module docs for the rule. Ties (equal precedence, e.g. `1.0.0+a` and
+/// `1.0.0+b`, or equal release times) go to the later release time, then the higher id.
+pub fn latest_stable(releases: &[Release]) -> Option<&Release> {
+    let released: Vec<&Release> =
+        releases.iter().filter(|r| r.status == ReleaseStatus::Released).collect();
+    let parsed: Option<Vec<semver::Version>> =
+        released.iter().map(|r| parse_semver(&r.version)).collect();
+    let by_time = |a: &Release, b: &Release| {
+        a.released_at.cmp(&b.released_at).then(a.id.cmp(&b.id))
+    };
+    match parsed {
+        Some(versions) => released
+            .iter()
+            .zip(versions.iter())
+            .max_by(|(ra, va), (rb, vb)| match va.cmp_precedence(vb) {
+                Ordering::Equal => by_time(ra, rb),
+                other => other,
+            })
+            .map(|(r, _)| *r),
+        None => released.into_iter().max_by(|a, b| by_time(a, b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    fn rel(id: i64, version: &str, status: ReleaseStatus, released_secs: Option<i64>) -> Release {
+        let t = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        Release {
+            id,
+            product_id: 1,
+            product_name: "p".into(),
+            version: version.into(),
+            status,
+            description: None,
+            created_at: t,
+            updated_at: t,
+            released_at: released_secs.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
+        }
+    }
+
+    use ReleaseStatus::*;
+
+    #[test]
+    fn semver_precedence_beats_release_time() {
+        let rs = [
+            rel(1, "1.10.0", Released, Some(10)),
+            rel(2, "1.9.0", Released, Some(20)),
+            rel(3, "2.0.0", Draft, None),
+            rel(4, "3.0.0", RolledBack, Some(30)),
+        ];
+        assert_eq!(latest_stable(&rs).unwrap().version, "1.10.0");
+    }
+
+    #[test]
+    fn prerelease_is_lower_and_v_prefix_parses() {
+        let rs = [rel(1, "v2.0.0-rc.1", Released, Some(30)), rel(2, "v1.5.0", Released, Some(10))];
+        assert_eq!(latest_stable(&rs).unwrap().version, "v2.0.0-rc.1");
+        let rs = [rel(1, "2.0.0-rc.1", Released, Some(30)), rel(2, "2.0.0", Released, Some(10))];
+        assert_eq!(latest_stable(&rs).unwrap().version, "2.0.0");
+    }
+
+    #[test]
+    fn non_semver_falls_back_to_release_time() {
+        let rs = [rel(1, "2024-05-01", Released, Some(50)), rel(2, "1.0.0", Released, Some(10))];
+        assert_eq!(latest_stable(&rs).unwrap().id, 1);
+        let rs = [rel(1, "build-9", Released, Some(5)), rel(2, "build-10", Released, Some(6))];
+        assert_eq!(latest_stable(&rs).unwrap().id, 2);
+    }
+
+    #[test]
+    fn none_without_released() {
+        let rs = [rel(1, "1.0.0", Approved, None), rel(2, "1.1.0", RolledBack, Some(3))];
+        assert!(latest_stable(&rs).is_none());
+    }
+
+    #[test]
+    fn transitions() {
+        assert_eq!(Draft.transition(Approved), Ok(true));
+        assert_eq!(Approved.transition(Released), Ok(true));
+        assert_eq!(Released.transition(RolledBack), Ok(true));
+        assert_eq!(Released.transition(Released), Ok(false));
+        let err = Draft.transition(Released).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a release in status `draft` cannot become `released`; allowed next: approved, cancelled"
+        );
+        assert!(RolledBack.transition(Released).is_err());
+        assert!(Cancelled.transition(Draft).is_err());
+    }
+
+    fn status() -> impl Strategy<Value = ReleaseStatus> {
+        proptest::sample::select(ReleaseStatus::ALL.to_vec())
+    }
+
+    proptest! {
+        /// Any walk over the graph never leaves a final status and never reaches
+        /// `released` without passing `approved`.
+        #[test]
+        fn walks_respect_the_graph(asks in proptest::collection::vec(status(), 0..20)) {
+            let mut s = Draft;
+            let mut approved_seen = false;
+            for to in asks {
+                let before = s;
+                if let Ok(changed) = s.transition(to) {
+                    if changed { s = to; }
+                    prop_assert!(!(matches!(before, Cancelled | RolledBack) && changed));
+                }
+                approved_seen |= s == Approved;
+                if s == Released { prop_assert!(approved_seen); }
+            }
+        }
+
+        /// The chosen release is released, and no other released semver release outranks it.
+        #[test]
+        fn latest_is_maximal(specs in proptest::collection::vec((0u64..4, 0u64..4, 0u64..4, status(), 0i64..100), 0..12)) {
+            let rs: Vec<Release> = specs.iter().enumerate().map(|(i, (a, b, c, st, t))| {
+                rel(i as i64, &format!("{a}.{b}.{c}"), *st, Some(*t))
+            }).collect();
+            match latest_stable(&rs) {
+                None => prop_assert!(rs.iter().all(|r| r.status != Released)),
+                Some(best) => {
+                    prop_assert_eq!(best.status, Released);
+                    let bv = parse_semver(&best.version).unwrap();
+                    for r in rs.iter().filter(|r| r.status == Released) {
+                        prop_assert!(parse_semver(&r.version).unwrap() <= bv);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Serin's storage: one interface over SQLite and PostgreSQL.
+//!
+//! [`Store`] is an enum over the two backends rather than a trait object: the set
+//! of backends is closed, the methods are async, and an enum keeps every call
+//! statically dispatched. Both backends run the same integration suite.
+//!
+//! The store trusts that inputs were validated by `serin-core` (names, versions,
+//! signal values); it enforces what only the database can — uniqueness, existence,
+//! and status transitions checked inside the same transaction that writes them, so
+//! two concurrent changes can't both pass the check.
+//!
+//! Layout:
+//! - [`migrate`]: embedded, versioned migrations.
+//! - `sqlite`: one writer thread with group commit, a few reader connections.
+//! - `postgres`: a connection pool, prepared statements.
+#![forbid(unsafe_code)]
+
+pub mod migrate;
+mod postgres;
+mod sqlite;
+
+use serin_core::{
+    DomainError, Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, Signal,
+    Timestamp,
+};
+
+pub use migrate::MigrationReport;
+
+/// What kind of record an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// A product.
+    Product,
+    /// A release.
+    Release,
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The record doesn't exist. `field` names the input that pointed at it, if any.
+    #[error("{entity:?} `{key}` not found")]
+    NotFound {
+        /// What kind of record.
+        entity: Entity,
+        /// How it was asked for (name, id, or `product@version`).
+        key: String,
+        /// The input field that named it, e.g. `signals[3].version`.
+        field: Option<String>,
+    },
+    /// The product exists but has no `released` release.
+    #[error("product `{product}` has no released release")]
+    NoStableRelease {
+        /// The product's name.
+        product: String,
+    },
+    /// A record with the same unique key exists.
+    #[error("{entity:?} `{key}` already exists")]
+    Conflict {
+        /// What kind of record.
+        entity: Entity,
+        /// The duplicated key.
+        key: String,
+    },
+    /// A domain rule, checked inside the transaction, refused the change.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The database can't be reached or is out of connections.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The schema can't be brought up to date.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// Any other database failure. The text is for logs, not clients.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Result of a store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which signals to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignalQuery {
+    /// Only this lane.
+    pub lane: Option<Lane>,
+    /// Only signals with this name.
+    pub name: Option<String>,
+    /// Only signals observed at or after this instant.
+    pub since: Option<Timestamp>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// Tuning for a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most connections in the PostgreSQL pool; reader connections for SQLite.
+    pub max_connections: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_connections: 8 }
+    }
+}
+
+/// The database behind Serin.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// An embedded SQLite file.
+    Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL server.
+    Postgres(postgres::PgStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($b) => $call.await,
+            Store::Postgres($b) => $call.await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the database named by `url`, without migrating it.
+    ///
+    /// `postgres://…` or `postgresql://…` selects PostgreSQL; `sqlite://PATH`,
+    /// `sqlite:PATH` or a bare file path selects SQLite (the file is created if missing).
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+        match parse_url(url).map_err(StoreError::Unavailable)? {
+            DatabaseUrl::Postgres(u) => Ok(Store::Postgres(postgres::PgStore::connect(&u, options)?)),
+            DatabaseUrl::Sqlite(path) => {
+                Ok(Store::Sqlite(sqlite::SqliteStore::open(&path, options).await?))
+            }
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the migrations this database is missing.
+    pub async fn migrate(&self) -> Result<MigrationReport> {
+        dispatch!(self, b => b.migrate())
+    }
+
+    /// Checks that the database answers and its schema is current.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self, b => b.ping())
+    }
+
+    /// Creates a product. `Conflict` if the name is taken.
+    pub async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
+        dispatch!(self, b => b.create_product(new, now))
+    }
+
+    /// All products, by name.
+    pub async fn list_products(&self) -> Result<Vec<Product>> {
+        dispatch!(self, b => b.list_products())
+    }
+
+    /// One product by name.
+    pub async fn get_product(&self, name: &str) -> Result<Product> {
+        dispatch!(self, b => b.get_product(name))
+    }
+
+    /// Creates a `draft` release. `NotFound` for an unknown product, `Conflict` for a
+    /// version the product already has.
+    pub async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
+        dispatch!(self, b => b.create_release(new, now))
+    }
+
+    /// A product's releases, newest first.
+    pub async fn list_releases(&self, product: &str) -> Result<Vec<Release>> {
+        dispatch!(self, b => b.list_releases(product))
+    }
+
+    /// One release by id.
+    pub async fn get_release(&self, id: i64) -> Result<Release> {
+        dispatch!(self, b => b.get_release(id))
+    }
+
+    /// Changes a release; a status change is checked by `serin-core` inside the transaction.
+    pub async fn update_release(&self, id: i64, patch: &ReleasePatch, now: Timestamp) -> Result<Release> {
+        dispatch!(self, b => b.update_release(id, patch, now))
+    }
+
+    /// The product's latest stable release (see `serin_core::latest_stable`).
+    pub async fn latest_stable(&self, product: &str) -> Result<Release> {
+        dispatch!(self, b => b.latest_stable(product))
+    }
+
+    /// Stores one signal.
+    pub async fn record_signal(&self, signal: NewSignal, now: Timestamp) -> Result<Signal> {
+        let mut stored = dispatch!(self, b => b.record_signals(vec![signal], now, true))?;
+        stored.pop().ok_or_else(|| StoreError::Backend("insert returned no row".into()))
+    }
+
+    /// Stores many signals in one transaction: all of them or none. Returns how many.
+    pub async fn record_signals(&self, signals: Vec<NewSignal>, now: Timestamp) -> Result<usize> {
+        let n = signals.len();
+        dispatch!(self, b => b.record_signals(signals, now, false))?;
+        Ok(n)
+    }
+
+    /// A release's signals, newest first.
+    pub async fn list_signals(&self, release_id: i64, query: &SignalQuery) -> Result<Vec<Signal>> {
+        dispatch!(self, b => b.list_signals(release_id, query))
+    }
+}
+
+#[derive(Debug)]
+enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+fn parse_url(url: &str) -> std::result::Result<DatabaseUrl, String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err("the database URL is empty".into());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::Postgres(url.to_string()));
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() {
+        return Err(format!("`{url}` names no SQLite file"));
+    }
+    if let Some((scheme, _)) = url.split_once("://")
+        && scheme != "sqlite"
+    {
+        return Err(format!(
+            "unsupported database URL scheme `{scheme}://`; use sqlite://PATH or postgres://…"
+        ));
+    }
+    Ok(DatabaseUrl::Sqlite(path.into()))
+}
+
+/// Describes a database URL for logs without its password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(matches!(parse_url("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        match parse_url("sqlite://data/serin.db").unwrap() {
+            DatabaseUrl::Sqlite(p) => assert_eq!(p, std::path::Path::new("data/serin.db")),
+            DatabaseUrl::Postgres(_) => panic!(),
+        }
+        match parse_url("sqlite:///tmp/x.db").unwrap() {
+            DatabaseUrl::Sqlite(p) => assert_eq!(p, std::path::Path::new("/tmp/x.db")),
+            DatabaseUrl::Postgres(_) => panic!(),
+        }
+        assert!(matches!(parse_url("serin.db"), Ok(DatabaseUrl::Sqlite(_))));
+        assert!(parse_url("mysql://x").unwrap_err().contains("mysql://"));
+        assert!(parse_url("  ").is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
