@@ -1,1 +1,232 @@
+//! A typed async client for Serin's HTTP API.
+//!
+//! Requests and responses use `serin-core`'s types, so a change of the wire format
+//! is a compile error here rather than a surprise at run time. A failed call is a
+//! [`ClientError::Api`] carrying the server's error code and message, or a
+//! transport error when no answer came.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), serin_client::ClientError> {
+//! let client = serin_client::Client::new("http://127.0.0.1:8080")?;
+//! let stable = client.latest_stable("web").await?;
+//! println!("{} is stable", stable.version);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serin_core::{
+    BatchAccepted, List, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch,
+    ReleaseStatus, Signal, SignalBatch,
+};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's machine code, e.g. `PRODUCT_NOT_FOUND`.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// The server's details object.
+        details: serde_json::Value,
+    },
+    /// No usable answer: connection refused, timeout, or a body that isn't JSON.
+    #[error("cannot reach Serin at {url}: {reason}")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The base URL can't be used.
+    #[error("invalid Serin URL `{0}`: use http://HOST:PORT")]
+    InvalidUrl(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A handle to one Serin server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    api_key: Option<String>,
+}
+
+impl Client {
+    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base_url: &str) -> Result<Client, ClientError> {
+        let base = base_url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 8 {
+            return Err(ClientError::InvalidUrl(base_url.to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl(format!("{base_url}: {e}")))?;
+        Ok(Client { base, http, api_key: None })
+    }
+
+    /// Sends `Authorization: Bearer KEY` with every request.
+    #[must_use]
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let transport = |e: reqwest::Error| ClientError::Transport { url: url.clone(), reason: describe(&e) };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                reason: format!("unexpected answer (HTTP {status}): {e}"),
+            });
+        }
+        Err(api_error(status, &bytes))
+    }
+
+    /// `GET /api/v1/health`.
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/health", None).await
+    }
+
+    /// Creates a product.
+    pub async fn create_product(&self, new: &NewProduct) -> Result<Product, ClientError> {
+        self.call(Method::POST, "/api/v1/products", Some(new)).await
+    }
+
+    /// All products.
+    pub async fn list_products(&self) -> Result<Vec<Product>, ClientError> {
+        Ok(self.call::<(), List<Product>>(Method::GET, "/api/v1/products", None).await?.items)
+    }
+
+    /// One product.
+    pub async fn get_product(&self, name: &str) -> Result<Product, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/api/v1/products/{}", seg(name)), None).await
+    }
+
+    /// Creates a `draft` release.
+    pub async fn create_release(&self, new: &NewRelease) -> Result<Release, ClientError> {
+        self.call(Method::POST, "/api/v1/releases", Some(new)).await
+    }
+
+    /// A product's releases, newest first.
+    pub async fn list_releases(&self, product: &str) -> Result<Vec<Release>, ClientError> {
+        let path = format!("/api/v1/products/{}/releases", seg(product));
+        Ok(self.call::<(), List<Release>>(Method::GET, &path, None).await?.items)
+    }
+
+    /// One release.
+    pub async fn get_release(&self, id: i64) -> Result<Release, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/api/v1/releases/{id}"), None).await
+    }
+
+    /// Changes a release's status.
+    pub async fn set_release_status(&self, id: i64, status: ReleaseStatus) -> Result<Release, ClientError> {
+        let patch = ReleasePatch { status: Some(status), description: None };
+        self.call(Method::PATCH, &format!("/api/v1/releases/{id}"), Some(&patch)).await
+    }
+
+    /// The product's latest stable release.
+    pub async fn latest_stable(&self, product: &str) -> Result<Release, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/release/{}/latest", seg(product)), None).await
+    }
+
+    /// Records one signal.
+    pub async fn send_signal(&self, signal: &NewSignal) -> Result<Signal, ClientError> {
+        self.call(Method::POST, "/api/v1/signals", Some(signal)).await
+    }
+
+    /// Records many signals, all or none.
+    pub async fn send_signals(&self, signals: Vec<NewSignal>) -> Result<usize, ClientError> {
+        let batch = SignalBatch { signals };
+        Ok(self.call::<_, BatchAccepted>(Method::POST, "/api/v1/signals/batch", Some(&batch)).await?.accepted)
+    }
+}
+
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+        code: String,
+        #[serde(default)]
+        details: serde_json::Value,
+    }
+    match serde_json::from_slice::<Body>(bytes) {
+        Ok(b) => ClientError::Api { status: status.as_u16(), code: b.code, message: b.error, details: b.details },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: "UNKNOWN_ERROR".into(),
+            message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
+            details: serde_json::Value::Null,
+        },
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused or host unreachable".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Product names are restricted to URL-safe characters by the server; anything else
+/// is percent-encoded so that a bad name reaches the server and gets its error.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_errors() {
+        assert!(Client::new("localhost:8080").is_err());
+        assert_eq!(Client::new("http://h:1/").unwrap().base_url(), "http://h:1");
+        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+        let e = api_error(StatusCode::NOT_FOUND, br#"{"error":"nope","code":"PRODUCT_NOT_FOUND","details":{}}"#);
+        assert_eq!(e.code(), Some("PRODUCT_NOT_FOUND"));
+        let e = api_error(StatusCode::BAD_GATEWAY, b"<html>");
+        assert_eq!(e.code(), Some("UNKNOWN_ERROR"));
+    }
+}

@@ -29,3 +29,9 @@ pub use signal::{Lane, NewSignal, Signal, SignalBatch, SignalKind, BatchAccepted
 
 /// Instants are UTC everywhere in Serin.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// `t` truncated to whole microseconds: the precision both databases keep, so an
+/// instant reads back exactly as it was returned.
+pub fn to_micros(t: Timestamp) -> Timestamp {
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}

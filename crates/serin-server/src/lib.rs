@@ -1,1 +1,77 @@
+//! Serin's control plane: the HTTP API over the store.
+//!
+//! [`app`] builds the whole router from one `router()` per feature; [`run`] serves
+//! it on a listener until a shutdown future resolves, so tests bind port 0 and stop
+//! the server cleanly.
+//!
+//! Layout:
+//! - [`error`]: [`error::ApiError`], the single mapping from failures to responses.
+//! - [`extract`]: JSON, path and query extractors that reject with that body.
+//! - [`routes`]: `health`, `products`, `releases`, `signals`.
+//! - [`openapi`]: the generated OpenAPI document and the seed aliases.
+//! - [`state`]: [`AppState`], shared by every handler.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, ErrorBody};
+pub use state::AppState;
+
+/// Largest request body accepted (a batch of 50,000 signals fits).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(routes::products::router())
+        .merge(routes::releases::router())
+        .merge(routes::signals::router())
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::document_json())
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", format!("no route for {}", uri.path()))
+        .details(serde_json::json!({"path": uri.path()}))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .details(serde_json::json!({"method": method.as_str(), "path": uri.path()}))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+pub async fn run(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

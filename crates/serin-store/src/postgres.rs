@@ -302,7 +302,7 @@ impl PgStore {
             kind.push(s.kind.as_str());
             value.push(s.value);
             tags.push(if s.tags.is_empty() { None } else { serde_json::to_value(&s.tags).ok() });
-            ts.push(s.timestamp.unwrap_or(now));
+            ts.push(s.timestamp.map_or(now, serin_core::to_micros));
         }
         let stmt = tx
             .prepare_cached(

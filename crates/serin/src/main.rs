@@ -1,1 +1,71 @@
-fn main() {}
+//! The `serin` binary: `serin up`, `serin migrate`, and the client commands.
+//!
+//! Layout:
+//! - `cli`: the clap declarations.
+//! - `config`: settings from flags, `SERIN_*` variables, a YAML file, defaults.
+//! - `up`: the server and migrations.
+//! - `commands`: client subcommands over `serin-client`.
+//! - `output`: tables and JSON.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod config;
+mod output;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command, SignalCmd};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let args = &cli.client;
+    match cli.command {
+        Command::Up(up_args) => match config::settings(&up_args) {
+            Ok(settings) => up::up(settings).await?,
+            Err(errors) => return Ok(settings_failed(&errors)),
+        },
+        Command::Migrate(db) => match config::db_settings(&db) {
+            Ok((url, max)) => up::migrate(&url, max, args.output == cli::Output::Json).await?,
+            Err(errors) => return Ok(settings_failed(&errors)),
+        },
+        Command::Product(cmd) => commands::product(args, cmd).await?,
+        Command::AddProduct(a) => commands::product_add(args, a).await?,
+        Command::Release(cmd) => commands::release(args, cmd).await?,
+        Command::AddRelease(a) => commands::release_add(args, a).await?,
+        Command::GetLatestRelease(p) => commands::latest(args, p).await?,
+        Command::Signal(SignalCmd::Send(s)) | Command::AddSignal(s) => commands::signal_send(args, s).await?,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "serin", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn settings_failed(errors: &[String]) -> ExitCode {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!("serin: {} setting(s) to fix; see `serin up --help`", errors.len());
+    ExitCode::from(2)
+}

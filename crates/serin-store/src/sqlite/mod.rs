@@ -339,7 +339,7 @@ impl SqliteStore {
                         }
                     };
                     let tags = if s.tags.is_empty() { None } else { serde_json::to_string(&s.tags).ok() };
-                    let ts = s.timestamp.unwrap_or(now);
+                    let ts = s.timestamp.map_or(now, serin_core::to_micros);
                     insert
                         .execute(params![release_id, s.lane.as_str(), s.name, s.kind.as_str(), s.value, tags, micros(ts), received])
                         .map_err(sql_err)?;

@@ -1,0 +1,156 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Every error from every route has the body of seed 004:
+//! `{"error": "<message for a person>", "code": "<MACHINE_CODE>", "details": {...}}`.
+//! Each layer has its own error enum (`DomainError` in core, `StoreError` in the
+//! store, extractor rejections here); they are converted into [`ApiError`] once,
+//! below. An `ApiError` carries a message for the client and, separately, a detail
+//! for the log: internal text (SQL errors, paths, panics) is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use serin_core::DomainError;
+use serin_store::{Entity, StoreError};
+
+/// The error body of every route.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words a person can act on.
+    pub error: String,
+    /// A stable machine-readable code, e.g. `PRODUCT_NOT_FOUND`.
+    pub code: String,
+    /// Structured facts about the error; `field` names the offending input.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Value,
+    /// Logged, never sent.
+    log: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, code and client message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), details: json!({}), log: None }
+    }
+
+    /// Adds structured details.
+    #[must_use]
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Adds a detail for the log only.
+    #[must_use]
+    pub fn log(mut self, detail: impl Into<String>) -> Self {
+        self.log = Some(detail.into());
+        self
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// A field-level validation failure (400 `VALIDATION_FAILED`).
+    pub fn invalid(field: &str, reason: &str) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", format!("{field}: {reason}"))
+            .details(json!({"field": field, "reason": reason}))
+    }
+
+    /// 500 with a generic message; `detail` goes to the log.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "the server failed to handle this request; it has been logged",
+        )
+        .log(detail)
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match &e {
+            DomainError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            DomainError::IllegalTransition { from, to, allowed } => ApiError::new(
+                StatusCode::CONFLICT,
+                "INVALID_STATUS_TRANSITION",
+                e.to_string(),
+            )
+            .details(json!({"field": "status", "from": from, "to": to, "allowed": allowed})),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, key, field } => {
+                let (code, what) = match entity {
+                    Entity::Product => ("PRODUCT_NOT_FOUND", "product"),
+                    Entity::Release => ("RELEASE_NOT_FOUND", "release"),
+                };
+                let mut details = json!({ what: key });
+                if let Some(f) = field {
+                    details["field"] = json!(f);
+                }
+                ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} `{key}` does not exist"))
+                    .details(details)
+            }
+            StoreError::NoStableRelease { product } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NO_STABLE_RELEASE",
+                format!("product `{product}` has no released release yet"),
+            )
+            .details(json!({"product": product})),
+            StoreError::Conflict { entity, key } => {
+                let (code, what, field) = match entity {
+                    Entity::Product => ("PRODUCT_EXISTS", "product", "name"),
+                    Entity::Release => ("RELEASE_EXISTS", "release", "version"),
+                };
+                ApiError::new(StatusCode::CONFLICT, code, format!("{what} `{key}` already exists"))
+                    .details(json!({"field": field, what: key}))
+            }
+            StoreError::Domain(d) => d.into(),
+            StoreError::Unavailable(detail) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable; retry shortly",
+            )
+            .log(detail),
+            StoreError::Migration(detail) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_READY",
+                "the database schema is not current; run `serin migrate`",
+            )
+            .log(detail),
+            StoreError::Backend(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, detail = self.log.as_deref().unwrap_or(""), "{}", self.message);
+        } else if let Some(log) = &self.log {
+            tracing::debug!(code = self.code, detail = %log, "{}", self.message);
+        }
+        let body = ErrorBody { error: self.message, code: self.code.to_string(), details: self.details };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The handler's result type.
+pub type ApiResult<T> = Result<T, ApiError>;

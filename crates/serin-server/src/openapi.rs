@@ -1,0 +1,92 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+//!
+//! Seed 000's routes are served by the same handlers as their canonical
+//! `/api/v1` forms; [`ALIASES`] lists them, and the document describes each alias
+//! with a copy of its canonical operation. A golden copy lives in
+//! `docs/openapi.json`; a test fails when the two differ.
+
+use utoipa::OpenApi;
+use utoipa::openapi::path::HttpMethod;
+
+use crate::error::ErrorBody;
+use crate::routes::{health, products, releases, signals};
+
+/// Seed-compatible routes: (alias path, canonical path, method).
+pub const ALIASES: &[(&str, &str, HttpMethod)] = &[
+    ("/product", "/api/v1/products", HttpMethod::Post),
+    ("/release", "/api/v1/releases", HttpMethod::Post),
+    ("/release/{product_name}/latest", "/api/v1/products/{name}/releases/latest", HttpMethod::Get),
+    ("/signal", "/api/v1/signals", HttpMethod::Post),
+];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Serin", description = "Canary releases: products, releases, signals."),
+    paths(
+        health::health, health::ready,
+        products::create, products::list, products::show,
+        releases::create, releases::create_for_product, releases::list, releases::latest,
+        releases::show, releases::update,
+        signals::record, signals::record_batch, signals::list,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "products", description = "Deployable things"),
+        (name = "releases", description = "Versions of products and their life cycle"),
+        (name = "signals", description = "Observations about the lanes of a release"),
+    )
+)]
+struct ApiDoc;
+
+/// The whole document, aliases included.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    for (alias, canonical, method) in ALIASES {
+        let Some(item) = doc.paths.paths.get(*canonical) else { continue };
+        let Some(op) = operation(item, method) else { continue };
+        let mut op = op.clone();
+        op.operation_id = op.operation_id.map(|id| format!("{id}_seed"));
+        op.summary = Some(format!("Seed 000 form of `{canonical}`"));
+        if let Some(params) = &mut op.parameters {
+            for p in params.iter_mut() {
+                if p.name == "name" && alias.contains("{product_name}") {
+                    p.name = "product_name".into();
+                }
+            }
+        }
+        let entry = doc.paths.paths.entry(alias.to_string()).or_default();
+        set_operation(entry, method, op);
+    }
+    doc
+}
+
+fn operation<'a>(item: &'a utoipa::openapi::PathItem, m: &HttpMethod) -> Option<&'a utoipa::openapi::path::Operation> {
+    match m {
+        HttpMethod::Get => item.get.as_ref(),
+        HttpMethod::Post => item.post.as_ref(),
+        HttpMethod::Patch => item.patch.as_ref(),
+        HttpMethod::Put => item.put.as_ref(),
+        HttpMethod::Delete => item.delete.as_ref(),
+        _ => None,
+    }
+}
+
+fn set_operation(item: &mut utoipa::openapi::PathItem, m: &HttpMethod, op: utoipa::openapi::path::Operation) {
+    match m {
+        HttpMethod::Get => item.get = Some(op),
+        HttpMethod::Post => item.post = Some(op),
+        HttpMethod::Patch => item.patch = Some(op),
+        HttpMethod::Put => item.put = Some(op),
+        HttpMethod::Delete => item.delete = Some(op),
+        _ => {}
+    }
+}
+
+/// The document as pretty JSON with a trailing newline, as the golden file holds it.
+pub fn document_json() -> String {
+    let mut s = document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}

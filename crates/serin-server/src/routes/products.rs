@@ -1,0 +1,50 @@
+//! Products: create, list, show.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serin_core::{List, NewProduct, Product};
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// The product routes, including seed 000's `POST /product`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/products", get(list).post(create))
+        .route("/api/v1/products/{name}", get(show))
+        .route("/product", axum::routing::post(create))
+}
+
+/// Create a product. Also served as `POST /product` (seed 000).
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = NewProduct,
+    responses(
+        (status = 201, body = Product),
+        (status = 400, description = "invalid name or description", body = ErrorBody),
+        (status = 409, description = "`PRODUCT_EXISTS`", body = ErrorBody),
+        (status = 422, description = "missing field or wrong type", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(name = %new.name))]
+pub async fn create(State(state): State<AppState>, ApiJson(new): ApiJson<NewProduct>) -> ApiResult<(StatusCode, Json<Product>)> {
+    new.validate()?;
+    let product = state.store.create_product(&new, state.now()).await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// List products by name.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    responses((status = 200, body = List<Product>)))]
+#[tracing::instrument(skip_all)]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<List<Product>>> {
+    Ok(Json(state.store.list_products().await?.into()))
+}
+
+/// Show one product.
+#[utoipa::path(get, path = "/api/v1/products/{name}", tag = "products",
+    params(("name" = String, Path, description = "the product's name")),
+    responses((status = 200, body = Product), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn show(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Product>> {
+    Ok(Json(state.store.get_product(&name).await?))
+}

@@ -1,0 +1,114 @@
+//! Releases: create, list, show, change status, and the latest stable one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serin_core::{List, NewRelease, Release, ReleasePatch};
+
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// The release routes, including seed 000's `POST /release` and
+/// `GET /release/{product_name}/latest`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/products/{name}/releases", get(list).post(create_for_product))
+        .route("/api/v1/products/{name}/releases/latest", get(latest))
+        .route("/api/v1/releases/{id}", get(show).patch(update))
+        .route("/api/v1/releases", post(create))
+        .route("/release", post(create))
+        .route("/release/{product_name}/latest", get(latest))
+}
+
+/// A release to create under a product named in the path.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRelease {
+    /// The version; unique within the product.
+    pub version: String,
+    /// Release notes.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Create a `draft` release. Also served as `POST /release` (seed 000).
+#[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
+    responses(
+        (status = 201, body = Release),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(product = %new.product_name, version = %new.version))]
+pub async fn create(State(state): State<AppState>, ApiJson(new): ApiJson<NewRelease>) -> ApiResult<(StatusCode, Json<Release>)> {
+    new.validate()?;
+    let release = state.store.create_release(&new, state.now()).await?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// Create a `draft` release of the product in the path.
+#[utoipa::path(post, path = "/api/v1/products/{name}/releases", tag = "releases", request_body = ProductRelease,
+    params(("name" = String, Path, description = "the product's name")),
+    responses(
+        (status = 201, body = Release),
+        (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
+pub async fn create_for_product(
+    state: State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ProductRelease>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    let new = NewRelease { product_name: name, version: body.version, description: body.description };
+    create(state, ApiJson(new)).await
+}
+
+/// A product's releases, newest first.
+#[utoipa::path(get, path = "/api/v1/products/{name}/releases", tag = "releases",
+    params(("name" = String, Path, description = "the product's name")),
+    responses((status = 200, body = List<Release>), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn list(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<List<Release>>> {
+    Ok(Json(state.store.list_releases(&name).await?.into()))
+}
+
+/// The latest stable release: the highest semver among `released` releases (or the
+/// most recently released when versions aren't all semver). Also served as
+/// `GET /release/{product_name}/latest` (seed 000).
+#[utoipa::path(get, path = "/api/v1/products/{name}/releases/latest", tag = "releases",
+    params(("name" = String, Path, description = "the product's name")),
+    responses(
+        (status = 200, body = Release),
+        (status = 404, description = "`PRODUCT_NOT_FOUND` or `NO_STABLE_RELEASE`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn latest(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Release>> {
+    Ok(Json(state.store.latest_stable(&name).await?))
+}
+
+/// One release.
+#[utoipa::path(get, path = "/api/v1/releases/{id}", tag = "releases",
+    params(("id" = i64, Path, description = "the release's id")),
+    responses((status = 200, body = Release), (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Release>> {
+    Ok(Json(state.store.get_release(id).await?))
+}
+
+/// Change a release's status (`draft → approved → released → rolled_back`, or
+/// `cancelled` before release) or its notes. Asking for the current status changes nothing.
+#[utoipa::path(patch, path = "/api/v1/releases/{id}", tag = "releases", request_body = ReleasePatch,
+    params(("id" = i64, Path, description = "the release's id")),
+    responses(
+        (status = 200, body = Release),
+        (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`INVALID_STATUS_TRANSITION`", body = ErrorBody)))]
+#[tracing::instrument(skip(state, patch), fields(status = ?patch.status))]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<ReleasePatch>,
+) -> ApiResult<Json<Release>> {
+    patch.validate()?;
+    Ok(Json(state.store.update_release(id, &patch, state.now()).await?))
+}

@@ -1,0 +1,3 @@
+//! serin-server's integration tests.
+
+mod openapi;

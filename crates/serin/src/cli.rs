@@ -1,0 +1,218 @@
+//! The command line, declared with clap. Every flag that configures the server also
+//! reads a `SERIN_*` environment variable; `serin up --help` lists them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Serin: canary releases in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "serin", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How a client command reaches the server and prints answers.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The Serin server to talk to.
+    #[arg(long, env = "SERIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// API key, sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "SERIN_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// How to print answers.
+    #[arg(long, short = 'o', env = "SERIN_OUTPUT", value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+/// How to print answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The server's JSON, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: the HTTP API over an embedded SQLite file or PostgreSQL.
+    Up(UpArgs),
+    /// Apply the database migrations this binary embeds, then exit.
+    Migrate(DbArgs),
+    /// Products: add, list, show.
+    #[command(subcommand)]
+    Product(ProductCmd),
+    /// Releases: add, list, show, latest, approve, release, cancel, rollback.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Signals: send one, or a batch from a file or stdin.
+    #[command(subcommand)]
+    Signal(SignalCmd),
+    /// Seed 000 form of `product add`.
+    AddProduct(ProductAdd),
+    /// Seed 000 form of `release add`.
+    AddRelease(ReleaseAdd),
+    /// Seed 000 form of `release latest`.
+    GetLatestRelease(ProductRef),
+    /// Seed 000 form of `signal send`.
+    AddSignal(SignalSend),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Database URL: `sqlite://PATH` (default `sqlite://serin.db` in the working
+    /// directory) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "SERIN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A YAML file with any of: listen, database_url, max_connections, log_format, log_level.
+    #[arg(long, short = 'c', env = "SERIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Most database connections (PostgreSQL pool size; SQLite readers). Default 8.
+    #[arg(long, env = "SERIN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+/// Settings of `serin up`. A flag beats its environment variable, which beats the
+/// config file, which beats the default.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Address of the HTTP API (default 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, env = "SERIN_LISTEN")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Log format: `text` (default) or `json`.
+    #[arg(long, env = "SERIN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` (default) or `serin_server=debug,info`.
+    #[arg(long, env = "SERIN_LOG")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCmd {
+    /// Create a product.
+    Add(ProductAdd),
+    /// List products.
+    List,
+    /// Show one product.
+    Show(ProductRef),
+}
+
+/// A product to create.
+#[derive(Debug, Args)]
+pub struct ProductAdd {
+    /// The product's name.
+    pub name: Option<String>,
+    /// The product's name (instead of the positional NAME).
+    #[arg(long = "name", visible_alias = "product", value_name = "NAME", conflicts_with = "name")]
+    pub name_flag: Option<String>,
+    /// Free text.
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+}
+
+/// A product, by name.
+#[derive(Debug, Args)]
+pub struct ProductRef {
+    /// The product's name.
+    pub product: Option<String>,
+    /// The product's name (instead of the positional PRODUCT).
+    #[arg(long = "product", visible_alias = "name", value_name = "NAME", conflicts_with = "product")]
+    pub product_flag: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCmd {
+    /// Create a draft release.
+    Add(ReleaseAdd),
+    /// List a product's releases, newest first.
+    List(ProductRef),
+    /// Show one release.
+    Show(ReleaseId),
+    /// Show the latest stable release of a product.
+    Latest(ProductRef),
+    /// Approve a draft release.
+    Approve(ReleaseId),
+    /// Mark an approved release as released (it may become the stable one).
+    Release(ReleaseId),
+    /// Cancel a draft or approved release.
+    Cancel(ReleaseId),
+    /// Mark a released release as rolled back (it is never stable again).
+    Rollback(ReleaseId),
+}
+
+/// A release to create.
+#[derive(Debug, Args)]
+pub struct ReleaseAdd {
+    /// The product.
+    pub product: Option<String>,
+    /// The version (semver recommended).
+    pub version: Option<String>,
+    /// The product (instead of the positional PRODUCT).
+    #[arg(long = "product", value_name = "NAME", conflicts_with = "product")]
+    pub product_flag: Option<String>,
+    /// The version (instead of the positional VERSION).
+    #[arg(long = "version", value_name = "VERSION", conflicts_with = "version")]
+    pub version_flag: Option<String>,
+    /// Release notes.
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+}
+
+/// A release, by id.
+#[derive(Debug, Args)]
+pub struct ReleaseId {
+    /// The release's id (see `serin release list PRODUCT`).
+    pub id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignalCmd {
+    /// Send one signal, or a batch with --file.
+    Send(SignalSend),
+}
+
+/// A signal to send, or a file of them.
+#[derive(Debug, Args)]
+pub struct SignalSend {
+    /// A JSON file of signals (`-` for stdin): an array, `{"signals": [...]}`, or one object per line.
+    #[arg(long, short = 'f', conflicts_with_all = ["product", "version", "lane", "name", "value"])]
+    pub file: Option<PathBuf>,
+    /// The release's product.
+    #[arg(long, required_unless_present = "file")]
+    pub product: Option<String>,
+    /// The release's version.
+    #[arg(long, required_unless_present = "file")]
+    pub version: Option<String>,
+    /// `stable` or `canary`.
+    #[arg(long, required_unless_present = "file")]
+    pub lane: Option<String>,
+    /// What was observed, e.g. `http.request`.
+    #[arg(long, required_unless_present = "file")]
+    pub name: Option<String>,
+    /// The observed value.
+    #[arg(long, required_unless_present = "file", allow_negative_numbers = true)]
+    pub value: Option<f64>,
+    /// `outcome`, `latency`, `counter` or `gauge` (default).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// A tag as KEY=VALUE; repeat for more.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// When it was observed (RFC 3339); now when absent.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+}

@@ -1,0 +1,146 @@
+//! Starting and stopping the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_serin");
+
+/// A running `serin up`.
+pub struct Server {
+    pub url: String,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts on a fresh SQLite file in a new temp dir.
+    pub fn sqlite() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/serin.db", dir.path().display());
+        Server::start(&url, dir)
+    }
+
+    /// Starts on `database_url`, keeping `dir` alive.
+    pub fn start(database_url: &str, dir: tempfile::TempDir) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .env("SERIN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start serin");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("serin: listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(30)).expect("serin announced its address");
+        Server { url, child, dir }
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli_at(&self.url, args, None)
+    }
+
+    /// Runs the CLI with `stdin` as standard input.
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        cli_at(&self.url, args, Some(stdin))
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited cleanly within 10 s.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SERIN_URL", url)
+        .env_remove("SERIN_OUTPUT")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "command failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap()
+}
+
+/// A PostgreSQL URL scoped to a fresh schema, or None outside CI when unreachable.
+pub async fn postgres_schema() -> Option<String> {
+    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL at {url} is required in CI: {e}");
+            eprintln!("SKIPPED: PostgreSQL at {url} unreachable: {e}");
+            return None;
+        }
+    };
+    tokio::spawn(conn);
+    let schema = format!("serin_e2e_{}", std::process::id());
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// HTTP helpers returning (status, JSON body).
+pub async fn send(method: reqwest::Method, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let c = reqwest::Client::new();
+    let mut req = c.request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+pub async fn post(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    send(reqwest::Method::POST, url, Some(body)).await
+}
+
+pub async fn get(url: &str) -> (u16, serde_json::Value) {
+    send(reqwest::Method::GET, url, None).await
+}
+
+pub async fn patch(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    send(reqwest::Method::PATCH, url, Some(body)).await
+}
