@@ -79,7 +79,11 @@ impl Client {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| ClientError::InvalidUrl(format!("{base_url}: {e}")))?;
-        Ok(Client { base, http, api_key: None })
+        Ok(Client {
+            base,
+            http,
+            api_key: None,
+        })
     }
 
     /// Sends `Authorization: Bearer KEY` with every request.
@@ -94,7 +98,12 @@ impl Client {
         &self.base
     }
 
-    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, ClientError> {
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if let Some(key) = &self.api_key {
@@ -103,7 +112,10 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let transport = |e: reqwest::Error| ClientError::Transport { url: url.clone(), reason: describe(&e) };
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: url.clone(),
+            reason: describe(&e),
+        };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(transport)?;
@@ -118,7 +130,8 @@ impl Client {
 
     /// `GET /api/v1/health`.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/health", None).await
+        self.call::<(), _>(Method::GET, "/api/v1/health", None)
+            .await
     }
 
     /// Creates a product.
@@ -128,12 +141,20 @@ impl Client {
 
     /// All products.
     pub async fn list_products(&self) -> Result<Vec<Product>, ClientError> {
-        Ok(self.call::<(), List<Product>>(Method::GET, "/api/v1/products", None).await?.items)
+        Ok(self
+            .call::<(), List<Product>>(Method::GET, "/api/v1/products", None)
+            .await?
+            .items)
     }
 
     /// One product.
     pub async fn get_product(&self, name: &str) -> Result<Product, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/api/v1/products/{}", seg(name)), None).await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/products/{}", seg(name)),
+            None,
+        )
+        .await
     }
 
     /// Creates a `draft` release.
@@ -144,34 +165,59 @@ impl Client {
     /// A product's releases, newest first.
     pub async fn list_releases(&self, product: &str) -> Result<Vec<Release>, ClientError> {
         let path = format!("/api/v1/products/{}/releases", seg(product));
-        Ok(self.call::<(), List<Release>>(Method::GET, &path, None).await?.items)
+        Ok(self
+            .call::<(), List<Release>>(Method::GET, &path, None)
+            .await?
+            .items)
     }
 
     /// One release.
     pub async fn get_release(&self, id: i64) -> Result<Release, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/api/v1/releases/{id}"), None).await
+        self.call::<(), _>(Method::GET, &format!("/api/v1/releases/{id}"), None)
+            .await
     }
 
     /// Changes a release's status.
-    pub async fn set_release_status(&self, id: i64, status: ReleaseStatus) -> Result<Release, ClientError> {
-        let patch = ReleasePatch { status: Some(status), description: None };
-        self.call(Method::PATCH, &format!("/api/v1/releases/{id}"), Some(&patch)).await
+    pub async fn set_release_status(
+        &self,
+        id: i64,
+        status: ReleaseStatus,
+    ) -> Result<Release, ClientError> {
+        let patch = ReleasePatch {
+            status: Some(status),
+            description: None,
+        };
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/releases/{id}"),
+            Some(&patch),
+        )
+        .await
     }
 
     /// The product's latest stable release.
     pub async fn latest_stable(&self, product: &str) -> Result<Release, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/release/{}/latest", seg(product)), None).await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/release/{}/latest", seg(product)),
+            None,
+        )
+        .await
     }
 
     /// Records one signal.
     pub async fn send_signal(&self, signal: &NewSignal) -> Result<Signal, ClientError> {
-        self.call(Method::POST, "/api/v1/signals", Some(signal)).await
+        self.call(Method::POST, "/api/v1/signals", Some(signal))
+            .await
     }
 
     /// Records many signals, all or none.
     pub async fn send_signals(&self, signals: Vec<NewSignal>) -> Result<usize, ClientError> {
         let batch = SignalBatch { signals };
-        Ok(self.call::<_, BatchAccepted>(Method::POST, "/api/v1/signals/batch", Some(&batch)).await?.accepted)
+        Ok(self
+            .call::<_, BatchAccepted>(Method::POST, "/api/v1/signals/batch", Some(&batch))
+            .await?
+            .accepted)
     }
 }
 
@@ -184,7 +230,12 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
         details: serde_json::Value,
     }
     match serde_json::from_slice::<Body>(bytes) {
-        Ok(b) => ClientError::Api { status: status.as_u16(), code: b.code, message: b.error, details: b.details },
+        Ok(b) => ClientError::Api {
+            status: status.as_u16(),
+            code: b.code,
+            message: b.error,
+            details: b.details,
+        },
         Err(_) => ClientError::Api {
             status: status.as_u16(),
             code: "UNKNOWN_ERROR".into(),
@@ -209,7 +260,9 @@ fn describe(e: &reqwest::Error) -> String {
 fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -224,7 +277,10 @@ mod tests {
         assert!(Client::new("localhost:8080").is_err());
         assert_eq!(Client::new("http://h:1/").unwrap().base_url(), "http://h:1");
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
-        let e = api_error(StatusCode::NOT_FOUND, br#"{"error":"nope","code":"PRODUCT_NOT_FOUND","details":{}}"#);
+        let e = api_error(
+            StatusCode::NOT_FOUND,
+            br#"{"error":"nope","code":"PRODUCT_NOT_FOUND","details":{}}"#,
+        );
         assert_eq!(e.code(), Some("PRODUCT_NOT_FOUND"));
         let e = api_error(StatusCode::BAD_GATEWAY, b"<html>");
         assert_eq!(e.code(), Some("UNKNOWN_ERROR"));

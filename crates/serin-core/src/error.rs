@@ -31,16 +31,20 @@ pub enum DomainError {
 impl DomainError {
     /// A field is invalid, for the given reason.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        DomainError::Invalid { field: field.into(), reason: reason.into() }
+        DomainError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The same error with its field path put under `prefix` (e.g. `signals[3]`).
     #[must_use]
     pub fn under(self, prefix: &str) -> Self {
         match self {
-            DomainError::Invalid { field, reason } => {
-                DomainError::Invalid { field: format!("{prefix}.{field}"), reason }
-            }
+            DomainError::Invalid { field, reason } => DomainError::Invalid {
+                field: format!("{prefix}.{field}"),
+                reason,
+            },
             other => other,
         }
     }

@@ -25,7 +25,7 @@ pub use error::DomainError;
 pub use page::List;
 pub use product::{NewProduct, Product};
 pub use release::{NewRelease, Release, ReleasePatch, ReleaseStatus, latest_stable};
-pub use signal::{Lane, NewSignal, Signal, SignalBatch, SignalKind, BatchAccepted};
+pub use signal::{BatchAccepted, Lane, NewSignal, Signal, SignalBatch, SignalKind};
 
 /// Instants are UTC everywhere in Serin.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -55,10 +55,18 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), DomainError> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(DomainError::invalid(field, format!("must be at most {MAX_NAME_LEN} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        ));
     }
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let all_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let all_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !first_ok || !all_ok {
         return Err(DomainError::invalid(
             field,
@@ -88,7 +96,15 @@ mod tests {
         for ok in ["web", "Web-1", "a", "svc_2.api", "0day"] {
             assert!(validate_name("name", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-web", ".x", "has space", "slash/x", "é", &"a".repeat(101)] {
+        for bad in [
+            "",
+            "-web",
+            ".x",
+            "has space",
+            "slash/x",
+            "é",
+            &"a".repeat(101),
+        ] {
             assert!(validate_name("name", bad).is_err(), "{bad}");
         }
     }

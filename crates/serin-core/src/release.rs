@@ -26,8 +26,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::product::validate_description;
 use crate::DomainError;
+use crate::product::validate_description;
 
 /// Longest version string accepted.
 pub const MAX_VERSION_LEN: usize = 100;
@@ -93,7 +93,11 @@ impl ReleaseStatus {
         Err(DomainError::IllegalTransition {
             from: self,
             to,
-            allowed: if allowed.is_empty() { "none".into() } else { allowed.join(", ") },
+            allowed: if allowed.is_empty() {
+                "none".into()
+            } else {
+                allowed.join(", ")
+            },
         })
     }
 }
@@ -181,7 +185,10 @@ impl ReleasePatch {
     /// Checks the fields.
     pub fn validate(&self) -> Result<(), DomainError> {
         if self.status.is_none() && self.description.is_none() {
-            return Err(DomainError::invalid("status", "give at least one of `status` and `description`"));
+            return Err(DomainError::invalid(
+                "status",
+                "give at least one of `status` and `description`",
+            ));
         }
         validate_description("description", self.description.as_deref())
     }
@@ -193,7 +200,10 @@ pub fn validate_version(field: &str, version: &str) -> Result<(), DomainError> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if version.len() > MAX_VERSION_LEN {
-        return Err(DomainError::invalid(field, format!("must be at most {MAX_VERSION_LEN} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_VERSION_LEN} characters"),
+        ));
     }
     if !version.chars().all(|c| c.is_ascii_graphic() && c != '/') {
         return Err(DomainError::invalid(
@@ -214,13 +224,14 @@ pub fn parse_semver(version: &str) -> Option<semver::Version> {
 /// See the module docs for the rule. Ties (equal precedence, e.g. `1.0.0+a` and
 /// `1.0.0+b`, or equal release times) go to the later release time, then the higher id.
 pub fn latest_stable(releases: &[Release]) -> Option<&Release> {
-    let released: Vec<&Release> =
-        releases.iter().filter(|r| r.status == ReleaseStatus::Released).collect();
+    let released: Vec<&Release> = releases
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Released)
+        .collect();
     let parsed: Option<Vec<semver::Version>> =
         released.iter().map(|r| parse_semver(&r.version)).collect();
-    let by_time = |a: &Release, b: &Release| {
-        a.released_at.cmp(&b.released_at).then(a.id.cmp(&b.id))
-    };
+    let by_time =
+        |a: &Release, b: &Release| a.released_at.cmp(&b.released_at).then(a.id.cmp(&b.id));
     match parsed {
         Some(versions) => released
             .iter()
@@ -270,23 +281,38 @@ mod tests {
 
     #[test]
     fn prerelease_is_lower_and_v_prefix_parses() {
-        let rs = [rel(1, "v2.0.0-rc.1", Released, Some(30)), rel(2, "v1.5.0", Released, Some(10))];
+        let rs = [
+            rel(1, "v2.0.0-rc.1", Released, Some(30)),
+            rel(2, "v1.5.0", Released, Some(10)),
+        ];
         assert_eq!(latest_stable(&rs).unwrap().version, "v2.0.0-rc.1");
-        let rs = [rel(1, "2.0.0-rc.1", Released, Some(30)), rel(2, "2.0.0", Released, Some(10))];
+        let rs = [
+            rel(1, "2.0.0-rc.1", Released, Some(30)),
+            rel(2, "2.0.0", Released, Some(10)),
+        ];
         assert_eq!(latest_stable(&rs).unwrap().version, "2.0.0");
     }
 
     #[test]
     fn non_semver_falls_back_to_release_time() {
-        let rs = [rel(1, "2024-05-01", Released, Some(50)), rel(2, "1.0.0", Released, Some(10))];
+        let rs = [
+            rel(1, "2024-05-01", Released, Some(50)),
+            rel(2, "1.0.0", Released, Some(10)),
+        ];
         assert_eq!(latest_stable(&rs).unwrap().id, 1);
-        let rs = [rel(1, "build-9", Released, Some(5)), rel(2, "build-10", Released, Some(6))];
+        let rs = [
+            rel(1, "build-9", Released, Some(5)),
+            rel(2, "build-10", Released, Some(6)),
+        ];
         assert_eq!(latest_stable(&rs).unwrap().id, 2);
     }
 
     #[test]
     fn none_without_released() {
-        let rs = [rel(1, "1.0.0", Approved, None), rel(2, "1.1.0", RolledBack, Some(3))];
+        let rs = [
+            rel(1, "1.0.0", Approved, None),
+            rel(2, "1.1.0", RolledBack, Some(3)),
+        ];
         assert!(latest_stable(&rs).is_none());
     }
 

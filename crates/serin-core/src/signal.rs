@@ -96,9 +96,14 @@ impl SignalKind {
 
     /// Parses the wire name.
     pub fn parse(s: &str) -> Option<SignalKind> {
-        [SignalKind::Outcome, SignalKind::Latency, SignalKind::Counter, SignalKind::Gauge]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            SignalKind::Outcome,
+            SignalKind::Latency,
+            SignalKind::Counter,
+            SignalKind::Gauge,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -197,7 +202,10 @@ impl NewSignal {
             _ => {}
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(DomainError::invalid("tags", format!("at most {MAX_TAGS} tags")));
+            return Err(DomainError::invalid(
+                "tags",
+                format!("at most {MAX_TAGS} tags"),
+            ));
         }
         for (k, v) in &self.tags {
             validate_signal_name(&format!("tags.{k}"), k)?;
@@ -224,19 +232,28 @@ impl NewSignal {
 
     /// How this signal names its release; an error if it names it neither or both ways.
     pub fn release_ref(&self) -> Result<ReleaseRef<'_>, DomainError> {
-        match (self.release_id, self.product_name.as_deref(), self.version.as_deref()) {
+        match (
+            self.release_id,
+            self.product_name.as_deref(),
+            self.version.as_deref(),
+        ) {
             (Some(id), None, None) => Ok(ReleaseRef::Id(id)),
             (None, Some(p), Some(v)) => {
                 validate_name("product_name", p)?;
                 validate_version("version", v)?;
-                Ok(ReleaseRef::Named { product_name: p, version: v })
+                Ok(ReleaseRef::Named {
+                    product_name: p,
+                    version: v,
+                })
             }
-            (None, None, Some(_)) => {
-                Err(DomainError::invalid("product_name", "is required with `version`"))
-            }
-            (None, Some(_), None) => {
-                Err(DomainError::invalid("version", "is required with `product_name`"))
-            }
+            (None, None, Some(_)) => Err(DomainError::invalid(
+                "product_name",
+                "is required with `version`",
+            )),
+            (None, Some(_), None) => Err(DomainError::invalid(
+                "version",
+                "is required with `product_name`",
+            )),
             (None, None, None) => Err(DomainError::invalid(
                 "product_name",
                 "name the release: give `product_name` and `version`, or `release_id`",
@@ -257,7 +274,10 @@ pub fn validate_signal_name(field: &str, name: &str) -> Result<(), DomainError> 
             format!("must be 1 to {MAX_SIGNAL_NAME_LEN} characters"),
         ));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+    {
         return Err(DomainError::invalid(
             field,
             "must contain only letters, digits, '_', '.', ':' and '-'",
@@ -279,7 +299,10 @@ impl SignalBatch {
     /// Checks every signal; an error names the first bad one as `signals[i].field`.
     pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
         if self.signals.is_empty() {
-            return Err(DomainError::invalid("signals", "must hold at least one signal"));
+            return Err(DomainError::invalid(
+                "signals",
+                "must hold at least one signal",
+            ));
         }
         if self.signals.len() > MAX_BATCH {
             return Err(DomainError::invalid(
@@ -288,7 +311,8 @@ impl SignalBatch {
             ));
         }
         for (i, s) in self.signals.iter().enumerate() {
-            s.validate(now).map_err(|e| e.under(&format!("signals[{i}]")))?;
+            s.validate(now)
+                .map_err(|e| e.under(&format!("signals[{i}]")))?;
         }
         Ok(())
     }
@@ -339,33 +363,61 @@ mod tests {
 
     #[test]
     fn outcome_must_be_zero_or_one() {
-        let s = NewSignal { value: 0.5, ..sig() };
+        let s = NewSignal {
+            value: 0.5,
+            ..sig()
+        };
         assert_eq!(field_of(s.validate(now()).unwrap_err()), "value");
     }
 
     #[test]
     fn negative_latency_rejected() {
-        let s = NewSignal { kind: SignalKind::Latency, value: -3.0, ..sig() };
+        let s = NewSignal {
+            kind: SignalKind::Latency,
+            value: -3.0,
+            ..sig()
+        };
         assert_eq!(field_of(s.validate(now()).unwrap_err()), "value");
-        let g = NewSignal { kind: SignalKind::Gauge, value: -3.0, ..sig() };
+        let g = NewSignal {
+            kind: SignalKind::Gauge,
+            value: -3.0,
+            ..sig()
+        };
         g.validate(now()).unwrap();
     }
 
     #[test]
     fn release_must_be_named_one_way() {
-        let s = NewSignal { release_id: Some(4), ..sig() };
+        let s = NewSignal {
+            release_id: Some(4),
+            ..sig()
+        };
         assert_eq!(field_of(s.validate(now()).unwrap_err()), "release_id");
-        let s = NewSignal { version: None, ..sig() };
+        let s = NewSignal {
+            version: None,
+            ..sig()
+        };
         assert_eq!(field_of(s.validate(now()).unwrap_err()), "version");
-        let s = NewSignal { product_name: None, version: None, release_id: Some(4), ..sig() };
+        let s = NewSignal {
+            product_name: None,
+            version: None,
+            release_id: Some(4),
+            ..sig()
+        };
         s.validate(now()).unwrap();
     }
 
     #[test]
     fn future_timestamps_bounded() {
-        let s = NewSignal { timestamp: Some(now() + Duration::seconds(600)), ..sig() };
+        let s = NewSignal {
+            timestamp: Some(now() + Duration::seconds(600)),
+            ..sig()
+        };
         assert_eq!(field_of(s.validate(now()).unwrap_err()), "timestamp");
-        let s = NewSignal { timestamp: Some(now() + Duration::seconds(60)), ..sig() };
+        let s = NewSignal {
+            timestamp: Some(now() + Duration::seconds(60)),
+            ..sig()
+        };
         s.validate(now()).unwrap();
     }
 
@@ -373,7 +425,9 @@ mod tests {
     fn batch_errors_name_the_index() {
         let mut bad = sig();
         bad.name = "has space".into();
-        let b = SignalBatch { signals: vec![sig(), sig(), bad] };
+        let b = SignalBatch {
+            signals: vec![sig(), sig(), bad],
+        };
         assert_eq!(field_of(b.validate(now()).unwrap_err()), "signals[2].name");
         let empty = SignalBatch { signals: vec![] };
         assert_eq!(field_of(empty.validate(now()).unwrap_err()), "signals");

@@ -40,7 +40,13 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and client message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: json!({}), log: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+            log: None,
+        }
     }
 
     /// Adds structured details.
@@ -64,8 +70,12 @@ impl ApiError {
 
     /// A field-level validation failure (400 `VALIDATION_FAILED`).
     pub fn invalid(field: &str, reason: &str) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", format!("{field}: {reason}"))
-            .details(json!({"field": field, "reason": reason}))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_FAILED",
+            format!("{field}: {reason}"),
+        )
+        .details(json!({"field": field, "reason": reason}))
     }
 
     /// 500 with a generic message; `detail` goes to the log.
@@ -105,8 +115,12 @@ impl From<StoreError> for ApiError {
                 if let Some(f) = field {
                     details["field"] = json!(f);
                 }
-                ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} `{key}` does not exist"))
-                    .details(details)
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    code,
+                    format!("{what} `{key}` does not exist"),
+                )
+                .details(details)
             }
             StoreError::NoStableRelease { product } => ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -119,8 +133,12 @@ impl From<StoreError> for ApiError {
                     Entity::Product => ("PRODUCT_EXISTS", "product", "name"),
                     Entity::Release => ("RELEASE_EXISTS", "release", "version"),
                 };
-                ApiError::new(StatusCode::CONFLICT, code, format!("{what} `{key}` already exists"))
-                    .details(json!({"field": field, what: key}))
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    code,
+                    format!("{what} `{key}` already exists"),
+                )
+                .details(json!({"field": field, what: key}))
             }
             StoreError::Domain(d) => d.into(),
             StoreError::Unavailable(detail) => ApiError::new(
@@ -143,11 +161,20 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, detail = self.log.as_deref().unwrap_or(""), "{}", self.message);
+            tracing::error!(
+                code = self.code,
+                detail = self.log.as_deref().unwrap_or(""),
+                "{}",
+                self.message
+            );
         } else if let Some(log) = &self.log {
             tracing::debug!(code = self.code, detail = %log, "{}", self.message);
         }
-        let body = ErrorBody { error: self.message, code: self.code.to_string(), details: self.details };
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code.to_string(),
+            details: self.details,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

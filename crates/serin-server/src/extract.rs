@@ -15,11 +15,11 @@
 //! | a value outside what the field allows | 400 | `VALIDATION_FAILED` |
 //! | a bad path or query parameter | 400 | `INVALID_PARAMETER` |
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -57,10 +57,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the request body is too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is too large",
+        )
     } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_BODY", "the request body could not be read")
-            .log(e.body_text())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_BODY",
+            "the request body could not be read",
+        )
+        .log(e.body_text())
     }
 }
 
@@ -84,8 +92,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_JSON", format!("the body is not valid JSON: {e}"))
-        .details(json!({"line": e.line(), "column": e.column()}))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "MALFORMED_JSON",
+        format!("the body is not valid JSON: {e}"),
+    )
+    .details(json!({"line": e.line(), "column": e.column()}))
 }
 
 fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -96,18 +108,45 @@ fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         Category::Syntax | Category::Eof | Category::Io => malformed(inner),
         Category::Data => {
             let text = strip_position(&inner.to_string());
-            if let Some(name) = text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-                let field = if path == "." { name.to_string() } else { format!("{path}.{name}") };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "MISSING_FIELD", format!("{field}: is required"))
-                    .details(json!({"field": field}))
+            if let Some(name) = text
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                let field = if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "MISSING_FIELD",
+                    format!("{field}: is required"),
+                )
+                .details(json!({"field": field}))
             } else if text.starts_with("unknown field `") {
-                let name = text.trim_start_matches("unknown field `").split('`').next().unwrap_or("");
-                let field = if path == "." { name.to_string() } else { path.clone() };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_FIELD", format!("{field}: {text}"))
-                    .details(json!({"field": field}))
+                let name = text
+                    .trim_start_matches("unknown field `")
+                    .split('`')
+                    .next()
+                    .unwrap_or("");
+                let field = if path == "." {
+                    name.to_string()
+                } else {
+                    path.clone()
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "UNKNOWN_FIELD",
+                    format!("{field}: {text}"),
+                )
+                .details(json!({"field": field}))
             } else if text.starts_with("invalid type") {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_FIELD_TYPE", format!("{path}: {text}"))
-                    .details(json!({"field": path, "reason": text}))
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "INVALID_FIELD_TYPE",
+                    format!("{path}: {text}"),
+                )
+                .details(json!({"field": path, "reason": text}))
             } else {
                 ApiError::invalid(&path, &text)
             }
@@ -151,11 +190,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state).await.map(|Query(v)| ApiQuery(v)).map_err(
-            |e: QueryRejection| {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e: QueryRejection| {
                 ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", e.body_text())
-            },
-        )
+            })
     }
 }
 
@@ -175,8 +215,14 @@ mod tests {
         assert_eq!(code_of::<NewProduct>("{} x").0, "MALFORMED_JSON");
         assert_eq!(code_of::<NewProduct>("").0, "MALFORMED_JSON");
         assert_eq!(code_of::<NewProduct>("{}").0, "MISSING_FIELD");
-        assert_eq!(code_of::<NewProduct>(r#"{"name": 3}"#).0, "INVALID_FIELD_TYPE");
-        assert_eq!(code_of::<NewProduct>(r#"{"name": "a", "x": 1}"#).0, "UNKNOWN_FIELD");
+        assert_eq!(
+            code_of::<NewProduct>(r#"{"name": 3}"#).0,
+            "INVALID_FIELD_TYPE"
+        );
+        assert_eq!(
+            code_of::<NewProduct>(r#"{"name": "a", "x": 1}"#).0,
+            "UNKNOWN_FIELD"
+        );
         let (code, debug) = code_of::<SignalBatch>(
             r#"{"signals":[{"product_name":"a","version":"1","lane":"blue","name":"x","value":1}]}"#,
         );

@@ -15,7 +15,11 @@ use crate::routes::{health, products, releases, signals};
 pub const ALIASES: &[(&str, &str, HttpMethod)] = &[
     ("/product", "/api/v1/products", HttpMethod::Post),
     ("/release", "/api/v1/releases", HttpMethod::Post),
-    ("/release/{product_name}/latest", "/api/v1/products/{name}/releases/latest", HttpMethod::Get),
+    (
+        "/release/{product_name}/latest",
+        "/api/v1/products/{name}/releases/latest",
+        HttpMethod::Get,
+    ),
     ("/signal", "/api/v1/signals", HttpMethod::Post),
 ];
 
@@ -44,8 +48,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     for (alias, canonical, method) in ALIASES {
-        let Some(item) = doc.paths.paths.get(*canonical) else { continue };
-        let Some(op) = operation(item, method) else { continue };
+        let Some(item) = doc.paths.paths.get(*canonical) else {
+            continue;
+        };
+        let Some(op) = operation(item, method) else {
+            continue;
+        };
         let mut op = op.clone();
         op.operation_id = op.operation_id.map(|id| format!("{id}_seed"));
         op.summary = Some(format!("Seed 000 form of `{canonical}`"));
@@ -62,7 +70,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-fn operation<'a>(item: &'a utoipa::openapi::PathItem, m: &HttpMethod) -> Option<&'a utoipa::openapi::path::Operation> {
+fn operation<'a>(
+    item: &'a utoipa::openapi::PathItem,
+    m: &HttpMethod,
+) -> Option<&'a utoipa::openapi::path::Operation> {
     match m {
         HttpMethod::Get => item.get.as_ref(),
         HttpMethod::Post => item.post.as_ref(),
@@ -73,7 +84,11 @@ fn operation<'a>(item: &'a utoipa::openapi::PathItem, m: &HttpMethod) -> Option<
     }
 }
 
-fn set_operation(item: &mut utoipa::openapi::PathItem, m: &HttpMethod, op: utoipa::openapi::path::Operation) {
+fn set_operation(
+    item: &mut utoipa::openapi::PathItem,
+    m: &HttpMethod,
+    op: utoipa::openapi::path::Operation,
+) {
     match m {
         HttpMethod::Get => item.get = Some(op),
         HttpMethod::Post => item.post = Some(op),
@@ -86,7 +101,9 @@ fn set_operation(item: &mut utoipa::openapi::PathItem, m: &HttpMethod, op: utoip
 
 /// The document as pretty JSON with a trailing newline, as the golden file holds it.
 pub fn document_json() -> String {
-    let mut s = document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s = document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }

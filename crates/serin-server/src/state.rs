@@ -19,14 +19,19 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("store", &self.store.backend()).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// State over `store` with the system clock.
     pub fn new(store: Store) -> Self {
-        AppState { store, clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())) }
+        AppState {
+            store,
+            clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
+        }
     }
 
     /// The same state with another clock.

@@ -130,10 +130,12 @@ impl Store {
     /// `sqlite:PATH` or a bare file path selects SQLite (the file is created if missing).
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         match parse_url(url).map_err(StoreError::Unavailable)? {
-            DatabaseUrl::Postgres(u) => Ok(Store::Postgres(postgres::PgStore::connect(&u, options)?)),
-            DatabaseUrl::Sqlite(path) => {
-                Ok(Store::Sqlite(sqlite::SqliteStore::open(&path, options).await?))
+            DatabaseUrl::Postgres(u) => {
+                Ok(Store::Postgres(postgres::PgStore::connect(&u, options)?))
             }
+            DatabaseUrl::Sqlite(path) => Ok(Store::Sqlite(
+                sqlite::SqliteStore::open(&path, options).await?,
+            )),
         }
     }
 
@@ -187,7 +189,12 @@ impl Store {
     }
 
     /// Changes a release; a status change is checked by `serin-core` inside the transaction.
-    pub async fn update_release(&self, id: i64, patch: &ReleasePatch, now: Timestamp) -> Result<Release> {
+    pub async fn update_release(
+        &self,
+        id: i64,
+        patch: &ReleasePatch,
+        now: Timestamp,
+    ) -> Result<Release> {
         dispatch!(self, b => b.update_release(id, patch, now))
     }
 
@@ -199,7 +206,9 @@ impl Store {
     /// Stores one signal.
     pub async fn record_signal(&self, signal: NewSignal, now: Timestamp) -> Result<Signal> {
         let mut stored = dispatch!(self, b => b.record_signals(vec![signal], now, true))?;
-        stored.pop().ok_or_else(|| StoreError::Backend("insert returned no row".into()))
+        stored
+            .pop()
+            .ok_or_else(|| StoreError::Backend("insert returned no row".into()))
     }
 
     /// Stores many signals in one transaction: all of them or none. Returns how many.
@@ -229,7 +238,10 @@ fn parse_url(url: &str) -> std::result::Result<DatabaseUrl, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(DatabaseUrl::Postgres(url.to_string()));
     }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() {
         return Err(format!("`{url}` names no SQLite file"));
@@ -264,7 +276,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(matches!(parse_url("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(matches!(
+            parse_url("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
         match parse_url("sqlite://data/serin.db").unwrap() {
             DatabaseUrl::Sqlite(p) => assert_eq!(p, std::path::Path::new("data/serin.db")),
             DatabaseUrl::Postgres(_) => panic!(),
@@ -280,7 +295,10 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -90,7 +90,10 @@ pub(crate) fn plan<'a>(
             Some(_) => {}
         }
     }
-    Ok(known.iter().filter(|m| !recorded.iter().any(|(v, _)| *v == m.version)).collect())
+    Ok(known
+        .iter()
+        .filter(|m| !recorded.iter().any(|(v, _)| *v == m.version))
+        .collect())
 }
 
 #[cfg(test)]
@@ -111,7 +114,15 @@ mod tests {
         let m = SQLITE[0];
         assert_eq!(plan(SQLITE, &[]).unwrap().len(), SQLITE.len());
         assert!(plan(SQLITE, &[(1, m.checksum())]).unwrap().len() == SQLITE.len() - 1);
-        assert!(plan(SQLITE, &[(99, "x".into())]).unwrap_err().contains("newer"));
-        assert!(plan(SQLITE, &[(1, "bad".into())]).unwrap_err().contains("differs"));
+        assert!(
+            plan(SQLITE, &[(99, "x".into())])
+                .unwrap_err()
+                .contains("newer")
+        );
+        assert!(
+            plan(SQLITE, &[(1, "bad".into())])
+                .unwrap_err()
+                .contains("differs")
+        );
     }
 }

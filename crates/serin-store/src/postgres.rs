@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serin_core::signal::ReleaseRef;
 use serin_core::{
-    Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus,
-    Signal, SignalKind, Timestamp,
+    Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus, Signal,
+    SignalKind, Timestamp,
 };
 use tokio_postgres::error::SqlState;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::{NoTls, Row};
 
 use crate::migrate::{self, MigrationReport};
@@ -32,7 +32,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("status", &self.pool.status()).finish()
+        f.debug_struct("PgStore")
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 
@@ -52,7 +54,8 @@ fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-const MIGRATION_LOCK: i64 = 0x5345_5249_4e;
+/// Advisory lock key for migrations ("SERIN" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0053_4552_494e;
 
 impl PgStore {
     pub(crate) fn connect(url: &str, options: &StoreOptions) -> Result<PgStore> {
@@ -61,7 +64,9 @@ impl PgStore {
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(options.max_connections.max(1))
@@ -80,7 +85,9 @@ impl PgStore {
     pub(crate) async fn migrate(&self) -> Result<MigrationReport> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS serin_schema_migrations (
                 version BIGINT PRIMARY KEY, name TEXT NOT NULL,
@@ -89,7 +96,10 @@ impl PgStore {
         .await
         .map_err(pg_err)?;
         let recorded: Vec<(i64, String)> = tx
-            .query("SELECT version, checksum FROM serin_schema_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version, checksum FROM serin_schema_migrations ORDER BY version",
+                &[],
+            )
             .await
             .map_err(pg_err)?
             .iter()
@@ -98,9 +108,9 @@ impl PgStore {
         let todo = migrate::plan(migrate::POSTGRES, &recorded).map_err(StoreError::Migration)?;
         let mut applied = Vec::new();
         for m in todo {
-            tx.batch_execute(m.sql)
-                .await
-                .map_err(|e| StoreError::Migration(format!("version {} ({}): {e}", m.version, m.name)))?;
+            tx.batch_execute(m.sql).await.map_err(|e| {
+                StoreError::Migration(format!("version {} ({}): {e}", m.version, m.name))
+            })?;
             tx.execute(
                 "INSERT INTO serin_schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
                 &[&m.version, &m.name, &m.checksum()],
@@ -124,7 +134,10 @@ impl PgStore {
             .await
             .map_err(pg_err)?
             .get(0);
-        schema_is(have.unwrap_or(0), migrate::POSTGRES.last().map_or(0, |m| m.version))
+        schema_is(
+            have.unwrap_or(0),
+            migrate::POSTGRES.last().map_or(0, |m| m.version),
+        )
     }
 
     pub(crate) async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
@@ -135,13 +148,19 @@ impl PgStore {
             )
             .await
             .map_err(pg_err)?;
-        let row = client.query_one(&stmt, &[&new.name, &new.description, &now]).await.map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict { entity: Entity::Product, key: new.name.clone() }
-            } else {
-                pg_err(e)
-            }
-        })?;
+        let row = client
+            .query_one(&stmt, &[&new.name, &new.description, &now])
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        entity: Entity::Product,
+                        key: new.name.clone(),
+                    }
+                } else {
+                    pg_err(e)
+                }
+            })?;
         Ok(Product {
             id: row.get(0),
             name: new.name.clone(),
@@ -153,19 +172,35 @@ impl PgStore {
 
     pub(crate) async fn list_products(&self) -> Result<Vec<Product>> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name")).await.map_err(pg_err)?;
-        Ok(client.query(&stmt, &[]).await.map_err(pg_err)?.iter().map(product_row).collect())
+        let stmt = client
+            .prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name"))
+            .await
+            .map_err(pg_err)?;
+        Ok(client
+            .query(&stmt, &[])
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(product_row)
+            .collect())
     }
 
     pub(crate) async fn get_product(&self, name: &str) -> Result<Product> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&format!("{PRODUCT_SELECT} WHERE name = $1")).await.map_err(pg_err)?;
+        let stmt = client
+            .prepare_cached(&format!("{PRODUCT_SELECT} WHERE name = $1"))
+            .await
+            .map_err(pg_err)?;
         client
             .query_opt(&stmt, &[&name])
             .await
             .map_err(pg_err)?
             .map(|r| product_row(&r))
-            .ok_or_else(|| StoreError::NotFound { entity: Entity::Product, key: name.into(), field: None })
+            .ok_or_else(|| StoreError::NotFound {
+                entity: Entity::Product,
+                key: name.into(),
+                field: None,
+            })
     }
 
     pub(crate) async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
@@ -214,10 +249,18 @@ impl PgStore {
         let client = self.client().await?;
         let pid = product_id(&client, product).await?;
         let stmt = client
-            .prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = $1 ORDER BY r.created_at DESC, r.id DESC"))
+            .prepare_cached(&format!(
+                "{RELEASE_SELECT} WHERE r.product_id = $1 ORDER BY r.created_at DESC, r.id DESC"
+            ))
             .await
             .map_err(pg_err)?;
-        client.query(&stmt, &[&pid]).await.map_err(pg_err)?.iter().map(release_row).collect()
+        client
+            .query(&stmt, &[&pid])
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(release_row)
+            .collect()
     }
 
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
@@ -225,7 +268,12 @@ impl PgStore {
         release_by_id(&client, id, false).await
     }
 
-    pub(crate) async fn update_release(&self, id: i64, patch: &ReleasePatch, now: Timestamp) -> Result<Release> {
+    pub(crate) async fn update_release(
+        &self,
+        id: i64,
+        patch: &ReleasePatch,
+        now: Timestamp,
+    ) -> Result<Release> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let mut r = release_by_id(&tx, id, true).await?;
@@ -253,9 +301,18 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_err)?;
-            tx.execute(&stmt, &[&id, &r.status.as_str(), &r.description, &now, &r.released_at])
-                .await
-                .map_err(pg_err)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &id,
+                    &r.status.as_str(),
+                    &r.description,
+                    &now,
+                    &r.released_at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(r)
@@ -265,17 +322,31 @@ impl PgStore {
         let client = self.client().await?;
         let pid = product_id(&client, product).await?;
         let stmt = client
-            .prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = $1 AND r.status = 'released'"))
+            .prepare_cached(&format!(
+                "{RELEASE_SELECT} WHERE r.product_id = $1 AND r.status = 'released'"
+            ))
             .await
             .map_err(pg_err)?;
-        let released: Vec<Release> =
-            client.query(&stmt, &[&pid]).await.map_err(pg_err)?.iter().map(release_row).collect::<Result<_>>()?;
+        let released: Vec<Release> = client
+            .query(&stmt, &[&pid])
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(release_row)
+            .collect::<Result<_>>()?;
         serin_core::latest_stable(&released)
             .cloned()
-            .ok_or_else(|| StoreError::NoStableRelease { product: product.to_string() })
+            .ok_or_else(|| StoreError::NoStableRelease {
+                product: product.to_string(),
+            })
     }
 
-    pub(crate) async fn record_signals(&self, signals: Vec<NewSignal>, now: Timestamp, want_rows: bool) -> Result<Vec<Signal>> {
+    pub(crate) async fn record_signals(
+        &self,
+        signals: Vec<NewSignal>,
+        now: Timestamp,
+        want_rows: bool,
+    ) -> Result<Vec<Signal>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let single = want_rows;
@@ -283,11 +354,22 @@ impl PgStore {
         let mut cache: HashMap<ReleaseRef<'_>, (i64, String, String)> = HashMap::new();
         let n = signals.len();
         let (mut rid, mut lane, mut name, mut kind, mut value, mut tags, mut ts) = (
-            Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n),
-            Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
         );
         for (i, s) in signals.iter().enumerate() {
-            let key = s.release_ref().map_err(|e| if single { e } else { e.under(&format!("signals[{i}]")) })?;
+            let key = s.release_ref().map_err(|e| {
+                if single {
+                    e
+                } else {
+                    e.under(&format!("signals[{i}]"))
+                }
+            })?;
             let found = match cache.get(&key) {
                 Some(hit) => hit.clone(),
                 None => {
@@ -301,7 +383,11 @@ impl PgStore {
             name.push(s.name.as_str());
             kind.push(s.kind.as_str());
             value.push(s.value);
-            tags.push(if s.tags.is_empty() { None } else { serde_json::to_value(&s.tags).ok() });
+            tags.push(if s.tags.is_empty() {
+                None
+            } else {
+                serde_json::to_value(&s.tags).ok()
+            });
             ts.push(s.timestamp.map_or(now, serin_core::to_micros));
         }
         let stmt = tx
@@ -316,7 +402,10 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         let ids = tx
-            .query(&stmt, &[&rid, &lane, &name, &kind, &value, &tags, &ts, &now])
+            .query(
+                &stmt,
+                &[&rid, &lane, &name, &kind, &value, &tags, &ts, &now],
+            )
             .await
             .map_err(pg_err)?;
         tx.commit().await.map_err(pg_err)?;
@@ -343,7 +432,11 @@ impl PgStore {
         Ok(out)
     }
 
-    pub(crate) async fn list_signals(&self, release_id: i64, q: &SignalQuery) -> Result<Vec<Signal>> {
+    pub(crate) async fn list_signals(
+        &self,
+        release_id: i64,
+        q: &SignalQuery,
+    ) -> Result<Vec<Signal>> {
         let client = self.client().await?;
         release_by_id(&client, release_id, false).await?;
         let stmt = client
@@ -358,7 +451,16 @@ impl PgStore {
             .map_err(pg_err)?;
         let limit = i64::from(q.limit);
         client
-            .query(&stmt, &[&release_id, &q.lane.map(Lane::as_str), &q.name, &q.since, &limit])
+            .query(
+                &stmt,
+                &[
+                    &release_id,
+                    &q.lane.map(Lane::as_str),
+                    &q.name,
+                    &q.since,
+                    &limit,
+                ],
+            )
             .await
             .map_err(pg_err)?
             .iter()
@@ -379,25 +481,35 @@ async fn resolve_release(
                 .prepare_cached("SELECT r.id, p.name, r.version FROM releases r JOIN products p ON p.id = r.product_id WHERE r.id = $1")
                 .await
                 .map_err(pg_err)?;
-            (c.query_opt(&stmt, &[&id]).await.map_err(pg_err)?, id.to_string(), "release_id")
+            (
+                c.query_opt(&stmt, &[&id]).await.map_err(pg_err)?,
+                id.to_string(),
+                "release_id",
+            )
         }
-        ReleaseRef::Named { product_name, version } => {
+        ReleaseRef::Named {
+            product_name,
+            version,
+        } => {
             let stmt = c
                 .prepare_cached("SELECT r.id, p.name, r.version FROM releases r JOIN products p ON p.id = r.product_id WHERE p.name = $1 AND r.version = $2")
                 .await
                 .map_err(pg_err)?;
             (
-                c.query_opt(&stmt, &[&product_name, &version]).await.map_err(pg_err)?,
+                c.query_opt(&stmt, &[&product_name, &version])
+                    .await
+                    .map_err(pg_err)?,
                 format!("{product_name}@{version}"),
                 "version",
             )
         }
     };
-    row.map(|r| (r.get(0), r.get(1), r.get(2))).ok_or_else(|| StoreError::NotFound {
-        entity: Entity::Release,
-        key: missing,
-        field: Some(signal_field(single, index, field)),
-    })
+    row.map(|r| (r.get(0), r.get(1), r.get(2)))
+        .ok_or_else(|| StoreError::NotFound {
+            entity: Entity::Release,
+            key: missing,
+            field: Some(signal_field(single, index, field)),
+        })
 }
 
 const PRODUCT_SELECT: &str = "SELECT id, name, description, created_at, updated_at FROM products";
@@ -405,10 +517,19 @@ const RELEASE_SELECT: &str = "SELECT r.id, r.product_id, p.name, r.version, r.st
      FROM releases r JOIN products p ON p.id = r.product_id";
 
 async fn product_id(c: &impl GenericClient, name: &str) -> Result<i64> {
-    let stmt = c.prepare_cached("SELECT id FROM products WHERE name = $1").await.map_err(pg_err)?;
-    c.query_opt(&stmt, &[&name]).await.map_err(pg_err)?.map(|r| r.get(0)).ok_or_else(|| {
-        StoreError::NotFound { entity: Entity::Product, key: name.into(), field: Some("product_name".into()) }
-    })
+    let stmt = c
+        .prepare_cached("SELECT id FROM products WHERE name = $1")
+        .await
+        .map_err(pg_err)?;
+    c.query_opt(&stmt, &[&name])
+        .await
+        .map_err(pg_err)?
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::NotFound {
+            entity: Entity::Product,
+            key: name.into(),
+            field: Some("product_name".into()),
+        })
 }
 
 async fn release_by_id(c: &impl GenericClient, id: i64, for_update: bool) -> Result<Release> {
@@ -420,12 +541,22 @@ async fn release_by_id(c: &impl GenericClient, id: i64, for_update: bool) -> Res
     let stmt = c.prepare_cached(&sql).await.map_err(pg_err)?;
     match c.query_opt(&stmt, &[&id]).await.map_err(pg_err)? {
         Some(r) => release_row(&r),
-        None => Err(StoreError::NotFound { entity: Entity::Release, key: id.to_string(), field: None }),
+        None => Err(StoreError::NotFound {
+            entity: Entity::Release,
+            key: id.to_string(),
+            field: None,
+        }),
     }
 }
 
 fn product_row(r: &Row) -> Product {
-    Product { id: r.get(0), name: r.get(1), description: r.get(2), created_at: r.get(3), updated_at: r.get(4) }
+    Product {
+        id: r.get(0),
+        name: r.get(1),
+        description: r.get(2),
+        created_at: r.get(3),
+        updated_at: r.get(4),
+    }
 }
 
 fn release_row(r: &Row) -> Result<Release> {
@@ -435,7 +566,9 @@ fn release_row(r: &Row) -> Result<Release> {
         product_id: r.get(1),
         product_name: r.get(2),
         version: r.get(3),
-        status: status.parse().map_err(|e: serin_core::DomainError| StoreError::Backend(e.to_string()))?,
+        status: status
+            .parse()
+            .map_err(|e: serin_core::DomainError| StoreError::Backend(e.to_string()))?,
         description: r.get(5),
         created_at: r.get(6),
         updated_at: r.get(7),
@@ -458,7 +591,8 @@ fn signal_row(r: &Row) -> Result<Signal> {
         version: r.get(3),
         lane: Lane::parse(lane).ok_or_else(|| StoreError::Backend(format!("lane `{lane}`")))?,
         name: r.get(5),
-        kind: SignalKind::parse(kind).ok_or_else(|| StoreError::Backend(format!("kind `{kind}`")))?,
+        kind: SignalKind::parse(kind)
+            .ok_or_else(|| StoreError::Backend(format!("kind `{kind}`")))?,
         value: r.get(7),
         tags,
         timestamp: r.get(9),

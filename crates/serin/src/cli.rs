@@ -19,7 +19,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The Serin server to talk to.
-    #[arg(long, env = "SERIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SERIN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// API key, sent as `Authorization: Bearer KEY`.
     #[arg(long, env = "SERIN_API_KEY", global = true, hide_env_values = true)]
@@ -117,7 +122,12 @@ pub struct ProductAdd {
     /// The product's name.
     pub name: Option<String>,
     /// The product's name (instead of the positional NAME).
-    #[arg(long = "name", visible_alias = "product", value_name = "NAME", conflicts_with = "name")]
+    #[arg(
+        long = "name",
+        visible_alias = "product",
+        value_name = "NAME",
+        conflicts_with = "name"
+    )]
     pub name_flag: Option<String>,
     /// Free text.
     #[arg(long, short = 'd')]
@@ -130,7 +140,12 @@ pub struct ProductRef {
     /// The product's name.
     pub product: Option<String>,
     /// The product's name (instead of the positional PRODUCT).
-    #[arg(long = "product", visible_alias = "name", value_name = "NAME", conflicts_with = "product")]
+    #[arg(
+        long = "product",
+        visible_alias = "name",
+        value_name = "NAME",
+        conflicts_with = "product"
+    )]
     pub product_flag: Option<String>,
 }
 

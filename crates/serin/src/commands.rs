@@ -7,7 +7,9 @@ use anyhow::{Context, anyhow, bail};
 use serin_client::Client;
 use serin_core::{Lane, NewProduct, NewRelease, NewSignal, ReleaseStatus, SignalBatch, SignalKind};
 
-use crate::cli::{ClientArgs, Output, ProductAdd, ProductCmd, ProductRef, ReleaseAdd, ReleaseCmd, SignalSend};
+use crate::cli::{
+    ClientArgs, Output, ProductAdd, ProductCmd, ProductRef, ReleaseAdd, ReleaseCmd, SignalSend,
+};
 use crate::output::print;
 
 fn client(args: &ClientArgs) -> anyhow::Result<Client> {
@@ -18,8 +20,15 @@ fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     })
 }
 
-fn one_of(positional: &Option<String>, flag: &Option<String>, what: &str) -> anyhow::Result<String> {
-    positional.clone().or_else(|| flag.clone()).ok_or_else(|| anyhow!("give the {what}"))
+fn one_of(
+    positional: &Option<String>,
+    flag: &Option<String>,
+    what: &str,
+) -> anyhow::Result<String> {
+    positional
+        .clone()
+        .or_else(|| flag.clone())
+        .ok_or_else(|| anyhow!("give the {what}"))
 }
 
 pub async fn product(args: &ClientArgs, cmd: ProductCmd) -> anyhow::Result<()> {
@@ -28,19 +37,32 @@ pub async fn product(args: &ClientArgs, cmd: ProductCmd) -> anyhow::Result<()> {
         ProductCmd::List => print(args.output, &client(args)?.list_products().await?, false),
         ProductCmd::Show(p) => {
             let name = product_name(&p)?;
-            print(args.output, &[client(args)?.get_product(&name).await?], true)
+            print(
+                args.output,
+                &[client(args)?.get_product(&name).await?],
+                true,
+            )
         }
     }
 }
 
 pub async fn product_add(args: &ClientArgs, a: ProductAdd) -> anyhow::Result<()> {
     let name = one_of(&a.name, &a.name_flag, "product name (NAME or --name)")?;
-    let p = client(args)?.create_product(&NewProduct { name, description: a.description }).await?;
+    let p = client(args)?
+        .create_product(&NewProduct {
+            name,
+            description: a.description,
+        })
+        .await?;
     print(args.output, &[p], true)
 }
 
 fn product_name(p: &ProductRef) -> anyhow::Result<String> {
-    one_of(&p.product, &p.product_flag, "product name (PRODUCT or --product)")
+    one_of(
+        &p.product,
+        &p.product_flag,
+        "product name (PRODUCT or --product)",
+    )
 }
 
 pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
@@ -51,7 +73,13 @@ pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
     };
     let r = match cmd {
         ReleaseCmd::Add(a) => return release_add(args, a).await,
-        ReleaseCmd::List(p) => return print(args.output, &c.list_releases(&product_name(&p)?).await?, false),
+        ReleaseCmd::List(p) => {
+            return print(
+                args.output,
+                &c.list_releases(&product_name(&p)?).await?,
+                false,
+            );
+        }
         ReleaseCmd::Latest(p) => return latest(args, p).await,
         ReleaseCmd::Show(r) => c.get_release(r.id).await?,
         ReleaseCmd::Approve(r) => status(r.id, ReleaseStatus::Approved).await?,
@@ -64,11 +92,23 @@ pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
 
 pub async fn release_add(args: &ClientArgs, a: ReleaseAdd) -> anyhow::Result<()> {
     let new = NewRelease {
-        product_name: one_of(&a.product, &a.product_flag, "product (PRODUCT or --product)")?,
-        version: one_of(&a.version, &a.version_flag, "version (VERSION or --version)")?,
+        product_name: one_of(
+            &a.product,
+            &a.product_flag,
+            "product (PRODUCT or --product)",
+        )?,
+        version: one_of(
+            &a.version,
+            &a.version_flag,
+            "version (VERSION or --version)",
+        )?,
         description: a.description,
     };
-    print(args.output, &[client(args)?.create_release(&new).await?], true)
+    print(
+        args.output,
+        &[client(args)?.create_release(&new).await?],
+        true,
+    )
 }
 
 pub async fn latest(args: &ClientArgs, p: ProductRef) -> anyhow::Result<()> {
@@ -89,21 +129,27 @@ pub async fn signal_send(args: &ClientArgs, s: SignalSend) -> anyhow::Result<()>
         return Ok(());
     }
     let lane_text = s.lane.unwrap_or_default();
-    let lane = Lane::parse(&lane_text).ok_or_else(|| anyhow!("--lane: `{lane_text}` is not a lane; use stable or canary"))?;
+    let lane = Lane::parse(&lane_text)
+        .ok_or_else(|| anyhow!("--lane: `{lane_text}` is not a lane; use stable or canary"))?;
     let kind = match &s.kind {
         None => SignalKind::default(),
-        Some(k) => SignalKind::parse(k).ok_or_else(|| anyhow!("--kind: `{k}`; use outcome, latency, counter or gauge"))?,
+        Some(k) => SignalKind::parse(k)
+            .ok_or_else(|| anyhow!("--kind: `{k}`; use outcome, latency, counter or gauge"))?,
     };
     let mut tags = BTreeMap::new();
     for t in &s.tags {
-        let (k, v) = t.split_once('=').ok_or_else(|| anyhow!("--tag `{t}`: write KEY=VALUE"))?;
+        let (k, v) = t
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--tag `{t}`: write KEY=VALUE"))?;
         tags.insert(k.to_string(), v.to_string());
     }
     let timestamp = match &s.timestamp {
         None => None,
         Some(t) => Some(
             chrono::DateTime::parse_from_rfc3339(t)
-                .with_context(|| format!("--timestamp `{t}`: use RFC 3339, e.g. 2026-01-02T03:04:05Z"))?
+                .with_context(|| {
+                    format!("--timestamp `{t}`: use RFC 3339, e.g. 2026-01-02T03:04:05Z")
+                })?
                 .to_utc(),
         ),
     };
@@ -125,9 +171,12 @@ pub async fn signal_send(args: &ClientArgs, s: SignalSend) -> anyhow::Result<()>
 fn read_signals(path: &std::path::Path) -> anyhow::Result<Vec<NewSignal>> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("cannot read stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
     } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
     }
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
@@ -137,8 +186,14 @@ fn read_signals(path: &std::path::Path) -> anyhow::Result<Vec<NewSignal>> {
         return Ok(batch.signals);
     }
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        out.push(serde_json::from_str(line).with_context(|| format!("line {}: not a signal", i + 1))?);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        out.push(
+            serde_json::from_str(line).with_context(|| format!("line {}: not a signal", i + 1))?,
+        );
     }
     if out.is_empty() {
         bail!("no signals in {}", path.display());

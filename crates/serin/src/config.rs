@@ -54,7 +54,11 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         }),
         None => FileConfig::default(),
     };
-    let listen_text = up.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen_text = up
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
         errors.push(format!(
             "listen: `{listen_text}` is not an address; use IP:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080 (SERIN_LISTEN)"
@@ -62,23 +66,37 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     });
     let database_url = db_url(&up.db, file.database_url, &mut errors);
     let max_connections = max_connections(&up.db, file.max_connections, &mut errors);
-    let format_text = up.log_format.clone().or(file.log_format).unwrap_or_else(|| "text".into());
+    let format_text = up
+        .log_format
+        .clone()
+        .or(file.log_format)
+        .unwrap_or_else(|| "text".into());
     let log_format = match format_text.as_str() {
         "text" => Some(LogFormat::Text),
         "json" => Some(LogFormat::Json),
         other => {
-            errors.push(format!("log_format: `{other}` is not a format; use `text` or `json` (SERIN_LOG_FORMAT)"));
+            errors.push(format!(
+                "log_format: `{other}` is not a format; use `text` or `json` (SERIN_LOG_FORMAT)"
+            ));
             None
         }
     };
-    let log_level = up.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into());
+    let log_level = up
+        .log_level
+        .clone()
+        .or(file.log_level)
+        .unwrap_or_else(|| "info".into());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
         errors.push(format!("log_level: `{log_level}` is not a log filter ({e}); try `info` or `serin_server=debug,info` (SERIN_LOG)"));
     }
     match (listen, log_format, errors.is_empty()) {
-        (Ok(listen), Some(log_format), true) => {
-            Ok(Settings { listen, database_url, max_connections, log_format, log_level })
-        }
+        (Ok(listen), Some(log_format), true) => Ok(Settings {
+            listen,
+            database_url,
+            max_connections,
+            log_format,
+            log_level,
+        }),
         _ => Err(errors),
     }
 }
@@ -95,15 +113,27 @@ pub fn db_settings(db: &DbArgs) -> Result<(String, usize), Vec<String>> {
     };
     let url = db_url(db, file.database_url, &mut errors);
     let max = max_connections(db, file.max_connections, &mut errors);
-    if errors.is_empty() { Ok((url, max)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok((url, max))
+    } else {
+        Err(errors)
+    }
 }
 
 fn db_url(db: &DbArgs, from_file: Option<String>, errors: &mut Vec<String>) -> String {
-    let url = db.database_url.clone().or(from_file).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-    let ok_scheme = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p))
+    let url = db
+        .database_url
+        .clone()
+        .or(from_file)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let ok_scheme = ["sqlite:", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| url.starts_with(p))
         || !url.contains("://");
     if url.trim().is_empty() {
-        errors.push("database_url: is empty; use sqlite://PATH or postgres://… (SERIN_DATABASE_URL)".into());
+        errors.push(
+            "database_url: is empty; use sqlite://PATH or postgres://… (SERIN_DATABASE_URL)".into(),
+        );
     } else if !ok_scheme {
         errors.push(format!(
             "database_url: `{}` has an unsupported scheme; use sqlite://PATH or postgres://USER@HOST:PORT/DB (SERIN_DATABASE_URL)",
@@ -116,7 +146,9 @@ fn db_url(db: &DbArgs, from_file: Option<String>, errors: &mut Vec<String>) -> S
 fn max_connections(db: &DbArgs, from_file: Option<usize>, errors: &mut Vec<String>) -> usize {
     let n = db.max_connections.or(from_file).unwrap_or(8);
     if !(1..=256).contains(&n) {
-        errors.push(format!("max_connections: {n} is out of range; use 1 to 256 (SERIN_MAX_CONNECTIONS)"));
+        errors.push(format!(
+            "max_connections: {n} is out of range; use 1 to 256 (SERIN_MAX_CONNECTIONS)"
+        ));
     }
     n
 }
@@ -137,7 +169,11 @@ mod tests {
     fn up() -> UpArgs {
         UpArgs {
             listen: None,
-            db: DbArgs { database_url: None, config: None, max_connections: None },
+            db: DbArgs {
+                database_url: None,
+                config: None,
+                max_connections: None,
+            },
             log_format: None,
             log_level: None,
         }
@@ -167,7 +203,11 @@ mod tests {
     fn file_under_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serin.yaml");
-        std::fs::write(&path, "listen: 127.0.0.1:9999\ndatabase_url: sqlite://from-file.db\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen: 127.0.0.1:9999\ndatabase_url: sqlite://from-file.db\n",
+        )
+        .unwrap();
         let mut a = up();
         a.db.config = Some(path.clone());
         a.db.database_url = Some("sqlite://flag.db".into());

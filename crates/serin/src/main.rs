@@ -22,7 +22,10 @@ use cli::{Cli, Command, SignalCmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -54,7 +57,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Release(cmd) => commands::release(args, cmd).await?,
         Command::AddRelease(a) => commands::release_add(args, a).await?,
         Command::GetLatestRelease(p) => commands::latest(args, p).await?,
-        Command::Signal(SignalCmd::Send(s)) | Command::AddSignal(s) => commands::signal_send(args, s).await?,
+        Command::Signal(SignalCmd::Send(s)) | Command::AddSignal(s) => {
+            commands::signal_send(args, s).await?
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "serin", &mut std::io::stdout());
         }
@@ -66,6 +71,9 @@ fn settings_failed(errors: &[String]) -> ExitCode {
     for e in errors {
         eprintln!("error: {e}");
     }
-    eprintln!("serin: {} setting(s) to fix; see `serin up --help`", errors.len());
+    eprintln!(
+        "serin: {} setting(s) to fix; see `serin up --help`",
+        errors.len()
+    );
     ExitCode::from(2)
 }

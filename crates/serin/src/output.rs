@@ -20,26 +20,41 @@ fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
 impl Tabular for Product {
     const HEADERS: &'static [&'static str] = &["NAME", "DESCRIPTION", "CREATED"];
     fn row(&self) -> Vec<String> {
-        vec![self.name.clone(), self.description.clone().unwrap_or_default(), when(&self.created_at)]
+        vec![
+            self.name.clone(),
+            self.description.clone().unwrap_or_default(),
+            when(&self.created_at),
+        ]
     }
 }
 
 impl Tabular for Release {
-    const HEADERS: &'static [&'static str] = &["ID", "PRODUCT", "VERSION", "STATUS", "RELEASED", "DESCRIPTION"];
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "PRODUCT",
+        "VERSION",
+        "STATUS",
+        "RELEASED",
+        "DESCRIPTION",
+    ];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.to_string(),
             self.product_name.clone(),
             self.version.clone(),
             self.status.to_string(),
-            self.released_at.as_ref().map(when).unwrap_or_else(|| "-".into()),
+            self.released_at
+                .as_ref()
+                .map(when)
+                .unwrap_or_else(|| "-".into()),
             self.description.clone().unwrap_or_default(),
         ]
     }
 }
 
 impl Tabular for Signal {
-    const HEADERS: &'static [&'static str] = &["ID", "RELEASE", "LANE", "NAME", "KIND", "VALUE", "TIME"];
+    const HEADERS: &'static [&'static str] =
+        &["ID", "RELEASE", "LANE", "NAME", "KIND", "VALUE", "TIME"];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.to_string(),
@@ -79,10 +94,19 @@ pub fn table<T: Tabular>(items: &[T]) -> String {
 }
 
 /// Prints one item or a list in the chosen format.
-pub fn print<T: Tabular + Serialize>(output: Output, items: &[T], single: bool) -> anyhow::Result<()> {
+pub fn print<T: Tabular + Serialize>(
+    output: Output,
+    items: &[T],
+    single: bool,
+) -> anyhow::Result<()> {
     match output {
-        Output::Json if single && items.len() == 1 => println!("{}", serde_json::to_string_pretty(&items[0])?),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"items": items}))?),
+        Output::Json if single && items.len() == 1 => {
+            println!("{}", serde_json::to_string_pretty(&items[0])?)
+        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"items": items}))?
+        ),
         Output::Table => println!("{}", table(items)),
     }
     Ok(())

@@ -11,7 +11,9 @@ use crate::config::{LogFormat, Settings};
 
 fn init_logs(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match settings.log_format {
         LogFormat::Text => builder.init(),
@@ -25,7 +27,10 @@ fn init_logs(settings: &Settings) {
 pub async fn up(settings: Settings) -> anyhow::Result<()> {
     init_logs(&settings);
     let store = open(&settings.database_url, settings.max_connections).await?;
-    let report = store.migrate().await.context("cannot migrate the database")?;
+    let report = store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
     if !report.applied.is_empty() {
         tracing::info!(applied = ?report.applied, "applied migrations");
     }
@@ -48,13 +53,25 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
 /// `serin migrate`.
 pub async fn migrate(url: &str, max_connections: usize, json: bool) -> anyhow::Result<()> {
     let store = open(url, max_connections).await?;
-    let report = store.migrate().await.context("cannot migrate the database")?;
+    let report = store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
     if json {
         println!("{}", report.to_json());
     } else if report.applied.is_empty() {
-        println!("{} is up to date (schema version {})", redact_url(url), report.latest);
+        println!(
+            "{} is up to date (schema version {})",
+            redact_url(url),
+            report.latest
+        );
     } else {
-        println!("{}: applied {:?}; now at schema version {}", redact_url(url), report.applied, report.latest);
+        println!(
+            "{}: applied {:?}; now at schema version {}",
+            redact_url(url),
+            report.applied,
+            report.latest
+        );
     }
     Ok(())
 }

@@ -32,14 +32,19 @@ pub struct Ready {
 
 /// The health routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/health", get(health)).route("/api/v1/ready", get(ready))
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(ready))
 }
 
 /// Liveness: answers while the process runs.
 #[utoipa::path(get, path = "/api/v1/health", tag = "health",
     responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Readiness: answers 200 only when the database answers and its schema is current.
@@ -48,5 +53,8 @@ pub async fn health() -> Json<Health> {
 #[tracing::instrument(skip_all)]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
     state.store.ping().await?;
-    Ok(Json(Ready { status: "ready", database: state.store.backend() }))
+    Ok(Json(Ready {
+        status: "ready",
+        database: state.store.backend(),
+    }))
 }

@@ -26,7 +26,10 @@ pub fn router() -> Router<AppState> {
         (status = 409, description = "`PRODUCT_EXISTS`", body = ErrorBody),
         (status = 422, description = "missing field or wrong type", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name))]
-pub async fn create(State(state): State<AppState>, ApiJson(new): ApiJson<NewProduct>) -> ApiResult<(StatusCode, Json<Product>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewProduct>,
+) -> ApiResult<(StatusCode, Json<Product>)> {
     new.validate()?;
     let product = state.store.create_product(&new, state.now()).await?;
     Ok((StatusCode::CREATED, Json(product)))
@@ -45,6 +48,9 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<List<Product>
     params(("name" = String, Path, description = "the product's name")),
     responses((status = 200, body = Product), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
-pub async fn show(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Product>> {
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Product>> {
     Ok(Json(state.store.get_product(&name).await?))
 }

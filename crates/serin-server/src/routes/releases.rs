@@ -15,7 +15,10 @@ use crate::state::AppState;
 /// `GET /release/{product_name}/latest`.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/products/{name}/releases", get(list).post(create_for_product))
+        .route(
+            "/api/v1/products/{name}/releases",
+            get(list).post(create_for_product),
+        )
         .route("/api/v1/products/{name}/releases/latest", get(latest))
         .route("/api/v1/releases/{id}", get(show).patch(update))
         .route("/api/v1/releases", post(create))
@@ -42,7 +45,10 @@ pub struct ProductRelease {
         (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(product = %new.product_name, version = %new.version))]
-pub async fn create(State(state): State<AppState>, ApiJson(new): ApiJson<NewRelease>) -> ApiResult<(StatusCode, Json<Release>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewRelease>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
     new.validate()?;
     let release = state.store.create_release(&new, state.now()).await?;
     Ok((StatusCode::CREATED, Json(release)))
@@ -60,7 +66,11 @@ pub async fn create_for_product(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ProductRelease>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    let new = NewRelease { product_name: name, version: body.version, description: body.description };
+    let new = NewRelease {
+        product_name: name,
+        version: body.version,
+        description: body.description,
+    };
     create(state, ApiJson(new)).await
 }
 
@@ -69,7 +79,10 @@ pub async fn create_for_product(
     params(("name" = String, Path, description = "the product's name")),
     responses((status = 200, body = List<Release>), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
-pub async fn list(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<List<Release>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<List<Release>>> {
     Ok(Json(state.store.list_releases(&name).await?.into()))
 }
 
@@ -82,7 +95,10 @@ pub async fn list(State(state): State<AppState>, ApiPath(name): ApiPath<String>)
         (status = 200, body = Release),
         (status = 404, description = "`PRODUCT_NOT_FOUND` or `NO_STABLE_RELEASE`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
-pub async fn latest(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<Release>> {
+pub async fn latest(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Release>> {
     Ok(Json(state.store.latest_stable(&name).await?))
 }
 
@@ -91,7 +107,10 @@ pub async fn latest(State(state): State<AppState>, ApiPath(name): ApiPath<String
     params(("id" = i64, Path, description = "the release's id")),
     responses((status = 200, body = Release), (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
-pub async fn show(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Release>> {
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Release>> {
     Ok(Json(state.store.get_release(id).await?))
 }
 
@@ -110,5 +129,7 @@ pub async fn update(
     ApiJson(patch): ApiJson<ReleasePatch>,
 ) -> ApiResult<Json<Release>> {
     patch.validate()?;
-    Ok(Json(state.store.update_release(id, &patch, state.now()).await?))
+    Ok(Json(
+        state.store.update_release(id, &patch, state.now()).await?,
+    ))
 }

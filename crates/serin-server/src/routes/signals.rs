@@ -31,10 +31,16 @@ pub fn router() -> Router<AppState> {
         (status = 400, description = "`VALIDATION_FAILED`", body = ErrorBody),
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name, lane = %new.lane))]
-pub async fn record(State(state): State<AppState>, ApiJson(new): ApiJson<NewSignal>) -> ApiResult<(StatusCode, Json<Signal>)> {
+pub async fn record(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewSignal>,
+) -> ApiResult<(StatusCode, Json<Signal>)> {
     let now = state.now();
     new.validate(now)?;
-    Ok((StatusCode::CREATED, Json(state.store.record_signal(new, now).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.record_signal(new, now).await?),
+    ))
 }
 
 /// Record many signals in one transaction: all are stored, or none (the error names
@@ -46,7 +52,10 @@ pub async fn record(State(state): State<AppState>, ApiJson(new): ApiJson<NewSign
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(count = batch.signals.len()))]
-pub async fn record_batch(State(state): State<AppState>, ApiJson(batch): ApiJson<SignalBatch>) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
+pub async fn record_batch(
+    State(state): State<AppState>,
+    ApiJson(batch): ApiJson<SignalBatch>,
+) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
     let now = state.now();
     batch.validate(now)?;
     let accepted = state.store.record_signals(batch.signals, now).await?;
@@ -79,8 +88,16 @@ pub async fn list(
 ) -> ApiResult<Json<List<Signal>>> {
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_READ {
-        return Err(ApiError::invalid("limit", &format!("must be between 1 and {MAX_READ}")));
+        return Err(ApiError::invalid(
+            "limit",
+            &format!("must be between 1 and {MAX_READ}"),
+        ));
     }
-    let q = SignalQuery { lane: p.lane, name: p.name, since: p.since, limit };
+    let q = SignalQuery {
+        lane: p.lane,
+        name: p.name,
+        since: p.since,
+        limit,
+    };
     Ok(Json(state.store.list_signals(id, &q).await?.into()))
 }

@@ -20,13 +20,20 @@ fn openapi_matches_golden_file() {
 
 #[test]
 fn every_seed_alias_is_documented_like_its_canonical_route() {
-    let doc: serde_json::Value = serde_json::from_str(&serin_server::openapi::document_json()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&serin_server::openapi::document_json()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     for (alias, canonical, _) in serin_server::openapi::ALIASES {
         let a = &doc["paths"][alias];
         let c = &doc["paths"][canonical];
-        assert!(a.is_object() && c.is_object(), "{alias} and {canonical} both documented");
+        assert!(
+            a.is_object() && c.is_object(),
+            "{alias} and {canonical} both documented"
+        );
         let method = a.as_object().unwrap().keys().next().unwrap().clone();
-        assert_eq!(a[&method]["responses"], c[&method]["responses"], "{alias} answers like {canonical}");
+        assert_eq!(
+            a[&method]["responses"], c[&method]["responses"],
+            "{alias} answers like {canonical}"
+        );
     }
 }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serin_core::signal::ReleaseRef;
 use serin_core::{
-    Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus,
-    Signal, SignalKind, Timestamp,
+    Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus, Signal,
+    SignalKind, Timestamp,
 };
 
 use crate::migrate::{self, MigrationReport};
@@ -69,12 +69,15 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         StoreError::Unavailable(format!("cannot open SQLite file {}: {e}", path.display()))
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     let pragmas = if read_only {
         "PRAGMA foreign_keys = ON; PRAGMA query_only = ON;"
@@ -98,10 +101,19 @@ impl SqliteStore {
         let path = path.to_path_buf();
         let n = options.max_connections.max(1);
         tokio::task::spawn_blocking(move || {
-            let writer = Writer::start(open_conn(&path, false)?)
-                .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-            let conns = (0..n).map(|_| open_conn(&path, true).map(Mutex::new)).collect::<Result<_>>()?;
-            Ok(SqliteStore { writer, readers: Arc::new(Readers { conns, next: AtomicUsize::new(0) }) })
+            let writer = Writer::start(open_conn(&path, false)?).map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the writer thread: {e}"))
+            })?;
+            let conns = (0..n)
+                .map(|_| open_conn(&path, true).map(Mutex::new))
+                .collect::<Result<_>>()?;
+            Ok(SqliteStore {
+                writer,
+                readers: Arc::new(Readers {
+                    conns,
+                    next: AtomicUsize::new(0),
+                }),
+            })
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
@@ -121,7 +133,9 @@ impl SqliteStore {
                     return f(&conn);
                 }
             }
-            let conn = readers.conns[start].lock().unwrap_or_else(|p| p.into_inner());
+            let conn = readers.conns[start]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             f(&conn)
         })
         .await
@@ -166,8 +180,12 @@ impl SqliteStore {
         let latest = migrate::SQLITE.last().map_or(0, |m| m.version);
         let have: Option<i64> = self
             .read(|c| {
-                c.query_row("SELECT MAX(version) FROM serin_schema_migrations", [], |r| r.get(0))
-                    .map_err(sql_err)
+                c.query_row(
+                    "SELECT MAX(version) FROM serin_schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)
             })
             .await?;
         schema_is(have.unwrap_or(0), latest)
@@ -209,7 +227,11 @@ impl SqliteStore {
             c.prepare_cached(&format!("{PRODUCT_SELECT} WHERE name = ?1"))
                 .and_then(|mut s| s.query_row([&name], product_row).optional())
                 .map_err(sql_err)?
-                .ok_or(StoreError::NotFound { entity: Entity::Product, key: name, field: None })
+                .ok_or(StoreError::NotFound {
+                    entity: Entity::Product,
+                    key: name,
+                    field: None,
+                })
         })
         .await
     }
@@ -254,9 +276,11 @@ impl SqliteStore {
         let product = product.to_string();
         self.read(move |c| {
             let pid = product_id(c, &product, "product_name")?;
-            c.prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = ?1 ORDER BY r.created_at DESC, r.id DESC"))
-                .and_then(|mut s| s.query_map([pid], release_row)?.collect())
-                .map_err(sql_err)
+            c.prepare_cached(&format!(
+                "{RELEASE_SELECT} WHERE r.product_id = ?1 ORDER BY r.created_at DESC, r.id DESC"
+            ))
+            .and_then(|mut s| s.query_map([pid], release_row)?.collect())
+            .map_err(sql_err)
         })
         .await
     }
@@ -265,7 +289,12 @@ impl SqliteStore {
         self.read(move |c| release_by_id(c, id)).await
     }
 
-    pub(crate) async fn update_release(&self, id: i64, patch: &ReleasePatch, now: Timestamp) -> Result<Release> {
+    pub(crate) async fn update_release(
+        &self,
+        id: i64,
+        patch: &ReleasePatch,
+        now: Timestamp,
+    ) -> Result<Release> {
         let patch = patch.clone();
         self.writer
             .write(move |c| {
@@ -306,7 +335,9 @@ impl SqliteStore {
         self.read(move |c| {
             let pid = product_id(c, &product, "product_name")?;
             let released: Vec<Release> = c
-                .prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = ?1 AND r.status = 'released'"))
+                .prepare_cached(&format!(
+                    "{RELEASE_SELECT} WHERE r.product_id = ?1 AND r.status = 'released'"
+                ))
                 .and_then(|mut s| s.query_map([pid], release_row)?.collect())
                 .map_err(sql_err)?;
             serin_core::latest_stable(&released)
@@ -316,7 +347,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn record_signals(&self, signals: Vec<NewSignal>, now: Timestamp, want_rows: bool) -> Result<Vec<Signal>> {
+    pub(crate) async fn record_signals(
+        &self,
+        signals: Vec<NewSignal>,
+        now: Timestamp,
+        want_rows: bool,
+    ) -> Result<Vec<Signal>> {
         self.writer
             .write(move |c| {
                 let mut cache: HashMap<ReleaseKey, (i64, String, String)> = HashMap::new();
@@ -363,7 +399,11 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn list_signals(&self, release_id: i64, q: &SignalQuery) -> Result<Vec<Signal>> {
+    pub(crate) async fn list_signals(
+        &self,
+        release_id: i64,
+        q: &SignalQuery,
+    ) -> Result<Vec<Signal>> {
         let q = q.clone();
         self.read(move |c| {
             release_by_id(c, release_id)?;
@@ -391,7 +431,9 @@ pub(crate) fn schema_is(have: i64, latest: i64) -> Result<()> {
     if have == latest {
         Ok(())
     } else {
-        Err(StoreError::Migration(format!("schema version {have}, this binary needs {latest}: run `serin migrate`")))
+        Err(StoreError::Migration(format!(
+            "schema version {have}, this binary needs {latest}: run `serin migrate`"
+        )))
     }
 }
 
@@ -404,21 +446,37 @@ enum ReleaseKey {
 
 impl ReleaseKey {
     fn of(s: &NewSignal, index: usize) -> Result<ReleaseKey> {
-        match s.release_ref().map_err(|e| e.under(&format!("signals[{index}]")))? {
+        match s
+            .release_ref()
+            .map_err(|e| e.under(&format!("signals[{index}]")))?
+        {
             ReleaseRef::Id(id) => Ok(ReleaseKey::Id(id)),
-            ReleaseRef::Named { product_name, version } => {
-                Ok(ReleaseKey::Named(product_name.to_string(), version.to_string()))
-            }
+            ReleaseRef::Named {
+                product_name,
+                version,
+            } => Ok(ReleaseKey::Named(
+                product_name.to_string(),
+                version.to_string(),
+            )),
         }
     }
 }
 
 /// The input field that pointed at a missing release, as a client would write it.
 pub(crate) fn signal_field(single: bool, index: usize, field: &str) -> String {
-    if single { field.to_string() } else { format!("signals[{index}].{field}") }
+    if single {
+        field.to_string()
+    } else {
+        format!("signals[{index}].{field}")
+    }
 }
 
-fn resolve_release(c: &Connection, key: &ReleaseKey, single: bool, index: usize) -> Result<(i64, String, String)> {
+fn resolve_release(
+    c: &Connection,
+    key: &ReleaseKey,
+    single: bool,
+    index: usize,
+) -> Result<(i64, String, String)> {
     let row = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
     let (found, missing_key, field) = match key {
         ReleaseKey::Id(id) => (
@@ -449,14 +507,22 @@ fn product_id(c: &Connection, name: &str, field: &str) -> Result<i64> {
     c.prepare_cached("SELECT id FROM products WHERE name = ?1")
         .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
         .map_err(sql_err)?
-        .ok_or_else(|| StoreError::NotFound { entity: Entity::Product, key: name.to_string(), field: Some(field.into()) })
+        .ok_or_else(|| StoreError::NotFound {
+            entity: Entity::Product,
+            key: name.to_string(),
+            field: Some(field.into()),
+        })
 }
 
 fn release_by_id(c: &Connection, id: i64) -> Result<Release> {
     c.prepare_cached(&format!("{RELEASE_SELECT} WHERE r.id = ?1"))
         .and_then(|mut s| s.query_row([id], release_row).optional())
         .map_err(sql_err)?
-        .ok_or(StoreError::NotFound { entity: Entity::Release, key: id.to_string(), field: None })
+        .ok_or(StoreError::NotFound {
+            entity: Entity::Release,
+            key: id.to_string(),
+            field: None,
+        })
 }
 
 fn product_row(r: &Row<'_>) -> rusqlite::Result<Product> {
@@ -480,7 +546,9 @@ fn release_row(r: &Row<'_>) -> rusqlite::Result<Release> {
         product_id: r.get(1)?,
         product_name: r.get(2)?,
         version: r.get(3)?,
-        status: status.parse().map_err(|e: serin_core::DomainError| conversion_err(4, e.to_string()))?,
+        status: status
+            .parse()
+            .map_err(|e: serin_core::DomainError| conversion_err(4, e.to_string()))?,
         description: r.get(5)?,
         created_at: instant(r, 6)?,
         updated_at: instant(r, 7)?,
@@ -503,7 +571,8 @@ fn signal_row(r: &Row<'_>) -> rusqlite::Result<Signal> {
         version: r.get(3)?,
         lane: Lane::parse(&lane).ok_or_else(|| conversion_err(4, format!("lane `{lane}`")))?,
         name: r.get(5)?,
-        kind: SignalKind::parse(&kind).ok_or_else(|| conversion_err(6, format!("kind `{kind}`")))?,
+        kind: SignalKind::parse(&kind)
+            .ok_or_else(|| conversion_err(6, format!("kind `{kind}`")))?,
         value: r.get(7)?,
         tags,
         timestamp: instant(r, 9)?,

@@ -32,7 +32,9 @@ impl Writer {
     /// Starts the writer thread over `conn`.
     pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("serin-sqlite-writer".into()).spawn(move || run(conn, rx))?;
+        std::thread::Builder::new()
+            .name("serin-sqlite-writer".into())
+            .spawn(move || run(conn, rx))?;
         Ok(Writer { jobs })
     }
 
@@ -49,12 +51,18 @@ impl Writer {
                 let _ = tx.send(commit.and(outcome));
             })
         });
-        self.jobs.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
 }
 
-fn in_savepoint<T>(txn: &mut Transaction<'_>, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+fn in_savepoint<T>(
+    txn: &mut Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     let sp = txn.savepoint().map_err(sql_err)?;
     let out = f(&sp)?; // dropping an uncommitted savepoint rolls it back
     sp.commit().map_err(sql_err)?;

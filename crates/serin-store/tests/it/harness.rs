@@ -13,7 +13,9 @@ impl Fresh {
         if let Some((url, schema)) = self.cleanup {
             if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
                 tokio::spawn(conn);
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
             }
         }
     }
@@ -22,9 +24,15 @@ impl Fresh {
 pub async fn sqlite() -> Fresh {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/serin.db", dir.path().display());
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    Fresh { store, cleanup: None, _dir: Some(dir) }
+    Fresh {
+        store,
+        cleanup: None,
+        _dir: Some(dir),
+    }
 }
 
 pub fn postgres_url() -> String {
@@ -52,12 +60,23 @@ pub async fn postgres() -> Option<Fresh> {
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-csearch_path%3D{schema}");
-    let store = Store::connect(&scoped, &StoreOptions { max_connections: 4 }).await.unwrap();
+    let store = Store::connect(&scoped, &StoreOptions { max_connections: 4 })
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    Some(Fresh { store, cleanup: Some((url, schema)), _dir: None })
+    Some(Fresh {
+        store,
+        cleanup: Some((url, schema)),
+        _dir: None,
+    })
 }
 
 /// Defines `mod NAME { sqlite, postgres }` running `body(store)` on each backend.

@@ -12,22 +12,51 @@ use serin_store::{Entity, SignalQuery, Store, StoreError};
 use crate::both;
 
 fn t(secs: i64) -> Timestamp {
-    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_000).unwrap()
+    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_000)
+        .unwrap()
 }
 
 async fn product(s: &Store, name: &str) {
-    s.create_product(&NewProduct { name: name.into(), description: Some("d".into()) }, t(0)).await.unwrap();
+    s.create_product(
+        &NewProduct {
+            name: name.into(),
+            description: Some("d".into()),
+        },
+        t(0),
+    )
+    .await
+    .unwrap();
 }
 
 async fn release(s: &Store, p: &str, v: &str, at: i64) -> i64 {
-    s.create_release(&NewRelease { product_name: p.into(), version: v.into(), description: None }, t(at))
-        .await
-        .unwrap()
-        .id
+    s.create_release(
+        &NewRelease {
+            product_name: p.into(),
+            version: v.into(),
+            description: None,
+        },
+        t(at),
+    )
+    .await
+    .unwrap()
+    .id
 }
 
-async fn set(s: &Store, id: i64, st: ReleaseStatus, at: i64) -> Result<serin_core::Release, StoreError> {
-    s.update_release(id, &ReleasePatch { status: Some(st), description: None }, t(at)).await
+async fn set(
+    s: &Store,
+    id: i64,
+    st: ReleaseStatus,
+    at: i64,
+) -> Result<serin_core::Release, StoreError> {
+    s.update_release(
+        id,
+        &ReleasePatch {
+            status: Some(st),
+            description: None,
+        },
+        t(at),
+    )
+    .await
 }
 
 async fn ship(s: &Store, id: i64, at: i64) {
@@ -56,12 +85,42 @@ async fn products_round_trip_body(s: &Store) {
     let got = s.get_product("web").await.unwrap();
     assert_eq!(got.name, "web");
     assert_eq!(got.description.as_deref(), Some("d"));
-    assert_eq!(got.created_at, t(0), "microsecond instants survive the round trip");
-    let names: Vec<_> = s.list_products().await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(
+        got.created_at,
+        t(0),
+        "microsecond instants survive the round trip"
+    );
+    let names: Vec<_> = s
+        .list_products()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     assert_eq!(names, ["api", "web"]);
-    let dup = s.create_product(&NewProduct { name: "web".into(), description: None }, t(1)).await;
-    assert_eq!(dup.unwrap_err(), StoreError::Conflict { entity: Entity::Product, key: "web".into() });
-    assert!(matches!(s.get_product("nope").await, Err(StoreError::NotFound { entity: Entity::Product, .. })));
+    let dup = s
+        .create_product(
+            &NewProduct {
+                name: "web".into(),
+                description: None,
+            },
+            t(1),
+        )
+        .await;
+    assert_eq!(
+        dup.unwrap_err(),
+        StoreError::Conflict {
+            entity: Entity::Product,
+            key: "web".into()
+        }
+    );
+    assert!(matches!(
+        s.get_product("nope").await,
+        Err(StoreError::NotFound {
+            entity: Entity::Product,
+            ..
+        })
+    ));
 }
 
 both!(releases_and_transitions, releases_and_transitions_body);
@@ -69,29 +128,90 @@ async fn releases_and_transitions_body(s: &Store) {
     product(s, "web").await;
     let id = release(s, "web", "1.0.0", 1).await;
     let r = s.get_release(id).await.unwrap();
-    assert_eq!((r.status, r.product_name.as_str(), r.released_at), (ReleaseStatus::Draft, "web", None));
-    let dup = s.create_release(&NewRelease { product_name: "web".into(), version: "1.0.0".into(), description: None }, t(2)).await;
-    assert!(matches!(dup, Err(StoreError::Conflict { entity: Entity::Release, .. })));
-    let missing = s.create_release(&NewRelease { product_name: "nope".into(), version: "1".into(), description: None }, t(2)).await;
-    assert!(matches!(missing, Err(StoreError::NotFound { entity: Entity::Product, .. })));
+    assert_eq!(
+        (r.status, r.product_name.as_str(), r.released_at),
+        (ReleaseStatus::Draft, "web", None)
+    );
+    let dup = s
+        .create_release(
+            &NewRelease {
+                product_name: "web".into(),
+                version: "1.0.0".into(),
+                description: None,
+            },
+            t(2),
+        )
+        .await;
+    assert!(matches!(
+        dup,
+        Err(StoreError::Conflict {
+            entity: Entity::Release,
+            ..
+        })
+    ));
+    let missing = s
+        .create_release(
+            &NewRelease {
+                product_name: "nope".into(),
+                version: "1".into(),
+                description: None,
+            },
+            t(2),
+        )
+        .await;
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound {
+            entity: Entity::Product,
+            ..
+        })
+    ));
 
     // Illegal jump is refused and changes nothing.
     let err = set(s, id, ReleaseStatus::Released, 3).await.unwrap_err();
-    assert!(matches!(err, StoreError::Domain(DomainError::IllegalTransition { .. })));
-    assert_eq!(s.get_release(id).await.unwrap().status, ReleaseStatus::Draft);
+    assert!(matches!(
+        err,
+        StoreError::Domain(DomainError::IllegalTransition { .. })
+    ));
+    assert_eq!(
+        s.get_release(id).await.unwrap().status,
+        ReleaseStatus::Draft
+    );
 
     ship(s, id, 5).await;
     let r = s.get_release(id).await.unwrap();
     assert_eq!(r.status, ReleaseStatus::Released);
     assert_eq!(r.released_at, Some(t(5)));
     // Same status again is a no-op, not an error, and keeps released_at.
-    assert_eq!(set(s, id, ReleaseStatus::Released, 9).await.unwrap().released_at, Some(t(5)));
+    assert_eq!(
+        set(s, id, ReleaseStatus::Released, 9)
+            .await
+            .unwrap()
+            .released_at,
+        Some(t(5))
+    );
     let patched = s
-        .update_release(id, &ReleasePatch { status: None, description: Some("notes".into()) }, t(10))
+        .update_release(
+            id,
+            &ReleasePatch {
+                status: None,
+                description: Some("notes".into()),
+            },
+            t(10),
+        )
         .await
         .unwrap();
-    assert_eq!((patched.description.as_deref(), patched.updated_at), (Some("notes"), t(10)));
-    assert!(matches!(s.get_release(999_999).await, Err(StoreError::NotFound { entity: Entity::Release, .. })));
+    assert_eq!(
+        (patched.description.as_deref(), patched.updated_at),
+        (Some("notes"), t(10))
+    );
+    assert!(matches!(
+        s.get_release(999_999).await,
+        Err(StoreError::NotFound {
+            entity: Entity::Release,
+            ..
+        })
+    ));
     let list = s.list_releases("web").await.unwrap();
     assert_eq!(list.len(), 1);
 }
@@ -99,8 +219,17 @@ async fn releases_and_transitions_body(s: &Store) {
 both!(latest_stable_rules, latest_stable_rules_body);
 async fn latest_stable_rules_body(s: &Store) {
     product(s, "web").await;
-    assert!(matches!(s.latest_stable("nope").await, Err(StoreError::NotFound { entity: Entity::Product, .. })));
-    assert!(matches!(s.latest_stable("web").await, Err(StoreError::NoStableRelease { .. })));
+    assert!(matches!(
+        s.latest_stable("nope").await,
+        Err(StoreError::NotFound {
+            entity: Entity::Product,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.latest_stable("web").await,
+        Err(StoreError::NoStableRelease { .. })
+    ));
     let a = release(s, "web", "1.10.0", 1).await;
     let b = release(s, "web", "1.9.0", 2).await;
     let c = release(s, "web", "2.0.0", 3).await;
@@ -109,7 +238,11 @@ async fn latest_stable_rules_body(s: &Store) {
     set(s, c, ReleaseStatus::Approved, 21).await.unwrap(); // approved is not stable
     assert_eq!(s.latest_stable("web").await.unwrap().version, "1.10.0");
     set(s, a, ReleaseStatus::RolledBack, 30).await.unwrap();
-    assert_eq!(s.latest_stable("web").await.unwrap().version, "1.9.0", "rolled back is never stable");
+    assert_eq!(
+        s.latest_stable("web").await.unwrap().version,
+        "1.9.0",
+        "rolled back is never stable"
+    );
 }
 
 both!(signals_single_and_batch, signals_single_and_batch_body);
@@ -120,26 +253,88 @@ async fn signals_single_and_batch_body(s: &Store) {
     one.tags.insert("region".into(), "eu".into());
     one.timestamp = Some(t(40));
     let stored = s.record_signal(one, t(50)).await.unwrap();
-    assert_eq!((stored.release_id, stored.lane, stored.timestamp), (id, Lane::Canary, t(40)));
+    assert_eq!(
+        (stored.release_id, stored.lane, stored.timestamp),
+        (id, Lane::Canary, t(40))
+    );
     assert_eq!(stored.tags.get("region").map(String::as_str), Some("eu"));
 
     let batch: Vec<_> = (0..1000)
         .map(|i| {
-            let mut x = signal("web", "1.0.0", if i % 2 == 0 { Lane::Stable } else { Lane::Canary }, 0.0);
+            let mut x = signal(
+                "web",
+                "1.0.0",
+                if i % 2 == 0 {
+                    Lane::Stable
+                } else {
+                    Lane::Canary
+                },
+                0.0,
+            );
             x.timestamp = Some(t(100) + Duration::milliseconds(i));
             x
         })
-        .chain(std::iter::once(NewSignal { release_id: Some(id), product_name: None, version: None, ..signal("x", "y", Lane::Stable, 1.0) }))
+        .chain(std::iter::once(NewSignal {
+            release_id: Some(id),
+            product_name: None,
+            version: None,
+            ..signal("x", "y", Lane::Stable, 1.0)
+        }))
         .collect();
     assert_eq!(s.record_signals(batch, t(200)).await.unwrap(), 1001);
-    let all = s.list_signals(id, &SignalQuery { limit: 5000, ..Default::default() }).await.unwrap();
+    let all = s
+        .list_signals(
+            id,
+            &SignalQuery {
+                limit: 5000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1002);
-    assert!(all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp), "newest first");
-    let canary = s.list_signals(id, &SignalQuery { lane: Some(Lane::Canary), limit: 5000, ..Default::default() }).await.unwrap();
+    assert!(
+        all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
+        "newest first"
+    );
+    let canary = s
+        .list_signals(
+            id,
+            &SignalQuery {
+                lane: Some(Lane::Canary),
+                limit: 5000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(canary.len(), 501);
-    let recent = s.list_signals(id, &SignalQuery { since: Some(t(100) + Duration::milliseconds(990)), limit: 5000, ..Default::default() }).await.unwrap();
-    assert_eq!(recent.len(), 11, "the last 10 of the batch and the one stamped `now`");
-    let capped = s.list_signals(id, &SignalQuery { limit: 3, ..Default::default() }).await.unwrap();
+    let recent = s
+        .list_signals(
+            id,
+            &SignalQuery {
+                since: Some(t(100) + Duration::milliseconds(990)),
+                limit: 5000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recent.len(),
+        11,
+        "the last 10 of the batch and the one stamped `now`"
+    );
+    let capped = s
+        .list_signals(
+            id,
+            &SignalQuery {
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(capped.len(), 3);
 }
 
@@ -147,17 +342,34 @@ both!(bad_batch_stores_nothing, bad_batch_stores_nothing_body);
 async fn bad_batch_stores_nothing_body(s: &Store) {
     product(s, "web").await;
     let id = release(s, "web", "1.0.0", 1).await;
-    let mut batch: Vec<_> = (0..10).map(|_| signal("web", "1.0.0", Lane::Stable, 1.0)).collect();
+    let mut batch: Vec<_> = (0..10)
+        .map(|_| signal("web", "1.0.0", Lane::Stable, 1.0))
+        .collect();
     batch.push(signal("web", "9.9.9", Lane::Stable, 1.0));
     let err = s.record_signals(batch, t(5)).await.unwrap_err();
     match err {
-        StoreError::NotFound { entity: Entity::Release, key, field } => {
+        StoreError::NotFound {
+            entity: Entity::Release,
+            key,
+            field,
+        } => {
             assert_eq!(key, "web@9.9.9");
             assert_eq!(field.as_deref(), Some("signals[10].version"));
         }
         other => panic!("{other:?}"),
     }
-    assert!(s.list_signals(id, &SignalQuery { limit: 100, ..Default::default() }).await.unwrap().is_empty());
+    assert!(
+        s.list_signals(
+            id,
+            &SignalQuery {
+                limit: 100,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
 }
 
 both!(migrations_are_idempotent, migrations_are_idempotent_body);
@@ -174,7 +386,14 @@ async fn concurrent_writes_all_land_body(s: &Store) {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.create_product(&NewProduct { name: format!("p{i}"), description: None }, t(0)).await
+                s.create_product(
+                    &NewProduct {
+                        name: format!("p{i}"),
+                        description: None,
+                    },
+                    t(0),
+                )
+                .await
             })
         })
         .collect();
@@ -184,15 +403,25 @@ async fn concurrent_writes_all_land_body(s: &Store) {
     assert_eq!(s.list_products().await.unwrap().len(), 50);
 }
 
-both!(concurrent_transitions_one_wins, concurrent_transitions_one_wins_body);
+both!(
+    concurrent_transitions_one_wins,
+    concurrent_transitions_one_wins_body
+);
 async fn concurrent_transitions_one_wins_body(s: &Store) {
     product(s, "web").await;
     let id = release(s, "web", "1.0.0", 1).await;
     // approve and cancel race: exactly one of them takes effect first; the other
     // then sees the new status and either is refused (cancelled is final) or moves on.
-    let (a, b) = tokio::join!(set(s, id, ReleaseStatus::Approved, 2), set(s, id, ReleaseStatus::Cancelled, 2));
+    let (a, b) = tokio::join!(
+        set(s, id, ReleaseStatus::Approved, 2),
+        set(s, id, ReleaseStatus::Cancelled, 2)
+    );
     let end = s.get_release(id).await.unwrap().status;
-    assert_eq!(end, ReleaseStatus::Cancelled, "cancelled is reachable from both draft and approved");
+    assert_eq!(
+        end,
+        ReleaseStatus::Cancelled,
+        "cancelled is reachable from both draft and approved"
+    );
     assert!(b.is_ok());
     assert!(a.is_ok() || matches!(a, Err(StoreError::Domain(_))));
 }

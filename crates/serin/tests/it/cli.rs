@@ -7,7 +7,15 @@ fn quickstart_through_the_cli() {
     let server = Server::sqlite();
     let out = stdout(&server.cli(&["product", "add", "web", "--description", "storefront"]));
     assert!(out.starts_with("NAME") && out.contains("web"), "{out}");
-    let r1 = json(&server.cli(&["add-release", "--product", "web", "--version", "1.2.0", "-o", "json"]));
+    let r1 = json(&server.cli(&[
+        "add-release",
+        "--product",
+        "web",
+        "--version",
+        "1.2.0",
+        "-o",
+        "json",
+    ]));
     let r2 = json(&server.cli(&["release", "add", "web", "1.3.0-rc.1", "-o", "json"]));
     assert_eq!(r1["status"], "draft");
     for r in [&r1, &r2] {
@@ -16,19 +24,44 @@ fn quickstart_through_the_cli() {
         stdout(&server.cli(&["release", "release", &id]));
     }
     let latest = json(&server.cli(&["get-latest-release", "web", "--output", "json"]));
-    assert_eq!(latest["version"], "1.3.0-rc.1", "semver precedence: 1.3.0-rc.1 > 1.2.0");
+    assert_eq!(
+        latest["version"], "1.3.0-rc.1",
+        "semver precedence: 1.3.0-rc.1 > 1.2.0"
+    );
     let table = stdout(&server.cli(&["release", "latest", "--product", "web"]));
-    assert!(table.lines().nth(1).unwrap().contains("1.3.0-rc.1"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().contains("1.3.0-rc.1"),
+        "{table}"
+    );
     let list = json(&server.cli(&["release", "list", "web", "-o", "json"]));
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     let products = stdout(&server.cli(&["product", "list"]));
     assert_eq!(products.lines().count(), 2, "{products}");
 
     let sig = json(&server.cli(&[
-        "signal", "send", "--product", "web", "--version", "1.2.0", "--lane", "canary", "--name", "latency",
-        "--kind", "latency", "--value", "12.5", "--tag", "region=eu", "-o", "json",
+        "signal",
+        "send",
+        "--product",
+        "web",
+        "--version",
+        "1.2.0",
+        "--lane",
+        "canary",
+        "--name",
+        "latency",
+        "--kind",
+        "latency",
+        "--value",
+        "12.5",
+        "--tag",
+        "region=eu",
+        "-o",
+        "json",
     ]));
-    assert_eq!((sig["lane"].as_str(), sig["value"].as_f64()), (Some("canary"), Some(12.5)));
+    assert_eq!(
+        (sig["lane"].as_str(), sig["value"].as_f64()),
+        (Some("canary"), Some(12.5))
+    );
     let lines = "{\"product_name\":\"web\",\"version\":\"1.2.0\",\"lane\":\"stable\",\"name\":\"x\",\"value\":1}\n".repeat(25);
     let out = stdout(&server.cli_stdin(&["add-signal", "--file", "-"], &lines));
     assert_eq!(out.trim(), "accepted 25 of 25 signals");
@@ -40,8 +73,24 @@ fn failures_print_the_server_message_and_exit_non_zero() {
     let out = server.cli(&["release", "latest", "ghost"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("product `ghost` does not exist") && err.contains("PRODUCT_NOT_FOUND"), "{err}");
-    let out = server.cli(&["signal", "send", "--product", "p", "--version", "1", "--lane", "blue", "--name", "x", "--value", "1"]);
+    assert!(
+        err.contains("product `ghost` does not exist") && err.contains("PRODUCT_NOT_FOUND"),
+        "{err}"
+    );
+    let out = server.cli(&[
+        "signal",
+        "send",
+        "--product",
+        "p",
+        "--version",
+        "1",
+        "--lane",
+        "blue",
+        "--name",
+        "x",
+        "--value",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let out = crate::harness::cli_at("http://127.0.0.1:1", &["product", "list"], None);
     assert_eq!(out.status.code(), Some(1));
@@ -51,7 +100,15 @@ fn failures_print_the_server_message_and_exit_non_zero() {
 #[test]
 fn bad_settings_are_all_reported_before_exit() {
     let out = std::process::Command::new(BIN)
-        .args(["up", "--listen", "nowhere", "--database-url", "mysql://db", "--log-format", "xml"])
+        .args([
+            "up",
+            "--listen",
+            "nowhere",
+            "--database-url",
+            "mysql://db",
+            "--log-format",
+            "xml",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -65,16 +122,28 @@ fn bad_settings_are_all_reported_before_exit() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn migrate_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/m.db", dir.path().display());
-    let first = json(&crate::harness::cli_at("", &["migrate", "--database-url", &url, "-o", "json"], None));
+    let first = json(&crate::harness::cli_at(
+        "",
+        &["migrate", "--database-url", &url, "-o", "json"],
+        None,
+    ));
     assert_eq!(first["applied"], serde_json::json!([1]));
-    let again = stdout(&crate::harness::cli_at("", &["migrate", "--database-url", &url], None));
+    let again = stdout(&crate::harness::cli_at(
+        "",
+        &["migrate", "--database-url", &url],
+        None,
+    ));
     assert!(again.contains("up to date"), "{again}");
 }
 

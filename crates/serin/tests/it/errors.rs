@@ -8,10 +8,20 @@ use crate::harness::{Server, get, patch, post, send};
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     assert!(body["details"].is_object(), "{body}");
     let text = body.to_string().to_lowercase();
-    for leak in ["sqlite", "sql ", "constraint", "panicked", "rusqlite", "postgres"] {
+    for leak in [
+        "sqlite",
+        "sql ",
+        "constraint",
+        "panicked",
+        "rusqlite",
+        "postgres",
+    ] {
         assert!(!text.contains(leak), "internal text leaked: {body}");
     }
 }
@@ -51,14 +61,30 @@ async fn each_failure_has_its_code() {
     assert_eq!(post(&u("/product"), json!({"name": "web"})).await.0, 201);
     let (s, b) = post(&u("/product"), json!({"name": "web"})).await;
     assert_error(s, &b, 409, "PRODUCT_EXISTS");
-    let (s, b) = post(&u("/release"), json!({"product_name": "ghost", "version": "1.0.0"})).await;
+    let (s, b) = post(
+        &u("/release"),
+        json!({"product_name": "ghost", "version": "1.0.0"}),
+    )
+    .await;
     assert_error(s, &b, 404, "PRODUCT_NOT_FOUND");
     assert_eq!(b["details"]["field"], "product_name");
-    let (s, r) = post(&u("/release"), json!({"product_name": "web", "version": "1.0.0"})).await;
+    let (s, r) = post(
+        &u("/release"),
+        json!({"product_name": "web", "version": "1.0.0"}),
+    )
+    .await;
     assert_eq!(s, 201);
-    let (s, b) = post(&u("/release"), json!({"product_name": "web", "version": "1.0.0"})).await;
+    let (s, b) = post(
+        &u("/release"),
+        json!({"product_name": "web", "version": "1.0.0"}),
+    )
+    .await;
     assert_error(s, &b, 409, "RELEASE_EXISTS");
-    let (s, b) = post(&u("/release"), json!({"product_name": "web", "version": "1 0"})).await;
+    let (s, b) = post(
+        &u("/release"),
+        json!({"product_name": "web", "version": "1 0"}),
+    )
+    .await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
 
     let (s, b) = get(&u("/release/ghost/latest")).await;
@@ -67,12 +93,20 @@ async fn each_failure_has_its_code() {
     assert_error(s, &b, 404, "NO_STABLE_RELEASE");
 
     let id = r["id"].as_i64().unwrap();
-    let (s, b) = patch(&u(&format!("/api/v1/releases/{id}")), json!({"status": "released"})).await;
+    let (s, b) = patch(
+        &u(&format!("/api/v1/releases/{id}")),
+        json!({"status": "released"}),
+    )
+    .await;
     assert_error(s, &b, 409, "INVALID_STATUS_TRANSITION");
     assert_eq!(b["details"]["from"], "draft");
     let (_, still) = get(&u(&format!("/api/v1/releases/{id}"))).await;
     assert_eq!(still["status"], "draft", "a refused change changes nothing");
-    let (s, b) = patch(&u(&format!("/api/v1/releases/{id}")), json!({"status": "shipped"})).await;
+    let (s, b) = patch(
+        &u(&format!("/api/v1/releases/{id}")),
+        json!({"status": "shipped"}),
+    )
+    .await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
     let (s, b) = patch(&u(&format!("/api/v1/releases/{id}")), json!({})).await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
@@ -96,12 +130,20 @@ async fn signals_are_checked_and_batches_are_all_or_nothing() {
     let server = Server::sqlite();
     let u = |p: &str| format!("{}{p}", server.url);
     post(&u("/product"), json!({"name": "web"})).await;
-    let (_, r) = post(&u("/release"), json!({"product_name": "web", "version": "2.0.0"})).await;
+    let (_, r) = post(
+        &u("/release"),
+        json!({"product_name": "web", "version": "2.0.0"}),
+    )
+    .await;
     let good = json!({"product_name": "web", "version": "2.0.0", "lane": "stable", "name": "x", "value": 1});
 
     let (s, b) = post(&u("/signal"), json!({"product_name": "web", "version": "9.9.9", "lane": "stable", "name": "x", "value": 1})).await;
     assert_error(s, &b, 404, "RELEASE_NOT_FOUND");
-    let (s, b) = post(&u("/signal"), json!({"product_name": "web", "version": "2.0.0", "lane": "blue", "name": "x", "value": 1})).await;
+    let (s, b) = post(
+        &u("/signal"),
+        json!({"product_name": "web", "version": "2.0.0", "lane": "blue", "name": "x", "value": 1}),
+    )
+    .await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
     assert_eq!(b["details"]["field"], "lane");
     let (s, b) = post(&u("/signal"), json!({"product_name": "web", "version": "2.0.0", "lane": "canary", "name": "x", "kind": "outcome", "value": 0.5})).await;
@@ -123,7 +165,11 @@ async fn signals_are_checked_and_batches_are_all_or_nothing() {
     let (s, b) = post(&u("/api/v1/signals/batch"), json!({"signals": []})).await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
     let (_, list) = get(&u(&format!("/api/v1/releases/{}/signals", r["id"]))).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing from a refused batch was stored");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "nothing from a refused batch was stored"
+    );
 }
 
 #[tokio::test]

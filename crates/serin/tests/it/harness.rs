@@ -24,7 +24,13 @@ impl Server {
     /// Starts on `database_url`, keeping `dir` alive.
     pub fn start(database_url: &str, dir: tempfile::TempDir) -> Server {
         let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
             .env("SERIN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -39,7 +45,9 @@ impl Server {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(30)).expect("serin announced its address");
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serin announced its address");
         Server { url, child, dir }
     }
 
@@ -55,7 +63,9 @@ impl Server {
 
     /// Sends SIGTERM and waits; returns whether it exited cleanly within 10 s.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -81,19 +91,32 @@ pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .args(args)
         .env("SERIN_URL", url)
         .env_remove("SERIN_OUTPUT")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "command failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -108,20 +131,32 @@ pub async fn postgres_schema() -> Option<String> {
     let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         Ok(c) => c,
         Err(e) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL at {url} is required in CI: {e}");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL at {url} is required in CI: {e}"
+            );
             eprintln!("SKIPPED: PostgreSQL at {url} unreachable: {e}");
             return None;
         }
     };
     tokio::spawn(conn);
     let schema = format!("serin_e2e_{}", std::process::id());
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
 }
 
 /// HTTP helpers returning (status, JSON body).
-pub async fn send(method: reqwest::Method, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+pub async fn send(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let c = reqwest::Client::new();
     let mut req = c.request(method, url);
     if let Some(b) = body {
@@ -130,7 +165,10 @@ pub async fn send(method: reqwest::Method, url: &str, body: Option<serde_json::V
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
 }
 
 pub async fn post(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

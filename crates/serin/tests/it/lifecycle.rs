@@ -6,21 +6,41 @@ use crate::harness::{Server, get, patch, post, postgres_schema};
 
 /// Create, approve, release, ask for the latest stable, send signals.
 async fn quickstart(base: &str) {
-    let (s, p) = post(&format!("{base}/product"), json!({"name": "web", "description": "storefront"})).await;
+    let (s, p) = post(
+        &format!("{base}/product"),
+        json!({"name": "web", "description": "storefront"}),
+    )
+    .await;
     assert_eq!(s, 201, "{p}");
     assert_eq!(p["name"], "web");
-    let (s, r1) = post(&format!("{base}/release"), json!({"product_name": "web", "version": "1.9.0"})).await;
+    let (s, r1) = post(
+        &format!("{base}/release"),
+        json!({"product_name": "web", "version": "1.9.0"}),
+    )
+    .await;
     assert_eq!((s, r1["status"].as_str()), (201, Some("draft")), "{r1}");
-    let (s, r2) = post(&format!("{base}/api/v1/products/web/releases"), json!({"version": "1.10.0", "description": "notes"})).await;
+    let (s, r2) = post(
+        &format!("{base}/api/v1/products/web/releases"),
+        json!({"version": "1.10.0", "description": "notes"}),
+    )
+    .await;
     assert_eq!(s, 201, "{r2}");
     for id in [&r1["id"], &r2["id"]] {
         for status in ["approved", "released"] {
-            let (s, body) = patch(&format!("{base}/api/v1/releases/{id}"), json!({"status": status})).await;
+            let (s, body) = patch(
+                &format!("{base}/api/v1/releases/{id}"),
+                json!({"status": status}),
+            )
+            .await;
             assert_eq!((s, body["status"].as_str()), (200, Some(status)), "{body}");
         }
     }
     let (s, latest) = get(&format!("{base}/release/web/latest")).await;
-    assert_eq!((s, latest["version"].as_str()), (200, Some("1.10.0")), "semver, not release order: {latest}");
+    assert_eq!(
+        (s, latest["version"].as_str()),
+        (200, Some("1.10.0")),
+        "semver, not release order: {latest}"
+    );
     let (_, same) = get(&format!("{base}/api/v1/products/web/releases/latest")).await;
     assert_eq!(same, latest);
     let (s, sig) = post(
@@ -28,20 +48,40 @@ async fn quickstart(base: &str) {
         json!({"product_name": "web", "version": "1.10.0", "lane": "canary", "name": "http.request", "kind": "outcome", "value": 1, "tags": {"region": "eu"}}),
     )
     .await;
-    assert_eq!((s, sig["lane"].as_str(), sig["release_id"].clone()), (201, Some("canary"), r2["id"].clone()), "{sig}");
+    assert_eq!(
+        (s, sig["lane"].as_str(), sig["release_id"].clone()),
+        (201, Some("canary"), r2["id"].clone()),
+        "{sig}"
+    );
     let batch: Vec<_> = (0..300)
         .map(|i| json!({"release_id": r2["id"], "lane": if i % 3 == 0 { "canary" } else { "stable" }, "name": "latency", "kind": "latency", "value": i}))
         .collect();
-    let (s, acc) = post(&format!("{base}/api/v1/signals/batch"), json!({"signals": batch})).await;
+    let (s, acc) = post(
+        &format!("{base}/api/v1/signals/batch"),
+        json!({"signals": batch}),
+    )
+    .await;
     assert_eq!((s, acc["accepted"].as_u64()), (201, Some(300)), "{acc}");
-    let (s, list) = get(&format!("{base}/api/v1/releases/{}/signals?lane=canary&limit=1000", r2["id"])).await;
+    let (s, list) = get(&format!(
+        "{base}/api/v1/releases/{}/signals?lane=canary&limit=1000",
+        r2["id"]
+    ))
+    .await;
     assert_eq!(s, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 101);
-    let (s, got) = get(&format!("{base}/api/v1/releases/{}/signals?limit=1", r2["id"])).await;
+    let (s, got) = get(&format!(
+        "{base}/api/v1/releases/{}/signals?limit=1",
+        r2["id"]
+    ))
+    .await;
     assert_eq!(s, 200);
     assert_eq!(got["items"].as_array().unwrap().len(), 1);
     // Rolling back the stable release hands "stable" to the next one.
-    let (s, _) = patch(&format!("{base}/api/v1/releases/{}", r2["id"]), json!({"status": "rolled_back"})).await;
+    let (s, _) = patch(
+        &format!("{base}/api/v1/releases/{}", r2["id"]),
+        json!({"status": "rolled_back"}),
+    )
+    .await;
     assert_eq!(s, 200);
     let (_, latest) = get(&format!("{base}/release/web/latest")).await;
     assert_eq!(latest["version"], "1.9.0");
@@ -57,7 +97,9 @@ async fn quickstart_on_sqlite() {
 
 #[tokio::test]
 async fn quickstart_on_postgres() {
-    let Some(url) = postgres_schema().await else { return };
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
     let server = Server::start(&url, tempfile::tempdir().unwrap());
     quickstart(&server.url).await;
     let (_, ready) = get(&format!("{}/api/v1/ready", server.url)).await;
@@ -80,12 +122,30 @@ async fn data_survives_a_restart_and_sigterm_is_graceful() {
 #[tokio::test]
 async fn openapi_is_served_and_matches_the_golden_file() {
     let server = Server::sqlite();
-    let body = reqwest::get(format!("{}/openapi.json", server.url)).await.unwrap().text().await.unwrap();
-    let golden = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
-    assert_eq!(body, golden, "docs/openapi.json is stale: run UPDATE_GOLDEN=1 cargo test -p serin-server");
+    let body = reqwest::get(format!("{}/openapi.json", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let golden = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        body, golden,
+        "docs/openapi.json is stale: run UPDATE_GOLDEN=1 cargo test -p serin-server"
+    );
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/product", "/release", "/release/{product_name}/latest", "/signal", "/api/v1/signals/batch"] {
+    for path in [
+        "/product",
+        "/release",
+        "/release/{product_name}/latest",
+        "/signal",
+        "/api/v1/signals/batch",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
 }
