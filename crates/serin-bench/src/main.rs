@@ -1,0 +1,295 @@
+//! Whole-system benchmarks of the `serin` binary. Each prints its figures and,
+//! where a peer exists, measures the peer in the same run and prints the ratio.
+//!
+//! - `ingest BIN`: signals through `POST /api/v1/signals/batch` into SQLite, against
+//!   a raw rusqlite loop inserting the same rows into the same schema with the same
+//!   pragmas (WAL, `synchronous=FULL`), one transaction per batch.
+//! - `startup BIN`: time from exec to the first answered `/api/v1/health`, and the
+//!   resident memory of the idle server.
+//!
+//! The load generator runs on the same 2-core machine as the server, so it takes
+//! CPU from it; the figures are a floor, not a ceiling.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: serin-bench ingest|startup PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N]";
+    let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
+        bail!(usage)
+    };
+    let opt = |name: &str, default: usize| -> anyhow::Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args.get(i + 1).context(usage)?.parse().context(usage),
+            None => Ok(default),
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cmd.as_str() {
+        "ingest" => rt.block_on(ingest(
+            bin,
+            opt("--batches", 200)?,
+            opt("--batch-size", 5000)?,
+            opt("--concurrency", 2)?,
+        )),
+        "startup" => rt.block_on(startup(bin, opt("--runs", 20)?)),
+        _ => bail!(usage),
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(bin: &str) -> anyhow::Result<(Server, Instant)> {
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let t0 = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["up", "--listen", "127.0.0.1:0", "--database-url", &db])
+        .env("SERIN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {bin}"))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(u) = line.strip_prefix("serin: listening on ") {
+                    break u.to_string();
+                }
+            }
+            _ => bail!("serin exited before announcing its address"),
+        }
+    };
+    Ok((
+        Server {
+            child,
+            url,
+            _dir: dir,
+        },
+        t0,
+    ))
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn startup(bin: &str, runs: usize) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let (server, t0) = start(bin)?;
+        let health = format!("{}/api/v1/health", server.url);
+        loop {
+            if http
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        // Idle: a few requests, then a pause, then read resident memory.
+        for _ in 0..10 {
+            http.get(&health).send().await?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rss.push(rss_kib(server.child.id())? as f64 / 1024.0);
+    }
+    println!("startup: exec -> /api/v1/health answered, {runs} runs");
+    println!(
+        "  median {:.1} ms, min {:.1} ms, max {:.1} ms   (goal <= 200 ms)",
+        median(times.clone()),
+        times.iter().cloned().fold(f64::MAX, f64::min),
+        times.iter().cloned().fold(0.0, f64::max)
+    );
+    println!(
+        "idle resident memory: median {:.1} MiB, max {:.1} MiB   (goal <= 25 MB)",
+        median(rss.clone()),
+        rss.iter().cloned().fold(0.0, f64::max)
+    );
+    Ok(())
+}
+
+fn batch_body(release_id: i64, batch: usize, size: usize) -> Vec<u8> {
+    let signals: Vec<_> = (0..size)
+        .map(|i| {
+            let n = batch * size + i;
+            serde_json::json!({
+                "release_id": release_id,
+                "lane": if n % 10 == 0 { "canary" } else { "stable" },
+                "name": "http.request.duration",
+                "kind": "latency",
+                "value": (n % 977) as f64 * 0.25,
+                "tags": {"route": "/checkout"},
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "signals": signals })).unwrap_or_default()
+}
+
+async fn ingest(bin: &str, batches: usize, size: usize, concurrency: usize) -> anyhow::Result<()> {
+    let (server, _) = start(bin)?;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", server.url))
+            .json(&body)
+            .send()
+    };
+    post("/product", serde_json::json!({"name": "bench"}))
+        .await?
+        .error_for_status()?;
+    let release: serde_json::Value = post(
+        "/release",
+        serde_json::json!({"product_name": "bench", "version": "1.0.0"}),
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    let release_id = release["id"].as_i64().context("release id")?;
+    let bodies: Vec<Vec<u8>> = (0..batches)
+        .map(|b| batch_body(release_id, b, size))
+        .collect();
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let total = batches * size;
+
+    // Serin over HTTP.
+    let url = format!("{}/api/v1/signals/batch", server.url);
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(bodies.clone()));
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url, queue) = (http.clone(), url.clone(), queue.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(body) = queue.lock().await.pop() else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
+                    let resp = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    if !resp.status().is_success() {
+                        bail!("batch refused: {}", resp.text().await?);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await??;
+    }
+    let serin_secs = t0.elapsed().as_secs_f64();
+    let serin_rate = total as f64 / serin_secs;
+
+    // The peer: the same rows, the same schema and pragmas, straight into SQLite.
+    let dir = tempfile::tempdir()?;
+    let raw_secs = tokio::task::spawn_blocking(move || {
+        raw_sqlite(&dir.path().join("raw.db"), release_id, batches, size)
+    })
+    .await??;
+    let raw_rate = total as f64 / raw_secs;
+
+    println!(
+        "signal ingestion into SQLite: {total} signals in {batches} batches of {size}, {concurrency} concurrent clients, {:.1} MB of JSON",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  serin HTTP batch endpoint: {serin_rate:>10.0} signals/s ({serin_secs:.2} s)   (goal >= 100000)"
+    );
+    println!("  raw SQLite insert loop:    {raw_rate:>10.0} rows/s    ({raw_secs:.2} s)");
+    println!(
+        "  ratio serin/raw: {:.2}   (goal >= 0.5)",
+        serin_rate / raw_rate
+    );
+    Ok(())
+}
+
+fn raw_sqlite(
+    path: &std::path::Path,
+    release_id: i64,
+    batches: usize,
+    size: usize,
+) -> anyhow::Result<f64> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    for m in serin_store::migrate::SQLITE {
+        conn.execute_batch(m.sql)?;
+    }
+    let now = 1_700_000_000_000_000_i64;
+    conn.execute(
+        "INSERT INTO products (id, name, created_at, updated_at) VALUES (1, 'bench', ?1, ?1)",
+        [now],
+    )?;
+    conn.execute(
+        "INSERT INTO releases (id, product_id, version, status, created_at, updated_at) VALUES (?1, 1, '1.0.0', 'draft', ?2, ?2)",
+        rusqlite::params![release_id, now],
+    )?;
+    let t0 = Instant::now();
+    for b in 0..batches {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO signals (release_id, lane, name, kind, value, tags, ts, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for i in 0..size {
+                let n = b * size + i;
+                let lane = if n % 10 == 0 { "canary" } else { "stable" };
+                stmt.execute(rusqlite::params![
+                    release_id,
+                    lane,
+                    "http.request.duration",
+                    "latency",
+                    (n % 977) as f64 * 0.25,
+                    r#"{"route":"/checkout"}"#,
+                    now + n as i64,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
