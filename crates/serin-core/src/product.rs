@@ -76,14 +76,34 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Checks an optional description's length.
+/// Checks an optional description: its length, and no control characters but
+/// tab and line breaks.
 pub fn validate_description(field: &str, text: Option<&str>) -> Result<(), DomainError> {
-    match text {
-        Some(t) if t.len() > MAX_DESCRIPTION_LEN => Err(DomainError::invalid(
+    let Some(t) = text else { return Ok(()) };
+    if t.len() > MAX_DESCRIPTION_LEN {
+        return Err(DomainError::invalid(
             field,
             format!("must be at most {MAX_DESCRIPTION_LEN} bytes"),
+        ));
+    }
+    validate_text(field, t)
+}
+
+/// Refuses control characters (NUL among them) other than tab, CR and LF: they
+/// break terminals and logs, and PostgreSQL can't store NUL at all.
+pub fn validate_text(field: &str, text: &str) -> Result<(), DomainError> {
+    match text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => Err(DomainError::invalid(
+            field,
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ),
         )),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

@@ -16,12 +16,14 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::product::validate_name;
+use crate::product::{validate_name, validate_text};
 use crate::release::validate_version;
 use crate::{DomainError, Timestamp};
 
 /// How far ahead of the server's clock a signal's timestamp may be.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+/// The earliest timestamp accepted: the Unix epoch (both databases store it).
+pub const MIN_TIMESTAMP_SECS: i64 = 0;
 /// Most signals in one batch.
 pub const MAX_BATCH: usize = 50_000;
 /// Most tags on one signal.
@@ -215,6 +217,10 @@ impl NewSignal {
                     format!("a tag value is at most {MAX_TAG_VALUE_LEN} bytes"),
                 ));
             }
+            validate_text(&format!("tags.{k}"), v)?;
+        }
+        if let Some(ts) = self.timestamp {
+            validate_instant("timestamp", ts)?;
         }
         if let Some(ts) = self.timestamp
             && (ts - now).num_seconds() > MAX_CLOCK_SKEW_SECS
@@ -264,6 +270,18 @@ impl NewSignal {
             )),
         }
     }
+}
+
+/// Checks that an instant is not before [`MIN_TIMESTAMP_SECS`] nor after 9999.
+pub fn validate_instant(field: &str, t: Timestamp) -> Result<(), DomainError> {
+    use chrono::Datelike;
+    if t.timestamp() < MIN_TIMESTAMP_SECS || t.year() > 9999 {
+        return Err(DomainError::invalid(
+            field,
+            "must lie between 1970-01-01 and 9999-12-31",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a signal name or tag key.
@@ -419,6 +437,18 @@ mod tests {
             ..sig()
         };
         s.validate(now()).unwrap();
+    }
+
+    #[test]
+    fn ancient_timestamps_and_control_characters_refused() {
+        let s = NewSignal {
+            timestamp: Some("-5000-01-01T00:00:00Z".parse().unwrap()),
+            ..sig()
+        };
+        assert_eq!(field_of(s.validate(now()).unwrap_err()), "timestamp");
+        let mut s = sig();
+        s.tags.insert("k".into(), "v\0".into());
+        assert_eq!(field_of(s.validate(now()).unwrap_err()), "tags.k");
     }
 
     #[test]

@@ -6,21 +6,22 @@
 //! `docs/openapi.json`; a test fails when the two differ.
 
 use utoipa::OpenApi;
-use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::PathItem;
+use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::routes::{health, products, releases, signals};
 
-/// Seed-compatible routes: (alias path, canonical path, method).
-pub const ALIASES: &[(&str, &str, HttpMethod)] = &[
-    ("/product", "/api/v1/products", HttpMethod::Post),
-    ("/release", "/api/v1/releases", HttpMethod::Post),
+/// Seed-compatible routes: (alias path, canonical path, lower-case method).
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("/product", "/api/v1/products", "post"),
+    ("/release", "/api/v1/releases", "post"),
     (
         "/release/{product_name}/latest",
         "/api/v1/products/{name}/releases/latest",
-        HttpMethod::Get,
+        "get",
     ),
-    ("/signal", "/api/v1/signals", HttpMethod::Post),
+    ("/signal", "/api/v1/signals", "post"),
 ];
 
 #[derive(OpenApi)]
@@ -70,31 +71,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-fn operation<'a>(
-    item: &'a utoipa::openapi::PathItem,
-    m: &HttpMethod,
-) -> Option<&'a utoipa::openapi::path::Operation> {
-    match m {
-        HttpMethod::Get => item.get.as_ref(),
-        HttpMethod::Post => item.post.as_ref(),
-        HttpMethod::Patch => item.patch.as_ref(),
-        HttpMethod::Put => item.put.as_ref(),
-        HttpMethod::Delete => item.delete.as_ref(),
+fn operation<'a>(item: &'a PathItem, method: &str) -> Option<&'a Operation> {
+    match method {
+        "get" => item.get.as_ref(),
+        "post" => item.post.as_ref(),
+        "patch" => item.patch.as_ref(),
         _ => None,
     }
 }
 
-fn set_operation(
-    item: &mut utoipa::openapi::PathItem,
-    m: &HttpMethod,
-    op: utoipa::openapi::path::Operation,
-) {
-    match m {
-        HttpMethod::Get => item.get = Some(op),
-        HttpMethod::Post => item.post = Some(op),
-        HttpMethod::Patch => item.patch = Some(op),
-        HttpMethod::Put => item.put = Some(op),
-        HttpMethod::Delete => item.delete = Some(op),
+fn set_operation(item: &mut PathItem, method: &str, op: Operation) {
+    match method {
+        "get" => item.get = Some(op),
+        "post" => item.post = Some(op),
+        "patch" => item.patch = Some(op),
         _ => {}
     }
 }

@@ -159,7 +159,7 @@ impl Store {
 
     /// Creates a product. `Conflict` if the name is taken.
     pub async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
-        dispatch!(self, b => b.create_product(new, now))
+        dispatch!(self, b => b.create_product(new, serin_core::to_micros(now)))
     }
 
     /// All products, by name.
@@ -175,7 +175,7 @@ impl Store {
     /// Creates a `draft` release. `NotFound` for an unknown product, `Conflict` for a
     /// version the product already has.
     pub async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
-        dispatch!(self, b => b.create_release(new, now))
+        dispatch!(self, b => b.create_release(new, serin_core::to_micros(now)))
     }
 
     /// A product's releases, newest first.
@@ -195,7 +195,7 @@ impl Store {
         patch: &ReleasePatch,
         now: Timestamp,
     ) -> Result<Release> {
-        dispatch!(self, b => b.update_release(id, patch, now))
+        dispatch!(self, b => b.update_release(id, patch, serin_core::to_micros(now)))
     }
 
     /// The product's latest stable release (see `serin_core::latest_stable`).
@@ -205,7 +205,8 @@ impl Store {
 
     /// Stores one signal.
     pub async fn record_signal(&self, signal: NewSignal, now: Timestamp) -> Result<Signal> {
-        let mut stored = dispatch!(self, b => b.record_signals(vec![signal], now, true))?;
+        let mut stored =
+            dispatch!(self, b => b.record_signals(vec![signal], serin_core::to_micros(now), true))?;
         stored
             .pop()
             .ok_or_else(|| StoreError::Backend("insert returned no row".into()))
@@ -214,7 +215,7 @@ impl Store {
     /// Stores many signals in one transaction: all of them or none. Returns how many.
     pub async fn record_signals(&self, signals: Vec<NewSignal>, now: Timestamp) -> Result<usize> {
         let n = signals.len();
-        dispatch!(self, b => b.record_signals(signals, now, false))?;
+        dispatch!(self, b => b.record_signals(signals, serin_core::to_micros(now), false))?;
         Ok(n)
     }
 
@@ -256,18 +257,43 @@ fn parse_url(url: &str) -> std::result::Result<DatabaseUrl, String> {
     Ok(DatabaseUrl::Sqlite(path.into()))
 }
 
-/// Describes a database URL for logs without its password.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+/// Checks a database URL without connecting: the scheme, and for PostgreSQL the
+/// whole connection string.
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    match parse_url(url)? {
+        DatabaseUrl::Postgres(u) => <tokio_postgres::Config as std::str::FromStr>::from_str(&u)
+            .map(|_| ())
+            .map_err(|e| format!("not a valid PostgreSQL URL: {e}")),
+        DatabaseUrl::Sqlite(_) => Ok(()),
     }
+}
+
+/// Describes a database URL for logs without its password (in the user part or as
+/// a `password=` query parameter).
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match base[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..s + 3], &base[at..]),
+            None => base.to_string(),
+        },
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -301,5 +327,11 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=secret&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
+        assert!(check_url("postgres://u@h:notaport/db").is_err());
+        assert!(check_url("postgres://u@h:5432/db").is_ok());
     }
 }

@@ -39,7 +39,17 @@ impl std::fmt::Debug for PgStore {
 }
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") {
+    // Class 22 ("data exception": a value out of range, a byte PostgreSQL can't
+    // store) means the input was bad. serin-core's validation should have caught
+    // it; this keeps it a client error if something slips through.
+    if e.code().is_some_and(|c| c.code().starts_with("22")) {
+        return StoreError::Domain(serin_core::DomainError::invalid(
+            "body",
+            "a value is out of range or holds a character the database can't store",
+        ));
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
@@ -173,7 +183,7 @@ impl PgStore {
     pub(crate) async fn list_products(&self) -> Result<Vec<Product>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name"))
+            .prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name COLLATE \"C\""))
             .await
             .map_err(pg_err)?;
         Ok(client

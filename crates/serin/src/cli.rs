@@ -85,8 +85,8 @@ pub struct DbArgs {
     #[arg(long, short = 'c', env = "SERIN_CONFIG")]
     pub config: Option<PathBuf>,
     /// Most database connections (PostgreSQL pool size; SQLite readers). Default 8.
-    #[arg(long, env = "SERIN_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    #[arg(long, env = "SERIN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
 }
 
 /// Settings of `serin up`. A flag beats its environment variable, which beats the

@@ -45,10 +45,31 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         out.flush()?;
     }
     let app = serin_server::app(AppState::new(store));
-    serin_server::run(listener, app, shutdown_signal()).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(serin_server::run(listener, app, async {
+        let _ = stopped.await;
+    }));
+    tokio::select! {
+        ended = &mut server => {
+            ended??;
+            return Ok(());
+        }
+        () = shutdown_signal() => {}
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(ended) => ended??,
+        Err(_) => tracing::warn!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "requests still in flight after the grace period; exiting anyway"
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long requests in flight may take to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `serin migrate`.
 pub async fn migrate(url: &str, max_connections: usize, json: bool) -> anyhow::Result<()> {

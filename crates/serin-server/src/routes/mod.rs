@@ -4,3 +4,22 @@ pub mod health;
 pub mod products;
 pub mod releases;
 pub mod signals;
+
+use serin_store::{Entity, StoreError};
+
+use crate::error::ApiError;
+
+/// A product name taken from a URL path. A name that could never have been
+/// created (bad characters, NUL, too long) names no product: 404, like any other
+/// unknown name, without asking the database.
+pub(crate) fn product_in_path(name: String) -> Result<String, ApiError> {
+    match serin_core::product::validate_name("name", &name) {
+        Ok(()) => Ok(name),
+        Err(_) => Err(StoreError::NotFound {
+            entity: Entity::Product,
+            key: name,
+            field: None,
+        }
+        .into()),
+    }
+}

@@ -52,5 +52,6 @@ pub async fn show(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Product>> {
+    let name = super::product_in_path(name)?;
     Ok(Json(state.store.get_product(&name).await?))
 }

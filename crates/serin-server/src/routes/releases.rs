@@ -83,6 +83,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<List<Release>>> {
+    let name = super::product_in_path(name)?;
     Ok(Json(state.store.list_releases(&name).await?.into()))
 }
 
@@ -99,6 +100,7 @@ pub async fn latest(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
+    let name = super::product_in_path(name)?;
     Ok(Json(state.store.latest_stable(&name).await?))
 }
 

@@ -93,6 +93,12 @@ pub async fn list(
             &format!("must be between 1 and {MAX_READ}"),
         ));
     }
+    if let Some(name) = &p.name {
+        serin_core::signal::validate_signal_name("name", name)?;
+    }
+    if let Some(since) = p.since {
+        serin_core::signal::validate_instant("since", since)?;
+    }
     let q = SignalQuery {
         lane: p.lane,
         name: p.name,

@@ -8,9 +8,11 @@
 //! then answers each job. Under load many small writes share one fsync; no caller
 //! hears "done" before its data is durable.
 
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::sql_err;
@@ -70,31 +72,69 @@ fn in_savepoint<T>(
 }
 
 fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return, // every handle dropped: the store is closed
+            }
+        }
+        while pending.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => pending.push_back(job),
                 Err(_) => break,
             }
         }
-        let mut txn = match conn.transaction() {
-            Ok(t) => t,
-            Err(e) => {
-                let err = sql_err(e);
-                tracing::error!(error = %err, "cannot begin a SQLite write transaction");
-                // Jobs are dropped unanswered: their callers see `Unavailable`.
-                drop(group);
-                continue;
+        commit_group(&mut conn, &mut pending);
+    }
+}
+
+/// Runs queued jobs in one transaction and answers them after the commit.
+///
+/// Some failures (disk full, I/O error) make SQLite roll back the whole
+/// transaction by itself. The jobs that ran in it are then answered with an error,
+/// and the jobs not yet run stay queued for a fresh transaction, so no job is
+/// ever answered "failed" while its data was stored, or "done" while it wasn't.
+fn commit_group(conn: &mut Connection, pending: &mut VecDeque<Job>) {
+    let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(t) => t,
+        Err(e) => {
+            let err = sql_err(e);
+            tracing::error!(error = %err, "cannot begin a SQLite write transaction");
+            // Dropping a job drops its reply channel: its caller hears `Unavailable`.
+            pending.clear();
+            return;
+        }
+    };
+    let mut completions: Vec<Completion> = Vec::with_capacity(pending.len());
+    while let Some(job) = pending.pop_front() {
+        // A panicking job drops its reply channel (its caller sees `Unavailable`)
+        // and its savepoint rolls back while unwinding; the writer goes on.
+        if let Ok(complete) = panic::catch_unwind(AssertUnwindSafe(|| job(&mut txn))) {
+            completions.push(complete);
+        } else {
+            tracing::error!("a SQLite write job panicked; its changes were rolled back");
+        }
+        if txn.is_autocommit() {
+            let err =
+                StoreError::Unavailable("the database rolled back the write transaction".into());
+            tracing::error!(
+                jobs = completions.len(),
+                "SQLite rolled back a write transaction by itself"
+            );
+            drop(txn);
+            for complete in completions {
+                complete(Err(err.clone()));
             }
-        };
-        let completions: Vec<Completion> = group.into_iter().map(|job| job(&mut txn)).collect();
-        let committed = txn.commit().map_err(sql_err);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, jobs = completions.len(), "SQLite commit failed");
+            return; // the rest stay in `pending` for the next transaction
         }
-        for complete in completions {
-            complete(committed.clone());
-        }
+    }
+    let committed = txn.commit().map_err(sql_err);
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, jobs = completions.len(), "SQLite commit failed");
+    }
+    for complete in completions {
+        complete(committed.clone());
     }
 }

@@ -191,3 +191,66 @@ async fn oversized_bodies_are_refused() {
 fn serin_server_limit() -> usize {
     32 * 1024 * 1024
 }
+
+/// Input that one database would store and the other refuse (NUL, instants out of
+/// range) is refused up front with the same 4xx on both.
+async fn hostile_values(base: &str) {
+    let u = |p: &str| format!("{base}{p}");
+    let (s, b) = post(
+        &u("/product"),
+        json!({"name": "p", "description": "nul\u{0}byte"}),
+    )
+    .await;
+    assert_error(s, &b, 400, "VALIDATION_FAILED");
+    assert_eq!(post(&u("/product"), json!({"name": "p"})).await.0, 201);
+    let (s, b) = get(&u("/release/a%00b/latest")).await;
+    assert_error(s, &b, 404, "PRODUCT_NOT_FOUND");
+    let (_, r) = post(
+        &u("/release"),
+        json!({"product_name": "p", "version": "1.0.0"}),
+    )
+    .await;
+    let sig = |extra: Value| {
+        let mut v = json!({"product_name": "p", "version": "1.0.0", "lane": "stable", "name": "x", "value": 1});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let (s, b) = post(
+        &u("/signal"),
+        sig(json!({"timestamp": "-5000-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_error(s, &b, 400, "VALIDATION_FAILED");
+    assert_eq!(b["details"]["field"], "timestamp");
+    let (s, b) = post(&u("/signal"), sig(json!({"tags": {"k": "v\u{0}"}}))).await;
+    assert_error(s, &b, 400, "VALIDATION_FAILED");
+    let (s, b) = get(&u(&format!(
+        "/api/v1/releases/{}/signals?since=-5000-01-01T00:00:00Z",
+        r["id"]
+    )))
+    .await;
+    assert_error(s, &b, 400, "VALIDATION_FAILED");
+    let (s, b) = get(&u(&format!(
+        "/api/v1/releases/{}/signals?name=%00",
+        r["id"]
+    )))
+    .await;
+    assert_error(s, &b, 400, "VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn hostile_values_on_sqlite() {
+    let server = Server::sqlite();
+    hostile_values(&server.url).await;
+}
+
+#[tokio::test]
+async fn hostile_values_on_postgres() {
+    let Some(url) = crate::harness::postgres_schema("hostile").await else {
+        return;
+    };
+    let server = Server::start(&url, tempfile::tempdir().unwrap());
+    hostile_values(&server.url).await;
+}

@@ -125,7 +125,7 @@ pub fn json(o: &Output) -> serde_json::Value {
 }
 
 /// A PostgreSQL URL scoped to a fresh schema, or None outside CI when unreachable.
-pub async fn postgres_schema() -> Option<String> {
+pub async fn postgres_schema(name: &str) -> Option<String> {
     let url = std::env::var("SERIN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
@@ -140,7 +140,22 @@ pub async fn postgres_schema() -> Option<String> {
         }
     };
     tokio::spawn(conn);
-    let schema = format!("serin_e2e_{}", std::process::id());
+    let schema = format!("serin_e2e_{name}_{}", std::process::id());
+    // Schemas left by earlier runs of this test (the server holds connections to
+    // the current one until the test ends, so each run clears its predecessors).
+    let stale = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 AND nspname <> $2",
+            &[&format!("serin_e2e_{name}_%"), &schema],
+        )
+        .await
+        .unwrap();
+    for row in stale {
+        let old: String = row.get(0);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
+            .await;
+    }
     client
         .batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"

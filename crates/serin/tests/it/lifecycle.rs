@@ -97,7 +97,7 @@ async fn quickstart_on_sqlite() {
 
 #[tokio::test]
 async fn quickstart_on_postgres() {
-    let Some(url) = postgres_schema().await else {
+    let Some(url) = postgres_schema("quickstart").await else {
         return;
     };
     let server = Server::start(&url, tempfile::tempdir().unwrap());
@@ -107,16 +107,60 @@ async fn quickstart_on_postgres() {
 }
 
 #[tokio::test]
-async fn data_survives_a_restart_and_sigterm_is_graceful() {
+async fn sigterm_finishes_the_request_in_flight_and_data_survives_a_restart() {
+    use std::io::{Read, Write};
     let mut first = Server::sqlite();
     let (s, _) = post(&format!("{}/product", first.url), json!({"name": "keep"})).await;
     assert_eq!(s, 201);
-    assert!(first.terminate(), "SIGTERM ends serin with exit 0");
+    let (_, r) = post(
+        &format!("{}/release", first.url),
+        json!({"product_name": "keep", "version": "1.0.0"}),
+    )
+    .await;
+    let signals: Vec<_> = (0..2000)
+        .map(|i| json!({"release_id": r["id"], "lane": "canary", "name": "x", "value": i}))
+        .collect();
+    let body = serde_json::to_vec(&json!({ "signals": signals })).unwrap();
+    // Send the headers and half the body, then SIGTERM, then the rest: the request
+    // is provably in flight when the signal arrives.
+    let addr = first.url.trim_start_matches("http://").to_string();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /api/v1/signals/batch HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(&body[..body.len() / 2]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    tcp.write_all(&body[body.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the in-flight batch completes: {answer}"
+    );
+    assert!(answer.contains("\"accepted\":2000"), "{answer}");
+    assert!(first.terminate(), "serin exits 0 after draining");
+
     let db = format!("sqlite://{}/serin.db", first.dir.path().display());
     let dir = std::mem::replace(&mut first.dir, tempfile::tempdir().unwrap());
     let second = Server::start(&db, dir);
     let (s, p) = get(&format!("{}/api/v1/products/keep", second.url)).await;
     assert_eq!((s, p["name"].as_str()), (200, Some("keep")));
+    let (_, list) = get(&format!(
+        "{}/api/v1/releases/{}/signals?limit=5000",
+        second.url, r["id"]
+    ))
+    .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2000,
+        "everything acknowledged is still there"
+    );
 }
 
 #[tokio::test]
