@@ -6,11 +6,13 @@
 //! - `up`: the server and migrations.
 //! - `commands`: client subcommands over `serin-client`.
 //! - `output`: tables and JSON.
+//! - `docs`: the generated CLI reference, `docs/cli.md`.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod commands;
 mod config;
+mod docs;
 mod output;
 mod up;
 
