@@ -12,6 +12,7 @@
 mod cli;
 mod commands;
 mod config;
+#[cfg(test)]
 mod docs;
 mod output;
 mod up;
