@@ -168,6 +168,34 @@ impl NewRelease {
     }
 }
 
+impl Release {
+    /// Applies `patch` at `now`: a status change must follow the graph (becoming
+    /// `released` stamps `released_at`), new notes replace the old. Returns whether
+    /// anything changed; on an error the release is left as it was.
+    pub fn apply(&mut self, patch: &ReleasePatch, now: DateTime<Utc>) -> Result<bool, DomainError> {
+        let mut changed = false;
+        if let Some(to) = patch.status
+            && self.status.transition(to)?
+        {
+            if to == ReleaseStatus::Released {
+                self.released_at = Some(now);
+            }
+            self.status = to;
+            changed = true;
+        }
+        if let Some(d) = &patch.description
+            && self.description.as_deref() != Some(d.as_str())
+        {
+            self.description = Some(d.clone());
+            changed = true;
+        }
+        if changed {
+            self.updated_at = now;
+        }
+        Ok(changed)
+    }
+}
+
 /// A change to a release (seed 003's `PATCH /api/v1/releases/{id}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -329,6 +357,34 @@ mod tests {
         );
         assert!(RolledBack.transition(Released).is_err());
         assert!(Cancelled.transition(Draft).is_err());
+    }
+
+    #[test]
+    fn apply_stamps_release_and_leaves_unchanged_alone() {
+        let mut r = rel(1, "1.0.0", Approved, None);
+        let t = |s| Utc.timestamp_opt(s, 0).unwrap();
+        let release = ReleasePatch {
+            status: Some(Released),
+            description: None,
+        };
+        assert_eq!(r.apply(&release, t(50)), Ok(true));
+        assert_eq!(
+            (r.status, r.released_at, r.updated_at),
+            (Released, Some(t(50)), t(50))
+        );
+        assert_eq!(
+            r.apply(&release, t(60)),
+            Ok(false),
+            "same status: no change"
+        );
+        assert_eq!((r.released_at, r.updated_at), (Some(t(50)), t(50)));
+        let back = ReleasePatch {
+            status: Some(Draft),
+            description: Some("x".into()),
+        };
+        let before = r.clone();
+        assert!(r.apply(&back, t(70)).is_err());
+        assert_eq!(r, before, "a refused patch changes nothing, notes included");
     }
 
     fn status() -> impl Strategy<Value = ReleaseStatus> {

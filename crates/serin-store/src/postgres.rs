@@ -287,24 +287,8 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let mut r = release_by_id(&tx, id, true).await?;
-        let mut changed = false;
-        if let Some(to) = patch.status
-            && r.status.transition(to)?
-        {
-            if to == ReleaseStatus::Released {
-                r.released_at = Some(now);
-            }
-            r.status = to;
-            changed = true;
-        }
-        if let Some(d) = &patch.description
-            && r.description.as_deref() != Some(d.as_str())
-        {
-            r.description = Some(d.clone());
-            changed = true;
-        }
+        let changed = r.apply(patch, now)?;
         if changed {
-            r.updated_at = now;
             let stmt = tx
                 .prepare_cached(
                     "UPDATE releases SET status = $2, description = $3, updated_at = $4, released_at = $5 WHERE id = $1",
