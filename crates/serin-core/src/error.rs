@@ -16,6 +16,30 @@ pub enum DomainError {
         /// Why it is not acceptable, in words a person can act on.
         reason: String,
     },
+    /// A traffic percentage outside 0–100 or not a whole number.
+    #[error("percentage must be a whole number from 0 to 100, not {value}")]
+    InvalidPercentage {
+        /// The value given, as JSON.
+        value: String,
+    },
+    /// The deployment is final (or draining) and can't take this action.
+    #[error("deployment {id} is {status}; cannot {action}")]
+    NotActive {
+        /// The deployment.
+        id: String,
+        /// Its status.
+        status: &'static str,
+        /// What was asked.
+        action: String,
+    },
+    /// The deployment is live and can't be deleted.
+    #[error("deployment {id} is {status}; promote or roll it back before deleting it")]
+    StillActive {
+        /// The deployment.
+        id: String,
+        /// Its status.
+        status: &'static str,
+    },
     /// A release may not move from one status to another.
     #[error("a release in status `{from}` cannot become `{to}`; allowed next: {allowed}")]
     IllegalTransition {

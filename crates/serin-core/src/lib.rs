@@ -12,14 +12,28 @@
 //! - [`product`]: products and the rules for their names.
 //! - [`release`]: releases, [`ReleaseStatus`] and its transitions, latest-stable choice.
 //! - [`signal`]: observations about a lane of a release, and their validation.
-//! - [`page`]: list envelopes shared by every list in the API.
+//! - [`page`]: list envelopes and pagination shared by every list in the API.
+//! - [`deployment`]: canary deployments, profiles, and their transitions.
+//! - [`duration`]: Go-style durations (`"1h30m"` in, `"1h30m0s"` out).
+//! - [`event`]: the append-only event record and its live-stream form.
+//! - [`auth`]: roles.
+//! - [`routing`]: lane choice and the documented key hash.
+//! - [`metrics`]: lane snapshots over a window and seed 004's health checks.
+//! - [`worker`]: workers, heartbeats and job results.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod deployment;
+pub mod duration;
 pub mod error;
+pub mod event;
+pub mod metrics;
 pub mod page;
+pub mod routing;
 pub mod product;
 pub mod release;
 pub mod signal;
+pub mod worker;
 
 pub use error::DomainError;
 pub use page::List;

@@ -91,14 +91,25 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        match &e {
-            DomainError::Invalid { field, reason } => ApiError::invalid(field, reason),
-            DomainError::IllegalTransition { from, to, allowed } => ApiError::new(
-                StatusCode::CONFLICT,
-                "INVALID_STATUS_TRANSITION",
-                e.to_string(),
-            )
-            .details(json!({"field": "status", "from": from, "to": to, "allowed": allowed})),
+        let message = e.to_string();
+        match e {
+            DomainError::Invalid { field, reason } => ApiError::invalid(&field, &reason),
+            DomainError::IllegalTransition { from, to, allowed } => {
+                ApiError::new(StatusCode::CONFLICT, "INVALID_STATUS_TRANSITION", message)
+                    .details(json!({"field": "status", "from": from, "to": to, "allowed": allowed}))
+            }
+            DomainError::InvalidPercentage { value } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PERCENTAGE", message)
+                    .details(json!({"field": "percentage", "value": value}))
+            }
+            DomainError::NotActive { id, status, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_NOT_ACTIVE", message)
+                    .details(json!({"deployment_id": id, "status": status}))
+            }
+            DomainError::StillActive { id, status } => {
+                ApiError::new(StatusCode::CONFLICT, "DEPLOYMENT_ACTIVE", message)
+                    .details(json!({"deployment_id": id, "status": status}))
+            }
         }
     }
 }

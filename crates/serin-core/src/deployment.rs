@@ -1,0 +1,775 @@
+//! Canary deployments (seed 004): one target moving from a stable version to a
+//! canary version, with a traffic split, a status, and a config.
+//!
+//! ```text
+//!   active ⇄ paused
+//!     │ promote            │ rollback
+//!     ▼                    ▼
+//!   completed (100%)     failed (0%, with the reason)
+//! ```
+//!
+//! `promoting` and `rolling_back` are the in-between states a controller holds
+//! while it drains traffic; `completed` and `failed` are final, and only final
+//! deployments may be deleted. A deployment counts as *live* (for the one-per-target
+//! rule and the concurrency limit) in every state but the final two.
+//!
+//! A new deployment's config comes from its profile (`default` when none is named)
+//! with the request's explicit fields laid over it. Every transition returns the
+//! events it causes; the store writes them in the same transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::duration::GoDuration;
+use crate::event::{EventType, NewEvent};
+use crate::product::{validate_description, validate_text};
+use crate::{DomainError, Timestamp};
+
+/// Where a deployment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    /// Serving the split; changes allowed.
+    Active,
+    /// Being promoted (traffic draining to canary).
+    Promoting,
+    /// Being rolled back (traffic draining to stable).
+    RollingBack,
+    /// Promoted: canary is the new stable. Final.
+    Completed,
+    /// Rolled back. Final.
+    Failed,
+    /// Automation paused; manual changes still allowed.
+    Paused,
+}
+
+impl DeploymentStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Active => "active",
+            DeploymentStatus::Promoting => "promoting",
+            DeploymentStatus::RollingBack => "rolling_back",
+            DeploymentStatus::Completed => "completed",
+            DeploymentStatus::Failed => "failed",
+            DeploymentStatus::Paused => "paused",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<DeploymentStatus> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+
+    /// Not final: counts against the one-per-target rule and the concurrency limit.
+    pub fn is_live(self) -> bool {
+        !matches!(self, DeploymentStatus::Completed | DeploymentStatus::Failed)
+    }
+
+    /// The statuses that are live, for queries.
+    pub const LIVE: [DeploymentStatus; 4] = [
+        DeploymentStatus::Active,
+        DeploymentStatus::Promoting,
+        DeploymentStatus::RollingBack,
+        DeploymentStatus::Paused,
+    ];
+}
+
+/// How jobs reach the canary lane (seed 004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingStrategy {
+    /// Canary jobs go to a separate queue, `<queue>:canary`.
+    #[default]
+    SplitQueue,
+    /// One stream; each lane consumes through its own consumer group.
+    StreamGroup,
+    /// Lanes chosen by a consistent hash of the job key; queues `<queue>:<lane>`.
+    HashRing,
+}
+
+/// When a deployment should roll back (seed 004's `rollback_thresholds`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RollbackThresholds {
+    /// Largest tolerated rise of the canary's error rate over stable's, in percentage points.
+    pub max_error_rate_increase: f64,
+    /// Largest tolerated rise of the canary's P95 latency over stable's, in percent.
+    pub max_latency_increase: f64,
+    /// Largest tolerated fall of the canary's throughput per traffic share, in percent.
+    pub max_throughput_decrease: f64,
+    /// Lowest tolerated canary success rate, in percent.
+    pub min_success_rate: f64,
+    /// Canary jobs needed before any verdict.
+    pub required_sample_size: u64,
+}
+
+/// A deployment's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeploymentConfig {
+    /// How jobs reach the canary lane.
+    pub routing_strategy: RoutingStrategy,
+    /// Same key, same lane (while the percentage doesn't drop).
+    pub sticky_routing: bool,
+    /// Promote automatically when the checks pass.
+    pub auto_promotion: bool,
+    /// Longest the canary may run.
+    pub max_canary_duration: GoDuration,
+    /// Shortest the canary must run before promotion.
+    pub min_canary_duration: GoDuration,
+    /// How long in-flight work may take to drain on a switch.
+    pub drain_timeout: GoDuration,
+    /// The window metrics and health are computed over.
+    pub metrics_window: GoDuration,
+    /// When to roll back.
+    pub rollback_thresholds: RollbackThresholds,
+}
+
+/// A named set of defaults (seed 004's `GET /config/profiles`). `drain_timeout` and
+/// `metrics_window` are absent where the seed leaves them out; the `default`
+/// profile's values apply then.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Profile {
+    /// How jobs reach the canary lane.
+    pub routing_strategy: RoutingStrategy,
+    /// Same key, same lane.
+    pub sticky_routing: bool,
+    /// Promote automatically.
+    pub auto_promotion: bool,
+    /// Longest the canary may run.
+    pub max_canary_duration: GoDuration,
+    /// Shortest the canary must run.
+    pub min_canary_duration: GoDuration,
+    /// Drain time on a switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<GoDuration>,
+    /// Metrics window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_window: Option<GoDuration>,
+    /// When to roll back.
+    pub rollback_thresholds: RollbackThresholds,
+}
+
+/// The three profiles, in the seed's order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Profiles {
+    /// For most services.
+    pub default: Profile,
+    /// For critical systems: payments, authentication.
+    pub conservative: Profile,
+    /// For analytics and other non-critical work.
+    pub aggressive: Profile,
+}
+
+/// Seed 004's profiles, value for value.
+pub const PROFILES: Profiles = Profiles {
+    default: Profile {
+        routing_strategy: RoutingStrategy::SplitQueue,
+        sticky_routing: true,
+        auto_promotion: false,
+        max_canary_duration: GoDuration::from_hours(2),
+        min_canary_duration: GoDuration::from_mins(5),
+        drain_timeout: Some(GoDuration::from_mins(5)),
+        metrics_window: Some(GoDuration::from_mins(5)),
+        rollback_thresholds: RollbackThresholds {
+            max_error_rate_increase: 5.0,
+            max_latency_increase: 50.0,
+            max_throughput_decrease: 20.0,
+            min_success_rate: 95.0,
+            required_sample_size: 20,
+        },
+    },
+    conservative: Profile {
+        routing_strategy: RoutingStrategy::SplitQueue,
+        sticky_routing: true,
+        auto_promotion: false,
+        max_canary_duration: GoDuration::from_hours(4),
+        min_canary_duration: GoDuration::from_mins(15),
+        drain_timeout: None,
+        metrics_window: None,
+        rollback_thresholds: RollbackThresholds {
+            max_error_rate_increase: 2.0,
+            max_latency_increase: 20.0,
+            max_throughput_decrease: 10.0,
+            min_success_rate: 95.0,
+            required_sample_size: 20,
+        },
+    },
+    aggressive: Profile {
+        routing_strategy: RoutingStrategy::SplitQueue,
+        sticky_routing: false,
+        auto_promotion: true,
+        max_canary_duration: GoDuration::from_mins(30),
+        min_canary_duration: GoDuration::from_mins(2),
+        drain_timeout: None,
+        metrics_window: None,
+        rollback_thresholds: RollbackThresholds {
+            max_error_rate_increase: 20.0,
+            max_latency_increase: 200.0,
+            max_throughput_decrease: 75.0,
+            min_success_rate: 70.0,
+            required_sample_size: 5,
+        },
+    },
+};
+
+impl Profiles {
+    /// A profile by name.
+    pub fn get(&self, name: &str) -> Option<&Profile> {
+        match name {
+            "default" => Some(&self.default),
+            "conservative" => Some(&self.conservative),
+            "aggressive" => Some(&self.aggressive),
+            _ => None,
+        }
+    }
+}
+
+impl Profile {
+    /// The full config this profile gives.
+    pub fn config(&self) -> DeploymentConfig {
+        let d = &PROFILES.default;
+        DeploymentConfig {
+            routing_strategy: self.routing_strategy,
+            sticky_routing: self.sticky_routing,
+            auto_promotion: self.auto_promotion,
+            max_canary_duration: self.max_canary_duration,
+            min_canary_duration: self.min_canary_duration,
+            drain_timeout: self.drain_timeout.or(d.drain_timeout).unwrap_or_default(),
+            metrics_window: self.metrics_window.or(d.metrics_window).unwrap_or_default(),
+            rollback_thresholds: self.rollback_thresholds,
+        }
+    }
+}
+
+/// The stable and canary endpoints of an HTTP deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Upstreams {
+    /// Stable lane endpoints (`http://host:port`).
+    #[serde(default)]
+    pub stable: Vec<String>,
+    /// Canary lane endpoints.
+    #[serde(default)]
+    pub canary: Vec<String>,
+}
+
+/// Which HTTP requests a deployment serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Match the `Host` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Match paths starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+}
+
+/// A canary deployment (seed 004's deployment object, plus what it deploys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Deployment {
+    /// `canary_<uuid>`.
+    pub id: String,
+    /// The target: a queue, or the name of an HTTP service.
+    pub queue_name: String,
+    /// Tenant, for multi-tenant setups.
+    pub tenant_id: Option<String>,
+    /// The version now trusted.
+    pub stable_version: String,
+    /// The version being tried.
+    pub canary_version: String,
+    /// Share of traffic the canary gets now (0–100).
+    pub current_percent: u8,
+    /// Share the canary is headed for (0–100).
+    pub target_percent: u8,
+    /// Where the deployment is in its life.
+    pub status: DeploymentStatus,
+    /// When it started.
+    pub start_time: DateTime<Utc>,
+    /// When it last changed.
+    pub last_update: DateTime<Utc>,
+    /// When it reached `completed` or `failed`.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Its configuration.
+    pub config: DeploymentConfig,
+    /// Who started it.
+    pub created_by: String,
+    /// Free-form labels.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: BTreeMap<String, Value>,
+    /// The product deployed, if it is one Serin knows.
+    pub product: Option<String>,
+    /// The environment deployed to.
+    pub environment: Option<String>,
+    /// HTTP endpoints of each lane (for the proxy).
+    pub upstreams: Upstreams,
+    /// Which HTTP requests it serves (for the proxy).
+    pub route: Route,
+    /// Why it is paused, failed, or was rolled back.
+    pub status_reason: Option<String>,
+    /// Optimistic-concurrency revision, raised by every change.
+    pub revision: u64,
+}
+
+/// What a client sends to start a deployment (seed 004's request body, plus the
+/// HTTP target fields).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewDeployment {
+    /// Target queue (or service) name.
+    pub queue_name: String,
+    /// Tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Current stable version.
+    pub stable_version: String,
+    /// Version to try.
+    pub canary_version: String,
+    /// Initial canary share, 0–100 (default 0).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u8>))]
+    pub percentage: Option<Value>,
+    /// Overrides the profile's routing strategy.
+    #[serde(default)]
+    pub routing_strategy: Option<RoutingStrategy>,
+    /// Overrides the profile's sticky routing.
+    #[serde(default)]
+    pub sticky_routing: Option<bool>,
+    /// Overrides the profile's auto promotion.
+    #[serde(default)]
+    pub auto_promotion: Option<bool>,
+    /// Overrides `max_canary_duration` ("2h", "30m").
+    #[serde(default)]
+    pub max_duration: Option<GoDuration>,
+    /// Overrides `min_canary_duration`.
+    #[serde(default)]
+    pub min_duration: Option<GoDuration>,
+    /// Overrides `metrics_window`.
+    #[serde(default)]
+    pub metrics_window: Option<GoDuration>,
+    /// Overrides `drain_timeout`.
+    #[serde(default)]
+    pub drain_timeout: Option<GoDuration>,
+    /// Overrides the profile's thresholds.
+    #[serde(default)]
+    pub rollback_thresholds: Option<RollbackThresholds>,
+    /// Who starts it (defaults to the caller).
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// `default`, `conservative` or `aggressive`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: BTreeMap<String, Value>,
+    /// The product deployed.
+    #[serde(default)]
+    pub product: Option<String>,
+    /// The environment deployed to.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// HTTP endpoints of each lane.
+    #[serde(default)]
+    pub upstreams: Option<Upstreams>,
+    /// Which HTTP requests it serves.
+    #[serde(default)]
+    pub route: Option<Route>,
+}
+
+/// Reads a percentage: an integer from 0 to 100.
+pub fn parse_percentage(value: &Value) -> Result<u8, DomainError> {
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .filter(|p| *p <= 100)
+        .and_then(|p| u8::try_from(p).ok())
+        .ok_or_else(|| DomainError::InvalidPercentage { value: value.to_string() })
+}
+
+fn short_text(field: &str, v: &str, max: usize) -> Result<(), DomainError> {
+    if v.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if v.len() > max {
+        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
+    }
+    validate_text(field, v)
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => Ok(()),
+        _ => Err(DomainError::invalid(field, format!("`{url}` is not an http:// or https:// URL with a host"))),
+    }
+}
+
+impl NewDeployment {
+    /// Checks the request and builds the deployment, applying the profile and then
+    /// the explicit fields.
+    pub fn resolve(self, id: String, actor: &str, now: Timestamp) -> Result<(Deployment, NewEvent), DomainError> {
+        short_text("queue_name", &self.queue_name, 200)?;
+        if self.queue_name.contains(':') || self.queue_name.contains(char::is_whitespace) {
+            return Err(DomainError::invalid("queue_name", "must not contain ':' or spaces (':' separates lane suffixes)"));
+        }
+        if let Some(t) = &self.tenant_id {
+            short_text("tenant_id", t, 200)?;
+        }
+        short_text("stable_version", &self.stable_version, 100)?;
+        short_text("canary_version", &self.canary_version, 100)?;
+        if self.stable_version == self.canary_version {
+            return Err(DomainError::invalid("canary_version", "must differ from stable_version"));
+        }
+        let profile_name = self.profile.as_deref().unwrap_or("default");
+        let profile = PROFILES.get(profile_name).ok_or_else(|| {
+            DomainError::invalid("profile", format!("`{profile_name}` is not a profile; use default, conservative or aggressive"))
+        })?;
+        let mut config = profile.config();
+        if let Some(v) = self.routing_strategy {
+            config.routing_strategy = v;
+        }
+        if let Some(v) = self.sticky_routing {
+            config.sticky_routing = v;
+        }
+        if let Some(v) = self.auto_promotion {
+            config.auto_promotion = v;
+        }
+        if let Some(v) = self.max_duration {
+            config.max_canary_duration = v;
+        }
+        if let Some(v) = self.min_duration {
+            config.min_canary_duration = v;
+        }
+        if let Some(v) = self.metrics_window {
+            config.metrics_window = v;
+        }
+        if let Some(v) = self.drain_timeout {
+            config.drain_timeout = v;
+        }
+        if let Some(t) = self.rollback_thresholds {
+            config.rollback_thresholds = t;
+        }
+        validate_config(&config)?;
+        let percent = match &self.percentage {
+            Some(v) => parse_percentage(v)?,
+            None => 0,
+        };
+        let upstreams = self.upstreams.unwrap_or_default();
+        for (lane, urls) in [("stable", &upstreams.stable), ("canary", &upstreams.canary)] {
+            for (i, u) in urls.iter().enumerate() {
+                check_url(&format!("upstreams.{lane}[{i}]"), u)?;
+            }
+        }
+        let route = self.route.unwrap_or_default();
+        if let Some(p) = &route.path_prefix
+            && !p.starts_with('/')
+        {
+            return Err(DomainError::invalid("route.path_prefix", "must start with '/'"));
+        }
+        if let Some(h) = &route.host {
+            short_text("route.host", h, 253)?;
+        }
+        for (field, v) in [("product", &self.product), ("environment", &self.environment)] {
+            if let Some(v) = v {
+                crate::product::validate_name(field, v)?;
+            }
+        }
+        let created_by = self.created_by.unwrap_or_else(|| actor.to_string());
+        validate_description("created_by", Some(&created_by))?;
+        let d = Deployment {
+            id,
+            queue_name: self.queue_name,
+            tenant_id: self.tenant_id,
+            stable_version: self.stable_version,
+            canary_version: self.canary_version,
+            current_percent: percent,
+            target_percent: percent,
+            status: DeploymentStatus::Active,
+            start_time: now,
+            last_update: now,
+            completed_at: None,
+            config,
+            created_by,
+            metadata: self.metadata,
+            product: self.product,
+            environment: self.environment,
+            upstreams,
+            route,
+            status_reason: None,
+            revision: 1,
+        };
+        let event = d.event(
+            EventType::DeploymentCreated,
+            format!("Canary deployment created: {} → {} at {percent}%", d.stable_version, d.canary_version),
+            json!({"new_status": "active", "profile": profile_name, "percentage": percent}),
+        );
+        Ok((d, event))
+    }
+}
+
+fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
+    if c.min_canary_duration > c.max_canary_duration {
+        return Err(DomainError::invalid("min_duration", "must not exceed max_duration"));
+    }
+    if c.metrics_window == GoDuration::ZERO {
+        return Err(DomainError::invalid("metrics_window", "must be longer than 0s"));
+    }
+    let t = &c.rollback_thresholds;
+    for (field, v, max) in [
+        ("rollback_thresholds.max_error_rate_increase", t.max_error_rate_increase, 100.0),
+        ("rollback_thresholds.max_latency_increase", t.max_latency_increase, 100_000.0),
+        ("rollback_thresholds.max_throughput_decrease", t.max_throughput_decrease, 100.0),
+        ("rollback_thresholds.min_success_rate", t.min_success_rate, 100.0),
+    ] {
+        if !(0.0..=max).contains(&v) {
+            return Err(DomainError::invalid(field, format!("must be between 0 and {max}")));
+        }
+    }
+    Ok(())
+}
+
+impl Deployment {
+    fn event(&self, kind: EventType, message: String, data: Value) -> NewEvent {
+        NewEvent {
+            kind,
+            resource_type: "deployment",
+            resource_id: self.id.clone(),
+            deployment_id: Some(self.id.clone()),
+            message,
+            data,
+        }
+    }
+
+    fn require_live(&self, action: &str) -> Result<(), DomainError> {
+        if self.status.is_live() {
+            Ok(())
+        } else {
+            Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: action.to_string() })
+        }
+    }
+
+    fn touch(&mut self, now: Timestamp) {
+        self.last_update = now;
+        self.revision += 1;
+    }
+
+    /// Sets the canary's share. No event when it is already there.
+    pub fn set_percentage(&mut self, percent: u8, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+        self.require_live("change its traffic")?;
+        if matches!(self.status, DeploymentStatus::Promoting | DeploymentStatus::RollingBack) {
+            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "change its traffic".into() });
+        }
+        let old = self.current_percent;
+        if old == percent && self.target_percent == percent {
+            return Ok(Vec::new());
+        }
+        self.current_percent = percent;
+        self.target_percent = percent;
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::PercentageUpdated,
+            format!("Traffic split updated to {percent}%"),
+            json!({"old_percentage": old, "new_percentage": percent}),
+        )])
+    }
+
+    /// Promotes: canary to 100%, `completed`.
+    pub fn promote(&mut self, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+        self.require_live("promote it")?;
+        let (old_status, old) = (self.status, self.current_percent);
+        self.status = DeploymentStatus::Completed;
+        self.current_percent = 100;
+        self.target_percent = 100;
+        self.completed_at = Some(now);
+        self.status_reason = None;
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::DeploymentPromoted,
+            format!("Deployment promoted to 100%: {} is the new stable version", self.canary_version),
+            json!({"old_status": old_status, "new_status": self.status, "old_percentage": old, "new_percentage": 100}),
+        )])
+    }
+
+    /// Rolls back: canary to 0%, `failed`, with the reason.
+    pub fn rollback(&mut self, reason: &str, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+        self.require_live("roll it back")?;
+        validate_text("reason", reason)?;
+        if reason.len() > 2000 {
+            return Err(DomainError::invalid("reason", "must be at most 2000 characters"));
+        }
+        let (old_status, old) = (self.status, self.current_percent);
+        self.status = DeploymentStatus::Failed;
+        self.current_percent = 0;
+        self.target_percent = 0;
+        self.completed_at = Some(now);
+        self.status_reason = Some(reason.to_string());
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::DeploymentRolledBack,
+            format!("Deployment rolled back: {reason}"),
+            json!({"old_status": old_status, "new_status": self.status, "old_percentage": old, "new_percentage": 0, "reason": reason}),
+        )])
+    }
+
+    /// Pauses automation (manual changes stay allowed).
+    pub fn pause(&mut self, reason: Option<&str>, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+        if self.status != DeploymentStatus::Active {
+            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "pause it".into() });
+        }
+        self.status = DeploymentStatus::Paused;
+        self.status_reason = reason.map(str::to_string);
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::DeploymentPaused,
+            format!("Deployment paused{}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
+            json!({"old_status": "active", "new_status": "paused", "reason": reason}),
+        )])
+    }
+
+    /// Resumes a paused deployment.
+    pub fn resume(&mut self, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+        if self.status != DeploymentStatus::Paused {
+            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "resume it (it is not paused)".into() });
+        }
+        self.status = DeploymentStatus::Active;
+        self.status_reason = None;
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::DeploymentResumed,
+            "Deployment resumed".into(),
+            json!({"old_status": "paused", "new_status": "active"}),
+        )])
+    }
+
+    /// Checks that the deployment may be deleted (only final ones may).
+    pub fn deletion(&self) -> Result<NewEvent, DomainError> {
+        if self.status.is_live() {
+            return Err(DomainError::StillActive { id: self.id.clone(), status: self.status.as_str() });
+        }
+        Ok(self.event(
+            EventType::DeploymentDeleted,
+            format!("Deployment deleted ({})", self.status.as_str()),
+            json!({"status": self.status}),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> Timestamp {
+        Utc.timestamp_opt(1_757_851_200, 0).unwrap()
+    }
+
+    fn new() -> NewDeployment {
+        NewDeployment {
+            queue_name: "payment-processing".into(),
+            stable_version: "v1.2.0".into(),
+            canary_version: "v1.3.0".into(),
+            ..Default::default()
+        }
+    }
+
+    fn make(n: NewDeployment) -> Deployment {
+        n.resolve("canary_x".into(), "ops", now()).unwrap().0
+    }
+
+    #[test]
+    fn profiles_apply_and_fields_override() {
+        let d = make(NewDeployment { profile: Some("conservative".into()), max_duration: Some("4h".parse().unwrap()), min_duration: Some("15m".parse().unwrap()), ..new() });
+        assert_eq!(d.config.max_canary_duration.to_string(), "4h0m0s");
+        assert_eq!(d.config.rollback_thresholds.max_error_rate_increase, 2.0);
+        assert_eq!(d.config.metrics_window.to_string(), "5m0s", "falls back to default's");
+        let d = make(NewDeployment { profile: Some("aggressive".into()), auto_promotion: Some(false), ..new() });
+        assert!(!d.config.auto_promotion, "explicit field beats profile");
+        assert_eq!(d.config.rollback_thresholds.required_sample_size, 5);
+        let err = new_with_profile("bold");
+        assert!(matches!(err, DomainError::Invalid { ref field, .. } if field == "profile"));
+    }
+
+    fn new_with_profile(p: &str) -> DomainError {
+        NewDeployment { profile: Some(p.into()), ..new() }.resolve("x".into(), "a", now()).unwrap_err()
+    }
+
+    #[test]
+    fn profile_json_matches_the_seed() {
+        let v = serde_json::to_value(PROFILES).unwrap();
+        assert_eq!(v["default"]["max_canary_duration"], "2h0m0s");
+        assert_eq!(v["default"]["drain_timeout"], "5m0s");
+        assert!(v["conservative"].get("drain_timeout").is_none());
+        assert_eq!(v["aggressive"]["min_canary_duration"], "2m0s");
+        assert_eq!(v["aggressive"]["rollback_thresholds"]["max_latency_increase"], 200.0);
+        assert_eq!(v["aggressive"]["sticky_routing"], false);
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percentage(&json!(50)), Ok(50));
+        assert_eq!(parse_percentage(&json!(100.0)), Ok(100));
+        for bad in [json!(101), json!(-1), json!(50.5), json!("50"), json!(null)] {
+            assert!(matches!(parse_percentage(&bad), Err(DomainError::InvalidPercentage { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn life_cycle() {
+        let mut d = make(new());
+        assert_eq!((d.status, d.current_percent, d.revision), (DeploymentStatus::Active, 0, 1));
+        let ev = d.set_percentage(25, now()).unwrap();
+        assert_eq!(ev[0].data, json!({"old_percentage": 0, "new_percentage": 25}));
+        assert!(d.set_percentage(25, now()).unwrap().is_empty(), "no-op, no event");
+        assert!(d.deletion().is_err());
+        d.pause(Some("looking"), now()).unwrap();
+        d.set_percentage(30, now()).unwrap();
+        d.resume(now()).unwrap();
+        let ev = d.promote(now()).unwrap();
+        assert_eq!((d.status, d.current_percent, d.completed_at), (DeploymentStatus::Completed, 100, Some(now())));
+        assert_eq!(ev[0].kind, EventType::DeploymentPromoted);
+        for res in [d.clone().set_percentage(5, now()), d.clone().promote(now()), d.clone().rollback("x", now())] {
+            assert!(matches!(res, Err(DomainError::NotActive { .. })));
+        }
+        assert!(d.deletion().is_ok());
+    }
+
+    #[test]
+    fn rollback_records_the_reason() {
+        let mut d = make(NewDeployment { percentage: Some(json!(10)), ..new() });
+        let ev = d.rollback("High error rate detected", now()).unwrap();
+        assert_eq!((d.status, d.current_percent), (DeploymentStatus::Failed, 0));
+        assert_eq!(d.status_reason.as_deref(), Some("High error rate detected"));
+        assert_eq!(ev[0].message, "Deployment rolled back: High error rate detected");
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let field = |n: NewDeployment| match n.resolve("x".into(), "a", now()).unwrap_err() {
+            DomainError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(field(NewDeployment { queue_name: String::new(), ..new() }), "queue_name");
+        assert_eq!(field(NewDeployment { canary_version: "v1.2.0".into(), ..new() }), "canary_version");
+        assert_eq!(field(NewDeployment { min_duration: Some("3h".parse().unwrap()), ..new() }), "min_duration");
+        assert_eq!(
+            field(NewDeployment { upstreams: Some(Upstreams { stable: vec!["ftp://x".into()], canary: vec![] }), ..new() }),
+            "upstreams.stable[0]"
+        );
+        assert_eq!(field(NewDeployment { route: Some(Route { host: None, path_prefix: Some("api".into()) }), ..new() }), "route.path_prefix");
+    }
+}
