@@ -31,6 +31,11 @@ READY_LINE = re.compile(r"^serin: listening on (https?://\S+)\s*$")
 STARTUP_TIMEOUT = 30.0
 
 
+
+# The admin key the test server is started with (SERIN_ADMIN_TOKEN); every route
+# but health needs a key.
+ADMIN_KEY = "srn_python_tests_admin_key_0123456789"
+
 def _pump(stream: IO[str], lines: "queue.Queue[object]") -> None:
     """Forward stdout lines to a queue; keeps draining so the server never blocks."""
     try:
@@ -76,8 +81,10 @@ def serin_url() -> Iterator[str]:
         f"sqlite://{workdir}/serin.db",
     ]
     with open(stderr_path, "wb") as stderr_file:
+        env = dict(os.environ, SERIN_ADMIN_TOKEN=ADMIN_KEY, SERIN_RATE_LIMIT="0")
         process = subprocess.Popen(
             command,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr_file,
@@ -136,7 +143,7 @@ def serin_url() -> Iterator[str]:
 
 @pytest.fixture
 def client(serin_url: str) -> SerinClient:
-    return SerinClient(base_url=serin_url, timeout=30.0)
+    return SerinClient(base_url=serin_url, api_key=os.environ.get("SERIN_TEST_API_KEY", ADMIN_KEY), timeout=30.0)
 
 
 @pytest.fixture

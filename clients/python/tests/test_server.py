@@ -8,6 +8,7 @@ from typing import Callable
 import pytest
 
 from serin_client import (
+    AuthError,
     CanaryPyClient,
     ConflictError,
     NotFoundError,
@@ -245,3 +246,14 @@ def test_every_error_carries_a_code(client: SerinClient) -> None:
         client.get_release(2**31 - 7)
     assert isinstance(info.value, NotFoundError)
     assert info.value.code and info.value.code != "UNKNOWN_ERROR"
+
+
+@pytest.mark.server
+def test_a_request_without_a_key_is_an_auth_error(serin_url: str) -> None:
+    anonymous = SerinClient(base_url=serin_url)
+    with pytest.raises(AuthError) as caught:
+        anonymous.list_products()
+    assert caught.value.status == 401
+    assert caught.value.code == "UNAUTHORIZED"
+    # Health stays public.
+    assert anonymous.health().status == "ok"

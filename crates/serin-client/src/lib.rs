@@ -17,8 +17,14 @@
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use serin_core::deployment::{Deployment, NewDeployment, Profiles};
+use serin_core::event::Event;
+use serin_core::metrics::{HealthReport, MetricsSnapshot};
+use serin_core::routing::RouteDecision;
+use serin_core::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
 use serin_core::{
-    BatchAccepted, List, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch,
+    BatchAccepted, Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch,
     ReleaseStatus, Signal, SignalBatch,
 };
 
@@ -35,7 +41,7 @@ pub enum ClientError {
         /// The server's message.
         message: String,
         /// The server's details object.
-        details: serde_json::Value,
+        details: Value,
     },
     /// No usable answer: connection refused, timeout, or a body that isn't JSON.
     #[error("cannot reach Serin at {url}: {reason}")]
@@ -129,7 +135,7 @@ impl Client {
     }
 
     /// `GET /api/v1/health`.
-    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn health(&self) -> Result<Value, ClientError> {
         self.call::<(), _>(Method::GET, "/api/v1/health", None)
             .await
     }
@@ -139,12 +145,38 @@ impl Client {
         self.call(Method::POST, "/api/v1/products", Some(new)).await
     }
 
+    /// Every item of a paginated list, page by page (100 at a time).
+    async fn all_pages<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        for page in 1.. {
+            let v: Value = self
+                .call::<(), _>(
+                    Method::GET,
+                    &format!("{path}{sep}page={page}&page_size=100"),
+                    None,
+                )
+                .await?;
+            let items: Vec<T> =
+                serde_json::from_value(v[field].clone()).map_err(|e| ClientError::Transport {
+                    url: format!("{}{path}", self.base),
+                    reason: format!("unexpected list: {e}"),
+                })?;
+            out.extend(items);
+            if v["pagination"]["has_next"] != json!(true) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// All products.
     pub async fn list_products(&self) -> Result<Vec<Product>, ClientError> {
-        Ok(self
-            .call::<(), List<Product>>(Method::GET, "/api/v1/products", None)
-            .await?
-            .items)
+        self.all_pages("/api/v1/products", "items").await
     }
 
     /// One product.
@@ -164,11 +196,11 @@ impl Client {
 
     /// A product's releases, newest first.
     pub async fn list_releases(&self, product: &str) -> Result<Vec<Release>, ClientError> {
-        let path = format!("/api/v1/products/{}/releases", seg(product));
-        Ok(self
-            .call::<(), List<Release>>(Method::GET, &path, None)
-            .await?
-            .items)
+        self.all_pages(
+            &format!("/api/v1/products/{}/releases", seg(product)),
+            "items",
+        )
+        .await
     }
 
     /// One release.
@@ -221,13 +253,225 @@ impl Client {
     }
 }
 
+/// Both lanes' metrics.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct LaneMetrics {
+    /// The stable lane.
+    pub stable: MetricsSnapshot,
+    /// The canary lane.
+    pub canary: MetricsSnapshot,
+}
+
+impl Client {
+    fn dep(id: &str) -> String {
+        format!("/api/v1/canary/deployments/{}", seg(id))
+    }
+
+    /// Starts a canary deployment.
+    pub async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, ClientError> {
+        self.call(Method::POST, "/api/v1/canary/deployments", Some(new))
+            .await
+    }
+
+    /// Every deployment, newest first.
+    pub async fn list_deployments(&self) -> Result<Vec<Deployment>, ClientError> {
+        self.all_pages("/api/v1/canary/deployments", "deployments")
+            .await
+    }
+
+    /// One deployment.
+    pub async fn get_deployment(&self, id: &str) -> Result<Deployment, ClientError> {
+        self.call::<(), _>(Method::GET, &Self::dep(id), None).await
+    }
+
+    /// Sets the traffic split; answers seed 004's `{success, percentage, updated_at}`.
+    pub async fn set_percentage(&self, id: &str, percentage: u8) -> Result<Value, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("{}/percentage", Self::dep(id)),
+            Some(&json!({"percentage": percentage})),
+        )
+        .await
+    }
+
+    /// Promotes to 100%.
+    pub async fn promote(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("{}/promote", Self::dep(id)), None)
+            .await
+    }
+
+    /// Rolls back to 0% with a reason.
+    pub async fn rollback(&self, id: &str, reason: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{}/rollback", Self::dep(id)),
+            Some(&json!({"reason": reason})),
+        )
+        .await
+    }
+
+    /// Deletes a finished deployment.
+    pub async fn delete_deployment(&self, id: &str) -> Result<(), ClientError> {
+        let url = format!("{}{}", self.base, Self::dep(id));
+        let mut req = self.http.delete(&url);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.clone(),
+            reason: describe(&e),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url,
+            reason: describe(&e),
+        })?;
+        Err(api_error(status, &bytes))
+    }
+
+    /// A deployment's health against its thresholds.
+    pub async fn deployment_health(&self, id: &str) -> Result<HealthReport, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("{}/health", Self::dep(id)), None)
+            .await
+    }
+
+    /// Both lanes' metrics.
+    pub async fn metrics(&self, id: &str) -> Result<LaneMetrics, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("{}/metrics", Self::dep(id)), None)
+            .await
+    }
+
+    /// A deployment's events, newest first (one page).
+    pub async fn events(
+        &self,
+        id: &str,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Vec<Event>, ClientError> {
+        let v: Value = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("{}/events?page={page}&page_size={page_size}", Self::dep(id)),
+                None,
+            )
+            .await?;
+        serde_json::from_value(v["events"].clone()).map_err(|e| ClientError::Transport {
+            url: Self::dep(id),
+            reason: format!("unexpected events: {e}"),
+        })
+    }
+
+    /// The configuration profiles.
+    pub async fn profiles(&self) -> Result<Profiles, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/canary/config/profiles", None)
+            .await
+    }
+
+    /// Where a job on `queue` with `key` goes, decided by the server.
+    pub async fn route(
+        &self,
+        queue: &str,
+        key: Option<&str>,
+    ) -> Result<RouteDecision, ClientError> {
+        let mut path = format!("/api/v1/canary/route?queue={}", seg(queue));
+        if let Some(k) = key {
+            path.push_str(&format!("&key={}", seg(k)));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Registers (or re-registers) a worker.
+    pub async fn register_worker(&self, w: &NewWorker) -> Result<Worker, ClientError> {
+        self.call(Method::POST, "/api/v1/canary/workers", Some(w))
+            .await
+    }
+
+    /// Every worker, optionally of one lane.
+    pub async fn list_workers(&self, lane: Option<Lane>) -> Result<Vec<Worker>, ClientError> {
+        let path = match lane {
+            Some(l) => format!("/api/v1/canary/workers?lane={l}"),
+            None => "/api/v1/canary/workers".to_string(),
+        };
+        self.all_pages(&path, "workers").await
+    }
+
+    /// Sets a worker's status.
+    pub async fn set_worker_status(
+        &self,
+        id: &str,
+        status: WorkerStatus,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/canary/workers/{}/status", seg(id)),
+            Some(&json!({"status": status})),
+        )
+        .await
+    }
+
+    /// Sends a heartbeat (metrics and finished jobs).
+    pub async fn heartbeat(&self, id: &str, hb: &Heartbeat) -> Result<Worker, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/canary/workers/{}/heartbeat", seg(id)),
+            Some(hb),
+        )
+        .await
+    }
+
+    /// Creates an API key (admin); the answer holds the key, shown once.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        role: serin_core::auth::Role,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(&json!({"name": name, "role": role})),
+        )
+        .await
+    }
+
+    /// Every API key (admin), without the keys themselves.
+    pub async fn list_api_keys(&self) -> Result<Vec<Value>, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/api-keys", None)
+            .await
+    }
+
+    /// Revokes an API key (admin).
+    pub async fn revoke_api_key(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{}", seg(id)),
+            None,
+        )
+        .await
+    }
+}
+
+/// Decides a job's lane locally, without a request: the same function the server
+/// uses, over a deployment the caller fetched (and refreshes now and then).
+/// `random_bucket` (0..10000) is used only when the decision isn't keyed.
+pub fn route_locally(
+    queue: &str,
+    deployment: Option<&Deployment>,
+    key: Option<&str>,
+    random_bucket: u32,
+) -> RouteDecision {
+    serin_core::routing::route_job(queue, deployment, key, random_bucket)
+}
+
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     #[derive(serde::Deserialize)]
     struct Body {
         error: String,
         code: String,
         #[serde(default)]
-        details: serde_json::Value,
+        details: Value,
     }
     match serde_json::from_slice::<Body>(bytes) {
         Ok(b) => ClientError::Api {
@@ -240,7 +484,7 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
             status: status.as_u16(),
             code: "UNKNOWN_ERROR".into(),
             message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
-            details: serde_json::Value::Null,
+            details: Value::Null,
         },
     }
 }

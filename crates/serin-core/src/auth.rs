@@ -44,7 +44,10 @@ impl Role {
             "viewer" => Ok(Role::Viewer),
             "engineer" => Ok(Role::Engineer),
             "admin" => Ok(Role::Admin),
-            _ => Err(DomainError::invalid("role", format!("`{s}` is not a role; use admin, engineer or viewer"))),
+            _ => Err(DomainError::invalid(
+                "role",
+                format!("`{s}` is not a role; use admin, engineer or viewer"),
+            )),
         }
     }
 }

@@ -395,10 +395,17 @@ pub struct NewDeployment {
 pub fn parse_percentage(value: &Value) -> Result<u8, DomainError> {
     value
         .as_u64()
-        .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
         .filter(|p| *p <= 100)
         .and_then(|p| u8::try_from(p).ok())
-        .ok_or_else(|| DomainError::InvalidPercentage { value: value.to_string() })
+        .ok_or_else(|| DomainError::InvalidPercentage {
+            value: value.to_string(),
+        })
 }
 
 fn short_text(field: &str, v: &str, max: usize) -> Result<(), DomainError> {
@@ -406,26 +413,44 @@ fn short_text(field: &str, v: &str, max: usize) -> Result<(), DomainError> {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if v.len() > max {
-        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     validate_text(field, v)
 }
 
 fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => Ok(()),
-        _ => Err(DomainError::invalid(field, format!("`{url}` is not an http:// or https:// URL with a host"))),
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(DomainError::invalid(
+            field,
+            format!("`{url}` is not an http:// or https:// URL with a host"),
+        )),
     }
 }
 
 impl NewDeployment {
     /// Checks the request and builds the deployment, applying the profile and then
     /// the explicit fields.
-    pub fn resolve(self, id: String, actor: &str, now: Timestamp) -> Result<(Deployment, NewEvent), DomainError> {
+    pub fn resolve(
+        self,
+        id: String,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Deployment, NewEvent), DomainError> {
         short_text("queue_name", &self.queue_name, 200)?;
         if self.queue_name.contains(':') || self.queue_name.contains(char::is_whitespace) {
-            return Err(DomainError::invalid("queue_name", "must not contain ':' or spaces (':' separates lane suffixes)"));
+            return Err(DomainError::invalid(
+                "queue_name",
+                "must not contain ':' or spaces (':' separates lane suffixes)",
+            ));
         }
         if let Some(t) = &self.tenant_id {
             short_text("tenant_id", t, 200)?;
@@ -433,11 +458,19 @@ impl NewDeployment {
         short_text("stable_version", &self.stable_version, 100)?;
         short_text("canary_version", &self.canary_version, 100)?;
         if self.stable_version == self.canary_version {
-            return Err(DomainError::invalid("canary_version", "must differ from stable_version"));
+            return Err(DomainError::invalid(
+                "canary_version",
+                "must differ from stable_version",
+            ));
         }
         let profile_name = self.profile.as_deref().unwrap_or("default");
         let profile = PROFILES.get(profile_name).ok_or_else(|| {
-            DomainError::invalid("profile", format!("`{profile_name}` is not a profile; use default, conservative or aggressive"))
+            DomainError::invalid(
+                "profile",
+                format!(
+                    "`{profile_name}` is not a profile; use default, conservative or aggressive"
+                ),
+            )
         })?;
         let mut config = profile.config();
         if let Some(v) = self.routing_strategy {
@@ -479,12 +512,18 @@ impl NewDeployment {
         if let Some(p) = &route.path_prefix
             && !p.starts_with('/')
         {
-            return Err(DomainError::invalid("route.path_prefix", "must start with '/'"));
+            return Err(DomainError::invalid(
+                "route.path_prefix",
+                "must start with '/'",
+            ));
         }
         if let Some(h) = &route.host {
             short_text("route.host", h, 253)?;
         }
-        for (field, v) in [("product", &self.product), ("environment", &self.environment)] {
+        for (field, v) in [
+            ("product", &self.product),
+            ("environment", &self.environment),
+        ] {
             if let Some(v) = v {
                 crate::product::validate_name(field, v)?;
             }
@@ -515,7 +554,10 @@ impl NewDeployment {
         };
         let event = d.event(
             EventType::DeploymentCreated,
-            format!("Canary deployment created: {} → {} at {percent}%", d.stable_version, d.canary_version),
+            format!(
+                "Canary deployment created: {} → {} at {percent}%",
+                d.stable_version, d.canary_version
+            ),
             json!({"new_status": "active", "profile": profile_name, "percentage": percent}),
         );
         Ok((d, event))
@@ -524,20 +566,45 @@ impl NewDeployment {
 
 fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
     if c.min_canary_duration > c.max_canary_duration {
-        return Err(DomainError::invalid("min_duration", "must not exceed max_duration"));
+        return Err(DomainError::invalid(
+            "min_duration",
+            "must not exceed max_duration",
+        ));
     }
     if c.metrics_window == GoDuration::ZERO {
-        return Err(DomainError::invalid("metrics_window", "must be longer than 0s"));
+        return Err(DomainError::invalid(
+            "metrics_window",
+            "must be longer than 0s",
+        ));
     }
     let t = &c.rollback_thresholds;
     for (field, v, max) in [
-        ("rollback_thresholds.max_error_rate_increase", t.max_error_rate_increase, 100.0),
-        ("rollback_thresholds.max_latency_increase", t.max_latency_increase, 100_000.0),
-        ("rollback_thresholds.max_throughput_decrease", t.max_throughput_decrease, 100.0),
-        ("rollback_thresholds.min_success_rate", t.min_success_rate, 100.0),
+        (
+            "rollback_thresholds.max_error_rate_increase",
+            t.max_error_rate_increase,
+            100.0,
+        ),
+        (
+            "rollback_thresholds.max_latency_increase",
+            t.max_latency_increase,
+            100_000.0,
+        ),
+        (
+            "rollback_thresholds.max_throughput_decrease",
+            t.max_throughput_decrease,
+            100.0,
+        ),
+        (
+            "rollback_thresholds.min_success_rate",
+            t.min_success_rate,
+            100.0,
+        ),
     ] {
         if !(0.0..=max).contains(&v) {
-            return Err(DomainError::invalid(field, format!("must be between 0 and {max}")));
+            return Err(DomainError::invalid(
+                field,
+                format!("must be between 0 and {max}"),
+            ));
         }
     }
     Ok(())
@@ -559,7 +626,11 @@ impl Deployment {
         if self.status.is_live() {
             Ok(())
         } else {
-            Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: action.to_string() })
+            Err(DomainError::NotActive {
+                id: self.id.clone(),
+                status: self.status.as_str(),
+                action: action.to_string(),
+            })
         }
     }
 
@@ -569,10 +640,21 @@ impl Deployment {
     }
 
     /// Sets the canary's share. No event when it is already there.
-    pub fn set_percentage(&mut self, percent: u8, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+    pub fn set_percentage(
+        &mut self,
+        percent: u8,
+        now: Timestamp,
+    ) -> Result<Vec<NewEvent>, DomainError> {
         self.require_live("change its traffic")?;
-        if matches!(self.status, DeploymentStatus::Promoting | DeploymentStatus::RollingBack) {
-            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "change its traffic".into() });
+        if matches!(
+            self.status,
+            DeploymentStatus::Promoting | DeploymentStatus::RollingBack
+        ) {
+            return Err(DomainError::NotActive {
+                id: self.id.clone(),
+                status: self.status.as_str(),
+                action: "change its traffic".into(),
+            });
         }
         let old = self.current_percent;
         if old == percent && self.target_percent == percent {
@@ -610,7 +692,10 @@ impl Deployment {
         self.require_live("roll it back")?;
         validate_text("reason", reason)?;
         if reason.len() > 2000 {
-            return Err(DomainError::invalid("reason", "must be at most 2000 characters"));
+            return Err(DomainError::invalid(
+                "reason",
+                "must be at most 2000 characters",
+            ));
         }
         let (old_status, old) = (self.status, self.current_percent);
         self.status = DeploymentStatus::Failed;
@@ -627,16 +712,27 @@ impl Deployment {
     }
 
     /// Pauses automation (manual changes stay allowed).
-    pub fn pause(&mut self, reason: Option<&str>, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
+    pub fn pause(
+        &mut self,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<NewEvent>, DomainError> {
         if self.status != DeploymentStatus::Active {
-            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "pause it".into() });
+            return Err(DomainError::NotActive {
+                id: self.id.clone(),
+                status: self.status.as_str(),
+                action: "pause it".into(),
+            });
         }
         self.status = DeploymentStatus::Paused;
         self.status_reason = reason.map(str::to_string);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentPaused,
-            format!("Deployment paused{}", reason.map(|r| format!(": {r}")).unwrap_or_default()),
+            format!(
+                "Deployment paused{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
             json!({"old_status": "active", "new_status": "paused", "reason": reason}),
         )])
     }
@@ -644,7 +740,11 @@ impl Deployment {
     /// Resumes a paused deployment.
     pub fn resume(&mut self, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
         if self.status != DeploymentStatus::Paused {
-            return Err(DomainError::NotActive { id: self.id.clone(), status: self.status.as_str(), action: "resume it (it is not paused)".into() });
+            return Err(DomainError::NotActive {
+                id: self.id.clone(),
+                status: self.status.as_str(),
+                action: "resume it (it is not paused)".into(),
+            });
         }
         self.status = DeploymentStatus::Active;
         self.status_reason = None;
@@ -659,7 +759,10 @@ impl Deployment {
     /// Checks that the deployment may be deleted (only final ones may).
     pub fn deletion(&self) -> Result<NewEvent, DomainError> {
         if self.status.is_live() {
-            return Err(DomainError::StillActive { id: self.id.clone(), status: self.status.as_str() });
+            return Err(DomainError::StillActive {
+                id: self.id.clone(),
+                status: self.status.as_str(),
+            });
         }
         Ok(self.event(
             EventType::DeploymentDeleted,
@@ -693,11 +796,24 @@ mod tests {
 
     #[test]
     fn profiles_apply_and_fields_override() {
-        let d = make(NewDeployment { profile: Some("conservative".into()), max_duration: Some("4h".parse().unwrap()), min_duration: Some("15m".parse().unwrap()), ..new() });
+        let d = make(NewDeployment {
+            profile: Some("conservative".into()),
+            max_duration: Some("4h".parse().unwrap()),
+            min_duration: Some("15m".parse().unwrap()),
+            ..new()
+        });
         assert_eq!(d.config.max_canary_duration.to_string(), "4h0m0s");
         assert_eq!(d.config.rollback_thresholds.max_error_rate_increase, 2.0);
-        assert_eq!(d.config.metrics_window.to_string(), "5m0s", "falls back to default's");
-        let d = make(NewDeployment { profile: Some("aggressive".into()), auto_promotion: Some(false), ..new() });
+        assert_eq!(
+            d.config.metrics_window.to_string(),
+            "5m0s",
+            "falls back to default's"
+        );
+        let d = make(NewDeployment {
+            profile: Some("aggressive".into()),
+            auto_promotion: Some(false),
+            ..new()
+        });
         assert!(!d.config.auto_promotion, "explicit field beats profile");
         assert_eq!(d.config.rollback_thresholds.required_sample_size, 5);
         let err = new_with_profile("bold");
@@ -705,7 +821,12 @@ mod tests {
     }
 
     fn new_with_profile(p: &str) -> DomainError {
-        NewDeployment { profile: Some(p.into()), ..new() }.resolve("x".into(), "a", now()).unwrap_err()
+        NewDeployment {
+            profile: Some(p.into()),
+            ..new()
+        }
+        .resolve("x".into(), "a", now())
+        .unwrap_err()
     }
 
     #[test]
@@ -715,7 +836,10 @@ mod tests {
         assert_eq!(v["default"]["drain_timeout"], "5m0s");
         assert!(v["conservative"].get("drain_timeout").is_none());
         assert_eq!(v["aggressive"]["min_canary_duration"], "2m0s");
-        assert_eq!(v["aggressive"]["rollback_thresholds"]["max_latency_increase"], 200.0);
+        assert_eq!(
+            v["aggressive"]["rollback_thresholds"]["max_latency_increase"],
+            200.0
+        );
         assert_eq!(v["aggressive"]["sticky_routing"], false);
     }
 
@@ -724,25 +848,47 @@ mod tests {
         assert_eq!(parse_percentage(&json!(50)), Ok(50));
         assert_eq!(parse_percentage(&json!(100.0)), Ok(100));
         for bad in [json!(101), json!(-1), json!(50.5), json!("50"), json!(null)] {
-            assert!(matches!(parse_percentage(&bad), Err(DomainError::InvalidPercentage { .. })), "{bad}");
+            assert!(
+                matches!(
+                    parse_percentage(&bad),
+                    Err(DomainError::InvalidPercentage { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn life_cycle() {
         let mut d = make(new());
-        assert_eq!((d.status, d.current_percent, d.revision), (DeploymentStatus::Active, 0, 1));
+        assert_eq!(
+            (d.status, d.current_percent, d.revision),
+            (DeploymentStatus::Active, 0, 1)
+        );
         let ev = d.set_percentage(25, now()).unwrap();
-        assert_eq!(ev[0].data, json!({"old_percentage": 0, "new_percentage": 25}));
-        assert!(d.set_percentage(25, now()).unwrap().is_empty(), "no-op, no event");
+        assert_eq!(
+            ev[0].data,
+            json!({"old_percentage": 0, "new_percentage": 25})
+        );
+        assert!(
+            d.set_percentage(25, now()).unwrap().is_empty(),
+            "no-op, no event"
+        );
         assert!(d.deletion().is_err());
         d.pause(Some("looking"), now()).unwrap();
         d.set_percentage(30, now()).unwrap();
         d.resume(now()).unwrap();
         let ev = d.promote(now()).unwrap();
-        assert_eq!((d.status, d.current_percent, d.completed_at), (DeploymentStatus::Completed, 100, Some(now())));
+        assert_eq!(
+            (d.status, d.current_percent, d.completed_at),
+            (DeploymentStatus::Completed, 100, Some(now()))
+        );
         assert_eq!(ev[0].kind, EventType::DeploymentPromoted);
-        for res in [d.clone().set_percentage(5, now()), d.clone().promote(now()), d.clone().rollback("x", now())] {
+        for res in [
+            d.clone().set_percentage(5, now()),
+            d.clone().promote(now()),
+            d.clone().rollback("x", now()),
+        ] {
             assert!(matches!(res, Err(DomainError::NotActive { .. })));
         }
         assert!(d.deletion().is_ok());
@@ -750,11 +896,17 @@ mod tests {
 
     #[test]
     fn rollback_records_the_reason() {
-        let mut d = make(NewDeployment { percentage: Some(json!(10)), ..new() });
+        let mut d = make(NewDeployment {
+            percentage: Some(json!(10)),
+            ..new()
+        });
         let ev = d.rollback("High error rate detected", now()).unwrap();
         assert_eq!((d.status, d.current_percent), (DeploymentStatus::Failed, 0));
         assert_eq!(d.status_reason.as_deref(), Some("High error rate detected"));
-        assert_eq!(ev[0].message, "Deployment rolled back: High error rate detected");
+        assert_eq!(
+            ev[0].message,
+            "Deployment rolled back: High error rate detected"
+        );
     }
 
     #[test]
@@ -763,13 +915,46 @@ mod tests {
             DomainError::Invalid { field, .. } => field,
             other => panic!("{other}"),
         };
-        assert_eq!(field(NewDeployment { queue_name: String::new(), ..new() }), "queue_name");
-        assert_eq!(field(NewDeployment { canary_version: "v1.2.0".into(), ..new() }), "canary_version");
-        assert_eq!(field(NewDeployment { min_duration: Some("3h".parse().unwrap()), ..new() }), "min_duration");
         assert_eq!(
-            field(NewDeployment { upstreams: Some(Upstreams { stable: vec!["ftp://x".into()], canary: vec![] }), ..new() }),
+            field(NewDeployment {
+                queue_name: String::new(),
+                ..new()
+            }),
+            "queue_name"
+        );
+        assert_eq!(
+            field(NewDeployment {
+                canary_version: "v1.2.0".into(),
+                ..new()
+            }),
+            "canary_version"
+        );
+        assert_eq!(
+            field(NewDeployment {
+                min_duration: Some("3h".parse().unwrap()),
+                ..new()
+            }),
+            "min_duration"
+        );
+        assert_eq!(
+            field(NewDeployment {
+                upstreams: Some(Upstreams {
+                    stable: vec!["ftp://x".into()],
+                    canary: vec![]
+                }),
+                ..new()
+            }),
             "upstreams.stable[0]"
         );
-        assert_eq!(field(NewDeployment { route: Some(Route { host: None, path_prefix: Some("api".into()) }), ..new() }), "route.path_prefix");
+        assert_eq!(
+            field(NewDeployment {
+                route: Some(Route {
+                    host: None,
+                    path_prefix: Some("api".into())
+                }),
+                ..new()
+            }),
+            "route.path_prefix"
+        );
     }
 }

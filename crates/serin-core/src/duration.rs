@@ -93,12 +93,16 @@ impl FromStr for GoDuration {
         let mut rest = s;
         let mut total: u128 = 0;
         while !rest.is_empty() {
-            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let (num, after) = rest.split_at(num_len);
             if num.is_empty() || num == "." || num.matches('.').count() > 1 {
                 return Err(bad("expected a number"));
             }
-            let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+            let unit_len = after
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(after.len());
             let (unit, next) = after.split_at(unit_len);
             let scale = match unit {
                 "ns" => NS,
@@ -111,8 +115,14 @@ impl FromStr for GoDuration {
                 _ => return Err(bad("unknown unit")),
             };
             let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
-            let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad("number too large"))? };
-            let mut value = whole.checked_mul(u128::from(scale)).ok_or_else(|| bad("too large"))?;
+            let whole: u128 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().map_err(|_| bad("number too large"))?
+            };
+            let mut value = whole
+                .checked_mul(u128::from(scale))
+                .ok_or_else(|| bad("too large"))?;
             // Fraction digits beyond nanosecond precision are dropped, as Go does.
             let mut place = u128::from(scale);
             for d in frac.chars() {
@@ -125,7 +135,9 @@ impl FromStr for GoDuration {
             total = total.checked_add(value).ok_or_else(|| bad("too large"))?;
             rest = next;
         }
-        u64::try_from(total).map(GoDuration).map_err(|_| bad("too large"))
+        u64::try_from(total)
+            .map(GoDuration)
+            .map_err(|_| bad("too large"))
     }
 }
 
@@ -194,7 +206,9 @@ impl utoipa::PartialSchema for GoDuration {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("A duration such as \"30m\", \"2h\" or \"1h30m\"; answered Go-style (\"2h0m0s\")."))
+            .description(Some(
+                "A duration such as \"30m\", \"2h\" or \"1h30m\"; answered Go-style (\"2h0m0s\").",
+            ))
             .examples([serde_json::json!("5m0s")])
             .into()
     }
@@ -244,14 +258,32 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for bad in ["", "5", "m", "-5m", "5 minutes", "5x", "1..5s", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "-5m",
+            "5 minutes",
+            "5x",
+            "1..5s",
+            "99999999999999999999h",
+        ] {
             assert!(bad.parse::<GoDuration>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn round_trips() {
-        for n in [1, 999, 1_000, 1_500_000, S, 61 * S, H + 1, 3 * H + 7 * M + 9 * S + 5] {
+        for n in [
+            1,
+            999,
+            1_000,
+            1_500_000,
+            S,
+            61 * S,
+            H + 1,
+            3 * H + 7 * M + 9 * S + 5,
+        ] {
             let g = GoDuration(n);
             assert_eq!(g.to_string().parse::<GoDuration>().unwrap(), g, "{g}");
         }

@@ -48,6 +48,8 @@ pub enum EventType {
     ApiKeyCreated,
     /// An API key was revoked.
     ApiKeyRevoked,
+    /// An outside script reported a step (seed 002's webhooks).
+    ExternalReport,
 }
 
 impl EventType {
@@ -70,6 +72,7 @@ impl EventType {
             EventType::WorkerStatusChanged => "worker_status_changed",
             EventType::ApiKeyCreated => "api_key_created",
             EventType::ApiKeyRevoked => "api_key_revoked",
+            EventType::ExternalReport => "external_report",
         }
     }
 
@@ -142,7 +145,9 @@ pub struct StreamEvent {
 impl Event {
     /// The stream messages this event means for live subscribers.
     pub fn stream(&self) -> Vec<StreamEvent> {
-        let Some(id) = &self.deployment_id else { return Vec::new() };
+        let Some(id) = &self.deployment_id else {
+            return Vec::new();
+        };
         let msg = |kind: &str, data: Value| StreamEvent {
             kind: kind.to_string(),
             deployment_id: id.clone(),
@@ -164,8 +169,14 @@ impl Event {
                 "percentage_updated",
                 json!({"old_percentage": self.data["old_percentage"], "new_percentage": self.data["new_percentage"]}),
             )],
-            EventType::DeploymentPromoted => vec![msg("promotion_triggered", self.data.clone()), status_change()],
-            EventType::DeploymentRolledBack => vec![msg("rollback_triggered", self.data.clone()), status_change()],
+            EventType::DeploymentPromoted => vec![
+                msg("promotion_triggered", self.data.clone()),
+                status_change(),
+            ],
+            EventType::DeploymentRolledBack => vec![
+                msg("rollback_triggered", self.data.clone()),
+                status_change(),
+            ],
             EventType::DeploymentPaused | EventType::DeploymentResumed => vec![status_change()],
             EventType::HealthCheckFailed => vec![msg("health_status_changed", self.data.clone())],
             _ => Vec::new(),

@@ -16,7 +16,7 @@
 //! - [`deployment`]: canary deployments, profiles, and their transitions.
 //! - [`duration`]: Go-style durations (`"1h30m"` in, `"1h30m0s"` out).
 //! - [`event`]: the append-only event record and its live-stream form.
-//! - [`auth`]: roles.
+//! - [`auth`]: roles and what each may do.
 //! - [`routing`]: lane choice and the documented key hash.
 //! - [`metrics`]: lane snapshots over a window and seed 004's health checks.
 //! - [`worker`]: workers, heartbeats and job results.
@@ -29,9 +29,9 @@ pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod page;
-pub mod routing;
 pub mod product;
 pub mod release;
+pub mod routing;
 pub mod signal;
 pub mod worker;
 

@@ -120,12 +120,20 @@ fn mean(v: &[f64]) -> Option<f64> {
 /// The window a deployment's metrics cover at `now`: the last `metrics_window`,
 /// but never before the deployment started.
 pub fn window(d: &Deployment, now: Timestamp) -> (Timestamp, Timestamp) {
-    let start = (now - d.config.metrics_window.to_chrono()).max(d.start_time).min(now);
+    let start = (now - d.config.metrics_window.to_chrono())
+        .max(d.start_time)
+        .min(now);
     (start, now)
 }
 
 /// Summarises one lane.
-pub fn snapshot(lane: &LaneWindow, workers: &LaneWorkers, version: &str, window: (Timestamp, Timestamp), now: Timestamp) -> MetricsSnapshot {
+pub fn snapshot(
+    lane: &LaneWindow,
+    workers: &LaneWorkers,
+    version: &str,
+    window: (Timestamp, Timestamp),
+    now: Timestamp,
+) -> MetricsSnapshot {
     let jobs = lane.success + lane.errors;
     let pct = |n: u64| (jobs > 0).then(|| round(n as f64 / jobs as f64 * 100.0, 2));
     let mut lat = lane.latencies_ms.clone();
@@ -146,7 +154,11 @@ pub fn snapshot(lane: &LaneWindow, workers: &LaneWorkers, version: &str, window:
         p95_latency: r1(percentile(&lat, 0.95)),
         p99_latency: r1(percentile(&lat, 0.99)),
         max_latency: r1(lat.last().copied()),
-        jobs_per_second: if secs > 0.0 { round(jobs as f64 / secs, 2) } else { 0.0 },
+        jobs_per_second: if secs > 0.0 {
+            round(jobs as f64 / secs, 2)
+        } else {
+            0.0
+        },
         avg_memory_mb: r1(mean(&workers.memory_mb)),
         peak_memory_mb: r1(workers.memory_mb.iter().copied().reduce(f64::max)),
         avg_cpu_percent: r1(mean(&workers.cpu_percent)),
@@ -222,7 +234,12 @@ pub struct HealthReport {
 }
 
 /// Runs the five checks (see the module docs for how they combine).
-pub fn evaluate(d: &Deployment, stable: &MetricsSnapshot, canary: &MetricsSnapshot, now: Timestamp) -> HealthReport {
+pub fn evaluate(
+    d: &Deployment,
+    stable: &MetricsSnapshot,
+    canary: &MetricsSnapshot,
+    now: Timestamp,
+) -> HealthReport {
     let t = &d.config.rollback_thresholds;
     let check = |name: &str, status: CheckStatus, message: String| HealthCheck {
         name: name.to_string(),
@@ -234,35 +251,71 @@ pub fn evaluate(d: &Deployment, stable: &MetricsSnapshot, canary: &MetricsSnapsh
     let enough = canary.job_count >= t.required_sample_size.max(1) && stable.job_count > 0;
     let sample = check(
         "Sample Size",
-        if enough { CheckStatus::Pass } else { CheckStatus::Unknown },
-        format!("Sample size: {} (required: {}){}", canary.job_count, t.required_sample_size,
-            if stable.job_count == 0 { "; stable has no jobs to compare with" } else { "" }),
+        if enough {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Unknown
+        },
+        format!(
+            "Sample size: {} (required: {}){}",
+            canary.job_count,
+            t.required_sample_size,
+            if stable.job_count == 0 {
+                "; stable has no jobs to compare with"
+            } else {
+                ""
+            }
+        ),
     );
-    let error = match (enough, stable.error_rate, canary.error_rate, canary.success_rate) {
+    let error = match (
+        enough,
+        stable.error_rate,
+        canary.error_rate,
+        canary.success_rate,
+    ) {
         (true, Some(s), Some(c), Some(ok)) => {
             let inc = round(c - s, 2);
             let fail = inc > t.max_error_rate_increase || ok < t.min_success_rate;
             check(
                 "Error Rate",
-                if fail { CheckStatus::Fail } else { CheckStatus::Pass },
+                if fail {
+                    CheckStatus::Fail
+                } else {
+                    CheckStatus::Pass
+                },
                 format!(
                     "Error rate increase: {inc:.1}% (threshold: {:.1}%); canary success rate {ok:.2}% (minimum: {:.1}%)",
                     t.max_error_rate_increase, t.min_success_rate
                 ),
             )
         }
-        _ => check("Error Rate", CheckStatus::Unknown, "Error rate: not enough data".into()),
+        _ => check(
+            "Error Rate",
+            CheckStatus::Unknown,
+            "Error rate: not enough data".into(),
+        ),
     };
     let latency = match (enough, stable.p95_latency, canary.p95_latency) {
         (true, Some(s), Some(c)) if s > 0.0 => {
             let inc = round((c - s) / s * 100.0, 1);
             check(
                 "P95 Latency",
-                if inc > t.max_latency_increase { CheckStatus::Fail } else { CheckStatus::Pass },
-                format!("P95 latency increase: {inc:.1}% (threshold: {:.1}%)", t.max_latency_increase),
+                if inc > t.max_latency_increase {
+                    CheckStatus::Fail
+                } else {
+                    CheckStatus::Pass
+                },
+                format!(
+                    "P95 latency increase: {inc:.1}% (threshold: {:.1}%)",
+                    t.max_latency_increase
+                ),
             )
         }
-        _ => check("P95 Latency", CheckStatus::Unknown, "P95 latency: not enough data".into()),
+        _ => check(
+            "P95 Latency",
+            CheckStatus::Unknown,
+            "P95 latency: not enough data".into(),
+        ),
     };
     let share = f64::from(d.current_percent) / 100.0;
     let throughput = if enough && share > 0.0 && share < 1.0 && stable.jobs_per_second > 0.0 {
@@ -271,18 +324,39 @@ pub fn evaluate(d: &Deployment, stable: &MetricsSnapshot, canary: &MetricsSnapsh
         let dec = round((1.0 - per_share_canary / per_share_stable) * 100.0, 1);
         check(
             "Throughput",
-            if dec > t.max_throughput_decrease { CheckStatus::Fail } else { CheckStatus::Pass },
-            format!("Throughput decrease: {dec:.1}% (threshold: {:.1}%)", t.max_throughput_decrease),
+            if dec > t.max_throughput_decrease {
+                CheckStatus::Fail
+            } else {
+                CheckStatus::Pass
+            },
+            format!(
+                "Throughput decrease: {dec:.1}% (threshold: {:.1}%)",
+                t.max_throughput_decrease
+            ),
         )
     } else {
-        check("Throughput", CheckStatus::Unknown, format!("Throughput: not comparable at {}% canary traffic or without data", d.current_percent))
+        check(
+            "Throughput",
+            CheckStatus::Unknown,
+            format!(
+                "Throughput: not comparable at {}% canary traffic or without data",
+                d.current_percent
+            ),
+        )
     };
     let elapsed = (now - d.start_time).to_std().unwrap_or_default();
     let elapsed = GoDuration::from_secs(elapsed.as_secs());
     let duration = check(
         "Duration",
-        if elapsed >= d.config.min_canary_duration { CheckStatus::Pass } else { CheckStatus::Fail },
-        format!("Duration: {elapsed} (minimum: {})", d.config.min_canary_duration),
+        if elapsed >= d.config.min_canary_duration {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        },
+        format!(
+            "Duration: {elapsed} (minimum: {})",
+            d.config.min_canary_duration
+        ),
     );
     let overall = if !enough || error.status == CheckStatus::Unknown {
         HealthStatus::Unknown
@@ -328,13 +402,26 @@ mod tests {
     }
 
     fn lane(success: u64, errors: u64, lat: &[f64]) -> LaneWindow {
-        LaneWindow { success, errors, latencies_ms: lat.to_vec(), ..Default::default() }
+        LaneWindow {
+            success,
+            errors,
+            latencies_ms: lat.to_vec(),
+            ..Default::default()
+        }
     }
 
-    fn snaps(d: &Deployment, s: &LaneWindow, c: &LaneWindow, now: Timestamp) -> (MetricsSnapshot, MetricsSnapshot) {
+    fn snaps(
+        d: &Deployment,
+        s: &LaneWindow,
+        c: &LaneWindow,
+        now: Timestamp,
+    ) -> (MetricsSnapshot, MetricsSnapshot) {
         let w = window(d, now);
         let none = LaneWorkers::default();
-        (snapshot(s, &none, "v1", w, now), snapshot(c, &none, "v2", w, now))
+        (
+            snapshot(s, &none, "v1", w, now),
+            snapshot(c, &none, "v2", w, now),
+        )
     }
 
     #[test]
@@ -342,14 +429,43 @@ mod tests {
         let d = dep(20);
         let now = t0() + Duration::minutes(10);
         let lat: Vec<f64> = (1..=100).map(f64::from).collect();
-        let s = snapshot(&lane(1238, 12, &lat), &LaneWorkers { count: 2, memory_mb: vec![100.0, 200.0], cpu_percent: vec![40.0] }, "v1", window(&d, now), now);
-        assert_eq!((s.job_count, s.error_rate, s.success_rate), (1250, Some(0.96), Some(99.04)));
-        assert_eq!((s.p50_latency, s.p95_latency, s.p99_latency, s.max_latency), (Some(50.0), Some(95.0), Some(99.0), Some(100.0)));
+        let s = snapshot(
+            &lane(1238, 12, &lat),
+            &LaneWorkers {
+                count: 2,
+                memory_mb: vec![100.0, 200.0],
+                cpu_percent: vec![40.0],
+            },
+            "v1",
+            window(&d, now),
+            now,
+        );
+        assert_eq!(
+            (s.job_count, s.error_rate, s.success_rate),
+            (1250, Some(0.96), Some(99.04))
+        );
+        assert_eq!(
+            (s.p50_latency, s.p95_latency, s.p99_latency, s.max_latency),
+            (Some(50.0), Some(95.0), Some(99.0), Some(100.0))
+        );
         assert_eq!(s.window_start, now - Duration::minutes(5));
         assert_eq!(s.jobs_per_second, 4.17);
-        assert_eq!((s.avg_memory_mb, s.peak_memory_mb, s.worker_count), (Some(150.0), Some(200.0), 2));
-        let empty = snapshot(&LaneWindow::default(), &LaneWorkers::default(), "v2", window(&d, now), now);
-        assert_eq!((empty.error_rate, empty.p95_latency), (None, None), "no data is null, not zero");
+        assert_eq!(
+            (s.avg_memory_mb, s.peak_memory_mb, s.worker_count),
+            (Some(150.0), Some(200.0), 2)
+        );
+        let empty = snapshot(
+            &LaneWindow::default(),
+            &LaneWorkers::default(),
+            "v2",
+            window(&d, now),
+            now,
+        );
+        assert_eq!(
+            (empty.error_rate, empty.p95_latency),
+            (None, None),
+            "no data is null, not zero"
+        );
     }
 
     #[test]
@@ -370,20 +486,35 @@ mod tests {
         let slow: Vec<f64> = vec![200.0; 100];
         // healthy: same error rate, same latency, throughput in proportion (80:20)
         let (s, c) = snaps(&d, &lane(792, 8, &fast), &lane(198, 2, &fast), now);
-        assert_eq!(evaluate(&d, &s, &c, now).overall_status, HealthStatus::Healthy);
+        assert_eq!(
+            evaluate(&d, &s, &c, now).overall_status,
+            HealthStatus::Healthy
+        );
         // failing: canary error rate 10% vs 1%
         let (s, c) = snaps(&d, &lane(792, 8, &fast), &lane(180, 20, &fast), now);
         let r = evaluate(&d, &s, &c, now);
         assert_eq!(r.overall_status, HealthStatus::Failing);
-        assert!(r.error_rate_check.message.contains("Error rate increase: 9.0%"), "{}", r.error_rate_check.message);
+        assert!(
+            r.error_rate_check
+                .message
+                .contains("Error rate increase: 9.0%"),
+            "{}",
+            r.error_rate_check.message
+        );
         // warning: latency doubled
         let (s, c) = snaps(&d, &lane(792, 8, &fast), &lane(198, 2, &slow), now);
         let r = evaluate(&d, &s, &c, now);
         assert_eq!(r.overall_status, HealthStatus::Warning);
-        assert_eq!(r.latency_check.message, "P95 latency increase: 100.0% (threshold: 50.0%)");
+        assert_eq!(
+            r.latency_check.message,
+            "P95 latency increase: 100.0% (threshold: 50.0%)"
+        );
         // warning: canary handles half its share
         let (s, c) = snaps(&d, &lane(792, 8, &fast), &lane(99, 1, &fast), now);
-        assert_eq!(evaluate(&d, &s, &c, now).throughput_check.status, CheckStatus::Fail);
+        assert_eq!(
+            evaluate(&d, &s, &c, now).throughput_check.status,
+            CheckStatus::Fail
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ impl PageParams {
             return Err(DomainError::invalid("page", "pages start at 1"));
         }
         if size == 0 || size > MAX_PAGE_SIZE {
-            return Err(DomainError::invalid("page_size", format!("must be from 1 to {MAX_PAGE_SIZE}")));
+            return Err(DomainError::invalid(
+                "page_size",
+                format!("must be from 1 to {MAX_PAGE_SIZE}"),
+            ));
         }
         Ok(Page { page, size })
     }
@@ -111,12 +114,49 @@ mod tests {
 
     #[test]
     fn blocks() {
-        let p = PageParams { page: Some(1), page_size: None }.check().unwrap();
-        assert_eq!(p.of(47), Pagination { page: 1, page_size: 10, total_pages: 5, total_items: 47, has_next: true, has_prev: false });
-        let p = PageParams { page: Some(5), page_size: Some(10) }.check().unwrap();
-        assert_eq!((p.offset(), p.of(47).has_next, p.of(47).has_prev), (40, false, true));
+        let p = PageParams {
+            page: Some(1),
+            page_size: None,
+        }
+        .check()
+        .unwrap();
+        assert_eq!(
+            p.of(47),
+            Pagination {
+                page: 1,
+                page_size: 10,
+                total_pages: 5,
+                total_items: 47,
+                has_next: true,
+                has_prev: false
+            }
+        );
+        let p = PageParams {
+            page: Some(5),
+            page_size: Some(10),
+        }
+        .check()
+        .unwrap();
+        assert_eq!(
+            (p.offset(), p.of(47).has_next, p.of(47).has_prev),
+            (40, false, true)
+        );
         assert_eq!(p.of(0).total_pages, 0);
-        assert!(PageParams { page: Some(0), page_size: None }.check().is_err());
-        assert!(PageParams { page: None, page_size: Some(101) }.check().is_err());
+        assert!(
+            PageParams {
+                page: Some(0),
+                page_size: None
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            PageParams {
+                page: None,
+                page_size: Some(101)
+            }
+            .check()
+            .is_err()
+        );
     }
 }

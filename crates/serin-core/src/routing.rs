@@ -68,16 +68,32 @@ pub struct RouteDecision {
 
 /// Chooses the lane for a job on `deployment` (`None`: no live deployment).
 /// `random_bucket` (0..10000) is used only when the decision isn't keyed.
-pub fn choose_lane(deployment: &Deployment, key: Option<&str>, random_bucket: u32) -> (Lane, Option<u32>) {
+pub fn choose_lane(
+    deployment: &Deployment,
+    key: Option<&str>,
+    random_bucket: u32,
+) -> (Lane, Option<u32>) {
     let p = deployment.current_percent;
-    let keyed = key.filter(|_| deployment.config.sticky_routing || deployment.config.routing_strategy == RoutingStrategy::HashRing);
+    let keyed = key.filter(|_| {
+        deployment.config.sticky_routing
+            || deployment.config.routing_strategy == RoutingStrategy::HashRing
+    });
     let b = keyed.map(|k| bucket(&deployment.id, k));
-    let lane = if in_canary(b.unwrap_or(random_bucket), p) { Lane::Canary } else { Lane::Stable };
+    let lane = if in_canary(b.unwrap_or(random_bucket), p) {
+        Lane::Canary
+    } else {
+        Lane::Stable
+    };
     (lane, b)
 }
 
 /// The whole decision for a job on `queue`.
-pub fn route_job(queue: &str, deployment: Option<&Deployment>, key: Option<&str>, random_bucket: u32) -> RouteDecision {
+pub fn route_job(
+    queue: &str,
+    deployment: Option<&Deployment>,
+    key: Option<&str>,
+    random_bucket: u32,
+) -> RouteDecision {
     let Some(d) = deployment.filter(|d| d.status.is_live()) else {
         return RouteDecision {
             deployment_id: None,

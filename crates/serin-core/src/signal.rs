@@ -185,24 +185,7 @@ impl NewSignal {
     pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
         self.release_ref()?;
         validate_signal_name("name", &self.name)?;
-        if !self.value.is_finite() {
-            return Err(DomainError::invalid("value", "must be a finite number"));
-        }
-        match self.kind {
-            SignalKind::Outcome if self.value != 0.0 && self.value != 1.0 => {
-                return Err(DomainError::invalid(
-                    "value",
-                    "an outcome is 1 (success) or 0 (failure)",
-                ));
-            }
-            SignalKind::Latency | SignalKind::Counter if self.value < 0.0 => {
-                return Err(DomainError::invalid(
-                    "value",
-                    format!("a {} is never negative", self.kind.as_str()),
-                ));
-            }
-            _ => {}
-        }
+        validate_value(self.kind, self.value)?;
         if self.tags.len() > MAX_TAGS {
             return Err(DomainError::invalid(
                 "tags",
@@ -282,6 +265,61 @@ pub fn validate_instant(field: &str, t: Timestamp) -> Result<(), DomainError> {
         ));
     }
     Ok(())
+}
+
+/// Checks a value against what its kind means.
+pub fn validate_value(kind: SignalKind, value: f64) -> Result<(), DomainError> {
+    if !value.is_finite() {
+        return Err(DomainError::invalid("value", "must be a finite number"));
+    }
+    match kind {
+        SignalKind::Outcome if value != 0.0 && value != 1.0 => Err(DomainError::invalid(
+            "value",
+            "an outcome is 1 (success) or 0 (failure)",
+        )),
+        SignalKind::Latency | SignalKind::Counter if value < 0.0 => Err(DomainError::invalid(
+            "value",
+            format!("a {} is never negative", kind.as_str()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An observation of one lane of a canary deployment, reported straight to the
+/// deployment (by an application, an SDK, or a proxy) rather than to a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LaneSignal {
+    /// The lane observed.
+    pub lane: Lane,
+    /// What was observed, e.g. `http.request`.
+    pub name: String,
+    /// What the value means; `gauge` when absent. Outcomes and latencies feed the
+    /// deployment's metrics and health; gauges named `queue_depth` and
+    /// `dead_letters` fill those figures.
+    #[serde(default)]
+    pub kind: SignalKind,
+    /// The value.
+    pub value: f64,
+    /// When (now when absent).
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+impl LaneSignal {
+    /// Checks the fields.
+    pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
+        validate_signal_name("name", &self.name)?;
+        validate_value(self.kind, self.value)?;
+        if let Some(ts) = self.timestamp {
+            validate_instant("timestamp", ts)?;
+            if (ts - now).num_seconds() > MAX_CLOCK_SKEW_SECS {
+                return Err(DomainError::invalid("timestamp", "is in the future"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a signal name or tag key.

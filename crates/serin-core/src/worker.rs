@@ -117,7 +117,10 @@ pub struct NewWorker {
 
 fn token(field: &str, v: &str, max: usize) -> Result<(), DomainError> {
     if v.is_empty() || v.len() > max {
-        return Err(DomainError::invalid(field, format!("must be 1 to {max} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
     }
     if v.contains(char::is_whitespace) {
         return Err(DomainError::invalid(field, "must not contain spaces"));
@@ -187,19 +190,28 @@ impl Heartbeat {
     /// Checks the report.
     pub fn validate(&self, now: Timestamp) -> Result<(), DomainError> {
         if self.job_results.len() > 10_000 {
-            return Err(DomainError::invalid("job_results", "at most 10000 per heartbeat"));
+            return Err(DomainError::invalid(
+                "job_results",
+                "at most 10000 per heartbeat",
+            ));
         }
         for (i, j) in self.job_results.iter().enumerate() {
             token(&format!("job_results[{i}].queue"), &j.queue, 200)?;
             if let Some(ms) = j.duration_ms
                 && !(ms.is_finite() && ms >= 0.0)
             {
-                return Err(DomainError::invalid(format!("job_results[{i}].duration_ms"), "must be a non-negative number"));
+                return Err(DomainError::invalid(
+                    format!("job_results[{i}].duration_ms"),
+                    "must be a non-negative number",
+                ));
             }
             if let Some(ts) = j.timestamp {
                 crate::signal::validate_instant(&format!("job_results[{i}].timestamp"), ts)?;
                 if (ts - now).num_seconds() > crate::signal::MAX_CLOCK_SKEW_SECS {
-                    return Err(DomainError::invalid(format!("job_results[{i}].timestamp"), "is in the future"));
+                    return Err(DomainError::invalid(
+                        format!("job_results[{i}].timestamp"),
+                        "is in the future",
+                    ));
                 }
             }
         }

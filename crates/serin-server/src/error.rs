@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use serin_core::DomainError;
+use serin_core::auth::Role;
 use serin_store::{Entity, StoreError};
 
 /// The error body of every route.
@@ -68,6 +69,11 @@ impl ApiError {
         self.code
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// A field-level validation failure (400 `VALIDATION_FAILED`).
     pub fn invalid(field: &str, reason: &str) -> Self {
         ApiError::new(
@@ -76,6 +82,21 @@ impl ApiError {
             format!("{field}: {reason}"),
         )
         .details(json!({"field": field, "reason": reason}))
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized(message: &str) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// 403: the caller's role is too weak.
+    pub fn forbidden(have: Role, need: Role) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("this needs the {need} role; your key has {have}"),
+        )
+        .details(json!({"role": have, "required_role": need}))
     }
 
     /// 500 with a generic message; `detail` goes to the log.
@@ -114,14 +135,27 @@ impl From<DomainError> for ApiError {
     }
 }
 
+fn entity_words(entity: Entity) -> (&'static str, &'static str, &'static str, &'static str) {
+    // (not-found code, exists code, noun, the field that names it)
+    match entity {
+        Entity::Product => ("PRODUCT_NOT_FOUND", "PRODUCT_EXISTS", "product", "name"),
+        Entity::Release => ("RELEASE_NOT_FOUND", "RELEASE_EXISTS", "release", "version"),
+        Entity::Deployment => (
+            "DEPLOYMENT_NOT_FOUND",
+            "DEPLOYMENT_EXISTS",
+            "deployment",
+            "queue_name",
+        ),
+        Entity::Worker => ("WORKER_NOT_FOUND", "WORKER_EXISTS", "worker", "id"),
+        Entity::ApiKey => ("API_KEY_NOT_FOUND", "API_KEY_EXISTS", "api_key", "id"),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { entity, key, field } => {
-                let (code, what) = match entity {
-                    Entity::Product => ("PRODUCT_NOT_FOUND", "product"),
-                    Entity::Release => ("RELEASE_NOT_FOUND", "release"),
-                };
+                let (code, _, what, _) = entity_words(entity);
                 let mut details = json!({ what: key });
                 if let Some(f) = field {
                     details["field"] = json!(f);
@@ -139,11 +173,17 @@ impl From<StoreError> for ApiError {
                 format!("product `{product}` has no released release yet"),
             )
             .details(json!({"product": product})),
+            StoreError::Conflict {
+                entity: Entity::Deployment,
+                key,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "DEPLOYMENT_EXISTS",
+                format!("an active deployment already exists for this queue and tenant: {key}"),
+            )
+            .details(json!({"field": "queue_name", "existing_deployment_id": key})),
             StoreError::Conflict { entity, key } => {
-                let (code, what, field) = match entity {
-                    Entity::Product => ("PRODUCT_EXISTS", "product", "name"),
-                    Entity::Release => ("RELEASE_EXISTS", "release", "version"),
-                };
+                let (_, code, what, field) = entity_words(entity);
                 ApiError::new(
                     StatusCode::CONFLICT,
                     code,
@@ -151,6 +191,18 @@ impl From<StoreError> for ApiError {
                 )
                 .details(json!({"field": field, what: key}))
             }
+            StoreError::ConcurrencyLimit { tenant, limit } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "CONCURRENCY_LIMIT",
+                format!("too many active deployments: the limit is {limit} per tenant"),
+            )
+            .details(json!({"tenant_id": tenant, "limit": limit})),
+            StoreError::RevisionMismatch { expected, actual } => ApiError::new(
+                StatusCode::CONFLICT,
+                "REVISION_CONFLICT",
+                "the deployment changed since you read it; read it again and retry",
+            )
+            .details(json!({"expected_revision": expected, "current_revision": actual})),
             StoreError::Domain(d) => d.into(),
             StoreError::Unavailable(detail) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -7,14 +7,21 @@
 //! Layout:
 //! - [`error`]: [`error::ApiError`], the single mapping from failures to responses.
 //! - [`extract`]: JSON, path and query extractors that reject with that body.
-//! - [`routes`]: `health`, `products`, `releases`, `signals`.
+//! - [`routes`]: one module per feature (health, products, releases, signals,
+//!   canary deployments, workers, seed 002's admin routes, audit log, API keys).
+//! - [`auth`], [`guard`], [`rate`]: API keys, the role policy, rate limits.
+//! - [`hub`]: live event fan-out for WebSocket subscribers.
 //! - [`openapi`]: the generated OpenAPI document and the seed aliases.
 //! - [`state`]: [`AppState`], shared by every handler.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod guard;
+pub mod hub;
 pub mod openapi;
+pub mod rate;
 pub mod routes;
 pub mod state;
 
@@ -29,7 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ErrorBody};
-pub use state::AppState;
+pub use state::{AppState, ServerConfig};
 
 /// Largest request body accepted (a batch of 50,000 signals fits).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -41,7 +48,17 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::products::router())
         .merge(routes::releases::router())
         .merge(routes::signals::router())
+        .merge(routes::canary::router())
+        .merge(routes::workers::router())
+        .merge(routes::admin_canary::router())
+        .merge(routes::audit::router())
+        .merge(routes::api_keys::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
+        // Only matched routes are guarded: an unknown path is a 404, not a 401.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

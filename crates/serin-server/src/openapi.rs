@@ -10,7 +10,9 @@ use utoipa::openapi::PathItem;
 use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
-use crate::routes::{health, products, releases, signals};
+use crate::routes::{
+    admin_canary, api_keys, audit, canary, health, products, releases, signals, workers,
+};
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
 pub const ALIASES: &[(&str, &str, &str)] = &[
@@ -26,23 +28,58 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Serin", description = "Canary releases: products, releases, signals."),
+    info(title = "Serin", description = "Canary releases: products, releases, signals, canary deployments, workers. Every route but health, readiness and this document needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)."),
     paths(
         health::health, health::ready,
         products::create, products::list, products::show,
         releases::create, releases::create_for_product, releases::list, releases::latest,
         releases::show, releases::update,
         signals::record, signals::record_batch, signals::list,
+        canary::list, canary::create, canary::show, canary::set_percentage, canary::promote,
+        canary::rollback, canary::pause, canary::resume, canary::delete, canary::health,
+        canary::metrics_of, canary::events, canary::record_signals, canary::profiles, canary::route,
+        workers::list, workers::register, workers::show, workers::set_status, workers::heartbeat,
+        admin_canary::start, admin_canary::scale, admin_canary::stop, admin_canary::status,
+        admin_canary::metrics_of, admin_canary::webhook,
+        audit::list,
+        api_keys::create, api_keys::list, api_keys::revoke,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, serin_core::event::StreamEvent)),
+    modifiers(&Security),
+    security(("bearer" = []), ("api_key" = [])),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "products", description = "Deployable things"),
         (name = "releases", description = "Versions of products and their life cycle"),
         (name = "signals", description = "Observations about the lanes of a release"),
+        (name = "canary", description = "Canary deployments (seed 004)"),
+        (name = "workers", description = "Job workers and their lanes (seed 004)"),
+        (name = "admin", description = "Operator endpoints on the default target (seed 002)"),
+        (name = "audit", description = "The audit log (seed 003)"),
+        (name = "auth", description = "API keys"),
     )
 )]
 struct ApiDoc;
+
+/// Declares the two ways to present a key.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
 
 /// The whole document, aliases included.
 pub fn document() -> utoipa::openapi::OpenApi {

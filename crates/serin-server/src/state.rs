@@ -5,15 +5,54 @@ use std::sync::Arc;
 use serin_core::Timestamp;
 use serin_store::Store;
 
+use crate::auth::Authenticator;
+use crate::hub::Hub;
+use crate::rate::{RateLimit, RateLimiter};
+
 /// A source of the current time. Handlers never call the system clock directly, so
 /// tests can pin it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most live deployments per tenant (`CONCURRENCY_LIMIT` beyond); `None`: no limit.
+    pub max_live_deployments: Option<u32>,
+    /// Per-key rate limits.
+    pub rate_limit: RateLimit,
+    /// The target of seed 002's `/admin/canary/*` endpoints.
+    pub default_queue: String,
+    /// Its tenant.
+    pub default_tenant: Option<String>,
+    /// A worker silent for this long becomes `unreachable`.
+    pub worker_timeout: std::time::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_live_deployments: Some(50),
+            rate_limit: RateLimit::default(),
+            default_queue: "default".into(),
+            default_tenant: None,
+            worker_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
 
 /// Shared handler state.
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
     pub store: Store,
+    /// Live event subscribers.
+    pub hub: Hub,
+    /// API key resolution.
+    pub auth: Authenticator,
+    /// Per-key rate limits.
+    pub rate: RateLimiter,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
     clock: Clock,
 }
 
@@ -27,9 +66,13 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over `store` with the system clock.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, config: ServerConfig) -> Self {
         AppState {
             store,
+            hub: Hub::default(),
+            auth: Authenticator::default(),
+            rate: RateLimiter::new(config.rate_limit),
+            config: Arc::new(config),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }

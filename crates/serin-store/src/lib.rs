@@ -15,6 +15,7 @@
 //! - `postgres`: a connection pool, prepared statements.
 #![forbid(unsafe_code)]
 
+pub mod canary;
 pub mod migrate;
 mod postgres;
 mod sqlite;
@@ -33,6 +34,12 @@ pub enum Entity {
     Product,
     /// A release.
     Release,
+    /// A canary deployment.
+    Deployment,
+    /// A worker.
+    Worker,
+    /// An API key.
+    ApiKey,
 }
 
 /// Why a store call failed.
@@ -62,6 +69,22 @@ pub enum StoreError {
         /// The duplicated key.
         key: String,
     },
+    /// The tenant already has as many live deployments as allowed.
+    #[error("tenant {tenant:?} already has {limit} live deployments")]
+    ConcurrencyLimit {
+        /// The tenant.
+        tenant: Option<String>,
+        /// The limit.
+        limit: u32,
+    },
+    /// The record changed since the caller read it.
+    #[error("revision {expected} is stale (now {actual:?})")]
+    RevisionMismatch {
+        /// The revision the caller expected.
+        expected: u64,
+        /// The revision found, when known.
+        actual: Option<u64>,
+    },
     /// A domain rule, checked inside the transaction, refused the change.
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -90,6 +113,8 @@ pub struct SignalQuery {
     pub since: Option<Timestamp>,
     /// At most this many, newest first.
     pub limit: u32,
+    /// Skip this many first.
+    pub offset: u64,
 }
 
 /// Tuning for a connection.
@@ -158,13 +183,18 @@ impl Store {
     }
 
     /// Creates a product. `Conflict` if the name is taken.
-    pub async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
-        dispatch!(self, b => b.create_product(new, serin_core::to_micros(now)))
+    pub async fn create_product(
+        &self,
+        new: &NewProduct,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Product> {
+        dispatch!(self, b => b.create_product(new, actor, serin_core::to_micros(now)))
     }
 
     /// All products, by name.
-    pub async fn list_products(&self) -> Result<Vec<Product>> {
-        dispatch!(self, b => b.list_products())
+    pub async fn list_products(&self, offset: u64, limit: u64) -> Result<canary::Paged<Product>> {
+        dispatch!(self, b => b.list_products(offset, limit))
     }
 
     /// One product by name.
@@ -174,13 +204,23 @@ impl Store {
 
     /// Creates a `draft` release. `NotFound` for an unknown product, `Conflict` for a
     /// version the product already has.
-    pub async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
-        dispatch!(self, b => b.create_release(new, serin_core::to_micros(now)))
+    pub async fn create_release(
+        &self,
+        new: &NewRelease,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Release> {
+        dispatch!(self, b => b.create_release(new, actor, serin_core::to_micros(now)))
     }
 
     /// A product's releases, newest first.
-    pub async fn list_releases(&self, product: &str) -> Result<Vec<Release>> {
-        dispatch!(self, b => b.list_releases(product))
+    pub async fn list_releases(
+        &self,
+        product: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<canary::Paged<Release>> {
+        dispatch!(self, b => b.list_releases(product, offset, limit))
     }
 
     /// One release by id.
@@ -193,9 +233,10 @@ impl Store {
         &self,
         id: i64,
         patch: &ReleasePatch,
+        actor: &str,
         now: Timestamp,
     ) -> Result<Release> {
-        dispatch!(self, b => b.update_release(id, patch, serin_core::to_micros(now)))
+        dispatch!(self, b => b.update_release(id, patch, actor, serin_core::to_micros(now)))
     }
 
     /// The product's latest stable release (see `serin_core::latest_stable`).
@@ -220,7 +261,11 @@ impl Store {
     }
 
     /// A release's signals, newest first.
-    pub async fn list_signals(&self, release_id: i64, query: &SignalQuery) -> Result<Vec<Signal>> {
+    pub async fn list_signals(
+        &self,
+        release_id: i64,
+        query: &SignalQuery,
+    ) -> Result<canary::Paged<Signal>> {
         dispatch!(self, b => b.list_signals(release_id, query))
     }
 }

@@ -34,18 +34,32 @@ impl Migration {
 }
 
 /// SQLite's migrations, in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "products_releases_signals",
-    sql: include_str!("../migrations/sqlite/0001_products_releases_signals.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "products_releases_signals",
+        sql: include_str!("../migrations/sqlite/0001_products_releases_signals.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "canary",
+        sql: include_str!("../migrations/sqlite/0002_canary.sql"),
+    },
+];
 
 /// PostgreSQL's migrations, in order.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "products_releases_signals",
-    sql: include_str!("../migrations/postgres/0001_products_releases_signals.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "products_releases_signals",
+        sql: include_str!("../migrations/postgres/0001_products_releases_signals.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "canary",
+        sql: include_str!("../migrations/postgres/0002_canary.sql"),
+    },
+];
 
 /// What a migration run found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

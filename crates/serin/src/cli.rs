@@ -58,6 +58,15 @@ pub enum Command {
     /// Signals: send one, or a batch from a file or stdin.
     #[command(subcommand)]
     Signal(SignalCmd),
+    /// Canary deployments: create, list, get, set-percent, promote, rollback, delete, health, metrics, events, profiles.
+    #[command(subcommand)]
+    Canary(CanaryCmd),
+    /// Workers: list, register, status.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+    /// API keys (admin): create, list, revoke.
+    #[command(subcommand)]
+    Apikey(ApiKeyCmd),
     /// Seed 000 form of `product add`.
     AddProduct(ProductAdd),
     /// Seed 000 form of `release add`.
@@ -104,6 +113,24 @@ pub struct UpArgs {
     /// Log filter, e.g. `info` (default) or `serin_server=debug,info`.
     #[arg(long, env = "SERIN_LOG")]
     pub log_level: Option<String>,
+    /// Requests per minute per API key (default 100; 0 turns rate limiting off).
+    #[arg(long, env = "SERIN_RATE_LIMIT", value_name = "N")]
+    pub rate_limit: Option<String>,
+    /// Requests an API key may make at once before the per-minute rate applies (default 20).
+    #[arg(long, env = "SERIN_RATE_BURST", value_name = "N")]
+    pub rate_burst: Option<String>,
+    /// Most active canary deployments per tenant (default 50; 0 for no limit).
+    #[arg(long, env = "SERIN_MAX_ACTIVE_DEPLOYMENTS", value_name = "N")]
+    pub max_active_deployments: Option<String>,
+    /// The target (queue or service) that seed 002's `/admin/canary/*` endpoints act on (default `default`).
+    #[arg(long, env = "SERIN_DEFAULT_QUEUE", value_name = "NAME")]
+    pub default_queue: Option<String>,
+    /// The tenant of that target (default none).
+    #[arg(long, env = "SERIN_DEFAULT_TENANT", value_name = "TENANT")]
+    pub default_tenant: Option<String>,
+    /// A worker without a heartbeat for this long becomes `unreachable` (default 60s).
+    #[arg(long, env = "SERIN_WORKER_TIMEOUT", value_name = "DURATION")]
+    pub worker_timeout: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,4 +257,165 @@ pub struct SignalSend {
     /// When it was observed (RFC 3339); now when absent.
     #[arg(long)]
     pub timestamp: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCmd {
+    /// Start a canary deployment.
+    Create(Box<CanaryCreate>),
+    /// List deployments, newest first.
+    List,
+    /// Show one deployment.
+    Get(DeploymentId),
+    /// Set the canary's share of traffic (0–100).
+    SetPercent {
+        /// The deployment's id.
+        id: String,
+        /// The new share.
+        percent: u8,
+    },
+    /// Promote the canary to 100%.
+    Promote(DeploymentId),
+    /// Roll the canary back to 0%.
+    Rollback {
+        /// The deployment's id.
+        id: String,
+        /// Why.
+        #[arg(long, short = 'r', default_value = "manual rollback from the CLI")]
+        reason: String,
+    },
+    /// Delete a completed or failed deployment.
+    Delete(DeploymentId),
+    /// Health checks against the deployment's thresholds.
+    Health(DeploymentId),
+    /// Both lanes' metrics over the metrics window.
+    Metrics(DeploymentId),
+    /// The deployment's events; `--follow` streams them live.
+    Events {
+        /// The deployment's id.
+        id: String,
+        /// Keep streaming until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// The configuration profiles.
+    Profiles,
+}
+
+/// A deployment, by id.
+#[derive(Debug, Args)]
+pub struct DeploymentId {
+    /// The deployment's id (`canary_…`).
+    pub id: String,
+}
+
+/// A deployment to start.
+#[derive(Debug, Args)]
+pub struct CanaryCreate {
+    /// The target queue (or service name).
+    #[arg(long = "queue")]
+    pub queue_name: String,
+    /// The version now stable.
+    #[arg(long = "stable")]
+    pub stable_version: String,
+    /// The version to try.
+    #[arg(long = "canary")]
+    pub canary_version: String,
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// `default`, `conservative` or `aggressive`.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Initial canary share.
+    #[arg(long)]
+    pub percent: Option<u8>,
+    /// `split_queue`, `stream_group` or `hash_ring`.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Same key, same lane (`true`/`false`).
+    #[arg(long)]
+    pub sticky: Option<bool>,
+    /// Promote automatically when checks pass (`true`/`false`).
+    #[arg(long)]
+    pub auto_promotion: Option<bool>,
+    /// Longest run, e.g. `2h`.
+    #[arg(long)]
+    pub max_duration: Option<String>,
+    /// Shortest run before promotion, e.g. `5m`.
+    #[arg(long)]
+    pub min_duration: Option<String>,
+    /// Metrics window, e.g. `5m`.
+    #[arg(long)]
+    pub metrics_window: Option<String>,
+    /// The product deployed (its release is marked released on promotion).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// The environment deployed to.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// A stable upstream URL (repeat for more).
+    #[arg(long = "stable-upstream")]
+    pub stable_upstreams: Vec<String>,
+    /// A canary upstream URL (repeat for more).
+    #[arg(long = "canary-upstream")]
+    pub canary_upstreams: Vec<String>,
+    /// Route: match this Host header.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Route: match paths starting with this.
+    #[arg(long)]
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCmd {
+    /// List workers.
+    List {
+        /// Only this lane.
+        #[arg(long)]
+        lane: Option<String>,
+    },
+    /// Register a worker.
+    Register {
+        /// Unique id.
+        #[arg(long)]
+        id: String,
+        /// The version it runs.
+        #[arg(long = "version")]
+        worker_version: String,
+        /// `stable` (default) or `canary`.
+        #[arg(long)]
+        lane: Option<String>,
+        /// A queue it consumes (repeat for more).
+        #[arg(long = "queue", required = true)]
+        queues: Vec<String>,
+    },
+    /// Set a worker's status.
+    Status {
+        /// The worker's id.
+        id: String,
+        /// `healthy`, `degraded`, `unhealthy` or `unreachable`.
+        status: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create a key; it is printed once.
+    Create {
+        /// A name (the actor in the audit log).
+        #[arg(long)]
+        name: String,
+        /// `admin`, `engineer` or `viewer`.
+        #[arg(long)]
+        role: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key.
+    Revoke {
+        /// The key's id (`key_…`).
+        id: String,
+    },
 }

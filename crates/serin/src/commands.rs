@@ -12,7 +12,7 @@ use crate::cli::{
 };
 use crate::output::print;
 
-fn client(args: &ClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     let c = Client::new(&args.url)?;
     Ok(match &args.api_key {
         Some(k) => c.with_api_key(k),

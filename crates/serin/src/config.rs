@@ -4,8 +4,14 @@
 //! taken as text and parsed here (not by clap, which would stop at the first), and
 //! each key of the file is checked on its own.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use serin_core::duration::GoDuration;
+use serin_server::ServerConfig;
+use serin_server::rate::RateLimit;
 
 use crate::cli::{DbArgs, UpArgs};
 
@@ -14,22 +20,19 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://serin.db";
 /// The default API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// What the config file holds, as text; unknown keys are errors.
-#[derive(Debug, Default)]
-struct FileConfig {
-    listen: Option<String>,
-    database_url: Option<String>,
-    max_connections: Option<String>,
-    log_format: Option<String>,
-    log_level: Option<String>,
-}
-
+/// The keys a config file may hold (the flags' long names with `_`).
 const FILE_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "max_connections",
     "log_format",
     "log_level",
+    "rate_limit",
+    "rate_burst",
+    "max_active_deployments",
+    "default_queue",
+    "default_tenant",
+    "worker_timeout",
 ];
 
 /// Log output format.
@@ -49,134 +52,201 @@ pub struct Settings {
     pub max_connections: usize,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub server: ServerConfig,
+}
+
+/// Flag (or variable), else file, else nothing.
+struct Layers {
+    file: HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl Layers {
+    fn new(config: Option<&Path>) -> Self {
+        let mut errors = Vec::new();
+        let file = config
+            .map(|p| load_file(p, &mut errors))
+            .unwrap_or_default();
+        Layers { file, errors }
+    }
+
+    fn get(&self, flag: &Option<String>, key: &str) -> Option<String> {
+        flag.clone().or_else(|| self.file.get(key).cloned())
+    }
+
+    fn number(
+        &mut self,
+        flag: &Option<String>,
+        key: &str,
+        env: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let Some(text) = self.get(flag, key) else {
+            return default;
+        };
+        match text.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                self.errors.push(format!(
+                    "{key}: `{text}` is not a whole number from {} to {} ({env})",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        }
+    }
 }
 
 /// Merges and checks everything; `Err` holds one line per problem.
 pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
-    let mut errors = Vec::new();
-    let file = up
-        .db
-        .config
-        .as_deref()
-        .map(|p| load_file(p, &mut errors))
-        .unwrap_or_default();
-    let listen_text = up
-        .listen
-        .clone()
-        .or(file.listen)
+    let mut l = Layers::new(up.db.config.as_deref());
+    let listen_text = l
+        .get(&up.listen, "listen")
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen = listen_text.parse::<SocketAddr>().ok();
     if listen.is_none() {
-        errors.push(format!(
+        l.errors.push(format!(
             "listen: `{listen_text}` is not an address; use IP:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080 (SERIN_LISTEN)"
         ));
     }
-    let database_url = db_url(&up.db, file.database_url, &mut errors);
-    let max_connections = max_connections(&up.db, file.max_connections, &mut errors);
-    let format_text = up
-        .log_format
-        .clone()
-        .or(file.log_format)
+    let (database_url, max_connections) = db(&up.db, &mut l);
+    let format_text = l
+        .get(&up.log_format, "log_format")
         .unwrap_or_else(|| "text".into());
     let log_format = match format_text.as_str() {
         "text" => Some(LogFormat::Text),
         "json" => Some(LogFormat::Json),
         other => {
-            errors.push(format!(
+            l.errors.push(format!(
                 "log_format: `{other}` is not a format; use `text` or `json` (SERIN_LOG_FORMAT)"
             ));
             None
         }
     };
-    let log_level = up
-        .log_level
-        .clone()
-        .or(file.log_level)
+    let log_level = l
+        .get(&up.log_level, "log_level")
         .unwrap_or_else(|| "info".into());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
-        errors.push(format!(
+        l.errors.push(format!(
             "log_level: `{log_level}` is not a log filter ({e}); try `info` or `serin_server=debug,info` (SERIN_LOG)"
         ));
     }
+    let per_minute = l.number(
+        &up.rate_limit,
+        "rate_limit",
+        "SERIN_RATE_LIMIT",
+        100,
+        0..=1_000_000_000,
+    );
+    let burst = l.number(
+        &up.rate_burst,
+        "rate_burst",
+        "SERIN_RATE_BURST",
+        20,
+        1..=1_000_000_000,
+    );
+    let max_active = l.number(
+        &up.max_active_deployments,
+        "max_active_deployments",
+        "SERIN_MAX_ACTIVE_DEPLOYMENTS",
+        50,
+        0..=1_000_000,
+    );
+    let default_queue = l
+        .get(&up.default_queue, "default_queue")
+        .unwrap_or_else(|| "default".into());
+    if default_queue.trim().is_empty() || default_queue.contains(':') {
+        l.errors.push(format!("default_queue: `{default_queue}` must be a non-empty name without ':' (SERIN_DEFAULT_QUEUE)"));
+    }
+    let default_tenant = l
+        .get(&up.default_tenant, "default_tenant")
+        .filter(|t| !t.is_empty());
+    let timeout_text = l
+        .get(&up.worker_timeout, "worker_timeout")
+        .unwrap_or_else(|| "60s".into());
+    let worker_timeout = match timeout_text.parse::<GoDuration>() {
+        Ok(d) if d >= GoDuration::from_secs(1) => d.to_std(),
+        Ok(_) => {
+            l.errors
+                .push("worker_timeout: must be at least 1s (SERIN_WORKER_TIMEOUT)".into());
+            Duration::from_secs(60)
+        }
+        Err(e) => {
+            l.errors
+                .push(format!("worker_timeout: {e} (SERIN_WORKER_TIMEOUT)"));
+            Duration::from_secs(60)
+        }
+    };
     match (listen, log_format) {
-        (Some(listen), Some(log_format)) if errors.is_empty() => Ok(Settings {
+        (Some(listen), Some(log_format)) if l.errors.is_empty() => Ok(Settings {
             listen,
             database_url,
             max_connections,
             log_format,
             log_level,
+            server: ServerConfig {
+                max_live_deployments: u32::try_from(max_active).ok().filter(|n| *n > 0),
+                rate_limit: RateLimit {
+                    per_minute: per_minute as u32,
+                    burst: burst as u32,
+                },
+                default_queue,
+                default_tenant,
+                worker_timeout,
+            },
         }),
-        _ => Err(errors),
+        _ => Err(l.errors),
     }
 }
 
 /// The database settings alone, for `serin migrate`.
-pub fn db_settings(db: &DbArgs) -> Result<(String, usize), Vec<String>> {
-    let mut errors = Vec::new();
-    let file = db
-        .config
-        .as_deref()
-        .map(|p| load_file(p, &mut errors))
-        .unwrap_or_default();
-    let url = db_url(db, file.database_url, &mut errors);
-    let max = max_connections(db, file.max_connections, &mut errors);
-    if errors.is_empty() {
+pub fn db_settings(args: &DbArgs) -> Result<(String, usize), Vec<String>> {
+    let mut l = Layers::new(args.config.as_deref());
+    let (url, max) = db(args, &mut l);
+    if l.errors.is_empty() {
         Ok((url, max))
     } else {
-        Err(errors)
+        Err(l.errors)
     }
 }
 
-fn db_url(db: &DbArgs, from_file: Option<String>, errors: &mut Vec<String>) -> String {
-    let url = db
-        .database_url
-        .clone()
-        .or(from_file)
+fn db(args: &DbArgs, l: &mut Layers) -> (String, usize) {
+    let url = l
+        .get(&args.database_url, "database_url")
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
     if url.trim().is_empty() {
-        errors.push(
-            "database_url: is empty; use sqlite://PATH or postgres://USER@HOST:PORT/DB (SERIN_DATABASE_URL)"
-                .into(),
-        );
+        l.errors.push("database_url: is empty; use sqlite://PATH or postgres://USER@HOST:PORT/DB (SERIN_DATABASE_URL)".into());
     } else if let Err(e) = serin_store::check_url(&url) {
-        errors.push(format!(
+        l.errors.push(format!(
             "database_url: `{}`: {e} (SERIN_DATABASE_URL)",
             serin_store::redact_url(&url)
         ));
     }
-    url
+    let max = l.number(
+        &args.max_connections,
+        "max_connections",
+        "SERIN_MAX_CONNECTIONS",
+        8,
+        1..=256,
+    );
+    (url, max as usize)
 }
 
-fn max_connections(db: &DbArgs, from_file: Option<String>, errors: &mut Vec<String>) -> usize {
-    let text = db
-        .max_connections
-        .clone()
-        .or(from_file)
-        .unwrap_or_else(|| "8".into());
-    match text.trim().parse::<usize>() {
-        Ok(n) if (1..=256).contains(&n) => n,
-        _ => {
-            errors.push(format!(
-                "max_connections: `{text}` is not a number from 1 to 256 (SERIN_MAX_CONNECTIONS)"
-            ));
-            8
-        }
-    }
-}
-
-/// Reads the YAML file; every bad key or value is pushed to `errors`.
-fn load_file(path: &Path, errors: &mut Vec<String>) -> FileConfig {
-    let mut config = FileConfig::default();
+/// Reads the YAML file into text values; every bad key or value is pushed to `errors`.
+fn load_file(path: &Path, errors: &mut Vec<String>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
     let shown = path.display();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             errors.push(format!("config: cannot read {shown}: {e}"));
-            return config;
+            return out;
         }
     };
     if text.trim().is_empty() {
-        return config;
+        return out;
     }
     let map = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
         Ok(serde_yaml::Value::Mapping(m)) => m,
@@ -184,11 +254,11 @@ fn load_file(path: &Path, errors: &mut Vec<String>) -> FileConfig {
             errors.push(format!(
                 "config: {shown} must be a mapping of settings, such as `listen: 127.0.0.1:8080`"
             ));
-            return config;
+            return out;
         }
         Err(e) => {
             errors.push(format!("config: {shown}: {e}"));
-            return config;
+            return out;
         }
     };
     for (key, value) in map {
@@ -196,33 +266,26 @@ fn load_file(path: &Path, errors: &mut Vec<String>) -> FileConfig {
             errors.push(format!("config: {shown}: setting names must be text"));
             continue;
         };
-        let text = match &value {
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            _ => {
-                errors.push(format!(
-                    "config: {shown}: `{key}` must be a single text or number"
-                ));
-                continue;
+        if !FILE_KEYS.contains(&key.as_str()) {
+            errors.push(format!(
+                "config: {shown}: unknown setting `{key}`; known: {}",
+                FILE_KEYS.join(", ")
+            ));
+            continue;
+        }
+        match value {
+            serde_yaml::Value::String(s) => {
+                out.insert(key, s);
             }
-        };
-        let slot = match key.as_str() {
-            "listen" => &mut config.listen,
-            "database_url" => &mut config.database_url,
-            "max_connections" => &mut config.max_connections,
-            "log_format" => &mut config.log_format,
-            "log_level" => &mut config.log_level,
-            other => {
-                errors.push(format!(
-                    "config: {shown}: unknown setting `{other}`; known: {}",
-                    FILE_KEYS.join(", ")
-                ));
-                continue;
+            serde_yaml::Value::Number(n) => {
+                out.insert(key, n.to_string());
             }
-        };
-        *slot = Some(text);
+            _ => errors.push(format!(
+                "config: {shown}: `{key}` must be a single text or number"
+            )),
+        }
     }
-    config
+    out
 }
 
 #[cfg(test)]
@@ -239,6 +302,12 @@ mod tests {
             },
             log_format: None,
             log_level: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_active_deployments: None,
+            default_queue: None,
+            default_tenant: None,
+            worker_timeout: None,
         }
     }
 
@@ -248,6 +317,17 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!((s.max_connections, s.log_format), (8, LogFormat::Text));
+        assert_eq!(
+            s.server.rate_limit,
+            RateLimit {
+                per_minute: 100,
+                burst: 20
+            }
+        );
+        assert_eq!(
+            (s.server.max_live_deployments, s.server.worker_timeout),
+            (Some(50), Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -258,8 +338,10 @@ mod tests {
         a.db.max_connections = Some("lots".into());
         a.log_format = Some("xml".into());
         a.log_level = Some("[".into());
+        a.rate_limit = Some("-1".into());
+        a.worker_timeout = Some("soon".into());
         let errs = settings(&a).unwrap_err();
-        assert_eq!(errs.len(), 5, "{errs:#?}");
+        assert_eq!(errs.len(), 7, "{errs:#?}");
         a = up();
         a.db.database_url = Some("postgres://u@h:notaport/db".into());
         assert!(settings(&a).unwrap_err()[0].starts_with("database_url:"));
@@ -269,16 +351,19 @@ mod tests {
     fn file_under_flags_and_checked_key_by_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serin.yaml");
-        std::fs::write(
-            &path,
-            "listen: 127.0.0.1:9999\ndatabase_url: sqlite://from-file.db\nmax_connections: 4\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "listen: 127.0.0.1:9999\ndatabase_url: sqlite://from-file.db\nmax_connections: 4\nrate_limit: 0\n").unwrap();
         let mut a = up();
         a.db.config = Some(path.clone());
         a.db.database_url = Some("sqlite://flag.db".into());
         let s = settings(&a).unwrap();
-        assert_eq!((s.listen.port(), s.max_connections), (9999, 4));
+        assert_eq!(
+            (
+                s.listen.port(),
+                s.max_connections,
+                s.server.rate_limit.per_minute
+            ),
+            (9999, 4, 0)
+        );
         assert_eq!(s.database_url, "sqlite://flag.db", "a flag beats the file");
         std::fs::write(
             &path,

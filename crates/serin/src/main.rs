@@ -4,11 +4,13 @@
 //! - `cli`: the clap declarations.
 //! - `config`: settings from flags, `SERIN_*` variables, a YAML file, defaults.
 //! - `up`: the server and migrations.
-//! - `commands`: client subcommands over `serin-client`.
+//! - `commands`: product, release and signal subcommands over `serin-client`.
+//! - `canary`: canary, worker and API key subcommands.
 //! - `output`: tables and JSON.
 //! - `docs`: the generated CLI reference, `docs/cli.md`.
 #![forbid(unsafe_code)]
 
+mod canary;
 mod cli;
 mod commands;
 mod config;
@@ -56,6 +58,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(errors) => return Ok(settings_failed(&errors)),
         },
         Command::Product(cmd) => commands::product(args, cmd).await?,
+        Command::Canary(cmd) => canary::canary(args, cmd).await?,
+        Command::Worker(cmd) => canary::worker(args, cmd).await?,
+        Command::Apikey(cmd) => canary::apikey(args, cmd).await?,
         Command::AddProduct(a) => commands::product_add(args, a).await?,
         Command::Release(cmd) => commands::release(args, cmd).await?,
         Command::AddRelease(a) => commands::release_add(args, a).await?,

@@ -1,6 +1,10 @@
 //! Printing answers: aligned tables for people, JSON for scripts.
 
 use serde::Serialize;
+use serin_core::deployment::Deployment;
+use serin_core::event::Event;
+use serin_core::metrics::{HealthCheck, MetricsSnapshot};
+use serin_core::worker::Worker;
 use serin_core::{Product, Release, Signal};
 
 use crate::cli::Output;
@@ -66,6 +70,101 @@ impl Tabular for Signal {
             when(&self.timestamp),
         ]
     }
+}
+
+impl Tabular for Deployment {
+    const HEADERS: &'static [&'static str] = &[
+        "ID", "QUEUE", "TENANT", "STABLE", "CANARY", "PERCENT", "STATUS", "STARTED",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.queue_name.clone(),
+            self.tenant_id.clone().unwrap_or_else(|| "-".into()),
+            self.stable_version.clone(),
+            self.canary_version.clone(),
+            format!("{}%", self.current_percent),
+            self.status.as_str().to_string(),
+            when(&self.start_time),
+        ]
+    }
+}
+
+impl Tabular for Event {
+    const HEADERS: &'static [&'static str] = &["TIME", "TYPE", "ACTOR", "MESSAGE"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            when(&self.timestamp),
+            self.kind.as_str().to_string(),
+            self.actor.clone(),
+            self.message.clone(),
+        ]
+    }
+}
+
+impl Tabular for Worker {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "VERSION", "LANE", "QUEUES", "STATUS", "LAST SEEN"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.version.clone(),
+            self.lane.to_string(),
+            self.queues.join(","),
+            self.status.as_str().to_string(),
+            when(&self.last_seen),
+        ]
+    }
+}
+
+impl Tabular for HealthCheck {
+    const HEADERS: &'static [&'static str] = &["CHECK", "STATUS", "MESSAGE"];
+    fn row(&self) -> Vec<String> {
+        let status = serde_json::to_value(self.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_uppercase))
+            .unwrap_or_default();
+        vec![self.name.clone(), status, self.message.clone()]
+    }
+}
+
+impl Tabular for (&str, MetricsSnapshot) {
+    const HEADERS: &'static [&'static str] = &[
+        "LANE", "VERSION", "JOBS", "ERRORS", "ERROR %", "P50 MS", "P95 MS", "P99 MS", "JOBS/S",
+        "WORKERS",
+    ];
+    fn row(&self) -> Vec<String> {
+        let (lane, m) = self;
+        let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        vec![
+            lane.to_string(),
+            m.version.clone(),
+            m.job_count.to_string(),
+            m.error_count.to_string(),
+            f(m.error_rate),
+            f(m.p50_latency),
+            f(m.p95_latency),
+            f(m.p99_latency),
+            m.jobs_per_second.to_string(),
+            m.worker_count.to_string(),
+        ]
+    }
+}
+
+/// Prints a JSON answer: pretty JSON, or `key: value` lines for people.
+pub fn print_value(output: Output, v: &serde_json::Value) -> anyhow::Result<()> {
+    match (output, v) {
+        (Output::Table, serde_json::Value::Object(map)) => {
+            for (k, val) in map {
+                match val {
+                    serde_json::Value::String(s) => println!("{k}: {s}"),
+                    other => println!("{k}: {other}"),
+                }
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(v)?),
+    }
+    Ok(())
 }
 
 /// Formats rows as aligned columns (no trailing spaces).

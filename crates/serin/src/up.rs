@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
+use serin_core::auth::Role;
 use serin_server::AppState;
 use serin_store::{Store, StoreOptions, redact_url};
 use tokio::net::TcpListener;
@@ -39,12 +40,22 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&settings.database_url), version = env!("CARGO_PKG_VERSION"), "serin is up");
+    let state = AppState::new(store, settings.server.clone());
+    if let Some(key) = bootstrap_admin(&state).await? {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "serin: first start: admin API key (shown once, keep it): {key}"
+        )?;
+        out.flush()?;
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "serin: listening on http://{addr}")?;
         out.flush()?;
     }
-    let app = serin_server::app(AppState::new(store));
+    let sweeper = tokio::spawn(sweep_workers(state.clone()));
+    let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serin_server::run(listener, app, async {
         let _ = stopped.await;
@@ -64,8 +75,73 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
             "requests still in flight after the grace period; exiting anyway"
         ),
     }
+    sweeper.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Makes sure an admin can get in. With `SERIN_ADMIN_TOKEN`, that value becomes a
+/// valid admin key (bearer token or `X-API-Key`); otherwise, on the very first start
+/// (no key at all), a key is generated and returned to be printed once.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
+    let store = &state.store;
+    if let Ok(token) = std::env::var("SERIN_ADMIN_TOKEN") {
+        anyhow::ensure!(
+            token.len() >= 16 && !token.contains(char::is_whitespace),
+            "SERIN_ADMIN_TOKEN must be at least 16 characters without spaces"
+        );
+        let hash = serin_server::auth::hash_key(&token);
+        match store.api_key_by_hash(&hash).await? {
+            Some(k) if k.revoked_at.is_some() => {
+                anyhow::bail!("SERIN_ADMIN_TOKEN names a revoked key; choose another")
+            }
+            Some(_) => {}
+            None => {
+                serin_server::routes::api_keys::make_key(
+                    state,
+                    "admin (SERIN_ADMIN_TOKEN)",
+                    Role::Admin,
+                    "system",
+                    Some(token),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot store SERIN_ADMIN_TOKEN: {e:?}"))?;
+            }
+        }
+        return Ok(None);
+    }
+    if store.count_api_keys().await? > 0 {
+        return Ok(None);
+    }
+    let (_, key) = serin_server::routes::api_keys::make_key(
+        state,
+        "admin (first start)",
+        Role::Admin,
+        "system",
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the first admin key: {e:?}"))?;
+    tracing::warn!("created the first admin API key; it is printed once on stdout");
+    Ok(Some(key))
+}
+
+/// Marks workers whose heartbeats stopped as unreachable, a few times per timeout.
+async fn sweep_workers(state: AppState) {
+    let timeout = state.config.worker_timeout;
+    let every = (timeout / 4).clamp(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(15),
+    );
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let limit = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(60));
+        match state.store.mark_unreachable(state.now(), limit).await {
+            Ok(events) => state.hub.publish(&events),
+            Err(e) => tracing::warn!(error = %e, "cannot check worker heartbeats"),
+        }
+    }
 }
 
 /// How long requests in flight may take to finish after SIGINT/SIGTERM.

@@ -1,9 +1,14 @@
 //! One module, one `router()`, per feature.
 
+pub mod admin_canary;
+pub mod api_keys;
+pub mod audit;
+pub mod canary;
 pub mod health;
 pub mod products;
 pub mod releases;
 pub mod signals;
+pub mod workers;
 
 use serin_store::{Entity, StoreError};
 

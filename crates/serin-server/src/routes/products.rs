@@ -3,11 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
-use serin_core::{List, NewProduct, Product};
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use serin_core::page::{PageParams, Pagination};
+use serin_core::{NewProduct, Product};
 
+use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The product routes, including seed 000's `POST /product`.
@@ -16,6 +19,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/products", get(list).post(create))
         .route("/api/v1/products/{name}", get(show))
         .route("/product", axum::routing::post(create))
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProductList {
+    /// The products on this page, by name.
+    pub items: Vec<Product>,
+    /// How many on this page.
+    pub count: usize,
+    /// Where this page is.
+    pub pagination: Pagination,
 }
 
 /// Create a product. Also served as `POST /product` (seed 000).
@@ -28,19 +42,35 @@ pub fn router() -> Router<AppState> {
 #[tracing::instrument(skip_all, fields(name = %new.name))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
     new.validate()?;
-    let product = state.store.create_product(&new, state.now()).await?;
+    let product = state
+        .store
+        .create_product(&new, &who.name, state.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(product)))
 }
 
 /// List products by name.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products",
-    responses((status = 200, body = List<Product>)))]
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PageParams),
+    responses((status = 200, body = ProductList)))]
 #[tracing::instrument(skip_all)]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<List<Product>>> {
-    Ok(Json(state.store.list_products().await?.into()))
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Json<ProductList>> {
+    let page = p.check()?;
+    let found = state
+        .store
+        .list_products(page.offset(), page.limit())
+        .await?;
+    Ok(Json(ProductList {
+        count: found.items.len(),
+        pagination: page.of(found.total),
+        items: found.items,
+    }))
 }
 
 /// Show one product.

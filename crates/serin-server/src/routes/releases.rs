@@ -3,12 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serin_core::{List, NewRelease, Release, ReleasePatch};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use serin_core::page::{PageParams, Pagination};
+use serin_core::{NewRelease, Release, ReleasePatch};
 
+use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The release routes, including seed 000's `POST /release` and
@@ -20,8 +22,8 @@ pub fn router() -> Router<AppState> {
             get(list).post(create_for_product),
         )
         .route("/api/v1/products/{name}/releases/latest", get(latest))
-        .route("/api/v1/releases/{id}", get(show).patch(update))
         .route("/api/v1/releases", post(create))
+        .route("/api/v1/releases/{id}", get(show).patch(update))
         .route("/release", post(create))
         .route("/release/{product_name}/latest", get(latest))
 }
@@ -37,6 +39,17 @@ pub struct ProductRelease {
     pub description: Option<String>,
 }
 
+/// A page of releases.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReleaseList {
+    /// The releases on this page, newest first.
+    pub items: Vec<Release>,
+    /// How many on this page.
+    pub count: usize,
+    /// Where this page is.
+    pub pagination: Pagination,
+}
+
 /// Create a `draft` release. Also served as `POST /release` (seed 000).
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
     responses(
@@ -47,10 +60,14 @@ pub struct ProductRelease {
 #[tracing::instrument(skip_all, fields(product = %new.product_name, version = %new.version))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewRelease>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
     new.validate()?;
-    let release = state.store.create_release(&new, state.now()).await?;
+    let release = state
+        .store
+        .create_release(&new, &who.name, state.now())
+        .await?;
     Ok((StatusCode::CREATED, Json(release)))
 }
 
@@ -63,6 +80,7 @@ pub async fn create(
         (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
 pub async fn create_for_product(
     state: State<AppState>,
+    who: Extension<Principal>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ProductRelease>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
@@ -71,20 +89,30 @@ pub async fn create_for_product(
         version: body.version,
         description: body.description,
     };
-    create(state, ApiJson(new)).await
+    create(state, who, ApiJson(new)).await
 }
 
 /// A product's releases, newest first.
 #[utoipa::path(get, path = "/api/v1/products/{name}/releases", tag = "releases",
-    params(("name" = String, Path, description = "the product's name")),
-    responses((status = 200, body = List<Release>), (status = 404, body = ErrorBody)))]
+    params(("name" = String, Path, description = "the product's name"), PageParams),
+    responses((status = 200, body = ReleaseList), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<List<Release>>> {
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Json<ReleaseList>> {
     let name = super::product_in_path(name)?;
-    Ok(Json(state.store.list_releases(&name).await?.into()))
+    let page = p.check()?;
+    let found = state
+        .store
+        .list_releases(&name, page.offset(), page.limit())
+        .await?;
+    Ok(Json(ReleaseList {
+        count: found.items.len(),
+        pagination: page.of(found.total),
+        items: found.items,
+    }))
 }
 
 /// The latest stable release: the highest semver among `released` releases (or the
@@ -124,14 +152,18 @@ pub async fn show(
         (status = 200, body = Release),
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`INVALID_STATUS_TRANSITION`", body = ErrorBody)))]
-#[tracing::instrument(skip(state, patch), fields(status = ?patch.status))]
+#[tracing::instrument(skip(state, who, patch), fields(status = ?patch.status))]
 pub async fn update(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ReleasePatch>,
 ) -> ApiResult<Json<Release>> {
     patch.validate()?;
     Ok(Json(
-        state.store.update_release(id, &patch, state.now()).await?,
+        state
+            .store
+            .update_release(id, &patch, &who.name, state.now())
+            .await?,
     ))
 }

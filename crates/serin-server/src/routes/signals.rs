@@ -5,15 +5,25 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serin_core::{BatchAccepted, Lane, List, NewSignal, Signal, SignalBatch};
+use serde::Serialize;
+use serin_core::page::{PageParams, Pagination};
+use serin_core::{BatchAccepted, Lane, NewSignal, Signal, SignalBatch};
 use serin_store::SignalQuery;
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-/// Most signals one read returns.
-pub const MAX_READ: u32 = 10_000;
+/// A page of signals.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignalList {
+    /// The signals on this page, newest first.
+    pub items: Vec<Signal>,
+    /// How many on this page.
+    pub count: usize,
+    /// Where this page is.
+    pub pagination: Pagination,
+}
 
 /// The signal routes, including seed 000's `POST /signal`.
 pub fn router() -> Router<AppState> {
@@ -72,27 +82,27 @@ pub struct SignalParams {
     pub name: Option<String>,
     /// Only signals observed at or after this RFC 3339 instant.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
-    /// At most this many (1–10000, default 100), newest first.
-    pub limit: Option<u32>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100 (default 10).
+    pub page_size: Option<u32>,
 }
 
 /// A release's signals, newest first.
 #[utoipa::path(get, path = "/api/v1/releases/{id}/signals", tag = "signals",
     params(("id" = i64, Path, description = "the release's id"), SignalParams),
-    responses((status = 200, body = List<Signal>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SignalList), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<SignalParams>,
-) -> ApiResult<Json<List<Signal>>> {
-    let limit = p.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_READ {
-        return Err(ApiError::invalid(
-            "limit",
-            &format!("must be between 1 and {MAX_READ}"),
-        ));
+) -> ApiResult<Json<SignalList>> {
+    let page = PageParams {
+        page: p.page,
+        page_size: p.page_size,
     }
+    .check()?;
     if let Some(name) = &p.name {
         serin_core::signal::validate_signal_name("name", name)?;
     }
@@ -103,7 +113,13 @@ pub async fn list(
         lane: p.lane,
         name: p.name,
         since: p.since,
-        limit,
+        limit: page.size,
+        offset: page.offset(),
     };
-    Ok(Json(state.store.list_signals(id, &q).await?.into()))
+    let found = state.store.list_signals(id, &q).await?;
+    Ok(Json(SignalList {
+        count: found.items.len(),
+        pagination: page.of(found.total),
+        items: found.items,
+    }))
 }

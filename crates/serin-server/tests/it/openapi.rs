@@ -32,7 +32,10 @@ async fn every_seed_alias_is_routed_and_documented() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let app = serin_server::app(serin_server::AppState::new(store));
+    let app = serin_server::app(serin_server::AppState::new(
+        store,
+        serin_server::ServerConfig::default(),
+    ));
     for (alias, canonical, method) in serin_server::openapi::ALIASES {
         assert!(
             doc["paths"][alias].is_object() && doc["paths"][canonical].is_object(),

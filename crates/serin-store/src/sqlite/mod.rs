@@ -6,6 +6,7 @@
 //! blocking mutex around a reader is only ever held inside `spawn_blocking`, never
 //! across an `.await`.
 
+mod canary;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use serin_core::{
     SignalKind, Timestamp,
 };
 
+use crate::canary::{Paged, product_created, release_created, release_updated, stamp};
 use crate::migrate::{self, MigrationReport};
 use crate::{Entity, Result, SignalQuery, StoreError, StoreOptions};
 use writer::Writer;
@@ -51,7 +53,11 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-fn micros(t: Timestamp) -> i64 {
+pub(crate) fn instant_of(v: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+pub(crate) fn micros(t: Timestamp) -> i64 {
     t.timestamp_micros()
 }
 
@@ -195,8 +201,13 @@ impl SqliteStore {
         self.writer.write(|_| Ok(())).await
     }
 
-    pub(crate) async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
-        let new = new.clone();
+    pub(crate) async fn create_product(
+        &self,
+        new: &NewProduct,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Product> {
+        let (new, actor) = (new.clone(), actor.to_string());
         self.writer
             .write(move |c| {
                 let id = c
@@ -211,16 +222,31 @@ impl SqliteStore {
                             sql_err(e)
                         }
                     })?;
-                Ok(Product { id, name: new.name, description: new.description, created_at: now, updated_at: now })
+                let p = Product { id, name: new.name, description: new.description, created_at: now, updated_at: now };
+                canary::insert_event(c, &stamp(product_created(&p), &actor, now))?;
+                Ok(p)
             })
             .await
     }
 
-    pub(crate) async fn list_products(&self) -> Result<Vec<Product>> {
-        self.read(|c| {
-            c.prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name"))
-                .and_then(|mut s| s.query_map([], product_row)?.collect())
-                .map_err(sql_err)
+    pub(crate) async fn list_products(&self, offset: u64, limit: u64) -> Result<Paged<Product>> {
+        self.read(move |c| {
+            let total: i64 = c
+                .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
+                .map_err(sql_err)?;
+            let items = c
+                .prepare_cached(&format!(
+                    "{PRODUCT_SELECT} ORDER BY name LIMIT ?1 OFFSET ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![limit as i64, offset as i64], product_row)?
+                        .collect()
+                })
+                .map_err(sql_err)?;
+            Ok(Paged {
+                items,
+                total: total as u64,
+            })
         })
         .await
     }
@@ -240,8 +266,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
-        let new = new.clone();
+    pub(crate) async fn create_release(
+        &self,
+        new: &NewRelease,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Release> {
+        let (new, actor) = (new.clone(), actor.to_string());
         self.writer
             .write(move |c| {
                 let product_id = product_id(c, &new.product_name, "product_name")?;
@@ -261,7 +292,7 @@ impl SqliteStore {
                             sql_err(e)
                         }
                     })?;
-                Ok(Release {
+                let r = Release {
                     id,
                     product_id,
                     product_name: new.product_name,
@@ -271,20 +302,32 @@ impl SqliteStore {
                     created_at: now,
                     updated_at: now,
                     released_at: None,
-                })
+                };
+                canary::insert_event(c, &stamp(release_created(&r), &actor, now))?;
+                Ok(r)
             })
             .await
     }
 
-    pub(crate) async fn list_releases(&self, product: &str) -> Result<Vec<Release>> {
+    pub(crate) async fn list_releases(
+        &self,
+        product: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Release>> {
         let product = product.to_string();
         self.read(move |c| {
             let pid = product_id(c, &product, "product_name")?;
-            c.prepare_cached(&format!(
-                "{RELEASE_SELECT} WHERE r.product_id = ?1 ORDER BY r.created_at DESC, r.id DESC"
-            ))
-            .and_then(|mut s| s.query_map([pid], release_row)?.collect())
-            .map_err(sql_err)
+            let total: i64 = c
+                .query_row("SELECT COUNT(*) FROM releases WHERE product_id = ?1", [pid], |r| r.get(0))
+                .map_err(sql_err)?;
+            let items = c
+                .prepare_cached(&format!(
+                    "{RELEASE_SELECT} WHERE r.product_id = ?1 ORDER BY r.created_at DESC, r.id DESC LIMIT ?2 OFFSET ?3"
+                ))
+                .and_then(|mut s| s.query_map(params![pid, limit as i64, offset as i64], release_row)?.collect())
+                .map_err(sql_err)?;
+            Ok(Paged { items, total: total as u64 })
         })
         .await
     }
@@ -297,12 +340,14 @@ impl SqliteStore {
         &self,
         id: i64,
         patch: &ReleasePatch,
+        actor: &str,
         now: Timestamp,
     ) -> Result<Release> {
-        let patch = patch.clone();
+        let (patch, actor) = (patch.clone(), actor.to_string());
         self.writer
             .write(move |c| {
                 let mut r = release_by_id(c, id)?;
+                let before = r.clone();
                 let changed = r.apply(&patch, now)?;
                 if changed {
                     c.prepare_cached(
@@ -312,6 +357,7 @@ impl SqliteStore {
                         s.execute(params![id, r.status.as_str(), r.description, micros(now), r.released_at.map(micros)])
                     })
                     .map_err(sql_err)?;
+                    canary::insert_event(c, &stamp(release_updated(&before, &r), &actor, now))?;
                 }
                 Ok(r)
             })
@@ -391,25 +437,35 @@ impl SqliteStore {
         &self,
         release_id: i64,
         q: &SignalQuery,
-    ) -> Result<Vec<Signal>> {
+    ) -> Result<Paged<Signal>> {
         let q = q.clone();
         self.read(move |c| {
             release_by_id(c, release_id)?;
-            c.prepare_cached(
+            let total: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM signals s WHERE s.release_id = ?1 AND (?2 IS NULL OR s.lane = ?2)
+                     AND (?3 IS NULL OR s.name = ?3) AND (?4 IS NULL OR s.ts >= ?4)",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![release_id, q.lane.map(Lane::as_str), q.name, q.since.map(micros)], |r| r.get(0))
+                })
+                .map_err(sql_err)?;
+            let items = c.prepare_cached(
                 "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
                  FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id
                  WHERE s.release_id = ?1 AND (?2 IS NULL OR s.lane = ?2) AND (?3 IS NULL OR s.name = ?3)
                    AND (?4 IS NULL OR s.ts >= ?4)
-                 ORDER BY s.ts DESC, s.id DESC LIMIT ?5",
+                 ORDER BY s.ts DESC, s.id DESC LIMIT ?5 OFFSET ?6",
             )
             .and_then(|mut s| {
                 s.query_map(
-                    params![release_id, q.lane.map(Lane::as_str), q.name, q.since.map(micros), q.limit],
+                    params![release_id, q.lane.map(Lane::as_str), q.name, q.since.map(micros), q.limit, q.offset as i64],
                     signal_row,
                 )?
                 .collect()
             })
-            .map_err(sql_err)
+            .map_err(sql_err)?;
+            Ok(Paged { items, total: total as u64 })
         })
         .await
     }

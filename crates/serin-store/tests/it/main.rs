@@ -6,5 +6,6 @@
 //! PostgreSQL half is skipped with a message — except when `CI=true`, where a
 //! missing PostgreSQL fails the test.
 
+mod canary;
 mod harness;
 mod suite;

@@ -22,6 +22,7 @@ async fn product(s: &Store, name: &str) {
             name: name.into(),
             description: Some("d".into()),
         },
+        "test",
         t(0),
     )
     .await
@@ -35,6 +36,7 @@ async fn release(s: &Store, p: &str, v: &str, at: i64) -> i64 {
             version: v.into(),
             description: None,
         },
+        "test",
         t(at),
     )
     .await
@@ -54,6 +56,7 @@ async fn set(
             status: Some(st),
             description: None,
         },
+        "test",
         t(at),
     )
     .await
@@ -99,6 +102,7 @@ async fn products_round_trip_body(s: &Store) {
                 name: "fine".into(),
                 description: None,
             },
+            "test",
             fine,
         )
         .await
@@ -107,9 +111,10 @@ async fn products_round_trip_body(s: &Store) {
     assert_eq!(made.created_at, read.created_at);
     assert_eq!(read.created_at, t(0));
     let names: Vec<_> = s
-        .list_products()
+        .list_products(0, 100)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|p| p.name)
         .collect();
@@ -120,6 +125,7 @@ async fn products_round_trip_body(s: &Store) {
                 name: "web".into(),
                 description: None,
             },
+            "test",
             t(1),
         )
         .await;
@@ -155,6 +161,7 @@ async fn releases_and_transitions_body(s: &Store) {
                 version: "1.0.0".into(),
                 description: None,
             },
+            "test",
             t(2),
         )
         .await;
@@ -172,6 +179,7 @@ async fn releases_and_transitions_body(s: &Store) {
                 version: "1".into(),
                 description: None,
             },
+            "test",
             t(2),
         )
         .await;
@@ -213,6 +221,7 @@ async fn releases_and_transitions_body(s: &Store) {
                 status: None,
                 description: Some("notes".into()),
             },
+            "test",
             t(10),
         )
         .await
@@ -228,7 +237,7 @@ async fn releases_and_transitions_body(s: &Store) {
             ..
         })
     ));
-    let list = s.list_releases("web").await.unwrap();
+    let list = s.list_releases("web", 0, 100).await.unwrap().items;
     assert_eq!(list.len(), 1);
 }
 
@@ -308,9 +317,11 @@ async fn signals_single_and_batch_body(s: &Store) {
         )
         .await
         .unwrap();
-    assert_eq!(all.len(), 1002);
+    assert_eq!(all.items.len(), 1002);
     assert!(
-        all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp),
+        all.items
+            .windows(2)
+            .all(|w| w[0].timestamp >= w[1].timestamp),
         "newest first"
     );
     let canary = s
@@ -324,7 +335,7 @@ async fn signals_single_and_batch_body(s: &Store) {
         )
         .await
         .unwrap();
-    assert_eq!(canary.len(), 501);
+    assert_eq!(canary.items.len(), 501);
     let recent = s
         .list_signals(
             id,
@@ -337,7 +348,7 @@ async fn signals_single_and_batch_body(s: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        recent.len(),
+        recent.items.len(),
         11,
         "the last 10 of the batch and the one stamped `now`"
     );
@@ -351,7 +362,7 @@ async fn signals_single_and_batch_body(s: &Store) {
         )
         .await
         .unwrap();
-    assert_eq!(capped.len(), 3);
+    assert_eq!(capped.items.len(), 3);
 }
 
 both!(bad_batch_stores_nothing, bad_batch_stores_nothing_body);
@@ -384,6 +395,7 @@ async fn bad_batch_stores_nothing_body(s: &Store) {
         )
         .await
         .unwrap()
+        .items
         .is_empty()
     );
 }
@@ -407,6 +419,7 @@ async fn concurrent_writes_all_land_body(s: &Store) {
                         name: format!("p{i}"),
                         description: None,
                     },
+                    "test",
                     t(0),
                 )
                 .await
@@ -416,7 +429,7 @@ async fn concurrent_writes_all_land_body(s: &Store) {
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(s.list_products().await.unwrap().len(), 50);
+    assert_eq!(s.list_products(0, 100).await.unwrap().items.len(), 50);
 }
 
 both!(

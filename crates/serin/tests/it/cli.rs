@@ -138,7 +138,12 @@ fn migrate_applies_once() {
         &["migrate", "--database-url", &url, "-o", "json"],
         None,
     ));
-    assert_eq!(first["applied"], serde_json::json!([1]));
+    let all: Vec<u64> = (1..=first["latest"].as_u64().unwrap()).collect();
+    assert_eq!(
+        first["applied"],
+        serde_json::json!(all),
+        "a new database gets every migration"
+    );
     let again = stdout(&crate::harness::cli_at(
         "",
         &["migrate", "--database-url", &url],

@@ -27,7 +27,10 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
 }
 
 async fn raw(url: &str, content_type: Option<&str>, body: &'static str) -> (u16, Value) {
-    let mut req = reqwest::Client::new().post(url).body(body);
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(crate::harness::ADMIN)
+        .body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
@@ -114,7 +117,7 @@ async fn each_failure_has_its_code() {
     assert_error(s, &b, 404, "RELEASE_NOT_FOUND");
     let (s, b) = get(&u("/api/v1/releases/not-a-number")).await;
     assert_error(s, &b, 400, "INVALID_PARAMETER");
-    let (s, b) = get(&u(&format!("/api/v1/releases/{id}/signals?limit=0"))).await;
+    let (s, b) = get(&u(&format!("/api/v1/releases/{id}/signals?page_size=0"))).await;
     assert_error(s, &b, 400, "VALIDATION_FAILED");
     let (s, b) = get(&u(&format!("/api/v1/releases/{id}/signals?lane=blue"))).await;
     assert_error(s, &b, 400, "INVALID_PARAMETER");
@@ -178,6 +181,7 @@ async fn oversized_bodies_are_refused() {
     let big = "x".repeat(serin_server_limit() + 1);
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/signals/batch", server.url))
+        .bearer_auth(crate::harness::ADMIN)
         .header("content-type", "application/json")
         .body(big)
         .send()

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_serin");
 
+/// The admin key every test server accepts (`SERIN_ADMIN_TOKEN`).
+pub const ADMIN: &str = "srn_test_admin_token_0123456789abcdef";
+
 /// A running `serin up`.
 pub struct Server {
     pub url: String,
@@ -23,6 +26,11 @@ impl Server {
 
     /// Starts on `database_url`, keeping `dir` alive.
     pub fn start(database_url: &str, dir: tempfile::TempDir) -> Server {
+        Server::start_with(database_url, dir, &[("SERIN_RATE_LIMIT", "0")])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_with(database_url: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "up",
@@ -32,6 +40,8 @@ impl Server {
                 database_url,
             ])
             .env("SERIN_LOG", "warn")
+            .env("SERIN_ADMIN_TOKEN", ADMIN)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -90,6 +100,7 @@ pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env("SERIN_URL", url)
+        .env("SERIN_API_KEY", ADMIN)
         .env_remove("SERIN_OUTPUT")
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -172,8 +183,21 @@ pub async fn send(
     url: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    send_as(ADMIN, method, url, body).await
+}
+
+/// Like [`send`], with another key ("" sends none).
+pub async fn send_as(
+    key: &str,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let c = reqwest::Client::new();
     let mut req = c.request(method, url);
+    if !key.is_empty() {
+        req = req.bearer_auth(key);
+    }
     if let Some(b) = body {
         req = req.json(&b);
     }

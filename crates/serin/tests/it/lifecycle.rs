@@ -63,14 +63,16 @@ async fn quickstart(base: &str) {
     .await;
     assert_eq!((s, acc["accepted"].as_u64()), (201, Some(300)), "{acc}");
     let (s, list) = get(&format!(
-        "{base}/api/v1/releases/{}/signals?lane=canary&limit=1000",
+        "{base}/api/v1/releases/{}/signals?lane=canary&page_size=100",
         r2["id"]
     ))
     .await;
     assert_eq!(s, 200);
-    assert_eq!(list["items"].as_array().unwrap().len(), 101);
+    assert_eq!(list["items"].as_array().unwrap().len(), 100);
+    assert_eq!(list["pagination"]["total_items"], 101);
+    assert_eq!(list["pagination"]["has_next"], true);
     let (s, got) = get(&format!(
-        "{base}/api/v1/releases/{}/signals?limit=1",
+        "{base}/api/v1/releases/{}/signals?page_size=1",
         r2["id"]
     ))
     .await;
@@ -126,7 +128,8 @@ async fn sigterm_finishes_the_request_in_flight_and_data_survives_a_restart() {
     let addr = first.url.trim_start_matches("http://").to_string();
     let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
     let head = format!(
-        "POST /api/v1/signals/batch HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v1/signals/batch HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        crate::harness::ADMIN,
         body.len()
     );
     tcp.write_all(head.as_bytes()).unwrap();
@@ -152,14 +155,18 @@ async fn sigterm_finishes_the_request_in_flight_and_data_survives_a_restart() {
     let (s, p) = get(&format!("{}/api/v1/products/keep", second.url)).await;
     assert_eq!((s, p["name"].as_str()), (200, Some("keep")));
     let (_, list) = get(&format!(
-        "{}/api/v1/releases/{}/signals?limit=5000",
+        "{}/api/v1/releases/{}/signals?page_size=100&page=20",
         second.url, r["id"]
     ))
     .await;
     assert_eq!(
-        list["items"].as_array().unwrap().len(),
-        2000,
+        list["pagination"]["total_items"], 2000,
         "everything acknowledged is still there"
+    );
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        100,
+        "the 20th page of 100 is full"
     );
 }
 

@@ -20,6 +20,9 @@ use serin_core::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+mod canary;
+
+use crate::canary::{Paged, product_created, release_created, release_updated, stamp};
 use crate::migrate::{self, MigrationReport};
 use crate::sqlite::{schema_is, signal_field};
 use crate::{Entity, Result, SignalQuery, StoreError, StoreOptions};
@@ -38,7 +41,7 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-fn pg_err(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     // Class 22 ("data exception": a value out of range, a byte PostgreSQL can't
     // store) means the input was bad. serin-core's validation should have caught
     // it; this keeps it a client error if something slips through.
@@ -150,15 +153,19 @@ impl PgStore {
         )
     }
 
-    pub(crate) async fn create_product(&self, new: &NewProduct, now: Timestamp) -> Result<Product> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO products (name, description, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
-            )
+    pub(crate) async fn create_product(
+        &self,
+        new: &NewProduct,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Product> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let stmt = tx
+            .prepare_cached("INSERT INTO products (name, description, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id")
             .await
             .map_err(pg_err)?;
-        let row = client
+        let row = tx
             .query_one(&stmt, &[&new.name, &new.description, &now])
             .await
             .map_err(|e| {
@@ -171,28 +178,42 @@ impl PgStore {
                     pg_err(e)
                 }
             })?;
-        Ok(Product {
+        let p = Product {
             id: row.get(0),
             name: new.name.clone(),
             description: new.description.clone(),
             created_at: now,
             updated_at: now,
-        })
+        };
+        canary::insert_event(&tx, &stamp(product_created(&p), actor, now)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(p)
     }
 
-    pub(crate) async fn list_products(&self) -> Result<Vec<Product>> {
+    pub(crate) async fn list_products(&self, offset: u64, limit: u64) -> Result<Paged<Product>> {
         let client = self.client().await?;
+        let total: i64 = client
+            .query_one("SELECT COUNT(*) FROM products", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0);
         let stmt = client
-            .prepare_cached(&format!("{PRODUCT_SELECT} ORDER BY name COLLATE \"C\""))
+            .prepare_cached(&format!(
+                "{PRODUCT_SELECT} ORDER BY name COLLATE \"C\" LIMIT $1 OFFSET $2"
+            ))
             .await
             .map_err(pg_err)?;
-        Ok(client
-            .query(&stmt, &[])
+        let items = client
+            .query(&stmt, &[&(limit as i64), &(offset as i64)])
             .await
             .map_err(pg_err)?
             .iter()
             .map(product_row)
-            .collect())
+            .collect();
+        Ok(Paged {
+            items,
+            total: total as u64,
+        })
     }
 
     pub(crate) async fn get_product(&self, name: &str) -> Result<Product> {
@@ -213,17 +234,23 @@ impl PgStore {
             })
     }
 
-    pub(crate) async fn create_release(&self, new: &NewRelease, now: Timestamp) -> Result<Release> {
-        let client = self.client().await?;
-        let product_id = product_id(&client, &new.product_name).await?;
-        let stmt = client
+    pub(crate) async fn create_release(
+        &self,
+        new: &NewRelease,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Release> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let product_id = product_id(&tx, &new.product_name).await?;
+        let stmt = tx
             .prepare_cached(
                 "INSERT INTO releases (product_id, version, status, description, created_at, updated_at)
                  VALUES ($1, $2, 'draft', $3, $4, $4) RETURNING id",
             )
             .await
             .map_err(pg_err)?;
-        let row = client
+        let row = tx
             .query_one(&stmt, &[&product_id, &new.version, &new.description, &now])
             .await
             .map_err(|e| {
@@ -242,7 +269,7 @@ impl PgStore {
                     pg_err(e)
                 }
             })?;
-        Ok(Release {
+        let r = Release {
             id: row.get(0),
             product_id,
             product_name: new.product_name.clone(),
@@ -252,25 +279,43 @@ impl PgStore {
             created_at: now,
             updated_at: now,
             released_at: None,
-        })
+        };
+        canary::insert_event(&tx, &stamp(release_created(&r), actor, now)).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(r)
     }
 
-    pub(crate) async fn list_releases(&self, product: &str) -> Result<Vec<Release>> {
+    pub(crate) async fn list_releases(
+        &self,
+        product: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Release>> {
         let client = self.client().await?;
         let pid = product_id(&client, product).await?;
+        let total: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM releases WHERE product_id = $1",
+                &[&pid],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
         let stmt = client
-            .prepare_cached(&format!(
-                "{RELEASE_SELECT} WHERE r.product_id = $1 ORDER BY r.created_at DESC, r.id DESC"
-            ))
+            .prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3"))
             .await
             .map_err(pg_err)?;
-        client
-            .query(&stmt, &[&pid])
+        let items = client
+            .query(&stmt, &[&pid, &(limit as i64), &(offset as i64)])
             .await
             .map_err(pg_err)?
             .iter()
             .map(release_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            items,
+            total: total as u64,
+        })
     }
 
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
@@ -282,11 +327,13 @@ impl PgStore {
         &self,
         id: i64,
         patch: &ReleasePatch,
+        actor: &str,
         now: Timestamp,
     ) -> Result<Release> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let mut r = release_by_id(&tx, id, true).await?;
+        let before = r.clone();
         let changed = r.apply(patch, now)?;
         if changed {
             let stmt = tx
@@ -307,6 +354,9 @@ impl PgStore {
             )
             .await
             .map_err(pg_err)?;
+        }
+        if changed {
+            canary::insert_event(&tx, &stamp(release_updated(&before, &r), actor, now)).await?;
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(r)
@@ -430,36 +480,49 @@ impl PgStore {
         &self,
         release_id: i64,
         q: &SignalQuery,
-    ) -> Result<Vec<Signal>> {
+    ) -> Result<Paged<Signal>> {
         let client = self.client().await?;
         release_by_id(&client, release_id, false).await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
-                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id
-                 WHERE s.release_id = $1 AND ($2::text IS NULL OR s.lane = $2) AND ($3::text IS NULL OR s.name = $3)
-                   AND ($4::timestamptz IS NULL OR s.ts >= $4)
-                 ORDER BY s.ts DESC, s.id DESC LIMIT $5",
+        let filter = "s.release_id = $1 AND ($2::text IS NULL OR s.lane = $2) AND ($3::text IS NULL OR s.name = $3)
+                      AND ($4::timestamptz IS NULL OR s.ts >= $4)";
+        let lane = q.lane.map(Lane::as_str);
+        let total: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM signals s WHERE {filter}"),
+                &[&release_id, &lane, &q.name, &q.since],
             )
             .await
+            .map_err(pg_err)?
+            .get(0);
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
+                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id
+                 WHERE {filter} ORDER BY s.ts DESC, s.id DESC LIMIT $5 OFFSET $6"
+            ))
+            .await
             .map_err(pg_err)?;
-        let limit = i64::from(q.limit);
-        client
+        let items = client
             .query(
                 &stmt,
                 &[
                     &release_id,
-                    &q.lane.map(Lane::as_str),
+                    &lane,
                     &q.name,
                     &q.since,
-                    &limit,
+                    &i64::from(q.limit),
+                    &(q.offset as i64),
                 ],
             )
             .await
             .map_err(pg_err)?
             .iter()
             .map(signal_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            items,
+            total: total as u64,
+        })
     }
 }
 

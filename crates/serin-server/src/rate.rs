@@ -1,0 +1,141 @@
+//! Rate limiting per API key (seed 004): a token bucket per key.
+//!
+//! Each key has a bucket of `burst` tokens that refills at `per_minute / 60`
+//! tokens a second; a request takes one token or is refused with 429. Every
+//! answer to an authenticated request carries `X-RateLimit-Limit` (requests per
+//! minute), `X-RateLimit-Remaining` (whole tokens left) and `X-RateLimit-Reset`
+//! (the Unix time at which the bucket will be full again). The clock is passed in,
+//! so tests drive it by hand.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Limits for every key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per minute; 0 turns limiting off.
+    pub per_minute: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_minute: 100,
+            burst: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: f64,
+}
+
+/// What a request was told.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Whether it may proceed.
+    pub allowed: bool,
+    /// `X-RateLimit-Limit`.
+    pub limit: u32,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: u32,
+    /// `X-RateLimit-Reset`, Unix seconds.
+    pub reset: u64,
+    /// Seconds until a token is available (when refused).
+    pub retry_after: u64,
+}
+
+/// The buckets of all keys.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+impl RateLimiter {
+    /// A limiter with these limits.
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            buckets: Arc::default(),
+        }
+    }
+
+    /// Takes a token for `key` at `now` (Unix seconds, fractional).
+    pub fn check(&self, key: &str, now: f64) -> Option<Verdict> {
+        let RateLimit { per_minute, burst } = self.limit;
+        if per_minute == 0 {
+            return None;
+        }
+        let rate = f64::from(per_minute) / 60.0;
+        let cap = f64::from(burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: cap,
+            at: now,
+        });
+        b.tokens = (b.tokens + (now - b.at).max(0.0) * rate).min(cap);
+        b.at = now;
+        let allowed = b.tokens >= 1.0;
+        if allowed {
+            b.tokens -= 1.0;
+        }
+        let reset = now + (cap - b.tokens) / rate;
+        Some(Verdict {
+            allowed,
+            limit: per_minute,
+            remaining: b.tokens.floor() as u32,
+            reset: reset.ceil() as u64,
+            retry_after: if allowed {
+                0
+            } else {
+                ((1.0 - b.tokens) / rate).ceil() as u64
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refill() {
+        let r = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 3,
+        });
+        let t = 1_000.0;
+        let v: Vec<_> = (0..4).map(|_| r.check("k", t).unwrap()).collect();
+        assert_eq!(
+            v.iter().map(|v| v.allowed).collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+        assert_eq!(
+            (v[0].remaining, v[2].remaining, v[3].retry_after),
+            (2, 0, 1)
+        );
+        assert!(r.check("other", t).unwrap().allowed, "buckets are per key");
+        assert!(
+            r.check("k", t + 1.0).unwrap().allowed,
+            "one token a second at 60/min"
+        );
+        assert_eq!(
+            r.check("k", t + 100.0).unwrap().remaining,
+            2,
+            "refills only to the burst"
+        );
+        assert!(
+            RateLimiter::new(RateLimit {
+                per_minute: 0,
+                burst: 0
+            })
+            .check("k", t)
+            .is_none()
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! API keys (admins only): create (the key is shown once), list, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use serin_core::auth::Role;
+use serin_store::canary::ApiKeyRecord;
+
+use crate::auth::{Principal, generate_key, hash_key};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// The key routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/api-keys", get(list).post(create))
+        .route("/api/v1/api-keys/{id}", delete(revoke))
+}
+
+/// A key to make.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// A name for people; it is the actor in the audit log.
+    pub name: String,
+    /// `admin`, `engineer` or `viewer`.
+    pub role: Role,
+}
+
+/// A key as listed (never the key itself).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    /// `key_<uuid>`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its first characters.
+    pub prefix: String,
+    /// When it was made.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Who made it.
+    pub created_by: String,
+    /// When it was revoked.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<ApiKeyRecord> for ApiKeyInfo {
+    fn from(k: ApiKeyRecord) -> Self {
+        ApiKeyInfo {
+            id: k.id,
+            name: k.name,
+            role: k.role,
+            prefix: k.prefix,
+            created_at: k.created_at,
+            created_by: k.created_by,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new key: the only time `key` is shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    /// The key's record.
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+    /// The key. Store it now: Serin keeps only its hash.
+    pub key: String,
+}
+
+/// Makes a key record and the key.
+pub async fn make_key(
+    state: &AppState,
+    name: &str,
+    role: Role,
+    actor: &str,
+    key: Option<String>,
+) -> ApiResult<(ApiKeyRecord, String)> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
+    }
+    serin_core::product::validate_text("name", name)?;
+    let key = match key {
+        Some(k) => k,
+        None => generate_key()?,
+    };
+    let record = ApiKeyRecord {
+        id: format!("key_{}", uuid::Uuid::new_v4()),
+        name: name.to_string(),
+        role,
+        key_hash: hash_key(&key),
+        prefix: key.chars().take(8).collect(),
+        created_at: state.now(),
+        created_by: actor.to_string(),
+        revoked_at: None,
+    };
+    let record = state.store.create_api_key(record, actor).await?;
+    Ok((record, key))
+}
+
+/// Create a key (admin). The answer holds the key; it is never shown again.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "auth", request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(name = %new.name, role = %new.role))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(new): ApiJson<NewApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    let (record, key) = make_key(&state, &new.name, new.role, &who.name, None).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            info: record.into(),
+            key,
+        }),
+    ))
+}
+
+/// All keys (admin).
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "auth", responses((status = 200, body = Vec<ApiKeyInfo>), (status = 403, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ApiKeyInfo>>> {
+    Ok(Json(
+        state
+            .store
+            .list_api_keys()
+            .await?
+            .into_iter()
+            .map(ApiKeyInfo::from)
+            .collect(),
+    ))
+}
+
+/// Revoke a key (admin); it stops working at once on this server.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "auth",
+    params(("id" = String, Path, description = "the key's id")),
+    responses((status = 200, body = ApiKeyInfo), (status = 404, description = "`API_KEY_NOT_FOUND`", body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ApiKeyInfo>> {
+    let k = state
+        .store
+        .revoke_api_key(&id, &who.name, state.now())
+        .await?;
+    state.auth.forget_all();
+    Ok(Json(k.into()))
+}

@@ -1,0 +1,732 @@
+//! The canary side on PostgreSQL. Each change is one transaction; a deployment's
+//! row is locked (`FOR UPDATE`) while core decides, and written back guarded by the
+//! revision it had.
+
+use deadpool_postgres::GenericClient;
+use serin_core::deployment::Deployment;
+use serin_core::event::{Event, EventType, NewEvent};
+use serin_core::metrics::LaneWindow;
+use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
+use serin_core::{Lane, SignalKind, Timestamp};
+use tokio_postgres::Row;
+
+use super::{PgStore, pg_err};
+use crate::canary::{
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, beat,
+    fold_windows, revoked_event, stamp, status_change, tenant_key,
+};
+use crate::{Entity, Result, StoreError};
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("stored JSON is unreadable: {e}"))
+}
+
+fn not_found(entity: Entity, key: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        key: key.to_string(),
+        field: None,
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(json_err)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(json_err)
+}
+
+pub(crate) async fn insert_event(c: &impl GenericClient, e: &Event) -> Result<()> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO events (id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(
+        &stmt,
+        &[
+            &e.id,
+            &e.deployment_id,
+            &e.kind.as_str(),
+            &e.resource_type,
+            &e.resource_id,
+            &e.actor,
+            &e.message,
+            &e.data,
+            &e.timestamp,
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+async fn load_deployment(c: &impl GenericClient, id: &str, lock: bool) -> Result<Deployment> {
+    let sql = if lock {
+        "SELECT body FROM deployments WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT body FROM deployments WHERE id = $1"
+    };
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    let row = c
+        .query_opt(&stmt, &[&id])
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| not_found(Entity::Deployment, id))?;
+    from_json(row.get(0))
+}
+
+async fn load_worker(c: &impl GenericClient, id: &str, lock: bool) -> Result<Option<Worker>> {
+    let sql = if lock {
+        "SELECT body FROM workers WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT body FROM workers WHERE id = $1"
+    };
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query_opt(&stmt, &[&id])
+        .await
+        .map_err(pg_err)?
+        .map(|r| from_json(r.get(0)))
+        .transpose()
+}
+
+async fn save_worker(c: &impl GenericClient, w: &Worker) -> Result<()> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO workers (id, lane, status, last_seen, body) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET lane = $2, status = $3, last_seen = $4, body = $5",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(
+        &stmt,
+        &[
+            &w.id,
+            &w.lane.as_str(),
+            &w.status.as_str(),
+            &w.last_seen,
+            &to_json(w)?,
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+async fn insert_observations(
+    c: &impl GenericClient,
+    deployment_id: &str,
+    obs: &[Observation],
+) -> Result<()> {
+    if obs.is_empty() {
+        return Ok(());
+    }
+    let lane: Vec<&str> = obs.iter().map(|o| o.lane.as_str()).collect();
+    let name: Vec<&str> = obs.iter().map(|o| o.name.as_str()).collect();
+    let kind: Vec<&str> = obs.iter().map(|o| o.kind.as_str()).collect();
+    let value: Vec<f64> = obs.iter().map(|o| o.value).collect();
+    let ts: Vec<Timestamp> = obs.iter().map(|o| o.ts).collect();
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO observations (deployment_id, lane, name, kind, value, ts)
+             SELECT $1, u.lane, u.name, u.kind, u.value, u.ts
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::timestamptz[]) AS u(lane, name, kind, value, ts)",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(&stmt, &[&deployment_id, &lane, &name, &kind, &value, &ts])
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
+fn key_row(r: &Row) -> ApiKeyRecord {
+    let role: &str = r.get(2);
+    ApiKeyRecord {
+        id: r.get(0),
+        name: r.get(1),
+        role: serin_core::auth::Role::parse(role).unwrap_or(serin_core::auth::Role::Viewer),
+        key_hash: r.get(3),
+        prefix: r.get(4),
+        created_at: r.get(5),
+        created_by: r.get(6),
+        revoked_at: r.get(7),
+    }
+}
+
+const KEY_SELECT: &str =
+    "SELECT id, name, role, key_hash, prefix, created_at, created_by, revoked_at FROM api_keys";
+
+fn event_row(r: &Row) -> Event {
+    let kind: &str = r.get(2);
+    Event {
+        id: r.get(0),
+        deployment_id: r.get(1),
+        kind: EventType::parse(kind).unwrap_or(EventType::DeploymentCreated),
+        resource_type: r.get(3),
+        resource_id: r.get(4),
+        actor: r.get(5),
+        message: r.get(6),
+        data: r.get(7),
+        timestamp: r.get(8),
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn create_deployment(
+        &self,
+        d: Deployment,
+        event: Event,
+        max_live: Option<u32>,
+    ) -> Result<(Deployment, Vec<Event>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let tenant = tenant_key(d.tenant_id.as_deref());
+        // Serialise creations per tenant so the count below can't race.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("serin-tenant:{tenant}")],
+        )
+        .await
+        .map_err(pg_err)?;
+        let existing = tx
+            .query_opt(
+                "SELECT id FROM deployments WHERE queue_name = $1 AND tenant_key = $2 AND live",
+                &[&d.queue_name, &tenant],
+            )
+            .await
+            .map_err(pg_err)?;
+        if let Some(row) = existing {
+            return Err(StoreError::Conflict {
+                entity: Entity::Deployment,
+                key: row.get(0),
+            });
+        }
+        if let Some(limit) = max_live {
+            let live: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM deployments WHERE tenant_key = $1 AND live",
+                    &[&tenant],
+                )
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            if live >= i64::from(limit) {
+                return Err(StoreError::ConcurrencyLimit {
+                    tenant: d.tenant_id.clone(),
+                    limit,
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&d.id, &d.queue_name, &tenant, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &d.start_time, &to_json(&d)?],
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                StoreError::Conflict { entity: Entity::Deployment, key: d.queue_name.clone() }
+            } else {
+                pg_err(e)
+            }
+        })?;
+        insert_event(&tx, &event).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok((d, vec![event]))
+    }
+
+    pub(crate) async fn get_deployment(&self, id: &str) -> Result<Deployment> {
+        let client = self.client().await?;
+        load_deployment(&client, id, false).await
+    }
+
+    pub(crate) async fn list_deployments(
+        &self,
+        f: &DeploymentFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Deployment>> {
+        let client = self.client().await?;
+        let status = f.status.map(|s| s.as_str());
+        let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
+        let where_ = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue_name = $2) AND ($3::text IS NULL OR tenant_key = $3)";
+        let total: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM deployments {where_}"),
+                &[&status, &f.queue_name, &tenant],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let stmt = client
+            .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT $4 OFFSET $5"))
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &status,
+                    &f.queue_name,
+                    &tenant,
+                    &(limit as i64),
+                    &(offset as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        let items = rows
+            .into_iter()
+            .map(|r| from_json(r.get(0)))
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            items,
+            total: total as u64,
+        })
+    }
+
+    pub(crate) async fn live_deployment(
+        &self,
+        queue: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<Deployment>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT body FROM deployments WHERE queue_name = $1 AND tenant_key = $2 AND live",
+            )
+            .await
+            .map_err(pg_err)?;
+        client
+            .query_opt(&stmt, &[&queue, &tenant_key(tenant)])
+            .await
+            .map_err(pg_err)?
+            .map(|r| from_json(r.get(0)))
+            .transpose()
+    }
+
+    pub(crate) async fn update_deployment(
+        &self,
+        id: &str,
+        expected: Option<u64>,
+        change: DeploymentChange,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Deployment, Vec<Event>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut d = load_deployment(&tx, id, true).await?;
+        let old = d.revision;
+        if let Some(e) = expected
+            && e != old
+        {
+            return Err(StoreError::RevisionMismatch {
+                expected: e,
+                actual: Some(old),
+            });
+        }
+        let new_events = change(&mut d)?;
+        if new_events.is_empty() {
+            return Ok((d, Vec::new()));
+        }
+        let n = tx
+            .execute(
+                "UPDATE deployments SET status = $2, live = $3, revision = $4, body = $5 WHERE id = $1 AND revision = $6",
+                &[&d.id, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &to_json(&d)?, &(old as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n != 1 {
+            return Err(StoreError::RevisionMismatch {
+                expected: old,
+                actual: None,
+            });
+        }
+        let events: Vec<Event> = new_events
+            .into_iter()
+            .map(|e| stamp(e, actor, now))
+            .collect();
+        for e in &events {
+            insert_event(&tx, e).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok((d, events))
+    }
+
+    pub(crate) async fn delete_deployment(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Event> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let d = load_deployment(&tx, id, true).await?;
+        let event = stamp(d.deletion()?, actor, now);
+        tx.execute("DELETE FROM deployments WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        tx.execute("DELETE FROM observations WHERE deployment_id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        insert_event(&tx, &event).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(event)
+    }
+
+    pub(crate) async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Event>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        for e in &events {
+            insert_event(&tx, e).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(events)
+    }
+
+    pub(crate) async fn list_events(
+        &self,
+        f: &EventFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Event>> {
+        let client = self.client().await?;
+        let where_ = "WHERE ($1::text IS NULL OR deployment_id = $1) AND ($2::text IS NULL OR resource_type = $2)
+            AND ($3::text IS NULL OR resource_id = $3) AND ($4::text IS NULL OR actor = $4) AND ($5::text IS NULL OR kind = $5)
+            AND ($6::timestamptz IS NULL OR ts >= $6) AND ($7::timestamptz IS NULL OR ts < $7)";
+        let total: i64 = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM events {where_}"),
+                &[
+                    &f.deployment_id,
+                    &f.resource_type,
+                    &f.resource_id,
+                    &f.actor,
+                    &f.action,
+                    &f.since,
+                    &f.until,
+                ],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events {where_}
+                 ORDER BY seq DESC LIMIT $8 OFFSET $9"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &f.deployment_id,
+                    &f.resource_type,
+                    &f.resource_id,
+                    &f.actor,
+                    &f.action,
+                    &f.since,
+                    &f.until,
+                    &(limit as i64),
+                    &(offset as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(Paged {
+            items: rows.iter().map(event_row).collect(),
+            total: total as u64,
+        })
+    }
+
+    pub(crate) async fn upsert_worker(
+        &self,
+        w: Worker,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Worker, bool, Vec<Event>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let old = load_worker(&tx, &w.id, true).await?;
+        let created = old.is_none();
+        let mut w = w;
+        if let Some(old) = old {
+            w.metrics = old.metrics;
+        }
+        w.last_seen = now;
+        save_worker(&tx, &w).await?;
+        let e = stamp(
+            NewEvent {
+                kind: EventType::WorkerRegistered,
+                resource_type: "worker",
+                resource_id: w.id.clone(),
+                deployment_id: None,
+                message: format!(
+                    "Worker {} registered in the {} lane (version {})",
+                    w.id, w.lane, w.version
+                ),
+                data: serde_json::json!({"lane": w.lane, "version": w.version, "queues": w.queues, "re_registered": !created}),
+            },
+            actor,
+            now,
+        );
+        insert_event(&tx, &e).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok((w, created, vec![e]))
+    }
+
+    pub(crate) async fn get_worker(&self, id: &str) -> Result<Worker> {
+        let client = self.client().await?;
+        load_worker(&client, id, false)
+            .await?
+            .ok_or_else(|| not_found(Entity::Worker, id))
+    }
+
+    pub(crate) async fn list_workers(
+        &self,
+        lane: Option<Lane>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Worker>> {
+        let client = self.client().await?;
+        let lane = lane.map(Lane::as_str);
+        let total: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM workers WHERE ($1::text IS NULL OR lane = $1)",
+                &[&lane],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let rows = client
+            .query("SELECT body FROM workers WHERE ($1::text IS NULL OR lane = $1) ORDER BY id LIMIT $2 OFFSET $3", &[&lane, &(limit as i64), &(offset as i64)])
+            .await
+            .map_err(pg_err)?;
+        let items = rows
+            .into_iter()
+            .map(|r| from_json(r.get(0)))
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            items,
+            total: total as u64,
+        })
+    }
+
+    pub(crate) async fn set_worker_status(
+        &self,
+        id: &str,
+        status: WorkerStatus,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Worker, Vec<Event>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut w = load_worker(&tx, id, true)
+            .await?
+            .ok_or_else(|| not_found(Entity::Worker, id))?;
+        let events: Vec<Event> = status_change(&mut w, status)
+            .into_iter()
+            .map(|e| stamp(e, actor, now))
+            .collect();
+        save_worker(&tx, &w).await?;
+        for e in &events {
+            insert_event(&tx, e).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok((w, events))
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &str,
+        hb: Heartbeat,
+        now: Timestamp,
+    ) -> Result<(Worker, Vec<Event>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut w = load_worker(&tx, id, true)
+            .await?
+            .ok_or_else(|| not_found(Entity::Worker, id))?;
+        let events: Vec<Event> = beat(&mut w, &hb, now)
+            .into_iter()
+            .map(|e| stamp(e, &w.id, now))
+            .collect();
+        save_worker(&tx, &w).await?;
+        for e in &events {
+            insert_event(&tx, e).await?;
+        }
+        for j in &hb.job_results {
+            let dep = tx
+                .query_opt("SELECT id FROM deployments WHERE queue_name = $1 AND live ORDER BY start_time DESC LIMIT 1", &[&j.queue])
+                .await
+                .map_err(pg_err)?;
+            let Some(dep) = dep else { continue };
+            let dep: String = dep.get(0);
+            let ts = j.timestamp.map_or(now, serin_core::to_micros);
+            let mut obs = vec![Observation {
+                lane: w.lane,
+                name: "job".into(),
+                kind: SignalKind::Outcome,
+                value: f64::from(u8::from(j.success)),
+                ts,
+            }];
+            if let Some(ms) = j.duration_ms {
+                obs.push(Observation {
+                    lane: w.lane,
+                    name: "job.duration".into(),
+                    kind: SignalKind::Latency,
+                    value: ms,
+                    ts,
+                });
+            }
+            insert_observations(&tx, &dep, &obs).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok((w, events))
+    }
+
+    pub(crate) async fn mark_unreachable(
+        &self,
+        now: Timestamp,
+        timeout: chrono::Duration,
+    ) -> Result<Vec<Event>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let rows = tx
+            .query("SELECT body FROM workers WHERE status <> 'unreachable' AND last_seen < $1 FOR UPDATE", &[&(now - timeout)])
+            .await
+            .map_err(pg_err)?;
+        let mut events = Vec::new();
+        for r in rows {
+            let mut w: Worker = from_json(r.get(0))?;
+            for e in status_change(&mut w, WorkerStatus::Unreachable) {
+                let e = stamp(e, "system", now);
+                insert_event(&tx, &e).await?;
+                events.push(e);
+            }
+            save_worker(&tx, &w).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(events)
+    }
+
+    pub(crate) async fn record_observations(
+        &self,
+        deployment_id: &str,
+        obs: Vec<Observation>,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        load_deployment(&tx, deployment_id, false).await?;
+        insert_observations(&tx, deployment_id, &obs).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    pub(crate) async fn lane_windows(
+        &self,
+        deployment_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<[LaneWindow; 2]> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT lane, kind, name, value FROM observations WHERE deployment_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts, id")
+            .await
+            .map_err(pg_err)?;
+        let rows = client
+            .query(&stmt, &[&deployment_id, &from, &to])
+            .await
+            .map_err(pg_err)?;
+        Ok(fold_windows(rows.iter().filter_map(|r| {
+            let (lane, kind): (&str, &str) = (r.get(0), r.get(1));
+            Some((
+                Lane::parse(lane)?,
+                SignalKind::parse(kind)?,
+                r.get::<_, String>(2),
+                r.get::<_, f64>(3),
+            ))
+        })))
+    }
+
+    pub(crate) async fn create_api_key(
+        &self,
+        key: ApiKeyRecord,
+        event: Event,
+    ) -> Result<ApiKeyRecord> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&key.id, &key.name, &key.role.as_str(), &key.key_hash, &key.prefix, &key.created_at, &key.created_by],
+        )
+        .await
+        .map_err(pg_err)?;
+        insert_event(&tx, &event).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(key)
+    }
+
+    pub(crate) async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("{KEY_SELECT} ORDER BY created_at DESC, id"), &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(key_row).collect())
+    }
+
+    pub(crate) async fn revoke_api_key(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKeyRecord> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut key = tx
+            .query_opt(&format!("{KEY_SELECT} WHERE id = $1 FOR UPDATE"), &[&id])
+            .await
+            .map_err(pg_err)?
+            .map(|r| key_row(&r))
+            .ok_or_else(|| not_found(Entity::ApiKey, id))?;
+        if key.revoked_at.is_none() {
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1",
+                &[&id, &now],
+            )
+            .await
+            .map_err(pg_err)?;
+            key.revoked_at = Some(now);
+            insert_event(&tx, &stamp(revoked_event(&key), actor, now)).await?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(key)
+    }
+
+    pub(crate) async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("{KEY_SELECT} WHERE key_hash = $1"))
+            .await
+            .map_err(pg_err)?;
+        Ok(client
+            .query_opt(&stmt, &[&hash])
+            .await
+            .map_err(pg_err)?
+            .map(|r| key_row(&r)))
+    }
+
+    pub(crate) async fn count_api_keys(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one("SELECT COUNT(*) FROM api_keys", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        Ok(n as u64)
+    }
+}

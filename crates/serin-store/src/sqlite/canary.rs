@@ -1,0 +1,624 @@
+//! The canary side on SQLite. Writes run on the writer thread (so each
+//! read-check-write is one transaction); reads on a reader connection.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serin_core::deployment::Deployment;
+use serin_core::event::{Event, EventType};
+use serin_core::metrics::LaneWindow;
+use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
+use serin_core::{Lane, SignalKind, Timestamp};
+
+use super::{SqliteStore, instant_of, micros, sql_err};
+use crate::canary::{
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, beat,
+    fold_windows, revoked_event, stamp, status_change, tenant_key,
+};
+use crate::{Entity, Result, StoreError};
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("stored JSON is unreadable: {e}"))
+}
+
+fn not_found(entity: Entity, key: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        key: key.to_string(),
+        field: None,
+    }
+}
+
+pub(crate) fn insert_event(c: &Connection, e: &Event) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO events (id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            e.id,
+            e.deployment_id,
+            e.kind.as_str(),
+            e.resource_type,
+            e.resource_id,
+            e.actor,
+            e.message,
+            e.data.to_string(),
+            micros(e.timestamp)
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn load_deployment(c: &Connection, id: &str) -> Result<Deployment> {
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM deployments WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    serde_json::from_str(&body.ok_or_else(|| not_found(Entity::Deployment, id))?).map_err(json_err)
+}
+
+fn save_deployment(c: &Connection, d: &Deployment, old_revision: u64) -> Result<()> {
+    let body = serde_json::to_string(d).map_err(json_err)?;
+    let n = c
+        .prepare_cached("UPDATE deployments SET status = ?2, live = ?3, revision = ?4, body = ?5 WHERE id = ?1 AND revision = ?6")
+        .and_then(|mut s| {
+            s.execute(params![d.id, d.status.as_str(), d.status.is_live(), d.revision, body, old_revision])
+        })
+        .map_err(sql_err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::RevisionMismatch {
+            expected: old_revision,
+            actual: None,
+        })
+    }
+}
+
+fn load_worker(c: &Connection, id: &str) -> Result<Option<Worker>> {
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM workers WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    body.map(|b| serde_json::from_str(&b).map_err(json_err))
+        .transpose()
+}
+
+fn save_worker(c: &Connection, w: &Worker) -> Result<()> {
+    let body = serde_json::to_string(w).map_err(json_err)?;
+    c.prepare_cached(
+        "INSERT INTO workers (id, lane, status, last_seen, body) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET lane = ?2, status = ?3, last_seen = ?4, body = ?5",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            w.id,
+            w.lane.as_str(),
+            w.status.as_str(),
+            micros(w.last_seen),
+            body
+        ])
+    })
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn insert_observations(c: &Connection, deployment_id: &str, obs: &[Observation]) -> Result<()> {
+    let mut s = c
+        .prepare_cached("INSERT INTO observations (deployment_id, lane, name, kind, value, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .map_err(sql_err)?;
+    for o in obs {
+        s.execute(params![
+            deployment_id,
+            o.lane.as_str(),
+            o.name,
+            o.kind.as_str(),
+            o.value,
+            micros(o.ts)
+        ])
+        .map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let role: String = r.get(2)?;
+    let revoked: Option<i64> = r.get(7)?;
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: serin_core::auth::Role::parse(&role).unwrap_or(serin_core::auth::Role::Viewer),
+        key_hash: r.get(3)?,
+        prefix: r.get(4)?,
+        created_at: instant_of(r.get(5)?),
+        created_by: r.get(6)?,
+        revoked_at: revoked.map(instant_of),
+    })
+}
+
+const KEY_SELECT: &str =
+    "SELECT id, name, role, key_hash, prefix, created_at, created_by, revoked_at FROM api_keys";
+
+impl SqliteStore {
+    pub(crate) async fn create_deployment(
+        &self,
+        d: Deployment,
+        event: Event,
+        max_live: Option<u32>,
+    ) -> Result<(Deployment, Vec<Event>)> {
+        self.writer
+            .write(move |c| {
+                let tenant = tenant_key(d.tenant_id.as_deref());
+                let existing: Option<String> = c
+                    .prepare_cached("SELECT id FROM deployments WHERE queue_name = ?1 AND tenant_key = ?2 AND live = 1")
+                    .and_then(|mut s| s.query_row(params![d.queue_name, tenant], |r| r.get(0)).optional())
+                    .map_err(sql_err)?;
+                if let Some(id) = existing {
+                    return Err(StoreError::Conflict { entity: Entity::Deployment, key: id });
+                }
+                if let Some(limit) = max_live {
+                    let live: i64 = c
+                        .prepare_cached("SELECT COUNT(*) FROM deployments WHERE tenant_key = ?1 AND live = 1")
+                        .and_then(|mut s| s.query_row([&tenant], |r| r.get(0)))
+                        .map_err(sql_err)?;
+                    if live >= i64::from(limit) {
+                        return Err(StoreError::ConcurrencyLimit { tenant: d.tenant_id.clone(), limit });
+                    }
+                }
+                let body = serde_json::to_string(&d).map_err(json_err)?;
+                c.prepare_cached(
+                    "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![d.id, d.queue_name, tenant, d.status.as_str(), d.status.is_live(), d.revision, micros(d.start_time), body])
+                })
+                .map_err(sql_err)?;
+                insert_event(c, &event)?;
+                Ok((d, vec![event]))
+            })
+            .await
+    }
+
+    pub(crate) async fn get_deployment(&self, id: &str) -> Result<Deployment> {
+        let id = id.to_string();
+        self.read(move |c| load_deployment(c, &id)).await
+    }
+
+    pub(crate) async fn list_deployments(
+        &self,
+        f: &DeploymentFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Deployment>> {
+        let f = f.clone();
+        self.read(move |c| {
+            let status = f.status.map(|s| s.as_str());
+            let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
+            let where_ = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue_name = ?2) AND (?3 IS NULL OR tenant_key = ?3)";
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM deployments {where_}"))
+                .and_then(|mut s| s.query_row(params![status, f.queue_name, tenant], |r| r.get(0)))
+                .map_err(sql_err)?;
+            let bodies: Vec<String> = c
+                .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT ?4 OFFSET ?5"))
+                .and_then(|mut s| {
+                    s.query_map(params![status, f.queue_name, tenant, limit as i64, offset as i64], |r| r.get(0))?.collect()
+                })
+                .map_err(sql_err)?;
+            let items = bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect::<Result<_>>()?;
+            Ok(Paged { items, total: total as u64 })
+        })
+        .await
+    }
+
+    pub(crate) async fn live_deployment(
+        &self,
+        queue: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<Deployment>> {
+        let (queue, tenant) = (queue.to_string(), tenant_key(tenant));
+        self.read(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM deployments WHERE queue_name = ?1 AND tenant_key = ?2 AND live = 1")
+                .and_then(|mut s| s.query_row(params![queue, tenant], |r| r.get(0)).optional())
+                .map_err(sql_err)?;
+            body.map(|b| serde_json::from_str(&b).map_err(json_err)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn update_deployment(
+        &self,
+        id: &str,
+        expected: Option<u64>,
+        change: DeploymentChange,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Deployment, Vec<Event>)> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.writer
+            .write(move |c| {
+                let mut d = load_deployment(c, &id)?;
+                let old = d.revision;
+                if let Some(e) = expected
+                    && e != old
+                {
+                    return Err(StoreError::RevisionMismatch {
+                        expected: e,
+                        actual: Some(old),
+                    });
+                }
+                let new_events = change(&mut d)?;
+                if new_events.is_empty() {
+                    return Ok((d, Vec::new()));
+                }
+                save_deployment(c, &d, old)?;
+                let events: Vec<Event> = new_events
+                    .into_iter()
+                    .map(|e| stamp(e, &actor, now))
+                    .collect();
+                for e in &events {
+                    insert_event(c, e)?;
+                }
+                Ok((d, events))
+            })
+            .await
+    }
+
+    pub(crate) async fn delete_deployment(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Event> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.writer
+            .write(move |c| {
+                let d = load_deployment(c, &id)?;
+                let event = stamp(d.deletion()?, &actor, now);
+                c.execute("DELETE FROM deployments WHERE id = ?1", [&id])
+                    .map_err(sql_err)?;
+                c.execute("DELETE FROM observations WHERE deployment_id = ?1", [&id])
+                    .map_err(sql_err)?;
+                insert_event(c, &event)?;
+                Ok(event)
+            })
+            .await
+    }
+
+    pub(crate) async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Event>> {
+        self.writer
+            .write(move |c| {
+                for e in &events {
+                    insert_event(c, e)?;
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    pub(crate) async fn list_events(
+        &self,
+        f: &EventFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Event>> {
+        let f = f.clone();
+        self.read(move |c| {
+            let where_ = "WHERE (?1 IS NULL OR deployment_id = ?1) AND (?2 IS NULL OR resource_type = ?2)
+                AND (?3 IS NULL OR resource_id = ?3) AND (?4 IS NULL OR actor = ?4) AND (?5 IS NULL OR kind = ?5)
+                AND (?6 IS NULL OR ts >= ?6) AND (?7 IS NULL OR ts < ?7)";
+            let args = params![
+                f.deployment_id,
+                f.resource_type,
+                f.resource_id,
+                f.actor,
+                f.action,
+                f.since.map(micros),
+                f.until.map(micros)
+            ];
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM events {where_}"))
+                .and_then(|mut s| s.query_row(args, |r| r.get(0)))
+                .map_err(sql_err)?;
+            let rows: Vec<Event> = c
+                .prepare_cached(&format!(
+                    "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events {where_}
+                     ORDER BY seq DESC LIMIT ?8 OFFSET ?9"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![
+                            f.deployment_id,
+                            f.resource_type,
+                            f.resource_id,
+                            f.actor,
+                            f.action,
+                            f.since.map(micros),
+                            f.until.map(micros),
+                            limit as i64,
+                            offset as i64
+                        ],
+                        |r| {
+                            let kind: String = r.get(2)?;
+                            let data: String = r.get(7)?;
+                            Ok(Event {
+                                id: r.get(0)?,
+                                deployment_id: r.get(1)?,
+                                kind: EventType::parse(&kind).unwrap_or(EventType::DeploymentCreated),
+                                resource_type: r.get(3)?,
+                                resource_id: r.get(4)?,
+                                actor: r.get(5)?,
+                                message: r.get(6)?,
+                                data: serde_json::from_str(&data).unwrap_or_default(),
+                                timestamp: instant_of(r.get(8)?),
+                            })
+                        },
+                    )?
+                    .collect()
+                })
+                .map_err(sql_err)?;
+            Ok(Paged { items: rows, total: total as u64 })
+        })
+        .await
+    }
+
+    pub(crate) async fn upsert_worker(
+        &self,
+        w: Worker,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Worker, bool, Vec<Event>)> {
+        let actor = actor.to_string();
+        self.writer
+            .write(move |c| {
+                let old = load_worker(c, &w.id)?;
+                let created = old.is_none();
+                let mut w = w;
+                if let Some(old) = old {
+                    w.metrics = old.metrics;
+                }
+                w.last_seen = now;
+                save_worker(c, &w)?;
+                let e = stamp(
+                    serin_core::event::NewEvent {
+                        kind: EventType::WorkerRegistered,
+                        resource_type: "worker",
+                        resource_id: w.id.clone(),
+                        deployment_id: None,
+                        message: format!("Worker {} registered in the {} lane (version {})", w.id, w.lane, w.version),
+                        data: serde_json::json!({"lane": w.lane, "version": w.version, "queues": w.queues, "re_registered": !created}),
+                    },
+                    &actor,
+                    now,
+                );
+                insert_event(c, &e)?;
+                Ok((w, created, vec![e]))
+            })
+            .await
+    }
+
+    pub(crate) async fn get_worker(&self, id: &str) -> Result<Worker> {
+        let id = id.to_string();
+        self.read(move |c| load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id)))
+            .await
+    }
+
+    pub(crate) async fn list_workers(
+        &self,
+        lane: Option<Lane>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Worker>> {
+        self.read(move |c| {
+            let lane = lane.map(Lane::as_str);
+            let total: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM workers WHERE (?1 IS NULL OR lane = ?1)")
+                .and_then(|mut s| s.query_row(params![lane], |r| r.get(0)))
+                .map_err(sql_err)?;
+            let bodies: Vec<String> = c
+                .prepare_cached("SELECT body FROM workers WHERE (?1 IS NULL OR lane = ?1) ORDER BY id LIMIT ?2 OFFSET ?3")
+                .and_then(|mut s| s.query_map(params![lane, limit as i64, offset as i64], |r| r.get(0))?.collect())
+                .map_err(sql_err)?;
+            let items = bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect::<Result<_>>()?;
+            Ok(Paged { items, total: total as u64 })
+        })
+        .await
+    }
+
+    pub(crate) async fn set_worker_status(
+        &self,
+        id: &str,
+        status: WorkerStatus,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(Worker, Vec<Event>)> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.writer
+            .write(move |c| {
+                let mut w = load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id))?;
+                let events: Vec<Event> = status_change(&mut w, status)
+                    .into_iter()
+                    .map(|e| stamp(e, &actor, now))
+                    .collect();
+                save_worker(c, &w)?;
+                for e in &events {
+                    insert_event(c, e)?;
+                }
+                Ok((w, events))
+            })
+            .await
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &str,
+        hb: Heartbeat,
+        now: Timestamp,
+    ) -> Result<(Worker, Vec<Event>)> {
+        let id = id.to_string();
+        self.writer
+            .write(move |c| {
+                let mut w = load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id))?;
+                let events: Vec<Event> = beat(&mut w, &hb, now).into_iter().map(|e| stamp(e, &w.id, now)).collect();
+                save_worker(c, &w)?;
+                for e in &events {
+                    insert_event(c, e)?;
+                }
+                for j in &hb.job_results {
+                    let dep: Option<String> = c
+                        .prepare_cached("SELECT id FROM deployments WHERE queue_name = ?1 AND live = 1 ORDER BY start_time DESC LIMIT 1")
+                        .and_then(|mut s| s.query_row([&j.queue], |r| r.get(0)).optional())
+                        .map_err(sql_err)?;
+                    let Some(dep) = dep else { continue };
+                    let ts = j.timestamp.map_or(now, serin_core::to_micros);
+                    let mut obs = vec![Observation { lane: w.lane, name: "job".into(), kind: SignalKind::Outcome, value: f64::from(u8::from(j.success)), ts }];
+                    if let Some(ms) = j.duration_ms {
+                        obs.push(Observation { lane: w.lane, name: "job.duration".into(), kind: SignalKind::Latency, value: ms, ts });
+                    }
+                    insert_observations(c, &dep, &obs)?;
+                }
+                Ok((w, events))
+            })
+            .await
+    }
+
+    pub(crate) async fn mark_unreachable(
+        &self,
+        now: Timestamp,
+        timeout: chrono::Duration,
+    ) -> Result<Vec<Event>> {
+        self.writer
+            .write(move |c| {
+                let cutoff = micros(now - timeout);
+                let bodies: Vec<String> = c
+                    .prepare_cached(
+                        "SELECT body FROM workers WHERE status <> 'unreachable' AND last_seen < ?1",
+                    )
+                    .and_then(|mut s| s.query_map([cutoff], |r| r.get(0))?.collect())
+                    .map_err(sql_err)?;
+                let mut events = Vec::new();
+                for b in bodies {
+                    let mut w: Worker = serde_json::from_str(&b).map_err(json_err)?;
+                    for e in status_change(&mut w, WorkerStatus::Unreachable) {
+                        let e = stamp(e, "system", now);
+                        insert_event(c, &e)?;
+                        events.push(e);
+                    }
+                    save_worker(c, &w)?;
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    pub(crate) async fn record_observations(
+        &self,
+        deployment_id: &str,
+        obs: Vec<Observation>,
+    ) -> Result<()> {
+        let id = deployment_id.to_string();
+        self.writer
+            .write(move |c| {
+                load_deployment(c, &id)?;
+                insert_observations(c, &id, &obs)
+            })
+            .await
+    }
+
+    pub(crate) async fn lane_windows(
+        &self,
+        deployment_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<[LaneWindow; 2]> {
+        let id = deployment_id.to_string();
+        self.read(move |c| {
+            let rows: Vec<(String, String, String, f64)> = c
+                .prepare_cached("SELECT lane, kind, name, value FROM observations WHERE deployment_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts, id")
+                .and_then(|mut s| s.query_map(params![id, micros(from), micros(to)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+                .map_err(sql_err)?;
+            Ok(fold_windows(rows.into_iter().filter_map(|(lane, kind, name, v)| {
+                Some((Lane::parse(&lane)?, SignalKind::parse(&kind)?, name, v))
+            })))
+        })
+        .await
+    }
+
+    pub(crate) async fn create_api_key(
+        &self,
+        key: ApiKeyRecord,
+        event: Event,
+    ) -> Result<ApiKeyRecord> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![key.id, key.name, key.role.as_str(), key.key_hash, key.prefix, micros(key.created_at), key.created_by])
+                })
+                .map_err(sql_err)?;
+                insert_event(c, &event)?;
+                Ok(key)
+            })
+            .await
+    }
+
+    pub(crate) async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("{KEY_SELECT} ORDER BY created_at DESC, id"))
+                .and_then(|mut s| s.query_map([], key_row)?.collect())
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn revoke_api_key(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKeyRecord> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.writer
+            .write(move |c| {
+                let mut key = c
+                    .prepare_cached(&format!("{KEY_SELECT} WHERE id = ?1"))
+                    .and_then(|mut s| s.query_row([&id], key_row).optional())
+                    .map_err(sql_err)?
+                    .ok_or_else(|| not_found(Entity::ApiKey, &id))?;
+                if key.revoked_at.is_none() {
+                    c.execute(
+                        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+                        params![id, micros(now)],
+                    )
+                    .map_err(sql_err)?;
+                    key.revoked_at = Some(now);
+                    insert_event(c, &stamp(revoked_event(&key), &actor, now))?;
+                }
+                Ok(key)
+            })
+            .await
+    }
+
+    pub(crate) async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let hash = hash.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!("{KEY_SELECT} WHERE key_hash = ?1"))
+                .and_then(|mut s| s.query_row([&hash], key_row).optional())
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn count_api_keys(&self) -> Result<u64> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(sql_err)
+        })
+        .await
+    }
+}

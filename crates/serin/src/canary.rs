@@ -1,0 +1,237 @@
+//! `serin canary`, `serin worker` and `serin apikey`, on `serin-client`.
+
+use anyhow::{Context, anyhow};
+use futures::StreamExt;
+use serde_json::Value;
+use serin_core::Lane;
+use serin_core::deployment::{NewDeployment, Route, RoutingStrategy, Upstreams};
+use serin_core::worker::{NewWorker, WorkerStatus};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::cli::{ApiKeyCmd, CanaryCmd, CanaryCreate, ClientArgs, Output, WorkerCmd};
+use crate::commands::client;
+use crate::output::{print, print_value};
+
+fn duration(
+    field: &str,
+    v: Option<String>,
+) -> anyhow::Result<Option<serin_core::duration::GoDuration>> {
+    v.map(|s| s.parse().map_err(|e| anyhow!("--{field}: {e}")))
+        .transpose()
+}
+
+fn new_deployment(c: CanaryCreate) -> anyhow::Result<NewDeployment> {
+    let strategy = c
+        .strategy
+        .map(|s| {
+            serde_json::from_value::<RoutingStrategy>(Value::String(s.clone())).map_err(|_| {
+                anyhow!("--strategy `{s}`: use split_queue, stream_group or hash_ring")
+            })
+        })
+        .transpose()?;
+    let upstreams =
+        (!c.stable_upstreams.is_empty() || !c.canary_upstreams.is_empty()).then_some(Upstreams {
+            stable: c.stable_upstreams,
+            canary: c.canary_upstreams,
+        });
+    let route = (c.host.is_some() || c.path_prefix.is_some()).then_some(Route {
+        host: c.host,
+        path_prefix: c.path_prefix,
+    });
+    Ok(NewDeployment {
+        queue_name: c.queue_name,
+        tenant_id: c.tenant,
+        stable_version: c.stable_version,
+        canary_version: c.canary_version,
+        percentage: c.percent.map(Value::from),
+        routing_strategy: strategy,
+        sticky_routing: c.sticky,
+        auto_promotion: c.auto_promotion,
+        max_duration: duration("max-duration", c.max_duration)?,
+        min_duration: duration("min-duration", c.min_duration)?,
+        metrics_window: duration("metrics-window", c.metrics_window)?,
+        profile: c.profile,
+        product: c.product,
+        environment: c.environment,
+        upstreams,
+        route,
+        ..Default::default()
+    })
+}
+
+pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
+    let c = client(args)?;
+    match cmd {
+        CanaryCmd::Create(create) => print(
+            args.output,
+            &[c.create_deployment(&new_deployment(*create)?).await?],
+            true,
+        ),
+        CanaryCmd::List => print(args.output, &c.list_deployments().await?, false),
+        CanaryCmd::Get(d) => print(args.output, &[c.get_deployment(&d.id).await?], true),
+        CanaryCmd::SetPercent { id, percent } => {
+            print_value(args.output, &c.set_percentage(&id, percent).await?)
+        }
+        CanaryCmd::Promote(d) => print_value(args.output, &c.promote(&d.id).await?),
+        CanaryCmd::Rollback { id, reason } => {
+            print_value(args.output, &c.rollback(&id, &reason).await?)
+        }
+        CanaryCmd::Delete(d) => {
+            c.delete_deployment(&d.id).await?;
+            if args.output == Output::Table {
+                println!("deleted {}", d.id);
+            }
+            Ok(())
+        }
+        CanaryCmd::Health(d) => {
+            let h = c.deployment_health(&d.id).await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&h)?),
+                Output::Table => {
+                    println!(
+                        "overall: {}",
+                        serde_json::to_value(h.overall_status)?
+                            .as_str()
+                            .unwrap_or("?")
+                    );
+                    print(
+                        Output::Table,
+                        &[
+                            h.error_rate_check,
+                            h.latency_check,
+                            h.throughput_check,
+                            h.sample_size_check,
+                            h.duration_check,
+                        ],
+                        false,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        CanaryCmd::Metrics(d) => {
+            let m = c.metrics(&d.id).await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+                Output::Table => print(
+                    Output::Table,
+                    &[("stable", m.stable), ("canary", m.canary)],
+                    false,
+                )?,
+            }
+            Ok(())
+        }
+        CanaryCmd::Events { id, follow } => {
+            let mut events = c.events(&id, 1, 100).await?;
+            events.reverse();
+            print(args.output, &events, false)?;
+            if follow {
+                follow_events(args, &id).await?;
+            }
+            Ok(())
+        }
+        CanaryCmd::Profiles => {
+            print_value(Output::Json, &serde_json::to_value(c.profiles().await?)?)
+        }
+    }
+}
+
+/// Streams a deployment's live events until the server closes or Ctrl-C.
+async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
+    let base = args.url.trim_end_matches('/');
+    let ws_url = format!(
+        "{}/api/v1/canary/deployments/{id}/events",
+        base.replacen("http", "ws", 1)
+    );
+    let mut request = ws_url
+        .as_str()
+        .into_client_request()
+        .context("bad server URL")?;
+    if let Some(key) = &args.api_key {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().context("bad API key")?,
+        );
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .with_context(|| format!("cannot open {ws_url}"))?;
+    eprintln!("following {id} (Ctrl-C to stop)…");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            msg = socket.next() => match msg {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    match args.output {
+                        Output::Json => println!("{t}"),
+                        Output::Table => println!("{}  {:<26} {}", v["timestamp"].as_str().unwrap_or(""), v["type"].as_str().unwrap_or(""), v["data"]),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(anyhow!("the event stream broke: {e}")),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+pub async fn worker(args: &ClientArgs, cmd: WorkerCmd) -> anyhow::Result<()> {
+    let c = client(args)?;
+    let lane = |l: Option<String>| -> anyhow::Result<Option<Lane>> {
+        l.map(|s| Lane::parse(&s).ok_or_else(|| anyhow!("--lane `{s}`: use stable or canary")))
+            .transpose()
+    };
+    match cmd {
+        WorkerCmd::List { lane: l } => print(args.output, &c.list_workers(lane(l)?).await?, false),
+        WorkerCmd::Register {
+            id,
+            worker_version,
+            lane: l,
+            queues,
+        } => {
+            let w = NewWorker {
+                id,
+                version: worker_version,
+                lane: lane(l)?,
+                queues,
+                metadata: Default::default(),
+            };
+            print(args.output, &[c.register_worker(&w).await?], true)
+        }
+        WorkerCmd::Status { id, status } => {
+            let s = WorkerStatus::parse(&status).ok_or_else(|| {
+                anyhow!("`{status}`: use healthy, degraded, unhealthy or unreachable")
+            })?;
+            print_value(args.output, &c.set_worker_status(&id, s).await?)
+        }
+    }
+}
+
+pub async fn apikey(args: &ClientArgs, cmd: ApiKeyCmd) -> anyhow::Result<()> {
+    let c = client(args)?;
+    match cmd {
+        ApiKeyCmd::Create { name, role } => {
+            let role = serin_core::auth::Role::parse(&role).map_err(|e| anyhow!("--{e}"))?;
+            let k = c.create_api_key(&name, role).await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&k)?),
+                Output::Table => {
+                    println!(
+                        "created {} ({}), id {}",
+                        k["name"].as_str().unwrap_or(""),
+                        k["role"].as_str().unwrap_or(""),
+                        k["id"].as_str().unwrap_or("")
+                    );
+                    println!(
+                        "key (shown once, store it now): {}",
+                        k["key"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        ApiKeyCmd::List => print_value(args.output, &Value::Array(c.list_api_keys().await?)),
+        ApiKeyCmd::Revoke { id } => print_value(args.output, &c.revoke_api_key(&id).await?),
+    }
+}
