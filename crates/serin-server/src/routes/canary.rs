@@ -74,9 +74,10 @@ pub(crate) async fn change(
     Ok(d)
 }
 
-/// Parses a JSON body that may be absent.
+/// Parses a JSON body that may be absent (empty, or a literal `null`).
 pub(crate) fn optional_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<Option<T>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(None);
     }
     parse(body).map(Some)

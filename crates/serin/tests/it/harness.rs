@@ -24,6 +24,13 @@ impl Server {
         Server::start(&url, dir)
     }
 
+    /// Starts on a fresh SQLite file with extra environment variables.
+    pub fn sqlite_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/serin.db", dir.path().display());
+        Server::start_with(&url, dir, env)
+    }
+
     /// Starts on `database_url`, keeping `dir` alive.
     pub fn start(database_url: &str, dir: tempfile::TempDir) -> Server {
         Server::start_with(database_url, dir, &[("SERIN_RATE_LIMIT", "0")])

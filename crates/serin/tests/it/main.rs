@@ -3,7 +3,10 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) and are skipped when it is
 //! unreachable — except with `CI=true`, where they fail.
 
+mod access;
+mod canary;
 mod cli;
 mod errors;
 mod harness;
 mod lifecycle;
+mod live;
