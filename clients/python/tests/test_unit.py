@@ -228,7 +228,7 @@ class StubAPI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = _handle
+            do_GET = do_POST = do_PATCH = do_PUT = _handle
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -400,3 +400,99 @@ def test_connection_refused() -> None:
     assert err.status is None
     assert err.code == "CONNECTION_ERROR"
     assert "127.0.0.1" in err.message
+
+
+# ------------------------------------------------------- canary and workers
+
+
+DEPLOYMENT = {
+    "id": "canary_1",
+    "queue_name": "emails",
+    "current_percent": 20,
+    "status": "active",
+    "config": {"routing_strategy": "split_queue", "sticky_routing": True},
+}
+
+
+def test_canary_requests(stub: StubAPI) -> None:
+    base = "/api/v1/canary/deployments"
+    stub.reply("POST", base, 201, DEPLOYMENT)
+    stub.reply("GET", f"{base}/canary_1", 200, DEPLOYMENT)
+    stub.reply("PUT", f"{base}/canary_1/percentage", 200, {"success": True, "percentage": 50})
+    stub.reply("POST", f"{base}/canary_1/promote", 200, {"success": True})
+    stub.reply("POST", f"{base}/canary_1/rollback", 200, {"success": True})
+    stub.reply("GET", f"{base}/canary_1/metrics", 200, {"stable": {}, "canary": {}})
+    stub.reply("GET", f"{base}/canary_1/health", 200, {"overall_status": "unknown"})
+    client = SerinClient(stub.url, api_key="k")
+
+    assert client.create_deployment(
+        "emails", "1.0", "1.1", percentage=20, sticky_routing=True, profile=None
+    ) == DEPLOYMENT
+    assert stub.last["body"] == {
+        "queue_name": "emails",
+        "stable_version": "1.0",
+        "canary_version": "1.1",
+        "percentage": 20,
+        "sticky_routing": True,
+    }
+    assert client.get_deployment("canary_1")["id"] == "canary_1"
+    assert client.set_percentage("canary_1", 50)["percentage"] == 50
+    assert (stub.last["method"], stub.last["body"]) == ("PUT", {"percentage": 50})
+    client.promote("canary_1")
+    assert stub.last["path"] == f"{base}/canary_1/promote"
+    client.rollback("canary_1", "too many errors")
+    assert stub.last["body"] == {"reason": "too many errors"}
+    client.rollback("canary_1")
+    assert stub.last["body"] == {}
+    assert client.deployment_metrics("canary_1") == {"stable": {}, "canary": {}}
+    assert client.deployment_health("canary_1")["overall_status"] == "unknown"
+    with pytest.raises(TypeError):
+        client.set_percentage("canary_1", True)
+
+
+def test_route_request(stub: StubAPI) -> None:
+    answer = {"deployment_id": None, "lane": "stable", "queue": "a b", "consumer_group": None,
+              "percentage": 0, "sticky": False, "bucket": None}
+    stub.reply("GET", "/api/v1/canary/route?queue=a%20b&key=user%2F1%26x", 200, answer)
+    stub.reply("GET", "/api/v1/canary/route?queue=a%20b", 200, answer)
+    stub.reply("GET", "/api/v1/canary/route?queue=a%20b&tenant_id=t1", 200, answer)
+    client = SerinClient(stub.url)
+    assert client.route("a b", "user/1&x") == answer
+    assert client.route("a b") == answer
+    assert client.route("a b", tenant_id="t1") == answer
+
+
+def test_worker_requests(stub: StubAPI) -> None:
+    worker = {"id": "w1", "lane": "canary"}
+    stub.reply("POST", "/api/v1/canary/workers", 201, worker)
+    stub.reply("POST", "/api/v1/canary/workers/w%2F1/heartbeat", 200, worker)
+    client = SerinClient(stub.url)
+
+    assert client.register_worker("w1", "1.1", "canary", "emails") == worker
+    assert stub.last["body"] == {"id": "w1", "version": "1.1", "lane": "canary", "queues": ["emails"]}
+    client.register_worker("w1", "1.1", "canary", ("a", "b"), metadata={"pid": 3})
+    assert stub.last["body"]["queues"] == ["a", "b"]
+    assert stub.last["body"]["metadata"] == {"pid": 3}
+
+    when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    client.heartbeat(
+        "w/1",
+        metrics={"jobs_processed": 2, "last_job_at": when},
+        job_results=[{"queue": "emails", "success": False, "duration_ms": 3.5, "timestamp": when}],
+        status="healthy",
+    )
+    assert stub.last["body"] == {
+        "metrics": {"jobs_processed": 2, "last_job_at": "2024-05-01T12:00:00Z"},
+        "job_results": [{"queue": "emails", "success": False, "duration_ms": 3.5,
+                         "timestamp": "2024-05-01T12:00:00Z"}],
+        "status": "healthy",
+    }
+    client.heartbeat("w/1")
+    assert stub.last["body"] == {"job_results": []}
+
+
+def test_canary_non_object_answer(stub: StubAPI) -> None:
+    stub.reply("GET", "/api/v1/canary/deployments/x", 200, [1, 2])
+    with pytest.raises(SerinError) as info:
+        SerinClient(stub.url).get_deployment("x")
+    assert info.value.code == "INVALID_RESPONSE"

@@ -6,6 +6,8 @@
 //!   pragmas (WAL, `synchronous=FULL`), one transaction per batch.
 //! - `startup BIN`: time from exec to the first answered `/api/v1/health`, and the
 //!   resident memory of the idle server.
+//! - `fanout BIN`: 100 WebSocket subscribers of one deployment; the time from a
+//!   percentage update being sent to each subscriber receiving it.
 //!
 //! The load generator runs on the same 2-core machine as the server, so it takes
 //! CPU from it; the figures are a floor, not a ceiling.
@@ -19,7 +21,7 @@ use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: serin-bench ingest|startup PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N]";
+    let usage = "usage: serin-bench ingest|startup|fanout PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -40,9 +42,17 @@ fn main() -> anyhow::Result<()> {
             opt("--concurrency", 2)?,
         )),
         "startup" => rt.block_on(startup(bin, opt("--runs", 20)?)),
+        "fanout" => rt.block_on(fanout(
+            bin,
+            opt("--subscribers", 100)?,
+            opt("--updates", 20)?,
+        )),
         _ => bail!(usage),
     }
 }
+
+/// The admin key of the benchmarked server.
+const KEY: &str = "srn_bench_admin_key_0123456789abcdef";
 
 struct Server {
     child: Child,
@@ -64,6 +74,8 @@ fn start(bin: &str) -> anyhow::Result<(Server, Instant)> {
     let mut child = Command::new(bin)
         .args(["up", "--listen", "127.0.0.1:0", "--database-url", &db])
         .env("SERIN_LOG", "warn")
+        .env("SERIN_ADMIN_TOKEN", KEY)
+        .env("SERIN_RATE_LIMIT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -170,6 +182,7 @@ async fn ingest(bin: &str, batches: usize, size: usize, concurrency: usize) -> a
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{}{path}", server.url))
+            .bearer_auth(KEY)
             .json(&body)
             .send()
     };
@@ -205,6 +218,7 @@ async fn ingest(bin: &str, batches: usize, size: usize, concurrency: usize) -> a
                     };
                     let resp = http
                         .post(&url)
+                        .bearer_auth(KEY)
                         .header("content-type", "application/json")
                         .body(body)
                         .send()
@@ -292,4 +306,87 @@ fn raw_sqlite(
         tx.commit()?;
     }
     Ok(t0.elapsed().as_secs_f64())
+}
+
+async fn fanout(bin: &str, subscribers: usize, updates: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (server, _) = start(bin)?;
+    let http = reqwest::Client::new();
+    let d: serde_json::Value = http
+        .post(format!("{}/api/v1/canary/deployments", server.url))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"queue_name": "fanout", "stable_version": "a", "canary_version": "b"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = d["id"].as_str().context("id")?.to_string();
+    let ws_url = format!(
+        "{}/api/v1/canary/deployments/{id}/events",
+        server.url.replacen("http", "ws", 1)
+    );
+    // Each subscriber reports (update number, instant received) for every percentage_updated.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let mut req = ws_url.as_str().into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {KEY}").parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(req).await?;
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(msg)) = socket.next().await {
+                let Ok(text) = msg.to_text() else { continue };
+                let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                if v["type"] == "percentage_updated"
+                    && let Some(n) = v["data"]["new_percentage"].as_u64()
+                {
+                    let _ = tx.send((n, Instant::now()));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // let every subscription settle
+    let mut lat_ms = Vec::new();
+    for u in 1..=updates as u64 {
+        let sent = Instant::now();
+        http.put(format!(
+            "{}/api/v1/canary/deployments/{id}/percentage",
+            server.url
+        ))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"percentage": u}))
+        .send()
+        .await?
+        .error_for_status()?;
+        let mut got = 0;
+        while got < subscribers {
+            let (n, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await?
+                .context("stream ended")?;
+            if n == u {
+                lat_ms.push((at - sent).as_secs_f64() * 1000.0);
+                got += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    lat_ms.sort_by(f64::total_cmp);
+    let q = |p: f64| lat_ms[((p * lat_ms.len() as f64).ceil() as usize).clamp(1, lat_ms.len()) - 1];
+    println!(
+        "websocket fan-out: {subscribers} subscribers x {updates} percentage updates = {} deliveries",
+        lat_ms.len()
+    );
+    println!(
+        "  update sent -> received: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms   (goal p99 <= 50 ms)",
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+    Ok(())
 }

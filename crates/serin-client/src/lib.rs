@@ -438,8 +438,7 @@ impl Client {
 
     /// Every API key (admin), without the keys themselves.
     pub async fn list_api_keys(&self) -> Result<Vec<Value>, ClientError> {
-        self.call::<(), _>(Method::GET, "/api/v1/api-keys", None)
-            .await
+        self.all_pages("/api/v1/api-keys", "api_keys").await
     }
 
     /// Revokes an API key (admin).
@@ -450,6 +449,53 @@ impl Client {
             None,
         )
         .await
+    }
+}
+
+/// A producer's local router for one deployment: the lane decision without a
+/// request and without allocating, with the salt's hash state computed once.
+/// Refresh it (build a new one) when the deployment's percentage changes.
+#[derive(Debug, Clone)]
+pub struct LocalRouter {
+    deployment: Deployment,
+    salt: u64,
+    keyed: bool,
+}
+
+impl LocalRouter {
+    /// A router over a deployment fetched from the server.
+    pub fn new(deployment: Deployment) -> Self {
+        let salt = serin_core::routing::salt_state(&deployment.id);
+        let keyed = deployment.config.sticky_routing
+            || deployment.config.routing_strategy
+                == serin_core::deployment::RoutingStrategy::HashRing;
+        LocalRouter {
+            deployment,
+            salt,
+            keyed,
+        }
+    }
+
+    /// The lane for a job; `random_bucket` (0..10000) is used when the decision
+    /// isn't keyed. Agrees with the server's decision for the same deployment.
+    pub fn lane(&self, key: Option<&str>, random_bucket: u32) -> Lane {
+        if !self.deployment.status.is_live() {
+            return Lane::Stable;
+        }
+        let b = match key {
+            Some(k) if self.keyed => serin_core::routing::bucket_after(self.salt, k),
+            _ => random_bucket,
+        };
+        if serin_core::routing::in_canary(b, self.deployment.current_percent) {
+            Lane::Canary
+        } else {
+            Lane::Stable
+        }
+    }
+
+    /// The whole decision, physical queue included (allocates the names).
+    pub fn route(&self, queue: &str, key: Option<&str>, random_bucket: u32) -> RouteDecision {
+        route_locally(queue, Some(&self.deployment), key, random_bucket)
     }
 }
 
@@ -515,6 +561,26 @@ fn seg(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_router_agrees_with_the_server_function() {
+        let new: NewDeployment = serde_json::from_value(json!({
+            "queue_name": "q", "stable_version": "a", "canary_version": "b", "percentage": 37
+        }))
+        .unwrap();
+        let d = new
+            .resolve("canary_x".into(), "t", chrono::Utc::now())
+            .unwrap()
+            .0;
+        let r = LocalRouter::new(d.clone());
+        for i in 0..2000 {
+            let key = format!("user-{i}");
+            assert_eq!(
+                r.lane(Some(&key), 0),
+                route_locally("q", Some(&d), Some(&key), 0).lane
+            );
+        }
+    }
 
     #[test]
     fn urls_and_errors() {

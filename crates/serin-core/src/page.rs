@@ -31,6 +31,7 @@ impl<T> From<Vec<T>> for List<T> {
 /// `page` and `page_size` as a client sends them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct PageParams {
     /// Page number, from 1 (default 1).
     pub page: Option<u32>,

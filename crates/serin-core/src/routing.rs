@@ -33,12 +33,26 @@ pub const BUCKETS: u32 = 10_000;
 
 /// The bucket of `key` under `salt` (see the module docs for the exact hash).
 pub fn bucket(salt: &str, key: &str) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in salt.as_bytes().iter().chain(&[0x1F]).chain(key.as_bytes()) {
+    bucket_after(salt_state(salt), key)
+}
+
+/// The hash state after `salt ‖ 0x1F`. FNV-1a runs byte by byte, so a caller that
+/// routes many keys under one deployment computes this once.
+pub fn salt_state(salt: &str) -> u64 {
+    fnv(0xcbf2_9ce4_8422_2325, salt.as_bytes().iter().chain(&[0x1F]))
+}
+
+/// The bucket of `key`, continuing from a [`salt_state`].
+pub fn bucket_after(state: u64, key: &str) -> u32 {
+    (fnv(state, key.as_bytes()) % u64::from(BUCKETS)) as u32
+}
+
+fn fnv<'a>(mut h: u64, bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % u64::from(BUCKETS)) as u32
+    h
 }
 
 /// Whether `bucket` falls in the canary share at `percent`.
@@ -145,6 +159,7 @@ mod tests {
         };
         assert_eq!(bucket("d", "k"), (h % 10_000) as u32);
         assert_eq!(bucket("d", "k"), 1_725);
+        assert_eq!(bucket_after(salt_state("canary_1"), "user-42"), 9_810);
     }
 
     #[test]

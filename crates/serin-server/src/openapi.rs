@@ -85,6 +85,27 @@ impl utoipa::Modify for Security {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    // Handlers in different modules share names (`list`, `create`); an operation id
+    // must be unique in the document, so each is prefixed with its tag.
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let (Some(tag), Some(id)) = (
+                op.tags.as_ref().and_then(|t| t.first()),
+                op.operation_id.as_ref(),
+            ) {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
+    }
     for (alias, canonical, method) in ALIASES {
         let Some(item) = doc.paths.paths.get(*canonical) else {
             continue;

@@ -359,8 +359,8 @@ impl Store {
     }
 
     /// API keys, newest first.
-    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        dispatch!(self, b => b.list_api_keys())
+    pub async fn list_api_keys(&self, offset: u64, limit: u64) -> Result<Paged<ApiKeyRecord>> {
+        dispatch!(self, b => b.list_api_keys(offset, limit))
     }
 
     /// Revokes a key.

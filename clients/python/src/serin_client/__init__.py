@@ -9,6 +9,13 @@
         version = client.get_latest_stable_version("web")
     except NotFoundError as err:
         print(err.code)  # PRODUCT_NOT_FOUND or NO_STABLE_RELEASE
+
+Canary job routing, locally (same answer as ``client.route``)::
+
+    from serin_client import route_locally
+
+    deployment = client.get_deployment("canary_...")
+    route_locally(deployment, "emails", key="user-42")["queue"]  # "emails" or "emails:canary"
 """
 
 from ._time import format_timestamp, parse_timestamp
@@ -36,6 +43,15 @@ from .models import (
     Signal,
     SignalInput,
     SignalKind,
+)
+from .routing import (
+    BUCKETS,
+    ROUTING_STRATEGIES,
+    LocalRouter,
+    bucket,
+    in_canary,
+    lane_target,
+    route_locally,
 )
 
 __all__ = [
@@ -65,4 +81,11 @@ __all__ = [
     "SIGNAL_KINDS",
     "parse_timestamp",
     "format_timestamp",
+    "BUCKETS",
+    "ROUTING_STRATEGIES",
+    "bucket",
+    "in_canary",
+    "lane_target",
+    "route_locally",
+    "LocalRouter",
 ]

@@ -314,6 +314,152 @@ class SerinClient:
         payload = self._request("POST", "/api/v1/signals/batch", {"signals": bodies})
         return self._parse(payload, lambda d: int(d["accepted"]), "batch result")
 
+    # ------------------------------------------------------ canary deployments
+
+    def _object(self, payload: Any, what: str) -> Dict[str, Any]:
+        """A JSON object answer as a dict, or SerinError(INVALID_RESPONSE)."""
+        if not isinstance(payload, dict):
+            raise SerinError(None, INVALID_RESPONSE_CODE, f"expected a JSON object ({what})")
+        return payload
+
+    def create_deployment(
+        self, queue_name: str, stable_version: str, canary_version: str, **fields: Any
+    ) -> Dict[str, Any]:
+        """Start a canary deployment on ``queue_name``; returns the deployment.
+
+        ``fields`` are sent as they are: ``percentage`` (0-100),
+        ``routing_strategy`` (``split_queue``, ``stream_group``, ``hash_ring``),
+        ``sticky_routing``, ``profile``, ``tenant_id``, ``auto_promotion``,
+        ``rollback_thresholds``, ``metadata``, ... (``None`` values are left out).
+        Raises ConflictError if the queue already has a live deployment.
+        """
+        body: Dict[str, Any] = {
+            "queue_name": queue_name,
+            "stable_version": stable_version,
+            "canary_version": canary_version,
+        }
+        body.update({k: v for k, v in fields.items() if v is not None})
+        payload = self._request("POST", "/api/v1/canary/deployments", body)
+        return self._object(payload, "deployment")
+
+    def get_deployment(self, deployment_id: str) -> Dict[str, Any]:
+        """One deployment. Raises NotFoundError (``DEPLOYMENT_NOT_FOUND``)."""
+        payload = self._request("GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}")
+        return self._object(payload, "deployment")
+
+    def set_percentage(self, deployment_id: str, percentage: int) -> Dict[str, Any]:
+        """Set the canary share; returns ``{"success", "percentage", "updated_at"}``."""
+        if isinstance(percentage, bool):
+            raise TypeError("percentage must be a number, not a bool")
+        payload = self._request(
+            "PUT",
+            f"/api/v1/canary/deployments/{_segment(deployment_id)}/percentage",
+            {"percentage": percentage},
+        )
+        return self._object(payload, "percentage answer")
+
+    def promote(self, deployment_id: str) -> Dict[str, Any]:
+        """Promote the canary to 100% (the deployment becomes ``completed``)."""
+        payload = self._request(
+            "POST", f"/api/v1/canary/deployments/{_segment(deployment_id)}/promote"
+        )
+        return self._object(payload, "promote answer")
+
+    def rollback(self, deployment_id: str, reason: Optional[str] = None) -> Dict[str, Any]:
+        """Roll back to stable (canary 0%, ``failed``), recording ``reason``."""
+        body: Dict[str, Any] = {} if reason is None else {"reason": reason}
+        payload = self._request(
+            "POST", f"/api/v1/canary/deployments/{_segment(deployment_id)}/rollback", body
+        )
+        return self._object(payload, "rollback answer")
+
+    def deployment_metrics(self, deployment_id: str) -> Dict[str, Any]:
+        """``{"stable": snapshot, "canary": snapshot}`` over the metrics window."""
+        payload = self._request(
+            "GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}/metrics"
+        )
+        return self._object(payload, "metrics")
+
+    def deployment_health(self, deployment_id: str) -> Dict[str, Any]:
+        """The health report; ``overall_status`` is healthy, warning, failing or unknown."""
+        payload = self._request(
+            "GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}/health"
+        )
+        return self._object(payload, "health report")
+
+    def route(
+        self, queue: str, key: Optional[str] = None, *, tenant_id: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Ask the server where a job on logical ``queue`` goes.
+
+        Returns ``{"deployment_id", "lane", "queue", "consumer_group",
+        "percentage", "sticky", "bucket"}``; :func:`serin_client.route_locally`
+        computes the same answer without a request.
+        """
+        params: Dict[str, str] = {"queue": queue}
+        if key is not None:
+            params["key"] = key
+        if tenant_id is not None:
+            params["tenant_id"] = tenant_id
+        query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        return self._object(self._request("GET", f"/api/v1/canary/route?{query}"), "route")
+
+    # ---------------------------------------------------------------- workers
+
+    def register_worker(
+        self,
+        worker_id: str,
+        version: str,
+        lane: Lane,
+        queues: Union[str, Iterable[str]],
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Register (or re-register) a worker of ``lane`` consuming logical ``queues``."""
+        queue_list = [queues] if isinstance(queues, str) else list(queues)
+        body: Dict[str, Any] = {
+            "id": worker_id,
+            "version": version,
+            "lane": lane,
+            "queues": queue_list,
+        }
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        return self._object(self._request("POST", "/api/v1/canary/workers", body), "worker")
+
+    def heartbeat(
+        self,
+        worker_id: str,
+        metrics: Optional[Mapping[str, Any]] = None,
+        job_results: Optional[Iterable[Mapping[str, Any]]] = None,
+        status: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Report a worker alive, with its metrics and the jobs finished since the last beat.
+
+        ``metrics``: ``jobs_processed``, ``jobs_succeeded``, ``jobs_failed``,
+        ``avg_processing_time`` (ms), ``memory_usage_mb``, ``cpu_usage_percent``,
+        ``last_job_at``. Each job result: ``{"queue", "success", "duration_ms"?,
+        "timestamp"?}`` where ``queue`` is the *logical* queue; the results
+        count for the worker's lane on that queue's live deployment. Datetimes
+        are sent as RFC 3339 UTC. Returns the worker.
+        """
+        body: Dict[str, Any] = {"job_results": []}
+        if metrics is not None:
+            m = dict(metrics)
+            if m.get("last_job_at") is not None:
+                m["last_job_at"] = timestamp_to_wire(m["last_job_at"])
+            body["metrics"] = m
+        for result in job_results or ():
+            r = dict(result)
+            if r.get("timestamp") is not None:
+                r["timestamp"] = timestamp_to_wire(r["timestamp"])
+            body["job_results"].append(r)
+        if status is not None:
+            body["status"] = status
+        payload = self._request(
+            "POST", f"/api/v1/canary/workers/{_segment(worker_id)}/heartbeat", body
+        )
+        return self._object(payload, "worker")
+
 
 #: The name used by the original prototype client.
 CanaryPyClient = SerinClient

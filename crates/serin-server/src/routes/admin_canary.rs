@@ -51,6 +51,7 @@ async fn live(state: &AppState) -> ApiResult<Deployment> {
 
 /// Seed 002's start parameters (query string or JSON body).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StartParams {
     /// The canary's version (image tag).

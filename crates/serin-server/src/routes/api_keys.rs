@@ -6,11 +6,12 @@ use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serin_core::auth::Role;
+use serin_core::page::{PageParams, Pagination};
 use serin_store::canary::ApiKeyRecord;
 
 use crate::auth::{Principal, generate_key, hash_key};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The key routes.
@@ -122,18 +123,35 @@ pub async fn create(
     ))
 }
 
-/// All keys (admin).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "auth", responses((status = 200, body = Vec<ApiKeyInfo>), (status = 403, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<ApiKeyInfo>>> {
-    Ok(Json(
-        state
-            .store
-            .list_api_keys()
-            .await?
-            .into_iter()
-            .map(ApiKeyInfo::from)
-            .collect(),
-    ))
+/// A page of API keys.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyList {
+    /// Newest first.
+    pub api_keys: Vec<ApiKeyInfo>,
+    /// How many on this page.
+    pub count: usize,
+    /// Where this page is.
+    pub pagination: Pagination,
+}
+
+/// API keys, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "auth", params(PageParams),
+    responses((status = 200, body = ApiKeyList), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Json<ApiKeyList>> {
+    let page = p.check()?;
+    let found = state
+        .store
+        .list_api_keys(page.offset(), page.limit())
+        .await?;
+    let keys: Vec<ApiKeyInfo> = found.items.into_iter().map(ApiKeyInfo::from).collect();
+    Ok(Json(ApiKeyList {
+        count: keys.len(),
+        pagination: page.of(found.total),
+        api_keys: keys,
+    }))
 }
 
 /// Revoke a key (admin); it stops working at once on this server.

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
 
 /// Filters of the audit log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this kind of resource: `deployment`, `product`, `release`, `worker`, `api_key`.

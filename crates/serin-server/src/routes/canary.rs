@@ -85,6 +85,7 @@ pub(crate) fn optional_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Api
 
 /// Which deployments to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentParams {
     /// Only this status.
@@ -658,6 +659,7 @@ pub async fn profiles() -> Json<&'static Profiles> {
 
 /// Which job to route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RouteParams {
     /// The logical queue the producer publishes to.

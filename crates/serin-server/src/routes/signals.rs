@@ -74,6 +74,7 @@ pub async fn record_batch(
 
 /// Which of a release's signals to read.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SignalParams {
     /// Only this lane.

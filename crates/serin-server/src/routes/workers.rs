@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
 
 /// Which workers to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerParams {
     /// Only this lane.

@@ -61,3 +61,37 @@ async fn every_seed_alias_is_routed_and_documented() {
         );
     }
 }
+
+/// Operation ids are unique, and query parameters are declared as query parameters.
+#[test]
+fn operations_are_well_formed() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&serin_server::openapi::document_json()).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(
+                ids.insert(id.clone()),
+                "operationId `{id}` repeats ({method} {path})"
+            );
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    p["in"],
+                    if in_path { "path" } else { "query" },
+                    "{method} {path} parameter {name}"
+                );
+                if !in_path {
+                    let required = path == "/api/v1/canary/route" && name == "queue";
+                    assert_eq!(
+                        p["required"].as_bool().unwrap_or(false),
+                        required,
+                        "{method} {path}: query parameter {name}"
+                    );
+                }
+            }
+        }
+    }
+}

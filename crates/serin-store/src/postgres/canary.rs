@@ -670,13 +670,28 @@ impl PgStore {
         Ok(key)
     }
 
-    pub(crate) async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+    pub(crate) async fn list_api_keys(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<ApiKeyRecord>> {
         let client = self.client().await?;
+        let total: i64 = client
+            .query_one("SELECT COUNT(*) FROM api_keys", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0);
         let rows = client
-            .query(&format!("{KEY_SELECT} ORDER BY created_at DESC, id"), &[])
+            .query(
+                &format!("{KEY_SELECT} ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"),
+                &[&(limit as i64), &(offset as i64)],
+            )
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(key_row).collect())
+        Ok(Paged {
+            items: rows.iter().map(key_row).collect(),
+            total: total as u64,
+        })
     }
 
     pub(crate) async fn revoke_api_key(

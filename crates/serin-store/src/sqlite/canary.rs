@@ -566,11 +566,28 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        self.read(|c| {
-            c.prepare_cached(&format!("{KEY_SELECT} ORDER BY created_at DESC, id"))
-                .and_then(|mut s| s.query_map([], key_row)?.collect())
-                .map_err(sql_err)
+    pub(crate) async fn list_api_keys(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<ApiKeyRecord>> {
+        self.read(move |c| {
+            let total: i64 = c
+                .query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))
+                .map_err(sql_err)?;
+            let items = c
+                .prepare_cached(&format!(
+                    "{KEY_SELECT} ORDER BY created_at DESC, id LIMIT ?1 OFFSET ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![limit as i64, offset as i64], key_row)?
+                        .collect()
+                })
+                .map_err(sql_err)?;
+            Ok(Paged {
+                items,
+                total: total as u64,
+            })
         })
         .await
     }

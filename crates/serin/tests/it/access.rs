@@ -215,7 +215,11 @@ async fn the_role_matrix() {
         None,
     )
     .await;
-    let eng_id = keys
+    assert_eq!(
+        keys["pagination"]["total_items"], 4,
+        "the admin's and three made here"
+    );
+    let eng_id = keys["api_keys"]
         .as_array()
         .unwrap()
         .iter()

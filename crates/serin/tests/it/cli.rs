@@ -164,24 +164,59 @@ fn completions_are_generated() {
 fn canary_worker_and_apikey_commands() {
     let server = Server::sqlite();
     let d = json(&server.cli(&[
-        "canary", "create", "--queue", "payments", "--stable", "v1.2.0", "--canary", "v1.3.0", "--profile", "conservative",
-        "--percent", "5", "--stable-upstream", "http://127.0.0.1:9001", "--canary-upstream", "http://127.0.0.1:9002", "--path-prefix", "/api",
-        "-o", "json",
+        "canary",
+        "create",
+        "--queue",
+        "payments",
+        "--stable",
+        "v1.2.0",
+        "--canary",
+        "v1.3.0",
+        "--profile",
+        "conservative",
+        "--percent",
+        "5",
+        "--stable-upstream",
+        "http://127.0.0.1:9001",
+        "--canary-upstream",
+        "http://127.0.0.1:9002",
+        "--path-prefix",
+        "/api",
+        "-o",
+        "json",
     ]));
     let id = d["id"].as_str().unwrap().to_string();
-    assert_eq!((d["current_percent"].as_u64(), d["config"]["min_canary_duration"].as_str()), (Some(5), Some("15m0s")));
+    assert_eq!(
+        (
+            d["current_percent"].as_u64(),
+            d["config"]["min_canary_duration"].as_str()
+        ),
+        (Some(5), Some("15m0s"))
+    );
     assert_eq!(d["upstreams"]["canary"][0], "http://127.0.0.1:9002");
     assert_eq!(d["route"]["path_prefix"], "/api");
     let table = stdout(&server.cli(&["canary", "list"]));
-    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("5%"), "{table}");
+    assert!(
+        table.starts_with("ID") && table.contains(&id) && table.contains("5%"),
+        "{table}"
+    );
     let set = stdout(&server.cli(&["canary", "set-percent", &id, "20"]));
     assert!(set.contains("percentage: 20"), "{set}");
     let health = stdout(&server.cli(&["canary", "health", &id]));
-    assert!(health.starts_with("overall: unknown") && health.contains("Sample Size"), "{health}");
+    assert!(
+        health.starts_with("overall: unknown") && health.contains("Sample Size"),
+        "{health}"
+    );
     let metrics = stdout(&server.cli(&["canary", "metrics", &id]));
-    assert!(metrics.contains("stable") && metrics.contains("canary"), "{metrics}");
+    assert!(
+        metrics.contains("stable") && metrics.contains("canary"),
+        "{metrics}"
+    );
     let events = stdout(&server.cli(&["canary", "events", &id]));
-    assert!(events.contains("deployment_created") && events.contains("percentage_updated"), "{events}");
+    assert!(
+        events.contains("deployment_created") && events.contains("percentage_updated"),
+        "{events}"
+    );
     stdout(&server.cli(&["canary", "promote", &id]));
     let got = json(&server.cli(&["canary", "get", &id, "-o", "json"]));
     assert_eq!(got["status"], "completed");
@@ -192,16 +227,39 @@ fn canary_worker_and_apikey_commands() {
     let profiles = json(&server.cli(&["canary", "profiles"]));
     assert_eq!(profiles["aggressive"]["max_canary_duration"], "30m0s");
 
-    stdout(&server.cli(&["worker", "register", "--id", "w1", "--version", "v1.3.0", "--lane", "canary", "--queue", "payments"]));
+    stdout(&server.cli(&[
+        "worker",
+        "register",
+        "--id",
+        "w1",
+        "--version",
+        "v1.3.0",
+        "--lane",
+        "canary",
+        "--queue",
+        "payments",
+    ]));
     let workers = stdout(&server.cli(&["worker", "list", "--lane", "canary"]));
-    assert!(workers.contains("w1") && workers.contains("canary"), "{workers}");
+    assert!(
+        workers.contains("w1") && workers.contains("canary"),
+        "{workers}"
+    );
     assert!(stdout(&server.cli(&["worker", "status", "w1", "degraded"])).contains("degraded"));
 
     let created = stdout(&server.cli(&["apikey", "create", "--name", "ci", "--role", "engineer"]));
-    assert!(created.contains("key (shown once, store it now): srn_"), "{created}");
+    assert!(
+        created.contains("key (shown once, store it now): srn_"),
+        "{created}"
+    );
     let keys = json(&server.cli(&["apikey", "list", "-o", "json"]));
-    let ci = keys.as_array().unwrap().iter().find(|k| k["name"] == "ci").unwrap();
+    let ci = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci")
+        .unwrap();
     assert!(ci.get("key").is_none(), "a listed key never shows the key");
-    let revoked = json(&server.cli(&["apikey", "revoke", ci["id"].as_str().unwrap(), "-o", "json"]));
+    let revoked =
+        json(&server.cli(&["apikey", "revoke", ci["id"].as_str().unwrap(), "-o", "json"]));
     assert!(revoked["revoked_at"].is_string());
 }
