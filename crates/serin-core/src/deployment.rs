@@ -28,6 +28,10 @@ use crate::event::{EventType, NewEvent};
 use crate::product::{validate_description, validate_text};
 use crate::{DomainError, Timestamp};
 
+/// The longest metrics window: metrics are computed from the window's raw
+/// observations on each request, so it stays bounded.
+pub const MAX_METRICS_WINDOW: GoDuration = GoDuration::from_hours(24);
+
 /// Where a deployment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -571,10 +575,10 @@ fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
             "must not exceed max_duration",
         ));
     }
-    if c.metrics_window == GoDuration::ZERO {
+    if c.metrics_window == GoDuration::ZERO || c.metrics_window > MAX_METRICS_WINDOW {
         return Err(DomainError::invalid(
             "metrics_window",
-            "must be longer than 0s",
+            format!("must be longer than 0s and at most {MAX_METRICS_WINDOW}"),
         ));
     }
     let t = &c.rollback_thresholds;
@@ -611,7 +615,12 @@ fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
 }
 
 impl Deployment {
-    fn event(&self, kind: EventType, message: String, data: Value) -> NewEvent {
+    /// An event of this deployment; its data carries the deployment's revision
+    /// after the change, so a stream reader can drop messages older than what it has.
+    fn event(&self, kind: EventType, message: String, mut data: Value) -> NewEvent {
+        if let Some(d) = data.as_object_mut() {
+            d.insert("revision".into(), json!(self.revision));
+        }
         NewEvent {
             kind,
             resource_type: "deployment",
@@ -868,7 +877,7 @@ mod tests {
         let ev = d.set_percentage(25, now()).unwrap();
         assert_eq!(
             ev[0].data,
-            json!({"old_percentage": 0, "new_percentage": 25})
+            json!({"old_percentage": 0, "new_percentage": 25, "revision": 2})
         );
         assert!(
             d.set_percentage(25, now()).unwrap().is_empty(),

@@ -148,11 +148,17 @@ impl Event {
         let Some(id) = &self.deployment_id else {
             return Vec::new();
         };
-        let msg = |kind: &str, data: Value| StreamEvent {
-            kind: kind.to_string(),
-            deployment_id: id.clone(),
-            timestamp: self.timestamp,
-            data,
+        let revision = self.data.get("revision").cloned();
+        let msg = |kind: &str, mut data: Value| {
+            if let (Some(d), Some(r)) = (data.as_object_mut(), &revision) {
+                d.insert("revision".into(), r.clone());
+            }
+            StreamEvent {
+                kind: kind.to_string(),
+                deployment_id: id.clone(),
+                timestamp: self.timestamp,
+                data,
+            }
         };
         let status_change = || {
             msg(

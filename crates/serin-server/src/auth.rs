@@ -26,6 +26,8 @@ use crate::error::ApiError;
 
 /// How long a looked-up key is trusted without asking the database again.
 const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most keys cached at once.
+const MAX_CACHED: usize = 10_000;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,7 +77,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     }
 }
 
-/// A looked-up key (`None`: unknown or revoked) and when it was looked up.
+/// A looked-up valid key and when it was looked up.
 type CacheEntry = (Option<Principal>, Instant);
 
 /// Resolves keys to principals, with a short-lived cache.
@@ -112,11 +114,17 @@ impl Authenticator {
                     .await?
                     .filter(|k| k.revoked_at.is_none())
                     .map(principal_of);
-                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                if cache.len() > 10_000 {
-                    cache.clear();
+                // Only valid keys are cached: a flood of made-up keys must not be able
+                // to fill the cache and push the real ones out.
+                if let Some(p) = &found {
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() >= MAX_CACHED {
+                        cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                    }
+                    if cache.len() < MAX_CACHED {
+                        cache.insert(hash, (Some(p.clone()), Instant::now()));
+                    }
                 }
-                cache.insert(hash, (found.clone(), Instant::now()));
                 found
             }
         };

@@ -84,6 +84,26 @@ impl ApiError {
         .details(json!({"field": field, "reason": reason}))
     }
 
+    /// The same error as seed 004's `VALIDATION_FAILED` (400) when it is one of the
+    /// 422 request-shape errors; other errors unchanged.
+    #[must_use]
+    pub fn as_validation_failed(self) -> Self {
+        if self.status != StatusCode::UNPROCESSABLE_ENTITY {
+            return self;
+        }
+        let mut details = self.details;
+        if let Some(d) = details.as_object_mut() {
+            d.insert("problem".into(), json!(self.code));
+        }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "VALIDATION_FAILED",
+            message: self.message,
+            details,
+            log: self.log,
+        }
+    }
+
     /// 401: no valid credentials.
     pub fn unauthorized(message: &str) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
@@ -128,7 +148,7 @@ impl From<DomainError> for ApiError {
                     .details(json!({"deployment_id": id, "status": status}))
             }
             DomainError::StillActive { id, status } => {
-                ApiError::new(StatusCode::CONFLICT, "DEPLOYMENT_ACTIVE", message)
+                ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_ACTIVE", message)
                     .details(json!({"deployment_id": id, "status": status}))
             }
         }

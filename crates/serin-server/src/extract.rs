@@ -14,6 +14,9 @@
 //! | a field the endpoint doesn't know | 422 | `UNKNOWN_FIELD` |
 //! | a value outside what the field allows | 400 | `VALIDATION_FAILED` |
 //! | a bad path or query parameter | 400 | `INVALID_PARAMETER` |
+//!
+//! Under `/api/v1/canary` and `/admin/canary` (seed 004's contract) the three 422
+//! cases answer 400 `VALIDATION_FAILED` instead, naming the field and the problem.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -50,9 +53,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
+        let seed_004 = uses_seed_004_codes(req.uri().path());
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        parse(&bytes).map(ApiJson)
+        parse(&bytes).map(ApiJson).map_err(|e| {
+            if seed_004 {
+                e.as_validation_failed()
+            } else {
+                e
+            }
+        })
     }
+}
+
+/// Seed 004's table has one code for a request that fails validation —
+/// `VALIDATION_FAILED`, 400 — so the canary routes answer a missing field, a wrong
+/// type or an unknown field with it (the finer problem goes in `details.problem`).
+fn uses_seed_004_codes(path: &str) -> bool {
+    path.starts_with("/api/v1/canary") || path.starts_with("/admin/canary")
 }
 
 fn body_error(e: BytesRejection) -> ApiError {

@@ -53,8 +53,13 @@ pub struct AppState {
     pub rate: RateLimiter,
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// Open live event streams (WebSocket), bounded.
+    pub streams: Arc<tokio::sync::Semaphore>,
     clock: Clock,
 }
+
+/// Most live event streams open at once.
+pub const MAX_STREAMS: usize = 1024;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +78,7 @@ impl AppState {
             auth: Authenticator::default(),
             rate: RateLimiter::new(config.rate_limit),
             config: Arc::new(config),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }

@@ -115,23 +115,91 @@ pub(crate) fn tenant_key(tenant: Option<&str>) -> String {
     tenant.unwrap_or("").to_string()
 }
 
-/// Folds observations into per-lane windows: `[stable, canary]`.
-pub(crate) fn fold_windows(
-    rows: impl IntoIterator<Item = (Lane, SignalKind, String, f64)>,
+/// Builds the per-lane windows `[stable, canary]` from what the database summed
+/// and selected: outcome counts per lane, latency values, and gauge readings in
+/// time order (the last one wins).
+pub(crate) fn windows_from(
+    outcomes: impl IntoIterator<Item = (Lane, u64, u64)>,
+    latencies: impl IntoIterator<Item = (Lane, f64)>,
+    gauges: impl IntoIterator<Item = (Lane, String, f64)>,
 ) -> [LaneWindow; 2] {
     let mut w = [LaneWindow::default(), LaneWindow::default()];
-    for (lane, kind, name, value) in rows {
-        let lw = &mut w[usize::from(lane == Lane::Canary)];
-        match kind {
-            SignalKind::Outcome if value >= 1.0 => lw.success += 1,
-            SignalKind::Outcome => lw.errors += 1,
-            SignalKind::Latency => lw.latencies_ms.push(value),
-            SignalKind::Gauge if name == "queue_depth" => lw.queue_depth = Some(value),
-            SignalKind::Gauge if name == "dead_letters" => lw.dead_letters = Some(value),
+    let idx = |lane: Lane| usize::from(lane == Lane::Canary);
+    for (lane, ok, bad) in outcomes {
+        w[idx(lane)].success += ok;
+        w[idx(lane)].errors += bad;
+    }
+    for (lane, v) in latencies {
+        w[idx(lane)].latencies_ms.push(v);
+    }
+    for (lane, name, v) in gauges {
+        match name.as_str() {
+            "queue_depth" => w[idx(lane)].queue_depth = Some(v),
+            "dead_letters" => w[idx(lane)].dead_letters = Some(v),
             _ => {}
         }
     }
     w
+}
+
+/// Checks that every job result names a queue the worker serves.
+pub(crate) fn check_job_queues(w: &Worker, hb: &Heartbeat) -> Result<()> {
+    for (i, j) in hb.job_results.iter().enumerate() {
+        if !w.queues.contains(&j.queue) {
+            return Err(DomainError::invalid(
+                format!("job_results[{i}].queue"),
+                format!(
+                    "worker {} does not serve `{}` (it serves: {})",
+                    w.id,
+                    j.queue,
+                    w.queues.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Which live deployment a worker's job results on a queue belong to: the one of
+/// the worker's tenant (`metadata.tenant_id`), or the only live one on the queue.
+/// With several tenants' canaries on the queue and no tenant on the worker, the
+/// results can't be attributed and are not counted.
+pub(crate) fn attribute(w: &Worker, live: &[(String, String)]) -> Option<String> {
+    match w.metadata.get("tenant_id").and_then(|t| t.as_str()) {
+        Some(t) => live
+            .iter()
+            .find(|(_, tenant)| tenant == t)
+            .map(|(id, _)| id.clone()),
+        None if live.len() == 1 => Some(live[0].0.clone()),
+        None => None,
+    }
+}
+
+/// The observations a job result becomes, in the worker's lane.
+pub(crate) fn job_observations(
+    w: &Worker,
+    j: &serin_core::worker::JobResult,
+    now: Timestamp,
+) -> Vec<Observation> {
+    let ts = j.timestamp.map_or(now, serin_core::to_micros);
+    let mut obs = vec![Observation {
+        lane: w.lane,
+        name: "job".into(),
+        kind: SignalKind::Outcome,
+        value: f64::from(u8::from(j.success)),
+        ts,
+    }];
+    if let Some(ms) = j.duration_ms {
+        obs.push(Observation {
+            lane: w.lane,
+            name: "job.duration".into(),
+            kind: SignalKind::Latency,
+            value: ms,
+            ts,
+        });
+    }
+    obs
 }
 
 /// Applies a heartbeat to a worker; returns the events it causes.
@@ -276,6 +344,11 @@ impl Store {
         dispatch!(self, b => b.get_worker(id))
     }
 
+    /// The workers that list `queue` among their queues.
+    pub async fn workers_on_queue(&self, queue: &str) -> Result<Vec<Worker>> {
+        dispatch!(self, b => b.workers_on_queue(queue))
+    }
+
     /// Workers by id, optionally of one lane.
     pub async fn list_workers(
         &self,
@@ -350,7 +423,7 @@ impl Store {
                 resource_id: key.id.clone(),
                 deployment_id: None,
                 message: format!("API key {} ({}) created", key.name, key.role),
-                data: serde_json::json!({"name": key.name, "role": key.role, "prefix": key.prefix}),
+                data: serde_json::json!({"name": key.name, "role": key.role}),
             },
             actor,
             key.created_at,

@@ -33,6 +33,15 @@ pub fn router() -> Router<AppState> {
         .route("/admin/canary/webhook/{event}", post(webhook))
 }
 
+/// A number written as text (from a path or query string) as a JSON number;
+/// anything else unchanged, for `parse_percentage` to judge.
+fn numeric(v: Value) -> Value {
+    match v.as_str().map(str::trim).map(str::parse::<f64>) {
+        Some(Ok(f)) => json!(f),
+        _ => v,
+    }
+}
+
 async fn live(state: &AppState) -> ApiResult<Deployment> {
     let c = &state.config;
     state
@@ -82,7 +91,11 @@ pub async fn start(
         .image_tag
         .or(q.image_tag)
         .ok_or_else(|| ApiError::invalid("image_tag", "is required"))?;
-    let percent = b.traffic_percent.or(q.traffic_percent).unwrap_or(json!(5));
+    // A query string carries text ("10"); a JSON body carries a number.
+    let percent = b
+        .traffic_percent
+        .or(q.traffic_percent.map(numeric))
+        .unwrap_or(json!(5));
     let stable = match b.stable_version.or(q.stable_version) {
         Some(v) => v,
         None => last_promoted(&state)
@@ -131,10 +144,7 @@ pub async fn scale(
     Extension(who): Extension<Principal>,
     ApiPath(percent): ApiPath<String>,
 ) -> ApiResult<Json<Deployment>> {
-    let value: Value = percent
-        .parse::<f64>()
-        .map(|f| json!(f))
-        .unwrap_or(json!(percent));
+    let value = numeric(json!(percent));
     let p = serin_core::deployment::parse_percentage(&value)?;
     let d = live(&state).await?;
     let now = state.now();

@@ -74,6 +74,21 @@ pub struct CreatedApiKey {
     pub key: String,
 }
 
+/// What lists show to recognise a key: the first characters of a generated key
+/// (`srn_` and 4 of its 48 random hex digits, nothing an attacker can use), and
+/// nothing of a key chosen by a person (`SERIN_ADMIN_TOKEN`), whose first
+/// characters may be a real part of the secret.
+fn display_prefix(key: &str) -> String {
+    let generated = key.len() == 52
+        && key.starts_with("srn_")
+        && key[4..].bytes().all(|b| b.is_ascii_hexdigit());
+    if generated {
+        key[..8].to_string()
+    } else {
+        "(chosen)".to_string()
+    }
+}
+
 /// Makes a key record and the key.
 pub async fn make_key(
     state: &AppState,
@@ -95,7 +110,7 @@ pub async fn make_key(
         name: name.to_string(),
         role,
         key_hash: hash_key(&key),
-        prefix: key.chars().take(8).collect(),
+        prefix: display_prefix(&key),
         created_at: state.now(),
         created_by: actor.to_string(),
         revoked_at: None,

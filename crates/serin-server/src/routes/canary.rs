@@ -401,7 +401,7 @@ pub async fn resume(
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`DEPLOYMENT_ACTIVE`: promote or roll back first", body = ErrorBody)))]
+        (status = 400, description = "`DEPLOYMENT_ACTIVE`: promote or roll back first", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -425,11 +425,10 @@ pub(crate) async fn lane_metrics(
     let window = metrics::window(d, now);
     let [stable, canary] = state.store.lane_windows(&d.id, window.0, window.1).await?;
     let mut workers = [LaneWorkers::default(), LaneWorkers::default()];
-    let all = state.store.list_workers(None, 0, 10_000).await?;
-    for w in all
-        .items
+    let serving = state.store.workers_on_queue(&d.queue_name).await?;
+    for w in serving
         .iter()
-        .filter(|w| w.status != WorkerStatus::Unreachable && w.queues.contains(&d.queue_name))
+        .filter(|w| w.status != WorkerStatus::Unreachable)
     {
         let lw = &mut workers[usize::from(w.lane == Lane::Canary)];
         lw.count += 1;
@@ -508,10 +507,25 @@ async fn events_inner(state: AppState, req: Request) -> ApiResult<Response> {
     let ApiPath(id) = ApiPath::<String>::from_request_parts(&mut parts, &state).await?;
     let d = state.store.get_deployment(&id).await?;
     if is_websocket(&parts.headers) {
+        let slot = state.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TOO_MANY_STREAMS",
+                "too many live event streams are open; retry later",
+            )
+        })?;
+        // The guard checked the key at upgrade; the stream re-checks it on every
+        // tick, so a revoked key stops streaming within one tick.
+        let key = crate::auth::presented_key(&parts.headers)
+            .unwrap_or_default()
+            .to_string();
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_WEBSOCKET", e.to_string()))?;
-        return Ok(ws.on_upgrade(move |socket| stream(state, d, socket)));
+        return Ok(ws.on_upgrade(move |socket| async move {
+            stream(state, d, key, socket).await;
+            drop(slot);
+        }));
     }
     let ApiQuery(p) = ApiQuery::<PageParams>::from_request_parts(&mut parts, &state).await?;
     let page = p.check()?;
@@ -540,7 +554,7 @@ fn is_websocket(h: &HeaderMap) -> bool {
 /// How often a live stream gets `metrics_updated`.
 const METRICS_EVERY: Duration = Duration::from_secs(5);
 
-async fn stream(state: AppState, d: Deployment, mut socket: WebSocket) {
+async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSocket) {
     let mut events = state.hub.subscribe();
     let mut tick = tokio::time::interval(METRICS_EVERY);
     let mut last_health = None;
@@ -557,10 +571,16 @@ async fn stream(state: AppState, d: Deployment, mut socket: WebSocket) {
                 }],
                 Err(_) => break,
             },
-            _ = tick.tick() => match snapshot_messages(&state, &d.id, &mut last_health).await {
-                Some(m) => m,
-                None => break,
-            },
+                        _ = tick.tick() => {
+                if state.auth.authenticate(&state.store, Some(&key)).await.is_err() {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+                match snapshot_messages(&state, &d.id, &mut last_health).await {
+                    Some(m) => m,
+                    None => break,
+                }
+            }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => continue,

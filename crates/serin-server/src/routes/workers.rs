@@ -71,10 +71,11 @@ pub async fn list(
     }))
 }
 
-/// Register a worker (201); registering again (after a restart) answers 200 and
-/// keeps its metrics.
+/// Register a worker (201). Registering again (after a restart) replaces its
+/// version, lane and queues and keeps its metrics; it answers 201 too, as the
+/// seed documents registration.
 #[utoipa::path(post, path = "/api/v1/canary/workers", tag = "workers", request_body = NewWorker,
-    responses((status = 201, body = Worker), (status = 200, description = "re-registered", body = Worker), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = Worker),  (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(id = %new.id))]
 pub async fn register(
     State(state): State<AppState>,
@@ -85,14 +86,8 @@ pub async fn register(
     let w = new.into_worker(now)?;
     let (w, created, events) = state.store.upsert_worker(w, &who.name, now).await?;
     state.hub.publish(&events);
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(w),
-    ))
+    tracing::debug!(created, "worker registered");
+    Ok((StatusCode::CREATED, Json(w)))
 }
 
 /// One worker.

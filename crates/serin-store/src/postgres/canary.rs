@@ -7,13 +7,14 @@ use serin_core::deployment::Deployment;
 use serin_core::event::{Event, EventType, NewEvent};
 use serin_core::metrics::LaneWindow;
 use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
-use serin_core::{Lane, SignalKind, Timestamp};
+use serin_core::{Lane, Timestamp};
 use tokio_postgres::Row;
 
 use super::{PgStore, pg_err};
 use crate::canary::{
-    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, beat,
-    fold_windows, revoked_event, stamp, status_change, tenant_key,
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
+    beat, check_job_queues, job_observations, revoked_event, stamp, status_change, tenant_key,
+    windows_from,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -451,7 +452,20 @@ impl PgStore {
     ) -> Result<(Worker, bool, Vec<Event>)> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let old = load_worker(&tx, &w.id, true).await?;
+        // Take the row (inserting it if absent) before reading it, so that two first
+        // registrations racing each other see one creation, as on SQLite.
+        let inserted = tx
+            .execute(
+                "INSERT INTO workers (id, lane, status, last_seen, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                &[&w.id, &w.lane.as_str(), &w.status.as_str(), &now, &to_json(&w)?],
+            )
+            .await
+            .map_err(pg_err)?;
+        let old = if inserted == 1 {
+            None
+        } else {
+            load_worker(&tx, &w.id, true).await?
+        };
         let created = old.is_none();
         let mut w = w;
         if let Some(old) = old {
@@ -551,6 +565,7 @@ impl PgStore {
         let mut w = load_worker(&tx, id, true)
             .await?
             .ok_or_else(|| not_found(Entity::Worker, id))?;
+        check_job_queues(&w, &hb)?;
         let events: Vec<Event> = beat(&mut w, &hb, now)
             .into_iter()
             .map(|e| stamp(e, &w.id, now))
@@ -559,30 +574,29 @@ impl PgStore {
         for e in &events {
             insert_event(&tx, e).await?;
         }
-        for j in &hb.job_results {
-            let dep = tx
-                .query_opt("SELECT id FROM deployments WHERE queue_name = $1 AND live ORDER BY start_time DESC LIMIT 1", &[&j.queue])
+        let mut queues: Vec<&str> = hb.job_results.iter().map(|j| j.queue.as_str()).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        for q in queues {
+            let live: Vec<(String, String)> = tx
+                .query(
+                    "SELECT id, tenant_key FROM deployments WHERE queue_name = $1 AND live",
+                    &[&q],
+                )
                 .await
-                .map_err(pg_err)?;
-            let Some(dep) = dep else { continue };
-            let dep: String = dep.get(0);
-            let ts = j.timestamp.map_or(now, serin_core::to_micros);
-            let mut obs = vec![Observation {
-                lane: w.lane,
-                name: "job".into(),
-                kind: SignalKind::Outcome,
-                value: f64::from(u8::from(j.success)),
-                ts,
-            }];
-            if let Some(ms) = j.duration_ms {
-                obs.push(Observation {
-                    lane: w.lane,
-                    name: "job.duration".into(),
-                    kind: SignalKind::Latency,
-                    value: ms,
-                    ts,
-                });
-            }
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let Some(dep) = attribute(&w, &live) else {
+                continue;
+            };
+            let obs: Vec<Observation> = hb
+                .job_results
+                .iter()
+                .filter(|j| j.queue == q)
+                .flat_map(|j| job_observations(&w, j, now))
+                .collect();
             insert_observations(&tx, &dep, &obs).await?;
         }
         tx.commit().await.map_err(pg_err)?;
@@ -633,23 +647,59 @@ impl PgStore {
         to: Timestamp,
     ) -> Result<[LaneWindow; 2]> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached("SELECT lane, kind, name, value FROM observations WHERE deployment_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts, id")
+        let window = "deployment_id = $1 AND ts >= $2 AND ts <= $3";
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&deployment_id, &from, &to];
+        let lane = |r: &Row| Lane::parse(r.get::<_, &str>(0));
+        let outcomes = client
+            .query(
+                &format!("SELECT lane, COUNT(*) FILTER (WHERE value >= 1), COUNT(*) FILTER (WHERE value < 1) FROM observations WHERE {window} AND kind = 'outcome' GROUP BY lane"),
+                &args,
+            )
             .await
             .map_err(pg_err)?;
+        let latencies = client
+            .query(
+                &format!(
+                    "SELECT lane, value FROM observations WHERE {window} AND kind = 'latency'"
+                ),
+                &args,
+            )
+            .await
+            .map_err(pg_err)?;
+        let gauges = client
+            .query(
+                &format!("SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' AND name IN ('queue_depth', 'dead_letters') ORDER BY ts, id"),
+                &args,
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(windows_from(
+            outcomes.iter().filter_map(|r| {
+                Some((
+                    lane(r)?,
+                    r.get::<_, i64>(1) as u64,
+                    r.get::<_, i64>(2) as u64,
+                ))
+            }),
+            latencies
+                .iter()
+                .filter_map(|r| Some((lane(r)?, r.get::<_, f64>(1)))),
+            gauges
+                .iter()
+                .filter_map(|r| Some((lane(r)?, r.get::<_, String>(1), r.get::<_, f64>(2)))),
+        ))
+    }
+
+    pub(crate) async fn workers_on_queue(&self, queue: &str) -> Result<Vec<Worker>> {
+        let client = self.client().await?;
         let rows = client
-            .query(&stmt, &[&deployment_id, &from, &to])
+            .query(
+                "SELECT body FROM workers WHERE body->'queues' ? $1 ORDER BY id",
+                &[&queue],
+            )
             .await
             .map_err(pg_err)?;
-        Ok(fold_windows(rows.iter().filter_map(|r| {
-            let (lane, kind): (&str, &str) = (r.get(0), r.get(1));
-            Some((
-                Lane::parse(lane)?,
-                SignalKind::parse(kind)?,
-                r.get::<_, String>(2),
-                r.get::<_, f64>(3),
-            ))
-        })))
+        rows.into_iter().map(|r| from_json(r.get(0))).collect()
     }
 
     pub(crate) async fn create_api_key(

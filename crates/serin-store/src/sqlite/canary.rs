@@ -6,12 +6,13 @@ use serin_core::deployment::Deployment;
 use serin_core::event::{Event, EventType};
 use serin_core::metrics::LaneWindow;
 use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
-use serin_core::{Lane, SignalKind, Timestamp};
+use serin_core::{Lane, Timestamp};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::canary::{
-    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, beat,
-    fold_windows, revoked_event, stamp, status_change, tenant_key,
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
+    beat, check_job_queues, job_observations, revoked_event, stamp, status_change, tenant_key,
+    windows_from,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -461,22 +462,23 @@ impl SqliteStore {
         self.writer
             .write(move |c| {
                 let mut w = load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id))?;
+                check_job_queues(&w, &hb)?;
                 let events: Vec<Event> = beat(&mut w, &hb, now).into_iter().map(|e| stamp(e, &w.id, now)).collect();
                 save_worker(c, &w)?;
                 for e in &events {
                     insert_event(c, e)?;
                 }
-                for j in &hb.job_results {
-                    let dep: Option<String> = c
-                        .prepare_cached("SELECT id FROM deployments WHERE queue_name = ?1 AND live = 1 ORDER BY start_time DESC LIMIT 1")
-                        .and_then(|mut s| s.query_row([&j.queue], |r| r.get(0)).optional())
+                let mut queues: Vec<&str> = hb.job_results.iter().map(|j| j.queue.as_str()).collect();
+                queues.sort_unstable();
+                queues.dedup();
+                for q in queues {
+                    let live: Vec<(String, String)> = c
+                        .prepare_cached("SELECT id, tenant_key FROM deployments WHERE queue_name = ?1 AND live = 1")
+                        .and_then(|mut s| s.query_map([q], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
                         .map_err(sql_err)?;
-                    let Some(dep) = dep else { continue };
-                    let ts = j.timestamp.map_or(now, serin_core::to_micros);
-                    let mut obs = vec![Observation { lane: w.lane, name: "job".into(), kind: SignalKind::Outcome, value: f64::from(u8::from(j.success)), ts }];
-                    if let Some(ms) = j.duration_ms {
-                        obs.push(Observation { lane: w.lane, name: "job.duration".into(), kind: SignalKind::Latency, value: ms, ts });
-                    }
+                    let Some(dep) = attribute(&w, &live) else { continue };
+                    let obs: Vec<Observation> =
+                        hb.job_results.iter().filter(|j| j.queue == q).flat_map(|j| job_observations(&w, j, now)).collect();
                     insert_observations(c, &dep, &obs)?;
                 }
                 Ok((w, events))
@@ -535,13 +537,45 @@ impl SqliteStore {
     ) -> Result<[LaneWindow; 2]> {
         let id = deployment_id.to_string();
         self.read(move |c| {
-            let rows: Vec<(String, String, String, f64)> = c
-                .prepare_cached("SELECT lane, kind, name, value FROM observations WHERE deployment_id = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts, id")
-                .and_then(|mut s| s.query_map(params![id, micros(from), micros(to)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+            let args = params![id, micros(from), micros(to)];
+            let window = "deployment_id = ?1 AND ts >= ?2 AND ts <= ?3";
+            let lane = |s: String| Lane::parse(&s);
+            let outcomes: Vec<(String, i64, i64)> = c
+                .prepare_cached(&format!(
+                    "SELECT lane, SUM(value >= 1), SUM(value < 1) FROM observations WHERE {window} AND kind = 'outcome' GROUP BY lane"
+                ))
+                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
                 .map_err(sql_err)?;
-            Ok(fold_windows(rows.into_iter().filter_map(|(lane, kind, name, v)| {
-                Some((Lane::parse(&lane)?, SignalKind::parse(&kind)?, name, v))
-            })))
+            let latencies: Vec<(String, f64)> = c
+                .prepare_cached(&format!("SELECT lane, value FROM observations WHERE {window} AND kind = 'latency'"))
+                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(sql_err)?;
+            let gauges: Vec<(String, String, f64)> = c
+                .prepare_cached(&format!(
+                    "SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge'
+                     AND name IN ('queue_depth', 'dead_letters') ORDER BY ts, id"
+                ))
+                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+                .map_err(sql_err)?;
+            Ok(windows_from(
+                outcomes.into_iter().filter_map(|(l, ok, bad)| Some((lane(l)?, ok as u64, bad as u64))),
+                latencies.into_iter().filter_map(|(l, v)| Some((lane(l)?, v))),
+                gauges.into_iter().filter_map(|(l, n, v)| Some((lane(l)?, n, v))),
+            ))
+        })
+        .await
+    }
+
+    pub(crate) async fn workers_on_queue(&self, queue: &str) -> Result<Vec<Worker>> {
+        let queue = queue.to_string();
+        self.read(move |c| {
+            let bodies: Vec<String> = c
+                .prepare_cached(
+                    "SELECT body FROM workers WHERE EXISTS (SELECT 1 FROM json_each(workers.body, '$.queues') WHERE value = ?1) ORDER BY id",
+                )
+                .and_then(|mut s| s.query_map([&queue], |r| r.get(0))?.collect())
+                .map_err(sql_err)?;
+            bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect()
         })
         .await
     }

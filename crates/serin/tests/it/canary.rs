@@ -279,7 +279,7 @@ async fn every_seed_error_code_over_http() {
             None,
         )
         .await,
-        409,
+        400,
         "DEPLOYMENT_ACTIVE",
     );
     let resp = reqwest::Client::new()

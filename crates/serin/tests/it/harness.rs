@@ -213,7 +213,11 @@ pub async fn send_as(
     let text = resp.text().await.unwrap();
     (
         status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        },
     )
 }
 

@@ -53,7 +53,7 @@ async fn workers_register_beat_and_go_unreachable() {
     }
     assert_eq!(
         post(&url(&s, "/api/v1/canary/workers"), reg).await.0,
-        200,
+        201,
         "re-registration"
     );
     let (code, _) = post(
@@ -420,10 +420,15 @@ async fn the_websocket_stream_carries_changes_live() {
     );
     let mut anonymous = ws_url.as_str().into_client_request().unwrap();
     anonymous.headers_mut().remove("authorization");
-    assert!(
-        tokio_tungstenite::connect_async(anonymous).await.is_err(),
-        "the stream needs a key too"
-    );
+    match tokio_tungstenite::connect_async(anonymous).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401, "the stream needs a key too")
+        }
+        other => panic!(
+            "expected a 401 refusal, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
     let mut req = ws_url.as_str().into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
@@ -442,13 +447,11 @@ async fn the_websocket_stream_carries_changes_live() {
         Some(json!({"percentage": 25})),
     )
     .await;
-    let m: Value =
-        serde_json::from_str(next_message(&mut socket).await.to_text().unwrap()).unwrap();
-    assert_eq!(m["type"], "percentage_updated");
+    let m = next_of(&mut socket, "percentage_updated").await;
     assert_eq!(m["deployment_id"], json!(id));
     assert_eq!(
         m["data"],
-        json!({"old_percentage": 10, "new_percentage": 25})
+        json!({"old_percentage": 10, "new_percentage": 25, "revision": 2})
     );
     assert!(m["timestamp"].is_string());
     post(
@@ -456,16 +459,11 @@ async fn the_websocket_stream_carries_changes_live() {
         json!({"reason": "bad"}),
     )
     .await;
-    let a: Value =
-        serde_json::from_str(next_message(&mut socket).await.to_text().unwrap()).unwrap();
-    let b: Value =
-        serde_json::from_str(next_message(&mut socket).await.to_text().unwrap()).unwrap();
+    let a = next_of(&mut socket, "rollback_triggered").await;
+    let b = next_of(&mut socket, "deployment_status_changed").await;
     assert_eq!(
-        (a["type"].as_str(), b["type"].as_str()),
-        (
-            Some("rollback_triggered"),
-            Some("deployment_status_changed")
-        )
+        (a["data"]["reason"].as_str(), b["data"]["revision"].as_u64()),
+        (Some("bad"), Some(3))
     );
     assert_eq!(
         (
@@ -479,13 +477,17 @@ async fn the_websocket_stream_carries_changes_live() {
 
 #[tokio::test]
 async fn races_over_http_end_in_one_consistent_outcome() {
-    let s = Server::sqlite();
+    races(&Server::sqlite()).await;
+}
+
+/// Promote, rollback and a percentage change fired together, then a double delete.
+async fn races(s: &Server) {
     for round in 0..5 {
-        let id = deployment(&s, json!({"queue_name": format!("race{round}"), "stable_version": "a", "canary_version": "b"})).await;
+        let id = deployment(s, json!({"queue_name": format!("race{round}"), "stable_version": "a", "canary_version": "b"})).await;
         let (pu, ru, cu) = (
-            url(&s, &format!("/api/v1/canary/deployments/{id}/promote")),
-            url(&s, &format!("/api/v1/canary/deployments/{id}/rollback")),
-            url(&s, &format!("/api/v1/canary/deployments/{id}/percentage")),
+            url(s, &format!("/api/v1/canary/deployments/{id}/promote")),
+            url(s, &format!("/api/v1/canary/deployments/{id}/rollback")),
+            url(s, &format!("/api/v1/canary/deployments/{id}/percentage")),
         );
         let promote = post(&pu, Value::Null);
         let rollback = post(&ru, json!({"reason": "race"}));
@@ -499,7 +501,7 @@ async fn races_over_http_end_in_one_consistent_outcome() {
             pc == 200 || pcb["code"] == "DEPLOYMENT_NOT_ACTIVE",
             "{pc} {pcb}"
         );
-        let (_, d) = get(&url(&s, &format!("/api/v1/canary/deployments/{id}"))).await;
+        let (_, d) = get(&url(s, &format!("/api/v1/canary/deployments/{id}"))).await;
         let expect = if p == 200 {
             ("completed", 100)
         } else {
@@ -515,7 +517,7 @@ async fn races_over_http_end_in_one_consistent_outcome() {
         // Double delete: one 204, one 404.
         let del = || {
             reqwest::Client::new()
-                .delete(url(&s, &format!("/api/v1/canary/deployments/{id}")))
+                .delete(url(s, &format!("/api/v1/canary/deployments/{id}")))
                 .bearer_auth(ADMIN)
                 .send()
         };
@@ -523,6 +525,27 @@ async fn races_over_http_end_in_one_consistent_outcome() {
         let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
         codes.sort_unstable();
         assert_eq!(codes, [204, 404]);
+    }
+}
+
+/// The next stream message of type `kind`, skipping the periodic metrics and
+/// health messages (which may arrive at any moment), waiting at most 10 s.
+async fn next_of<S>(socket: &mut S, kind: &str) -> Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let m: Value = serde_json::from_str(next_message(socket).await.to_text().unwrap()).unwrap();
+        match m["type"].as_str() {
+            Some(k) if k == kind => return m,
+            Some("metrics_updated" | "health_status_changed") => continue,
+            other => panic!("expected {kind}, got {other:?}: {m}"),
+        }
     }
 }
 
@@ -541,4 +564,146 @@ where
         .expect("a message within 10s")
         .unwrap()
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_streaming_and_streams_are_checked() {
+    let s = Server::sqlite();
+    let id = deployment(
+        &s,
+        json!({"queue_name": "revoke", "stable_version": "a", "canary_version": "b"}),
+    )
+    .await;
+    let (_, k) = post(
+        &url(&s, "/api/v1/api-keys"),
+        json!({"name": "watcher", "role": "viewer"}),
+    )
+    .await;
+    let key = k["key"].as_str().unwrap();
+    let ws_url = format!(
+        "{}/api/v1/canary/deployments/{id}/events",
+        s.url.replacen("http", "ws", 1)
+    );
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("x-api-key", key.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    next_of(&mut socket, "metrics_updated").await;
+    send(
+        Method::DELETE,
+        &url(
+            &s,
+            &format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap()),
+        ),
+        None,
+    )
+    .await;
+    // Within one tick (5 s) the server closes the stream.
+    let closed = tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) => return true,
+                Some(Ok(m)) if m.is_close() => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the stream of a revoked key is closed");
+}
+
+#[tokio::test]
+async fn seed_004_validation_codes_and_checked_inputs() {
+    let s = Server::sqlite();
+    // A missing field or a wrong type on the canary API is seed 004's VALIDATION_FAILED (400).
+    let (code, e) = post(
+        &url(&s, "/api/v1/canary/deployments"),
+        json!({"queue_name": "q", "stable_version": "v1"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            code,
+            e["code"].as_str(),
+            e["details"]["field"].as_str(),
+            e["details"]["problem"].as_str()
+        ),
+        (
+            400,
+            Some("VALIDATION_FAILED"),
+            Some("canary_version"),
+            Some("MISSING_FIELD")
+        ),
+        "{e}"
+    );
+    let (code, e) = send(
+        Method::PUT,
+        &url(&s, "/api/v1/canary/deployments/x/percentage"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (400, Some("VALIDATION_FAILED")),
+        "{e}"
+    );
+    let (code, e) = post(&url(&s, "/api/v1/canary/deployments"), json!({"queue_name": "q", "stable_version": "v1", "canary_version": "v2", "metrics_window": "48h"})).await;
+    assert_eq!(
+        (code, e["details"]["field"].as_str()),
+        (400, Some("metrics_window")),
+        "{e}"
+    );
+    // Seed 002's start with the percentage in the query string, as its signature implies.
+    let (code, d) = post(
+        &url(&s, "/admin/canary/start?image_tag=v9&traffic_percent=10"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (code, d["current_percent"].as_u64()),
+        (201, Some(10)),
+        "{d}"
+    );
+    // A job result must name a queue the worker serves.
+    post(
+        &url(&s, "/api/v1/canary/workers"),
+        json!({"id": "w", "version": "v9", "lane": "canary", "queues": ["default"]}),
+    )
+    .await;
+    let (code, e) = post(
+        &url(&s, "/api/v1/canary/workers/w/heartbeat"),
+        json!({"job_results": [{"queue": "elsewhere", "success": true}]}),
+    )
+    .await;
+    assert_eq!(
+        (code, e["details"]["field"].as_str()),
+        (400, Some("job_results[0].queue")),
+        "{e}"
+    );
+    let (code, _) = post(
+        &url(&s, "/api/v1/canary/workers/w/heartbeat"),
+        json!({"job_results": [{"queue": "default", "success": true}]}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, m) = get(&url(
+        &s,
+        &format!(
+            "/api/v1/canary/deployments/{}/metrics",
+            d["id"].as_str().unwrap()
+        ),
+    ))
+    .await;
+    assert_eq!(
+        m["canary"]["job_count"], 1,
+        "the result counted toward the only live deployment on the queue"
+    );
+}
+
+#[tokio::test]
+async fn races_over_http_on_postgres() {
+    let Some(db) = crate::harness::postgres_schema("races").await else {
+        return;
+    };
+    let s = Server::start(&db, tempfile::tempdir().unwrap());
+    races(&s).await;
 }
