@@ -328,14 +328,26 @@ async fn workers_body(s: &Store) {
                 duration_ms: Some(40.0),
                 timestamp: None,
             },
-            JobResult {
-                queue: "elsewhere".into(),
-                success: true,
-                duration_ms: None,
-                timestamp: None,
-            },
         ],
     };
+    // A result for a queue the worker doesn't serve refuses the whole beat.
+    let mut foreign = hb.clone();
+    foreign.job_results.push(JobResult {
+        queue: "elsewhere".into(),
+        success: true,
+        duration_ms: None,
+        timestamp: None,
+    });
+    let refused = s.heartbeat(&w.id, foreign, t(9)).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Domain(DomainError::Invalid { field, .. }) if field == "job_results[2].queue"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        s.get_worker("w-1").await.unwrap().last_seen,
+        t(0),
+        "a refused beat changes nothing"
+    );
     let (w2, _) = s.heartbeat(&w.id, hb, t(10)).await.unwrap();
     assert_eq!((w2.last_seen, w2.metrics.jobs_processed), (t(10), 3));
     let (_, again, _) = s.upsert_worker(w2.clone(), "w-1", t(11)).await.unwrap();
