@@ -17,7 +17,7 @@ use serin_core::metrics::LaneWindow;
 use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::{DomainError, Lane, SignalKind, Timestamp};
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// Which deployments to list.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -93,6 +93,20 @@ pub struct Observation {
     pub value: f64,
     /// When.
     pub ts: Timestamp,
+}
+
+/// Stored JSON that no longer reads back is a backend failure, not a client's.
+pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("stored JSON is unreadable: {e}"))
+}
+
+/// A record that isn't there.
+pub(crate) fn not_found(entity: crate::Entity, key: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        key: key.to_string(),
+        field: None,
+    }
 }
 
 /// Builds the stored event from what a change produced.

@@ -13,22 +13,10 @@ use tokio_postgres::Row;
 use super::{PgStore, pg_err};
 use crate::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
-    beat, check_job_queues, job_observations, revoked_event, stamp, status_change, tenant_key,
-    windows_from,
+    beat, check_job_queues, job_observations, json_err, not_found, revoked_event, stamp,
+    status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
-
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored JSON is unreadable: {e}"))
-}
-
-fn not_found(entity: Entity, key: &str) -> StoreError {
-    StoreError::NotFound {
-        entity,
-        key: key.to_string(),
-        field: None,
-    }
-}
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v).map_err(json_err)

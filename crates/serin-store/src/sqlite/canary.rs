@@ -11,22 +11,10 @@ use serin_core::{Lane, Timestamp};
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
-    beat, check_job_queues, job_observations, revoked_event, stamp, status_change, tenant_key,
-    windows_from,
+    beat, check_job_queues, job_observations, json_err, not_found, revoked_event, stamp,
+    status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
-
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("stored JSON is unreadable: {e}"))
-}
-
-fn not_found(entity: Entity, key: &str) -> StoreError {
-    StoreError::NotFound {
-        entity,
-        key: key.to_string(),
-        field: None,
-    }
-}
 
 pub(crate) fn insert_event(c: &Connection, e: &Event) -> Result<()> {
     c.prepare_cached(
