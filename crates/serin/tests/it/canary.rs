@@ -378,3 +378,57 @@ async fn durations_and_pagination() {
     let (_, products) = get(&format!("{}/api/v1/products?page_size=100", s.url)).await;
     assert!(products["pagination"].is_object() && products["items"].is_array());
 }
+
+#[tokio::test]
+async fn promoting_a_product_canary_makes_its_release_stable() {
+    let s = Server::sqlite();
+    let api = |p: &str| format!("{}{p}", s.url);
+    post(&api("/product"), json!({"name": "shop"})).await;
+    for v in ["1.0.0", "1.1.0"] {
+        let (_, r) = post(
+            &api("/release"),
+            json!({"product_name": "shop", "version": v}),
+        )
+        .await;
+        if v == "1.0.0" {
+            for st in ["approved", "released"] {
+                send(
+                    Method::PATCH,
+                    &api(&format!("/api/v1/releases/{}", r["id"])),
+                    Some(json!({"status": st})),
+                )
+                .await;
+            }
+        }
+    }
+    let (_, before) = get(&api("/release/shop/latest")).await;
+    assert_eq!(before["version"], "1.0.0");
+    let d = create(&s, json!({"queue_name": "shop-web", "stable_version": "1.0.0", "canary_version": "1.1.0", "product": "shop", "environment": "production", "percentage": 10})).await;
+    assert_eq!(
+        (d["product"].as_str(), d["environment"].as_str()),
+        (Some("shop"), Some("production"))
+    );
+    let (code, _) = post(
+        &url(
+            &s,
+            &format!("/deployments/{}/promote", d["id"].as_str().unwrap()),
+        ),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, after) = get(&api("/release/shop/latest")).await;
+    assert_eq!(
+        (after["version"].as_str(), after["status"].as_str()),
+        (Some("1.1.0"), Some("released")),
+        "the draft went through approved to released"
+    );
+    let (_, audit) = get(&api(
+        "/api/v1/audit-logs?resource_type=release&action=release_updated&page_size=100",
+    ))
+    .await;
+    assert_eq!(
+        audit["pagination"]["total_items"], 4,
+        "two steps for 1.0.0 by hand, two for 1.1.0 by the promotion"
+    );
+}
