@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod hub;
+pub mod latest;
 pub mod openapi;
 pub mod rate;
 pub mod routes;

@@ -53,6 +53,8 @@ pub struct AppState {
     pub rate: RateLimiter,
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// Each product's latest stable release, briefly.
+    pub latest: crate::latest::LatestCache,
     /// Open live event streams (WebSocket), bounded.
     pub streams: Arc<tokio::sync::Semaphore>,
     clock: Clock,
@@ -78,6 +80,7 @@ impl AppState {
             auth: Authenticator::default(),
             rate: RateLimiter::new(config.rate_limit),
             config: Arc::new(config),
+            latest: crate::latest::LatestCache::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }

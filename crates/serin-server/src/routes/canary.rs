@@ -303,11 +303,12 @@ async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
             status: Some(*s),
             description: None,
         };
-        if let Err(e) = state
+        let updated = state
             .store
             .update_release(r.id, &patch, who, state.now())
-            .await
-        {
+            .await;
+        state.latest.clear();
+        if let Err(e) = updated {
             tracing::warn!(error = %e, release = r.id, "cannot mark the promoted release as released");
             return;
         }

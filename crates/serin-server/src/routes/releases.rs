@@ -68,6 +68,7 @@ pub async fn create(
         .store
         .create_release(&new, &who.name, state.now())
         .await?;
+    state.latest.clear();
     Ok((StatusCode::CREATED, Json(release)))
 }
 
@@ -129,7 +130,12 @@ pub async fn latest(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
     let name = super::product_in_path(name)?;
-    Ok(Json(state.store.latest_stable(&name).await?))
+    if let Some(hit) = state.latest.get(&name) {
+        return Ok(Json(hit));
+    }
+    let release = state.store.latest_stable(&name).await?;
+    state.latest.put(&name, &release);
+    Ok(Json(release))
 }
 
 /// One release.
@@ -160,10 +166,10 @@ pub async fn update(
     ApiJson(patch): ApiJson<ReleasePatch>,
 ) -> ApiResult<Json<Release>> {
     patch.validate()?;
-    Ok(Json(
-        state
-            .store
-            .update_release(id, &patch, &who.name, state.now())
-            .await?,
-    ))
+    let release = state
+        .store
+        .update_release(id, &patch, &who.name, state.now())
+        .await?;
+    state.latest.clear();
+    Ok(Json(release))
 }
