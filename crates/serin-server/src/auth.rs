@@ -131,6 +131,16 @@ impl Authenticator {
         principal.ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))
     }
 
+    /// The principal for `key` if it was verified recently (no database lookup).
+    pub fn cached(&self, key: Option<&str>) -> Option<Principal> {
+        let hash = hash_key(key.filter(|k| !k.is_empty())?);
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&hash)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .and_then(|(p, _)| p.clone())
+    }
+
     /// Forgets every cached key (after a revocation).
     pub fn forget_all(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();

@@ -18,18 +18,42 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let Some(needed) = required_role(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
-    let principal = match state
-        .auth
-        .authenticate(&state.store, presented_key(req.headers()))
-        .await
-    {
+    let now = state.now().timestamp_micros() as f64 / 1e6;
+    // Failed authentications are counted per client address; an address that used
+    // up its allowance is refused before any key lookup reaches the database.
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let key = presented_key(req.headers());
+    let cached = state.auth.cached(key);
+    // A recently verified key passes even from a throttled address (so a flood from
+    // a shared address doesn't lock its real users out); anything that would need a
+    // database lookup is refused there.
+    if cached.is_none() && state.auth_failures.exhausted(&client, now) {
+        return too_many_failures();
+    }
+    let found = match cached {
+        Some(p) => Ok(p),
+        None => state.auth.authenticate(&state.store, key).await,
+    };
+    let principal = match found {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            if state
+                .auth_failures
+                .check(&client, now)
+                .is_some_and(|v| !v.allowed)
+            {
+                return too_many_failures();
+            }
+            return e.into_response();
+        }
     };
     if let Err(e) = authorize(&principal, needed) {
         return e.into_response();
     }
-    let now = state.now().timestamp_micros() as f64 / 1e6;
     let verdict = state.rate.check(&principal.key_id, now);
     if let Some(v) = verdict.filter(|v| !v.allowed) {
         let mut resp = ApiError::new(
@@ -54,6 +78,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         stamp(&mut resp, v);
     }
     resp
+}
+
+fn too_many_failures() -> Response {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "too many failed authentications from this address; wait a minute and use a valid API key",
+    )
+    .into_response()
 }
 
 fn stamp(resp: &mut Response, v: Verdict) {

@@ -65,6 +65,19 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `key` has no token left at `now`, without taking one.
+    pub fn exhausted(&self, key: &str, now: f64) -> bool {
+        let RateLimit { per_minute, burst } = self.limit;
+        if per_minute == 0 {
+            return false;
+        }
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.get(key).is_some_and(|b| {
+            let refilled = b.tokens + (now - b.at).max(0.0) * f64::from(per_minute) / 60.0;
+            refilled.min(f64::from(burst.max(1))) < 1.0
+        })
+    }
+
     /// Takes a token for `key` at `now` (Unix seconds, fractional).
     pub fn check(&self, key: &str, now: f64) -> Option<Verdict> {
         let RateLimit { per_minute, burst } = self.limit;
@@ -137,5 +150,18 @@ mod tests {
             .check("k", t)
             .is_none()
         );
+    }
+
+    #[test]
+    fn exhausted_peeks_without_taking() {
+        let r = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 1,
+        });
+        assert!(!r.exhausted("k", 0.0), "an unknown key has its full burst");
+        r.check("k", 0.0);
+        assert!(r.exhausted("k", 0.5));
+        assert!(r.exhausted("k", 0.5), "peeking took nothing");
+        assert!(!r.exhausted("k", 1.0), "refilled after a second at 60/min");
     }
 }

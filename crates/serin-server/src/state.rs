@@ -20,6 +20,9 @@ pub struct ServerConfig {
     pub max_live_deployments: Option<u32>,
     /// Per-key rate limits.
     pub rate_limit: RateLimit,
+    /// Failed authentications allowed per client address (a burst of a third of
+    /// the per-minute figure); beyond, 429 without a database lookup. 0: off.
+    pub auth_failures_per_minute: u32,
     /// The target of seed 002's `/admin/canary/*` endpoints.
     pub default_queue: String,
     /// Its tenant.
@@ -33,6 +36,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_live_deployments: Some(50),
             rate_limit: RateLimit::default(),
+            auth_failures_per_minute: 30,
             default_queue: "default".into(),
             default_tenant: None,
             worker_timeout: std::time::Duration::from_secs(60),
@@ -51,6 +55,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-key rate limits.
     pub rate: RateLimiter,
+    /// Failed authentications per client address.
+    pub auth_failures: RateLimiter,
     /// Settings.
     pub config: Arc<ServerConfig>,
     /// Each product's latest stable release, briefly.
@@ -79,6 +85,10 @@ impl AppState {
             hub: Hub::default(),
             auth: Authenticator::default(),
             rate: RateLimiter::new(config.rate_limit),
+            auth_failures: RateLimiter::new(RateLimit {
+                per_minute: config.auth_failures_per_minute,
+                burst: (config.auth_failures_per_minute / 3).max(1),
+            }),
             config: Arc::new(config),
             latest: crate::latest::LatestCache::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),

@@ -119,6 +119,9 @@ pub struct UpArgs {
     /// Requests an API key may make at once before the per-minute rate applies (default 20).
     #[arg(long, env = "SERIN_RATE_BURST", value_name = "N")]
     pub rate_burst: Option<String>,
+    /// Failed authentications allowed per client address per minute (default 30; 0 turns the limit off).
+    #[arg(long, env = "SERIN_AUTH_FAILURE_LIMIT", value_name = "N")]
+    pub auth_failure_limit: Option<String>,
     /// Most active canary deployments per tenant (default 50; 0 for no limit).
     #[arg(long, env = "SERIN_MAX_ACTIVE_DEPLOYMENTS", value_name = "N")]
     pub max_active_deployments: Option<String>,

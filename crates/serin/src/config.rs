@@ -29,6 +29,7 @@ const FILE_KEYS: &[&str] = &[
     "log_level",
     "rate_limit",
     "rate_burst",
+    "auth_failure_limit",
     "max_active_deployments",
     "default_queue",
     "default_tenant",
@@ -147,6 +148,13 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         20,
         1..=1_000_000_000,
     );
+    let auth_failures = l.number(
+        &up.auth_failure_limit,
+        "auth_failure_limit",
+        "SERIN_AUTH_FAILURE_LIMIT",
+        30,
+        0..=1_000_000,
+    );
     let max_active = l.number(
         &up.max_active_deployments,
         "max_active_deployments",
@@ -192,6 +200,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                     per_minute: per_minute as u32,
                     burst: burst as u32,
                 },
+                auth_failures_per_minute: auth_failures as u32,
                 default_queue,
                 default_tenant,
                 worker_timeout,
@@ -304,6 +313,7 @@ mod tests {
             log_level: None,
             rate_limit: None,
             rate_burst: None,
+            auth_failure_limit: None,
             max_active_deployments: None,
             default_queue: None,
             default_tenant: None,

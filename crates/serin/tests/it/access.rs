@@ -366,3 +366,36 @@ async fn rate_limits_per_key_with_headers() {
     assert_eq!(health.status().as_u16(), 200);
     assert!(!health.headers().contains_key("x-ratelimit-limit"));
 }
+
+#[tokio::test]
+async fn failed_authentications_are_throttled_per_address() {
+    // 6 a minute: a burst of 2, then one every 10 s.
+    let s = Server::sqlite_with(&[("SERIN_RATE_LIMIT", "0"), ("SERIN_AUTH_FAILURE_LIMIT", "6")]);
+    let products = format!("{}/api/v1/products", s.url);
+    // Verify the real key once, so that it is in the cache.
+    assert_eq!(send_as(ADMIN, Method::GET, &products, None).await.0, 200);
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let (code, body) = send_as(&format!("srn_guess_{i}"), Method::GET, &products, None).await;
+        codes.push((code, body["code"].as_str().unwrap_or_default().to_string()));
+    }
+    let got: Vec<(u16, &str)> = codes.iter().map(|(c, s)| (*c, s.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (401, "UNAUTHORIZED"),
+            (401, "UNAUTHORIZED"),
+            (429, "RATE_LIMITED"),
+            (429, "RATE_LIMITED")
+        ]
+    );
+    // The address is throttled, but a key verified moments ago still works.
+    assert_eq!(send_as(ADMIN, Method::GET, &products, None).await.0, 200);
+    // Public routes are untouched.
+    assert_eq!(
+        send_as("", Method::GET, &format!("{}/api/v1/health", s.url), None)
+            .await
+            .0,
+        200
+    );
+}

@@ -33,7 +33,11 @@ impl Server {
 
     /// Starts on `database_url`, keeping `dir` alive.
     pub fn start(database_url: &str, dir: tempfile::TempDir) -> Server {
-        Server::start_with(database_url, dir, &[("SERIN_RATE_LIMIT", "0")])
+        Server::start_with(
+            database_url,
+            dir,
+            &[("SERIN_RATE_LIMIT", "0"), ("SERIN_AUTH_FAILURE_LIMIT", "0")],
+        )
     }
 
     /// Starts with extra environment variables.
