@@ -223,6 +223,15 @@ impl Store {
         dispatch!(self, b => b.list_releases(product, offset, limit))
     }
 
+    /// A product's release with this version, if there is one.
+    pub async fn release_by_version(
+        &self,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<Release>> {
+        dispatch!(self, b => b.release_by_version(product, version))
+    }
+
     /// One release by id.
     pub async fn get_release(&self, id: i64) -> Result<Release> {
         dispatch!(self, b => b.get_release(id))

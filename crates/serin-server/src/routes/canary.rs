@@ -273,25 +273,20 @@ pub async fn promote(
 /// promotion itself has happened.
 async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
     let Some(product) = &d.product else { return };
-    let mut page = 0;
-    let release = loop {
-        match state.store.list_releases(product, page * 100, 100).await {
-            Ok(p) if p.items.is_empty() => break None,
-            Ok(p) => {
-                if let Some(r) = p.items.into_iter().find(|r| r.version == d.canary_version) {
-                    break Some(r);
-                }
-                page += 1;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, product, "cannot look up the promoted release");
-                return;
-            }
+    let r = match state
+        .store
+        .release_by_version(product, &d.canary_version)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::info!(product, version = %d.canary_version, "promoted version is not a release Serin knows");
+            return;
         }
-    };
-    let Some(r) = release else {
-        tracing::info!(product, version = %d.canary_version, "promoted version is not a release Serin knows");
-        return;
+        Err(e) => {
+            tracing::warn!(error = %e, product, "cannot look up the promoted release");
+            return;
+        }
     };
     let steps: &[ReleaseStatus] = match r.status {
         ReleaseStatus::Draft => &[ReleaseStatus::Approved, ReleaseStatus::Released],

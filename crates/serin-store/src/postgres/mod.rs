@@ -318,6 +318,26 @@ impl PgStore {
         })
     }
 
+    pub(crate) async fn release_by_version(
+        &self,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<Release>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "{RELEASE_SELECT} WHERE p.name = $1 AND r.version = $2"
+            ))
+            .await
+            .map_err(pg_err)?;
+        client
+            .query_opt(&stmt, &[&product, &version])
+            .await
+            .map_err(pg_err)?
+            .map(|r| release_row(&r))
+            .transpose()
+    }
+
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
         let client = self.client().await?;
         release_by_id(&client, id, false).await

@@ -332,6 +332,25 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn release_by_version(
+        &self,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<Release>> {
+        let (product, version) = (product.to_string(), version.to_string());
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "{RELEASE_SELECT} WHERE p.name = ?1 AND r.version = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![product, version], release_row)
+                    .optional()
+            })
+            .map_err(sql_err)
+        })
+        .await
+    }
+
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
         self.read(move |c| release_by_id(c, id)).await
     }

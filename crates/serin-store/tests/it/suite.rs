@@ -237,6 +237,20 @@ async fn releases_and_transitions_body(s: &Store) {
             ..
         })
     ));
+    let by_version = s.release_by_version("web", "1.0.0").await.unwrap().unwrap();
+    assert_eq!(by_version.id, id);
+    assert!(
+        s.release_by_version("web", "9.9.9")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.release_by_version("nope", "1.0.0")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let list = s.list_releases("web", 0, 100).await.unwrap().items;
     assert_eq!(list.len(), 1);
 }
