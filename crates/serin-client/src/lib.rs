@@ -310,6 +310,22 @@ impl Client {
         .await
     }
 
+    /// Pauses a deployment's automation (manual changes stay allowed).
+    pub async fn pause(&self, id: &str, reason: Option<&str>) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{}/pause", Self::dep(id)),
+            Some(&json!({"reason": reason})),
+        )
+        .await
+    }
+
+    /// Resumes a paused deployment.
+    pub async fn resume(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("{}/resume", Self::dep(id)), None)
+            .await
+    }
+
     /// Deletes a finished deployment.
     pub async fn delete_deployment(&self, id: &str) -> Result<(), ClientError> {
         let url = format!("{}{}", self.base, Self::dep(id));

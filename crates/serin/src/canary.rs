@@ -76,6 +76,10 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::Rollback { id, reason } => {
             print_value(args.output, &c.rollback(&id, &reason).await?)
         }
+        CanaryCmd::Pause { id, reason } => {
+            print_value(args.output, &c.pause(&id, reason.as_deref()).await?)
+        }
+        CanaryCmd::Resume(d) => print_value(args.output, &c.resume(&d.id).await?),
         CanaryCmd::Delete(d) => {
             c.delete_deployment(&d.id).await?;
             if args.output == Output::Table {

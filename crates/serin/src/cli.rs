@@ -58,7 +58,7 @@ pub enum Command {
     /// Signals: send one, or a batch from a file or stdin.
     #[command(subcommand)]
     Signal(SignalCmd),
-    /// Canary deployments: create, list, get, set-percent, promote, rollback, delete, health, metrics, events, profiles.
+    /// Canary deployments: create, list, get, set-percent, pause, resume, promote, rollback, delete, health, metrics, events, profiles.
     #[command(subcommand)]
     Canary(CanaryCmd),
     /// Workers: list, register, status.
@@ -287,6 +287,16 @@ pub enum CanaryCmd {
         #[arg(long, short = 'r', default_value = "manual rollback from the CLI")]
         reason: String,
     },
+    /// Pause a deployment's automation (manual changes stay allowed).
+    Pause {
+        /// The deployment's id.
+        id: String,
+        /// Why.
+        #[arg(long, short = 'r')]
+        reason: Option<String>,
+    },
+    /// Resume a paused deployment.
+    Resume(DeploymentId),
     /// Delete a completed or failed deployment.
     Delete(DeploymentId),
     /// Health checks against the deployment's thresholds.

@@ -202,6 +202,16 @@ fn canary_worker_and_apikey_commands() {
     );
     let set = stdout(&server.cli(&["canary", "set-percent", &id, "20"]));
     assert!(set.contains("percentage: 20"), "{set}");
+    let paused = stdout(&server.cli(&["canary", "pause", &id, "--reason", "looking at p95"]));
+    assert!(
+        paused.contains("Deployment paused") && paused.contains("looking at p95"),
+        "{paused}"
+    );
+    assert_eq!(
+        json(&server.cli(&["canary", "get", &id, "-o", "json"]))["status"],
+        "paused"
+    );
+    stdout(&server.cli(&["canary", "resume", &id]));
     let health = stdout(&server.cli(&["canary", "health", &id]));
     assert!(
         health.starts_with("overall: unknown") && health.contains("Sample Size"),
