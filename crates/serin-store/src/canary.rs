@@ -247,6 +247,28 @@ pub(crate) fn status_change(w: &mut Worker, to: WorkerStatus) -> Vec<NewEvent> {
     }]
 }
 
+/// Applies `change` to a deployment loaded inside the write transaction: the
+/// revision must be the one the caller expected (when it said), and a change that
+/// causes no event changes nothing. Returns the revision the deployment had and the
+/// events to record, or `None` when there is nothing to write.
+pub(crate) fn apply_change(
+    d: &mut Deployment,
+    expected: Option<u64>,
+    change: DeploymentChange,
+) -> Result<Option<(u64, Vec<NewEvent>)>> {
+    let old = d.revision;
+    if let Some(e) = expected
+        && e != old
+    {
+        return Err(StoreError::RevisionMismatch {
+            expected: e,
+            actual: Some(old),
+        });
+    }
+    let events = change(d)?;
+    Ok((!events.is_empty()).then_some((old, events)))
+}
+
 /// The change of a deployment the store applies inside its transaction.
 pub type DeploymentChange =
     Box<dyn FnOnce(&mut Deployment) -> std::result::Result<Vec<NewEvent>, DomainError> + Send>;

@@ -12,9 +12,9 @@ use tokio_postgres::Row;
 
 use super::{PgStore, pg_err};
 use crate::canary::{
-    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
-    beat, check_job_queues, job_observations, json_err, not_found, revoked_event, stamp,
-    status_change, tenant_key, windows_from,
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged,
+    apply_change, attribute, beat, check_job_queues, job_observations, json_err, not_found,
+    revoked_event, stamp, status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -24,6 +24,20 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
 
 fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     serde_json::from_value(v).map_err(json_err)
+}
+
+/// Stamps new events with the actor and time and records them.
+async fn record(
+    c: &impl GenericClient,
+    new: Vec<NewEvent>,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    let events: Vec<Event> = new.into_iter().map(|e| stamp(e, actor, now)).collect();
+    for e in &events {
+        insert_event(c, e).await?;
+    }
+    Ok(events)
 }
 
 pub(crate) async fn insert_event(c: &impl GenericClient, e: &Event) -> Result<()> {
@@ -308,19 +322,9 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let mut d = load_deployment(&tx, id, true).await?;
-        let old = d.revision;
-        if let Some(e) = expected
-            && e != old
-        {
-            return Err(StoreError::RevisionMismatch {
-                expected: e,
-                actual: Some(old),
-            });
-        }
-        let new_events = change(&mut d)?;
-        if new_events.is_empty() {
+        let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
             return Ok((d, Vec::new()));
-        }
+        };
         let n = tx
             .execute(
                 "UPDATE deployments SET status = $2, live = $3, revision = $4, body = $5 WHERE id = $1 AND revision = $6",
@@ -334,13 +338,7 @@ impl PgStore {
                 actual: None,
             });
         }
-        let events: Vec<Event> = new_events
-            .into_iter()
-            .map(|e| stamp(e, actor, now))
-            .collect();
-        for e in &events {
-            insert_event(&tx, e).await?;
-        }
+        let events = record(&tx, new_events, actor, now).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok((d, events))
     }
@@ -530,14 +528,9 @@ impl PgStore {
         let mut w = load_worker(&tx, id, true)
             .await?
             .ok_or_else(|| not_found(Entity::Worker, id))?;
-        let events: Vec<Event> = status_change(&mut w, status)
-            .into_iter()
-            .map(|e| stamp(e, actor, now))
-            .collect();
+        let changes = status_change(&mut w, status);
         save_worker(&tx, &w).await?;
-        for e in &events {
-            insert_event(&tx, e).await?;
-        }
+        let events = record(&tx, changes, actor, now).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok((w, events))
     }
@@ -554,14 +547,9 @@ impl PgStore {
             .await?
             .ok_or_else(|| not_found(Entity::Worker, id))?;
         check_job_queues(&w, &hb)?;
-        let events: Vec<Event> = beat(&mut w, &hb, now)
-            .into_iter()
-            .map(|e| stamp(e, &w.id, now))
-            .collect();
+        let changes = beat(&mut w, &hb, now);
         save_worker(&tx, &w).await?;
-        for e in &events {
-            insert_event(&tx, e).await?;
-        }
+        let events = record(&tx, changes, &w.id, now).await?;
         let mut queues: Vec<&str> = hb.job_results.iter().map(|j| j.queue.as_str()).collect();
         queues.sort_unstable();
         queues.dedup();

@@ -3,18 +3,27 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serin_core::deployment::Deployment;
-use serin_core::event::{Event, EventType};
+use serin_core::event::{Event, EventType, NewEvent};
 use serin_core::metrics::LaneWindow;
 use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::canary::{
-    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged, attribute,
-    beat, check_job_queues, job_observations, json_err, not_found, revoked_event, stamp,
-    status_change, tenant_key, windows_from,
+    ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged,
+    apply_change, attribute, beat, check_job_queues, job_observations, json_err, not_found,
+    revoked_event, stamp, status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
+
+/// Stamps new events with the actor and time and records them.
+fn record(c: &Connection, new: Vec<NewEvent>, actor: &str, now: Timestamp) -> Result<Vec<Event>> {
+    let events: Vec<Event> = new.into_iter().map(|e| stamp(e, actor, now)).collect();
+    for e in &events {
+        insert_event(c, e)?;
+    }
+    Ok(events)
+}
 
 pub(crate) fn insert_event(c: &Connection, e: &Event) -> Result<()> {
     c.prepare_cached(
@@ -229,27 +238,11 @@ impl SqliteStore {
         self.writer
             .write(move |c| {
                 let mut d = load_deployment(c, &id)?;
-                let old = d.revision;
-                if let Some(e) = expected
-                    && e != old
-                {
-                    return Err(StoreError::RevisionMismatch {
-                        expected: e,
-                        actual: Some(old),
-                    });
-                }
-                let new_events = change(&mut d)?;
-                if new_events.is_empty() {
+                let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
                     return Ok((d, Vec::new()));
-                }
+                };
                 save_deployment(c, &d, old)?;
-                let events: Vec<Event> = new_events
-                    .into_iter()
-                    .map(|e| stamp(e, &actor, now))
-                    .collect();
-                for e in &events {
-                    insert_event(c, e)?;
-                }
+                let events = record(c, new_events, &actor, now)?;
                 Ok((d, events))
             })
             .await
@@ -371,7 +364,7 @@ impl SqliteStore {
                 w.last_seen = now;
                 save_worker(c, &w)?;
                 let e = stamp(
-                    serin_core::event::NewEvent {
+                    NewEvent {
                         kind: EventType::WorkerRegistered,
                         resource_type: "worker",
                         resource_id: w.id.clone(),
@@ -427,14 +420,9 @@ impl SqliteStore {
         self.writer
             .write(move |c| {
                 let mut w = load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id))?;
-                let events: Vec<Event> = status_change(&mut w, status)
-                    .into_iter()
-                    .map(|e| stamp(e, &actor, now))
-                    .collect();
+                let changes = status_change(&mut w, status);
                 save_worker(c, &w)?;
-                for e in &events {
-                    insert_event(c, e)?;
-                }
+                let events = record(c, changes, &actor, now)?;
                 Ok((w, events))
             })
             .await
@@ -451,11 +439,9 @@ impl SqliteStore {
             .write(move |c| {
                 let mut w = load_worker(c, &id)?.ok_or_else(|| not_found(Entity::Worker, &id))?;
                 check_job_queues(&w, &hb)?;
-                let events: Vec<Event> = beat(&mut w, &hb, now).into_iter().map(|e| stamp(e, &w.id, now)).collect();
+                                let changes = beat(&mut w, &hb, now);
                 save_worker(c, &w)?;
-                for e in &events {
-                    insert_event(c, e)?;
-                }
+                let events = record(c, changes, &w.id, now)?;
                 let mut queues: Vec<&str> = hb.job_results.iter().map(|j| j.queue.as_str()).collect();
                 queues.sort_unstable();
                 queues.dedup();
