@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
 use crate::product::{validate_description, validate_text};
+use crate::traffic::TrafficRules;
 use crate::{DomainError, Timestamp};
 
 /// The longest metrics window: metrics are computed from the window's raw
@@ -322,6 +323,9 @@ pub struct Deployment {
     pub upstreams: Upstreams,
     /// Which HTTP requests it serves (for the proxy).
     pub route: Route,
+    /// How the proxy chooses lanes and talks to upstreams.
+    #[serde(default)]
+    pub traffic: TrafficRules,
     /// Why it is paused, failed, or was rolled back.
     pub status_reason: Option<String>,
     /// Optimistic-concurrency revision, raised by every change.
@@ -393,6 +397,26 @@ pub struct NewDeployment {
     /// Which HTTP requests it serves.
     #[serde(default)]
     pub route: Option<Route>,
+    /// How the proxy chooses lanes (override header, affinity, rules, sticky key).
+    #[serde(default)]
+    pub traffic: Option<TrafficRules>,
+}
+
+/// A change of a deployment's HTTP routing (`PUT …/routing`): each field given
+/// replaces the current one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoutingChange {
+    /// New endpoints per lane.
+    #[serde(default)]
+    pub upstreams: Option<Upstreams>,
+    /// New request match.
+    #[serde(default)]
+    pub route: Option<Route>,
+    /// New traffic rules.
+    #[serde(default)]
+    pub traffic: Option<TrafficRules>,
 }
 
 /// Reads a percentage: an integer from 0 to 100.
@@ -438,6 +462,37 @@ fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
             format!("`{url}` is not an http:// or https:// URL with a host"),
         )),
     }
+}
+
+/// Checks a deployment's HTTP routing fields.
+fn check_routing(
+    upstreams: &Upstreams,
+    route: &Route,
+    traffic: &TrafficRules,
+) -> Result<(), DomainError> {
+    for (lane, urls) in [("stable", &upstreams.stable), ("canary", &upstreams.canary)] {
+        if urls.len() > 64 {
+            return Err(DomainError::invalid(
+                format!("upstreams.{lane}"),
+                "at most 64 endpoints per lane",
+            ));
+        }
+        for (i, u) in urls.iter().enumerate() {
+            check_url(&format!("upstreams.{lane}[{i}]"), u)?;
+        }
+    }
+    if let Some(p) = &route.path_prefix
+        && !p.starts_with('/')
+    {
+        return Err(DomainError::invalid(
+            "route.path_prefix",
+            "must start with '/'",
+        ));
+    }
+    if let Some(h) = &route.host {
+        short_text("route.host", h, 253)?;
+    }
+    traffic.validate()
 }
 
 impl NewDeployment {
@@ -507,23 +562,9 @@ impl NewDeployment {
             None => 0,
         };
         let upstreams = self.upstreams.unwrap_or_default();
-        for (lane, urls) in [("stable", &upstreams.stable), ("canary", &upstreams.canary)] {
-            for (i, u) in urls.iter().enumerate() {
-                check_url(&format!("upstreams.{lane}[{i}]"), u)?;
-            }
-        }
         let route = self.route.unwrap_or_default();
-        if let Some(p) = &route.path_prefix
-            && !p.starts_with('/')
-        {
-            return Err(DomainError::invalid(
-                "route.path_prefix",
-                "must start with '/'",
-            ));
-        }
-        if let Some(h) = &route.host {
-            short_text("route.host", h, 253)?;
-        }
+        let traffic = self.traffic.unwrap_or_default();
+        check_routing(&upstreams, &route, &traffic)?;
         for (field, v) in [
             ("product", &self.product),
             ("environment", &self.environment),
@@ -553,6 +594,7 @@ impl NewDeployment {
             environment: self.environment,
             upstreams,
             route,
+            traffic,
             status_reason: None,
             revision: 1,
         };
@@ -762,6 +804,46 @@ impl Deployment {
             EventType::DeploymentResumed,
             "Deployment resumed".into(),
             json!({"old_status": "paused", "new_status": "active"}),
+        )])
+    }
+
+    /// Changes the HTTP routing (live deployments only). No event when nothing changes.
+    pub fn set_routing(
+        &mut self,
+        change: RoutingChange,
+        now: Timestamp,
+    ) -> Result<Vec<NewEvent>, DomainError> {
+        self.require_live("change its routing")?;
+        let upstreams = change.upstreams.unwrap_or_else(|| self.upstreams.clone());
+        let route = change.route.unwrap_or_else(|| self.route.clone());
+        let traffic = change.traffic.unwrap_or_else(|| self.traffic.clone());
+        check_routing(&upstreams, &route, &traffic)?;
+        let mut changed = Vec::new();
+        if upstreams != self.upstreams {
+            changed.push("upstreams");
+        }
+        if route != self.route {
+            changed.push("route");
+        }
+        if traffic != self.traffic {
+            changed.push("traffic");
+        }
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let old = json!({"upstreams": self.upstreams, "route": self.route, "traffic": self.traffic});
+        self.upstreams = upstreams;
+        self.route = route;
+        self.traffic = traffic;
+        self.touch(now);
+        Ok(vec![self.event(
+            EventType::RoutingUpdated,
+            format!("Routing updated: {}", changed.join(", ")),
+            json!({
+                "changed": changed,
+                "old": old,
+                "new": {"upstreams": self.upstreams, "route": self.route, "traffic": self.traffic},
+            }),
         )])
     }
 

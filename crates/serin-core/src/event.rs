@@ -28,6 +28,8 @@ pub enum EventType {
     HealthCheckFailed,
     /// Automatic promotion rules fired.
     AutoPromotionTriggered,
+    /// A deployment's upstreams, route or traffic rules changed.
+    RoutingUpdated,
     /// A deployment's automation was paused.
     DeploymentPaused,
     /// A paused deployment was resumed.
@@ -62,6 +64,7 @@ impl EventType {
             EventType::DeploymentRolledBack => "deployment_rolled_back",
             EventType::HealthCheckFailed => "health_check_failed",
             EventType::AutoPromotionTriggered => "auto_promotion_triggered",
+            EventType::RoutingUpdated => "routing_updated",
             EventType::DeploymentPaused => "deployment_paused",
             EventType::DeploymentResumed => "deployment_resumed",
             EventType::DeploymentDeleted => "deployment_deleted",

@@ -20,6 +20,9 @@
 //! - [`routing`]: lane choice and the documented key hash.
 //! - [`metrics`]: lane snapshots over a window and seed 004's health checks.
 //! - [`worker`]: workers, heartbeats and job results.
+//! - [`traffic`]: HTTP lane choice (override, affinity, match rules, percentage).
+//! - [`histogram`]: log-linear latency histograms that merge.
+//! - [`proxy`]: route sets for proxies and the lane buckets they report.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -27,12 +30,15 @@ pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod event;
+pub mod histogram;
 pub mod metrics;
 pub mod page;
 pub mod product;
+pub mod proxy;
 pub mod release;
 pub mod routing;
 pub mod signal;
+pub mod traffic;
 pub mod worker;
 
 pub use error::DomainError;

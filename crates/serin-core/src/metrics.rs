@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::deployment::Deployment;
 use crate::duration::GoDuration;
+use crate::histogram::Histogram;
+use crate::proxy::LaneBucket;
 
 /// What one lane did in the window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,12 +34,24 @@ pub struct LaneWindow {
     pub success: u64,
     /// Failed ones.
     pub errors: u64,
-    /// Latencies, ms.
+    /// Latencies, ms (from signals and job results, exact).
     pub latencies_ms: Vec<f64>,
+    /// Latencies counted by the proxy, in buckets.
+    pub latency: Histogram,
     /// Latest `queue_depth` gauge.
     pub queue_depth: Option<f64>,
     /// Latest `dead_letters` gauge.
     pub dead_letters: Option<f64>,
+}
+
+impl LaneWindow {
+    /// Adds one second of proxy counts.
+    pub fn add_bucket(&mut self, b: &LaneBucket) {
+        let errors = b.errors().min(b.requests);
+        self.success += b.requests - errors;
+        self.errors += errors;
+        self.latency.merge(&b.latency);
+    }
 }
 
 /// The lane's live workers.
@@ -138,6 +152,19 @@ pub fn snapshot(
     let pct = |n: u64| (jobs > 0).then(|| round(n as f64 / jobs as f64 * 100.0, 2));
     let mut lat = lane.latencies_ms.clone();
     lat.sort_by(f64::total_cmp);
+    // With proxy histograms, exact values join the buckets and every figure comes
+    // from the merged histogram; without, the exact values are used as they are.
+    let hist = (!lane.latency.is_empty()).then(|| {
+        let mut h = lane.latency.clone();
+        for v in &lat {
+            h.record_ms(*v);
+        }
+        h
+    });
+    let q = |p: f64| match &hist {
+        Some(h) => h.quantile_ms(p),
+        None => percentile(&lat, p),
+    };
     let secs = (window.1 - window.0).num_milliseconds() as f64 / 1000.0;
     let r1 = |o: Option<f64>| o.map(|v| round(v, 1));
     MetricsSnapshot {
@@ -149,11 +176,11 @@ pub fn snapshot(
         error_count: lane.errors,
         error_rate: pct(lane.errors),
         success_rate: pct(lane.success),
-        avg_latency: r1(mean(&lat)),
-        p50_latency: r1(percentile(&lat, 0.50)),
-        p95_latency: r1(percentile(&lat, 0.95)),
-        p99_latency: r1(percentile(&lat, 0.99)),
-        max_latency: r1(lat.last().copied()),
+        avg_latency: r1(hist.as_ref().map_or_else(|| mean(&lat), Histogram::mean_ms)),
+        p50_latency: r1(q(0.50)),
+        p95_latency: r1(q(0.95)),
+        p99_latency: r1(q(0.99)),
+        max_latency: r1(hist.as_ref().map_or_else(|| lat.last().copied(), Histogram::max_ms)),
         jobs_per_second: if secs > 0.0 {
             round(jobs as f64 / secs, 2)
         } else {
@@ -408,6 +435,32 @@ mod tests {
             latencies_ms: lat.to_vec(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn proxy_buckets_merge_with_exact_values() {
+        let mut w = lane(1, 0, &[100.0]);
+        let mut latency = Histogram::default();
+        for ms in 1..=99 {
+            latency.record_ms(f64::from(ms));
+        }
+        w.add_bucket(&LaneBucket {
+            deployment_id: "d".into(),
+            lane: crate::Lane::Canary,
+            second: 0,
+            requests: 101,
+            errors_5xx: 1,
+            errors_connect: 1,
+            errors_timeout: 0,
+            latency,
+        });
+        assert_eq!((w.success, w.errors), (100, 2));
+        let s = snapshot(&w, &LaneWorkers::default(), "v2", (t0(), t0() + Duration::seconds(10)), t0());
+        assert_eq!(s.job_count, 102);
+        assert_eq!(s.max_latency, Some(100.0));
+        let p50 = s.p50_latency.unwrap();
+        assert!((p50 - 50.0).abs() <= 0.5, "{p50}");
+        assert!((s.avg_latency.unwrap() - 50.5).abs() < 0.1);
     }
 
     fn snaps(
