@@ -831,7 +831,8 @@ impl Deployment {
         if changed.is_empty() {
             return Ok(Vec::new());
         }
-        let old = json!({"upstreams": self.upstreams, "route": self.route, "traffic": self.traffic});
+        let old =
+            json!({"upstreams": self.upstreams, "route": self.route, "traffic": self.traffic});
         self.upstreams = upstreams;
         self.route = route;
         self.traffic = traffic;

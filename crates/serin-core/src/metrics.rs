@@ -180,7 +180,9 @@ pub fn snapshot(
         p50_latency: r1(q(0.50)),
         p95_latency: r1(q(0.95)),
         p99_latency: r1(q(0.99)),
-        max_latency: r1(hist.as_ref().map_or_else(|| lat.last().copied(), Histogram::max_ms)),
+        max_latency: r1(hist
+            .as_ref()
+            .map_or_else(|| lat.last().copied(), Histogram::max_ms)),
         jobs_per_second: if secs > 0.0 {
             round(jobs as f64 / secs, 2)
         } else {
@@ -455,7 +457,13 @@ mod tests {
             latency,
         });
         assert_eq!((w.success, w.errors), (100, 2));
-        let s = snapshot(&w, &LaneWorkers::default(), "v2", (t0(), t0() + Duration::seconds(10)), t0());
+        let s = snapshot(
+            &w,
+            &LaneWorkers::default(),
+            "v2",
+            (t0(), t0() + Duration::seconds(10)),
+            t0(),
+        );
         assert_eq!(s.job_count, 102);
         assert_eq!(s.max_latency, Some(100.0));
         let p50 = s.p50_latency.unwrap();

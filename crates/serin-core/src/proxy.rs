@@ -105,7 +105,8 @@ impl RouteSet {
                 }
             }
         }
-        let mut routes: Vec<ProxyRoute> = newest.values().filter_map(|d| ProxyRoute::of(d)).collect();
+        let mut routes: Vec<ProxyRoute> =
+            newest.values().filter_map(|d| ProxyRoute::of(d)).collect();
         routes.sort_by(|a, b| a.deployment_id.cmp(&b.deployment_id));
         RouteSet::new(routes)
     }
@@ -165,7 +166,10 @@ impl LaneBucket {
         self.latency.check()?;
         let now = now.timestamp();
         if self.second < now - 7 * 86_400 || self.second > now + 300 {
-            return Err(format!("second {} is not within the last week", self.second));
+            return Err(format!(
+                "second {} is not within the last week",
+                self.second
+            ));
         }
         Ok(())
     }

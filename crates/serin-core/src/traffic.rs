@@ -372,10 +372,7 @@ impl TrafficRules {
             None => {}
         }
         if self.rules.len() > 100 {
-            return Err(DomainError::invalid(
-                "traffic.rules",
-                "at most 100 rules",
-            ));
+            return Err(DomainError::invalid("traffic.rules", "at most 100 rules"));
         }
         if self.timeout == GoDuration::ZERO || self.timeout > GoDuration::from_hours(1) {
             return Err(DomainError::invalid(
@@ -398,9 +395,9 @@ impl TrafficRules {
                 Condition::UserId(ids) if !ids.is_empty() => Compiled::UserId(ids.clone()),
                 Condition::Country(codes)
                     if !codes.is_empty()
-                        && codes
-                            .iter()
-                            .all(|c| c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic())) =>
+                        && codes.iter().all(|c| {
+                            c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic())
+                        }) =>
                 {
                     Compiled::Country(codes.iter().map(|c| c.to_ascii_uppercase()).collect())
                 }
@@ -449,7 +446,11 @@ impl LaneChooser {
             }
         }
         if percent == 0 || percent >= 100 {
-            let lane = if percent == 0 { Lane::Stable } else { Lane::Canary };
+            let lane = if percent == 0 {
+                Lane::Stable
+            } else {
+                Lane::Canary
+            };
             return fixed(lane, Reason::Whole);
         }
         let mut set_cookie = false;
@@ -563,7 +564,10 @@ mod tests {
         let r = c.choose(&h(&[("X-Canary", "never")]), 100, 0);
         assert_eq!(r.lane, Lane::Stable);
         // An unknown value is ignored.
-        assert_eq!(c.choose(&h(&[("X-Canary", "maybe")]), 0, 0).lane, Lane::Stable);
+        assert_eq!(
+            c.choose(&h(&[("X-Canary", "maybe")]), 0, 0).lane,
+            Lane::Stable
+        );
     }
 
     #[test]
@@ -621,7 +625,10 @@ mod tests {
         // A rule's lane is pinned by affinity once decided (when affinity is on).
         let c = rules(r#"{"rules": [{"match": {"user_id": ["u1"]}}]}"#);
         let r = c.choose(&h(&[("X-User-Id", "u1")]), 10, 9999);
-        assert_eq!((r.lane, r.reason, r.set_cookie), (Lane::Canary, Reason::Rule(0), true));
+        assert_eq!(
+            (r.lane, r.reason, r.set_cookie),
+            (Lane::Canary, Reason::Rule(0), true)
+        );
     }
 
     #[test]
@@ -648,9 +655,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(bad(r#"{"rules": [{"match": {"header": {"name": "X", "regex": "("}}}]}"#)
-            .contains("traffic.rules[0].match.header.regex"));
-        assert!(bad(r#"{"rules": [{"match": {"header": {"name": "X"}}}]}"#).contains("exactly one"));
+        assert!(
+            bad(r#"{"rules": [{"match": {"header": {"name": "X", "regex": "("}}}]}"#)
+                .contains("traffic.rules[0].match.header.regex")
+        );
+        assert!(
+            bad(r#"{"rules": [{"match": {"header": {"name": "X"}}}]}"#).contains("exactly one")
+        );
         assert!(bad(r#"{"rules": [{"match": {"country": ["USA"]}}]}"#).contains("country"));
         assert!(bad(r#"{"override_header": "bad header"}"#).contains("override_header"));
         assert!(bad(r#"{"timeout": "0s"}"#).contains("timeout"));

@@ -440,14 +440,19 @@ impl Store {
         Ok(n)
     }
 
-    /// The deployment's lanes over `[from, to]`: `[stable, canary]`.
+    /// The deployment's lanes over `[from, to]`: `[stable, canary]`, from the
+    /// observations (signals, job results) and the proxies' lane buckets.
     pub async fn lane_windows(
         &self,
         deployment_id: &str,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<[LaneWindow; 2]> {
-        dispatch!(self, b => b.lane_windows(deployment_id, from, to))
+        let mut w = dispatch!(self, b => b.observation_windows(deployment_id, from, to))?;
+        for b in self.lane_buckets(deployment_id, from, to).await? {
+            w[usize::from(b.lane == Lane::Canary)].add_bucket(&b);
+        }
+        Ok(w)
     }
 
     /// Stores a new API key (its hash) with an event.

@@ -18,6 +18,7 @@
 pub mod canary;
 pub mod migrate;
 mod postgres;
+mod proxy;
 mod sqlite;
 
 use serin_core::{

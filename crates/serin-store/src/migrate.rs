@@ -45,6 +45,11 @@ pub const SQLITE: &[Migration] = &[
         name: "canary",
         sql: include_str!("../migrations/sqlite/0002_canary.sql"),
     },
+    Migration {
+        version: 3,
+        name: "proxies",
+        sql: include_str!("../migrations/sqlite/0003_proxies.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -58,6 +63,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "canary",
         sql: include_str!("../migrations/postgres/0002_canary.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "proxies",
+        sql: include_str!("../migrations/postgres/0003_proxies.sql"),
     },
 ];
 

@@ -616,7 +616,7 @@ impl PgStore {
         tx.commit().await.map_err(pg_err)
     }
 
-    pub(crate) async fn lane_windows(
+    pub(crate) async fn observation_windows(
         &self,
         deployment_id: &str,
         from: Timestamp,

@@ -503,7 +503,7 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn lane_windows(
+    pub(crate) async fn observation_windows(
         &self,
         deployment_id: &str,
         from: Timestamp,

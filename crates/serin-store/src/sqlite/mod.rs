@@ -7,6 +7,7 @@
 //! across an `.await`.
 
 mod canary;
+mod proxy;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};

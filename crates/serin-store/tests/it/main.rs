@@ -8,4 +8,5 @@
 
 mod canary;
 mod harness;
+mod proxy;
 mod suite;

@@ -1,0 +1,158 @@
+//! Route-set inputs, lane buckets and proxies on PostgreSQL.
+
+use serin_core::Lane;
+use serin_core::Timestamp;
+use serin_core::deployment::Deployment;
+use serin_core::proxy::{LaneBucket, ProxyInfo};
+
+use super::{PgStore, pg_err};
+use crate::Result;
+use crate::canary::json_err;
+
+impl PgStore {
+    pub(crate) async fn all_deployments(&self) -> Result<Vec<Deployment>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT body FROM deployments", &[])
+            .await
+            .map_err(pg_err)?;
+        rows.into_iter()
+            .map(|r| serde_json::from_value(r.get(0)).map_err(json_err))
+            .collect()
+    }
+
+    pub(crate) async fn event_generation(&self) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get(0))
+    }
+
+    pub(crate) async fn record_lane_buckets(
+        &self,
+        source: &str,
+        buckets: Vec<LaneBucket>,
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let mut cols: (
+            Vec<String>,
+            Vec<i64>,
+            Vec<String>,
+            [Vec<i64>; 4],
+            Vec<serde_json::Value>,
+        ) = Default::default();
+        for b in buckets {
+            cols.4
+                .push(serde_json::to_value(&b.latency).map_err(json_err)?);
+            cols.0.push(b.deployment_id);
+            cols.1.push(b.second);
+            cols.2.push(b.lane.as_str().to_string());
+            for (v, n) in cols.3.iter_mut().zip([
+                b.requests,
+                b.errors_5xx,
+                b.errors_connect,
+                b.errors_timeout,
+            ]) {
+                v.push(n as i64);
+            }
+        }
+        let n = client
+            .execute(
+                "INSERT INTO lane_buckets (deployment_id, second, lane, source, requests, errors_5xx,
+                   errors_connect, errors_timeout, latency)
+                 SELECT d, s, l, $4, r, e5, ec, et, lat
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+                             $8::bigint[], $9::jsonb[]) AS t(d, s, l, r, e5, ec, et, lat)
+                 ON CONFLICT DO NOTHING",
+                &[&cols.0, &cols.1, &cols.2, &source, &cols.3[0], &cols.3[1], &cols.3[2], &cols.3[3], &cols.4],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n)
+    }
+
+    pub(crate) async fn lane_buckets(
+        &self,
+        deployment_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LaneBucket>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT second, lane, requests, errors_5xx, errors_connect, errors_timeout, latency
+                 FROM lane_buckets WHERE deployment_id = $1 AND second >= $2 AND second <= $3
+                 ORDER BY second, lane",
+                &[&deployment_id, &from, &to],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.into_iter()
+            .filter_map(|r| {
+                let lane = Lane::parse(r.get::<_, &str>(1))?;
+                Some(
+                    serde_json::from_value(r.get(6))
+                        .map_err(json_err)
+                        .map(|latency| LaneBucket {
+                            deployment_id: deployment_id.to_string(),
+                            lane,
+                            second: r.get(0),
+                            requests: r.get::<_, i64>(2) as u64,
+                            errors_5xx: r.get::<_, i64>(3) as u64,
+                            errors_connect: r.get::<_, i64>(4) as u64,
+                            errors_timeout: r.get::<_, i64>(5) as u64,
+                            latency,
+                        }),
+                )
+            })
+            .collect()
+    }
+
+    pub(crate) async fn touch_proxy(&self, p: ProxyInfo) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO proxies (id, name, kind, route_version, last_contact, dropped_buckets)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+                   route_version = excluded.route_version, last_contact = excluded.last_contact,
+                   dropped_buckets = GREATEST(proxies.dropped_buckets, excluded.dropped_buckets)",
+                &[
+                    &p.id,
+                    &p.name,
+                    &p.kind,
+                    &p.route_version,
+                    &p.last_contact,
+                    &(p.dropped_buckets as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_proxies(&self, since: Timestamp) -> Result<Vec<ProxyInfo>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, name, kind, route_version, last_contact, dropped_buckets FROM proxies
+                 WHERE last_contact >= $1 ORDER BY last_contact DESC, id",
+                &[&since],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProxyInfo {
+                id: r.get(0),
+                name: r.get(1),
+                kind: r.get(2),
+                route_version: r.get(3),
+                last_contact: r.get(4),
+                dropped_buckets: r.get::<_, i64>(5) as u64,
+            })
+            .collect())
+    }
+}

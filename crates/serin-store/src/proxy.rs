@@ -1,0 +1,87 @@
+//! What proxies need from the store: every deployment (to build route sets), a
+//! cheap generation number that changes whenever a deployment does, the lane
+//! buckets proxies report, and the list of proxies.
+
+use serin_core::Timestamp;
+use serin_core::deployment::Deployment;
+use serin_core::proxy::{LaneBucket, ProxyInfo};
+
+use crate::{Result, Store};
+
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($b) => $call.await,
+            Store::Postgres($b) => $call.await,
+        }
+    };
+}
+
+/// Unix seconds of an instant.
+pub(crate) fn second_of(t: Timestamp) -> i64 {
+    t.timestamp()
+}
+
+impl Store {
+    /// Every deployment (the route set is built from them).
+    pub async fn all_deployments(&self) -> Result<Vec<Deployment>> {
+        dispatch!(self, b => b.all_deployments())
+    }
+
+    /// A number that grows whenever anything is recorded in the event log (every
+    /// deployment change is): watchers reload when it moves.
+    pub async fn event_generation(&self) -> Result<i64> {
+        dispatch!(self, b => b.event_generation())
+    }
+
+    /// Records a proxy's finished seconds; a bucket already recorded under the
+    /// same source is ignored. Returns how many were new.
+    pub async fn record_lane_buckets(&self, source: &str, buckets: Vec<LaneBucket>) -> Result<u64> {
+        if buckets.is_empty() {
+            return Ok(0);
+        }
+        dispatch!(self, b => b.record_lane_buckets(source, buckets))
+    }
+
+    /// A deployment's buckets with `from ≤ second ≤ to`, merged across proxies
+    /// (one per lane and second), by second.
+    pub async fn lane_buckets(
+        &self,
+        deployment_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LaneBucket>> {
+        let rows =
+            dispatch!(self, b => b.lane_buckets(deployment_id, second_of(from), second_of(to)))?;
+        Ok(merge_sources(rows))
+    }
+
+    /// Records that a proxy was in touch.
+    pub async fn touch_proxy(&self, info: ProxyInfo) -> Result<()> {
+        dispatch!(self, b => b.touch_proxy(info))
+    }
+
+    /// Proxies heard from since `since`, most recent contact first.
+    pub async fn list_proxies(&self, since: Timestamp) -> Result<Vec<ProxyInfo>> {
+        dispatch!(self, b => b.list_proxies(since))
+    }
+}
+
+/// Merges rows of the same second and lane from different proxies (rows come
+/// ordered by second and lane).
+fn merge_sources(rows: Vec<LaneBucket>) -> Vec<LaneBucket> {
+    let mut out: Vec<LaneBucket> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match out.last_mut() {
+            Some(last) if last.second == r.second && last.lane == r.lane => {
+                last.requests += r.requests;
+                last.errors_5xx += r.errors_5xx;
+                last.errors_connect += r.errors_connect;
+                last.errors_timeout += r.errors_timeout;
+                last.latency.merge(&r.latency);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}

@@ -1,0 +1,158 @@
+//! Route-set inputs, lane buckets and proxies on SQLite.
+
+use rusqlite::params;
+use serin_core::Lane;
+use serin_core::Timestamp;
+use serin_core::deployment::Deployment;
+use serin_core::proxy::{LaneBucket, ProxyInfo};
+
+use super::{SqliteStore, instant_of, micros, sql_err};
+use crate::Result;
+use crate::canary::json_err;
+
+impl SqliteStore {
+    pub(crate) async fn all_deployments(&self) -> Result<Vec<Deployment>> {
+        self.read(|c| {
+            let bodies: Vec<String> = c
+                .prepare_cached("SELECT body FROM deployments")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(sql_err)?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(json_err))
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn event_generation(&self) -> Result<i64> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn record_lane_buckets(
+        &self,
+        source: &str,
+        buckets: Vec<LaneBucket>,
+    ) -> Result<u64> {
+        let source = source.to_string();
+        let rows = buckets
+            .into_iter()
+            .map(|b| Ok((serde_json::to_string(&b.latency).map_err(json_err)?, b)))
+            .collect::<Result<Vec<_>>>()?;
+        self.writer
+            .write(move |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO lane_buckets (deployment_id, second, lane, source, requests,
+                         errors_5xx, errors_connect, errors_timeout, latency)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(sql_err)?;
+                let mut n = 0;
+                for (latency, b) in &rows {
+                    n += s
+                        .execute(params![
+                            b.deployment_id,
+                            b.second,
+                            b.lane.as_str(),
+                            source,
+                            b.requests as i64,
+                            b.errors_5xx as i64,
+                            b.errors_connect as i64,
+                            b.errors_timeout as i64,
+                            latency
+                        ])
+                        .map_err(sql_err)? as u64;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    pub(crate) async fn lane_buckets(
+        &self,
+        deployment_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LaneBucket>> {
+        let id = deployment_id.to_string();
+        self.read(move |c| {
+            type Row = (i64, String, i64, i64, i64, i64, String);
+            let rows: Vec<Row> = c
+                .prepare_cached(
+                    "SELECT second, lane, requests, errors_5xx, errors_connect, errors_timeout, latency
+                     FROM lane_buckets WHERE deployment_id = ?1 AND second >= ?2 AND second <= ?3
+                     ORDER BY second, lane",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![id, from, to], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })?
+                    .collect()
+                })
+                .map_err(sql_err)?;
+            rows.into_iter()
+                .filter_map(|(second, lane, req, e5, ec, et, lat)| {
+                    let lane = Lane::parse(&lane)?;
+                    Some(serde_json::from_str(&lat).map_err(json_err).map(|latency| LaneBucket {
+                        deployment_id: id.clone(),
+                        lane,
+                        second,
+                        requests: req as u64,
+                        errors_5xx: e5 as u64,
+                        errors_connect: ec as u64,
+                        errors_timeout: et as u64,
+                        latency,
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn touch_proxy(&self, p: ProxyInfo) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO proxies (id, name, kind, route_version, last_contact, dropped_buckets)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+                       route_version = excluded.route_version, last_contact = excluded.last_contact,
+                       dropped_buckets = MAX(dropped_buckets, excluded.dropped_buckets)",
+                    params![p.id, p.name, p.kind, p.route_version, micros(p.last_contact), p.dropped_buckets as i64],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn list_proxies(&self, since: Timestamp) -> Result<Vec<ProxyInfo>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, name, kind, route_version, last_contact, dropped_buckets FROM proxies
+                 WHERE last_contact >= ?1 ORDER BY last_contact DESC, id",
+            )
+            .and_then(|mut s| {
+                s.query_map([micros(since)], |r| {
+                    Ok(ProxyInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        kind: r.get(2)?,
+                        route_version: r.get(3)?,
+                        last_contact: instant_of(r.get(4)?),
+                        dropped_buckets: r.get::<_, i64>(5)? as u64,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(sql_err)
+        })
+        .await
+    }
+}

@@ -1,0 +1,106 @@
+//! Proxy storage on both backends: lane buckets (idempotent per source, merged
+//! across sources, feeding lane windows), proxies, route-set inputs.
+
+use chrono::{TimeZone, Utc};
+use serin_core::deployment::{NewDeployment, Upstreams};
+use serin_core::histogram::Histogram;
+use serin_core::proxy::{LaneBucket, ProxyInfo, RouteSet};
+use serin_core::{Lane, Timestamp};
+use serin_store::Store;
+
+use crate::both;
+
+fn t(secs: i64) -> Timestamp {
+    Utc.timestamp_opt(1_757_851_200 + secs, 0).unwrap()
+}
+
+fn bucket(id: &str, lane: Lane, second: i64, requests: u64, e5: u64, ms: &[u64]) -> LaneBucket {
+    let mut latency = Histogram::default();
+    for m in ms {
+        latency.record(m * 1000);
+    }
+    LaneBucket {
+        deployment_id: id.into(),
+        lane,
+        second: t(second).timestamp(),
+        requests,
+        errors_5xx: e5,
+        errors_connect: 0,
+        errors_timeout: 0,
+        latency,
+    }
+}
+
+both!(lane_buckets_and_proxies, buckets_body);
+async fn buckets_body(s: &Store) {
+    let (d, ev) = NewDeployment {
+        queue_name: "web".into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        percentage: Some(serde_json::json!(10)),
+        upstreams: Some(Upstreams {
+            stable: vec!["http://127.0.0.1:1".into()],
+            canary: vec!["http://127.0.0.1:2".into()],
+        }),
+        ..Default::default()
+    }
+    .resolve("canary_web".into(), "ops", t(0))
+    .unwrap();
+    let (d, _) = s.create_deployment(d, ev, "ops", None).await.unwrap();
+
+    let a = vec![
+        bucket(&d.id, Lane::Stable, 1, 90, 1, &[10, 20]),
+        bucket(&d.id, Lane::Canary, 1, 10, 2, &[30]),
+    ];
+    assert_eq!(
+        s.record_lane_buckets("proxy-a", a.clone()).await.unwrap(),
+        2
+    );
+    // A retried report is ignored; another proxy's same second is added.
+    assert_eq!(s.record_lane_buckets("proxy-a", a).await.unwrap(), 0);
+    let b = vec![bucket(&d.id, Lane::Canary, 1, 5, 0, &[40])];
+    assert_eq!(s.record_lane_buckets("proxy-b", b).await.unwrap(), 1);
+
+    let rows = s.lane_buckets(&d.id, t(0), t(5)).await.unwrap();
+    assert_eq!(rows.len(), 2, "one row per lane and second");
+    let canary = rows.iter().find(|r| r.lane == Lane::Canary).unwrap();
+    assert_eq!(
+        (canary.requests, canary.errors_5xx, canary.latency.count),
+        (15, 2, 2)
+    );
+    let [stable, canary] = s.lane_windows(&d.id, t(0), t(5)).await.unwrap();
+    assert_eq!((stable.success, stable.errors), (89, 1));
+    assert_eq!((canary.success, canary.errors), (13, 2));
+    assert_eq!(canary.latency.max_ms(), Some(40.0));
+    assert!(s.lane_buckets(&d.id, t(2), t(5)).await.unwrap().is_empty());
+
+    // Route sets are built from every deployment.
+    let gen0 = s.event_generation().await.unwrap();
+    assert!(gen0 > 0);
+    let set = RouteSet::from_deployments(&s.all_deployments().await.unwrap());
+    assert_eq!(set.routes.len(), 1);
+    assert_eq!(set.routes[0].percent, 10);
+
+    let info = |id: &str, at: i64, dropped| ProxyInfo {
+        id: id.into(),
+        name: format!("edge-{id}"),
+        route_version: set.version.clone(),
+        last_contact: t(at),
+        dropped_buckets: dropped,
+        kind: "remote".into(),
+    };
+    s.touch_proxy(info("p1", 10, 3)).await.unwrap();
+    s.touch_proxy(info("p2", 20, 0)).await.unwrap();
+    s.touch_proxy(info("p1", 30, 1)).await.unwrap();
+    let list = s.list_proxies(t(0)).await.unwrap();
+    assert_eq!(
+        list.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["p1", "p2"]
+    );
+    assert_eq!(list[0].last_contact, t(30));
+    assert_eq!(
+        list[0].dropped_buckets, 3,
+        "the most a proxy reported is kept"
+    );
+    assert_eq!(s.list_proxies(t(25)).await.unwrap().len(), 1);
+}
