@@ -1,0 +1,437 @@
+//! Serin's data plane: an HTTP reverse proxy that serves the routes of every
+//! deployment, sends each request to the stable or the canary lane, and counts it.
+//!
+//! This code touches every production request, so it is shaped to never be the
+//! reason one fails and never to hide why one did:
+//!
+//! - **No buffering.** Request and response bodies stream through in both
+//!   directions with hyper's back-pressure; a slow client holds only its own
+//!   connection. WebSocket (and any HTTP/1.1) upgrades become a byte tunnel.
+//! - **No retries.** A canary's refused connection or timeout is answered as 502
+//!   or 504 and counted against the canary; retrying on stable would make a bad
+//!   canary look healthy. Every such mapping lives in [`failure`].
+//! - **Routes swap atomically.** The table is immutable and replaced whole; a
+//!   request keeps the table it started with, so in-flight requests finish on the
+//!   routes they began on.
+//! - **Counting is cheap and exact.** One short lock per request on its lane's
+//!   counters; see [`stats`].
+//!
+//! Layout:
+//! - [`table`]: route sets compiled for the hot path; host/prefix matching; pools.
+//! - [`stats`]: per-lane, per-second buckets and Prometheus totals.
+//! - [`failure`]: failures → 404/502/503/504 and how each is counted.
+//! - this module: [`Proxy`] (the shared state), [`Proxy::handle`] (one request),
+//!   [`run`] (serve a listener until shutdown).
+#![forbid(unsafe_code)]
+
+pub mod failure;
+pub mod stats;
+pub mod table;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serin_core::proxy::RouteSet;
+use serin_core::traffic::{RequestView, UpstreamProtocol};
+use tokio::net::TcpListener;
+
+use crate::failure::ProxyError;
+use crate::stats::{Outcome, Registry};
+use crate::table::{CompiledRoute, Table};
+
+/// The body of every response the proxy gives: the upstream's, streamed, or its own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Settings of a proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Keep per-second buckets for someone to [`Registry::drain`] (off: only the
+    /// Prometheus totals are kept).
+    pub keep_seconds: bool,
+    /// Longest a TCP connect to an upstream may take.
+    pub connect_timeout: Duration,
+    /// How long an idle upstream connection stays pooled.
+    pub pool_idle_timeout: Duration,
+    /// Most idle pooled connections per upstream.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            keep_seconds: true,
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 512,
+        }
+    }
+}
+
+type UpstreamClient = Client<HttpConnector, Incoming>;
+
+#[derive(Debug)]
+struct Inner {
+    table: RwLock<Arc<Table>>,
+    registry: Registry,
+    http1: UpstreamClient,
+    h2c: UpstreamClient,
+}
+
+/// A proxy: its route table, its counters and its upstream connection pools.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+/// Headers that describe one connection, not the message: never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A request's headers as the lane choice reads them.
+#[derive(Debug)]
+pub struct HeaderView<'a>(pub &'a HeaderMap);
+
+impl RequestView for HeaderView<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn cookie_headers(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    }
+}
+
+/// Unix seconds now.
+fn now_sec() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Proxy {
+    /// A proxy with no routes yet (every request is a 404 until [`Proxy::set_routes`]).
+    pub fn new(config: &ProxyConfig) -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = |h2: bool| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .http2_only(h2)
+                .build(connector.clone())
+        };
+        Proxy {
+            inner: Arc::new(Inner {
+                table: RwLock::new(Arc::new(Table::default())),
+                registry: Registry::new(config.keep_seconds),
+                http1: client(false),
+                h2c: client(true),
+            }),
+        }
+    }
+
+    /// Replaces the route table. Returns the routes that could not be compiled
+    /// (they are left out; the others serve).
+    pub fn set_routes(&self, set: &RouteSet) -> Vec<String> {
+        let (table, problems) = Table::compile(set, &self.inner.registry);
+        *self.inner.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        problems
+    }
+
+    /// The route table in use.
+    pub fn table(&self) -> Arc<Table> {
+        self.inner
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The version of the routes in use (empty before the first set).
+    pub fn version(&self) -> String {
+        self.table().version.clone()
+    }
+
+    /// The counters.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The Prometheus exposition: request totals, errors, latency histograms, and
+    /// each route's canary percentage.
+    pub fn prometheus(&self) -> String {
+        let table = self.table();
+        let mut extra = String::from(
+            "# HELP serin_proxy_canary_percent The canary's share of each route now.\n# TYPE serin_proxy_canary_percent gauge\n",
+        );
+        for (d, p) in table.percents() {
+            extra.push_str(&format!(
+                "serin_proxy_canary_percent{{deployment=\"{}\"}} {p}\n",
+                stats::escape(d)
+            ));
+        }
+        extra.push_str(
+            "# HELP serin_proxy_routes Routes in the table now.\n# TYPE serin_proxy_routes gauge\n",
+        );
+        extra.push_str(&format!("serin_proxy_routes {}\n", table.len()));
+        self.inner.registry.prometheus(&extra)
+    }
+
+    /// Proxies one request from `client`.
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let table = self.table();
+        let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.host())
+            .map(str::to_string);
+        let Some(route) = table.find(host.as_deref(), parts.uri.path()) else {
+            return ProxyError::NoRoute.response().map(Either::Right);
+        };
+        let choice = route.chooser.choose(
+            &HeaderView(&parts.headers),
+            route.percent,
+            fastrand::u32(..10_000),
+        );
+        let i = CompiledRoute::idx(choice.lane);
+        let started = Instant::now();
+        let result = self
+            .forward(route, i, (&mut parts, body, upgrade), host, client)
+            .await;
+        let latency = started.elapsed().as_micros() as u64;
+        match result {
+            Ok(mut resp) => {
+                route.stats[i].record(now_sec(), Outcome::Status(resp.status().as_u16()), latency);
+                if choice.set_cookie
+                    && let Some(c) = route.affinity_max_age.and_then(|age| {
+                        let path = route.path_prefix.as_deref().unwrap_or("/");
+                        route.chooser.affinity_cookie(choice.lane, path, age)
+                    })
+                    && let Ok(v) = HeaderValue::from_str(&c)
+                {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+                resp.map(Either::Left)
+            }
+            Err(e) => {
+                if let Some(o) = e.outcome() {
+                    route.stats[i].record(now_sec(), o, latency);
+                }
+                tracing::debug!(deployment = %route.deployment_id, lane = %choice.lane, error = ?e, "proxying failed");
+                e.response().map(Either::Right)
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        route: &CompiledRoute,
+        i: usize,
+        (req, body, client_upgrade): (
+            &mut http::request::Parts,
+            Incoming,
+            Option<hyper::upgrade::OnUpgrade>,
+        ),
+        host: Option<String>,
+        client: SocketAddr,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let lane = if i == 1 {
+            serin_core::Lane::Canary
+        } else {
+            serin_core::Lane::Stable
+        };
+        let endpoint = route.pools[i].pick().ok_or(ProxyError::NoEndpoint(lane))?;
+        let upgrade = client_upgrade.is_some();
+        let h2c = route.protocol == UpstreamProtocol::H2c && !upgrade;
+
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = Uri::builder()
+            .scheme(endpoint.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| ProxyError::Connect(lane, e.to_string()))?;
+        let mut up = Request::builder()
+            .method(req.method.clone())
+            .uri(uri)
+            .version(if h2c {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            })
+            .body(body)
+            .map_err(|e| ProxyError::Connect(lane, e.to_string()))?;
+        let headers = up.headers_mut();
+        *headers = std::mem::take(&mut req.headers);
+        strip_hop_by_hop(headers, upgrade);
+        let ip = client.ip().to_string();
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(X_FORWARDED_HOST, h);
+        }
+        if h2c {
+            headers.remove(header::HOST);
+        } else if let Ok(v) = HeaderValue::from_str(endpoint.authority.as_str()) {
+            headers.insert(header::HOST, v);
+        }
+
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let pool = if h2c {
+            &self.inner.h2c
+        } else {
+            &self.inner.http1
+        };
+        let sent = tokio::time::timeout(route.timeout, pool.request(up)).await;
+        endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut resp = match sent {
+            Err(_) => return Err(ProxyError::Timeout(lane, route.timeout)),
+            Ok(Err(e)) => return Err(ProxyError::Connect(lane, error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    let (Ok(a), Ok(b)) = (client_upgrade.await, upstream_upgrade.await) else {
+                        return;
+                    };
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
+                            .await;
+                });
+            }
+        } else {
+            strip_hop_by_hop(resp.headers_mut(), false);
+        }
+        Ok(resp)
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        if !(keep_upgrade && n == header::CONNECTION) {
+            h.remove(n);
+        }
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Serves `proxy` on `listener` (HTTP/1.1 and h2c, with upgrades) until
+/// `shutdown` resolves, then lets the connections in flight finish (at most 30 s).
+pub async fn run(
+    listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin or die.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let p = proxy.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let p = p.clone();
+            async move { Ok::<_, Infallible>(p.handle(req, addr).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Per-deployment, per-lane counting of every request.
+//!
+//! Two views of the same counts, kept side by side under one short lock per lane:
+//!
+//! - **Seconds** for the judges: the current second's requests, errors by class
+//!   and a log-linear latency histogram; when the clock passes into the next
+//!   second the finished one is queued as a [`LaneBucket`] for whoever drains it
+//!   (the embedded control plane writes them to the store; a remote proxy sends
+//!   them home). A lane that sees no traffic produces no buckets.
+//! - **Totals since start** for Prometheus: requests by status code, errors by
+//!   class, and a cumulative histogram with fixed `le` bounds.
+//!
+//! The clock is an argument (`now_sec`), never read here, so tests decide which
+//! second a request falls in. A lane's stats outlive route changes: the registry
+//! hands the same [`LaneStats`] to every route table that names the deployment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use serin_core::Lane;
+use serin_core::histogram::Histogram;
+use serin_core::proxy::LaneBucket;
+
+/// Upper bounds of the Prometheus latency histogram, in microseconds (compared
+/// as integers, so a bound is exact).
+pub const LE_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Most finished seconds a lane keeps undrained; older ones are dropped and counted.
+const MAX_FINISHED: usize = 3600;
+
+/// How a request ended, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered with this status.
+    Status(u16),
+    /// Connection refused, reset, or no endpoint: the proxy answered this status.
+    ConnectError(u16),
+    /// The upstream didn't answer in time: the proxy answered this status.
+    Timeout(u16),
+}
+
+impl Outcome {
+    fn code(self) -> u16 {
+        match self {
+            Outcome::Status(c) | Outcome::ConnectError(c) | Outcome::Timeout(c) => c,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    by_code: BTreeMap<u16, u64>,
+    errors_5xx: u64,
+    errors_connect: u64,
+    errors_timeout: u64,
+    le: [u64; LE_US.len()],
+    count: u64,
+    sum_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    current: Option<LaneBucket>,
+    finished: Vec<LaneBucket>,
+    dropped: u64,
+    totals: Totals,
+}
+
+/// One lane of one deployment.
+#[derive(Debug)]
+pub struct LaneStats {
+    deployment_id: Arc<str>,
+    lane: Lane,
+    keep_seconds: bool,
+    inner: Mutex<Inner>,
+}
+
+impl LaneStats {
+    /// Counts one request that took `latency_us` to its response headers.
+    pub fn record(&self, now_sec: i64, outcome: Outcome, latency_us: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *g;
+        let t = &mut inner.totals;
+        *t.by_code.entry(outcome.code()).or_default() += 1;
+        t.count += 1;
+        t.sum_us = t.sum_us.saturating_add(latency_us);
+        for (i, le) in LE_US.iter().enumerate() {
+            if latency_us <= *le {
+                t.le[i] += 1;
+            }
+        }
+        let (e5, ec, et) = match outcome {
+            Outcome::Status(c) => (u64::from(c >= 500), 0, 0),
+            Outcome::ConnectError(_) => (0, 1, 0),
+            Outcome::Timeout(_) => (0, 0, 1),
+        };
+        t.errors_5xx += e5;
+        t.errors_connect += ec;
+        t.errors_timeout += et;
+        if !self.keep_seconds {
+            return;
+        }
+        if inner.current.as_ref().is_some_and(|c| c.second != now_sec) {
+            let done = inner.current.take();
+            push_finished(inner, done);
+        }
+        let cur = inner.current.get_or_insert_with(|| LaneBucket {
+            deployment_id: self.deployment_id.to_string(),
+            lane: self.lane,
+            second: now_sec,
+            requests: 0,
+            errors_5xx: 0,
+            errors_connect: 0,
+            errors_timeout: 0,
+            latency: Histogram::default(),
+        });
+        cur.requests += 1;
+        cur.errors_5xx += e5;
+        cur.errors_connect += ec;
+        cur.errors_timeout += et;
+        cur.latency.record(latency_us);
+    }
+
+    /// Takes the seconds finished before `now_sec`.
+    fn drain(&self, now_sec: i64, out: &mut Vec<LaneBucket>) -> u64 {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.current.as_ref().is_some_and(|c| c.second < now_sec) {
+            let done = g.current.take();
+            push_finished(&mut g, done);
+        }
+        out.append(&mut g.finished);
+        std::mem::take(&mut g.dropped)
+    }
+}
+
+fn push_finished(inner: &mut Inner, b: Option<LaneBucket>) {
+    if let Some(b) = b {
+        if inner.finished.len() >= MAX_FINISHED {
+            inner.finished.remove(0);
+            inner.dropped += 1;
+        }
+        inner.finished.push(b);
+    }
+}
+
+/// Every lane's stats, by deployment.
+#[derive(Debug, Default)]
+pub struct Registry {
+    lanes: Mutex<HashMap<(Arc<str>, Lane), Arc<LaneStats>>>,
+    keep_seconds: bool,
+}
+
+impl Registry {
+    /// A registry; `keep_seconds` false keeps only the Prometheus totals (nobody
+    /// drains the seconds).
+    pub fn new(keep_seconds: bool) -> Self {
+        Registry {
+            lanes: Mutex::default(),
+            keep_seconds,
+        }
+    }
+
+    /// The stats of a lane, created on first use.
+    pub fn lane(&self, deployment_id: &str, lane: Lane) -> Arc<LaneStats> {
+        let mut m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = m.get(&(Arc::from(deployment_id), lane)) {
+            return s.clone();
+        }
+        let id: Arc<str> = Arc::from(deployment_id);
+        let s = Arc::new(LaneStats {
+            deployment_id: id.clone(),
+            lane,
+            keep_seconds: self.keep_seconds,
+            inner: Mutex::default(),
+        });
+        m.insert((id, lane), s.clone());
+        s
+    }
+
+    fn all(&self) -> Vec<Arc<LaneStats>> {
+        let m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = m.values().cloned().collect();
+        v.sort_by(|a, b| (&a.deployment_id, a.lane).cmp(&(&b.deployment_id, b.lane)));
+        v
+    }
+
+    /// Takes every second finished before `now_sec`, and how many were dropped
+    /// because nobody drained them in time.
+    pub fn drain(&self, now_sec: i64) -> (Vec<LaneBucket>, u64) {
+        let mut out = Vec::new();
+        let mut dropped = 0;
+        for s in self.all() {
+            dropped += s.drain(now_sec, &mut out);
+        }
+        (out, dropped)
+    }
+
+    /// The Prometheus text exposition of the totals.
+    pub fn prometheus(&self, extra: &str) -> String {
+        let lanes = self.all();
+        let mut out = String::with_capacity(1024 + lanes.len() * 2048);
+        let labels = |s: &LaneStats| {
+            format!(
+                "deployment=\"{}\",lane=\"{}\"",
+                escape(&s.deployment_id),
+                s.lane
+            )
+        };
+        let snap: Vec<(String, Totals)> = lanes
+            .iter()
+            .map(|s| {
+                let g = s.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let t = &g.totals;
+                (
+                    labels(s),
+                    Totals {
+                        by_code: t.by_code.clone(),
+                        le: t.le,
+                        ..*t
+                    },
+                )
+            })
+            .collect();
+        out.push_str("# HELP serin_proxy_requests_total Requests answered by the proxy, by deployment, lane and status code.\n");
+        out.push_str("# TYPE serin_proxy_requests_total counter\n");
+        for (l, t) in &snap {
+            for (code, n) in &t.by_code {
+                let _ = writeln!(out, "serin_proxy_requests_total{{{l},code=\"{code}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP serin_proxy_errors_total Failed requests by class: 5xx from the upstream, connect (refused, reset, no endpoint), timeout.\n");
+        out.push_str("# TYPE serin_proxy_errors_total counter\n");
+        for (l, t) in &snap {
+            for (class, n) in [
+                ("5xx", t.errors_5xx),
+                ("connect", t.errors_connect),
+                ("timeout", t.errors_timeout),
+            ] {
+                let _ = writeln!(out, "serin_proxy_errors_total{{{l},class=\"{class}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP serin_proxy_request_duration_seconds Time from the request to the upstream's response headers.\n");
+        out.push_str("# TYPE serin_proxy_request_duration_seconds histogram\n");
+        for (l, t) in &snap {
+            for (le, n) in LE_US.iter().zip(t.le) {
+                let le = *le as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "serin_proxy_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "serin_proxy_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                t.count
+            );
+            let _ = writeln!(
+                out,
+                "serin_proxy_request_duration_seconds_sum{{{l}}} {}",
+                t.sum_us as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "serin_proxy_request_duration_seconds_count{{{l}}} {}",
+                t.count
+            );
+        }
+        out.push_str(extra);
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_roll_over_and_drain() {
+        let r = Registry::new(true);
+        let s = r.lane("d1", Lane::Canary);
+        s.record(100, Outcome::Status(200), 1500);
+        s.record(100, Outcome::Status(503), 2500);
+        s.record(101, Outcome::ConnectError(502), 10);
+        s.record(101, Outcome::Timeout(504), 30_000_000);
+        let (b, dropped) = r.drain(101);
+        assert_eq!(dropped, 0);
+        assert_eq!(b.len(), 1, "second 101 is still running");
+        assert_eq!((b[0].second, b[0].requests, b[0].errors_5xx), (100, 2, 1));
+        let (b, _) = r.drain(102);
+        assert_eq!(
+            (b[0].requests, b[0].errors_connect, b[0].errors_timeout),
+            (2, 1, 1)
+        );
+        assert!(r.drain(200).0.is_empty());
+        assert!(Arc::ptr_eq(&s, &r.lane("d1", Lane::Canary)));
+        let text = r.prometheus("");
+        assert!(text.contains(
+            "serin_proxy_requests_total{deployment=\"d1\",lane=\"canary\",code=\"503\"} 1"
+        ));
+        assert!(text.contains(
+            "serin_proxy_errors_total{deployment=\"d1\",lane=\"canary\",class=\"timeout\"} 1"
+        ));
+        assert!(text.contains(
+            "serin_proxy_request_duration_seconds_bucket{deployment=\"d1\",lane=\"canary\",le=\"0.0025\"} 3"
+        ));
+        assert!(text.contains(
+            "serin_proxy_request_duration_seconds_bucket{deployment=\"d1\",lane=\"canary\",le=\"+Inf\"} 4"
+        ));
+    }
+
+    #[test]
+    fn totals_only_without_draining() {
+        let r = Registry::new(false);
+        r.lane("d", Lane::Stable).record(1, Outcome::Status(200), 1);
+        assert!(r.drain(10).0.is_empty());
+        assert!(r.prometheus("").contains("code=\"200\"} 1"));
+    }
+}
