@@ -399,6 +399,55 @@ impl Client {
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
+    /// The route set for proxies; with `have`, waits up to `wait_secs` for a
+    /// version other than it.
+    pub async fn proxy_routes(
+        &self,
+        have: Option<&str>,
+        wait_secs: u64,
+        proxy_id: &str,
+        name: &str,
+    ) -> Result<serin_core::proxy::RouteSet, ClientError> {
+        let mut path = format!(
+            "/api/v1/proxy/routes?proxy_id={}&name={}",
+            seg(proxy_id),
+            seg(name)
+        );
+        if let Some(v) = have {
+            path.push_str(&format!("&version={}&wait={wait_secs}s", seg(v)));
+        }
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Sends a proxy's finished seconds.
+    pub async fn report_lane_metrics(
+        &self,
+        report: &serin_core::proxy::MetricsReport,
+    ) -> Result<Value, ClientError> {
+        self.call(Method::POST, "/api/v1/proxy/metrics", Some(report))
+            .await
+    }
+
+    /// Proxies the control plane has heard from.
+    pub async fn proxies(&self) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/proxies", None)
+            .await
+    }
+
+    /// Changes a deployment's upstreams, request match or traffic rules.
+    pub async fn set_routing(
+        &self,
+        id: &str,
+        change: &serin_core::deployment::RoutingChange,
+    ) -> Result<Deployment, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/canary/deployments/{}/routing", seg(id)),
+            Some(change),
+        )
+        .await
+    }
+
     /// Registers (or re-registers) a worker.
     pub async fn register_worker(&self, w: &NewWorker) -> Result<Worker, ClientError> {
         self.call(Method::POST, "/api/v1/canary/workers", Some(w))

@@ -12,11 +12,14 @@
 //! 2. **Affinity cookie** (`serin_lane=<deployment id>.<lane>`): a client that was
 //!    once assigned stays in its lane — canary clients stay canary *and* stable
 //!    clients stay stable — while the percentage is strictly between 0 and 100. At
-//!    0% nobody is canary and at 100% everybody is, whatever their cookie says. A
-//!    cookie of another deployment is ignored, so each canary draws a fresh cohort.
+//!    0% and 100% cookies are ignored (and none is set). A cookie of another
+//!    deployment is ignored, so each canary draws a fresh cohort.
 //! 3. **Match rules**, in order: a header value (exact or regex), a cookie value,
 //!    a user id in a list (from the user header), a country code (from a header
-//!    such as `CF-IPCountry` that the edge sets). A matching rule names its lane.
+//!    such as `CF-IPCountry` that the edge sets). A matching rule names its lane;
+//!    rules apply at any percentage, so "beta testers see the canary" holds at 0%.
+//!    (Once a deployment is final — promoted or rolled back — the proxy ignores
+//!    overrides and rules and sends everything to the version that won.)
 //! 4. **The percentage**: with a sticky key (a header or a cookie) the key is
 //!    hashed into 10,000 buckets exactly as [`crate::routing`] documents, salted
 //!    with the deployment id, and is canary when its bucket is below percent × 100;
@@ -445,16 +448,9 @@ impl LaneChooser {
                 _ => {}
             }
         }
-        if percent == 0 || percent >= 100 {
-            let lane = if percent == 0 {
-                Lane::Stable
-            } else {
-                Lane::Canary
-            };
-            return fixed(lane, Reason::Whole);
-        }
+        let whole = percent == 0 || percent >= 100;
         let mut set_cookie = false;
-        if let Some(cookie) = &self.affinity {
+        if let Some(cookie) = self.affinity.as_ref().filter(|_| !whole) {
             match req.cookie(cookie).and_then(|v| self.affinity_lane(v)) {
                 Some(lane) => return fixed(lane, Reason::Affinity),
                 None => set_cookie = true,
@@ -479,6 +475,14 @@ impl LaneChooser {
             if hit {
                 return decided(*lane, Reason::Rule(i));
             }
+        }
+        if whole {
+            let lane = if percent == 0 {
+                Lane::Stable
+            } else {
+                Lane::Canary
+            };
+            return fixed(lane, Reason::Whole);
         }
         let key = match &self.sticky {
             Some(StickyKey::Header(h)) => req.header(h),
@@ -585,8 +589,9 @@ mod tests {
         let other = h(&[("cookie", "serin_lane=canary_y.canary")]);
         let r = c.choose(&other, 50, 9999);
         assert_eq!((r.lane, r.set_cookie), (Lane::Stable, true));
-        // 0% and 100% are absolute.
+        // At 0% and 100% cookies don't count (rules still do).
         assert_eq!(c.choose(&canary, 0, 0).lane, Lane::Stable);
+        assert!(!c.choose(&other, 0, 0).set_cookie);
         assert_eq!(c.choose(&stable, 100, 0).lane, Lane::Canary);
         let cookie = c
             .affinity_cookie(Lane::Canary, "/api", GoDuration::from_hours(1))
@@ -629,6 +634,8 @@ mod tests {
             (r.lane, r.reason, r.set_cookie),
             (Lane::Canary, Reason::Rule(0), true)
         );
+        let r = c.choose(&h(&[("X-User-Id", "u1")]), 0, 9999);
+        assert_eq!((r.lane, r.set_cookie), (Lane::Canary, false));
     }
 
     #[test]

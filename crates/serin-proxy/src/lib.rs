@@ -223,11 +223,23 @@ impl Proxy {
         let Some(route) = table.find(host.as_deref(), parts.uri.path()) else {
             return ProxyError::NoRoute.response().map(Either::Right);
         };
-        let choice = route.chooser.choose(
-            &HeaderView(&parts.headers),
-            route.percent,
-            fastrand::u32(..10_000),
-        );
+        let choice = if route.live {
+            route.chooser.choose(
+                &HeaderView(&parts.headers),
+                route.percent,
+                fastrand::u32(..10_000),
+            )
+        } else {
+            serin_core::traffic::Choice {
+                lane: if route.percent >= 100 {
+                    serin_core::Lane::Canary
+                } else {
+                    serin_core::Lane::Stable
+                },
+                reason: serin_core::traffic::Reason::Whole,
+                set_cookie: false,
+            }
+        };
         let i = CompiledRoute::idx(choice.lane);
         let started = Instant::now();
         let result = self

@@ -147,10 +147,13 @@ fn push_finished(inner: &mut Inner, b: Option<LaneBucket>) {
     }
 }
 
+/// A lane of a deployment.
+type LaneKey = (Arc<str>, Lane);
+
 /// Every lane's stats, by deployment.
 #[derive(Debug, Default)]
 pub struct Registry {
-    lanes: Mutex<HashMap<(Arc<str>, Lane), Arc<LaneStats>>>,
+    lanes: Mutex<HashMap<LaneKey, Arc<LaneStats>>>,
     keep_seconds: bool,
 }
 

@@ -91,6 +91,9 @@ pub struct CompiledRoute {
     pub path_prefix: Option<String>,
     /// The canary's share.
     pub percent: u8,
+    /// The deployment is live; when final, only the percentage counts (no
+    /// overrides, rules or cookies: everything goes to the version that won).
+    pub live: bool,
     /// Lane choice.
     pub chooser: LaneChooser,
     /// Endpoints of `[stable, canary]`.
@@ -202,6 +205,7 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
         host: r.route.host.as_ref().map(|h| h.to_ascii_lowercase()),
         path_prefix: r.route.path_prefix.clone(),
         percent: r.percent,
+        live: r.status.is_live(),
         chooser,
         pools: [
             Pool::new(&r.upstreams.stable, balance)?,

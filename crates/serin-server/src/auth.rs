@@ -64,7 +64,10 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 /// The least role a request needs; `None` for public routes.
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    if matches!(path, "/api/v1/health" | "/api/v1/ready" | "/openapi.json") {
+    if matches!(
+        path,
+        "/api/v1/health" | "/api/v1/ready" | "/openapi.json" | "/metrics"
+    ) {
         return None;
     }
     if path.starts_with("/api/v1/api-keys") {

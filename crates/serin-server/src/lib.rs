@@ -11,6 +11,7 @@
 //!   canary deployments, workers, seed 002's admin routes, audit log, API keys).
 //! - [`auth`], [`guard`], [`rate`]: API keys, the role policy, rate limits.
 //! - [`hub`]: live event fan-out for WebSocket subscribers.
+//! - [`routewatch`]: the current route set for proxies, kept fresh.
 //! - [`openapi`]: the generated OpenAPI document and the seed aliases.
 //! - [`state`]: [`AppState`], shared by every handler.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod latest;
 pub mod openapi;
 pub mod rate;
 pub mod routes;
+pub mod routewatch;
 pub mod state;
 
 use std::future::Future;
@@ -54,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::admin_canary::router())
         .merge(routes::audit::router())
         .merge(routes::api_keys::router())
+        .merge(routes::proxies::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(

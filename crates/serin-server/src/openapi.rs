@@ -11,7 +11,7 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin_canary, api_keys, audit, canary, health, products, releases, signals, workers,
+    admin_canary, api_keys, audit, canary, health, products, proxies, releases, signals, workers,
 };
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
@@ -43,6 +43,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         admin_canary::metrics_of, admin_canary::webhook,
         audit::list,
         api_keys::create, api_keys::list, api_keys::revoke,
+        proxies::routes, proxies::report, proxies::list, proxies::set_routing,
     ),
     components(schemas(ErrorBody, serin_core::event::StreamEvent)),
     modifiers(&Security),
@@ -57,6 +58,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "admin", description = "Operator endpoints on the default target (seed 002)"),
         (name = "audit", description = "The audit log (seed 003)"),
         (name = "auth", description = "API keys"),
+        (name = "proxy", description = "Route sets and lane metrics for `serin proxy` instances"),
     )
 )]
 struct ApiDoc;

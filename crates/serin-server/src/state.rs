@@ -63,6 +63,10 @@ pub struct AppState {
     pub latest: crate::latest::LatestCache,
     /// Open live event streams (WebSocket), bounded.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// The route set for proxies.
+    pub routes: crate::routewatch::RouteWatch,
+    /// The embedded proxy, when `serin up` runs one (its counters are on `/metrics`).
+    pub proxy: Option<serin_proxy::Proxy>,
     clock: Clock,
 }
 
@@ -92,8 +96,17 @@ impl AppState {
             config: Arc::new(config),
             latest: crate::latest::LatestCache::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            routes: crate::routewatch::RouteWatch::default(),
+            proxy: None,
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
+    }
+
+    /// The same state with an embedded proxy.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: serin_proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// The same state with another clock.

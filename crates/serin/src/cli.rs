@@ -49,6 +49,9 @@ pub enum Command {
     Up(UpArgs),
     /// Apply the database migrations this binary embeds, then exit.
     Migrate(DbArgs),
+    /// Run a proxy (data plane) that takes its routes from a control plane and
+    /// keeps serving them when it is unreachable.
+    Proxy(ProxyArgs),
     /// Products: add, list, show.
     #[command(subcommand)]
     Product(ProductCmd),
@@ -134,6 +137,49 @@ pub struct UpArgs {
     /// A worker without a heartbeat for this long becomes `unreachable` (default 60s).
     #[arg(long, env = "SERIN_WORKER_TIMEOUT", value_name = "DURATION")]
     pub worker_timeout: Option<String>,
+    /// Also run the traffic-splitting proxy on this address (off unless set).
+    #[arg(long, env = "SERIN_PROXY_LISTEN", value_name = "ADDR")]
+    pub proxy_listen: Option<String>,
+}
+
+/// Settings of `serin proxy`. The API key is the global `--api-key` (an engineer's:
+/// the proxy sends lane metrics).
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Address to serve traffic on.
+    #[arg(long, env = "SERIN_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// The control plane's URL (`serin up`), e.g. http://serin.internal:8080.
+    #[arg(long, env = "SERIN_CONTROL_PLANE", value_name = "URL")]
+    pub control_plane: Option<String>,
+    /// Serve the routes of this file instead (a route set as `GET /api/v1/proxy/routes` returns it).
+    #[arg(long, env = "SERIN_PROXY_ROUTES_FILE", value_name = "FILE")]
+    pub routes_file: Option<PathBuf>,
+    /// Where the last routes are kept, to serve after a restart without the control plane.
+    #[arg(
+        long,
+        env = "SERIN_PROXY_STATE_DIR",
+        default_value = "serin-proxy-state",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
+    /// The name shown in `GET /api/v1/proxies` (default: the host name).
+    #[arg(long, env = "SERIN_PROXY_NAME")]
+    pub name: Option<String>,
+    /// Serve Prometheus `/metrics` on this address too.
+    #[arg(long, env = "SERIN_PROXY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most lane-seconds kept while the control plane is unreachable (oldest dropped first, and counted).
+    #[arg(
+        long,
+        env = "SERIN_PROXY_BUFFER",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub buffer: usize,
+    /// Log filter (default `info`).
+    #[arg(long, env = "SERIN_LOG")]
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,7 @@ const FILE_KEYS: &[&str] = &[
     "default_queue",
     "default_tenant",
     "worker_timeout",
+    "proxy_listen",
 ];
 
 /// Log output format.
@@ -49,6 +50,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub proxy_listen: Option<SocketAddr>,
     pub database_url: String,
     pub max_connections: usize,
     pub log_format: LogFormat,
@@ -112,6 +114,15 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             "listen: `{listen_text}` is not an address; use IP:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080 (SERIN_LISTEN)"
         ));
     }
+    let proxy_listen = l.get(&up.proxy_listen, "proxy_listen").and_then(|t| {
+        let a = t.parse::<SocketAddr>().ok();
+        if a.is_none() {
+            l.errors.push(format!(
+                "proxy_listen: `{t}` is not an address; use IP:PORT such as 0.0.0.0:8000 (SERIN_PROXY_LISTEN)"
+            ));
+        }
+        a
+    });
     let (database_url, max_connections) = db(&up.db, &mut l);
     let format_text = l
         .get(&up.log_format, "log_format")
@@ -190,6 +201,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     match (listen, log_format) {
         (Some(listen), Some(log_format)) if l.errors.is_empty() => Ok(Settings {
             listen,
+            proxy_listen,
             database_url,
             max_connections,
             log_format,
@@ -318,7 +330,19 @@ mod tests {
             default_queue: None,
             default_tenant: None,
             worker_timeout: None,
+            proxy_listen: None,
         }
+    }
+
+    #[test]
+    fn proxy_listen_is_optional_and_checked() {
+        assert_eq!(settings(&up()).unwrap().proxy_listen, None);
+        let mut a = up();
+        a.proxy_listen = Some("127.0.0.1:8000".into());
+        assert_eq!(settings(&a).unwrap().proxy_listen.unwrap().port(), 8000);
+        a.proxy_listen = Some("here".into());
+        let errors = settings(&a).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("proxy_listen: `here`")), "{errors:?}");
     }
 
     #[test]

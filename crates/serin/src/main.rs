@@ -17,6 +17,7 @@ mod config;
 #[cfg(test)]
 mod docs;
 mod output;
+mod proxy;
 mod up;
 
 use std::process::ExitCode;
@@ -57,6 +58,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok((url, max)) => up::migrate(&url, max, args.output == cli::Output::Json).await?,
             Err(errors) => return Ok(settings_failed(&errors)),
         },
+        Command::Proxy(p) => proxy::proxy(args, p).await?,
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

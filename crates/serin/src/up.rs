@@ -40,7 +40,18 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&settings.database_url), version = env!("CARGO_PKG_VERSION"), "serin is up");
-    let state = AppState::new(store, settings.server.clone());
+    let mut state = AppState::new(store, settings.server.clone());
+    let proxy_listener = match settings.proxy_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} for the proxy"))?,
+        ),
+        None => None,
+    };
+    if proxy_listener.is_some() {
+        state = state.with_proxy(serin_proxy::Proxy::new(&serin_proxy::ProxyConfig::default()));
+    }
     if let Some(key) = bootstrap_admin(&state).await? {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -52,6 +63,13 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "serin: listening on http://{addr}")?;
+        out.flush()?;
+    }
+    if let (Some(l), Some(p)) = (proxy_listener, state.proxy.clone()) {
+        let paddr = l.local_addr()?;
+        crate::proxy::embedded(&state, l, p).await;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "serin: proxy listening on http://{paddr}")?;
         out.flush()?;
     }
     let sweeper = tokio::spawn(sweep_workers(state.clone()));
@@ -179,7 +197,7 @@ async fn open(url: &str, max_connections: usize) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the database {}", redact_url(url)))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod canary;
 pub mod health;
 pub mod products;
+pub mod proxies;
 pub mod releases;
 pub mod signals;
 pub mod workers;

@@ -9,6 +9,16 @@ use super::{PgStore, pg_err};
 use crate::Result;
 use crate::canary::json_err;
 
+/// Lane buckets as column arrays for one `unnest` insert: deployment ids, seconds,
+/// lanes, the four counters, latency histograms.
+type Columns = (
+    Vec<String>,
+    Vec<i64>,
+    Vec<String>,
+    [Vec<i64>; 4],
+    Vec<serde_json::Value>,
+);
+
 impl PgStore {
     pub(crate) async fn all_deployments(&self) -> Result<Vec<Deployment>> {
         let client = self.client().await?;
@@ -36,13 +46,7 @@ impl PgStore {
         buckets: Vec<LaneBucket>,
     ) -> Result<u64> {
         let client = self.client().await?;
-        let mut cols: (
-            Vec<String>,
-            Vec<i64>,
-            Vec<String>,
-            [Vec<i64>; 4],
-            Vec<serde_json::Value>,
-        ) = Default::default();
+        let mut cols: Columns = Default::default();
         for b in buckets {
             cols.4
                 .push(serde_json::to_value(&b.latency).map_err(json_err)?);

@@ -10,3 +10,4 @@ mod errors;
 mod harness;
 mod lifecycle;
 mod live;
+mod proxy;

@@ -1,0 +1,254 @@
+//! What proxies talk to: their routes (long-polled, versioned), their lane
+//! metrics coming home, the list of proxies, a deployment's routing changes, and
+//! the Prometheus page.
+//!
+//! A remote `serin proxy` asks `GET /api/v1/proxy/routes?version=V&wait=30s`:
+//! the answer comes at once when the current version differs from `V`, otherwise
+//! when it changes or after `wait` (then with the same version, which the proxy
+//! takes as "nothing new"). Each poll and each metrics report records the proxy's
+//! last contact, which `GET /api/v1/proxies` lists.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use serin_core::deployment::{Deployment, RoutingChange};
+use serin_core::duration::GoDuration;
+use serin_core::proxy::{MetricsReport, ProxyInfo, RouteSet};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::canary::change;
+use crate::state::AppState;
+
+/// Longest a route poll may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// A proxy heard from within this is `connected`.
+const CONNECTED_WITHIN: Duration = Duration::from_secs(90);
+
+/// The proxy routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/proxy/routes", get(routes))
+        .route("/api/v1/proxy/metrics", post(report))
+        .route("/api/v1/proxies", get(list))
+        .route("/api/v1/canary/deployments/{id}/routing", put(set_routing))
+        .route("/metrics", get(prometheus))
+}
+
+/// A route poll.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesQuery {
+    /// The version the caller has; the answer waits while it is current.
+    pub version: Option<String>,
+    /// How long to wait for a change (Go duration, at most 60s; default 0s).
+    #[param(value_type = Option<String>)]
+    pub wait: Option<GoDuration>,
+    /// The polling proxy's instance id (recorded as its last contact).
+    pub proxy_id: Option<String>,
+    /// The polling proxy's name.
+    pub name: Option<String>,
+}
+
+fn check_proxy_field(field: &str, v: &str) -> ApiResult<()> {
+    if v.is_empty() || v.len() > 200 || v.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The route set for proxies, long-polled.
+#[utoipa::path(get, path = "/api/v1/proxy/routes", tag = "proxy", params(RoutesQuery),
+    responses((status = 200, body = RouteSet), (status = 400, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn routes(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RoutesQuery>,
+) -> ApiResult<Json<RouteSet>> {
+    let wait = q.wait.map(GoDuration::to_std).unwrap_or_default();
+    if wait > MAX_WAIT {
+        return Err(ApiError::invalid("wait", "must be at most 60s"));
+    }
+    for (field, v) in [("proxy_id", &q.proxy_id), ("name", &q.name)] {
+        if let Some(v) = v {
+            check_proxy_field(field, v)?;
+        }
+    }
+    let mut rx = state.routes.subscribe(&state.store, &state.hub).await;
+    if let Some(have) = &q.version {
+        let _ = tokio::time::timeout(wait, rx.wait_for(|set| &set.version != have)).await;
+    }
+    let set = rx.borrow().clone();
+    if let Some(id) = q.proxy_id {
+        let name = q.name.unwrap_or_else(|| id.clone());
+        touch(&state, id, name, set.version.clone(), None).await;
+    }
+    Ok(Json((*set).clone()))
+}
+
+async fn touch(state: &AppState, id: String, name: String, version: String, dropped: Option<u64>) {
+    let info = ProxyInfo {
+        id,
+        name,
+        route_version: version,
+        last_contact: state.now(),
+        dropped_buckets: dropped.unwrap_or(0),
+        kind: "remote".into(),
+    };
+    if let Err(e) = state.store.touch_proxy(info).await {
+        tracing::warn!(error = %e, "cannot record a proxy's contact");
+    }
+}
+
+/// What a metrics report did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportAccepted {
+    /// Buckets stored now.
+    pub accepted: u64,
+    /// Buckets already stored by an earlier try of the same report.
+    pub duplicates: u64,
+}
+
+/// A proxy's finished seconds (idempotent per proxy, second, lane and deployment).
+#[utoipa::path(post, path = "/api/v1/proxy/metrics", tag = "proxy", request_body = MetricsReport,
+    responses((status = 202, body = ReportAccepted), (status = 400, body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, report), fields(buckets = report.buckets.len()))]
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(report): ApiJson<MetricsReport>,
+) -> ApiResult<impl IntoResponse> {
+    check_proxy_field("proxy_id", &report.proxy_id)?;
+    if report.buckets.len() > 100_000 {
+        return Err(ApiError::invalid(
+            "buckets",
+            "at most 100000 buckets per report",
+        ));
+    }
+    let now = state.now();
+    for (i, b) in report.buckets.iter().enumerate() {
+        b.check(now)
+            .map_err(|e| ApiError::invalid(&format!("buckets[{i}]"), &e))?;
+    }
+    let n = report.buckets.len() as u64;
+    let accepted = state
+        .store
+        .record_lane_buckets(&report.proxy_id, report.buckets)
+        .await?;
+    let version = state.routes.current().version.clone();
+    let _ = who;
+    touch(
+        &state,
+        report.proxy_id.clone(),
+        report.proxy_id,
+        version,
+        Some(report.dropped),
+    )
+    .await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReportAccepted {
+            accepted,
+            duplicates: n - accepted,
+        }),
+    ))
+}
+
+/// A proxy as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProxyEntry {
+    /// What it reported.
+    #[serde(flatten)]
+    pub info: ProxyInfo,
+    /// Heard from in the last 90 s.
+    pub connected: bool,
+    /// Its routes are the current ones.
+    pub up_to_date: bool,
+}
+
+/// The proxy list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProxyList {
+    /// The current route version.
+    pub route_version: String,
+    /// Proxies heard from in the last 24 hours, most recent first.
+    pub proxies: Vec<ProxyEntry>,
+}
+
+/// Proxies with their route version and last contact.
+#[utoipa::path(get, path = "/api/v1/proxies", tag = "proxy",
+    responses((status = 200, body = ProxyList)))]
+#[tracing::instrument(skip(state))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ProxyList>> {
+    let current = state
+        .routes
+        .subscribe(&state.store, &state.hub)
+        .await
+        .borrow()
+        .version
+        .clone();
+    let now = state.now();
+    let since = now - chrono::Duration::hours(24);
+    let proxies = state
+        .store
+        .list_proxies(since)
+        .await?
+        .into_iter()
+        .map(|info| ProxyEntry {
+            connected: (now - info.last_contact).to_std().unwrap_or_default() <= CONNECTED_WITHIN,
+            up_to_date: info.route_version == current,
+            info,
+        })
+        .collect();
+    Ok(Json(ProxyList {
+        route_version: current,
+        proxies,
+    }))
+}
+
+/// Changes a deployment's upstreams, request match or traffic rules; proxies
+/// pick the change up at once (embedded) or within a second (remote).
+#[utoipa::path(put, path = "/api/v1/canary/deployments/{id}/routing", tag = "canary",
+    params(("id" = String, Path, description = "the deployment's id")),
+    request_body = RoutingChange,
+    responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, body))]
+pub async fn set_routing(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RoutingChange>,
+) -> ApiResult<Json<Deployment>> {
+    let now = state.now();
+    let d = change(&state, &who.name, &id, move |d| d.set_routing(body, now)).await?;
+    Ok(Json(d))
+}
+
+/// Prometheus text: the embedded proxy's counters (when it runs) and the route
+/// set's version.
+pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    let set = state.routes.current();
+    let mut text = match &state.proxy {
+        Some(p) => p.prometheus(),
+        None => String::new(),
+    };
+    text.push_str("# HELP serin_route_set_routes Routes in the control plane's route set.\n# TYPE serin_route_set_routes gauge\n");
+    text.push_str(&format!("serin_route_set_routes {}\n", set.routes.len()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

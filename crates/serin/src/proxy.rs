@@ -1,0 +1,292 @@
+//! `serin proxy`: a remote data plane that fails static, and the embedded proxy of
+//! `serin up --proxy-listen`.
+//!
+//! A remote proxy long-polls its routes from the control plane (versions; a
+//! change arrives within the poll's round trip), keeps the last set on disk
+//! (`<state-dir>/routes.json`, written atomically) and serves it whenever the
+//! control plane is unreachable — also after its own restart. Lane metrics are
+//! drained every second into a bounded buffer and sent home; while the control
+//! plane is away they wait, the oldest are dropped when the buffer is full, and the
+//! count of dropped seconds travels with the next report. Failed polls back off
+//! exponentially (100 ms to 5 s, with jitter).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serin_core::proxy::{LaneBucket, MetricsReport, ProxyInfo, RouteSet};
+use serin_proxy::{Proxy, ProxyConfig};
+use serin_server::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::cli::{ClientArgs, ProxyArgs};
+
+/// Most buckets sent in one report.
+const REPORT_CHUNK: usize = 5_000;
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Reads a route file: a route set (`{"version", "routes"}`) or `{"routes": [...]}`;
+/// the version is recomputed from the routes either way.
+fn read_routes(path: &Path) -> anyhow::Result<RouteSet> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        routes: Vec<serin_core::proxy::ProxyRoute>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let f: File = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a route set", path.display()))?;
+    for r in &f.routes {
+        r.traffic
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: route {}: {e}", path.display(), r.deployment_id))?;
+    }
+    Ok(RouteSet::new(f.routes))
+}
+
+/// Writes the route cache atomically (a reader never sees half a file).
+fn write_cache(path: &Path, set: &RouteSet) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(set).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn apply(proxy: &Proxy, set: &RouteSet, source: &str) {
+    for p in proxy.set_routes(set) {
+        tracing::warn!(problem = %p, "route left out");
+    }
+    tracing::info!(version = %set.version, routes = set.routes.len(), source, "route version in use");
+}
+
+/// Runs `serin proxy` until SIGINT or SIGTERM.
+pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::new(args.log_level.as_deref().unwrap_or("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let control_plane = args.control_plane.clone();
+    if control_plane.is_none() && args.routes_file.is_none() {
+        anyhow::bail!("give --control-plane URL (SERIN_CONTROL_PLANE) or --routes-file FILE");
+    }
+    let proxy = Proxy::new(&ProxyConfig {
+        keep_seconds: control_plane.is_some(),
+        ..ProxyConfig::default()
+    });
+    let state_dir = args.state_dir.clone();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let cache = state_dir.join("routes.json");
+    if let Some(f) = &args.routes_file {
+        apply(&proxy, &read_routes(f)?, "file");
+    } else if cache.exists() {
+        match read_routes(&cache) {
+            Ok(set) => apply(&proxy, &set, "cache"),
+            Err(e) => tracing::warn!(error = %e, "ignoring an unreadable route cache"),
+        }
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(m) = args.metrics_listen {
+        serve_metrics(m, proxy.clone()).await?;
+    }
+    println!("serin proxy: listening on http://{addr}");
+    let id = format!("proxy-{}", uuid_v4());
+    let name = args.name.clone().unwrap_or_else(host_name);
+    if let Some(url) = control_plane {
+        let mut c = serin_client::Client::new(&url)?;
+        if let Some(k) = &client.api_key {
+            c = c.with_api_key(k.clone());
+        }
+        let c = Arc::new(c);
+        tokio::spawn(watch_routes(
+            c.clone(),
+            proxy.clone(),
+            cache,
+            id.clone(),
+            name.clone(),
+        ));
+        tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer));
+    }
+    serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn watch_routes(
+    c: Arc<serin_client::Client>,
+    proxy: Proxy,
+    cache: PathBuf,
+    id: String,
+    name: String,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        let have = proxy.version();
+        let have = (!have.is_empty()).then_some(have);
+        match c.proxy_routes(have.as_deref(), 20, &id, &name).await {
+            Ok(set) => {
+                if failures > 0 {
+                    tracing::info!(after = failures, "control plane reachable again");
+                }
+                failures = 0;
+                backoff = Duration::from_millis(100);
+                if have.as_deref() != Some(set.version.as_str()) {
+                    apply(&proxy, &set, "control plane");
+                    if let Err(e) = write_cache(&cache, &set) {
+                        tracing::warn!(error = %e, path = %cache.display(), "cannot write the route cache");
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, version = %proxy.version(), "control plane unreachable; serving the last routes");
+                }
+                let jitter =
+                    Duration::from_millis(fastrand::u64(..=backoff.as_millis() as u64 / 4));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn send_metrics(c: Arc<serin_client::Client>, proxy: Proxy, id: String, capacity: usize) {
+    let buffer: Mutex<VecDeque<LaneBucket>> = Mutex::new(VecDeque::new());
+    let mut dropped_total = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (fresh, dropped) = proxy.registry().drain(unix_now());
+        let mut buf = buffer.lock().await;
+        dropped_total += dropped;
+        for b in fresh {
+            if buf.len() >= capacity {
+                buf.pop_front();
+                dropped_total += 1;
+            }
+            buf.push_back(b);
+        }
+        while !buf.is_empty() {
+            let n = buf.len().min(REPORT_CHUNK);
+            let report = MetricsReport {
+                proxy_id: id.clone(),
+                buckets: buf.iter().take(n).cloned().collect(),
+                dropped: dropped_total,
+            };
+            match c.report_lane_metrics(&report).await {
+                Ok(_) => {
+                    buf.drain(..n);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, buffered = buf.len(), dropped = dropped_total, "cannot send lane metrics; keeping them");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_metrics(addr: SocketAddr, proxy: Proxy) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let p = proxy.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    p.prometheus(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
+/// Starts the embedded proxy of `serin up`: routes from the control plane's own
+/// route watch (changes apply at once), lane seconds written straight to the store.
+pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {
+    let mut rx = state.routes.subscribe(&state.store, &state.hub).await;
+    apply(&proxy, &rx.borrow_and_update(), "control plane");
+    let p = proxy.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let set = rx.borrow_and_update().clone();
+            apply(&p, &set, "control plane");
+        }
+    });
+    let id = format!("embedded-{}", uuid_v4());
+    let (p, st) = (proxy.clone(), state.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut pending: Vec<LaneBucket> = Vec::new();
+        let mut dropped_total = 0;
+        loop {
+            tick.tick().await;
+            let (fresh, dropped) = p.registry().drain(unix_now());
+            dropped_total += dropped;
+            pending.extend(fresh);
+            if pending.len() > 100_000 {
+                let extra = pending.len() - 100_000;
+                pending.drain(..extra);
+                dropped_total += extra as u64;
+            }
+            if !pending.is_empty() {
+                match st.store.record_lane_buckets(&id, pending.clone()).await {
+                    Ok(_) => pending.clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, buffered = pending.len(), "cannot store lane metrics; keeping them")
+                    }
+                }
+            }
+            let info = ProxyInfo {
+                id: id.clone(),
+                name: "embedded".into(),
+                route_version: p.version(),
+                last_contact: st.now(),
+                dropped_buckets: dropped_total,
+                kind: "embedded".into(),
+            };
+            let _ = st.store.touch_proxy(info).await;
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(e) = serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await {
+            tracing::error!(error = %e, "the embedded proxy stopped");
+        }
+    });
+}
+
+fn uuid_v4() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "proxy".into())
+}

@@ -1,0 +1,340 @@
+//! The proxy end to end: `serin up --proxy-listen` and a remote `serin proxy`
+//! against real upstream servers; route changes, lane metrics into the
+//! deployment's metrics, Prometheus checked by promtool, and fail static.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{ADMIN, BIN, get, post, send};
+
+async fn upstream(name: &'static str) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move || async move { format!("{name}\n") });
+    tokio::spawn(async move { axum::serve(l, app).await });
+    format!("http://{addr}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped (also when a test panics).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `serin` and waits for the stdout line starting with `ready`.
+fn spawn(args: &[&str], ready: &str) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SERIN_LOG", "warn")
+        .env("SERIN_ADMIN_TOKEN", ADMIN)
+        .env("SERIN_RATE_LIMIT", "0")
+        .env("SERIN_AUTH_FAILURE_LIMIT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with(&ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("ready line");
+    Proc(child)
+}
+
+fn kill(p: &mut Proc) {
+    let _ = p.0.kill();
+    let _ = p.0.wait();
+}
+
+async fn body(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let r = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("HTTP {}", r.status()));
+    }
+    r.text().await.map_err(|e| e.to_string())
+}
+
+/// Waits until `url` answers `want`; returns how long it took.
+async fn until_body(client: &reqwest::Client, url: &str, want: &str) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if body(client, url).await.as_deref() == Ok(want) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{url} never answered {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let (api_port, proxy_port, remote_port) = (free_port(), free_port(), free_port());
+    let api = format!("http://127.0.0.1:{api_port}");
+    let up_args = [
+        "up",
+        "--listen",
+        &format!("127.0.0.1:{api_port}"),
+        "--database-url",
+        &db,
+        "--proxy-listen",
+        &format!("127.0.0.1:{proxy_port}"),
+    ];
+    let mut up = spawn(&up_args, "serin: listening on");
+    let embedded = format!("http://127.0.0.1:{proxy_port}/");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let (st, d) = post(
+        &format!("{api}/api/v1/canary/deployments"),
+        json!({"queue_name": "web", "stable_version": "v1", "canary_version": "v2", "percentage": 0,
+               "upstreams": {"stable": [stable], "canary": [canary]},
+               "traffic": {"affinity": null}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    until_body(&client, &embedded, "stable\n").await;
+
+    // A percentage change reaches the embedded proxy at once.
+    let (st, _) = send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/canary/deployments/{id}/percentage"),
+        Some(json!({"percentage": 100})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let took = until_body(&client, &embedded, "canary\n").await;
+    assert!(
+        took < Duration::from_secs(1),
+        "embedded proxy took {took:?}"
+    );
+
+    // Rules through the routing endpoint; bad rules are refused and change nothing.
+    let routing = format!("{api}/api/v1/canary/deployments/{id}/routing");
+    let (st, e) = send(
+        reqwest::Method::PUT,
+        &routing,
+        Some(json!({"traffic": {"rules": [{"match": {"header": {"name": "X-Beta", "regex": "("}}}]}})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (400, Some("VALIDATION_FAILED")),
+        "{e}"
+    );
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("traffic.rules[0].match.header.regex"),
+        "{e}"
+    );
+    send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/canary/deployments/{id}/percentage"),
+        Some(json!({"percentage": 0})),
+    )
+    .await;
+    let (st, d) = send(
+        reqwest::Method::PUT,
+        &routing,
+        Some(json!({"traffic": {"affinity": null, "rules": [{"match": {"header": {"name": "X-Beta", "equals": "1"}}}]}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{d}");
+    until_body(&client, &embedded, "stable\n").await;
+    let beta = client
+        .get(&embedded)
+        .header("X-Beta", "1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(beta, "canary\n");
+
+    // Proxy counts reach the deployment's metrics.
+    for _ in 0..20 {
+        body(&client, &embedded).await.unwrap();
+    }
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&format!("{api}/api/v1/canary/deployments/{id}/metrics")).await;
+        if m["stable"]["job_count"].as_u64().unwrap_or(0) >= 20
+            && m["canary"]["job_count"].as_u64().unwrap_or(0) >= 1
+        {
+            assert!(m["stable"]["p95_latency"].as_f64().is_some(), "{m}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "metrics never showed the proxy's requests: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Prometheus text, checked by promtool.
+    let text = client
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "serin_proxy_requests_total{{deployment=\"{id}\",lane=\"stable\",code=\"200\"}}"
+        )),
+        "{text}"
+    );
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A remote proxy follows within a second.
+    let state = tempfile::tempdir().unwrap();
+    let remote_args = [
+        "proxy",
+        "--control-plane",
+        &api,
+        "--api-key",
+        ADMIN,
+        "--listen",
+        &format!("127.0.0.1:{remote_port}"),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--name",
+        "edge-1",
+    ];
+    let mut remote = spawn(&remote_args, "serin proxy: listening on");
+    let remote_url = format!("http://127.0.0.1:{remote_port}/");
+    until_body(&client, &remote_url, "stable\n").await;
+    send(
+        reqwest::Method::PUT,
+        &format!("{api}/api/v1/canary/deployments/{id}/percentage"),
+        Some(json!({"percentage": 100})),
+    )
+    .await;
+    let took = until_body(&client, &remote_url, "canary\n").await;
+    assert!(took < Duration::from_secs(1), "remote proxy took {took:?}");
+    let (_, list) = get(&format!("{api}/api/v1/proxies")).await;
+    let edge = list["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "edge-1")
+        .expect("edge-1 listed");
+    assert_eq!(edge["connected"], true);
+    assert!(
+        list["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "embedded"),
+        "{list}"
+    );
+    let (_, m) = get(&format!("{api}/api/v1/canary/deployments/{id}/metrics")).await;
+    let canary_before = m["canary"]["job_count"].as_u64().unwrap();
+
+    // Fail static: the control plane dies mid-load; the remote proxy keeps serving.
+    let load = {
+        let (client, url) = (client.clone(), remote_url.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(3) {
+                match body(&client, &url).await {
+                    Ok(b) if b == "canary\n" => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(&mut up);
+    let (ok, failed) = load.await.unwrap();
+    assert_eq!(
+        failed, 0,
+        "requests failed while the control plane was down ({ok} ok)"
+    );
+    assert!(ok > 100);
+
+    // The control plane comes back: buffered lane seconds arrive.
+    let mut up = spawn(&up_args, "serin: listening on");
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = get(&format!("{api}/api/v1/canary/deployments/{id}/metrics")).await;
+        let n = m["canary"]["job_count"].as_u64().unwrap_or(0);
+        if n >= canary_before + ok {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "buffered metrics never arrived: {n} < {}",
+            canary_before + ok
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Restart the remote proxy with the control plane down: it serves its last routes.
+    kill(&mut up);
+    kill(&mut remote);
+    let mut remote = spawn(&remote_args, "serin proxy: listening on");
+    for _ in 0..50 {
+        assert_eq!(body(&client, &remote_url).await.as_deref(), Ok("canary\n"));
+    }
+    kill(&mut remote);
+}
