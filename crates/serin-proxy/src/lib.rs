@@ -311,22 +311,26 @@ impl Proxy {
         let headers = up.headers_mut();
         *headers = std::mem::take(&mut req.headers);
         strip_hop_by_hop(headers, upgrade);
-        let ip = client.ip().to_string();
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok(),
+            None => Some(ip_header(client.ip())),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        // The client's Host (or, over HTTP/2, the URI's authority) as it came.
+        let original_host = match headers.get(header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()),
+        };
+        if let Some(h) = original_host {
             headers.insert(X_FORWARDED_HOST, h);
         }
         if h2c {
             headers.remove(header::HOST);
-        } else if let Ok(v) = HeaderValue::from_str(endpoint.authority.as_str()) {
-            headers.insert(header::HOST, v);
+        } else {
+            headers.insert(header::HOST, endpoint.host_header.clone());
         }
 
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -361,6 +365,14 @@ impl Proxy {
     }
 }
 
+/// The client's address as a header value (no allocation for the usual loopback).
+fn ip_header(ip: std::net::IpAddr) -> HeaderValue {
+    if ip == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) {
+        return HeaderValue::from_static("127.0.0.1");
+    }
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
@@ -372,16 +384,8 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-        .collect();
-    for n in named {
-        h.remove(n);
+    if h.contains_key(header::CONNECTION) {
+        strip_named(h, keep_upgrade);
     }
     for n in &HOP_BY_HOP {
         if !(keep_upgrade && n == header::CONNECTION) {
@@ -392,6 +396,21 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         h.remove(header::UPGRADE);
+    }
+}
+
+/// Removes the headers that `Connection` names.
+fn strip_named(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for n in named {
+        h.remove(n);
     }
 }
 

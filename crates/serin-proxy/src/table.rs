@@ -28,6 +28,8 @@ pub struct Endpoint {
     pub scheme: Scheme,
     /// `host:port`.
     pub authority: Authority,
+    /// `host:port` as the `Host` header sent to it.
+    pub host_header: http::HeaderValue,
     /// Requests in flight to it.
     pub in_flight: AtomicUsize,
 }
@@ -46,12 +48,15 @@ impl Pool {
             .iter()
             .map(|u| {
                 let uri: http::Uri = u.parse().map_err(|e| format!("`{u}`: {e}"))?;
+                let authority = uri
+                    .authority()
+                    .cloned()
+                    .ok_or_else(|| format!("`{u}` has no host"))?;
                 Ok(Endpoint {
                     scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
-                    authority: uri
-                        .authority()
-                        .cloned()
-                        .ok_or_else(|| format!("`{u}` has no host"))?,
+                    host_header: http::HeaderValue::from_str(authority.as_str())
+                        .map_err(|e| format!("`{u}`: {e}"))?,
+                    authority,
                     in_flight: AtomicUsize::new(0),
                 })
             })

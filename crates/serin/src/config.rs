@@ -342,7 +342,10 @@ mod tests {
         assert_eq!(settings(&a).unwrap().proxy_listen.unwrap().port(), 8000);
         a.proxy_listen = Some("here".into());
         let errors = settings(&a).unwrap_err();
-        assert!(errors.iter().any(|e| e.contains("proxy_listen: `here`")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("proxy_listen: `here`")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -121,8 +121,41 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         ));
         tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer));
     }
-    serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await?;
-    Ok(())
+    serve_on_own_runtime(listener, proxy).await
+}
+
+/// Serves the proxy on a runtime of its own: one thread per CPU this process may
+/// use, and a single-threaded runtime (no work-stealing, no cross-thread wake-ups)
+/// when that is one. The control-plane traffic stays on the main runtime.
+async fn serve_on_own_runtime(listener: TcpListener, proxy: Proxy) -> anyhow::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let listener = listener.into_std()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("serin-proxy".into())
+        .spawn(move || {
+            let rt = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            };
+            let result = rt.map_err(anyhow::Error::from).and_then(|rt| {
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await?;
+                    Ok(())
+                })
+            });
+            let _ = done_tx.send(result);
+        })?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the proxy thread died")))
 }
 
 async fn watch_routes(
