@@ -389,7 +389,7 @@ impl TrafficRules {
             let c = match &r.condition {
                 Condition::Header(m) => {
                     let (n, m) = compile_value(&format!("{field}.header"), m)?;
-                    Compiled::Header(n, m)
+                    Compiled::Header(n.to_ascii_lowercase(), m)
                 }
                 Condition::Cookie(m) => {
                     let (n, m) = compile_value(&format!("{field}.cookie"), m)?;
@@ -419,14 +419,18 @@ impl TrafficRules {
             };
             rules.push((c, r.lane));
         }
+        // Header names are stored lowercase: header maps look them up fastest so.
         Ok(LaneChooser {
             deployment_id: deployment_id.to_string(),
-            override_header: self.override_header.clone(),
+            override_header: self.override_header.to_ascii_lowercase(),
             affinity: self.affinity.as_ref().map(|a| a.cookie.clone()),
             rules,
-            user_header: self.user_header.clone(),
-            country_header: self.country_header.clone(),
-            sticky: self.sticky_key.clone(),
+            user_header: self.user_header.to_ascii_lowercase(),
+            country_header: self.country_header.to_ascii_lowercase(),
+            sticky: match &self.sticky_key {
+                Some(StickyKey::Header(h)) => Some(StickyKey::Header(h.to_ascii_lowercase())),
+                other => other.clone(),
+            },
             salt: salt_state(deployment_id),
         })
     }

@@ -143,6 +143,7 @@ impl Proxy {
         connector.set_connect_timeout(Some(config.connect_timeout));
         let client = |h2: bool| {
             Client::builder(TokioExecutor::new())
+                .http1_writev(false)
                 .pool_idle_timeout(config.pool_idle_timeout)
                 .pool_max_idle_per_host(config.pool_max_idle_per_host)
                 .http2_only(h2)
@@ -433,7 +434,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Small answers are copied into one buffer and written with one call.
+    builder.http1().writev(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
