@@ -449,18 +449,53 @@ fn short_text(field: &str, v: &str, max: usize) -> Result<(), DomainError> {
     validate_text(field, v)
 }
 
+/// An upstream endpoint: `http://host[:port]` (the proxy speaks cleartext HTTP/1.1
+/// or h2c to upstreams; TLS to upstreams is not supported, so `https://` is refused
+/// here rather than failing every request later).
 fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace) => {
+    if url.starts_with("https://") {
+        return Err(DomainError::invalid(
+            field,
+            format!("`{url}`: TLS to upstreams is not supported; give an http:// endpoint"),
+        ));
+    }
+    match url.strip_prefix("http://") {
+        Some(r)
+            if !r.is_empty()
+                && !r.starts_with('/')
+                && !r.contains(char::is_whitespace)
+                && r.parse::<UriAuthority>().is_ok() =>
+        {
             Ok(())
         }
         _ => Err(DomainError::invalid(
             field,
-            format!("`{url}` is not an http:// or https:// URL with a host"),
+            format!("`{url}` is not an http:// URL with a host"),
         )),
+    }
+}
+
+/// `host[:port]` with an optional trailing `/`: enough to tell a usable endpoint.
+struct UriAuthority;
+
+impl std::str::FromStr for UriAuthority {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let s = s.strip_suffix('/').unwrap_or(s);
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+            _ => (s, None),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+        if host_ok && port_ok {
+            Ok(UriAuthority)
+        } else {
+            Err(())
+        }
     }
 }
 

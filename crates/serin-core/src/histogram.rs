@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 /// Sub-buckets per power of two, as a power of two.
 const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
-/// Largest index: values up to 2^63 µs.
-const MAX_INDEX: usize = (SUB + (63 - SUB_BITS as u64 + 1) * SUB) as usize;
+/// Largest index: that of `u64::MAX` µs.
+const MAX_INDEX: usize = (SUB + (63 - SUB_BITS as u64 + 1) * SUB) as usize - 1;
 
 /// The bucket index of a value in microseconds.
 pub fn index_of(us: u64) -> usize {
@@ -146,7 +146,7 @@ impl Histogram {
             .enumerate()
             .take_while(|(i, _)| {
                 let (lo, w) = bounds_of(*i);
-                lo + w - 1 <= us
+                lo + (w - 1) <= us
             })
             .map(|(_, c)| c)
             .sum()
@@ -178,7 +178,7 @@ mod sparse {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
         let pairs = Vec::<(u64, u64)>::deserialize(d)?;
-        let mut counts = Vec::new();
+        let mut counts: Vec<u64> = Vec::new();
         for (i, c) in pairs {
             let i = usize::try_from(i)
                 .ok()
@@ -187,7 +187,9 @@ mod sparse {
             if counts.len() <= i {
                 counts.resize(i + 1, 0);
             }
-            counts[i] += c;
+            counts[i] = counts[i]
+                .checked_add(c)
+                .ok_or_else(|| D::Error::custom("bucket counts overflow"))?;
         }
         Ok(counts)
     }
@@ -196,7 +198,11 @@ mod sparse {
 impl Histogram {
     /// Checks that a histogram read from outside is consistent (counts add up).
     pub fn check(&self) -> Result<(), String> {
-        let total: u64 = self.counts.iter().sum();
+        let total = self
+            .counts
+            .iter()
+            .try_fold(0u64, |a, c| a.checked_add(*c))
+            .ok_or("bucket counts overflow")?;
         if total != self.count {
             return Err(format!(
                 "bucket counts add up to {total}, not count {}",
@@ -219,7 +225,9 @@ mod tests {
             assert!(lo <= us && us < lo + w, "{us} not in [{lo}, {})", lo + w);
             assert!(us < SUB || w * SUB <= lo, "bucket of {us} too wide");
         }
-        assert!(index_of(u64::MAX) <= MAX_INDEX);
+        assert_eq!(index_of(u64::MAX), MAX_INDEX);
+        let (lo, w) = bounds_of(MAX_INDEX);
+        assert_eq!(lo.checked_add(w - 1), Some(u64::MAX));
     }
 
     #[test]
@@ -256,6 +264,12 @@ mod tests {
             serde_json::from_str(r#"{"count": 5, "sum_us": 1, "max_us": 1, "counts": [[1, 1]]}"#)
                 .unwrap();
         assert!(bad.check().is_err());
+        let wraps: Histogram = serde_json::from_str(&format!(
+            r#"{{"count": 0, "sum_us": 0, "max_us": 0, "counts": [[0, {h}], [1, {h}]]}}"#,
+            h = 1u64 << 63
+        ))
+        .unwrap();
+        assert!(wraps.check().is_err(), "counts that wrap to 0 are refused");
         assert!(
             serde_json::from_str::<Histogram>(
                 r#"{"count": 1, "sum_us": 1, "max_us": 1, "counts": [[99999999, 1]]}"#

@@ -152,11 +152,22 @@ pub struct LaneBucket {
 impl LaneBucket {
     /// All errors.
     pub fn errors(&self) -> u64 {
-        self.errors_5xx + self.errors_connect + self.errors_timeout
+        self.errors_5xx
+            .saturating_add(self.errors_connect)
+            .saturating_add(self.errors_timeout)
     }
 
     /// Checks a bucket received from outside.
     pub fn check(&self, now: Timestamp) -> Result<(), String> {
+        // One proxy can't answer more than this in one second of one lane; the
+        // bound also keeps every sum below overflow.
+        const MAX_PER_SECOND: u64 = 1 << 32;
+        if self.requests > MAX_PER_SECOND {
+            return Err(format!("more than {MAX_PER_SECOND} requests in one second"));
+        }
+        if self.deployment_id.is_empty() || self.deployment_id.len() > 200 {
+            return Err("deployment_id must be 1 to 200 characters".into());
+        }
         if self.errors() > self.requests {
             return Err("errors exceed requests".into());
         }

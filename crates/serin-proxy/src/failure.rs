@@ -6,6 +6,7 @@
 //! | the chosen lane has no endpoints          | 503    | lane `connect`    |
 //! | connect refused, reset, protocol error    | 502    | lane `connect`    |
 //! | no response headers within the timeout    | 504    | lane `timeout`    |
+//! | the client's request body broke off       | 400    | nothing (client)  |
 //!
 //! The body is Serin's error body (`{"error", "code", "details"}`) with a message a
 //! client can show; the underlying error goes to the log only. Nothing is retried:
@@ -30,6 +31,8 @@ pub enum ProxyError {
     Connect(Lane, String),
     /// The upstream didn't answer in time.
     Timeout(Lane, std::time::Duration),
+    /// The client broke off its own request (its body stopped): not the lane's fault.
+    ClientAborted(String),
 }
 
 impl ProxyError {
@@ -37,6 +40,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::ClientAborted(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(..) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
@@ -47,7 +51,7 @@ impl ProxyError {
     pub fn outcome(&self) -> Option<Outcome> {
         let code = self.status().as_u16();
         match self {
-            ProxyError::NoRoute => None,
+            ProxyError::NoRoute | ProxyError::ClientAborted(_) => None,
             ProxyError::NoEndpoint(_) | ProxyError::Connect(..) => {
                 Some(Outcome::ConnectError(code))
             }
@@ -58,6 +62,10 @@ impl ProxyError {
     fn code_and_message(&self) -> (&'static str, String) {
         match self {
             ProxyError::NoRoute => ("NO_ROUTE", "no deployment serves this host and path".into()),
+            ProxyError::ClientAborted(_) => (
+                "CLIENT_ABORTED",
+                "the request body ended before it was complete".into(),
+            ),
             ProxyError::NoEndpoint(l) => (
                 "NO_UPSTREAM",
                 format!("the {l} lane of this service has no endpoints"),
@@ -80,7 +88,7 @@ impl ProxyError {
     pub fn response(&self) -> Response<Full<Bytes>> {
         let (code, message) = self.code_and_message();
         let lane = match self {
-            ProxyError::NoRoute => String::from("null"),
+            ProxyError::NoRoute | ProxyError::ClientAborted(_) => String::from("null"),
             ProxyError::NoEndpoint(l) | ProxyError::Connect(l, _) | ProxyError::Timeout(l, _) => {
                 format!("\"{l}\"")
             }

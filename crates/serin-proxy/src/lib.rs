@@ -334,16 +334,21 @@ impl Proxy {
             headers.insert(header::HOST, endpoint.host_header.clone());
         }
 
-        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         let pool = if h2c {
             &self.inner.h2c
         } else {
             &self.inner.http1
         };
-        let sent = tokio::time::timeout(route.timeout, pool.request(up)).await;
-        endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let sent = {
+            // Released however this ends, also when the client goes away mid-wait.
+            let _in_flight = InFlight::new(&endpoint.in_flight);
+            tokio::time::timeout(route.timeout, pool.request(up)).await
+        };
         let mut resp = match sent {
             Err(_) => return Err(ProxyError::Timeout(lane, route.timeout)),
+            Ok(Err(e)) if caused_by_client(&e) => {
+                return Err(ProxyError::ClientAborted(error_chain(&e)));
+            }
             Ok(Err(e)) => return Err(ProxyError::Connect(lane, error_chain(&e))),
             Ok(Ok(r)) => r,
         };
@@ -364,6 +369,37 @@ impl Proxy {
         }
         Ok(resp)
     }
+}
+
+/// Counts a request in flight to an endpoint for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a failed exchange failed because of the client's side (its request
+/// body broke off): not the upstream's fault, so not counted against its lane.
+fn caused_by_client(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_user() || h.is_body_write_aborted())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The client's address as a header value (no allocation for the usual loopback).
@@ -388,10 +424,17 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     if h.contains_key(header::CONNECTION) {
         strip_named(h, keep_upgrade);
     }
+    // `TE: trailers` is the one TE value that may be forwarded (gRPC over h2c needs it).
+    let te_trailers = h
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for n in &HOP_BY_HOP {
         if !(keep_upgrade && n == header::CONNECTION) {
             h.remove(n);
         }
+    }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -435,8 +478,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // Small answers are copied into one buffer and written with one call.
-    builder.http1().writev(false);
+    // Small answers are copied into one buffer and written with one call; a client
+    // gets 30 s to send a request's headers (a slow-headers attack holds nothing longer).
+    builder
+        .http1()
+        .writev(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {

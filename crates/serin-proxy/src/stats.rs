@@ -65,6 +65,10 @@ struct Totals {
 #[derive(Debug, Default)]
 struct Inner {
     current: Option<LaneBucket>,
+    /// The last second handed over as finished: never reopened, so a request
+    /// whose clock reading lost the race to the lock counts in a later second
+    /// instead of making a second bucket of a second already sent.
+    last_closed: i64,
     finished: Vec<LaneBucket>,
     dropped: u64,
     totals: Totals,
@@ -104,9 +108,14 @@ impl LaneStats {
         if !self.keep_seconds {
             return;
         }
-        if inner.current.as_ref().is_some_and(|c| c.second != now_sec) {
-            let done = inner.current.take();
-            push_finished(inner, done);
+        let mut now_sec = now_sec.max(inner.last_closed.saturating_add(1));
+        if let Some(c) = &inner.current {
+            // A late reading joins the open second; only a later one closes it.
+            now_sec = now_sec.max(c.second);
+            if c.second < now_sec {
+                let done = inner.current.take();
+                push_finished(inner, done);
+            }
         }
         let cur = inner.current.get_or_insert_with(|| LaneBucket {
             deployment_id: self.deployment_id.to_string(),
@@ -139,6 +148,7 @@ impl LaneStats {
 
 fn push_finished(inner: &mut Inner, b: Option<LaneBucket>) {
     if let Some(b) = b {
+        inner.last_closed = inner.last_closed.max(b.second);
         if inner.finished.len() >= MAX_FINISHED {
             inner.finished.remove(0);
             inner.dropped += 1;
@@ -320,6 +330,25 @@ mod tests {
         assert!(text.contains(
             "serin_proxy_request_duration_seconds_bucket{deployment=\"d1\",lane=\"canary\",le=\"+Inf\"} 4"
         ));
+    }
+
+    #[test]
+    fn a_second_handed_over_is_never_reopened() {
+        let r = Registry::new(true);
+        let s = r.lane("d1", Lane::Canary);
+        assert!(r.drain(140).0.is_empty());
+        // A late clock reading never reopens a second already handed over.
+        s.record(150, Outcome::Status(200), 1);
+        s.record(149, Outcome::Status(200), 1);
+        let (b, _) = r.drain(151);
+        assert_eq!((b.len(), b[0].second, b[0].requests), (1, 150, 2));
+        s.record(150, Outcome::Status(200), 1);
+        let (b, _) = r.drain(152);
+        assert_eq!(
+            (b.len(), b[0].second),
+            (1, 151),
+            "counted in the next open second"
+        );
     }
 
     #[test]

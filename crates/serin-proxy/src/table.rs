@@ -133,9 +133,12 @@ impl CompiledRoute {
                 return false;
             }
         }
-        self.path_prefix
-            .as_deref()
-            .is_none_or(|p| path.starts_with(p))
+        // A prefix matches whole segments: `/api` serves `/api` and `/api/x`, not `/apiary`.
+        self.path_prefix.as_deref().is_none_or(|p| {
+            path.strip_prefix(p).is_some_and(|rest| {
+                rest.is_empty() || p.ends_with('/') || rest.starts_with(['/', '?'])
+            })
+        })
     }
 }
 
@@ -269,6 +272,12 @@ mod tests {
         assert_eq!(id(Some("SHOP.example"), "/api/v1"), Some("host"));
         assert_eq!(id(Some("other"), "/api/v1"), Some("api"));
         assert_eq!(id(None, "/"), Some("any"));
+        assert_eq!(id(None, "/api"), Some("api"));
+        assert_eq!(
+            id(None, "/apiary"),
+            Some("any"),
+            "prefixes match whole segments"
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! version differs is published, so watchers wake only for real changes. The
 //! embedded proxy and the long-poll route endpoint both read this channel.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serin_core::proxy::RouteSet;
-use serin_store::Store;
-use tokio::sync::watch;
+use serin_store::{Store, StoreError};
+use tokio::sync::{OnceCell, watch};
 
 use crate::hub::Hub;
 
@@ -20,53 +20,66 @@ use crate::hub::Hub;
 #[derive(Debug, Clone)]
 pub struct RouteWatch {
     tx: Arc<watch::Sender<Arc<RouteSet>>>,
-    started: Arc<OnceLock<()>>,
+    started: Arc<OnceCell<()>>,
 }
 
 impl Default for RouteWatch {
     fn default() -> Self {
         RouteWatch {
             tx: Arc::new(watch::channel(Arc::new(RouteSet::new(Vec::new()))).0),
-            started: Arc::new(OnceLock::new()),
+            started: Arc::new(OnceCell::new()),
         }
     }
 }
 
 impl RouteWatch {
-    /// A receiver of the route set; starts the refresher on first call. The
-    /// first set is loaded before this returns.
-    pub async fn subscribe(&self, store: &Store, hub: &Hub) -> watch::Receiver<Arc<RouteSet>> {
-        let mut first = false;
-        self.started.get_or_init(|| first = true);
-        if first {
-            // Load once before anyone reads, then keep it fresh.
-            let events = hub.subscribe();
-            refresh(store, &self.tx).await;
-            tokio::spawn(keep_fresh(store.clone(), self.tx.clone(), events));
-        }
-        self.tx.subscribe()
+    /// A receiver of the route set. The first call loads the set from the store
+    /// and starts the refresher; until a load has succeeded this fails, so nobody
+    /// is ever handed the empty placeholder (a proxy would take it for "no
+    /// routes" and forget its own). A cancelled or failed first load is retried
+    /// by the next caller.
+    pub async fn subscribe(
+        &self,
+        store: &Store,
+        hub: &Hub,
+    ) -> Result<watch::Receiver<Arc<RouteSet>>, StoreError> {
+        self.started
+            .get_or_try_init(|| async {
+                let events = hub.subscribe();
+                let set = load(store).await?;
+                publish(&self.tx, set);
+                tokio::spawn(keep_fresh(store.clone(), self.tx.clone(), events));
+                Ok::<(), StoreError>(())
+            })
+            .await?;
+        Ok(self.tx.subscribe())
     }
 
-    /// The current set (possibly stale if the refresher isn't started).
-    pub fn current(&self) -> Arc<RouteSet> {
-        self.tx.borrow().clone()
+    /// The current set, when one has been loaded.
+    pub fn current(&self) -> Option<Arc<RouteSet>> {
+        self.started.initialized().then(|| self.tx.borrow().clone())
     }
 }
 
-async fn refresh(store: &Store, tx: &watch::Sender<Arc<RouteSet>>) {
-    match store.all_deployments().await {
-        Ok(ds) => {
-            let set = RouteSet::from_deployments(&ds);
-            tx.send_if_modified(|cur| {
-                if cur.version == set.version {
-                    false
-                } else {
-                    tracing::info!(version = %set.version, routes = set.routes.len(), "route set changed");
-                    *cur = Arc::new(set);
-                    true
-                }
-            });
+async fn load(store: &Store) -> Result<RouteSet, StoreError> {
+    Ok(RouteSet::from_deployments(&store.all_deployments().await?))
+}
+
+fn publish(tx: &watch::Sender<Arc<RouteSet>>, set: RouteSet) {
+    tx.send_if_modified(|cur| {
+        if cur.version == set.version {
+            false
+        } else {
+            tracing::info!(version = %set.version, routes = set.routes.len(), "route set changed");
+            *cur = Arc::new(set);
+            true
         }
+    });
+}
+
+async fn refresh(store: &Store, tx: &watch::Sender<Arc<RouteSet>>) {
+    match load(store).await {
+        Ok(set) => publish(tx, set),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load deployments for the route set; keeping the last one")
         }

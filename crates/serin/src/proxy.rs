@@ -226,6 +226,19 @@ async fn send_metrics(c: Arc<serin_client::Client>, proxy: Proxy, id: String, ca
                 Ok(_) => {
                     buf.drain(..n);
                 }
+                Err(serin_client::ClientError::Api {
+                    status, message, ..
+                }) if (400..500).contains(&status)
+                    && status != 401
+                    && status != 403
+                    && status != 429 =>
+                {
+                    // The control plane refuses these buckets (say, a clock far off):
+                    // retrying can't help and would block everything behind them.
+                    tracing::warn!(status, %message, buckets = n, "lane metrics refused; dropping them");
+                    buf.drain(..n);
+                    dropped_total += n as u64;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, buffered = buf.len(), dropped = dropped_total, "cannot send lane metrics; keeping them");
                     break;
@@ -261,7 +274,17 @@ async fn serve_metrics(addr: SocketAddr, proxy: Proxy) -> anyhow::Result<()> {
 /// Starts the embedded proxy of `serin up`: routes from the control plane's own
 /// route watch (changes apply at once), lane seconds written straight to the store.
 pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {
-    let mut rx = state.routes.subscribe(&state.store, &state.hub).await;
+    // The first load retries until the database answers; meanwhile the proxy has
+    // no routes (it is starting).
+    let mut rx = loop {
+        match state.routes.subscribe(&state.store, &state.hub).await {
+            Ok(rx) => break rx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the route set yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     apply(&proxy, &rx.borrow_and_update(), "control plane");
     let p = proxy.clone();
     tokio::spawn(async move {

@@ -84,7 +84,7 @@ pub async fn routes(
             check_proxy_field(field, v)?;
         }
     }
-    let mut rx = state.routes.subscribe(&state.store, &state.hub).await;
+    let mut rx = state.routes.subscribe(&state.store, &state.hub).await?;
     if let Some(have) = &q.version {
         let _ = tokio::time::timeout(wait, rx.wait_for(|set| &set.version != have)).await;
     }
@@ -145,7 +145,11 @@ pub async fn report(
         .store
         .record_lane_buckets(&report.proxy_id, report.buckets)
         .await?;
-    let version = state.routes.current().version.clone();
+    let version = state
+        .routes
+        .current()
+        .map(|s| s.version.clone())
+        .unwrap_or_default();
     let _ = who;
     touch(
         &state,
@@ -193,7 +197,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ProxyList>> {
     let current = state
         .routes
         .subscribe(&state.store, &state.hub)
-        .await
+        .await?
         .borrow()
         .version
         .clone();
@@ -237,13 +241,13 @@ pub async fn set_routing(
 /// Prometheus text: the embedded proxy's counters (when it runs) and the route
 /// set's version.
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    let set = state.routes.current();
+    let routes = state.routes.current().map_or(0, |s| s.routes.len());
     let mut text = match &state.proxy {
         Some(p) => p.prometheus(),
         None => String::new(),
     };
     text.push_str("# HELP serin_route_set_routes Routes in the control plane's route set.\n# TYPE serin_route_set_routes gauge\n");
-    text.push_str(&format!("serin_route_set_routes {}\n", set.routes.len()));
+    text.push_str(&format!("serin_route_set_routes {routes}\n"));
     (
         [(
             header::CONTENT_TYPE,
