@@ -70,6 +70,8 @@ pub enum Command {
     /// API keys (admin): create, list, revoke.
     #[command(subcommand)]
     Apikey(ApiKeyCmd),
+    /// Proxies the control plane has heard from, with their route version and last contact.
+    Proxies,
     /// Seed 000 form of `product add`.
     AddProduct(ProductAdd),
     /// Seed 000 form of `release add`.

@@ -59,6 +59,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(errors) => return Ok(settings_failed(&errors)),
         },
         Command::Proxy(p) => proxy::proxy(args, p).await?,
+        Command::Proxies => proxy::list(args).await?,
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

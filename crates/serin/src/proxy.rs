@@ -271,6 +271,68 @@ async fn serve_metrics(addr: SocketAddr, proxy: Proxy) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One row of `serin proxies`.
+#[derive(serde::Serialize)]
+struct ProxyRow(serde_json::Value);
+
+impl crate::output::Tabular for ProxyRow {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "KIND",
+        "ROUTE VERSION",
+        "CURRENT",
+        "CONNECTED",
+        "LAST CONTACT",
+        "DROPPED",
+        "ID",
+    ];
+    fn row(&self) -> Vec<String> {
+        let v = &self.0;
+        let s = |k: &str| match &v[k] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let yes = |k: &str| if v[k] == true { "yes" } else { "no" }.to_string();
+        vec![
+            s("name"),
+            s("kind"),
+            s("route_version"),
+            yes("up_to_date"),
+            yes("connected"),
+            s("last_contact"),
+            s("dropped_buckets"),
+            s("id"),
+        ]
+    }
+}
+
+/// `serin proxies`: the control plane's list of proxies.
+pub async fn list(args: &ClientArgs) -> anyhow::Result<()> {
+    let mut c = serin_client::Client::new(&args.url)?;
+    if let Some(k) = &args.api_key {
+        c = c.with_api_key(k.clone());
+    }
+    let v = c.proxies().await?;
+    match args.output {
+        crate::cli::Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        crate::cli::Output::Table => {
+            println!(
+                "route version now: {}",
+                v["route_version"].as_str().unwrap_or("?")
+            );
+            let rows: Vec<ProxyRow> = v["proxies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned()
+                .map(ProxyRow)
+                .collect();
+            println!("{}", crate::output::table(&rows));
+        }
+    }
+    Ok(())
+}
+
 /// Starts the embedded proxy of `serin up`: routes from the control plane's own
 /// route watch (changes apply at once), lane seconds written straight to the store.
 pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {

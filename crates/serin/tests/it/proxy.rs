@@ -285,6 +285,12 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
             .any(|p| p["kind"] == "embedded"),
         "{list}"
     );
+    let out = crate::harness::cli_at(&api, &["proxies"], None);
+    let text = crate::harness::stdout(&out);
+    assert!(
+        text.contains("edge-1") && text.contains("remote") && text.contains("embedded"),
+        "{text}"
+    );
     let (_, m) = get(&format!("{api}/api/v1/canary/deployments/{id}/metrics")).await;
     let canary_before = m["canary"]["job_count"].as_u64().unwrap();
 
