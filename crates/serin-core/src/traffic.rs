@@ -509,6 +509,26 @@ impl LaneChooser {
         decided(lane, reason)
     }
 
+    /// Every header name this chooser may look up (lowercase). The strings live as
+    /// long as the chooser, so a caller may key a cache of parsed names on their
+    /// addresses.
+    pub fn header_names(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.override_header.as_str(),
+            self.user_header.as_str(),
+            self.country_header.as_str(),
+        ];
+        if let Some(StickyKey::Header(h)) = &self.sticky {
+            v.push(h);
+        }
+        for (rule, _) in &self.rules {
+            if let Compiled::Header(name, _) = rule {
+                v.push(name);
+            }
+        }
+        v
+    }
+
     fn affinity_lane(&self, value: &str) -> Option<Lane> {
         let (id, lane) = value.rsplit_once('.')?;
         (id == self.deployment_id).then(|| Lane::parse(lane))?

@@ -14,10 +14,23 @@ fn lane_choice(c: &mut Criterion) {
     headers.insert("x-user-id", "user-8a3f29c4".parse().unwrap());
     headers.insert("accept", "*/*".parse().unwrap());
     headers.insert("user-agent", "bench/1.0".parse().unwrap());
+    let names = serin_proxy::table::ParsedNames::of(&chooser);
+    c.bench_function(
+        "lane choice, sticky header (HeaderMap, names parsed once)",
+        |b| {
+            b.iter(|| {
+                chooser.choose(
+                    &serin_proxy::HeaderView::with_names(black_box(&headers), &names),
+                    black_box(10),
+                    0,
+                )
+            })
+        },
+    );
     c.bench_function("lane choice, sticky header (HeaderMap)", |b| {
         b.iter(|| {
             chooser.choose(
-                &serin_proxy::HeaderView(black_box(&headers)),
+                &serin_proxy::HeaderView::new(black_box(&headers)),
                 black_box(10),
                 0,
             )
@@ -31,7 +44,7 @@ fn lane_choice(c: &mut Criterion) {
     c.bench_function("lane choice, default rules, random", |b| {
         b.iter(|| {
             default.choose(
-                &serin_proxy::HeaderView(black_box(&headers)),
+                &serin_proxy::HeaderView::new(black_box(&headers)),
                 black_box(10),
                 fastrand::u32(..10_000),
             )

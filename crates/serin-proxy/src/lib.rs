@@ -112,16 +112,43 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// A request's headers as the lane choice reads them.
+/// A request's headers as the lane choice reads them. With the route's parsed
+/// names ([`table::ParsedNames`]) a lookup by one of the chooser's own names skips
+/// parsing the name again: the common case on the hot path.
 #[derive(Debug)]
-pub struct HeaderView<'a>(pub &'a HeaderMap);
+pub struct HeaderView<'a> {
+    headers: &'a HeaderMap,
+    names: Option<&'a table::ParsedNames>,
+}
+
+impl<'a> HeaderView<'a> {
+    /// A view that parses names on each lookup.
+    pub fn new(headers: &'a HeaderMap) -> Self {
+        HeaderView {
+            headers,
+            names: None,
+        }
+    }
+
+    /// A view that uses names parsed once for a chooser.
+    pub fn with_names(headers: &'a HeaderMap, names: &'a table::ParsedNames) -> Self {
+        HeaderView {
+            headers,
+            names: Some(names),
+        }
+    }
+}
 
 impl RequestView for HeaderView<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.to_str().ok())
+        let v = match self.names.and_then(|n| n.get(name)) {
+            Some(parsed) => self.headers.get(parsed),
+            None => self.headers.get(name),
+        };
+        v.and_then(|v| v.to_str().ok())
     }
     fn cookie_headers(&self) -> impl Iterator<Item = &str> {
-        self.0
+        self.headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -226,7 +253,7 @@ impl Proxy {
         };
         let choice = if route.live {
             route.chooser.choose(
-                &HeaderView(&parts.headers),
+                &HeaderView::with_names(&parts.headers, &route.names),
                 route.percent,
                 fastrand::u32(..10_000),
             )

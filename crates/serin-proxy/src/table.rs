@@ -85,6 +85,36 @@ impl Pool {
     }
 }
 
+/// The chooser's header names, parsed once, keyed by the address of the
+/// chooser's own strings (which live as long as the route).
+#[derive(Debug, Default)]
+pub struct ParsedNames(Vec<(usize, usize, http::HeaderName)>);
+
+impl ParsedNames {
+    /// Parses every name the chooser may ask for.
+    pub fn of(chooser: &LaneChooser) -> Self {
+        ParsedNames(
+            chooser
+                .header_names()
+                .into_iter()
+                .filter_map(|n| {
+                    let parsed = http::HeaderName::from_bytes(n.as_bytes()).ok()?;
+                    Some((n.as_ptr() as usize, n.len(), parsed))
+                })
+                .collect(),
+        )
+    }
+
+    /// The parsed form of `name`, when it is one of the chooser's own strings.
+    pub fn get(&self, name: &str) -> Option<&http::HeaderName> {
+        let key = (name.as_ptr() as usize, name.len());
+        self.0
+            .iter()
+            .find(|(p, l, _)| (*p, *l) == key)
+            .map(|(_, _, h)| h)
+    }
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct CompiledRoute {
@@ -101,6 +131,8 @@ pub struct CompiledRoute {
     pub live: bool,
     /// Lane choice.
     pub chooser: LaneChooser,
+    /// The chooser's header names, parsed.
+    pub names: ParsedNames,
     /// Endpoints of `[stable, canary]`.
     pub pools: [Pool; 2],
     /// Stats of `[stable, canary]`.
@@ -214,6 +246,7 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
         path_prefix: r.route.path_prefix.clone(),
         percent: r.percent,
         live: r.status.is_live(),
+        names: ParsedNames::of(&chooser),
         chooser,
         pools: [
             Pool::new(&r.upstreams.stable, balance)?,
@@ -278,6 +311,28 @@ mod tests {
             Some("any"),
             "prefixes match whole segments"
         );
+    }
+
+    #[test]
+    fn parsed_names_answer_only_for_the_choosers_own_strings() {
+        let rules: TrafficRules =
+            serde_json::from_str(r#"{"sticky_key": {"header": "X-User-Id"}}"#).unwrap();
+        let chooser = rules.chooser("d").unwrap();
+        let names = ParsedNames::of(&chooser);
+        for n in chooser.header_names() {
+            assert_eq!(names.get(n).map(http::HeaderName::as_str), Some(n));
+        }
+        let copy = String::from("x-canary");
+        assert!(
+            names.get(&copy).is_none(),
+            "an equal string elsewhere takes the slow path"
+        );
+        // Both paths find the same header.
+        let mut h = http::HeaderMap::new();
+        h.insert("x-user-id", "u1".parse().unwrap());
+        let fast = crate::HeaderView::with_names(&h, &names);
+        let slow = crate::HeaderView::new(&h);
+        assert_eq!(chooser.choose(&fast, 50, 0), chooser.choose(&slow, 50, 0));
     }
 
     #[test]
