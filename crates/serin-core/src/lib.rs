@@ -23,6 +23,7 @@
 //! - [`traffic`]: HTTP lane choice (override, affinity, match rules, percentage).
 //! - [`histogram`]: log-linear latency histograms that merge.
 //! - [`proxy`]: route sets for proxies and the lane buckets they report.
+//! - [`rollout`]: rollout plans (steps, seed 002's `traffic_steps` shorthand).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod page;
 pub mod product;
 pub mod proxy;
 pub mod release;
+pub mod rollout;
 pub mod routing;
 pub mod signal;
 pub mod traffic;

@@ -72,6 +72,13 @@ pub enum Command {
     Apikey(ApiKeyCmd),
     /// Proxies the control plane has heard from, with their route version and last contact.
     Proxies,
+    /// Check a rollout spec (seed 002's canary-config.yaml, or `{"steps": [...]}` in
+    /// YAML or JSON) without applying it; prints the steps it expands to.
+    Lint {
+        /// The file (`-` for standard input).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Seed 000 form of `product add`.
     AddProduct(ProductAdd),
     /// Seed 000 form of `release add`.

@@ -16,6 +16,7 @@ mod commands;
 mod config;
 #[cfg(test)]
 mod docs;
+mod lint;
 mod output;
 mod proxy;
 mod up;
@@ -60,6 +61,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Proxy(p) => proxy::proxy(args, p).await?,
         Command::Proxies => proxy::list(args).await?,
+        Command::Lint { file } => return Ok(lint::lint(&file, args.output)),
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

@@ -1,6 +1,6 @@
 //! The CLI against a real server: subcommands, seed aliases, output, failures.
 
-use crate::harness::{BIN, Server, json, stdout};
+use crate::harness::{BIN, Server, cli_at, json, stdout};
 
 #[test]
 fn quickstart_through_the_cli() {
@@ -92,7 +92,7 @@ fn failures_print_the_server_message_and_exit_non_zero() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    let out = crate::harness::cli_at("http://127.0.0.1:1", &["product", "list"], None);
+    let out = cli_at("http://127.0.0.1:1", &["product", "list"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Serin"));
 }
@@ -133,7 +133,7 @@ fn bad_settings_are_all_reported_before_exit() {
 fn migrate_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/m.db", dir.path().display());
-    let first = json(&crate::harness::cli_at(
+    let first = json(&cli_at(
         "",
         &["migrate", "--database-url", &url, "-o", "json"],
         None,
@@ -144,18 +144,14 @@ fn migrate_applies_once() {
         serde_json::json!(all),
         "a new database gets every migration"
     );
-    let again = stdout(&crate::harness::cli_at(
-        "",
-        &["migrate", "--database-url", &url],
-        None,
-    ));
+    let again = stdout(&cli_at("", &["migrate", "--database-url", &url], None));
     assert!(again.contains("up to date"), "{again}");
 }
 
 #[test]
 fn completions_are_generated() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = stdout(&crate::harness::cli_at("", &["completions", shell], None));
+        let out = stdout(&cli_at("", &["completions", shell], None));
         assert!(out.contains("get-latest-release"), "{shell}");
     }
 }
@@ -272,4 +268,40 @@ fn canary_worker_and_apikey_commands() {
     let revoked =
         json(&server.cli(&["apikey", "revoke", ci["id"].as_str().unwrap(), "-o", "json"]));
     assert!(revoked["revoked_at"].is_string());
+}
+
+/// `serin lint -f` checks a rollout spec without a server: seed 002's example file
+/// passes as written; a bad plan exits 2 naming the field.
+#[test]
+fn lint_checks_rollout_specs_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("canary-config.yaml");
+    std::fs::write(
+        &good,
+        "canary:\n  auto_progression:\n    enabled: true\n    wait_time: \"24h\"\n  traffic_steps: [5, 25, 50, 100]\n  safety_checks:\n    - name: \"Total Latency\"\n      metric: \"p95_latency_ms\"\n      threshold: 1000\n      alert_level: \"critical\"\n",
+    )
+    .unwrap();
+    let out = cli_at(
+        "http://127.0.0.1:9",
+        &["lint", "-f", good.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("valid, 10 steps") && text.contains("pause 24h0m0s"),
+        "{text}"
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "steps:\n  - set_weight: 50\n  - set_weight: 20\n").unwrap();
+    let out = cli_at(
+        "http://127.0.0.1:9",
+        &["lint", "-f", bad.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("steps[1]"),
+        "{out:?}"
+    );
 }
