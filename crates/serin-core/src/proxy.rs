@@ -114,11 +114,7 @@ impl RouteSet {
     /// A set with its fingerprint.
     pub fn new(routes: Vec<ProxyRoute>) -> Self {
         let json = serde_json::to_vec(&routes).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::routing::fnv(0xcbf2_9ce4_8422_2325, &json);
         RouteSet {
             version: format!("{h:016x}"),
             routes,

@@ -47,7 +47,8 @@ pub fn bucket_after(state: u64, key: &str) -> u32 {
     (fnv(state, key.as_bytes()) % u64::from(BUCKETS)) as u32
 }
 
-fn fnv<'a>(mut h: u64, bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+/// FNV-1a 64 from state `h` over `bytes` (also the route-set fingerprint).
+pub(crate) fn fnv<'a>(mut h: u64, bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
