@@ -21,7 +21,6 @@ use serin_core::proxy::{LaneBucket, MetricsReport, ProxyInfo, RouteSet};
 use serin_proxy::{Proxy, ProxyConfig};
 use serin_server::AppState;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 use crate::cli::{ClientArgs, ProxyArgs};
 
@@ -198,29 +197,55 @@ async fn watch_routes(
     }
 }
 
+/// Finished lane seconds waiting to be stored or sent: at most `capacity`, the
+/// oldest dropped first, every drop counted.
+struct Pending {
+    buckets: VecDeque<LaneBucket>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl Pending {
+    fn new(capacity: usize) -> Self {
+        Pending {
+            buckets: VecDeque::new(),
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    /// Takes the seconds the proxy has finished.
+    fn take_from(&mut self, proxy: &Proxy) {
+        let (fresh, dropped) = proxy.registry().drain(unix_now());
+        self.dropped += dropped;
+        for b in fresh {
+            if self.buckets.len() >= self.capacity {
+                self.buckets.pop_front();
+                self.dropped += 1;
+            }
+            self.buckets.push_back(b);
+        }
+    }
+}
+
 async fn send_metrics(c: Arc<serin_client::Client>, proxy: Proxy, id: String, capacity: usize) {
-    let buffer: Mutex<VecDeque<LaneBucket>> = Mutex::new(VecDeque::new());
-    let mut dropped_total = 0u64;
+    let mut pending = Pending::new(capacity);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (fresh, dropped) = proxy.registry().drain(unix_now());
-        let mut buf = buffer.lock().await;
-        dropped_total += dropped;
-        for b in fresh {
-            if buf.len() >= capacity {
-                buf.pop_front();
-                dropped_total += 1;
-            }
-            buf.push_back(b);
-        }
+        pending.take_from(&proxy);
+        let Pending {
+            buckets: buf,
+            dropped: dropped_total,
+            ..
+        } = &mut pending;
         while !buf.is_empty() {
             let n = buf.len().min(REPORT_CHUNK);
             let report = MetricsReport {
                 proxy_id: id.clone(),
                 buckets: buf.iter().take(n).cloned().collect(),
-                dropped: dropped_total,
+                dropped: *dropped_total,
             };
             match c.report_lane_metrics(&report).await {
                 Ok(_) => {
@@ -237,7 +262,7 @@ async fn send_metrics(c: Arc<serin_client::Client>, proxy: Proxy, id: String, ca
                     // retrying can't help and would block everything behind them.
                     tracing::warn!(status, %message, buckets = n, "lane metrics refused; dropping them");
                     buf.drain(..n);
-                    dropped_total += n as u64;
+                    *dropped_total += n as u64;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, buffered = buf.len(), dropped = dropped_total, "cannot send lane metrics; keeping them");
@@ -308,11 +333,7 @@ impl crate::output::Tabular for ProxyRow {
 
 /// `serin proxies`: the control plane's list of proxies.
 pub async fn list(args: &ClientArgs) -> anyhow::Result<()> {
-    let mut c = serin_client::Client::new(&args.url)?;
-    if let Some(k) = &args.api_key {
-        c = c.with_api_key(k.clone());
-    }
-    let v = c.proxies().await?;
+    let v = crate::commands::client(args)?.proxies().await?;
     match args.output {
         crate::cli::Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         crate::cli::Output::Table => {
@@ -359,23 +380,16 @@ pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {
     let (p, st) = (proxy.clone(), state.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut pending: Vec<LaneBucket> = Vec::new();
-        let mut dropped_total = 0;
+        let mut pending = Pending::new(100_000);
         loop {
             tick.tick().await;
-            let (fresh, dropped) = p.registry().drain(unix_now());
-            dropped_total += dropped;
-            pending.extend(fresh);
-            if pending.len() > 100_000 {
-                let extra = pending.len() - 100_000;
-                pending.drain(..extra);
-                dropped_total += extra as u64;
-            }
-            if !pending.is_empty() {
-                match st.store.record_lane_buckets(&id, pending.clone()).await {
-                    Ok(_) => pending.clear(),
+            pending.take_from(&p);
+            if !pending.buckets.is_empty() {
+                let batch = pending.buckets.iter().cloned().collect();
+                match st.store.record_lane_buckets(&id, batch).await {
+                    Ok(_) => pending.buckets.clear(),
                     Err(e) => {
-                        tracing::warn!(error = %e, buffered = pending.len(), "cannot store lane metrics; keeping them")
+                        tracing::warn!(error = %e, buffered = pending.buckets.len(), "cannot store lane metrics; keeping them")
                     }
                 }
             }
@@ -384,7 +398,7 @@ pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {
                 name: "embedded".into(),
                 route_version: p.version(),
                 last_contact: st.now(),
-                dropped_buckets: dropped_total,
+                dropped_buckets: pending.dropped,
                 kind: "embedded".into(),
             };
             let _ = st.store.touch_proxy(info).await;
