@@ -326,6 +326,40 @@ impl Client {
             .await
     }
 
+    /// A deployment's rollout: steps, position, what it waits for, latest judgement.
+    pub async fn rollout(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("{}/rollout", Self::dep(id)), None)
+            .await
+    }
+
+    /// Continues past a pause that waits for a person, or approves an approval gate.
+    pub async fn continue_rollout(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("{}/continue", Self::dep(id)), None)
+            .await
+    }
+
+    /// Aborts a rollout: all traffic to stable now.
+    pub async fn abort(&self, id: &str, reason: Option<&str>) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("{}/abort", Self::dep(id)),
+            Some(&json!({"reason": reason})),
+        )
+        .await
+    }
+
+    /// Starts a multi-target rollout: `{"targets": [...], "rollout": {...}}`.
+    pub async fn create_rollout_group(&self, body: &Value) -> Result<Value, ClientError> {
+        self.call(Method::POST, "/api/v1/rollouts", Some(body))
+            .await
+    }
+
+    /// A rollout group with its targets and events.
+    pub async fn rollout_group(&self, id: &str) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/api/v1/rollouts/{}", seg(id)), None)
+            .await
+    }
+
     /// Deletes a finished deployment.
     pub async fn delete_deployment(&self, id: &str) -> Result<(), ClientError> {
         let url = format!("{}{}", self.base, Self::dep(id));

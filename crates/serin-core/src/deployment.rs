@@ -23,9 +23,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::controller::Rollout;
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
 use crate::product::{validate_description, validate_text};
+use crate::rollout::RolloutSpec;
 use crate::traffic::TrafficRules;
 use crate::{DomainError, Timestamp};
 
@@ -330,6 +332,9 @@ pub struct Deployment {
     pub status_reason: Option<String>,
     /// Optimistic-concurrency revision, raised by every change.
     pub revision: u64,
+    /// The plan the controller drives, and where it is (absent: driven by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
 }
 
 /// What a client sends to start a deployment (seed 004's request body, plus the
@@ -400,6 +405,9 @@ pub struct NewDeployment {
     /// How the proxy chooses lanes (override header, affinity, rules, sticky key).
     #[serde(default)]
     pub traffic: Option<TrafficRules>,
+    /// A plan for the controller to drive (leave `percentage` out: its steps set the weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
 }
 
 /// A change of a deployment's HTTP routing (`PUT …/routing`): each field given
@@ -596,6 +604,15 @@ impl NewDeployment {
             Some(v) => parse_percentage(v)?,
             None => 0,
         };
+        if let Some(spec) = &self.rollout {
+            if self.percentage.is_some() {
+                return Err(DomainError::invalid(
+                    "percentage",
+                    "leave it out when giving a rollout: the plan's steps set the weights",
+                ));
+            }
+            spec.validate().map_err(|e| e.under("rollout"))?;
+        }
         let upstreams = self.upstreams.unwrap_or_default();
         let route = self.route.unwrap_or_default();
         let traffic = self.traffic.unwrap_or_default();
@@ -632,6 +649,7 @@ impl NewDeployment {
             traffic,
             status_reason: None,
             revision: 1,
+            rollout: self.rollout.map(|spec| Rollout::start(spec, None, now)),
         };
         let event = d.event(
             EventType::DeploymentCreated,
@@ -639,7 +657,7 @@ impl NewDeployment {
                 "Canary deployment created: {} → {} at {percent}%",
                 d.stable_version, d.canary_version
             ),
-            json!({"new_status": "active", "profile": profile_name, "percentage": percent}),
+            json!({"new_status": "active", "profile": profile_name, "percentage": percent, "rollout": d.rollout.as_ref().map(|r| &r.spec)}),
         );
         Ok((d, event))
     }
@@ -694,7 +712,7 @@ fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
 impl Deployment {
     /// An event of this deployment; its data carries the deployment's revision
     /// after the change, so a stream reader can drop messages older than what it has.
-    fn event(&self, kind: EventType, message: String, mut data: Value) -> NewEvent {
+    pub(crate) fn event(&self, kind: EventType, message: String, mut data: Value) -> NewEvent {
         if let Some(d) = data.as_object_mut() {
             d.insert("revision".into(), json!(self.revision));
         }
@@ -720,7 +738,7 @@ impl Deployment {
         }
     }
 
-    fn touch(&mut self, now: Timestamp) {
+    pub(crate) fn touch(&mut self, now: Timestamp) {
         self.last_update = now;
         self.revision += 1;
     }
@@ -834,6 +852,7 @@ impl Deployment {
         }
         self.status = DeploymentStatus::Active;
         self.status_reason = None;
+        crate::controller::restart_step(self, now);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentResumed,

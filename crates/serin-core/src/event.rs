@@ -52,6 +52,14 @@ pub enum EventType {
     ApiKeyRevoked,
     /// An outside script reported a step (seed 002's webhooks).
     ExternalReport,
+    /// A rollout moved to its next step.
+    RolloutStepStarted,
+    /// An analysis step's judges passed.
+    AnalysisCompleted,
+    /// A webhook gate said not yet.
+    GateWaiting,
+    /// A multi-target rollout started.
+    RolloutGroupCreated,
 }
 
 impl EventType {
@@ -76,6 +84,10 @@ impl EventType {
             EventType::ApiKeyCreated => "api_key_created",
             EventType::ApiKeyRevoked => "api_key_revoked",
             EventType::ExternalReport => "external_report",
+            EventType::RolloutStepStarted => "rollout_step_started",
+            EventType::AnalysisCompleted => "analysis_completed",
+            EventType::GateWaiting => "gate_waiting",
+            EventType::RolloutGroupCreated => "rollout_group_created",
         }
     }
 

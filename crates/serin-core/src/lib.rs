@@ -24,14 +24,18 @@
 //! - [`histogram`]: log-linear latency histograms that merge.
 //! - [`proxy`]: route sets for proxies and the lane buckets they report.
 //! - [`rollout`]: rollout plans (steps, seed 002's `traffic_steps` shorthand).
+//! - [`controller`]: the rollout state machine the controller drives.
+//! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod controller;
 pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod event;
 pub mod histogram;
+pub mod judge;
 pub mod metrics;
 pub mod page;
 pub mod product;

@@ -42,6 +42,8 @@ pub struct LaneWindow {
     pub queue_depth: Option<f64>,
     /// Latest `dead_letters` gauge.
     pub dead_letters: Option<f64>,
+    /// Latest value of every gauge, by name (safety checks and policies read these).
+    pub gauges: std::collections::BTreeMap<String, f64>,
 }
 
 impl LaneWindow {

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::duration::GoDuration;
+use crate::judge::health::HealthCheckSpec;
+use crate::judge::policy::Policy;
 
 /// Most steps in one plan.
 pub const MAX_STEPS: usize = 200;
@@ -61,32 +63,94 @@ pub enum Gate {
     Approval,
 }
 
-/// A deployment's plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A deployment's plan: its steps and what judges them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RolloutSpec {
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Which built-in judges run at analysis steps.
+    #[serde(default)]
+    pub judges: Judges,
+    /// Seed 002's safety checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safety_checks: Vec<SafetyCheck>,
+    /// Custom policies (CEL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
+    /// Health checks of each lane, probed on their interval all through the rollout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckSpec>,
+    /// What happens when `max_canary_duration` passes before the rollout ends.
+    #[serde(default)]
+    pub on_max_duration: MaxDurationAction,
+}
+
+/// The built-in judges a rollout uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Judges {
+    /// Seed 004's rollback thresholds, from the deployment's profile (default on).
+    #[serde(default = "yes")]
+    pub threshold: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Judges {
+    fn default() -> Self {
+        Judges { threshold: true }
+    }
+}
+
+/// What the controller does when a rollout outlives `max_canary_duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MaxDurationAction {
+    /// Traffic back to stable: the canary wasn't proven in time.
+    #[default]
+    Rollback,
+    /// Hold where it is until a person decides.
+    Pause,
 }
 
 impl RolloutSpec {
-    /// Seed 002's shorthand: each weight, then a pause of `wait` and an analysis
-    /// (none after 100%, which is the promotion).
+    /// A plan of steps alone, with the default judges.
+    pub fn of_steps(steps: Vec<Step>) -> RolloutSpec {
+        RolloutSpec {
+            steps,
+            judges: Judges::default(),
+            safety_checks: Vec::new(),
+            policies: Vec::new(),
+            health_checks: Vec::new(),
+            on_max_duration: MaxDurationAction::default(),
+        }
+    }
+
+    /// Seed 002's shorthand. With a `wait`, each weight is followed by an
+    /// analysis lasting `wait` (the judges watch the whole wait and may roll back
+    /// during it); without one (automatic progression off), by an analysis over the
+    /// metrics window and then a pause until a person continues. 100% is the
+    /// promotion itself and gets neither.
     pub fn from_traffic_steps(weights: &[u8], wait: GoDuration) -> RolloutSpec {
         let mut steps = Vec::with_capacity(weights.len() * 3);
         for &w in weights {
             steps.push(Step::SetWeight(w));
             if w < 100 {
                 if wait > GoDuration::ZERO {
-                    steps.push(Step::Pause {
-                        duration: Some(wait),
-                    });
+                    steps.push(Step::Analysis { window: Some(wait) });
+                } else {
+                    steps.push(Step::Analysis { window: None });
+                    steps.push(Step::Pause { duration: None });
                 }
-                steps.push(Step::Analysis { window: None });
             }
         }
-        RolloutSpec { steps }
+        RolloutSpec::of_steps(steps)
     }
 
     /// Checks the plan; the error names the step at fault (`steps[3]`).
@@ -146,6 +210,37 @@ impl RolloutSpec {
                     ));
                 }
                 _ => {}
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.safety_checks.iter().enumerate() {
+            c.validate()
+                .map_err(|e| e.under(&format!("safety_checks[{i}]")))?;
+            if !names.insert(("s", c.name.as_str())) {
+                return Err(DomainError::invalid(
+                    format!("safety_checks[{i}].name"),
+                    "names are unique",
+                ));
+            }
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            p.validate()
+                .map_err(|e| e.under(&format!("policies[{i}]")))?;
+            if !names.insert(("p", p.name.as_str())) {
+                return Err(DomainError::invalid(
+                    format!("policies[{i}].name"),
+                    "names are unique",
+                ));
+            }
+        }
+        for (i, h) in self.health_checks.iter().enumerate() {
+            h.validate()
+                .map_err(|e| e.under(&format!("health_checks[{i}]")))?;
+            if !names.insert(("h", h.name.as_str())) {
+                return Err(DomainError::invalid(
+                    format!("health_checks[{i}].name"),
+                    "names are unique",
+                ));
             }
         }
         Ok(())
@@ -216,6 +311,7 @@ pub struct ProgressionThresholds {
 
 /// A safety check of seed 002.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SafetyCheck {
     /// What people call it.
@@ -230,12 +326,35 @@ pub struct SafetyCheck {
 
 /// How bad crossing a safety check is: a warning watches, a critical rolls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertLevel {
     /// WATCH.
     Warning,
     /// RED.
     Critical,
+}
+
+impl SafetyCheck {
+    /// Checks the fields; errors name the field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.name.trim().is_empty() || self.name.len() > 100 {
+            return Err(DomainError::invalid(
+                "name",
+                "give a name of 1–100 characters",
+            ));
+        }
+        if self.metric.trim().is_empty() || self.metric.len() > 200 {
+            return Err(DomainError::invalid(
+                "metric",
+                "give a metric name of 1–200 characters",
+            ));
+        }
+        if !self.threshold.is_finite() {
+            return Err(DomainError::invalid("threshold", "must be a finite number"));
+        }
+        Ok(())
+    }
 }
 
 impl Seed002Canary {
@@ -262,17 +381,14 @@ impl Seed002Canary {
                 ));
             }
         }
-        let spec = RolloutSpec::from_traffic_steps(&self.traffic_steps, wait);
+        let mut spec = RolloutSpec::from_traffic_steps(&self.traffic_steps, wait);
         spec.validate()
             .map_err(|e| DomainError::invalid("canary.traffic_steps", e.to_string()))?;
         for (i, c) in self.safety_checks.iter().enumerate() {
-            if c.name.trim().is_empty() || c.metric.trim().is_empty() || !c.threshold.is_finite() {
-                return Err(DomainError::invalid(
-                    format!("canary.safety_checks[{i}]"),
-                    "needs a name, a metric and a finite threshold",
-                ));
-            }
+            c.validate()
+                .map_err(|e| e.under(&format!("canary.safety_checks[{i}]")))?;
         }
+        spec.safety_checks = self.safety_checks.clone();
         if let Some(t) = self
             .auto_progression
             .as_ref()
@@ -291,7 +407,35 @@ impl Seed002Canary {
                     ));
                 }
             }
+            // The thresholds hold at every step: critical safety checks on the
+            // canary lane (rates given as fractions become percent).
+            let mut add = |name: &str, metric: &str, threshold: Option<f64>| {
+                if let Some(threshold) = threshold {
+                    spec.safety_checks.push(SafetyCheck {
+                        name: name.into(),
+                        metric: metric.into(),
+                        threshold,
+                        alert_level: AlertLevel::Critical,
+                    });
+                }
+            };
+            add(
+                "max_latency",
+                "p95_latency_ms",
+                t.max_latency.map(|d| d.to_std().as_secs_f64() * 1000.0),
+            );
+            add(
+                "min_success_rate",
+                "success_rate",
+                t.min_success_rate.map(|v| v * 100.0),
+            );
+            add(
+                "max_error_rate",
+                "error_rate",
+                t.max_error_rate.map(|v| v * 100.0),
+            );
         }
+        spec.validate().map_err(|e| e.under("canary"))?;
         Ok(spec)
     }
 }
@@ -308,11 +452,19 @@ mod tests {
             s.steps,
             vec![
                 Step::SetWeight(5),
-                Step::Pause { duration: ten },
-                Step::Analysis { window: None },
+                Step::Analysis { window: ten },
                 Step::SetWeight(25),
-                Step::Pause { duration: ten },
+                Step::Analysis { window: ten },
+                Step::SetWeight(100),
+            ]
+        );
+        let manual = RolloutSpec::from_traffic_steps(&[50, 100], GoDuration::ZERO);
+        assert_eq!(
+            manual.steps,
+            vec![
+                Step::SetWeight(50),
                 Step::Analysis { window: None },
+                Step::Pause { duration: None },
                 Step::SetWeight(100),
             ]
         );
@@ -373,12 +525,28 @@ mod tests {
         )
         .unwrap();
         let spec = f.canary.spec().unwrap();
-        assert_eq!(spec.steps.len(), 3 * 3 + 1);
+        assert_eq!(spec.steps.len(), 3 * 2 + 1);
         assert_eq!(
             spec.steps[1],
-            Step::Pause {
-                duration: Some(GoDuration::from_hours(24))
+            Step::Analysis {
+                window: Some(GoDuration::from_hours(24))
             }
+        );
+        // The two safety checks of the file, then the three thresholds as critical checks.
+        let checks: Vec<(&str, f64)> = spec
+            .safety_checks
+            .iter()
+            .map(|c| (c.metric.as_str(), c.threshold))
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                ("p95_latency_ms", 1000.0),
+                ("memory_query_latency_ms", 50.0),
+                ("p95_latency_ms", 1000.0),
+                ("success_rate", 85.0),
+                ("error_rate", 15.0)
+            ]
         );
         assert_eq!(f.canary.safety_checks[1].alert_level, AlertLevel::Warning);
         let thresholds = f.canary.auto_progression.unwrap().thresholds.unwrap();

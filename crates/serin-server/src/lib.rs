@@ -17,12 +17,15 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod controller;
 pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod hub;
 pub mod latest;
 pub mod openapi;
+pub mod outbound;
+pub mod probe;
 pub mod rate;
 pub mod routes;
 pub mod routewatch;
@@ -57,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::api_keys::router())
         .merge(routes::proxies::router())
+        .merge(routes::rollouts::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(

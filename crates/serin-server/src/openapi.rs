@@ -11,7 +11,8 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin_canary, api_keys, audit, canary, health, products, proxies, releases, signals, workers,
+    admin_canary, api_keys, audit, canary, health, products, proxies, releases, rollouts, signals,
+    workers,
 };
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
@@ -44,6 +45,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         audit::list,
         api_keys::create, api_keys::list, api_keys::revoke,
         proxies::routes, proxies::report, proxies::list, proxies::set_routing,
+        rollouts::show, rollouts::continue_, rollouts::abort, rollouts::create_group, rollouts::show_group,
     ),
     components(schemas(ErrorBody, serin_core::event::StreamEvent)),
     modifiers(&Security),
@@ -54,6 +56,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "releases", description = "Versions of products and their life cycle"),
         (name = "signals", description = "Observations about the lanes of a release"),
         (name = "canary", description = "Canary deployments (seed 004)"),
+        (name = "rollouts", description = "Rollout plans driven by the controller, and multi-target groups"),
         (name = "workers", description = "Job workers and their lanes (seed 004)"),
         (name = "admin", description = "Operator endpoints on the default target (seed 002)"),
         (name = "audit", description = "The audit log (seed 003)"),

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub default_tenant: Option<String>,
     /// A worker silent for this long becomes `unreachable`.
     pub worker_timeout: std::time::Duration,
+    /// How often the rollout controller ticks.
+    pub controller_interval: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             default_queue: "default".into(),
             default_tenant: None,
             worker_timeout: std::time::Duration::from_secs(60),
+            controller_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -67,6 +70,12 @@ pub struct AppState {
     pub routes: crate::routewatch::RouteWatch,
     /// The embedded proxy, when `serin up` runs one (its counters are on `/metrics`).
     pub proxy: Option<serin_proxy::Proxy>,
+    /// The outbound HTTP client (gates, webhooks, health checks).
+    pub http: reqwest::Client,
+    /// Health-check results.
+    pub probes: crate::probe::Probes,
+    /// What the controller last saw.
+    pub controller: crate::controller::ControllerMemory,
     clock: Clock,
 }
 
@@ -98,6 +107,9 @@ impl AppState {
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             routes: crate::routewatch::RouteWatch::default(),
             proxy: None,
+            http: crate::outbound::client(),
+            probes: crate::probe::Probes::default(),
+            controller: crate::controller::ControllerMemory::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }

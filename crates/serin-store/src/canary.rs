@@ -152,6 +152,7 @@ pub(crate) fn windows_from(
             "dead_letters" => w[idx(lane)].dead_letters = Some(v),
             _ => {}
         }
+        w[idx(lane)].gauges.insert(name, v);
     }
     w
 }

@@ -22,10 +22,28 @@ pub(crate) fn second_of(t: Timestamp) -> i64 {
     t.timestamp()
 }
 
+/// Which deployments to read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeploymentSet {
+    All,
+    Live,
+    Group(String),
+}
+
 impl Store {
     /// Every deployment (the route set is built from them).
     pub async fn all_deployments(&self) -> Result<Vec<Deployment>> {
-        dispatch!(self, b => b.all_deployments())
+        dispatch!(self, b => b.deployment_set(&DeploymentSet::All))
+    }
+
+    /// The live deployments, oldest first (the controller's work list).
+    pub async fn live_deployments(&self) -> Result<Vec<Deployment>> {
+        dispatch!(self, b => b.deployment_set(&DeploymentSet::Live))
+    }
+
+    /// Every deployment of a rollout group, live or final.
+    pub async fn group_deployments(&self, group: &str) -> Result<Vec<Deployment>> {
+        dispatch!(self, b => b.deployment_set(&DeploymentSet::Group(group.to_string())))
     }
 
     /// A number that grows whenever anything is recorded in the event log (every

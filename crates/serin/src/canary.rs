@@ -12,7 +12,7 @@ use crate::cli::{ApiKeyCmd, CanaryCmd, CanaryCreate, ClientArgs, Output, WorkerC
 use crate::commands::client;
 use crate::output::{print, print_value};
 
-fn duration(
+pub(crate) fn duration(
     field: &str,
     v: Option<String>,
 ) -> anyhow::Result<Option<serin_core::duration::GoDuration>> {
@@ -20,7 +20,7 @@ fn duration(
         .transpose()
 }
 
-fn new_deployment(c: CanaryCreate) -> anyhow::Result<NewDeployment> {
+pub(crate) fn new_deployment(c: CanaryCreate) -> anyhow::Result<NewDeployment> {
     let strategy = c
         .strategy
         .map(|s| {

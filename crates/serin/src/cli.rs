@@ -70,6 +70,12 @@ pub enum Command {
     /// API keys (admin): create, list, revoke.
     #[command(subcommand)]
     Apikey(ApiKeyCmd),
+    /// Rollouts driven by the controller: start, status, watch, pause, resume, continue, promote, rollback, abort.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+    /// Start a rollout from a spec file (seed 002's canary-config.yaml, or a plan
+    /// `{"steps": [...]}`), on the target the flags name.
+    Apply(Box<RolloutStart>),
     /// Proxies the control plane has heard from, with their route version and last contact.
     Proxies,
     /// Check a rollout spec (seed 002's canary-config.yaml, or `{"steps": [...]}` in
@@ -146,6 +152,9 @@ pub struct UpArgs {
     /// A worker without a heartbeat for this long becomes `unreachable` (default 60s).
     #[arg(long, env = "SERIN_WORKER_TIMEOUT", value_name = "DURATION")]
     pub worker_timeout: Option<String>,
+    /// How often the rollout controller looks at every live deployment (default 1s).
+    #[arg(long, env = "SERIN_CONTROLLER_INTERVAL", value_name = "DURATION")]
+    pub controller_interval: Option<String>,
     /// Also run the traffic-splitting proxy on this address (off unless set).
     #[arg(long, env = "SERIN_PROXY_LISTEN", value_name = "ADDR")]
     pub proxy_listen: Option<String>,
@@ -368,6 +377,73 @@ pub enum CanaryCmd {
     },
     /// The configuration profiles.
     Profiles,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Start a deployment with a plan: `--steps 5,25,50,100 --wait 1m`, or `-f FILE`.
+    Start(Box<RolloutStart>),
+    /// Where a rollout is: its steps, what it waits for, the latest judgement.
+    Status(DeploymentId),
+    /// Follow a rollout live until it ends: exits 0 when promoted, 1 when rolled
+    /// back (usable as a CI gate).
+    Watch {
+        /// The deployment's id.
+        id: String,
+        /// Give up (exit 3) after this long, e.g. `30m` (default: never).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
+    /// Pause the controller on this deployment.
+    Pause {
+        /// The deployment's id.
+        id: String,
+        /// Why.
+        #[arg(long, short = 'r')]
+        reason: Option<String>,
+    },
+    /// Resume a paused rollout (a running analysis starts its window afresh).
+    Resume(DeploymentId),
+    /// Continue past a pause that waits for a person, or approve an approval gate.
+    Continue(DeploymentId),
+    /// Promote now, skipping the remaining steps.
+    Promote(DeploymentId),
+    /// Roll back now.
+    Rollback {
+        /// The deployment's id.
+        id: String,
+        /// Why.
+        #[arg(long, short = 'r', default_value = "manual rollback from the CLI")]
+        reason: String,
+    },
+    /// Abort: all traffic to stable now.
+    Abort {
+        /// The deployment's id.
+        id: String,
+        /// Why.
+        #[arg(long, short = 'r')]
+        reason: Option<String>,
+    },
+}
+
+/// A deployment to start with a plan.
+#[derive(Debug, Args)]
+pub struct RolloutStart {
+    /// The plan: seed 002's canary-config.yaml or `{"steps": [...]}` (YAML or JSON; `-` for stdin).
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with = "steps")]
+    pub file: Option<PathBuf>,
+    /// The plan as weights, e.g. `5,25,50,100` (each followed by an analysis of `--wait`).
+    #[arg(long, value_delimiter = ',', value_name = "WEIGHTS")]
+    pub steps: Vec<u8>,
+    /// With `--steps`: how long each analysis watches, e.g. `1m` (absent: each step then waits for `continue`).
+    #[arg(long, value_name = "DURATION", requires = "steps")]
+    pub wait: Option<String>,
+    /// Follow the rollout after starting it (as `rollout watch`).
+    #[arg(long)]
+    pub watch: bool,
+    /// The target and its settings.
+    #[command(flatten)]
+    pub target: CanaryCreate,
 }
 
 /// A deployment, by id.

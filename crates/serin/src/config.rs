@@ -34,6 +34,7 @@ const FILE_KEYS: &[&str] = &[
     "default_queue",
     "default_tenant",
     "worker_timeout",
+    "controller_interval",
     "proxy_listen",
 ];
 
@@ -182,22 +183,9 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let default_tenant = l
         .get(&up.default_tenant, "default_tenant")
         .filter(|t| !t.is_empty());
-    let timeout_text = l
-        .get(&up.worker_timeout, "worker_timeout")
-        .unwrap_or_else(|| "60s".into());
-    let worker_timeout = match timeout_text.parse::<GoDuration>() {
-        Ok(d) if d >= GoDuration::from_secs(1) => d.to_std(),
-        Ok(_) => {
-            l.errors
-                .push("worker_timeout: must be at least 1s (SERIN_WORKER_TIMEOUT)".into());
-            Duration::from_secs(60)
-        }
-        Err(e) => {
-            l.errors
-                .push(format!("worker_timeout: {e} (SERIN_WORKER_TIMEOUT)"));
-            Duration::from_secs(60)
-        }
-    };
+    let worker_timeout = duration_setting(&mut l, &up.worker_timeout, "worker_timeout", 60);
+    let controller_interval =
+        duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
     match (listen, log_format) {
         (Some(listen), Some(log_format)) if l.errors.is_empty() => Ok(Settings {
             listen,
@@ -216,9 +204,34 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 default_queue,
                 default_tenant,
                 worker_timeout,
+                controller_interval,
             },
         }),
         _ => Err(l.errors),
+    }
+}
+
+/// A duration setting of at least 1s (`default_secs` when unset).
+fn duration_setting(
+    l: &mut Layers,
+    flag: &Option<String>,
+    key: &str,
+    default_secs: u64,
+) -> Duration {
+    let env = format!("SERIN_{}", key.to_uppercase());
+    let text = l
+        .get(flag, key)
+        .unwrap_or_else(|| format!("{default_secs}s"));
+    match text.parse::<GoDuration>() {
+        Ok(d) if d >= GoDuration::from_secs(1) => d.to_std(),
+        Ok(_) => {
+            l.errors.push(format!("{key}: must be at least 1s ({env})"));
+            Duration::from_secs(default_secs)
+        }
+        Err(e) => {
+            l.errors.push(format!("{key}: {e} ({env})"));
+            Duration::from_secs(default_secs)
+        }
     }
 }
 
@@ -330,6 +343,7 @@ mod tests {
             default_queue: None,
             default_tenant: None,
             worker_timeout: None,
+            controller_interval: None,
             proxy_listen: None,
         }
     }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use serin_core::rollout::{RolloutSpec, Seed002File, Step};
+use serin_core::rollout::{RolloutSpec, Seed002File};
 
 use crate::cli::Output;
 
@@ -24,8 +24,18 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// What a spec file asks for: the plan, and whether it promotes by itself
+/// (seed 002's `auto_progression.enabled`; absent in a plain plan).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecFile {
+    /// The plan.
+    pub spec: RolloutSpec,
+    /// Promote automatically after the last step.
+    pub auto_promotion: Option<bool>,
+}
+
 /// The plan a file describes, or why it describes none.
-pub fn parse(text: &str) -> Result<RolloutSpec, String> {
+pub fn parse(text: &str) -> Result<SpecFile, String> {
     // Through JSON's data model: serde_yaml reads enums only from YAML tags, while
     // specs write steps as one-key maps (`- set_weight: 10`), as JSON would.
     let value: serde_json::Value =
@@ -33,33 +43,34 @@ pub fn parse(text: &str) -> Result<RolloutSpec, String> {
     if value.get("canary").is_some() {
         let f: Seed002File = serde_json::from_value(value)
             .map_err(|e| format!("not a valid seed 002 canary config: {e}"))?;
-        return f.canary.spec().map_err(|e| e.to_string());
+        let spec = f.canary.spec().map_err(|e| e.to_string())?;
+        let auto = f.canary.auto_progression.as_ref().map(|a| a.enabled);
+        return Ok(SpecFile {
+            spec,
+            auto_promotion: auto,
+        });
     }
     if value.get("steps").is_some() {
         let spec: RolloutSpec =
             serde_json::from_value(value).map_err(|e| format!("not a valid rollout spec: {e}"))?;
         spec.validate().map_err(|e| e.to_string())?;
-        return Ok(spec);
+        return Ok(SpecFile {
+            spec,
+            auto_promotion: None,
+        });
     }
     Err("neither a `canary:` config (seed 002) nor a `steps:` list".into())
 }
 
-fn describe(s: &Step) -> String {
-    match s {
-        Step::SetWeight(w) => format!("set weight {w}%"),
-        Step::Pause { duration: Some(d) } => format!("pause {d}"),
-        Step::Pause { duration: None } => "pause until continued".into(),
-        Step::Analysis { window: Some(w) } => format!("analysis over {w}"),
-        Step::Analysis { window: None } => "analysis over the metrics window".into(),
-        Step::Gate(serin_core::rollout::Gate::Webhook { url }) => format!("gate: webhook {url}"),
-        Step::Gate(serin_core::rollout::Gate::Approval) => "gate: approval".into(),
-    }
+/// Reads and parses a spec file (`-` is standard input).
+pub fn load(path: &Path) -> Result<SpecFile, String> {
+    read(path).and_then(|t| parse(&t))
 }
 
 /// Runs the command.
 pub fn lint(path: &Path, output: Output) -> ExitCode {
-    match read(path).and_then(|t| parse(&t)) {
-        Ok(spec) => {
+    match load(path) {
+        Ok(SpecFile { spec, .. }) => {
             match output {
                 Output::Json => println!(
                     "{}",
@@ -68,7 +79,7 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
                 Output::Table => {
                     println!("{}: valid, {} steps", path.display(), spec.steps.len());
                     for (i, s) in spec.steps.iter().enumerate() {
-                        println!("{:>3}. {}", i + 1, describe(s));
+                        println!("{:>3}. {}", i + 1, serin_core::controller::describe(s));
                     }
                 }
             }
@@ -84,6 +95,7 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serin_core::controller::describe;
 
     /// Seed 002's example file, character for character.
     const SEED_002: &str = r#"# canary-config.yaml
@@ -112,17 +124,21 @@ canary:
 
     #[test]
     fn the_seed_002_example_works_as_written() {
-        let spec = parse(SEED_002).unwrap();
-        assert_eq!(spec.steps.len(), 10);
+        let file = parse(SEED_002).unwrap();
+        let spec = &file.spec;
+        assert_eq!(spec.steps.len(), 7);
         assert_eq!(describe(&spec.steps[0]), "set weight 5%");
-        assert_eq!(describe(&spec.steps[1]), "pause 24h0m0s");
+        assert_eq!(describe(&spec.steps[1]), "analysis over 24h0m0s");
         assert_eq!(spec.final_weight(), 100);
+        assert_eq!(spec.safety_checks.len(), 5);
+        assert_eq!(file.auto_promotion, Some(true));
     }
 
     #[test]
     fn plain_plans_and_problems() {
-        let spec =
-            parse("steps:\n  - set_weight: 10\n  - pause: {}\n  - gate: approval\n").unwrap();
+        let spec = parse("steps:\n  - set_weight: 10\n  - pause: {}\n  - gate: approval\n")
+            .unwrap()
+            .spec;
         assert_eq!(describe(&spec.steps[1]), "pause until continued");
         assert!(
             parse("steps: []")

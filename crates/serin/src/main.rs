@@ -19,6 +19,7 @@ mod docs;
 mod lint;
 mod output;
 mod proxy;
+mod rollout;
 mod up;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Proxy(p) => proxy::proxy(args, p).await?,
         Command::Proxies => proxy::list(args).await?,
+        Command::Rollout(cmd) => return rollout::rollout(args, cmd).await,
+        Command::Apply(s) => return rollout::start(args, *s).await,
         Command::Lint { file } => return Ok(lint::lint(&file, args.output)),
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,

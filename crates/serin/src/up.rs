@@ -73,6 +73,16 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         out.flush()?;
     }
     let sweeper = tokio::spawn(sweep_workers(state.clone()));
+    let (halt, halted) = tokio::sync::watch::channel(false);
+    let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let controller = tokio::spawn(serin_server::controller::run(
+        state.clone(),
+        state.config.controller_interval,
+        stopping(halted.clone()),
+    ));
+    let probes = tokio::spawn(serin_server::probe::run(state.clone(), stopping(halted)));
     let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serin_server::run(listener, app, async {
@@ -86,6 +96,8 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         () = shutdown_signal() => {}
     }
     let _ = stop.send(());
+    let _ = halt.send(true);
+    let _ = tokio::join!(controller, probes);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(ended) => ended??,
         Err(_) => tracing::warn!(

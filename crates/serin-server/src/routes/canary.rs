@@ -271,7 +271,7 @@ pub async fn promote(
 /// After a promotion: the product's release with the canary's version becomes
 /// `released` (through `approved` if it was a draft). Failures are logged: the
 /// promotion itself has happened.
-async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
+pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
     let Some(product) = &d.product else { return };
     let r = match state
         .store

@@ -8,6 +8,7 @@ pub mod health;
 pub mod products;
 pub mod proxies;
 pub mod releases;
+pub mod rollouts;
 pub mod signals;
 pub mod workers;
 

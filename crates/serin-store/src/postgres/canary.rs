@@ -644,7 +644,7 @@ impl PgStore {
             .map_err(pg_err)?;
         let gauges = client
             .query(
-                &format!("SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' AND name IN ('queue_depth', 'dead_letters') ORDER BY ts, id"),
+                &format!("SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' ORDER BY ts, id"),
                 &args,
             )
             .await

@@ -8,6 +8,7 @@ use serin_core::proxy::{LaneBucket, ProxyInfo};
 use super::{PgStore, pg_err};
 use crate::Result;
 use crate::canary::json_err;
+use crate::proxy::DeploymentSet;
 
 /// Lane buckets as column arrays for one `unnest` insert: deployment ids, seconds,
 /// lanes, the four counters, latency histograms.
@@ -20,12 +21,26 @@ type Columns = (
 );
 
 impl PgStore {
-    pub(crate) async fn all_deployments(&self) -> Result<Vec<Deployment>> {
+    pub(crate) async fn deployment_set(&self, set: &DeploymentSet) -> Result<Vec<Deployment>> {
         let client = self.client().await?;
-        let rows = client
-            .query("SELECT body FROM deployments", &[])
-            .await
-            .map_err(pg_err)?;
+        let rows = match set {
+            DeploymentSet::All => client.query("SELECT body FROM deployments", &[]).await,
+            DeploymentSet::Live => {
+                client
+                    .query(
+                        "SELECT body FROM deployments WHERE live ORDER BY start_time, id",
+                        &[],
+                    )
+                    .await
+            }
+            DeploymentSet::Group(g) => client
+                .query(
+                    "SELECT body FROM deployments WHERE body->'rollout'->>'group' = $1 ORDER BY id",
+                    &[g],
+                )
+                .await,
+        }
+        .map_err(pg_err)?;
         rows.into_iter()
             .map(|r| serde_json::from_value(r.get(0)).map_err(json_err))
             .collect()

@@ -526,8 +526,7 @@ impl SqliteStore {
                 .map_err(sql_err)?;
             let gauges: Vec<(String, String, f64)> = c
                 .prepare_cached(&format!(
-                    "SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge'
-                     AND name IN ('queue_depth', 'dead_letters') ORDER BY ts, id"
+                    "SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' ORDER BY ts, id"
                 ))
                 .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
                 .map_err(sql_err)?;

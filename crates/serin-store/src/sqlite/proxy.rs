@@ -9,13 +9,31 @@ use serin_core::proxy::{LaneBucket, ProxyInfo};
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;
 use crate::canary::json_err;
+use crate::proxy::DeploymentSet;
 
 impl SqliteStore {
-    pub(crate) async fn all_deployments(&self) -> Result<Vec<Deployment>> {
-        self.read(|c| {
+    pub(crate) async fn deployment_set(&self, set: &DeploymentSet) -> Result<Vec<Deployment>> {
+        let set = set.clone();
+        self.read(move |c| {
+            let (sql, arg) = match &set {
+                DeploymentSet::All => ("SELECT body FROM deployments", None),
+                DeploymentSet::Live => (
+                    "SELECT body FROM deployments WHERE live = 1 ORDER BY start_time, id",
+                    None,
+                ),
+                DeploymentSet::Group(g) => (
+                    "SELECT body FROM deployments WHERE json_extract(body, '$.rollout.group') = ?1 ORDER BY id",
+                    Some(g.clone()),
+                ),
+            };
             let bodies: Vec<String> = c
-                .prepare_cached("SELECT body FROM deployments")
-                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .prepare_cached(sql)
+                .and_then(|mut s| {
+                    match &arg {
+                        Some(a) => s.query_map([a], |r| r.get(0))?.collect(),
+                        None => s.query_map([], |r| r.get(0))?.collect(),
+                    }
+                })
                 .map_err(sql_err)?;
             bodies
                 .iter()

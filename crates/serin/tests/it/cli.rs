@@ -289,7 +289,7 @@ fn lint_checks_rollout_specs_offline() {
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     assert!(
-        text.contains("valid, 10 steps") && text.contains("pause 24h0m0s"),
+        text.contains("valid, 7 steps") && text.contains("analysis over 24h0m0s"),
         "{text}"
     );
     let bad = dir.path().join("bad.yaml");

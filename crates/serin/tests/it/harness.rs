@@ -236,3 +236,53 @@ pub async fn get(url: &str) -> (u16, serde_json::Value) {
 pub async fn patch(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     send(reqwest::Method::PATCH, url, Some(body)).await
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped (also when a test panics).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `serin` and waits for the stdout line starting with `ready`.
+pub fn spawn(args: &[&str], ready: &str) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SERIN_LOG", "warn")
+        .env("SERIN_ADMIN_TOKEN", ADMIN)
+        .env("SERIN_RATE_LIMIT", "0")
+        .env("SERIN_AUTH_FAILURE_LIMIT", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with(&ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("ready line");
+    Proc(child)
+}
+
+pub fn kill(p: &mut Proc) {
+    let _ = p.0.kill();
+    let _ = p.0.wait();
+}

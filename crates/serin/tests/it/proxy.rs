@@ -2,13 +2,12 @@
 //! against real upstream servers; route changes, lane metrics into the
 //! deployment's metrics, Prometheus checked by promtool, and fail static.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{ADMIN, BIN, get, post, send};
+use crate::harness::{ADMIN, free_port, get, kill, post, send, spawn};
 
 async fn upstream(name: &'static str) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -16,56 +15,6 @@ async fn upstream(name: &'static str) -> String {
     let app = axum::Router::new().fallback(move || async move { format!("{name}\n") });
     tokio::spawn(async move { axum::serve(l, app).await });
     format!("http://{addr}")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped (also when a test panics).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Spawns `serin` and waits for the stdout line starting with `ready`.
-fn spawn(args: &[&str], ready: &str) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("SERIN_LOG", "warn")
-        .env("SERIN_ADMIN_TOKEN", ADMIN)
-        .env("SERIN_RATE_LIMIT", "0")
-        .env("SERIN_AUTH_FAILURE_LIMIT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with(&ready) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("ready line");
-    Proc(child)
-}
-
-fn kill(p: &mut Proc) {
-    let _ = p.0.kill();
-    let _ = p.0.wait();
 }
 
 async fn body(client: &reqwest::Client, url: &str) -> Result<String, String> {

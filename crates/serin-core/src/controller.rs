@@ -1,0 +1,842 @@
+//! The rollout state machine: where a deployment is in its plan, and what the
+//! controller may do next.
+//!
+//! The controller in `serin-server` is level-triggered. On each tick it reads a
+//! deployment, asks [`need`] what outside information the current step wants
+//! (a judgement over a window of metrics, or a gate's answer), gathers it, and
+//! hands it to [`advance`], which changes the deployment and returns the events
+//! of the change. The store writes both in one transaction guarded by the
+//! deployment's revision, so a manual action that lands in between wins and the
+//! controller simply looks again on its next tick. Nothing here remembers
+//! anything between calls: everything the machine knows is in [`Rollout`], which
+//! is stored inside the deployment. After a crash the next tick carries on from
+//! the recorded step; a step's events are written with the step change itself,
+//! so none is lost or written twice.
+//!
+//! Steps:
+//! - `set_weight N` takes effect at once and the next step starts;
+//! - `pause` ends when its duration has passed since it started, or when a
+//!   person continues;
+//! - `analysis` judges the canary over its window (data since the step started,
+//!   at most `window` back) on every tick. A failure rolls back at once — a bad
+//!   canary doesn't wait for the window to end. A pass or a warning at the end of
+//!   the window moves on. If the judges are still inconclusive at the end (no
+//!   traffic, no data), the deployment is paused with the reason: it neither
+//!   promotes nor rolls back by itself;
+//! - `gate` waits until its webhook answers 2xx, or until a person continues
+//!   (an approval).
+//!
+//! After the last step the deployment is promoted when `auto_promotion` is on
+//! and `min_canary_duration` has passed; otherwise it waits for a person.
+//! `max_canary_duration` ends a rollout that is still running by the spec's
+//! `on_max_duration` (rollback or pause).
+//!
+//! Deployments started together as one group advance in lock-step: a target
+//! that has finished a step marks itself `ready` and only moves on once every
+//! other target is ready at that step or past it. When any target of a group has
+//! been rolled back, every other target rolls back too.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::deployment::{Deployment, DeploymentStatus};
+use crate::duration::GoDuration;
+use crate::event::{EventType, NewEvent};
+use crate::judge::{Judgement, Outcome};
+use crate::rollout::{Gate, MaxDurationAction, RolloutSpec, Step};
+use crate::{DomainError, Timestamp};
+
+/// A deployment's rollout: the plan and its position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Rollout {
+    /// The plan.
+    pub spec: RolloutSpec,
+    /// Index of the current step; `spec.steps.len()` once every step is done.
+    pub step: usize,
+    /// When the current step started.
+    pub step_started_at: chrono::DateTime<chrono::Utc>,
+    /// The group this rollout advances with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How many targets the group has.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub group_size: usize,
+    /// In a group: this target has finished its current step and waits for the others.
+    #[serde(default)]
+    pub ready: bool,
+    /// A gate's latest "no", so the waiting is recorded once, not on every tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_refusal: Option<String>,
+}
+
+impl Rollout {
+    /// A rollout at its first step.
+    pub fn start(spec: RolloutSpec, group: Option<String>, now: Timestamp) -> Rollout {
+        Rollout {
+            spec,
+            step: 0,
+            step_started_at: now,
+            group,
+            group_size: 0,
+            ready: false,
+            gate_refusal: None,
+        }
+    }
+
+    /// The current step, if any is left.
+    pub fn current(&self) -> Option<&Step> {
+        self.spec.steps.get(self.step)
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What the controller must find out before it can advance a deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// Nothing: [`advance`] can run on the clock alone (or nothing is to be done).
+    Clock,
+    /// A judgement of the window starting here (an analysis step).
+    Judgement {
+        /// Start of the window; it ends now.
+        since: Timestamp,
+    },
+    /// A webhook gate's answer.
+    Gate {
+        /// Where to ask.
+        url: String,
+    },
+}
+
+/// What the controller found out for [`advance`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The judges' judgement for the current analysis step.
+    pub judgement: Option<Judgement>,
+    /// A webhook gate's answer: yes or no, and what it said.
+    pub gate: Option<(bool, String)>,
+    /// Health checks that run all along (not only at analysis steps).
+    pub health: Option<Judgement>,
+}
+
+/// One target of a group, as its siblings see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sibling {
+    /// Its deployment id.
+    pub id: String,
+    /// Its status.
+    pub status: DeploymentStatus,
+    /// Its current step.
+    pub step: usize,
+    /// Whether it has finished that step.
+    pub ready: bool,
+}
+
+/// The window an analysis step judges: since the step started, at most `window` back.
+pub fn analysis_since(
+    d: &Deployment,
+    r: &Rollout,
+    window: Option<GoDuration>,
+    now: Timestamp,
+) -> Timestamp {
+    let window = window.unwrap_or(d.config.metrics_window).to_chrono();
+    r.step_started_at.max(now - window)
+}
+
+/// What the current step needs to know.
+pub fn need(d: &Deployment, now: Timestamp) -> Need {
+    let Some(r) = &d.rollout else {
+        return Need::Clock;
+    };
+    if d.status != DeploymentStatus::Active || r.ready {
+        return Need::Clock;
+    }
+    match r.current() {
+        Some(Step::Analysis { window }) => Need::Judgement {
+            since: analysis_since(d, r, *window, now),
+        },
+        Some(Step::Gate(Gate::Webhook { url })) => Need::Gate { url: url.clone() },
+        _ => Need::Clock,
+    }
+}
+
+fn step_kind(s: &Step) -> &'static str {
+    match s {
+        Step::SetWeight(_) => "set_weight",
+        Step::Pause { .. } => "pause",
+        Step::Analysis { .. } => "analysis",
+        Step::Gate(_) => "gate",
+    }
+}
+
+/// Most steps taken in one call (weights and passed gates chain within a tick).
+const MAX_STEPS_PER_TICK: usize = 64;
+
+/// Advances the deployment as far as the clock and `observed` allow, returning
+/// the events of every change (empty when nothing changed).
+pub fn advance(
+    d: &mut Deployment,
+    observed: &Observed,
+    siblings: &[Sibling],
+    now: Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    let Some(r) = d.rollout.clone() else {
+        return Ok(Vec::new());
+    };
+    if d.status != DeploymentStatus::Active {
+        return Ok(Vec::new());
+    }
+    // A group falls together.
+    if let Some(fallen) = siblings
+        .iter()
+        .find(|s| s.status == DeploymentStatus::Failed)
+    {
+        let group = r.group.as_deref().unwrap_or("group");
+        return rollback(
+            d,
+            format!("target {} of {group} was rolled back", fallen.id),
+            None,
+            now,
+        );
+    }
+    if let Some(h) = &observed.health
+        && h.outcome == Outcome::Fail
+    {
+        return rollback(d, h.summary.clone(), Some(h), now);
+    }
+    if now - d.start_time >= d.config.max_canary_duration.to_chrono() {
+        let why = format!(
+            "max_canary_duration {} reached before the rollout ended",
+            d.config.max_canary_duration
+        );
+        return match r.spec.on_max_duration {
+            MaxDurationAction::Rollback => rollback(d, why, None, now),
+            MaxDurationAction::Pause => d.pause(Some(&why), now),
+        };
+    }
+    let mut events = Vec::new();
+    for _ in 0..MAX_STEPS_PER_TICK {
+        let r = d.rollout.as_ref().expect("rollout checked above");
+        let i = r.step;
+        let elapsed = now - r.step_started_at;
+        let Some(step) = r.current().cloned() else {
+            events.extend(finish(d, siblings, now)?);
+            return Ok(events);
+        };
+        if r.ready {
+            // Finished this step; waiting for the rest of the group.
+            if !group_may_pass(siblings, i) {
+                return Ok(events);
+            }
+            events.extend(next_step(d, siblings, now, json!({}))?);
+            continue;
+        }
+        match step {
+            Step::SetWeight(w) => {
+                let mut ev = d.set_percentage(w, now)?;
+                for e in &mut ev {
+                    put(&mut e.data, "step", json!(i));
+                }
+                events.extend(ev);
+                events.extend(next_step(d, siblings, now, json!({"weight": w}))?);
+            }
+            Step::Pause { duration } => match duration {
+                Some(p) if elapsed >= p.to_chrono() => {
+                    events.extend(next_step(d, siblings, now, json!({"paused_for": p}))?);
+                }
+                _ => return Ok(events),
+            },
+            Step::Analysis { window } => {
+                let Some(j) = &observed.judgement else {
+                    return Ok(events);
+                };
+                let window = window.unwrap_or(d.config.metrics_window);
+                match j.outcome {
+                    Outcome::Fail => {
+                        events.extend(rollback(d, j.summary.clone(), Some(j), now)?);
+                        return Ok(events);
+                    }
+                    _ if elapsed < window.to_chrono() => return Ok(events),
+                    Outcome::Pass | Outcome::Warn => {
+                        let data = json!({"judgement": j, "window": window});
+                        events.push(event(
+                            d,
+                            EventType::AnalysisCompleted,
+                            format!("Analysis at step {i} passed: {}", j.summary),
+                            data,
+                        ));
+                        events.extend(next_step(d, siblings, now, json!({"outcome": j.outcome}))?);
+                    }
+                    Outcome::Inconclusive => {
+                        let why = format!(
+                            "analysis at step {i} inconclusive after {window}: {}",
+                            j.summary
+                        );
+                        let mut ev = d.pause(Some(&why), now)?;
+                        for e in &mut ev {
+                            put(&mut e.data, "judgement", json!(j));
+                            put(&mut e.data, "step", json!(i));
+                        }
+                        events.extend(ev);
+                        return Ok(events);
+                    }
+                }
+            }
+            Step::Gate(Gate::Approval) => return Ok(events),
+            Step::Gate(Gate::Webhook { url }) => match &observed.gate {
+                Some((true, said)) => {
+                    events.extend(next_step(
+                        d,
+                        siblings,
+                        now,
+                        json!({"gate": url, "answer": said}),
+                    )?);
+                }
+                Some((false, said)) => {
+                    let r = d.rollout.as_mut().expect("rollout");
+                    if r.gate_refusal.as_deref() != Some(said.as_str()) {
+                        r.gate_refusal = Some(said.clone());
+                        d.touch(now);
+                        events.push(event(
+                            d,
+                            EventType::GateWaiting,
+                            format!("Gate at step {i} says not yet: {said}"),
+                            json!({"step": i, "url": url, "answer": said}),
+                        ));
+                    }
+                    return Ok(events);
+                }
+                None => return Ok(events),
+            },
+        }
+    }
+    Ok(events)
+}
+
+/// Whether a group member may leave step `i`: every sibling is ready at it or past it.
+fn group_may_pass(siblings: &[Sibling], i: usize) -> bool {
+    siblings
+        .iter()
+        .all(|s| s.status == DeploymentStatus::Completed || s.step > i || (s.step == i && s.ready))
+}
+
+/// Ends the current step. In a group, only when the others are ready too;
+/// otherwise marks this target ready.
+fn next_step(
+    d: &mut Deployment,
+    siblings: &[Sibling],
+    now: Timestamp,
+    detail: Value,
+) -> Result<Vec<NewEvent>, DomainError> {
+    let r = d.rollout.as_mut().expect("rollout");
+    let i = r.step;
+    if r.group.is_some() && !r.ready && !group_may_pass(siblings, i) {
+        r.ready = true;
+        d.touch(now);
+        return Ok(Vec::new());
+    }
+    r.step += 1;
+    r.ready = false;
+    r.gate_refusal = None;
+    r.step_started_at = now;
+    let next = r.current().cloned();
+    let total = r.spec.steps.len();
+    d.touch(now);
+    let message = match &next {
+        Some(s) => format!("Step {} of {total} started: {}", i + 2, describe(s)),
+        None => format!("All {total} steps done"),
+    };
+    Ok(vec![event(
+        d,
+        EventType::RolloutStepStarted,
+        message,
+        json!({"step": i + 1, "finished_step": i, "kind": next.as_ref().map(step_kind), "detail": detail}),
+    )])
+}
+
+/// After the last step: promote when allowed, otherwise wait.
+fn finish(
+    d: &mut Deployment,
+    siblings: &[Sibling],
+    now: Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    if !d.config.auto_promotion {
+        return Ok(Vec::new());
+    }
+    if now - d.start_time < d.config.min_canary_duration.to_chrono() {
+        return Ok(Vec::new());
+    }
+    let steps = d.rollout.as_ref().map_or(0, |r| r.spec.steps.len());
+    if siblings
+        .iter()
+        .any(|s| s.status.is_live() && s.step < steps)
+    {
+        return Ok(Vec::new());
+    }
+    let mut events = vec![event(
+        d,
+        EventType::AutoPromotionTriggered,
+        "Every step passed: promoting".into(),
+        json!({}),
+    )];
+    events.extend(d.promote(now)?);
+    Ok(events)
+}
+
+fn rollback(
+    d: &mut Deployment,
+    reason: String,
+    judgement: Option<&Judgement>,
+    now: Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    let mut reason = reason;
+    if reason.len() > 1900 {
+        let mut cut = 1900;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    let step = d.rollout.as_ref().map(|r| r.step);
+    let mut ev = d.rollback(&reason, now)?;
+    for e in &mut ev {
+        put(&mut e.data, "automatic", json!(true));
+        put(&mut e.data, "step", json!(step));
+        if let Some(j) = judgement {
+            put(&mut e.data, "judgement", json!(j));
+        }
+    }
+    Ok(ev)
+}
+
+/// A step in words.
+pub fn describe(s: &Step) -> String {
+    match s {
+        Step::SetWeight(w) => format!("set weight {w}%"),
+        Step::Pause { duration: Some(d) } => format!("pause {d}"),
+        Step::Pause { duration: None } => "pause until continued".into(),
+        Step::Analysis { window: Some(w) } => format!("analysis over {w}"),
+        Step::Analysis { window: None } => "analysis over the metrics window".into(),
+        Step::Gate(Gate::Webhook { url }) => format!("gate: webhook {url}"),
+        Step::Gate(Gate::Approval) => "gate: approval".into(),
+    }
+}
+
+fn put(data: &mut Value, key: &str, v: Value) {
+    if let Some(o) = data.as_object_mut() {
+        o.insert(key.into(), v);
+    }
+}
+
+fn event(d: &Deployment, kind: EventType, message: String, data: Value) -> NewEvent {
+    d.event(kind, message, data)
+}
+
+/// A person's "continue": ends a pause or an approval gate (or an analysis or a
+/// webhook gate, skipping it). Returns the events; an error when no step is left.
+pub fn continue_step(
+    d: &mut Deployment,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    let not = |action: &str| DomainError::NotActive {
+        id: d.id.clone(),
+        status: d.status.as_str(),
+        action: action.into(),
+    };
+    if d.status != DeploymentStatus::Active {
+        return Err(not("continue it (resume it first, or it is finished)"));
+    }
+    let Some(r) = &d.rollout else {
+        return Err(not("continue it: it has no rollout plan"));
+    };
+    let Some(step) = r.current().cloned() else {
+        return Err(not("continue it: every step is done; promote it instead"));
+    };
+    let i = r.step;
+    let r = d.rollout.as_mut().expect("rollout");
+    r.step += 1;
+    r.ready = false;
+    r.gate_refusal = None;
+    r.step_started_at = now;
+    let next = r.current().cloned();
+    d.touch(now);
+    let kind = if matches!(step, Step::Gate(Gate::Approval)) {
+        "approved"
+    } else {
+        "continued"
+    };
+    Ok(vec![event(
+        d,
+        EventType::RolloutStepStarted,
+        format!("Step {} ({}) {kind} by {actor}", i + 1, describe(&step)),
+        json!({"step": i + 1, "finished_step": i, "kind": next.as_ref().map(step_kind), "detail": {kind: actor}}),
+    )])
+}
+
+/// Restarts the current step's clock (on resume: an analysis judges afresh).
+pub fn restart_step(d: &mut Deployment, now: Timestamp) {
+    if let Some(r) = &mut d.rollout {
+        r.step_started_at = now;
+        r.ready = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::NewDeployment;
+    use crate::judge::{Verdict, combine};
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn t0() -> Timestamp {
+        Utc.timestamp_opt(1_757_851_200, 0).unwrap()
+    }
+
+    fn dep(steps: &str, auto: bool) -> Deployment {
+        let spec: RolloutSpec = serde_json::from_str(&format!(r#"{{"steps": {steps}}}"#)).unwrap();
+        NewDeployment {
+            queue_name: "q".into(),
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            auto_promotion: Some(auto),
+            min_duration: Some(GoDuration::ZERO),
+            rollout: Some(spec),
+            ..Default::default()
+        }
+        .resolve("canary_t".into(), "ops", t0())
+        .unwrap()
+        .0
+    }
+
+    fn judged(outcome: Outcome) -> Observed {
+        Observed {
+            judgement: Some(combine(
+                vec![Verdict::new("threshold", outcome, "figures", json!({}))],
+                t0(),
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn kinds(ev: &[NewEvent]) -> Vec<&'static str> {
+        ev.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn weights_pauses_and_analyses_in_order_then_promotion() {
+        let mut d = dep(
+            r#"[{"set_weight": 10}, {"pause": {"duration": "30s"}}, {"analysis": {"window": "1m"}}, {"set_weight": 100}]"#,
+            true,
+        );
+        let none = Observed::default();
+        let ev = advance(&mut d, &none, &[], t0()).unwrap();
+        assert_eq!(kinds(&ev), ["percentage_updated", "rollout_step_started"]);
+        assert_eq!(
+            (d.current_percent, d.rollout.as_ref().unwrap().step),
+            (10, 1)
+        );
+        // The pause holds until its time is up; nothing is written meanwhile.
+        assert!(
+            advance(&mut d, &none, &[], t0() + Duration::seconds(29))
+                .unwrap()
+                .is_empty()
+        );
+        let t = t0() + Duration::seconds(30);
+        let ev = advance(&mut d, &none, &[], t).unwrap();
+        assert_eq!(kinds(&ev), ["rollout_step_started"]);
+        assert_eq!(
+            need(&d, t + Duration::seconds(5)),
+            Need::Judgement { since: t }
+        );
+        // A pass before the window is over waits; at its end it moves on and promotes.
+        assert!(
+            advance(
+                &mut d,
+                &judged(Outcome::Pass),
+                &[],
+                t + Duration::seconds(10)
+            )
+            .unwrap()
+            .is_empty()
+        );
+        let ev = advance(
+            &mut d,
+            &judged(Outcome::Pass),
+            &[],
+            t + Duration::seconds(60),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&ev),
+            [
+                "analysis_completed",
+                "rollout_step_started",
+                "percentage_updated",
+                "rollout_step_started",
+                "auto_promotion_triggered",
+                "deployment_promoted"
+            ]
+        );
+        assert_eq!(
+            (d.status, d.current_percent),
+            (DeploymentStatus::Completed, 100)
+        );
+    }
+
+    #[test]
+    fn a_failing_analysis_rolls_back_at_once_with_its_evidence() {
+        let mut d = dep(
+            r#"[{"set_weight": 20}, {"analysis": {"window": "10m"}}, {"set_weight": 100}]"#,
+            true,
+        );
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        let ev = advance(
+            &mut d,
+            &judged(Outcome::Fail),
+            &[],
+            t0() + Duration::seconds(3),
+        )
+        .unwrap();
+        assert_eq!(kinds(&ev), ["deployment_rolled_back"]);
+        assert_eq!((d.status, d.current_percent), (DeploymentStatus::Failed, 0));
+        assert_eq!(ev[0].data["judgement"]["outcome"], "fail");
+        assert_eq!(ev[0].data["automatic"], true);
+        assert_eq!(d.status_reason.as_deref(), Some("threshold: figures"));
+    }
+
+    #[test]
+    fn inconclusive_pauses_never_promotes_nor_rolls_back() {
+        let mut d = dep(
+            r#"[{"set_weight": 20}, {"analysis": {"window": "1m"}}, {"set_weight": 100}]"#,
+            true,
+        );
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        let mid = advance(
+            &mut d,
+            &judged(Outcome::Inconclusive),
+            &[],
+            t0() + Duration::seconds(30),
+        )
+        .unwrap();
+        assert!(mid.is_empty());
+        let ev = advance(
+            &mut d,
+            &judged(Outcome::Inconclusive),
+            &[],
+            t0() + Duration::seconds(60),
+        )
+        .unwrap();
+        assert_eq!(kinds(&ev), ["deployment_paused"]);
+        assert_eq!(
+            (d.status, d.current_percent),
+            (DeploymentStatus::Paused, 20)
+        );
+        assert!(d.status_reason.as_deref().unwrap().contains("inconclusive"));
+        // Paused: the controller does nothing, whatever the judges say.
+        assert!(
+            advance(
+                &mut d,
+                &judged(Outcome::Fail),
+                &[],
+                t0() + Duration::seconds(90)
+            )
+            .unwrap()
+            .is_empty()
+        );
+        // Resuming restarts the analysis window.
+        d.resume(t0() + Duration::seconds(100)).unwrap();
+        assert_eq!(
+            need(&d, t0() + Duration::seconds(110)),
+            Need::Judgement {
+                since: t0() + Duration::seconds(100)
+            }
+        );
+    }
+
+    #[test]
+    fn without_auto_promotion_the_end_waits_for_a_person() {
+        let mut d = dep(r#"[{"set_weight": 50}]"#, false);
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        assert_eq!(d.rollout.as_ref().unwrap().step, 1);
+        assert!(
+            advance(&mut d, &Observed::default(), &[], t0() + Duration::hours(1))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(d.status, DeploymentStatus::Active);
+    }
+
+    #[test]
+    fn min_and_max_duration() {
+        let mut d = dep(r#"[{"set_weight": 50}, {"pause": {}}]"#, true);
+        d.config.min_canary_duration = GoDuration::from_mins(10);
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        continue_step(&mut d, "ann", t0() + Duration::minutes(1)).unwrap();
+        assert!(
+            advance(
+                &mut d,
+                &Observed::default(),
+                &[],
+                t0() + Duration::minutes(2)
+            )
+            .unwrap()
+            .is_empty()
+        );
+        let ev = advance(
+            &mut d,
+            &Observed::default(),
+            &[],
+            t0() + Duration::minutes(10),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&ev),
+            ["auto_promotion_triggered", "deployment_promoted"]
+        );
+
+        let mut d = dep(r#"[{"set_weight": 50}, {"pause": {}}]"#, true);
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        let ev = advance(&mut d, &Observed::default(), &[], t0() + Duration::hours(2)).unwrap();
+        assert_eq!(kinds(&ev), ["deployment_rolled_back"]);
+        assert!(
+            d.status_reason
+                .as_deref()
+                .unwrap()
+                .contains("max_canary_duration 2h0m0s")
+        );
+
+        let mut d = dep(r#"[{"set_weight": 50}, {"pause": {}}]"#, true);
+        d.rollout.as_mut().unwrap().spec.on_max_duration = MaxDurationAction::Pause;
+        advance(&mut d, &Observed::default(), &[], t0() + Duration::hours(3)).unwrap();
+        assert_eq!(d.status, DeploymentStatus::Paused);
+    }
+
+    #[test]
+    fn continue_passes_manual_pauses_and_approvals_only_when_there_is_a_step() {
+        let mut d = dep(
+            r#"[{"pause": {}}, {"gate": "approval"}, {"set_weight": 30}]"#,
+            false,
+        );
+        assert!(
+            advance(&mut d, &Observed::default(), &[], t0())
+                .unwrap()
+                .is_empty()
+        );
+        let ev = continue_step(&mut d, "ann", t0()).unwrap();
+        assert!(ev[0].message.contains("continued by ann"));
+        assert!(
+            advance(&mut d, &Observed::default(), &[], t0())
+                .unwrap()
+                .is_empty()
+        );
+        let ev = continue_step(&mut d, "bob", t0()).unwrap();
+        assert!(ev[0].message.contains("approved by bob"));
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        assert_eq!(d.current_percent, 30);
+        assert!(continue_step(&mut d, "ann", t0()).is_err());
+    }
+
+    #[test]
+    fn webhook_gates_wait_recording_each_new_refusal_once() {
+        let mut d = dep(
+            r#"[{"gate": {"webhook": {"url": "http://ci/ok"}}}, {"set_weight": 5}]"#,
+            false,
+        );
+        assert_eq!(
+            need(&d, t0()),
+            Need::Gate {
+                url: "http://ci/ok".into()
+            }
+        );
+        let no = Observed {
+            gate: Some((false, "503: tests running".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            kinds(&advance(&mut d, &no, &[], t0()).unwrap()),
+            ["gate_waiting"]
+        );
+        assert!(advance(&mut d, &no, &[], t0()).unwrap().is_empty());
+        let yes = Observed {
+            gate: Some((true, "200".into())),
+            ..Default::default()
+        };
+        advance(&mut d, &yes, &[], t0()).unwrap();
+        assert_eq!(d.current_percent, 5);
+    }
+
+    #[test]
+    fn failing_health_rolls_back_at_any_step() {
+        let mut d = dep(r#"[{"set_weight": 10}, {"pause": {}}]"#, false);
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        let sick = Observed {
+            health: Some(combine(
+                vec![Verdict::new(
+                    "health:api",
+                    Outcome::Fail,
+                    "canary check fails",
+                    json!({}),
+                )],
+                t0(),
+            )),
+            ..Default::default()
+        };
+        advance(&mut d, &sick, &[], t0()).unwrap();
+        assert_eq!(d.status, DeploymentStatus::Failed);
+        assert_eq!(
+            d.status_reason.as_deref(),
+            Some("health:api: canary check fails")
+        );
+    }
+
+    #[test]
+    fn groups_move_in_lock_step_and_fall_together() {
+        let steps = r#"[{"set_weight": 10}, {"pause": {"duration": "10s"}}, {"set_weight": 50}]"#;
+        let mut a = dep(steps, false);
+        let mut b = dep(steps, false);
+        b.id = "canary_b".into();
+        for d in [&mut a, &mut b] {
+            d.rollout.as_mut().unwrap().group = Some("group_1".into());
+        }
+        let view = |d: &Deployment| Sibling {
+            id: d.id.clone(),
+            status: d.status,
+            step: d.rollout.as_ref().unwrap().step,
+            ready: d.rollout.as_ref().unwrap().ready,
+        };
+        let none = Observed::default();
+        // a finishes step 0 first: it is ready, but waits for b.
+        let ev = advance(&mut a, &none, &[view(&b)], t0()).unwrap();
+        assert_eq!(kinds(&ev), ["percentage_updated"]);
+        assert!(a.rollout.as_ref().unwrap().ready);
+        // b finishes step 0 and, a being ready, moves on; then a follows.
+        advance(&mut b, &none, &[view(&a)], t0()).unwrap();
+        assert_eq!(b.rollout.as_ref().unwrap().step, 1);
+        advance(&mut a, &none, &[view(&b)], t0()).unwrap();
+        assert_eq!(a.rollout.as_ref().unwrap().step, 1);
+        // b is rolled back by hand: a follows it down.
+        b.rollback("bad", t0()).unwrap();
+        let ev = advance(&mut a, &none, &[view(&b)], t0() + Duration::seconds(1)).unwrap();
+        assert_eq!(kinds(&ev), ["deployment_rolled_back"]);
+        assert!(a.status_reason.as_deref().unwrap().contains("canary_b"));
+    }
+
+    #[test]
+    fn a_percentage_with_a_rollout_is_refused() {
+        let e = NewDeployment {
+            queue_name: "q".into(),
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            percentage: Some(json!(5)),
+            rollout: Some(RolloutSpec::of_steps(vec![Step::SetWeight(5)])),
+            ..Default::default()
+        }
+        .resolve("x".into(), "ops", t0())
+        .unwrap_err();
+        assert!(e.to_string().starts_with("percentage:"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Health checks (seed 001's `HealthCheck`): probes of each lane's dependencies
+//! and endpoints, run by the server on an interval, judged here.
+//!
+//! The probe kinds are HTTP (the status must be one of `expected_status_codes`),
+//! TCP connect, PostgreSQL (a query that must succeed), Redis (`PING`), NATS
+//! (connect, then a `PING` answered by `PONG`, which is what a client's flush
+//! waits for) and a Prometheus instant query whose value must meet a condition.
+//! Running them is IO and lives in the server; this module holds their
+//! description, its validation, and the verdict over the latest results.
+//!
+//! A failing canary check fails the rollout (health-based rollback). A failing
+//! stable check makes the verdict inconclusive: when the baseline itself is sick
+//! nothing can be said about the canary, and rolling back would not help. A check
+//! with no result yet, or whose latest result is older than three intervals plus
+//! its timeout (the prober is stuck or gone), is inconclusive too.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Outcome, Verdict};
+use crate::signal::Lane;
+use crate::{DomainError, Timestamp};
+
+/// What a health check probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    /// GET `endpoint`; the status must be expected.
+    Http,
+    /// Connect to `endpoint` (`host:port`).
+    Tcp,
+    /// Run `query` (default `SELECT 1`) on `endpoint` (`postgres://…`).
+    Postgres,
+    /// `PING` `endpoint` (`redis://[:password@]host:port`).
+    Redis,
+    /// Connect to `endpoint` (`nats://host:port`) and flush.
+    Nats,
+    /// Instant `query` on `endpoint` (Prometheus base URL); its value must meet `condition`.
+    Prometheus,
+}
+
+/// One health check, with seed 001's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// Unique within the rollout.
+    pub name: String,
+    /// What it checks, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The probe.
+    pub check_type: CheckType,
+    /// Which lane it speaks for (default canary).
+    #[serde(default = "canary_lane")]
+    pub lane: Lane,
+    /// URL or `host:port`, by probe.
+    pub endpoint: String,
+    /// HTTP: the statuses that pass (default 200–299).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_status_codes: Vec<u16>,
+    /// PostgreSQL: the SQL; Prometheus: the PromQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Prometheus: `<op> <number>` with op one of `<`, `<=`, `>`, `>=`, `==`, `!=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Seconds between probes (default 10).
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u32,
+    /// Seconds one attempt may take (default 5).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    /// Further attempts before a probe counts as failed (default 0).
+    #[serde(default)]
+    pub retry_count: u32,
+}
+
+fn canary_lane() -> Lane {
+    Lane::Canary
+}
+fn default_interval() -> u32 {
+    10
+}
+fn default_timeout() -> u32 {
+    5
+}
+
+/// A Prometheus success condition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Condition {
+    /// The comparison.
+    pub op: &'static str,
+    /// The right-hand side.
+    pub value: f64,
+}
+
+impl Condition {
+    /// Parses `<op> <number>`.
+    pub fn parse(s: &str) -> Option<Condition> {
+        let s = s.trim();
+        let op = ["<=", ">=", "==", "!=", "<", ">"]
+            .into_iter()
+            .find(|op| s.starts_with(op))?;
+        let value: f64 = s[op.len()..].trim().parse().ok()?;
+        value.is_finite().then_some(Condition { op, value })
+    }
+
+    /// Whether `v` meets it.
+    pub fn holds(&self, v: f64) -> bool {
+        match self.op {
+            "<" => v < self.value,
+            "<=" => v <= self.value,
+            ">" => v > self.value,
+            ">=" => v >= self.value,
+            "==" => v == self.value,
+            _ => v != self.value,
+        }
+    }
+}
+
+impl HealthCheckSpec {
+    /// Checks the description; errors name the field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.name.trim().is_empty() || self.name.len() > 100 {
+            return Err(DomainError::invalid(
+                "name",
+                "give a name of 1–100 characters",
+            ));
+        }
+        if !(1..=3600).contains(&self.interval_seconds) {
+            return Err(DomainError::invalid("interval_seconds", "is 1–3600"));
+        }
+        if !(1..=300).contains(&self.timeout_seconds) {
+            return Err(DomainError::invalid("timeout_seconds", "is 1–300"));
+        }
+        if self.retry_count > 10 {
+            return Err(DomainError::invalid("retry_count", "is at most 10"));
+        }
+        let e = &self.endpoint;
+        let scheme_ok = match self.check_type {
+            CheckType::Http | CheckType::Prometheus => {
+                e.starts_with("http://") || e.starts_with("https://")
+            }
+            CheckType::Tcp => e
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+            CheckType::Postgres => e.starts_with("postgres://") || e.starts_with("postgresql://"),
+            CheckType::Redis => e.starts_with("redis://"),
+            CheckType::Nats => e.starts_with("nats://"),
+        };
+        if !scheme_ok || e.len() > 2048 || e.contains(char::is_whitespace) {
+            let want = match self.check_type {
+                CheckType::Http | CheckType::Prometheus => "an http:// or https:// URL",
+                CheckType::Tcp => "host:port",
+                CheckType::Postgres => "a postgres:// URL",
+                CheckType::Redis => "a redis:// URL",
+                CheckType::Nats => "a nats:// URL",
+            };
+            return Err(DomainError::invalid(
+                "endpoint",
+                format!("`{e}` is not {want}"),
+            ));
+        }
+        if self
+            .expected_status_codes
+            .iter()
+            .any(|c| !(100..=599).contains(c))
+        {
+            return Err(DomainError::invalid(
+                "expected_status_codes",
+                "are HTTP statuses, 100–599",
+            ));
+        }
+        if self.check_type == CheckType::Prometheus {
+            if self.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+                return Err(DomainError::invalid(
+                    "query",
+                    "a Prometheus check needs a PromQL query",
+                ));
+            }
+            if self
+                .condition
+                .as_deref()
+                .and_then(Condition::parse)
+                .is_none()
+            {
+                return Err(DomainError::invalid(
+                    "condition",
+                    "a Prometheus check needs a condition such as `< 0.05`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an HTTP status passes.
+    pub fn status_ok(&self, status: u16) -> bool {
+        if self.expected_status_codes.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expected_status_codes.contains(&status)
+        }
+    }
+}
+
+/// The latest outcome of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// The lane it speaks for.
+    pub lane: Lane,
+    /// Whether it passed (after its retries).
+    pub ok: bool,
+    /// What happened.
+    pub message: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the probe finished.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One verdict per configured check, from the latest results.
+pub fn judge(specs: &[HealthCheckSpec], results: &[CheckResult], now: Timestamp) -> Vec<Verdict> {
+    specs
+        .iter()
+        .map(|spec| {
+            let name = format!("health:{}", spec.name);
+            let latest = results
+                .iter()
+                .filter(|r| r.name == spec.name)
+                .max_by_key(|r| r.at);
+            let stale_after = chrono::Duration::seconds(
+                i64::from(spec.interval_seconds) * 3 + i64::from(spec.timeout_seconds),
+            );
+            let Some(r) = latest else {
+                return Verdict::new(name, Outcome::Inconclusive, "no result yet", json!({"lane": spec.lane}));
+            };
+            let evidence = json!({"lane": r.lane, "ok": r.ok, "message": r.message, "attempts": r.attempts, "at": r.at});
+            if now - r.at > stale_after {
+                return Verdict::new(
+                    name,
+                    Outcome::Inconclusive,
+                    format!("latest result is {}s old", (now - r.at).num_seconds()),
+                    evidence,
+                );
+            }
+            let (outcome, summary) = match (r.ok, spec.lane) {
+                (true, _) => (Outcome::Pass, format!("{} check passes", spec.lane.as_str())),
+                (false, Lane::Canary) => (
+                    Outcome::Fail,
+                    format!("canary check fails after {} attempt(s): {}", r.attempts, r.message),
+                ),
+                (false, Lane::Stable) => (
+                    Outcome::Inconclusive,
+                    format!("stable check fails, so the canary can't be judged: {}", r.message),
+                ),
+            };
+            Verdict::new(name, outcome, summary, evidence)
+        })
+        .collect()
+}

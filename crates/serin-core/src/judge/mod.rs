@@ -1,0 +1,386 @@
+//! Judges: each looks at what a canary did and says pass, warn, fail, or
+//! inconclusive — with its evidence.
+//!
+//! A rollout asks several questions at once: are the canary's numbers within the
+//! profile's thresholds ([`threshold`]), within the operator's safety limits
+//! ([`safety`]), acceptable to the team's own rules ([`policy`], CEL), and do its
+//! health checks answer ([`health`])? Each judge answers alone, as a [`Verdict`]
+//! with a sentence and the figures behind it, and [`combine`] folds them into one
+//! [`Judgement`] for the controller.
+//!
+//! The combination is deliberately asymmetric. Any `fail` fails the whole: one
+//! judge that sees harm is enough to take traffic away. Otherwise any
+//! `inconclusive` makes the whole inconclusive: a judge without data (no traffic,
+//! a metrics source that errored, a policy reading a metric that is null) must
+//! never count as a pass, so it holds the rollout where it is — it neither
+//! promotes nor, by itself, rolls back. `warn` is the WATCH of seed 002: shown,
+//! recorded, but not a reason to stop.
+//!
+//! Judges are pure: everything they read, including the clock, is in
+//! [`Inputs`].
+
+pub mod health;
+pub mod policy;
+pub mod safety;
+pub mod threshold;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Timestamp;
+use crate::deployment::Deployment;
+use crate::metrics::MetricsSnapshot;
+
+/// What one judge says. Ordered by severity: `Pass < Warn < Inconclusive < Fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Within every limit.
+    Pass,
+    /// A warning-level limit crossed (WATCH); progression continues.
+    Warn,
+    /// Not enough data, or the data couldn't be read: hold.
+    Inconclusive,
+    /// Harm seen: roll back.
+    Fail,
+}
+
+impl Outcome {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::Fail => "fail",
+        }
+    }
+}
+
+/// One judge's answer with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Verdict {
+    /// Which judge (`threshold`, `safety:<name>`, `policy:<name>`, `health:<name>`).
+    pub judge: String,
+    /// What it says.
+    pub outcome: Outcome,
+    /// One sentence a person can read.
+    pub summary: String,
+    /// The figures behind it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub evidence: Value,
+}
+
+impl Verdict {
+    pub(crate) fn new(
+        judge: impl Into<String>,
+        outcome: Outcome,
+        summary: impl Into<String>,
+        evidence: Value,
+    ) -> Verdict {
+        Verdict {
+            judge: judge.into(),
+            outcome,
+            summary: summary.into(),
+            evidence,
+        }
+    }
+}
+
+/// All judges together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Judgement {
+    /// The combined outcome (see the module docs).
+    pub outcome: Outcome,
+    /// The sentence that explains it: the failing (or holding) judge's.
+    pub summary: String,
+    /// Every judge's verdict.
+    pub verdicts: Vec<Verdict>,
+    /// When it was made.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Folds verdicts into one judgement: worst outcome wins; its first verdict explains.
+pub fn combine(verdicts: Vec<Verdict>, now: Timestamp) -> Judgement {
+    let outcome = verdicts
+        .iter()
+        .map(|v| v.outcome)
+        .max()
+        .unwrap_or(Outcome::Inconclusive);
+    let summary = match verdicts.iter().find(|v| v.outcome == outcome) {
+        _ if verdicts.is_empty() => "no judge gave a verdict".to_string(),
+        Some(v) if outcome != Outcome::Pass => format!("{}: {}", v.judge, v.summary),
+        _ => format!(
+            "all {} judge{} pass",
+            verdicts.len(),
+            if verdicts.len() == 1 { "" } else { "s" }
+        ),
+    };
+    Judgement {
+        outcome,
+        summary,
+        verdicts,
+        at: now,
+    }
+}
+
+/// What the judges read: one window of both lanes, named gauges, health results,
+/// where the rollout is, and the clock.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    /// The deployment (thresholds, traffic, start time).
+    pub deployment: &'a Deployment,
+    /// Stable's window.
+    pub stable: &'a MetricsSnapshot,
+    /// Canary's window.
+    pub canary: &'a MetricsSnapshot,
+    /// Latest value of each named gauge on the canary lane (e.g. `memory_query_latency_ms`).
+    pub canary_gauges: &'a std::collections::BTreeMap<String, f64>,
+    /// Latest health-check results.
+    pub health: &'a [health::CheckResult],
+    /// Index of the step being judged.
+    pub step_index: usize,
+    /// When the step started.
+    pub step_started_at: Timestamp,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// The verdicts of every judge the rollout is configured with.
+pub fn judge_all(inputs: &Inputs<'_>, spec: &crate::rollout::RolloutSpec) -> Judgement {
+    let mut verdicts = Vec::new();
+    if spec.judges.threshold {
+        verdicts.push(threshold::judge(inputs));
+    }
+    verdicts.extend(spec.safety_checks.iter().map(|c| safety::judge(c, inputs)));
+    verdicts.extend(spec.policies.iter().map(|p| policy::judge(p, inputs)));
+    verdicts.extend(health::judge(
+        &spec.health_checks,
+        inputs.health,
+        inputs.now,
+    ));
+    combine(verdicts, inputs.now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn v(o: Outcome, s: &str) -> Verdict {
+        Verdict::new("j", o, s, json!({}))
+    }
+
+    #[test]
+    fn worst_outcome_wins_and_explains() {
+        let now = chrono::Utc::now();
+        let j = combine(
+            vec![
+                v(Outcome::Pass, "ok"),
+                v(Outcome::Inconclusive, "no data"),
+                v(Outcome::Warn, "hmm"),
+            ],
+            now,
+        );
+        assert_eq!(j.outcome, Outcome::Inconclusive);
+        assert_eq!(j.summary, "j: no data");
+        let j = combine(
+            vec![v(Outcome::Inconclusive, "x"), v(Outcome::Fail, "bad")],
+            now,
+        );
+        assert_eq!(j.outcome, Outcome::Fail);
+        assert_eq!(j.summary, "j: bad");
+        let j = combine(vec![v(Outcome::Pass, "a"), v(Outcome::Pass, "b")], now);
+        assert_eq!(
+            (j.outcome, j.summary.as_str()),
+            (Outcome::Pass, "all 2 judges pass")
+        );
+        assert_eq!(combine(vec![], now).outcome, Outcome::Inconclusive);
+    }
+
+    mod lanes {
+        use super::super::*;
+        use crate::deployment::NewDeployment;
+        use crate::metrics::{LaneWindow, LaneWorkers, snapshot};
+        use crate::rollout::{AlertLevel, SafetyCheck};
+        use crate::signal::Lane;
+        use chrono::{Duration, TimeZone, Utc};
+        use std::collections::BTreeMap;
+
+        fn lane(ok: u64, errors: u64, ms: f64) -> MetricsSnapshot {
+            let now = Utc.timestamp_opt(100, 0).unwrap();
+            let l = LaneWindow {
+                success: ok,
+                errors,
+                latencies_ms: vec![ms; (ok + errors) as usize],
+                ..Default::default()
+            };
+            snapshot(
+                &l,
+                &LaneWorkers::default(),
+                "v",
+                (Utc.timestamp_opt(0, 0).unwrap(), now),
+                now,
+            )
+        }
+
+        fn with<T>(
+            stable: MetricsSnapshot,
+            canary: MetricsSnapshot,
+            f: impl FnOnce(&Inputs<'_>) -> T,
+        ) -> T {
+            let d = NewDeployment {
+                queue_name: "q".into(),
+                stable_version: "v1".into(),
+                canary_version: "v2".into(),
+                percentage: Some(serde_json::json!(20)),
+                ..Default::default()
+            }
+            .resolve("c".into(), "ops", Utc.timestamp_opt(0, 0).unwrap())
+            .unwrap()
+            .0;
+            let gauges = BTreeMap::from([("memory_query_latency_ms".to_string(), 70.0)]);
+            let now = Utc.timestamp_opt(100, 0).unwrap();
+            f(&Inputs {
+                deployment: &d,
+                stable: &stable,
+                canary: &canary,
+                canary_gauges: &gauges,
+                health: &[],
+                step_index: 0,
+                step_started_at: now,
+                now,
+            })
+        }
+
+        #[test]
+        fn threshold_judge_fails_on_errors_or_latency_and_waits_for_samples() {
+            let o = |s, c| with(s, c, |i| threshold::judge(i).outcome);
+            assert_eq!(o(lane(800, 0, 20.0), lane(180, 20, 20.0)), Outcome::Fail);
+            assert_eq!(o(lane(800, 0, 20.0), lane(200, 0, 60.0)), Outcome::Fail);
+            assert_eq!(o(lane(800, 0, 20.0), lane(200, 0, 21.0)), Outcome::Pass);
+            assert_eq!(
+                o(lane(800, 0, 20.0), lane(10, 0, 20.0)),
+                Outcome::Inconclusive
+            );
+            assert_eq!(
+                o(lane(0, 0, 20.0), lane(100, 0, 20.0)),
+                Outcome::Inconclusive
+            );
+        }
+
+        #[test]
+        fn safety_checks_watch_red_and_unknown() {
+            let check = |metric: &str, threshold: f64, level| SafetyCheck {
+                name: "c".into(),
+                metric: metric.into(),
+                threshold,
+                alert_level: level,
+            };
+            let o = |c: SafetyCheck, canary| {
+                with(lane(100, 0, 20.0), canary, |i| safety::judge(&c, i).outcome)
+            };
+            assert_eq!(
+                o(
+                    check("p95_latency_ms", 1000.0, AlertLevel::Critical),
+                    lane(100, 0, 1500.0)
+                ),
+                Outcome::Fail
+            );
+            assert_eq!(
+                o(
+                    check("p95_latency_ms", 1000.0, AlertLevel::Warning),
+                    lane(100, 0, 1500.0)
+                ),
+                Outcome::Warn
+            );
+            assert_eq!(
+                o(
+                    check("p95_latency_ms", 1000.0, AlertLevel::Critical),
+                    lane(100, 0, 500.0)
+                ),
+                Outcome::Pass
+            );
+            assert_eq!(
+                o(
+                    check("success_rate", 99.0, AlertLevel::Critical),
+                    lane(95, 5, 5.0)
+                ),
+                Outcome::Fail
+            );
+            assert_eq!(
+                o(
+                    check("memory_query_latency_ms", 50.0, AlertLevel::Warning),
+                    lane(1, 0, 5.0)
+                ),
+                Outcome::Warn
+            );
+            assert_eq!(
+                o(
+                    check("p95_latency_ms", 1.0, AlertLevel::Critical),
+                    lane(0, 0, 5.0)
+                ),
+                Outcome::Inconclusive
+            );
+            assert_eq!(
+                o(check("nope", 1.0, AlertLevel::Warning), lane(0, 0, 5.0)),
+                Outcome::Pass
+            );
+        }
+
+        #[test]
+        fn health_results_fail_canary_hold_on_stable_and_go_stale() {
+            let spec = |name: &str, lane| health::HealthCheckSpec {
+                name: name.into(),
+                description: None,
+                check_type: health::CheckType::Tcp,
+                lane,
+                endpoint: "127.0.0.1:1".into(),
+                expected_status_codes: vec![],
+                query: None,
+                condition: None,
+                interval_seconds: 10,
+                timeout_seconds: 5,
+                retry_count: 0,
+            };
+            let now = Utc.timestamp_opt(1000, 0).unwrap();
+            let result = |name: &str, lane, ok, age: i64| health::CheckResult {
+                name: name.into(),
+                lane,
+                ok,
+                message: "m".into(),
+                attempts: 1,
+                at: now - Duration::seconds(age),
+            };
+            let specs = [
+                spec("a", Lane::Canary),
+                spec("b", Lane::Stable),
+                spec("c", Lane::Canary),
+                spec("d", Lane::Canary),
+            ];
+            let results = [
+                result("a", Lane::Canary, false, 1),
+                result("b", Lane::Stable, false, 1),
+                result("c", Lane::Canary, true, 36),
+                result("d", Lane::Canary, true, 2),
+                result("d", Lane::Canary, false, 20),
+            ];
+            let v: Vec<Outcome> = health::judge(&specs, &results, now)
+                .iter()
+                .map(|v| v.outcome)
+                .collect();
+            assert_eq!(
+                v,
+                [
+                    Outcome::Fail,
+                    Outcome::Inconclusive,
+                    Outcome::Inconclusive,
+                    Outcome::Pass
+                ]
+            );
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Health-check probes: the IO behind `serin_core::judge::health`.
+//!
+//! A supervisor looks at the live deployments every second and starts each
+//! check of each rollout when its interval is due (never two of the same check at
+//! once). A probe makes up to `1 + retry_count` attempts, each bounded by
+//! `timeout_seconds`, half a second apart, and records the last outcome. The
+//! protocols are spoken directly where they are small — Redis `PING` in RESP,
+//! NATS `CONNECT` + `PING`/`PONG` (what a client's flush does) — and through the
+//! real client for PostgreSQL (`tokio-postgres`) and HTTP.
+//!
+//! Results live in memory: they are fresh observations, not state. After a
+//! restart every check is simply probed again, and until its first result the
+//! judge calls it inconclusive rather than healthy.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serin_core::judge::health::{CheckResult, CheckType, Condition, HealthCheckSpec};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::state::AppState;
+
+/// Latest results per deployment, and which probes are due or running.
+#[derive(Debug, Clone, Default)]
+pub struct Probes {
+    results: Arc<Mutex<HashMap<String, Vec<CheckResult>>>>,
+    due: Arc<Mutex<HashMap<(String, String), Instant>>>,
+    running: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Probes {
+    /// The latest result of each check of a deployment.
+    pub fn results(&self, deployment: &str) -> Vec<CheckResult> {
+        self.results
+            .lock()
+            .expect("results lock")
+            .get(deployment)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&self, deployment: &str, r: CheckResult) {
+        let mut all = self.results.lock().expect("results lock");
+        let list = all.entry(deployment.to_string()).or_default();
+        list.retain(|x| x.name != r.name);
+        list.push(r);
+    }
+}
+
+/// Runs the supervisor until `shutdown` resolves.
+pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {}
+        }
+        let live = match state.store.live_deployments().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "probes cannot read the live deployments");
+                continue;
+            }
+        };
+        let probes = &state.probes;
+        let keep: HashSet<&str> = live.iter().map(|d| d.id.as_str()).collect();
+        probes
+            .results
+            .lock()
+            .expect("results lock")
+            .retain(|k, _| keep.contains(k.as_str()));
+        probes
+            .due
+            .lock()
+            .expect("due lock")
+            .retain(|k, _| keep.contains(k.0.as_str()));
+        for d in &live {
+            let Some(r) = &d.rollout else { continue };
+            for spec in &r.spec.health_checks {
+                let key = (d.id.clone(), spec.name.clone());
+                let now = Instant::now();
+                {
+                    let mut due = probes.due.lock().expect("due lock");
+                    if due.get(&key).is_some_and(|t| *t > now) {
+                        continue;
+                    }
+                    if !probes
+                        .running
+                        .lock()
+                        .expect("running lock")
+                        .insert(key.clone())
+                    {
+                        continue;
+                    }
+                    due.insert(
+                        key.clone(),
+                        now + Duration::from_secs(u64::from(spec.interval_seconds)),
+                    );
+                }
+                let (state, spec) = (state.clone(), spec.clone());
+                tokio::spawn(async move {
+                    let result = check(&state.http, &spec, state.now()).await;
+                    let at = state.now();
+                    state.probes.record(&key.0, CheckResult { at, ..result });
+                    state
+                        .probes
+                        .running
+                        .lock()
+                        .expect("running lock")
+                        .remove(&key);
+                });
+            }
+        }
+    }
+}
+
+/// Probes one check with its retries.
+pub async fn check(
+    http: &reqwest::Client,
+    spec: &HealthCheckSpec,
+    now: serin_core::Timestamp,
+) -> CheckResult {
+    let timeout = Duration::from_secs(u64::from(spec.timeout_seconds));
+    let mut attempts = 0;
+    let mut message = String::new();
+    for attempt in 0..=spec.retry_count {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        attempts += 1;
+        let outcome = match tokio::time::timeout(timeout, attempt_once(http, spec)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {}s", spec.timeout_seconds)),
+        };
+        match outcome {
+            Ok(m) => {
+                return CheckResult {
+                    name: spec.name.clone(),
+                    lane: spec.lane,
+                    ok: true,
+                    message: m,
+                    attempts,
+                    at: now,
+                };
+            }
+            Err(m) => message = m,
+        }
+    }
+    CheckResult {
+        name: spec.name.clone(),
+        lane: spec.lane,
+        ok: false,
+        message,
+        attempts,
+        at: now,
+    }
+}
+
+async fn attempt_once(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<String, String> {
+    match spec.check_type {
+        CheckType::Http => {
+            let resp = http
+                .get(&spec.endpoint)
+                .send()
+                .await
+                .map_err(|e| crate::outbound::describe(&e))?;
+            let status = resp.status().as_u16();
+            if spec.status_ok(status) {
+                Ok(format!("HTTP {status}"))
+            } else {
+                Err(format!("HTTP {status} is not an expected status"))
+            }
+        }
+        CheckType::Tcp => {
+            TcpStream::connect(spec.endpoint.as_str())
+                .await
+                .map_err(|e| format!("connect failed: {}", e.kind()))?;
+            Ok("connected".into())
+        }
+        CheckType::Postgres => postgres(spec).await,
+        CheckType::Redis => redis(&spec.endpoint).await,
+        CheckType::Nats => nats(&spec.endpoint).await,
+        CheckType::Prometheus => prometheus(http, spec).await,
+    }
+}
+
+async fn postgres(spec: &HealthCheckSpec) -> Result<String, String> {
+    let (client, connection) = tokio_postgres::connect(&spec.endpoint, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("connect failed: {}", pg_reason(&e)))?;
+    let conn = tokio::spawn(connection);
+    let query = spec.query.as_deref().unwrap_or("SELECT 1");
+    let r = client.simple_query(query).await;
+    drop(client);
+    conn.abort();
+    let rows = r.map_err(|e| format!("query failed: {}", pg_reason(&e)))?;
+    let n = rows
+        .iter()
+        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+        .count();
+    Ok(format!("query returned {n} row(s)"))
+}
+
+fn pg_reason(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(
+        || "the server could not be reached".to_string(),
+        |d| d.message().to_string(),
+    )
+}
+
+/// `scheme://[user[:password]@]host:port[/…]` → (user, password, host:port).
+fn authority(
+    url: &str,
+    scheme: &str,
+    default_port: u16,
+) -> Result<(Option<String>, Option<String>, String), String> {
+    let rest = url
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .ok_or_else(|| format!("not a {scheme}:// URL"))?;
+    let rest = rest.split(['/', '?']).next().unwrap_or_default();
+    let (creds, host) = match rest.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, rest),
+    };
+    let (user, password) = match creds {
+        Some(c) => match c.split_once(':') {
+            Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
+            None => (Some(c.to_string()), None),
+        },
+        None => (None, None),
+    };
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:{default_port}")
+    };
+    Ok((user, password, host))
+}
+
+async fn read_line(r: &mut BufReader<TcpStream>) -> Result<String, String> {
+    let mut line = String::new();
+    let n = r
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("read failed: {}", e.kind()))?;
+    if n == 0 {
+        return Err("the server closed the connection".into());
+    }
+    Ok(line.trim_end().to_string())
+}
+
+fn bulk(parts: &[&str]) -> String {
+    let mut s = format!("*{}\r\n", parts.len());
+    for p in parts {
+        s.push_str(&format!("${}\r\n{p}\r\n", p.len()));
+    }
+    s
+}
+
+async fn redis(url: &str) -> Result<String, String> {
+    let (user, password, host) = authority(url, "redis", 6379)?;
+    let stream = TcpStream::connect(&host)
+        .await
+        .map_err(|e| format!("connect failed: {}", e.kind()))?;
+    let mut r = BufReader::new(stream);
+    let mut out = String::new();
+    if let Some(p) = &password {
+        out.push_str(&match &user {
+            Some(u) => bulk(&["AUTH", u, p]),
+            None => bulk(&["AUTH", p]),
+        });
+    }
+    out.push_str(&bulk(&["PING"]));
+    r.get_mut()
+        .write_all(out.as_bytes())
+        .await
+        .map_err(|e| format!("write failed: {}", e.kind()))?;
+    if password.is_some() {
+        let auth = read_line(&mut r).await?;
+        if !auth.starts_with("+OK") {
+            return Err(format!("AUTH refused: {auth}"));
+        }
+    }
+    match read_line(&mut r).await? {
+        l if l == "+PONG" => Ok("PONG".into()),
+        l => Err(format!("unexpected answer to PING: {l}")),
+    }
+}
+
+async fn nats(url: &str) -> Result<String, String> {
+    let (user, password, host) = authority(url, "nats", 4222)?;
+    let stream = TcpStream::connect(&host)
+        .await
+        .map_err(|e| format!("connect failed: {}", e.kind()))?;
+    let mut r = BufReader::new(stream);
+    let info = read_line(&mut r).await?;
+    if !info.starts_with("INFO ") {
+        return Err(format!(
+            "not a NATS server (greeting `{}`)",
+            info.chars().take(40).collect::<String>()
+        ));
+    }
+    let mut connect = serde_json::json!({"verbose": false, "pedantic": false, "name": "serin-health", "lang": "rust", "version": env!("CARGO_PKG_VERSION"), "protocol": 1});
+    if let Some(u) = user {
+        connect["user"] = u.into();
+    }
+    if let Some(p) = password {
+        connect["pass"] = p.into();
+    }
+    let out = format!("CONNECT {connect}\r\nPING\r\n");
+    r.get_mut()
+        .write_all(out.as_bytes())
+        .await
+        .map_err(|e| format!("write failed: {}", e.kind()))?;
+    loop {
+        match read_line(&mut r).await?.as_str() {
+            "PONG" => return Ok("connected and flushed".into()),
+            "+OK" | "PING" => {}
+            l if l.starts_with("-ERR") => return Err(format!("server refused: {l}")),
+            l if l.starts_with("INFO ") => {}
+            l => {
+                return Err(format!(
+                    "unexpected answer: {}",
+                    l.chars().take(60).collect::<String>()
+                ));
+            }
+        }
+    }
+}
+
+async fn prometheus(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<String, String> {
+    let query = spec.query.as_deref().unwrap_or_default();
+    let condition = spec
+        .condition
+        .as_deref()
+        .and_then(Condition::parse)
+        .ok_or("no valid condition")?;
+    let url = format!("{}/api/v1/query", spec.endpoint.trim_end_matches('/'));
+    let resp = http
+        .get(&url)
+        .query(&[("query", query)])
+        .send()
+        .await
+        .map_err(|e| crate::outbound::describe(&e))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|_| format!("HTTP {}: not a Prometheus answer", status.as_u16()))?;
+    if body["status"] != "success" {
+        return Err(format!(
+            "query failed: {}",
+            body["error"].as_str().unwrap_or("unknown error")
+        ));
+    }
+    let data = &body["data"];
+    let sample = match data["resultType"].as_str() {
+        Some("vector") => data["result"].get(0).map(|s| &s["value"]),
+        Some("scalar") => Some(&data["result"]),
+        other => {
+            return Err(format!(
+                "a {} result has no single value",
+                other.unwrap_or("missing")
+            ));
+        }
+    };
+    let value: f64 = sample
+        .and_then(|v| v.get(1))
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse().ok())
+        .ok_or("the query returned no sample")?;
+    let text = format!("value {value} {} {}", condition.op, condition.value);
+    if condition.holds(value) {
+        Ok(text)
+    } else {
+        Err(format!("{text} does not hold"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities() {
+        assert_eq!(
+            authority("redis://:pw@127.0.0.1:6380/0", "redis", 6379).unwrap(),
+            (None, Some("pw".into()), "127.0.0.1:6380".into())
+        );
+        assert_eq!(
+            authority("nats://a:b@host", "nats", 4222).unwrap(),
+            (Some("a".into()), Some("b".into()), "host:4222".into())
+        );
+        assert!(authority("http://x", "redis", 1).is_err());
+        assert_eq!(bulk(&["PING"]), "*1\r\n$4\r\nPING\r\n");
+    }
+}

@@ -1,0 +1,417 @@
+//! Rollouts: a deployment's plan as people watch and steer it, and groups of
+//! deployments that roll out together (seed 001's multi-ISO deployment).
+//!
+//! A single deployment gets its plan at creation (`rollout` in the create body);
+//! these routes show where it is (`…/rollout`) and add the two actions a plan
+//! needs besides pause, resume, promote and rollback: `continue` (past a pause
+//! that waits for a person, or an approval gate) and `abort` (stop now, all
+//! traffic to stable). A group is created here in one call from several targets
+//! and one plan; its members advance in lock-step and fall together.
+
+use axum::body::Bytes;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serin_core::DomainError;
+use serin_core::controller::{self, Rollout};
+use serin_core::deployment::{Deployment, DeploymentStatus, NewDeployment};
+use serin_core::event::{Event, EventType, NewEvent};
+use serin_core::judge::Judgement;
+use serin_core::rollout::RolloutSpec;
+use serin_store::canary::EventFilter;
+
+use super::canary::{ActionAnswer, ReasonBody, change, optional_body};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+/// The rollout routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/canary/deployments/{id}/rollout", get(show))
+        .route("/api/v1/canary/deployments/{id}/continue", post(continue_))
+        .route("/api/v1/canary/deployments/{id}/abort", post(abort))
+        .route("/api/v1/rollouts", post(create_group))
+        .route("/api/v1/rollouts/{id}", get(show_group))
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Finished.
+    Done,
+    /// The current step.
+    Running,
+    /// Not reached.
+    Pending,
+}
+
+/// One step as shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    /// Position, from 0.
+    pub index: usize,
+    /// The step in words.
+    pub description: String,
+    /// Done, running or pending.
+    pub state: StepState,
+    /// For a running timed pause or analysis: seconds left.
+    pub seconds_left: Option<i64>,
+}
+
+/// A deployment's rollout as people watch it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RolloutView {
+    /// The deployment.
+    pub deployment_id: String,
+    /// Its status.
+    pub status: DeploymentStatus,
+    /// Why it is paused, failed or rolled back.
+    pub status_reason: Option<String>,
+    /// The canary's share now.
+    pub current_percent: u8,
+    /// Promotes by itself after the last step.
+    pub auto_promotion: bool,
+    /// What it is waiting for, in words (null when it isn't).
+    pub waiting_for: Option<String>,
+    /// The steps and where each is.
+    pub steps: Vec<StepView>,
+    /// The plan and its position.
+    pub rollout: Rollout,
+    /// The controller's latest judgement at an analysis step.
+    pub judgement: Option<Judgement>,
+}
+
+fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
+    let r = d.rollout.clone().ok_or_else(|| {
+        ApiError::from(DomainError::invalid(
+            "id",
+            format!(
+                "deployment {} has no rollout plan (it is driven by hand)",
+                d.id
+            ),
+        ))
+    })?;
+    let now = state.now();
+    let running = d.status.is_live();
+    let steps = r
+        .spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let st = if i < r.step
+                || (!running && i == r.step && d.status == DeploymentStatus::Completed)
+            {
+                StepState::Done
+            } else if i == r.step {
+                StepState::Running
+            } else {
+                StepState::Pending
+            };
+            let length = match s {
+                serin_core::rollout::Step::Pause { duration: Some(p) } => Some(*p),
+                serin_core::rollout::Step::Analysis { window } => {
+                    Some(window.unwrap_or(d.config.metrics_window))
+                }
+                _ => None,
+            };
+            let seconds_left = (st == StepState::Running && running)
+                .then_some(length)
+                .flatten()
+                .map(|l| {
+                    (r.step_started_at + l.to_chrono() - now)
+                        .num_seconds()
+                        .max(0)
+                });
+            StepView {
+                index: i,
+                description: controller::describe(s),
+                state: st,
+                seconds_left,
+            }
+        })
+        .collect();
+    let waiting_for = match (d.status, r.current()) {
+        (DeploymentStatus::Paused, _) => Some(format!(
+            "a person to resume it{}",
+            d.status_reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )),
+        (DeploymentStatus::Active, _) if r.ready => Some("the other targets of its group".into()),
+        (DeploymentStatus::Active, Some(serin_core::rollout::Step::Pause { duration: None })) => {
+            Some("a person to continue".into())
+        }
+        (DeploymentStatus::Active, Some(serin_core::rollout::Step::Gate(g))) => Some(match g {
+            serin_core::rollout::Gate::Approval => "an approval (continue)".into(),
+            serin_core::rollout::Gate::Webhook { url } => format!(
+                "the gate {url} to answer 2xx{}",
+                r.gate_refusal
+                    .as_deref()
+                    .map(|s| format!(" (last: {s})"))
+                    .unwrap_or_default()
+            ),
+        }),
+        (DeploymentStatus::Active, None) if !d.config.auto_promotion => {
+            Some("a person to promote it (auto_promotion is off)".into())
+        }
+        (DeploymentStatus::Active, None) => Some(format!(
+            "min_canary_duration {} or the other targets of its group",
+            d.config.min_canary_duration
+        )),
+        _ => None,
+    };
+    Ok(RolloutView {
+        deployment_id: d.id.clone(),
+        status: d.status,
+        status_reason: d.status_reason.clone(),
+        current_percent: d.current_percent,
+        auto_promotion: d.config.auto_promotion,
+        waiting_for,
+        steps,
+        judgement: state.controller.seen(&d.id).and_then(|s| s.judgement),
+        rollout: r,
+    })
+}
+
+/// A deployment's rollout: steps, position, what it waits for, latest judgement.
+#[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/rollout", tag = "rollouts",
+    params(("id" = String, Path, description = "the deployment's id")),
+    responses((status = 200, body = RolloutView), (status = 400, description = "`VALIDATION_FAILED`: no plan", body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<RolloutView>> {
+    let d = state.store.get_deployment(&id).await?;
+    Ok(Json(view(&state, &d)?))
+}
+
+/// Continue past a pause that waits for a person, or approve an approval gate
+/// (also skips a running timed pause, analysis or webhook gate).
+#[utoipa::path(post, path = "/api/v1/canary/deployments/{id}/continue", tag = "rollouts",
+    params(("id" = String, Path, description = "the deployment's id")),
+    responses((status = 200, body = RolloutView), (status = 400, description = "`DEPLOYMENT_NOT_ACTIVE`", body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state, who))]
+pub async fn continue_(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<RolloutView>> {
+    let (now, actor) = (state.now(), who.name.clone());
+    let d = change(&state, &who.name, &id, move |d| {
+        controller::continue_step(d, &actor, now)
+    })
+    .await?;
+    Ok(Json(view(&state, &d)?))
+}
+
+/// Abort: stop the rollout now, all traffic to stable (the deployment fails
+/// with the reason, marked as aborted).
+#[utoipa::path(post, path = "/api/v1/canary/deployments/{id}/abort", tag = "rollouts", request_body(content = ReasonBody, description = "optional"),
+    params(("id" = String, Path, description = "the deployment's id")),
+    responses((status = 200, body = ActionAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, body))]
+pub async fn abort(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ActionAnswer>> {
+    let why = optional_body::<ReasonBody>(&body)?
+        .unwrap_or_default()
+        .reason;
+    let reason = match why {
+        Some(r) => format!("aborted by {}: {r}", who.name),
+        None => format!("aborted by {}", who.name),
+    };
+    let (r, now) = (reason.clone(), state.now());
+    let d = change(&state, &who.name, &id, move |d| {
+        let mut ev = d.rollback(&r, now)?;
+        for e in &mut ev {
+            if let Some(o) = e.data.as_object_mut() {
+                o.insert("aborted".into(), json!(true));
+            }
+        }
+        Ok(ev)
+    })
+    .await?;
+    Ok(Json(ActionAnswer {
+        success: true,
+        message: format!("Rollout aborted: {reason}"),
+        reason: Some(reason),
+        timestamp: d.last_update,
+    }))
+}
+
+/// Several targets, one plan.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// The targets: each a deployment request without `rollout` (2–50).
+    pub targets: Vec<NewDeployment>,
+    /// The plan they follow together.
+    pub rollout: RolloutSpec,
+}
+
+/// A group of targets rolling out together.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Group {
+    /// `group_<uuid>`.
+    pub id: String,
+    /// `running`, `paused` (some target waits for a person), `promoted` (all),
+    /// `rolled_back` (any target rolled back), or `mixed`.
+    pub status: String,
+    /// The targets.
+    pub deployments: Vec<Deployment>,
+    /// The group's events and its targets', oldest first.
+    pub events: Vec<Event>,
+}
+
+fn group_status(ds: &[Deployment]) -> &'static str {
+    if ds.iter().any(|d| d.status == DeploymentStatus::Failed) {
+        "rolled_back"
+    } else if ds.iter().all(|d| d.status == DeploymentStatus::Completed) {
+        "promoted"
+    } else if ds.iter().any(|d| d.status == DeploymentStatus::Paused) {
+        "paused"
+    } else if ds.iter().all(|d| d.status.is_live()) {
+        "running"
+    } else {
+        "mixed"
+    }
+}
+
+async fn group(state: &AppState, id: &str) -> ApiResult<Group> {
+    let deployments = state.store.group_deployments(id).await?;
+    if deployments.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ROLLOUT_GROUP_NOT_FOUND",
+            format!("no rollout group {id}"),
+        )
+        .details(json!({"id": id})));
+    }
+    let mut events = Vec::new();
+    let own = EventFilter {
+        resource_type: Some("rollout_group".into()),
+        resource_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    events.extend(state.store.list_events(&own, 0, 1000).await?.items);
+    for d in &deployments {
+        let f = EventFilter {
+            deployment_id: Some(d.id.clone()),
+            ..Default::default()
+        };
+        events.extend(state.store.list_events(&f, 0, 1000).await?.items);
+    }
+    events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then(a.id.cmp(&b.id)));
+    Ok(Group {
+        id: id.to_string(),
+        status: group_status(&deployments).into(),
+        deployments,
+        events,
+    })
+}
+
+/// Start a multi-target rollout (201): one deployment per target, advancing in
+/// lock-step; if any target rolls back, all do.
+#[utoipa::path(post, path = "/api/v1/rollouts", tag = "rollouts", request_body = NewGroup,
+    responses((status = 201, body = Group), (status = 400, description = "`VALIDATION_FAILED`", body = ErrorBody), (status = 409, description = "`DEPLOYMENT_EXISTS`", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn create_group(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(new): ApiJson<NewGroup>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
+    if !(2..=50).contains(&new.targets.len()) {
+        return Err(DomainError::invalid(
+            "targets",
+            "give 2–50 targets (one target is a plain deployment)",
+        )
+        .into());
+    }
+    new.rollout.validate().map_err(|e| e.under("rollout"))?;
+    let id = format!("group_{}", uuid::Uuid::new_v4());
+    let now = state.now();
+    let size = new.targets.len();
+    // Resolve every target before creating any, so a bad one changes nothing.
+    let mut resolved = Vec::with_capacity(size);
+    for (i, t) in new.targets.into_iter().enumerate() {
+        if t.rollout.is_some() {
+            return Err(DomainError::invalid(
+                format!("targets[{i}].rollout"),
+                "the group's `rollout` applies to every target; leave it out here",
+            )
+            .into());
+        }
+        let t = NewDeployment {
+            rollout: Some(new.rollout.clone()),
+            ..t
+        };
+        let (mut d, ev) = t
+            .resolve(format!("canary_{}", uuid::Uuid::new_v4()), &who.name, now)
+            .map_err(|e| e.under(&format!("targets[{i}]")))?;
+        if let Some(r) = &mut d.rollout {
+            r.group = Some(id.clone());
+            r.group_size = size;
+        }
+        resolved.push((d, ev));
+    }
+    let ids: Vec<String> = resolved.iter().map(|(d, _)| d.id.clone()).collect();
+    let mut created: Vec<String> = Vec::new();
+    for (d, ev) in resolved {
+        match state
+            .store
+            .create_deployment(d, ev, &who.name, state.config.max_live_deployments)
+            .await
+        {
+            Ok((d, events)) => {
+                state.hub.publish(&events);
+                created.push(d.id);
+            }
+            Err(e) => {
+                // Undo the targets already started, so no half-group is left running.
+                for c in &created {
+                    let reason = "its rollout group could not be started".to_string();
+                    let _ = change(&state, &who.name, c, move |d| d.rollback(&reason, now)).await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    let event = NewEvent {
+        kind: EventType::RolloutGroupCreated,
+        resource_type: "rollout_group",
+        resource_id: id.clone(),
+        deployment_id: None,
+        message: format!("Rollout group of {size} targets started"),
+        data: json!({"deployments": ids, "rollout": new.rollout}),
+    };
+    let events = state
+        .store
+        .append_events(vec![event], &who.name, now)
+        .await?;
+    state.hub.publish(&events);
+    Ok((StatusCode::CREATED, Json(group(&state, &id).await?)))
+}
+
+/// A rollout group: its status, targets and events.
+#[utoipa::path(get, path = "/api/v1/rollouts/{id}", tag = "rollouts",
+    params(("id" = String, Path, description = "the group's id")),
+    responses((status = 200, body = Group), (status = 404, description = "`ROLLOUT_GROUP_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn show_group(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Group>> {
+    Ok(Json(group(&state, &id).await?))
+}

@@ -1,0 +1,204 @@
+//! `serin rollout …` and `serin apply -f`: start a plan, watch it, steer it.
+//!
+//! `watch` polls the rollout once a second and redraws the steps in place on a
+//! terminal (one line per change elsewhere, so CI logs stay readable). It exits
+//! 0 when the deployment is promoted, 1 when it is rolled back, and 3 when
+//! `--timeout` passes first — a CI job can gate on it.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use serde_json::Value;
+use serin_core::rollout::RolloutSpec;
+
+use crate::canary::{duration, new_deployment};
+use crate::cli::{ClientArgs, Output, RolloutCmd, RolloutStart};
+use crate::commands::client;
+use crate::output::print_value;
+
+/// Runs a `serin rollout` command.
+pub async fn rollout(args: &ClientArgs, cmd: RolloutCmd) -> anyhow::Result<ExitCode> {
+    let c = client(args)?;
+    let shown = match cmd {
+        RolloutCmd::Start(s) => return start(args, *s).await,
+        RolloutCmd::Status(d) => {
+            let v = c.rollout(&d.id).await?;
+            render(args.output, &v);
+            return Ok(ExitCode::SUCCESS);
+        }
+        RolloutCmd::Watch { id, timeout } => {
+            let timeout = duration("timeout", timeout)?.map(|d| d.to_std());
+            return watch(args, &id, timeout).await;
+        }
+        RolloutCmd::Pause { id, reason } => c.pause(&id, reason.as_deref()).await?,
+        RolloutCmd::Resume(d) => c.resume(&d.id).await?,
+        RolloutCmd::Continue(d) => {
+            let v = c.continue_rollout(&d.id).await?;
+            render(args.output, &v);
+            return Ok(ExitCode::SUCCESS);
+        }
+        RolloutCmd::Promote(d) => c.promote(&d.id).await?,
+        RolloutCmd::Rollback { id, reason } => c.rollback(&id, &reason).await?,
+        RolloutCmd::Abort { id, reason } => c.abort(&id, reason.as_deref()).await?,
+    };
+    print_value(args.output, &shown)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a deployment with a plan (also `serin apply -f`).
+pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCode> {
+    if s.target.percent.is_some() {
+        return Err(anyhow!(
+            "--percent: a rollout's steps set the weights; leave it out"
+        ));
+    }
+    let (spec, auto) = match (&s.file, s.steps.is_empty()) {
+        (Some(path), _) => {
+            let f = crate::lint::load(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            (f.spec, f.auto_promotion)
+        }
+        (None, false) => {
+            let wait = duration("wait", s.wait.clone())?.unwrap_or_default();
+            (RolloutSpec::from_traffic_steps(&s.steps, wait), None)
+        }
+        (None, true) => {
+            return Err(anyhow!(
+                "give the plan: --steps 5,25,50,100 [--wait 1m], or -f FILE"
+            ));
+        }
+    };
+    let mut new = new_deployment(s.target)?;
+    if new.auto_promotion.is_none() {
+        new.auto_promotion = auto;
+    }
+    new.rollout = Some(spec);
+    let c = client(args)?;
+    let d = c.create_deployment(&new).await?;
+    match args.output {
+        Output::Json if !s.watch => println!("{}", serde_json::to_string_pretty(&d)?),
+        _ => println!(
+            "started {} ({} → {})",
+            d.id, d.stable_version, d.canary_version
+        ),
+    }
+    if s.watch {
+        return watch(args, &d.id, None).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The rollout as lines of text.
+fn lines(v: &Value) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}  {}  canary {}%{}",
+        str_of(v, "deployment_id"),
+        str_of(v, "status"),
+        v["current_percent"],
+        match v.get("status_reason").and_then(Value::as_str) {
+            Some(r) => format!("  ({r})"),
+            None => String::new(),
+        }
+    )];
+    for s in v["steps"].as_array().into_iter().flatten() {
+        let mark = match str_of(s, "state") {
+            "done" => "[x]",
+            "running" => "[>]",
+            _ => "[ ]",
+        };
+        let left = s["seconds_left"]
+            .as_i64()
+            .map(|n| format!("  {n}s left"))
+            .unwrap_or_default();
+        out.push(format!("  {mark} {}{left}", str_of(s, "description")));
+    }
+    if let Some(w) = v.get("waiting_for").and_then(Value::as_str) {
+        out.push(format!("  waiting for {w}"));
+    }
+    if let Some(j) = v.get("judgement").filter(|j| j.is_object()) {
+        out.push(format!(
+            "  judges: {} — {}",
+            str_of(j, "outcome"),
+            str_of(j, "summary")
+        ));
+    }
+    out
+}
+
+fn render(output: Output, v: &Value) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        Output::Table => {
+            for l in lines(v) {
+                println!("{l}");
+            }
+        }
+    }
+}
+
+/// Follows a rollout until it ends (see the module docs for the exit codes).
+pub async fn watch(
+    args: &ClientArgs,
+    id: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let c = client(args)?;
+    let tty = std::io::stdout().is_terminal() && args.output == Output::Table;
+    let started = Instant::now();
+    let mut drawn = 0usize;
+    let mut last: Vec<String> = Vec::new();
+    loop {
+        let v = c.rollout(id).await?;
+        let now = lines(&v);
+        let mut out = std::io::stdout().lock();
+        if tty {
+            if drawn > 0 {
+                write!(out, "\x1b[{drawn}A\x1b[J")?;
+            }
+            for l in &now {
+                writeln!(out, "{l}")?;
+            }
+            drawn = now.len();
+        } else if args.output == Output::Json {
+            if now != last {
+                writeln!(out, "{}", serde_json::to_string(&v)?)?;
+            }
+        } else {
+            // Without a terminal: the lines that changed, without the countdowns.
+            let strip = |l: &String| l.split("  ").take(2).collect::<Vec<_>>().join("  ");
+            for l in &now {
+                if !last.iter().any(|o| strip(o) == strip(l)) {
+                    writeln!(out, "{l}")?;
+                }
+            }
+        }
+        out.flush()?;
+        last = now;
+        match str_of(&v, "status") {
+            "completed" => {
+                eprintln!("rollout promoted");
+                return Ok(ExitCode::SUCCESS);
+            }
+            "failed" => {
+                eprintln!(
+                    "rollout rolled back: {}",
+                    v.get("status_reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            _ => {}
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            eprintln!("still running after the timeout");
+            return Ok(ExitCode::from(3));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

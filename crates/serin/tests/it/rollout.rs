@@ -1,0 +1,432 @@
+//! Rollouts end to end: the real binary with its embedded proxy, real upstream
+//! processes (`tests/upstream.py`), real traffic through the proxy, and the
+//! controller driving the plan. A good canary is promoted through every step; a
+//! bad one (5xx on 10%, or 3× latency) is rolled back at its first analysis with
+//! the evidence in the events; no traffic pauses as inconclusive; a group falls
+//! together when one target is bad; and `kill -9` at any moment loses no step.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Proc, free_port, get, post, send, spawn};
+
+/// A real upstream process: `name`, failing `error_rate` of requests, after `delay_ms`.
+fn upstream(name: &str, error_rate: f64, delay_ms: u32) -> (Proc, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstream.py");
+    let mut child = Command::new("python3")
+        .args([script, name, &error_rate.to_string(), &delay_ms.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs the test upstream");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("port line")
+        .to_string();
+    (Proc(child), format!("http://127.0.0.1:{port}"))
+}
+
+/// `serin up` with its proxy, on a fresh SQLite file (or the given one).
+struct Stack {
+    _up: Proc,
+    api: String,
+    proxy: String,
+}
+
+fn up_at(db: &str) -> Stack {
+    let (api_port, proxy_port) = (free_port(), free_port());
+    let up = spawn(
+        &[
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+            "--database-url",
+            db,
+            "--proxy-listen",
+            &format!("127.0.0.1:{proxy_port}"),
+        ],
+        "serin: proxy listening on",
+    );
+    Stack {
+        _up: up,
+        api: format!("http://127.0.0.1:{api_port}"),
+        proxy: format!("http://127.0.0.1:{proxy_port}"),
+    }
+}
+
+/// Sends `rps` requests a second through the proxy (to `paths` in turn) until dropped.
+struct Load(Arc<AtomicBool>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn load(proxy: &str, paths: &[&str], rps: u32) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let urls: Vec<String> = paths.iter().map(|p| format!("{proxy}{p}")).collect();
+    let halt = stop.clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rps);
+        let mut i = 0usize;
+        while !halt.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let (c, u) = (client.clone(), urls[i % urls.len()].clone());
+            i += 1;
+            tokio::spawn(async move {
+                let _ = c.get(u).send().await;
+            });
+        }
+    });
+    Load(stop)
+}
+
+fn thresholds(samples: u64) -> Value {
+    json!({"max_error_rate_increase": 5.0, "max_latency_increase": 50.0,
+           "max_throughput_decrease": 20.0, "min_success_rate": 95.0,
+           "required_sample_size": samples})
+}
+
+fn target(queue: &str, prefix: &str, stable: &str, canary: &str) -> Value {
+    json!({"queue_name": queue, "stable_version": "v1", "canary_version": "v2",
+           "auto_promotion": true, "min_duration": "0s",
+           "rollback_thresholds": thresholds(50),
+           "upstreams": {"stable": [stable], "canary": [canary]},
+           "route": {"path_prefix": prefix},
+           "traffic": {"affinity": null}})
+}
+
+/// Polls the deployment until `done` holds (or panics after `within`).
+async fn until(api: &str, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, d) = get(&format!("{api}/api/v1/canary/deployments/{id}")).await;
+        if done(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "not reached in {within:?}: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn events(api: &str, id: &str) -> Vec<Value> {
+    let (_, e) = get(&format!(
+        "{api}/api/v1/canary/deployments/{id}/events?page_size=100"
+    ))
+    .await;
+    let mut list = e["events"].as_array().cloned().unwrap_or_default();
+    list.reverse();
+    list
+}
+
+fn status(d: &Value) -> &str {
+    d["status"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_canary_is_promoted_through_every_step_and_becomes_stable() {
+    let (_s, stable) = upstream("stable", 0.0, 20);
+    let (_c, canary) = upstream("canary", 0.0, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let (st, _) = post(
+        &format!("{}/api/v1/products", s.api),
+        json!({"name": "shop"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    for v in ["v1", "v2"] {
+        let (st, r) = post(
+            &format!("{}/api/v1/releases", s.api),
+            json!({"product_name": "shop", "version": v}),
+        )
+        .await;
+        assert_eq!(st, 201, "{r}");
+        if v == "v1" {
+            for status in ["approved", "released"] {
+                let (st, _) = send(
+                    reqwest::Method::PATCH,
+                    &format!("{}/api/v1/releases/{}", s.api, r["id"]),
+                    Some(json!({"status": status})),
+                )
+                .await;
+                assert_eq!(st, 200);
+            }
+        }
+    }
+    let _traffic = load(&s.proxy, &["/"], 100);
+    let mut body = target("shop", "/", &stable, &canary);
+    body["product"] = json!("shop");
+    body["rollout"] = json!({"steps": [
+        {"set_weight": 20}, {"analysis": {"window": "4s"}},
+        {"set_weight": 50}, {"analysis": {"window": "4s"}},
+        {"set_weight": 100}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let d = until(&s.api, id, Duration::from_secs(60), |d| {
+        status(d) != "active"
+    })
+    .await;
+    assert_eq!(status(&d), "completed", "{d}");
+    let ev = events(&s.api, id).await;
+    let kinds: Vec<&str> = ev.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let weights: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["type"] == "percentage_updated")
+        .map(|e| e["data"]["new_percentage"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, [20, 50, 100], "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "analysis_completed").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.ends_with(&["auto_promotion_triggered", "deployment_promoted"]),
+        "{kinds:?}"
+    );
+    let (_, latest) = get(&format!("{}/release/shop/latest", s.api)).await;
+    assert_eq!(latest["version"], "v2", "{latest}");
+}
+
+/// A bad canary is rolled back at its first analysis; returns the seconds from
+/// the canary's first traffic to its weight at 0%.
+async fn bad_canary_rolls_back(error_rate: f64, delay_ms: u32, why: &str) -> f64 {
+    let (_s, stable) = upstream("stable", 0.0, 20);
+    let (_c, canary) = upstream("canary", error_rate, delay_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let _traffic = load(&s.proxy, &["/"], 150);
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({"steps": [
+        {"set_weight": 20}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let d = until(&s.api, id, Duration::from_secs(60), |d| {
+        status(d) != "active"
+    })
+    .await;
+    assert_eq!(
+        (status(&d), d["current_percent"].as_u64()),
+        ("failed", Some(0)),
+        "{d}"
+    );
+    let ev = events(&s.api, id).await;
+    let weighted = ev
+        .iter()
+        .find(|e| e["type"] == "percentage_updated")
+        .unwrap();
+    let back = ev
+        .iter()
+        .find(|e| e["type"] == "deployment_rolled_back")
+        .unwrap();
+    assert_eq!(
+        back["data"]["step"], 1,
+        "rolled back at the first analysis: {back}"
+    );
+    assert_eq!(back["data"]["judgement"]["outcome"], "fail", "{back}");
+    let reason = d["status_reason"].as_str().unwrap();
+    assert!(reason.contains(why), "{reason}");
+    let t =
+        |e: &Value| chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+    (t(back) - t(weighted)).num_milliseconds() as f64 / 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_10_percent_is_rolled_back_at_its_first_analysis() {
+    let secs = bad_canary_rolls_back(0.10, 20, "Error rate increase").await;
+    println!("time to rollback (10% errors, 20% weight, 150 req/s): {secs:.1}s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_3x_slower_is_rolled_back_at_its_first_analysis() {
+    let secs = bad_canary_rolls_back(0.0, 60, "P95 latency increase").await;
+    println!("time to rollback (3x latency, 20% weight, 150 req/s): {secs:.1}s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_traffic_the_rollout_pauses_as_inconclusive() {
+    let (_s, stable) = upstream("stable", 0.0, 1);
+    let (_c, canary) = upstream("canary", 0.0, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({"steps": [
+        {"set_weight": 20}, {"analysis": {"window": "3s"}}, {"set_weight": 100}]});
+    let (_, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    let id = d["id"].as_str().unwrap();
+    let d = until(&s.api, id, Duration::from_secs(30), |d| {
+        status(d) != "active"
+    })
+    .await;
+    assert_eq!(
+        (status(&d), d["current_percent"].as_u64()),
+        ("paused", Some(20)),
+        "{d}"
+    );
+    let reason = d["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("inconclusive") && reason.contains("not enough data"),
+        "{reason}"
+    );
+    // It stays so: neither promoted nor rolled back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, d) = get(&format!("{}/api/v1/canary/deployments/{id}", s.api)).await;
+    assert_eq!(status(&d), "paused");
+    let (_, r) = get(&format!("{}/api/v1/canary/deployments/{id}/rollout", s.api)).await;
+    assert!(r["waiting_for"].as_str().unwrap().contains("resume"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_one_bad_target_rolls_back_every_target() {
+    let (_s1, stable_a) = upstream("stable-a", 0.0, 20);
+    let (_c1, canary_a) = upstream("canary-a", 0.0, 20);
+    let (_s2, stable_b) = upstream("stable-b", 0.0, 20);
+    let (_c2, canary_b) = upstream("canary-b", 0.25, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let _traffic = load(&s.proxy, &["/a", "/b"], 200);
+    let mut a = target("caiso", "/a", &stable_a, &canary_a);
+    let mut b = target("miso", "/b", &stable_b, &canary_b);
+    for t in [&mut a, &mut b] {
+        t.as_object_mut().unwrap().remove("auto_promotion");
+    }
+    let (st, g) = post(
+        &format!("{}/api/v1/rollouts", s.api),
+        json!({"targets": [a, b], "rollout": {"steps": [
+            {"set_weight": 20}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{g}");
+    let gid = g["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let g = loop {
+        let (_, g) = get(&format!("{}/api/v1/rollouts/{gid}", s.api)).await;
+        let all_failed = g["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| status(d) == "failed");
+        if all_failed {
+            break g;
+        }
+        assert!(Instant::now() < deadline, "{g}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(g["status"], "rolled_back");
+    let reasons: Vec<&str> = g["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status_reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("Error rate")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("of group_")),
+        "{reasons:?}"
+    );
+    let kinds: Vec<&str> = g["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"rollout_group_created"), "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "deployment_rolled_back")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+}
+
+/// `kill -9` at random moments of a rollout: after each restart it continues from
+/// its recorded step; in the end every weight was set once, in order, and every
+/// step started once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_any_moment_loses_and_repeats_nothing() {
+    let (_s, stable) = upstream("stable", 0.0, 1);
+    let (_c, canary) = upstream("canary", 0.0, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let mut steps = Vec::new();
+    for w in [5, 10, 20, 30, 40, 50, 60, 70, 80, 90] {
+        steps.push(json!({"set_weight": w}));
+        steps.push(json!({"pause": {"duration": "700ms"}}));
+    }
+    steps.push(json!({"set_weight": 100}));
+    let mut s = up_at(&db);
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({"steps": steps});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let mut kills = 0;
+    let mut rng = 0x2545_f491_u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(150 + rng % 900)).await;
+        let (_, d) = get(&format!("{}/api/v1/canary/deployments/{id}", s.api)).await;
+        if status(&d) == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        drop(s); // SIGKILL: Proc's drop kills with SIGKILL and reaps.
+        kills += 1;
+        s = up_at(&db);
+    }
+    assert!(kills >= 3, "only {kills} kills");
+    let ev = events(&s.api, &id).await;
+    let weights: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["type"] == "percentage_updated")
+        .map(|e| e["data"]["new_percentage"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        weights,
+        [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+        "after {kills} kills"
+    );
+    let started: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["type"] == "rollout_step_started")
+        .map(|e| e["data"]["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        started,
+        (1..=21).collect::<Vec<u64>>(),
+        "after {kills} kills"
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e["type"] == "deployment_promoted")
+            .count(),
+        1
+    );
+    println!("rollout completed across {kills} kill -9 restarts");
+}
