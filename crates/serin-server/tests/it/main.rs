@@ -1,3 +1,4 @@
 //! serin-server's integration tests.
 
 mod openapi;
+mod probe;

@@ -430,3 +430,34 @@ async fn kill_9_at_any_moment_loses_and_repeats_nothing() {
     );
     println!("rollout completed across {kills} kill -9 restarts");
 }
+
+/// A canary whose health check fails is rolled back during a pause, without any
+/// traffic: health feeds the judges all through the rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_health_check_rolls_back() {
+    let (_s, stable) = upstream("stable", 0.0, 1);
+    let (_c, canary) = upstream("canary", 1.0, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({
+        "steps": [{"set_weight": 10}, {"pause": {"duration": "1m"}}, {"set_weight": 100}],
+        "health_checks": [
+            {"name": "canary-api", "check_type": "http", "endpoint": format!("{canary}/health"),
+             "interval_seconds": 1, "timeout_seconds": 2, "retry_count": 1},
+            {"name": "stable-api", "check_type": "http", "lane": "stable", "endpoint": format!("{stable}/health"),
+             "interval_seconds": 1, "timeout_seconds": 2}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let d = until(&s.api, id, Duration::from_secs(30), |d| {
+        status(d) != "active"
+    })
+    .await;
+    assert_eq!(status(&d), "failed", "{d}");
+    let reason = d["status_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("health:canary-api: canary check fails after 2 attempt(s): HTTP 503"),
+        "{reason}"
+    );
+}

@@ -1,0 +1,225 @@
+//! Health-check probes against the real services of this machine: PostgreSQL,
+//! Redis and NATS (local), an HTTP server and a TCP port bound here, and a real
+//! Prometheus started by the test (Debian's `prometheus`, scraping itself). Each
+//! kind is probed once where it should pass and once where it should fail. A
+//! service that isn't running is skipped with a message — except with `CI=true`,
+//! where it fails.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serin_core::Lane;
+use serin_core::judge::health::{CheckResult, CheckType, HealthCheckSpec};
+use serin_server::probe::check;
+
+fn spec(check_type: CheckType, endpoint: &str) -> HealthCheckSpec {
+    HealthCheckSpec {
+        name: format!("{check_type:?}"),
+        description: None,
+        check_type,
+        lane: Lane::Canary,
+        endpoint: endpoint.into(),
+        expected_status_codes: vec![],
+        query: None,
+        condition: None,
+        interval_seconds: 10,
+        timeout_seconds: 3,
+        retry_count: 0,
+    }
+}
+
+async fn probe(s: &HealthCheckSpec) -> CheckResult {
+    s.validate().unwrap();
+    check(&serin_server::outbound::client(), s, Utc::now()).await
+}
+
+/// Whether `addr` accepts connections; outside CI a missing service is a skip.
+async fn service(name: &str, addr: &str) -> bool {
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{name} at {addr} is required in CI: {e}"
+            );
+            eprintln!("SKIPPED: {name} at {addr} unreachable: {e}");
+            false
+        }
+    }
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn http_and_tcp() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/down",
+            axum::routing::get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
+        );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let r = probe(&spec(CheckType::Http, &format!("http://{addr}/ok"))).await;
+    assert!(r.ok, "{r:?}");
+    let mut down = spec(CheckType::Http, &format!("http://{addr}/down"));
+    down.retry_count = 2;
+    let r = probe(&down).await;
+    assert!(
+        !r.ok && r.attempts == 3 && r.message.contains("503"),
+        "{r:?}"
+    );
+    down.expected_status_codes = vec![200, 503];
+    assert!(probe(&down).await.ok);
+    assert!(probe(&spec(CheckType::Tcp, &addr.to_string())).await.ok);
+    let r = probe(&spec(
+        CheckType::Tcp,
+        &format!("127.0.0.1:{}", closed_port()),
+    ))
+    .await;
+    assert!(!r.ok && r.message.contains("connect failed"), "{r:?}");
+}
+
+#[tokio::test]
+async fn postgres_query() {
+    if !service("PostgreSQL", "127.0.0.1:5432").await {
+        return;
+    }
+    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut s = spec(CheckType::Postgres, &url);
+    let r = probe(&s).await;
+    assert!(r.ok && r.message == "query returned 1 row(s)", "{r:?}");
+    s.query = Some("SELECT * FROM no_such_table_for_serin".into());
+    let r = probe(&s).await;
+    assert!(
+        !r.ok && r.message.contains("no_such_table_for_serin"),
+        "{r:?}"
+    );
+    let r = probe(&spec(
+        CheckType::Postgres,
+        &format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
+    ))
+    .await;
+    assert!(!r.ok && r.message.contains("connect failed"), "{r:?}");
+}
+
+#[tokio::test]
+async fn redis_ping() {
+    if !service("Redis", "127.0.0.1:6379").await {
+        return;
+    }
+    let r = probe(&spec(CheckType::Redis, "redis://127.0.0.1:6379/0")).await;
+    assert!(r.ok && r.message == "PONG", "{r:?}");
+    // A password the server doesn't expect is refused, and says so.
+    let r = probe(&spec(CheckType::Redis, "redis://:wrong@127.0.0.1:6379")).await;
+    assert!(!r.ok && r.message.starts_with("AUTH refused"), "{r:?}");
+    // Something that is not Redis (a NATS server greets first, then answers -ERR or closes).
+    let r = probe(&spec(
+        CheckType::Redis,
+        &format!("redis://127.0.0.1:{}", closed_port()),
+    ))
+    .await;
+    assert!(!r.ok, "{r:?}");
+}
+
+#[tokio::test]
+async fn nats_connect_and_flush() {
+    if !service("NATS", "127.0.0.1:4222").await {
+        return;
+    }
+    let r = probe(&spec(CheckType::Nats, "nats://127.0.0.1:4222")).await;
+    assert!(r.ok && r.message == "connected and flushed", "{r:?}");
+    // Redis is not a NATS server.
+    if service("Redis", "127.0.0.1:6379").await {
+        let r = probe(&spec(CheckType::Nats, "nats://127.0.0.1:6379")).await;
+        assert!(!r.ok, "{r:?}");
+    }
+}
+
+/// A Prometheus server scraping itself every second, killed when dropped.
+struct Prometheus {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn prometheus_instant_query_with_condition() {
+    let Ok(bin) = which("prometheus") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus (Debian package prometheus) is required in CI"
+        );
+        eprintln!("SKIPPED: no prometheus binary");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _prom = Prometheus { child, _dir: dir };
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = spec(CheckType::Prometheus, &base);
+    up.query = Some("up{job=\"self\"}".into());
+    up.condition = Some("== 1".into());
+    // Wait for the first scrape (a few seconds after start).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = probe(&up).await;
+        if r.ok || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(r.ok && r.message == "value 1 == 1", "{r:?}");
+    let mut high = up.clone();
+    high.condition = Some("> 1".into());
+    let r = probe(&high).await;
+    assert!(!r.ok && r.message.contains("does not hold"), "{r:?}");
+    let mut empty = up.clone();
+    empty.query = Some("up{job=\"nobody\"}".into());
+    let r = probe(&empty).await;
+    assert!(!r.ok && r.message.contains("no sample"), "{r:?}");
+    let mut bad = up.clone();
+    bad.query = Some("up{".into());
+    let r = probe(&bad).await;
+    assert!(!r.ok && r.message.starts_with("query failed"), "{r:?}");
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
