@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use crate::deployment::{Deployment, DeploymentStatus};
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
+use crate::hooks::{HookKind, HookRun};
 use crate::judge::{Judgement, Outcome};
 use crate::rollout::{Gate, MaxDurationAction, RolloutSpec, Step};
 use crate::{DomainError, Timestamp};
@@ -68,6 +69,15 @@ pub struct Rollout {
     /// A gate's latest "no", so the waiting is recorded once, not on every tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_refusal: Option<String>,
+    /// The pre-rollout hooks have succeeded.
+    #[serde(default)]
+    pub pre_rollout_done: bool,
+    /// The step whose weight change the confirm-step hooks approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_step: Option<usize>,
+    /// The deployment has ended and its post-rollout (or on-rollback) hooks haven't run yet.
+    #[serde(default)]
+    pub hooks_pending: bool,
 }
 
 impl Rollout {
@@ -81,6 +91,9 @@ impl Rollout {
             group_size: 0,
             ready: false,
             gate_refusal: None,
+            pre_rollout_done: false,
+            confirmed_step: None,
+            hooks_pending: false,
         }
     }
 
@@ -109,6 +122,9 @@ pub enum Need {
         /// Where to ask.
         url: String,
     },
+    /// The outcome of running the hooks of this kind (for an ended deployment,
+    /// `OnRollback` means: on-rollback hooks, then post-rollout ones).
+    Hooks(HookKind),
 }
 
 /// What the controller found out for [`advance`].
@@ -120,6 +136,8 @@ pub struct Observed {
     pub gate: Option<(bool, String)>,
     /// Health checks that run all along (not only at analysis steps).
     pub health: Option<Judgement>,
+    /// The hooks run for a [`Need::Hooks`].
+    pub hooks: Option<(HookKind, Vec<HookRun>)>,
 }
 
 /// One target of a group, as its siblings see it.
@@ -151,10 +169,31 @@ pub fn need(d: &Deployment, now: Timestamp) -> Need {
     let Some(r) = &d.rollout else {
         return Need::Clock;
     };
+    if !d.status.is_live() && r.hooks_pending {
+        return Need::Hooks(if d.status == DeploymentStatus::Failed {
+            HookKind::OnRollback
+        } else {
+            HookKind::PostRollout
+        });
+    }
     if d.status != DeploymentStatus::Active || r.ready {
         return Need::Clock;
     }
+    if !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout) {
+        return Need::Hooks(HookKind::PreRollout);
+    }
     match r.current() {
+        Some(Step::SetWeight(_))
+            if r.spec.has_hooks(HookKind::ConfirmStep) && r.confirmed_step != Some(r.step) =>
+        {
+            Need::Hooks(HookKind::ConfirmStep)
+        }
+        None if r.spec.has_hooks(HookKind::ConfirmPromotion)
+            && d.config.auto_promotion
+            && now - d.start_time >= d.config.min_canary_duration.to_chrono() =>
+        {
+            Need::Hooks(HookKind::ConfirmPromotion)
+        }
         Some(Step::Analysis { window }) => Need::Judgement {
             since: analysis_since(d, r, *window, now),
         },
@@ -186,6 +225,16 @@ pub fn advance(
     let Some(r) = d.rollout.clone() else {
         return Ok(Vec::new());
     };
+    if !d.status.is_live() && r.hooks_pending {
+        return Ok(match &observed.hooks {
+            Some((HookKind::OnRollback | HookKind::PostRollout, runs)) => {
+                d.rollout.as_mut().expect("rollout").hooks_pending = false;
+                d.touch(now);
+                hook_events(d, runs)
+            }
+            _ => Vec::new(),
+        });
+    }
     if d.status != DeploymentStatus::Active {
         return Ok(Vec::new());
     }
@@ -218,12 +267,33 @@ pub fn advance(
         };
     }
     let mut events = Vec::new();
+    // Answers (hooks, gates) were gathered for the step current when `need` was
+    // asked; a step reached later in this call waits for its own.
+    let asked_at = r.step;
+    if !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout) {
+        let Some((HookKind::PreRollout, runs)) = &observed.hooks else {
+            return Ok(events);
+        };
+        events.extend(hook_events(d, runs));
+        if let Some(bad) = runs.iter().find(|h| !h.ok) {
+            let why = format!("pre-rollout hook {} failed: {}", bad.name, bad.output);
+            events.extend(rollback(d, why, None, now)?);
+            return Ok(events);
+        }
+        d.rollout.as_mut().expect("rollout").pre_rollout_done = true;
+        d.touch(now);
+    }
     for _ in 0..MAX_STEPS_PER_TICK {
         let r = d.rollout.as_ref().expect("rollout checked above");
         let i = r.step;
         let elapsed = now - r.step_started_at;
         let Some(step) = r.current().cloned() else {
-            events.extend(finish(d, siblings, now)?);
+            let fresh = if i == asked_at {
+                observed
+            } else {
+                &Observed::default()
+            };
+            events.extend(finish(d, fresh, siblings, now)?);
             return Ok(events);
         };
         if r.ready {
@@ -236,6 +306,20 @@ pub fn advance(
         }
         match step {
             Step::SetWeight(w) => {
+                if r.spec.has_hooks(HookKind::ConfirmStep) && r.confirmed_step != Some(i) {
+                    match &observed.hooks {
+                        _ if i != asked_at => return Ok(events),
+                        Some((HookKind::ConfirmStep, runs)) if runs.iter().all(|h| h.ok) => {
+                            events.extend(hook_events(d, runs));
+                            d.rollout.as_mut().expect("rollout").confirmed_step = Some(i);
+                        }
+                        Some((HookKind::ConfirmStep, runs)) => {
+                            events.extend(refused(d, i, runs, now));
+                            return Ok(events);
+                        }
+                        _ => return Ok(events),
+                    }
+                }
                 let mut ev = d.set_percentage(w, now)?;
                 for e in &mut ev {
                     put(&mut e.data, "step", json!(i));
@@ -250,7 +334,7 @@ pub fn advance(
                 _ => return Ok(events),
             },
             Step::Analysis { window } => {
-                let Some(j) = &observed.judgement else {
+                let Some(j) = observed.judgement.as_ref().filter(|_| i == asked_at) else {
                     return Ok(events);
                 };
                 let window = window.unwrap_or(d.config.metrics_window);
@@ -287,6 +371,7 @@ pub fn advance(
             }
             Step::Gate(Gate::Approval) => return Ok(events),
             Step::Gate(Gate::Webhook { url }) => match &observed.gate {
+                _ if i != asked_at => return Ok(events),
                 Some((true, said)) => {
                     events.extend(next_step(
                         d,
@@ -360,6 +445,7 @@ fn next_step(
 /// After the last step: promote when allowed, otherwise wait.
 fn finish(
     d: &mut Deployment,
+    observed: &Observed,
     siblings: &[Sibling],
     now: Timestamp,
 ) -> Result<Vec<NewEvent>, DomainError> {
@@ -376,12 +462,27 @@ fn finish(
     {
         return Ok(Vec::new());
     }
-    let mut events = vec![event(
+    let mut events = Vec::new();
+    if d.rollout
+        .as_ref()
+        .is_some_and(|r| r.spec.has_hooks(HookKind::ConfirmPromotion))
+    {
+        match &observed.hooks {
+            Some((HookKind::ConfirmPromotion, runs)) if runs.iter().all(|h| h.ok) => {
+                events.extend(hook_events(d, runs));
+            }
+            Some((HookKind::ConfirmPromotion, runs)) => {
+                return Ok(refused(d, steps, runs, now));
+            }
+            _ => return Ok(events),
+        }
+    }
+    events.push(event(
         d,
         EventType::AutoPromotionTriggered,
         "Every step passed: promoting".into(),
         json!({}),
-    )];
+    ));
     events.extend(d.promote(now)?);
     Ok(events)
 }
@@ -410,6 +511,69 @@ fn rollback(
         }
     }
     Ok(ev)
+}
+
+/// One `hook_completed` event per hook run.
+fn hook_events(d: &Deployment, runs: &[HookRun]) -> Vec<NewEvent> {
+    runs.iter()
+        .map(|h| {
+            event(
+                d,
+                EventType::HookCompleted,
+                format!(
+                    "{} hook {} {}",
+                    h.kind.as_str(),
+                    h.name,
+                    if h.ok { "succeeded" } else { "failed" }
+                ),
+                json!({"hook": h}),
+            )
+        })
+        .collect()
+}
+
+/// A confirmation said no: recorded once per new answer (like a gate's), then held.
+fn refused(d: &mut Deployment, step: usize, runs: &[HookRun], now: Timestamp) -> Vec<NewEvent> {
+    let said: Vec<String> = runs
+        .iter()
+        .filter(|h| !h.ok)
+        .map(|h| format!("{}: {}", h.name, h.output))
+        .collect();
+    let said = said.join("; ");
+    let r = d.rollout.as_mut().expect("rollout");
+    if r.gate_refusal.as_deref() == Some(said.as_str()) {
+        return Vec::new();
+    }
+    r.gate_refusal = Some(said.clone());
+    d.touch(now);
+    vec![event(
+        d,
+        EventType::GateWaiting,
+        format!("Confirmation before step {} says not yet: {said}", step + 1),
+        json!({"step": step, "hooks": runs}),
+    )]
+}
+
+/// Marks an ended deployment's post-rollout (and on-rollback) hooks as due.
+pub fn mark_ended(d: &mut Deployment) {
+    let failed = d.status == DeploymentStatus::Failed;
+    if let Some(r) = &mut d.rollout {
+        r.hooks_pending = r.spec.has_hooks(HookKind::PostRollout)
+            || (failed && r.spec.has_hooks(HookKind::OnRollback));
+    }
+}
+
+/// The hooks an ended deployment runs, in order: on-rollback ones first after a rollback.
+pub fn ending_hooks(d: &Deployment) -> Vec<crate::hooks::Hook> {
+    let Some(r) = &d.rollout else {
+        return Vec::new();
+    };
+    let mut hooks = Vec::new();
+    if d.status == DeploymentStatus::Failed {
+        hooks.extend(r.spec.hooks_of(HookKind::OnRollback).cloned());
+    }
+    hooks.extend(r.spec.hooks_of(HookKind::PostRollout).cloned());
+    hooks
 }
 
 /// A step in words.
@@ -823,6 +987,132 @@ mod tests {
         let ev = advance(&mut a, &none, &[view(&b)], t0() + Duration::seconds(1)).unwrap();
         assert_eq!(kinds(&ev), ["deployment_rolled_back"]);
         assert!(a.status_reason.as_deref().unwrap().contains("canary_b"));
+    }
+
+    fn with_hooks(d: &mut Deployment, hooks: &str) {
+        d.rollout.as_mut().unwrap().spec.hooks = serde_json::from_str(hooks).unwrap();
+        d.rollout.as_ref().unwrap().spec.validate().unwrap();
+    }
+
+    fn ran(kind: HookKind, ok: bool) -> Observed {
+        Observed {
+            hooks: Some((
+                kind,
+                vec![HookRun {
+                    name: "h".into(),
+                    kind,
+                    ok,
+                    attempts: 1,
+                    output: "said".into(),
+                }],
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pre_rollout_hooks_run_first_and_their_failure_rolls_back() {
+        let mut d = dep(r#"[{"set_weight": 10}]"#, false);
+        with_hooks(
+            &mut d,
+            r#"[{"name": "migrate", "kind": "pre_rollout", "command": ["true"]}]"#,
+        );
+        assert_eq!(need(&d, t0()), Need::Hooks(HookKind::PreRollout));
+        assert!(
+            advance(&mut d, &Observed::default(), &[], t0())
+                .unwrap()
+                .is_empty()
+        );
+        let ev = advance(&mut d, &ran(HookKind::PreRollout, true), &[], t0()).unwrap();
+        assert_eq!(
+            kinds(&ev),
+            [
+                "hook_completed",
+                "percentage_updated",
+                "rollout_step_started"
+            ]
+        );
+        assert_eq!(need(&d, t0()), Need::Clock);
+
+        let mut d = dep(r#"[{"set_weight": 10}]"#, false);
+        with_hooks(
+            &mut d,
+            r#"[{"name": "migrate", "kind": "pre_rollout", "command": ["false"]}]"#,
+        );
+        let ev = advance(&mut d, &ran(HookKind::PreRollout, false), &[], t0()).unwrap();
+        assert_eq!(kinds(&ev), ["hook_completed", "deployment_rolled_back"]);
+        assert!(
+            d.status_reason
+                .as_deref()
+                .unwrap()
+                .starts_with("pre-rollout hook h failed")
+        );
+    }
+
+    #[test]
+    fn confirmations_hold_each_weight_and_the_promotion() {
+        let mut d = dep(r#"[{"set_weight": 10}, {"set_weight": 50}]"#, true);
+        with_hooks(
+            &mut d,
+            r#"[{"name": "ok-to-grow", "kind": "confirm_step", "webhook": "http://ci/step"},
+                {"name": "ok-to-ship", "kind": "confirm_promotion", "webhook": "http://ci/ship"}]"#,
+        );
+        assert_eq!(need(&d, t0()), Need::Hooks(HookKind::ConfirmStep));
+        let no = ran(HookKind::ConfirmStep, false);
+        assert_eq!(
+            kinds(&advance(&mut d, &no, &[], t0()).unwrap()),
+            ["gate_waiting"]
+        );
+        assert!(advance(&mut d, &no, &[], t0()).unwrap().is_empty());
+        let ev = advance(&mut d, &ran(HookKind::ConfirmStep, true), &[], t0()).unwrap();
+        assert_eq!(
+            kinds(&ev),
+            [
+                "hook_completed",
+                "percentage_updated",
+                "rollout_step_started"
+            ]
+        );
+        // The next weight needs its own confirmation.
+        assert_eq!(
+            (d.current_percent, need(&d, t0())),
+            (10, Need::Hooks(HookKind::ConfirmStep))
+        );
+        advance(&mut d, &ran(HookKind::ConfirmStep, true), &[], t0()).unwrap();
+        assert_eq!(d.current_percent, 50);
+        assert_eq!(need(&d, t0()), Need::Hooks(HookKind::ConfirmPromotion));
+        assert!(
+            advance(&mut d, &Observed::default(), &[], t0())
+                .unwrap()
+                .is_empty()
+        );
+        let ev = advance(&mut d, &ran(HookKind::ConfirmPromotion, true), &[], t0()).unwrap();
+        assert_eq!(d.status, DeploymentStatus::Completed, "{:?}", kinds(&ev));
+    }
+
+    #[test]
+    fn ended_deployments_run_their_rollback_and_post_hooks_once() {
+        let mut d = dep(r#"[{"set_weight": 10}]"#, false);
+        with_hooks(
+            &mut d,
+            r#"[{"name": "page", "kind": "on_rollback", "webhook": "http://ops/page"},
+                {"name": "report", "kind": "post_rollout", "webhook": "http://ops/report"}]"#,
+        );
+        d.rollback("bad", t0()).unwrap();
+        assert_eq!(need(&d, t0()), Need::Hooks(HookKind::OnRollback));
+        let names: Vec<String> = ending_hooks(&d).into_iter().map(|h| h.name).collect();
+        assert_eq!(names, ["page", "report"]);
+        let ev = advance(&mut d, &ran(HookKind::OnRollback, true), &[], t0()).unwrap();
+        assert_eq!(kinds(&ev), ["hook_completed"]);
+        assert_eq!(need(&d, t0()), Need::Clock);
+        // A promoted deployment runs only the post-rollout hooks.
+        let mut p = dep(r#"[{"set_weight": 10}]"#, false);
+        with_hooks(
+            &mut p,
+            r#"[{"name": "page", "kind": "on_rollback", "webhook": "http://ops/page"}]"#,
+        );
+        p.promote(t0()).unwrap();
+        assert_eq!(need(&p, t0()), Need::Clock);
     }
 
     #[test]

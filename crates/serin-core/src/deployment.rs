@@ -783,6 +783,7 @@ impl Deployment {
         self.target_percent = 100;
         self.completed_at = Some(now);
         self.status_reason = None;
+        crate::controller::mark_ended(self);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentPromoted,
@@ -807,6 +808,7 @@ impl Deployment {
         self.target_percent = 0;
         self.completed_at = Some(now);
         self.status_reason = Some(reason.to_string());
+        crate::controller::mark_ended(self);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentRolledBack,

@@ -60,6 +60,8 @@ pub enum EventType {
     GateWaiting,
     /// A multi-target rollout started.
     RolloutGroupCreated,
+    /// A hook ran (its outcome and output are in the data).
+    HookCompleted,
 }
 
 impl EventType {
@@ -88,6 +90,7 @@ impl EventType {
             EventType::AnalysisCompleted => "analysis_completed",
             EventType::GateWaiting => "gate_waiting",
             EventType::RolloutGroupCreated => "rollout_group_created",
+            EventType::HookCompleted => "hook_completed",
         }
     }
 

@@ -25,6 +25,7 @@
 //! - [`proxy`]: route sets for proxies and the lane buckets they report.
 //! - [`rollout`]: rollout plans (steps, seed 002's `traffic_steps` shorthand).
 //! - [`controller`]: the rollout state machine the controller drives.
+//! - [`hooks`]: pre-rollout, confirmation, post-rollout and rollback hooks.
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod histogram;
+pub mod hooks;
 pub mod judge;
 pub mod metrics;
 pub mod page;

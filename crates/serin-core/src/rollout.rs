@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::duration::GoDuration;
+use crate::hooks::{Hook, HookKind};
 use crate::judge::health::HealthCheckSpec;
 use crate::judge::policy::Policy;
 
@@ -82,6 +83,9 @@ pub struct RolloutSpec {
     /// Health checks of each lane, probed on their interval all through the rollout.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckSpec>,
+    /// Hooks at the rollout's turning points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<Hook>,
     /// What happens when `max_canary_duration` passes before the rollout ends.
     #[serde(default)]
     pub on_max_duration: MaxDurationAction,
@@ -128,6 +132,7 @@ impl RolloutSpec {
             safety_checks: Vec::new(),
             policies: Vec::new(),
             health_checks: Vec::new(),
+            hooks: Vec::new(),
             on_max_duration: MaxDurationAction::default(),
         }
     }
@@ -243,7 +248,26 @@ impl RolloutSpec {
                 ));
             }
         }
+        for (i, h) in self.hooks.iter().enumerate() {
+            h.validate().map_err(|e| e.under(&format!("hooks[{i}]")))?;
+            if !names.insert(("k", h.name.as_str())) {
+                return Err(DomainError::invalid(
+                    format!("hooks[{i}].name"),
+                    "names are unique",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The hooks of one kind, in order.
+    pub fn hooks_of(&self, kind: HookKind) -> impl Iterator<Item = &Hook> {
+        self.hooks.iter().filter(move |h| h.kind == kind)
+    }
+
+    /// Whether any hook is of this kind.
+    pub fn has_hooks(&self, kind: HookKind) -> bool {
+        self.hooks_of(kind).next().is_some()
     }
 
     /// The weight the plan ends at (what promotion means for it).

@@ -29,6 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use serin_core::controller::{self, Need, Observed, Sibling};
 use serin_core::deployment::{Deployment, DeploymentStatus};
+use serin_core::hooks::{HookKind, HookRun};
 use serin_core::judge::{self, Inputs, Judgement};
 use serin_core::metrics::{self, LaneWorkers};
 use serin_core::worker::WorkerStatus;
@@ -54,12 +55,15 @@ pub struct Seen {
 
 /// A gate's latest answer: when, yes or no, and what it said.
 type GateAnswer = (Instant, bool, String);
+/// A confirmation's latest answer: when, yes or no, and the runs.
+type HookAnswer = (Instant, bool, Vec<HookRun>);
 
 /// The controller's memory: display and pacing only (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct ControllerMemory {
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     gates: Arc<Mutex<HashMap<String, GateAnswer>>>,
+    hooks: Arc<Mutex<HashMap<String, HookAnswer>>>,
 }
 
 impl ControllerMemory {
@@ -85,6 +89,10 @@ impl ControllerMemory {
             .lock()
             .expect("gates lock")
             .retain(|k, _| keep.contains(k.as_str()));
+        self.hooks
+            .lock()
+            .expect("hooks lock")
+            .retain(|k, _| k.split_once(':').is_some_and(|(id, _)| keep.contains(id)));
     }
 }
 
@@ -140,7 +148,14 @@ pub async fn tick(state: &AppState) -> TickReport {
     state.controller.forget_except(&live);
     let mut report = TickReport::default();
     let by_group = groups(&live);
-    for d in live.iter().filter(|d| d.rollout.is_some()) {
+    let ended = match state.store.deployments_with_pending_hooks().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "controller cannot read the ended deployments");
+            Vec::new()
+        }
+    };
+    for d in live.iter().chain(&ended).filter(|d| d.rollout.is_some()) {
         report.rollouts += 1;
         match reconcile(state, d, &by_group).await {
             Ok(true) => report.changed += 1,
@@ -232,6 +247,23 @@ async fn reconcile(
             observed.judgement = Some(j);
         }
         Need::Gate { url } => observed.gate = ask_gate(state, d, &url).await,
+        Need::Hooks(kind) => match paced(state, d, kind) {
+            Some(runs) => observed.hooks = Some((kind, runs)),
+            None => {
+                let runs = crate::hooks::run(state, d, kind).await;
+                if matches!(kind, HookKind::ConfirmStep | HookKind::ConfirmPromotion) {
+                    let ok = runs.iter().all(|r| r.ok);
+                    let key = format!("{}:{}", d.id, kind.as_str());
+                    state
+                        .controller
+                        .hooks
+                        .lock()
+                        .expect("hooks lock")
+                        .insert(key, (Instant::now(), ok, runs.clone()));
+                }
+                observed.hooks = Some((kind, runs));
+            }
+        },
     }
     let siblings = siblings_of(state, d, by_group).await?;
     // Dry run on a copy: most ticks change nothing and then nothing is written.
@@ -311,6 +343,16 @@ async fn judgement(
         now,
     };
     Ok(judge::judge_all(&inputs, spec))
+}
+
+/// A confirmation that said no less than [`GATE_EVERY`] ago is not asked again yet.
+fn paced(state: &AppState, d: &Deployment, kind: HookKind) -> Option<Vec<HookRun>> {
+    let key = format!("{}:{}", d.id, kind.as_str());
+    let memory = state.controller.hooks.lock().expect("hooks lock");
+    match memory.get(&key) {
+        Some((at, false, runs)) if at.elapsed() < GATE_EVERY => Some(runs.clone()),
+        _ => None,
+    }
 }
 
 /// Asks a webhook gate (at most every [`GATE_EVERY`] while it says no): a POST of

@@ -21,6 +21,7 @@ pub mod controller;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod hooks;
 pub mod hub;
 pub mod latest;
 pub mod openapi;

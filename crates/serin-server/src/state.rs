@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub worker_timeout: std::time::Duration,
     /// How often the rollout controller ticks.
     pub controller_interval: std::time::Duration,
+    /// Whether rollout hooks may run commands on this machine.
+    pub allow_hook_commands: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             default_tenant: None,
             worker_timeout: std::time::Duration::from_secs(60),
             controller_interval: std::time::Duration::from_secs(1),
+            allow_hook_commands: false,
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) enum DeploymentSet {
     All,
     Live,
     Group(String),
+    HooksPending,
 }
 
 impl Store {
@@ -39,6 +40,11 @@ impl Store {
     /// The live deployments, oldest first (the controller's work list).
     pub async fn live_deployments(&self) -> Result<Vec<Deployment>> {
         dispatch!(self, b => b.deployment_set(&DeploymentSet::Live))
+    }
+
+    /// Ended deployments whose post-rollout or on-rollback hooks haven't run yet.
+    pub async fn deployments_with_pending_hooks(&self) -> Result<Vec<Deployment>> {
+        dispatch!(self, b => b.deployment_set(&DeploymentSet::HooksPending))
     }
 
     /// Every deployment of a rollout group, live or final.

@@ -155,6 +155,10 @@ pub struct UpArgs {
     /// How often the rollout controller looks at every live deployment (default 1s).
     #[arg(long, env = "SERIN_CONTROLLER_INTERVAL", value_name = "DURATION")]
     pub controller_interval: Option<String>,
+    /// Let rollout hooks run commands on this machine (e.g. a database migration
+    /// before a rollout); off by default, since a command runs with the server's rights.
+    #[arg(long, env = "SERIN_ALLOW_HOOK_COMMANDS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_hook_commands: Option<String>,
     /// Also run the traffic-splitting proxy on this address (off unless set).
     #[arg(long, env = "SERIN_PROXY_LISTEN", value_name = "ADDR")]
     pub proxy_listen: Option<String>,

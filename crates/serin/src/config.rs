@@ -35,6 +35,7 @@ const FILE_KEYS: &[&str] = &[
     "default_tenant",
     "worker_timeout",
     "controller_interval",
+    "allow_hook_commands",
     "proxy_listen",
 ];
 
@@ -186,6 +187,19 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let worker_timeout = duration_setting(&mut l, &up.worker_timeout, "worker_timeout", 60);
     let controller_interval =
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
+    let allow_hook_commands = match l
+        .get(&up.allow_hook_commands, "allow_hook_commands")
+        .as_deref()
+    {
+        None | Some("false" | "0" | "no") => false,
+        Some("true" | "1" | "yes") => true,
+        Some(other) => {
+            l.errors.push(format!(
+                "allow_hook_commands: `{other}` is not true or false (SERIN_ALLOW_HOOK_COMMANDS)"
+            ));
+            false
+        }
+    };
     match (listen, log_format) {
         (Some(listen), Some(log_format)) if l.errors.is_empty() => Ok(Settings {
             listen,
@@ -205,6 +219,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 default_tenant,
                 worker_timeout,
                 controller_interval,
+                allow_hook_commands,
             },
         }),
         _ => Err(l.errors),
@@ -344,6 +359,7 @@ mod tests {
             default_tenant: None,
             worker_timeout: None,
             controller_interval: None,
+            allow_hook_commands: None,
             proxy_listen: None,
         }
     }

@@ -163,6 +163,9 @@ pub(crate) async fn start(
     who: &str,
     new: NewDeployment,
 ) -> ApiResult<Deployment> {
+    if let Some(spec) = &new.rollout {
+        crate::hooks::check_allowed(state, spec)?;
+    }
     let id = format!("canary_{}", uuid::Uuid::new_v4());
     let (d, event) = new.resolve(id, who, state.now())?;
     let (d, events) = state

@@ -33,6 +33,14 @@ impl PgStore {
                     )
                     .await
             }
+            DeploymentSet::HooksPending => {
+                client
+                    .query(
+                        "SELECT body FROM deployments WHERE NOT live AND body->'rollout'->>'hooks_pending' = 'true' ORDER BY id",
+                        &[],
+                    )
+                    .await
+            }
             DeploymentSet::Group(g) => client
                 .query(
                     "SELECT body FROM deployments WHERE body->'rollout'->>'group' = $1 ORDER BY id",

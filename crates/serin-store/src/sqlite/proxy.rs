@@ -21,6 +21,10 @@ impl SqliteStore {
                     "SELECT body FROM deployments WHERE live = 1 ORDER BY start_time, id",
                     None,
                 ),
+                DeploymentSet::HooksPending => (
+                    "SELECT body FROM deployments WHERE live = 0 AND json_extract(body, '$.rollout.hooks_pending') = 1 ORDER BY id",
+                    None,
+                ),
                 DeploymentSet::Group(g) => (
                     "SELECT body FROM deployments WHERE json_extract(body, '$.rollout.group') = ?1 ORDER BY id",
                     Some(g.clone()),

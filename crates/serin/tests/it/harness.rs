@@ -257,12 +257,18 @@ impl Drop for Proc {
 
 /// Spawns `serin` and waits for the stdout line starting with `ready`.
 pub fn spawn(args: &[&str], ready: &str) -> Proc {
+    spawn_with(args, ready, &[])
+}
+
+/// Like [`spawn`], with extra environment variables.
+pub fn spawn_with(args: &[&str], ready: &str, env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(BIN)
         .args(args)
         .env("SERIN_LOG", "warn")
         .env("SERIN_ADMIN_TOKEN", ADMIN)
         .env("SERIN_RATE_LIMIT", "0")
         .env("SERIN_AUTH_FAILURE_LIMIT", "0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Proc, free_port, get, post, send, spawn};
+use crate::harness::{Proc, free_port, get, post, send, spawn_with};
 
 /// A real upstream process: `name`, failing `error_rate` of requests, after `delay_ms`.
 fn upstream(name: &str, error_rate: f64, delay_ms: u32) -> (Proc, String) {
@@ -44,8 +44,12 @@ struct Stack {
 }
 
 fn up_at(db: &str) -> Stack {
+    up_with(db, &[])
+}
+
+fn up_with(db: &str, env: &[(&str, &str)]) -> Stack {
     let (api_port, proxy_port) = (free_port(), free_port());
-    let up = spawn(
+    let up = spawn_with(
         &[
             "up",
             "--listen",
@@ -56,6 +60,7 @@ fn up_at(db: &str) -> Stack {
             &format!("127.0.0.1:{proxy_port}"),
         ],
         "serin: proxy listening on",
+        env,
     );
     Stack {
         _up: up,
@@ -459,5 +464,152 @@ async fn a_failing_canary_health_check_rolls_back() {
     assert!(
         reason.starts_with("health:canary-api: canary check fails after 2 attempt(s): HTTP 503"),
         "{reason}"
+    );
+}
+
+/// A webhook receiver: `/confirm` says 503 to its first `refusals` calls, then
+/// 200; every call's body is kept.
+async fn receiver(refusals: usize) -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::Json<Value>| {
+        let (log, calls) = (log.clone(), calls.clone());
+        async move {
+            log.lock().unwrap().push((uri.path().to_string(), body.0));
+            if uri.path() == "/confirm" && calls.fetch_add(1, Ordering::SeqCst) < refusals {
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "tests still running",
+                )
+            } else {
+                (axum::http::StatusCode::OK, "go")
+            }
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+/// Flagger's hook kinds: a pre-rollout command (a migration), confirmations that
+/// hold a step until they say yes, and the post-rollout and on-rollback hooks,
+/// with their outputs in the events. Commands are refused unless the server allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_run_at_their_turning_points_with_outputs_in_the_events() {
+    let (_s, stable) = upstream("stable", 0.0, 1);
+    let (_c, canary) = upstream("canary", 0.0, 1);
+    let (hook_url, seen) = receiver(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("migrated");
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    {
+        let plain = up_at(&format!("sqlite://{}/plain.db", dir.path().display()));
+        let mut body = target("shop", "/", &stable, &canary);
+        body["rollout"] = json!({"steps": [{"set_weight": 10}],
+            "hooks": [{"name": "migrate", "kind": "pre_rollout", "command": ["true"]}]});
+        let (st, e) = post(&format!("{}/api/v1/canary/deployments", plain.api), body).await;
+        assert_eq!(
+            (st, e["details"]["field"].as_str()),
+            (400, Some("rollout.hooks[0].command")),
+            "{e}"
+        );
+    }
+    let s = up_with(&db, &[("SERIN_ALLOW_HOOK_COMMANDS", "true")]);
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({
+        "steps": [{"set_weight": 10}, {"set_weight": 50}],
+        "hooks": [
+            {"name": "migrate", "kind": "pre_rollout",
+             "command": ["sh", "-c", format!("echo migrated to $SERIN_CANARY_VERSION | tee {}", marker.display())]},
+            {"name": "ci", "kind": "confirm_step", "webhook": format!("{hook_url}/confirm"), "retry_count": 0},
+            {"name": "ship", "kind": "confirm_promotion", "webhook": format!("{hook_url}/ship")},
+            {"name": "report", "kind": "post_rollout", "webhook": format!("{hook_url}/report")}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    until(&s.api, id, Duration::from_secs(60), |d| {
+        status(d) == "completed"
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "migrated to v2\n"
+    );
+    // The post-rollout hook runs after the end; wait for its event.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ev = loop {
+        let ev = events(&s.api, id).await;
+        if ev
+            .iter()
+            .any(|e| e["data"]["hook"]["kind"] == "post_rollout")
+            || Instant::now() > deadline
+        {
+            break ev;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let hooks: Vec<(String, bool)> = ev
+        .iter()
+        .filter(|e| e["type"] == "hook_completed")
+        .map(|e| {
+            (
+                e["data"]["hook"]["name"].as_str().unwrap().to_string(),
+                e["data"]["hook"]["ok"] == true,
+            )
+        })
+        .collect();
+    let names: Vec<&str> = hooks.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["migrate", "ci", "ci", "ship", "report"], "{ev:#?}");
+    let migrate = ev
+        .iter()
+        .find(|e| e["data"]["hook"]["name"] == "migrate")
+        .unwrap();
+    assert_eq!(migrate["data"]["hook"]["output"], "exit 0: migrated to v2");
+    // The first confirmation said no (503) and held the step, recorded once as waiting;
+    // asked again five seconds later, it said yes.
+    let waiting: Vec<&Value> = ev.iter().filter(|e| e["type"] == "gate_waiting").collect();
+    assert_eq!(waiting.len(), 1, "{waiting:#?}");
+    assert!(
+        waiting[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503: tests still running")
+    );
+    let calls = seen.lock().unwrap().clone();
+    let report = calls.iter().find(|(p, _)| p == "/report").unwrap();
+    assert_eq!(
+        (report.1["kind"].as_str(), report.1["status"].as_str()),
+        (Some("post_rollout"), Some("completed"))
+    );
+
+    // A failing migration rolls back before any traffic moves, then on-rollback runs.
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({
+        "steps": [{"set_weight": 10}],
+        "hooks": [
+            {"name": "migrate", "kind": "pre_rollout", "command": ["sh", "-c", "echo relation exists >&2; exit 3"], "retry_count": 0},
+            {"name": "page", "kind": "on_rollback", "webhook": format!("{hook_url}/page")}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let d = until(&s.api, id, Duration::from_secs(30), |d| {
+        status(d) == "failed"
+    })
+    .await;
+    assert_eq!(
+        d["status_reason"],
+        "pre-rollout hook migrate failed: exit 3: relation exists"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.lock().unwrap().iter().any(|(p, _)| p == "/page") {
+        assert!(Instant::now() < deadline, "on-rollback hook not called");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ev = events(&s.api, id).await;
+    assert!(
+        !ev.iter().any(|e| e["type"] == "percentage_updated"),
+        "no traffic moved"
     );
 }

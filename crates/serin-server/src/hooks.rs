@@ -1,0 +1,186 @@
+//! Running hooks (see `serin_core::hooks` for what each kind means).
+//!
+//! A webhook hook is a POST of the deployment's position as JSON; a 2xx answer
+//! is yes. A command hook runs the program directly (no shell) with the
+//! deployment in its environment (`SERIN_DEPLOYMENT_ID`, `SERIN_QUEUE_NAME`,
+//! `SERIN_STABLE_VERSION`, `SERIN_CANARY_VERSION`, `SERIN_HOOK_KIND`); exit 0 is
+//! yes. Each attempt has the hook's timeout (a command is killed when it passes);
+//! failed attempts are retried after a second. The output kept is the HTTP
+//! status and the first 500 characters of the body, or the exit status and the
+//! last 2,000 characters of stdout and stderr.
+//!
+//! Commands run on the server's machine with the server's rights, so they are
+//! off unless the server is started with `--allow-hook-commands`; a plan that
+//! asks for one is refused at creation otherwise.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use serin_core::DomainError;
+use serin_core::controller;
+use serin_core::deployment::Deployment;
+use serin_core::hooks::{Hook, HookKind, HookRun};
+use serin_core::rollout::RolloutSpec;
+
+use crate::state::AppState;
+
+/// The hooks a need asks for: the ending ones for an ended deployment.
+pub fn due(d: &Deployment, kind: HookKind) -> Vec<Hook> {
+    match kind {
+        HookKind::OnRollback | HookKind::PostRollout => controller::ending_hooks(d),
+        k => d
+            .rollout
+            .as_ref()
+            .map(|r| r.spec.hooks_of(k).cloned().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Refuses a plan with command hooks when the server doesn't allow them.
+pub fn check_allowed(state: &AppState, spec: &RolloutSpec) -> Result<(), DomainError> {
+    if state.config.allow_hook_commands {
+        return Ok(());
+    }
+    match spec.hooks.iter().position(|h| h.command.is_some()) {
+        Some(i) => Err(DomainError::invalid(
+            format!("rollout.hooks[{i}].command"),
+            "command hooks are disabled on this server (start it with --allow-hook-commands); use a webhook",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Runs the hooks of a kind, in order, each with its retries.
+pub async fn run(state: &AppState, d: &Deployment, kind: HookKind) -> Vec<HookRun> {
+    let mut runs = Vec::new();
+    for hook in due(d, kind) {
+        runs.push(run_one(state, d, &hook, kind).await);
+    }
+    runs
+}
+
+async fn run_one(state: &AppState, d: &Deployment, hook: &Hook, kind: HookKind) -> HookRun {
+    let timeout = Duration::from_secs(u64::from(hook.timeout_seconds));
+    let mut attempts = 0;
+    let mut result = (false, String::new());
+    for attempt in 0..=hook.retry_count {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        attempts += 1;
+        result = match (&hook.webhook, &hook.command) {
+            (Some(url), _) => webhook(state, d, hook, kind, url, timeout).await,
+            (None, Some(argv)) if state.config.allow_hook_commands => {
+                command(d, kind, argv, timeout).await
+            }
+            (None, Some(_)) => (
+                false,
+                "command hooks are disabled on this server (--allow-hook-commands)".into(),
+            ),
+            (None, None) => (false, "the hook has neither a webhook nor a command".into()),
+        };
+        if result.0 {
+            break;
+        }
+    }
+    tracing::info!(deployment = %d.id, hook = %hook.name, kind = kind.as_str(), ok = result.0, attempts, "hook ran");
+    HookRun {
+        name: hook.name.clone(),
+        kind,
+        ok: result.0,
+        attempts,
+        output: result.1,
+    }
+}
+
+async fn webhook(
+    state: &AppState,
+    d: &Deployment,
+    hook: &Hook,
+    kind: HookKind,
+    url: &str,
+    timeout: Duration,
+) -> (bool, String) {
+    let body = json!({
+        "type": "hook",
+        "kind": kind.as_str(),
+        "name": hook.name,
+        "deployment_id": d.id,
+        "queue_name": d.queue_name,
+        "stable_version": d.stable_version,
+        "canary_version": d.canary_version,
+        "status": d.status,
+        "current_percent": d.current_percent,
+        "step": d.rollout.as_ref().map(|r| r.step),
+    });
+    match state
+        .http
+        .post(url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let text: String = text.trim().chars().take(500).collect();
+            (
+                status.is_success(),
+                format!("HTTP {}: {text}", status.as_u16()),
+            )
+        }
+        Err(e) => (
+            false,
+            format!("no answer: {}", crate::outbound::describe(&e)),
+        ),
+    }
+}
+
+async fn command(
+    d: &Deployment,
+    kind: HookKind,
+    argv: &[String],
+    timeout: Duration,
+) -> (bool, String) {
+    let child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("SERIN_DEPLOYMENT_ID", &d.id)
+        .env("SERIN_QUEUE_NAME", &d.queue_name)
+        .env("SERIN_STABLE_VERSION", &d.stable_version)
+        .env("SERIN_CANARY_VERSION", &d.canary_version)
+        .env("SERIN_HOOK_KIND", kind.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                false,
+                format!("could not start `{}`: {}", argv[0], e.kind()),
+            );
+        }
+    };
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => (false, format!("killed after {}s", timeout.as_secs())),
+        Ok(Err(e)) => (false, format!("could not wait for it: {}", e.kind())),
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let text = text.trim();
+            let tail: String = {
+                let n = text.chars().count();
+                text.chars().skip(n.saturating_sub(2000)).collect()
+            };
+            let status = match out.status.code() {
+                Some(c) => format!("exit {c}"),
+                None => "killed by a signal".into(),
+            };
+            (out.status.success(), format!("{status}: {tail}"))
+        }
+    }
+}
