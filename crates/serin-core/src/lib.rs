@@ -26,6 +26,7 @@
 //! - [`rollout`]: rollout plans (steps, seed 002's `traffic_steps` shorthand).
 //! - [`controller`]: the rollout state machine the controller drives.
 //! - [`hooks`]: pre-rollout, confirmation, post-rollout and rollback hooks.
+//! - [`notify`]: outbound alert webhooks (JSON, signed; Slack) and their deliveries.
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
@@ -39,6 +40,7 @@ pub mod histogram;
 pub mod hooks;
 pub mod judge;
 pub mod metrics;
+pub mod notify;
 pub mod page;
 pub mod product;
 pub mod proxy;

@@ -23,6 +23,7 @@ use crate::duration::GoDuration;
 use crate::hooks::{Hook, HookKind};
 use crate::judge::health::HealthCheckSpec;
 use crate::judge::policy::Policy;
+use crate::notify::Notification;
 
 /// Most steps in one plan.
 pub const MAX_STEPS: usize = 200;
@@ -86,6 +87,9 @@ pub struct RolloutSpec {
     /// Hooks at the rollout's turning points.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<Hook>,
+    /// Where the rollout's events are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
     /// What happens when `max_canary_duration` passes before the rollout ends.
     #[serde(default)]
     pub on_max_duration: MaxDurationAction,
@@ -133,6 +137,7 @@ impl RolloutSpec {
             policies: Vec::new(),
             health_checks: Vec::new(),
             hooks: Vec::new(),
+            notifications: Vec::new(),
             on_max_duration: MaxDurationAction::default(),
         }
     }
@@ -256,6 +261,13 @@ impl RolloutSpec {
                     "names are unique",
                 ));
             }
+        }
+        if self.notifications.len() > 20 {
+            return Err(DomainError::invalid("notifications", "at most 20 targets"));
+        }
+        for (i, n) in self.notifications.iter().enumerate() {
+            n.validate()
+                .map_err(|e| e.under(&format!("notifications[{i}]")))?;
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod guard;
 pub mod hooks;
 pub mod hub;
 pub mod latest;
+pub mod notifier;
 pub mod openapi;
 pub mod outbound;
 pub mod probe;

@@ -45,7 +45,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         audit::list,
         api_keys::create, api_keys::list, api_keys::revoke,
         proxies::routes, proxies::report, proxies::list, proxies::set_routing,
-        rollouts::show, rollouts::continue_, rollouts::abort, rollouts::create_group, rollouts::show_group,
+        rollouts::show, rollouts::continue_, rollouts::abort, rollouts::deliveries, rollouts::create_group, rollouts::show_group,
     ),
     components(schemas(ErrorBody, serin_core::event::StreamEvent)),
     modifiers(&Security),

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub controller_interval: std::time::Duration,
     /// Whether rollout hooks may run commands on this machine.
     pub allow_hook_commands: bool,
+    /// The secret that signs JSON notifications (none: unsigned).
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             worker_timeout: std::time::Duration::from_secs(60),
             controller_interval: std::time::Duration::from_secs(1),
             allow_hook_commands: false,
+            webhook_secret: None,
         }
     }
 }

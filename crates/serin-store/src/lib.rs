@@ -17,6 +17,7 @@
 
 pub mod canary;
 pub mod migrate;
+mod notify;
 mod postgres;
 mod proxy;
 mod sqlite;

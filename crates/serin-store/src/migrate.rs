@@ -50,6 +50,11 @@ pub const SQLITE: &[Migration] = &[
         name: "proxies",
         sql: include_str!("../migrations/sqlite/0003_proxies.sql"),
     },
+    Migration {
+        version: 4,
+        name: "notifications",
+        sql: include_str!("../migrations/sqlite/0004_notifications.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -68,6 +73,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "proxies",
         sql: include_str!("../migrations/postgres/0003_proxies.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "notifications",
+        sql: include_str!("../migrations/postgres/0004_notifications.sql"),
     },
 ];
 

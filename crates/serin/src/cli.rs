@@ -159,6 +159,14 @@ pub struct UpArgs {
     /// before a rollout); off by default, since a command runs with the server's rights.
     #[arg(long, env = "SERIN_ALLOW_HOOK_COMMANDS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_hook_commands: Option<String>,
+    /// The secret that signs JSON notification webhooks (HMAC-SHA256; unsigned when unset).
+    #[arg(
+        long,
+        env = "SERIN_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
     /// Also run the traffic-splitting proxy on this address (off unless set).
     #[arg(long, env = "SERIN_PROXY_LISTEN", value_name = "ADDR")]
     pub proxy_listen: Option<String>,

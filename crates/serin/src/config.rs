@@ -36,6 +36,7 @@ const FILE_KEYS: &[&str] = &[
     "worker_timeout",
     "controller_interval",
     "allow_hook_commands",
+    "webhook_secret",
     "proxy_listen",
 ];
 
@@ -187,6 +188,9 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let worker_timeout = duration_setting(&mut l, &up.worker_timeout, "worker_timeout", 60);
     let controller_interval =
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
+    let webhook_secret = l
+        .get(&up.webhook_secret, "webhook_secret")
+        .filter(|s| !s.is_empty());
     let allow_hook_commands = match l
         .get(&up.allow_hook_commands, "allow_hook_commands")
         .as_deref()
@@ -220,6 +224,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 worker_timeout,
                 controller_interval,
                 allow_hook_commands,
+                webhook_secret,
             },
         }),
         _ => Err(l.errors),
@@ -360,6 +365,7 @@ mod tests {
             worker_timeout: None,
             controller_interval: None,
             allow_hook_commands: None,
+            webhook_secret: None,
             proxy_listen: None,
         }
     }

@@ -35,6 +35,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/canary/deployments/{id}/rollout", get(show))
         .route("/api/v1/canary/deployments/{id}/continue", post(continue_))
         .route("/api/v1/canary/deployments/{id}/abort", post(abort))
+        .route(
+            "/api/v1/canary/deployments/{id}/deliveries",
+            get(deliveries),
+        )
         .route("/api/v1/rollouts", post(create_group))
         .route("/api/v1/rollouts/{id}", get(show_group))
 }
@@ -248,6 +252,29 @@ pub async fn abort(
         message: format!("Rollout aborted: {reason}"),
         reason: Some(reason),
         timestamp: d.last_update,
+    }))
+}
+
+/// A deployment's notification deliveries, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    /// The deliveries.
+    pub deliveries: Vec<serin_core::notify::Delivery>,
+}
+
+/// A deployment's notification deliveries: each event sent to each target, with
+/// its attempts, last error and status.
+#[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/deliveries", tag = "rollouts",
+    params(("id" = String, Path, description = "the deployment's id")),
+    responses((status = 200, body = DeliveryList), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DeliveryList>> {
+    state.store.get_deployment(&id).await?;
+    Ok(Json(DeliveryList {
+        deliveries: state.store.deliveries_for(&id).await?,
     }))
 }
 

@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 mod canary;
+mod notify;
 mod proxy;
 
 use crate::canary::{Paged, product_created, release_created, release_updated, stamp};

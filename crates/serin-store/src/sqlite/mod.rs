@@ -7,6 +7,7 @@
 //! across an `.await`.
 
 mod canary;
+mod notify;
 mod proxy;
 mod writer;
 

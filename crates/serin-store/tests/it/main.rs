@@ -8,5 +8,6 @@
 
 mod canary;
 mod harness;
+mod notify;
 mod proxy;
 mod suite;

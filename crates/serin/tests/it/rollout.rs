@@ -613,3 +613,119 @@ async fn hooks_run_at_their_turning_points_with_outputs_in_the_events() {
         "no traffic moved"
     );
 }
+
+/// What a notification receiver got: path, headers, raw body.
+type Received = Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// Notifications: a signed JSON webhook (its first call answered 500, so it is
+/// retried) and a Slack-compatible one, each delivery recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_signed_retried_and_recorded() {
+    use hmac::{Hmac, Mac};
+    let got: Received = Arc::default();
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let (log, once) = (got.clone(), failed_once.clone());
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (log, once) = (log.clone(), once.clone());
+            async move {
+                if uri.path() == "/json" && !once.swap(true, Ordering::SeqCst) {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                log.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), headers, body.to_vec()));
+                axum::http::StatusCode::OK
+            }
+        },
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let (_s, stable) = upstream("stable", 0.0, 1);
+    let (_c, canary) = upstream("canary", 0.0, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_test_0123456789";
+    let s = up_with(
+        &format!("sqlite://{}/serin.db", dir.path().display()),
+        &[("SERIN_WEBHOOK_SECRET", secret)],
+    );
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({
+        "steps": [{"set_weight": 10}],
+        "notifications": [
+            {"url": format!("{hooks}/json"), "events": ["deployment_created", "percentage_updated", "deployment_promoted"]},
+            {"url": format!("{hooks}/slack"), "format": "slack"}]});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    until(&s.api, id, Duration::from_secs(30), |d| {
+        status(d) == "completed"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, l) = get(&format!(
+            "{}/api/v1/canary/deployments/{id}/deliveries",
+            s.api
+        ))
+        .await;
+        let all = l["deliveries"].as_array().unwrap();
+        if all.len() == 5 && all.iter().all(|d| d["status"] == "delivered") {
+            // The JSON target's first delivery failed once and went through on a retry.
+            let retried: Vec<&Value> = all.iter().filter(|d| d["attempts"] == 2).collect();
+            assert_eq!(retried.len(), 1, "{l}");
+            assert_eq!(retried[0]["url"], format!("{hooks}/json"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let json_calls: Vec<&(String, axum::http::HeaderMap, Vec<u8>)> =
+        got.iter().filter(|(p, _, _)| p == "/json").collect();
+    assert_eq!(json_calls.len(), 3);
+    for (_, h, raw) in &json_calls {
+        let ts = h["x-serin-timestamp"].to_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{ts}.").as_bytes());
+        mac.update(raw);
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(h["x-serin-signature"].to_str().unwrap(), want);
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(
+            h["x-serin-delivery"].to_str().unwrap(),
+            v["id"].as_str().unwrap()
+        );
+        assert_eq!(v["deployment"]["id"], id);
+    }
+    let kinds: Vec<String> = json_calls
+        .iter()
+        .map(|(_, _, raw)| {
+            serde_json::from_slice::<Value>(raw).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"deployment_promoted".to_string()),
+        "{kinds:?}"
+    );
+    let slack: Vec<Value> = got
+        .iter()
+        .filter(|(p, _, _)| p == "/slack")
+        .map(|(_, h, raw)| {
+            assert!(h.get("x-serin-signature").is_none());
+            serde_json::from_slice(raw).unwrap()
+        })
+        .collect();
+    assert_eq!(slack.len(), 2, "created and promoted: {slack:?}");
+    assert!(
+        slack[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("*shop* v1 → v2"),
+        "{slack:?}"
+    );
+}

@@ -1,0 +1,164 @@
+//! The notifier's cursor and deliveries on PostgreSQL.
+
+use serin_core::Timestamp;
+use serin_core::event::{Event, EventType};
+use serin_core::notify::Delivery;
+use tokio_postgres::Row;
+
+use super::{PgStore, pg_err};
+use crate::Result;
+use crate::notify::{format_name, format_of, status_name, status_of};
+
+const DELIVERY_COLUMNS: &str = "id, event_id, deployment_id, url, format, status, attempts, last_error, next_attempt_at, delivered_at, payload";
+
+fn delivery_row(r: &Row) -> Delivery {
+    let format: &str = r.get(4);
+    let status: &str = r.get(5);
+    Delivery {
+        id: r.get(0),
+        event_id: r.get(1),
+        deployment_id: r.get(2),
+        url: r.get(3),
+        format: format_of(format),
+        status: status_of(status),
+        attempts: r.get::<_, i32>(6) as u32,
+        last_error: r.get(7),
+        next_attempt_at: r.get(8),
+        delivered_at: r.get(9),
+        payload: r.get(10),
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn notifier_cursor(&self) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM notifier_cursor WHERE name = 'notifier'",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get(0))
+    }
+
+    pub(crate) async fn events_after(&self, seq: i64, limit: u64) -> Result<Vec<(i64, Event)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts
+                 FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&seq, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let kind: &str = r.get(3);
+                (
+                    r.get(0),
+                    Event {
+                        id: r.get(1),
+                        deployment_id: r.get(2),
+                        kind: EventType::parse(kind).unwrap_or(EventType::ExternalReport),
+                        resource_type: r.get(4),
+                        resource_id: r.get(5),
+                        actor: r.get(6),
+                        message: r.get(7),
+                        data: r.get(8),
+                        timestamp: r.get(9),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    pub(crate) async fn enqueue_deliveries(
+        &self,
+        seq: i64,
+        deliveries: Vec<Delivery>,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let insert = format!(
+            "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (event_id, url) DO NOTHING"
+        );
+        for d in &deliveries {
+            tx.execute(
+                &insert,
+                &[
+                    &d.id,
+                    &d.event_id,
+                    &d.deployment_id,
+                    &d.url,
+                    &format_name(d.format),
+                    &status_name(d.status),
+                    &(d.attempts as i32),
+                    &d.last_error,
+                    &d.next_attempt_at,
+                    &d.delivered_at,
+                    &d.payload,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.execute(
+            "INSERT INTO notifier_cursor (name, seq) VALUES ('notifier', $1)
+             ON CONFLICT (name) DO UPDATE SET seq = GREATEST(notifier_cursor.seq, excluded.seq)",
+            &[&seq],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    pub(crate) async fn due_deliveries(&self, now: Timestamp, limit: u64) -> Result<Vec<Delivery>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+                     ORDER BY next_attempt_at, id LIMIT $2"
+                ),
+                &[&now, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(delivery_row).collect())
+    }
+
+    pub(crate) async fn update_delivery(&self, d: &Delivery) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE deliveries SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5, delivered_at = $6
+                 WHERE id = $1",
+                &[
+                    &d.id,
+                    &status_name(d.status),
+                    &(d.attempts as i32),
+                    &d.last_error,
+                    &d.next_attempt_at,
+                    &d.delivered_at,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn deliveries_for(&self, deployment_id: &str) -> Result<Vec<Delivery>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE deployment_id = $1 ORDER BY next_attempt_at, id"),
+                &[&deployment_id],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(delivery_row).collect())
+    }
+}

@@ -1,0 +1,154 @@
+//! The notifier's storage on both backends: the cursor over the event log moves
+//! with the deliveries it records (one transaction), a delivery is recorded once
+//! per event and URL, and attempts are kept; plus the controller's queries for
+//! live deployments, groups and ended deployments with hooks to run.
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::json;
+use serin_core::Timestamp;
+use serin_core::deployment::NewDeployment;
+use serin_core::notify::{Delivery, DeliveryStatus, Format};
+use serin_core::rollout::{RolloutSpec, Step};
+use serin_store::Store;
+
+use crate::both;
+
+fn t(secs: i64) -> Timestamp {
+    Utc.timestamp_opt(1_757_851_200 + secs, 0).unwrap()
+}
+
+fn delivery(id: &str, event: &str, url: &str, at: i64) -> Delivery {
+    Delivery {
+        id: id.into(),
+        event_id: event.into(),
+        deployment_id: "canary_x".into(),
+        url: url.into(),
+        format: Format::Slack,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: t(at),
+        delivered_at: None,
+        payload: json!({"text": id}),
+    }
+}
+
+both!(cursor_and_deliveries, deliveries_body);
+async fn deliveries_body(s: &Store) {
+    let mut spec = RolloutSpec::of_steps(vec![Step::SetWeight(10)]);
+    spec.hooks = serde_json::from_value(
+        json!([{"name": "r", "kind": "post_rollout", "webhook": "http://x/r"}]),
+    )
+    .unwrap();
+    let new = |q: &str| NewDeployment {
+        queue_name: q.into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        rollout: Some(spec.clone()),
+        ..Default::default()
+    };
+    let (mut a, ev) = new("a").resolve("canary_a".into(), "ops", t(0)).unwrap();
+    a.rollout.as_mut().unwrap().group = Some("group_1".into());
+    s.create_deployment(a, ev, "ops", None).await.unwrap();
+    let (b, ev) = new("b").resolve("canary_b".into(), "ops", t(0)).unwrap();
+    s.create_deployment(b, ev, "ops", None).await.unwrap();
+
+    // The controller's views.
+    assert_eq!(s.live_deployments().await.unwrap().len(), 2);
+    let group: Vec<String> = s
+        .group_deployments("group_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(group, ["canary_a"]);
+    assert!(s.deployments_with_pending_hooks().await.unwrap().is_empty());
+    s.update_deployment("canary_b", None, Box::new(|d| d.promote(t(5))), "ops", t(5))
+        .await
+        .unwrap();
+    let pending: Vec<String> = s
+        .deployments_with_pending_hooks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(pending, ["canary_b"]);
+    assert_eq!(s.live_deployments().await.unwrap().len(), 1);
+
+    // The cursor starts at 0 and the events read after it come in order.
+    assert_eq!(s.notifier_cursor().await.unwrap(), 0);
+    let events = s.events_after(0, 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(events[2].1.kind.as_str(), "deployment_promoted");
+    let (first_seq, last_seq) = (events[0].0, events[2].0);
+    assert_eq!(
+        s.events_after(first_seq, 1).await.unwrap()[0].0,
+        events[1].0
+    );
+
+    // Recording moves the cursor; the same event and URL is recorded once.
+    s.enqueue_deliveries(
+        first_seq,
+        vec![
+            delivery("d1", "e1", "http://x/1", 0),
+            delivery("d2", "e1", "http://x/2", 10),
+        ],
+    )
+    .await
+    .unwrap();
+    s.enqueue_deliveries(last_seq, vec![delivery("d3", "e1", "http://x/1", 0)])
+        .await
+        .unwrap();
+    assert_eq!(s.notifier_cursor().await.unwrap(), last_seq);
+    // It never moves back.
+    s.enqueue_deliveries(first_seq, vec![]).await.unwrap();
+    assert_eq!(s.notifier_cursor().await.unwrap(), last_seq);
+
+    let due: Vec<String> = s
+        .due_deliveries(t(5), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(due, ["d1"]);
+    let mut d1 = s.due_deliveries(t(5), 10).await.unwrap().remove(0);
+    assert_eq!(
+        (d1.format, d1.payload.clone()),
+        (Format::Slack, json!({"text": "d1"}))
+    );
+    d1.attempts = 1;
+    d1.last_error = Some("HTTP 500".into());
+    d1.next_attempt_at = t(20);
+    s.update_delivery(&d1).await.unwrap();
+    let due: Vec<String> = s
+        .due_deliveries(t(15), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(due, ["d2"]);
+    d1.status = DeliveryStatus::Delivered;
+    d1.attempts = 2;
+    d1.delivered_at = Some(t(21));
+    s.update_delivery(&d1).await.unwrap();
+    let all = s.deliveries_for("canary_x").await.unwrap();
+    assert_eq!(all.len(), 2);
+    let d1 = all.iter().find(|d| d.id == "d1").unwrap();
+    assert_eq!(
+        (d1.status, d1.attempts, d1.delivered_at),
+        (DeliveryStatus::Delivered, 2, Some(t(21)))
+    );
+    assert_eq!(d1.last_error.as_deref(), Some("HTTP 500"));
+    assert!(
+        s.due_deliveries(t(0) + Duration::days(1), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id == "d2")
+    );
+}
