@@ -235,10 +235,10 @@ pub fn advance(
             _ => Vec::new(),
         });
     }
-    if d.status != DeploymentStatus::Active {
+    if !d.status.is_live() {
         return Ok(Vec::new());
     }
-    // A group falls together.
+    // A group falls together (a paused target too).
     if let Some(fallen) = siblings
         .iter()
         .find(|s| s.status == DeploymentStatus::Failed)
@@ -250,6 +250,9 @@ pub fn advance(
             None,
             now,
         );
+    }
+    if d.status != DeploymentStatus::Active {
+        return Ok(Vec::new());
     }
     if let Some(h) = &observed.health
         && h.outcome == Outcome::Fail
@@ -381,9 +384,10 @@ pub fn advance(
                     )?);
                 }
                 Some((false, said)) => {
+                    let key = refusal_key(said);
                     let r = d.rollout.as_mut().expect("rollout");
-                    if r.gate_refusal.as_deref() != Some(said.as_str()) {
-                        r.gate_refusal = Some(said.clone());
+                    if r.gate_refusal.as_deref() != Some(key.as_str()) {
+                        r.gate_refusal = Some(key);
                         d.touch(now);
                         events.push(event(
                             d,
@@ -493,7 +497,11 @@ fn rollback(
     judgement: Option<&Judgement>,
     now: Timestamp,
 ) -> Result<Vec<NewEvent>, DomainError> {
-    let mut reason = reason;
+    // Outputs and probe messages come from outside: no control characters in a reason.
+    let mut reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if reason.len() > 1900 {
         let mut cut = 1900;
         while !reason.is_char_boundary(cut) {
@@ -511,6 +519,25 @@ fn rollback(
         }
     }
     Ok(ev)
+}
+
+/// What makes a "no" new: its kind (`HTTP 503`, `no answer`, `exit 1`), not its
+/// text, which may carry request ids or clocks.
+fn refusal_key(said: &str) -> String {
+    said.split(';')
+        .map(|part| {
+            let part = part.trim();
+            // "<hook>: HTTP 503: body" or "HTTP 503: body".
+            let mut bits = part.splitn(3, ": ");
+            let (a, b) = (bits.next().unwrap_or(""), bits.next().unwrap_or(""));
+            if a.starts_with("HTTP ") || a.starts_with("exit ") || a.starts_with("no answer") {
+                a.to_string()
+            } else {
+                format!("{a}: {}", b.split(": ").next().unwrap_or(""))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One `hook_completed` event per hook run.
@@ -540,11 +567,12 @@ fn refused(d: &mut Deployment, step: usize, runs: &[HookRun], now: Timestamp) ->
         .map(|h| format!("{}: {}", h.name, h.output))
         .collect();
     let said = said.join("; ");
+    let key = refusal_key(&said);
     let r = d.rollout.as_mut().expect("rollout");
-    if r.gate_refusal.as_deref() == Some(said.as_str()) {
+    if r.gate_refusal.as_deref() == Some(key.as_str()) {
         return Vec::new();
     }
-    r.gate_refusal = Some(said.clone());
+    r.gate_refusal = Some(key);
     d.touch(now);
     vec![event(
         d,
@@ -620,7 +648,34 @@ pub fn continue_step(
     let Some(step) = r.current().cloned() else {
         return Err(not("continue it: every step is done; promote it instead"));
     };
+    if r.ready {
+        return Err(not(
+            "continue it: it has finished this step and waits for the rest of its group",
+        ));
+    }
     let i = r.step;
+    if let Step::SetWeight(w) = step {
+        // A weight change held by its confirmation: the person confirms it; the
+        // weight itself is applied by the controller, never skipped.
+        if r.confirmed_step == Some(i) || !r.spec.has_hooks(HookKind::ConfirmStep) {
+            return Err(not(
+                "continue it: its weight change is not waiting for anyone",
+            ));
+        }
+        let r = d.rollout.as_mut().expect("rollout");
+        r.confirmed_step = Some(i);
+        r.gate_refusal = None;
+        d.touch(now);
+        return Ok(vec![event(
+            d,
+            EventType::RolloutStepStarted,
+            format!(
+                "Weight change to {w}% at step {} confirmed by {actor}",
+                i + 1
+            ),
+            json!({"step": i, "confirmed": true, "detail": {"confirmed": actor}}),
+        )]);
+    }
     let r = d.rollout.as_mut().expect("rollout");
     r.step += 1;
     r.ready = false;

@@ -600,6 +600,18 @@ impl NewDeployment {
             config.rollback_thresholds = t;
         }
         validate_config(&config)?;
+        if let Some(spec) = &self.rollout {
+            let timed = spec.timed_length(config.metrics_window);
+            if timed > config.max_canary_duration {
+                return Err(DomainError::invalid(
+                    "max_duration",
+                    format!(
+                        "the rollout's timed steps last {timed}, longer than max_duration {}: raise max_duration (or shorten the plan)",
+                        config.max_canary_duration
+                    ),
+                ));
+            }
+        }
         let percent = match &self.percentage {
             Some(v) => parse_percentage(v)?,
             None => 0,

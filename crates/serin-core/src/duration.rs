@@ -42,6 +42,11 @@ impl GoDuration {
         GoDuration(h * H)
     }
 
+    /// From nanoseconds.
+    pub const fn from_nanos(n: u64) -> Self {
+        GoDuration(n)
+    }
+
     /// Nanoseconds.
     pub fn as_nanos(self) -> u64 {
         self.0

@@ -47,6 +47,21 @@ pub struct LaneWindow {
 }
 
 impl LaneWindow {
+    /// Adds a later part of the same lane's window (gauges: the later value wins).
+    pub fn merge(&mut self, later: LaneWindow) {
+        self.success += later.success;
+        self.errors += later.errors;
+        self.latencies_ms.extend(later.latencies_ms);
+        self.latency.merge(&later.latency);
+        if later.queue_depth.is_some() {
+            self.queue_depth = later.queue_depth;
+        }
+        if later.dead_letters.is_some() {
+            self.dead_letters = later.dead_letters;
+        }
+        self.gauges.extend(later.gauges);
+    }
+
     /// Adds one second of proxy counts.
     pub fn add_bucket(&mut self, b: &LaneBucket) {
         let errors = b.errors().min(b.requests);

@@ -112,7 +112,8 @@ pub fn payload(format: Format, id: &str, event: &Event, d: &Deployment) -> Value
                 "status": d.status, "current_percent": d.current_percent,
                 "product": d.product, "environment": d.environment,
             },
-            "data": event.data,
+            // The plan itself stays out: its targets' URLs are not every target's business.
+            "data": without_plan(&event.data),
         }),
         Format::Slack => {
             let mark = match severity {
@@ -128,6 +129,14 @@ pub fn payload(format: Format, id: &str, event: &Event, d: &Deployment) -> Value
             })
         }
     }
+}
+
+fn without_plan(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(o) = data.as_object_mut() {
+        o.remove("rollout");
+    }
+    data
 }
 
 /// Seconds to wait after the `attempts`-th failed attempt.

@@ -282,6 +282,21 @@ impl RolloutSpec {
         self.hooks_of(kind).next().is_some()
     }
 
+    /// How long the plan's timed steps (pauses with a duration, analyses) last
+    /// at least, with `metrics_window` for analyses that name no window.
+    pub fn timed_length(&self, metrics_window: GoDuration) -> GoDuration {
+        let nanos = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Pause { duration: Some(d) } => d.as_nanos(),
+                Step::Analysis { window } => window.unwrap_or(metrics_window).as_nanos(),
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add);
+        GoDuration::from_nanos(nanos)
+    }
+
     /// The weight the plan ends at (what promotion means for it).
     pub fn final_weight(&self) -> u8 {
         self.steps
@@ -394,8 +409,9 @@ impl SafetyCheck {
 }
 
 impl Seed002Canary {
-    /// The plan this file describes (a zero wait when auto progression is off or
-    /// absent: each analysis then decides as soon as it has data).
+    /// The plan this file describes: with automatic progression each weight is
+    /// analysed for `wait_time`; without it, over the metrics window and then held
+    /// until a person continues. The thresholds become critical safety checks.
     pub fn spec(&self) -> Result<RolloutSpec, DomainError> {
         let wait = self
             .auto_progression

@@ -4,45 +4,62 @@
 //! default, and at once when a deployment event is published) it reads the live
 //! deployments from the store and, for each with a rollout, asks
 //! `serin_core::controller::need` what the current step wants to know, finds it
-//! out (the judges over a window of lane metrics, or a webhook gate's answer),
-//! and applies `serin_core::controller::advance` through the store: one
+//! out, and applies `serin_core::controller::advance` through the store: one
 //! transaction with its events, guarded by the revision the tick read. A person
 //! acting in between wins; the controller looks again next tick. The proxy's
 //! weights follow from the stored percentage (the route watch rebuilds on the
 //! committed events), so there is no separate effect to repeat or lose.
 //!
-//! The controller keeps nothing that matters in memory: after a crash it resumes
-//! each deployment from its recorded step. What it does keep — the latest
-//! judgement of each deployment and when a gate was last asked — is for display
-//! and pacing only.
+//! Deployments are reconciled concurrently (a few at a time), each in its own
+//! task, so one slow database read can't hold the others and a panic in one is
+//! logged and contained. Slow outside calls — webhook gates and hooks, which may
+//! take minutes — never run inside a reconcile: the first tick that needs one
+//! starts it in the background, and a later tick takes its answer when it is
+//! there. A "no" is kept for five seconds before it is asked again; a "yes" is
+//! used once, by the step it was asked for.
 //!
-//! Several replicas may run controllers against one database: every write is
-//! revision-guarded, so two controllers can't both move a step (one of them
-//! gets a stale-revision error and drops its change). A webhook gate may then be
-//! asked twice; gates are questions, so that is harmless.
+//! Analysis windows only grow while an analysis runs (they start when the step
+//! started), so each deployment's lanes are accumulated in memory: the seconds
+//! older than [`SEAL_LAG`] are read once and kept; each tick reads only the
+//! recent tail. Lane seconds a proxy reports later than that are missed by the
+//! running judgement; the judgement at the end of the window (which decides a
+//! pass) reads the whole window again, so it misses nothing.
+//!
+//! The controller keeps nothing that matters in memory: after a crash it resumes
+//! each deployment from its recorded step. What it keeps — accumulators, the
+//! latest judgement of each deployment, outside answers — is rebuilt by asking
+//! again. Several replicas may run controllers against one database: every write
+//! is revision-guarded, so two controllers can't both move a step; a gate or a
+//! hook may then be run twice, which is why hooks must be idempotent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use serin_core::controller::{self, Need, Observed, Sibling};
 use serin_core::deployment::{Deployment, DeploymentStatus};
-use serin_core::hooks::{HookKind, HookRun};
+use serin_core::hooks::HookRun;
 use serin_core::judge::{self, Inputs, Judgement};
-use serin_core::metrics::{self, LaneWorkers};
-use serin_core::worker::WorkerStatus;
+use serin_core::metrics::{self, LaneWindow, LaneWorkers};
+use serin_core::rollout::Step;
+use serin_core::worker::{Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
 use serin_store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::state::AppState;
 
-/// How often a webhook gate is asked while it says no.
-const GATE_EVERY: Duration = Duration::from_secs(5);
+/// How long a "no" from a gate or a confirmation is kept before asking again.
+const ASK_EVERY: Duration = Duration::from_secs(5);
 /// How long a gate may take to answer.
 const GATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deployments reconciled at once.
+const PARALLEL: usize = 8;
+/// Lane seconds older than this are sealed into a deployment's accumulator.
+pub const SEAL_LAG: Duration = Duration::from_secs(5);
 
 /// What the controller last saw of a deployment (shown by the rollout status route).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -53,17 +70,31 @@ pub struct Seen {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A gate's latest answer: when, yes or no, and what it said.
-type GateAnswer = (Instant, bool, String);
-/// A confirmation's latest answer: when, yes or no, and the runs.
-type HookAnswer = (Instant, bool, Vec<HookRun>);
+/// An outside answer a step waits for.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// Being asked in the background.
+    Asking,
+    /// A webhook gate's yes or no, and when.
+    Gate(bool, String, Instant),
+    /// Hook runs, and when.
+    Hooks(Vec<HookRun>, Instant),
+}
 
-/// The controller's memory: display and pacing only (see the module docs).
+/// A deployment's analysis lanes: everything before `sealed_to`, read once.
+#[derive(Debug, Clone)]
+struct Accumulated {
+    since: Timestamp,
+    sealed_to: Timestamp,
+    lanes: [LaneWindow; 2],
+}
+
+/// The controller's memory: display, pacing and caches only (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct ControllerMemory {
     seen: Arc<Mutex<HashMap<String, Seen>>>,
-    gates: Arc<Mutex<HashMap<String, GateAnswer>>>,
-    hooks: Arc<Mutex<HashMap<String, HookAnswer>>>,
+    answers: Arc<Mutex<HashMap<(String, String), Answer>>>,
+    lanes: Arc<Mutex<HashMap<String, Accumulated>>>,
 }
 
 impl ControllerMemory {
@@ -79,27 +110,29 @@ impl ControllerMemory {
             .insert(id.to_string(), seen);
     }
 
-    fn forget_except(&self, live: &[Deployment]) {
-        let keep: std::collections::HashSet<&str> = live.iter().map(|d| d.id.as_str()).collect();
+    fn forget_except(&self, keep: &std::collections::HashSet<&str>) {
         self.seen
             .lock()
             .expect("seen lock")
             .retain(|k, _| keep.contains(k.as_str()));
-        self.gates
+        self.answers
             .lock()
-            .expect("gates lock")
+            .expect("answers lock")
+            .retain(|k, _| keep.contains(k.0.as_str()));
+        self.lanes
+            .lock()
+            .expect("lanes lock")
             .retain(|k, _| keep.contains(k.as_str()));
-        self.hooks
-            .lock()
-            .expect("hooks lock")
-            .retain(|k, _| k.split_once(':').is_some_and(|(id, _)| keep.contains(id)));
     }
 }
+
+/// How one reconcile ended: changed or not, an error, or a panic.
+type Outcome = Result<Result<bool, StoreError>, tokio::task::JoinError>;
 
 /// One tick's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickReport {
-    /// Live deployments with a plan.
+    /// Deployments with a plan looked at (live, or ended with hooks to run).
     pub rollouts: usize,
     /// Of which changed.
     pub changed: usize,
@@ -112,7 +145,10 @@ pub async fn run(state: AppState, every: Duration, shutdown: impl Future<Output 
     let mut events = state.hub.subscribe();
     tokio::pin!(shutdown);
     loop {
-        let report = tick(&state).await;
+        let report = tokio::select! {
+            () = &mut shutdown => return,
+            r = tick(&state) => r,
+        };
         if report.errors > 0 {
             tracing::warn!(?report, "controller tick had errors");
         }
@@ -133,51 +169,101 @@ pub async fn run(state: AppState, every: Duration, shutdown: impl Future<Output 
     }
 }
 
-/// Reconciles every live deployment that has a plan, once.
+/// Reconciles every deployment that has a plan — live, or ended with hooks still
+/// to run — once.
 pub async fn tick(state: &AppState) -> TickReport {
-    let live = match state.store.live_deployments().await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "controller cannot read the live deployments");
+    let (live, ended) = match (
+        state.store.live_deployments().await,
+        state.store.deployments_with_pending_hooks().await,
+    ) {
+        (Ok(l), Ok(e)) => (l, e),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "controller cannot read the deployments");
             return TickReport {
                 errors: 1,
                 ..Default::default()
             };
         }
     };
-    state.controller.forget_except(&live);
-    let mut report = TickReport::default();
-    let by_group = groups(&live);
-    let ended = match state.store.deployments_with_pending_hooks().await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "controller cannot read the ended deployments");
-            Vec::new()
+    let keep = live.iter().chain(&ended).map(|d| d.id.as_str()).collect();
+    state.controller.forget_except(&keep);
+    let mut groups: HashMap<String, Vec<Sibling>> = HashMap::new();
+    for d in &live {
+        if let Some(g) = d.rollout.as_ref().and_then(|r| r.group.clone()) {
+            groups.entry(g).or_default().push(sibling(d));
         }
+    }
+    let groups = Arc::new(groups);
+    let workers = Arc::new(OnceWorkers::default());
+    let work: Vec<Deployment> = live
+        .into_iter()
+        .chain(ended)
+        .filter(|d| d.rollout.is_some())
+        .collect();
+    let mut report = TickReport {
+        rollouts: work.len(),
+        ..Default::default()
     };
-    for d in live.iter().chain(&ended).filter(|d| d.rollout.is_some()) {
-        report.rollouts += 1;
-        match reconcile(state, d, &by_group).await {
-            Ok(true) => report.changed += 1,
-            Ok(false) => {}
+    let outcomes: Vec<(String, Outcome)> = futures::stream::iter(work)
+        .map(|d| {
+            let (state, groups, workers) = (state.clone(), groups.clone(), workers.clone());
+            let id = d.id.clone();
+            async move {
+                let task =
+                    tokio::spawn(async move { reconcile(&state, &d, &groups, &workers).await });
+                (id, task.await)
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(Ok(true)) => report.changed += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                report.errors += 1;
+                tracing::warn!(deployment = %id, error = %e, "controller could not reconcile");
+            }
             Err(e) => {
                 report.errors += 1;
-                tracing::warn!(deployment = %d.id, error = %e, "controller could not reconcile");
+                tracing::error!(deployment = %id, error = %e, "reconcile panicked");
             }
         }
     }
     report
 }
 
-/// Live members of each group, by group id.
-fn groups(live: &[Deployment]) -> HashMap<&str, Vec<&Deployment>> {
-    let mut m: HashMap<&str, Vec<&Deployment>> = HashMap::new();
-    for d in live {
-        if let Some(g) = d.rollout.as_ref().and_then(|r| r.group.as_deref()) {
-            m.entry(g).or_default().push(d);
-        }
+/// The workers, read at most once per tick (only when a judgement needs them).
+#[derive(Debug, Default)]
+struct OnceWorkers(tokio::sync::OnceCell<HashMap<String, LaneWorkersPair>>);
+
+type LaneWorkersPair = [LaneWorkers; 2];
+
+impl OnceWorkers {
+    async fn of(&self, state: &AppState, queue: &str) -> Result<LaneWorkersPair, StoreError> {
+        let all = self
+            .0
+            .get_or_try_init(|| async {
+                let list: Vec<Worker> = state.store.list_workers(None, 0, 100_000).await?.items;
+                let mut by_queue: HashMap<String, LaneWorkersPair> = HashMap::new();
+                for w in list
+                    .iter()
+                    .filter(|w| w.status != WorkerStatus::Unreachable)
+                {
+                    for q in &w.queues {
+                        let lw = &mut by_queue.entry(q.clone()).or_default()
+                            [usize::from(w.lane == Lane::Canary)];
+                        lw.count += 1;
+                        lw.memory_mb.push(w.metrics.memory_usage_mb);
+                        lw.cpu_percent.push(w.metrics.cpu_usage_percent);
+                    }
+                }
+                Ok::<_, StoreError>(by_queue)
+            })
+            .await?;
+        Ok(all.get(queue).cloned().unwrap_or_default())
     }
-    m
 }
 
 fn sibling(d: &Deployment) -> Sibling {
@@ -191,52 +277,113 @@ fn sibling(d: &Deployment) -> Sibling {
 }
 
 /// The other members of `d`'s group. A member missing from the live set has
-/// finished; it is read from the store so that its status (a rollback) counts.
+/// finished (it is read from the store so that its status counts) or is still
+/// being created: it then stands in as a member at step 0 that isn't ready, so
+/// nobody moves on without it.
 async fn siblings_of(
     state: &AppState,
     d: &Deployment,
-    by_group: &HashMap<&str, Vec<&Deployment>>,
+    groups: &HashMap<String, Vec<Sibling>>,
 ) -> Result<Vec<Sibling>, StoreError> {
-    let Some(g) = d.rollout.as_ref().and_then(|r| r.group.as_deref()) else {
+    let Some(r) = &d.rollout else {
         return Ok(Vec::new());
     };
-    let live = by_group.get(g).map_or(&[][..], Vec::as_slice);
-    let size = d.rollout.as_ref().map_or(0, |r| r.group_size);
-    if live.len() >= size {
-        return Ok(live
+    let Some(g) = r.group.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let mut all = groups.get(g).cloned().unwrap_or_default();
+    if all.len() < r.group_size {
+        all = state
+            .store
+            .group_deployments(g)
+            .await?
             .iter()
-            .filter(|s| s.id != d.id)
-            .map(|s| sibling(s))
-            .collect());
+            .map(sibling)
+            .collect();
     }
-    Ok(state
-        .store
-        .group_deployments(g)
-        .await?
-        .iter()
-        .filter(|s| s.id != d.id)
-        .map(sibling)
-        .collect())
+    let missing = r.group_size.saturating_sub(all.len());
+    all.retain(|s| s.id != d.id);
+    all.extend((0..missing).map(|i| Sibling {
+        id: format!("{g}/not-yet-created-{i}"),
+        status: DeploymentStatus::Active,
+        step: 0,
+        ready: false,
+    }));
+    Ok(all)
+}
+
+/// Takes an outside answer for `key`, or starts asking in the background.
+fn answer(
+    state: &AppState,
+    d: &Deployment,
+    key: String,
+    ask: impl FnOnce() -> tokio::task::JoinHandle<Answer>,
+) -> Option<Answer> {
+    let slot = (d.id.clone(), key);
+    let mut answers = state.controller.answers.lock().expect("answers lock");
+    let held = answers.get(&slot).cloned();
+    let (said_no, at) = match &held {
+        Some(Answer::Asking) => return None,
+        Some(Answer::Gate(ok, _, at)) => (!ok, *at),
+        Some(Answer::Hooks(runs, at)) => (runs.iter().any(|r| !r.ok), *at),
+        None => (false, Instant::now()),
+    };
+    let not_yet = said_no && !is_outcome(&slot.1);
+    match held {
+        // A "not yet" is kept for a while before asking again.
+        Some(a) if not_yet && at.elapsed() < ASK_EVERY => Some(a),
+        // A "yes", or a "no" that is an outcome, is used once.
+        Some(a) if !not_yet => {
+            answers.remove(&slot);
+            Some(a)
+        }
+        _ => {
+            answers.insert(slot.clone(), Answer::Asking);
+            drop(answers);
+            let memory = state.controller.answers.clone();
+            let handle = ask();
+            tokio::spawn(async move {
+                let a = handle.await.unwrap_or_else(|_| {
+                    Answer::Gate(false, "the call failed".into(), Instant::now())
+                });
+                memory.lock().expect("answers lock").insert(slot, a);
+            });
+            None
+        }
+    }
+}
+
+/// Hooks whose "no" is an outcome (a failed pre-rollout hook rolls back; ending
+/// hooks are only recorded), not a "not yet" to ask again.
+fn is_outcome(key: &str) -> bool {
+    key.starts_with("hooks:") && !key.starts_with("hooks:confirm_")
 }
 
 /// Reconciles one deployment; true when it changed.
 async fn reconcile(
     state: &AppState,
     d: &Deployment,
-    by_group: &HashMap<&str, Vec<&Deployment>>,
+    groups: &HashMap<String, Vec<Sibling>>,
+    workers: &OnceWorkers,
 ) -> Result<bool, StoreError> {
     let now = state.now();
-    let spec = &d.rollout.as_ref().expect("filtered on rollout").spec;
+    let r = d.rollout.as_ref().expect("filtered on rollout");
     let mut observed = Observed::default();
-    if d.status == DeploymentStatus::Active && !spec.health_checks.is_empty() {
+    if d.status == DeploymentStatus::Active && !r.spec.health_checks.is_empty() {
         let results = state.probes.results(&d.id);
-        let verdicts = judge::health::judge(&spec.health_checks, &results, now);
+        let verdicts = judge::health::judge(&r.spec.health_checks, &results, now);
         observed.health = Some(judge::combine(verdicts, now));
     }
     match controller::need(d, now) {
         Need::Clock => {}
         Need::Judgement { since } => {
-            let j = judgement(state, d, since, now).await?;
+            let window_end = match r.current() {
+                Some(Step::Analysis { window }) => {
+                    r.step_started_at + window.unwrap_or(d.config.metrics_window).to_chrono()
+                }
+                _ => now,
+            };
+            let j = judgement(state, d, since, now >= window_end, workers, now).await?;
             state.controller.remember(
                 &d.id,
                 Seen {
@@ -246,26 +393,31 @@ async fn reconcile(
             );
             observed.judgement = Some(j);
         }
-        Need::Gate { url } => observed.gate = ask_gate(state, d, &url).await,
-        Need::Hooks(kind) => match paced(state, d, kind) {
-            Some(runs) => observed.hooks = Some((kind, runs)),
-            None => {
-                let runs = crate::hooks::run(state, d, kind).await;
-                if matches!(kind, HookKind::ConfirmStep | HookKind::ConfirmPromotion) {
-                    let ok = runs.iter().all(|r| r.ok);
-                    let key = format!("{}:{}", d.id, kind.as_str());
-                    state
-                        .controller
-                        .hooks
-                        .lock()
-                        .expect("hooks lock")
-                        .insert(key, (Instant::now(), ok, runs.clone()));
-                }
+        Need::Gate { url } => {
+            let key = format!("gate:{}:{url}", r.step);
+            let (state2, d2) = (state.clone(), d.clone());
+            if let Some(Answer::Gate(ok, said, _)) = answer(state, d, key, move || {
+                tokio::spawn(async move {
+                    let (ok, said) = ask_gate(&state2, &d2, &url).await;
+                    Answer::Gate(ok, said, Instant::now())
+                })
+            }) {
+                observed.gate = Some((ok, said));
+            }
+        }
+        Need::Hooks(kind) => {
+            let key = format!("hooks:{}:{}", kind.as_str(), r.step);
+            let (state2, d2) = (state.clone(), d.clone());
+            if let Some(Answer::Hooks(runs, _)) = answer(state, d, key, move || {
+                tokio::spawn(async move {
+                    Answer::Hooks(crate::hooks::run(&state2, &d2, kind).await, Instant::now())
+                })
+            }) {
                 observed.hooks = Some((kind, runs));
             }
-        },
+        }
     }
-    let siblings = siblings_of(state, d, by_group).await?;
+    let siblings = siblings_of(state, d, groups).await?;
     // Dry run on a copy: most ticks change nothing and then nothing is written.
     let mut copy = d.clone();
     let events = controller::advance(&mut copy, &observed, &siblings, now)?;
@@ -281,7 +433,9 @@ async fn reconcile(
     {
         Ok((after, events)) => {
             state.hub.publish(&events);
-            if after.status == DeploymentStatus::Completed {
+            if after.status == DeploymentStatus::Completed
+                && d.status != DeploymentStatus::Completed
+            {
                 crate::routes::canary::mark_release_stable(state, "controller", &after).await;
             }
             Ok(true)
@@ -292,16 +446,81 @@ async fn reconcile(
     }
 }
 
+/// Both lanes over `[since, now]`, from the accumulator plus the recent tail
+/// (`whole`: read the whole window again, for a deciding judgement).
+async fn lanes(
+    state: &AppState,
+    d: &Deployment,
+    since: Timestamp,
+    whole: bool,
+    now: Timestamp,
+) -> Result<[LaneWindow; 2], StoreError> {
+    if whole {
+        state
+            .controller
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .remove(&d.id);
+        return state.store.lane_windows(&d.id, since, now).await;
+    }
+    let cached = state
+        .controller
+        .lanes
+        .lock()
+        .expect("lanes lock")
+        .remove(&d.id);
+    let mut acc = cached.filter(|a| a.since == since).unwrap_or(Accumulated {
+        since,
+        sealed_to: since,
+        lanes: Default::default(),
+    });
+    // Seal whole seconds older than the lag, a few seconds at a time, each
+    // deployment at its own phase so that the sealing reads spread over ticks.
+    let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
+    let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
+    let phase = serin_core::routing::bucket(&d.id, "seal") as i64;
+    let turn = (seal_at.timestamp() + phase).rem_euclid(lag.num_seconds().max(1)) == 0;
+    if (turn && seal_at > acc.sealed_to) || seal_at - acc.sealed_to >= lag * 2 {
+        let part = state
+            .store
+            .lane_windows(
+                &d.id,
+                acc.sealed_to,
+                seal_at - chrono::Duration::microseconds(1),
+            )
+            .await?;
+        for (a, p) in acc.lanes.iter_mut().zip(part) {
+            a.merge(p);
+        }
+        acc.sealed_to = seal_at;
+    }
+    let tail = state.store.lane_windows(&d.id, acc.sealed_to, now).await?;
+    let mut out = acc.lanes.clone();
+    for (o, t) in out.iter_mut().zip(tail) {
+        o.merge(t);
+    }
+    state
+        .controller
+        .lanes
+        .lock()
+        .expect("lanes lock")
+        .insert(d.id.clone(), acc);
+    Ok(out)
+}
+
 /// Runs the judges over `[since, now]`.
 async fn judgement(
     state: &AppState,
     d: &Deployment,
     since: Timestamp,
+    whole: bool,
+    workers: &OnceWorkers,
     now: Timestamp,
 ) -> Result<Judgement, StoreError> {
-    let spec = &d.rollout.as_ref().expect("rollout").spec;
+    let r = d.rollout.as_ref().expect("rollout");
     let window = (since.min(now), now);
-    let [stable, canary] = match state.store.lane_windows(&d.id, window.0, window.1).await {
+    let [stable, canary] = match lanes(state, d, window.0, whole, now).await {
         Ok(w) => w,
         // A metrics source that errors is inconclusive, never a failure.
         Err(e) => {
@@ -315,23 +534,10 @@ async fn judgement(
             return Ok(judge::combine(vec![v], now));
         }
     };
-    let mut workers = [LaneWorkers::default(), LaneWorkers::default()];
-    for w in state
-        .store
-        .workers_on_queue(&d.queue_name)
-        .await?
-        .iter()
-        .filter(|w| w.status != WorkerStatus::Unreachable)
-    {
-        let lw = &mut workers[usize::from(w.lane == Lane::Canary)];
-        lw.count += 1;
-        lw.memory_mb.push(w.metrics.memory_usage_mb);
-        lw.cpu_percent.push(w.metrics.cpu_usage_percent);
-    }
-    let s = metrics::snapshot(&stable, &workers[0], &d.stable_version, window, now);
-    let c = metrics::snapshot(&canary, &workers[1], &d.canary_version, window, now);
+    let [ws, wc] = workers.of(state, &d.queue_name).await?;
+    let s = metrics::snapshot(&stable, &ws, &d.stable_version, window, now);
+    let c = metrics::snapshot(&canary, &wc, &d.canary_version, window, now);
     let results = state.probes.results(&d.id);
-    let r = d.rollout.as_ref().expect("rollout");
     let inputs = Inputs {
         deployment: d,
         stable: &s,
@@ -342,29 +548,11 @@ async fn judgement(
         step_started_at: r.step_started_at,
         now,
     };
-    Ok(judge::judge_all(&inputs, spec))
+    Ok(judge::judge_all(&inputs, &r.spec))
 }
 
-/// A confirmation that said no less than [`GATE_EVERY`] ago is not asked again yet.
-fn paced(state: &AppState, d: &Deployment, kind: HookKind) -> Option<Vec<HookRun>> {
-    let key = format!("{}:{}", d.id, kind.as_str());
-    let memory = state.controller.hooks.lock().expect("hooks lock");
-    match memory.get(&key) {
-        Some((at, false, runs)) if at.elapsed() < GATE_EVERY => Some(runs.clone()),
-        _ => None,
-    }
-}
-
-/// Asks a webhook gate (at most every [`GATE_EVERY`] while it says no): a POST of
-/// the deployment's position; a 2xx answer is yes.
-async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> Option<(bool, String)> {
-    let key = d.id.clone();
-    if let Some((at, ok, said)) = state.controller.gates.lock().expect("gates lock").get(&key)
-        && at.elapsed() < GATE_EVERY
-    {
-        return Some((*ok, said.clone()));
-    }
-    let r = d.rollout.as_ref().expect("rollout");
+/// Asks a webhook gate: a POST of the deployment's position; a 2xx answer is yes.
+async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> (bool, String) {
     let body = json!({
         "type": "gate",
         "deployment_id": d.id,
@@ -372,35 +560,7 @@ async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> Option<(bool, 
         "stable_version": d.stable_version,
         "canary_version": d.canary_version,
         "current_percent": d.current_percent,
-        "step": r.step,
+        "step": d.rollout.as_ref().map(|r| r.step),
     });
-    let answer = match state
-        .http
-        .post(url)
-        .timeout(GATE_TIMEOUT)
-        .json(&body)
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let text: String = text.chars().take(200).collect();
-            (
-                status.is_success(),
-                format!("HTTP {}: {}", status.as_u16(), text.trim()),
-            )
-        }
-        Err(e) => (
-            false,
-            format!("no answer: {}", crate::outbound::describe(&e)),
-        ),
-    };
-    state
-        .controller
-        .gates
-        .lock()
-        .expect("gates lock")
-        .insert(key, (Instant::now(), answer.0, answer.1.clone()));
-    Some(answer)
+    crate::outbound::post_json(&state.http, url, &body, GATE_TIMEOUT).await
 }

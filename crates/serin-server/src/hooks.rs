@@ -1,8 +1,9 @@
 //! Running hooks (see `serin_core::hooks` for what each kind means).
 //!
 //! A webhook hook is a POST of the deployment's position as JSON; a 2xx answer
-//! is yes. A command hook runs the program directly (no shell) with the
-//! deployment in its environment (`SERIN_DEPLOYMENT_ID`, `SERIN_QUEUE_NAME`,
+//! is yes. A command hook runs the program directly (no shell) in a clean
+//! environment — `PATH`, `HOME`, `LANG` and `TZ` only, never the server's own
+//! secrets — plus the deployment (`SERIN_DEPLOYMENT_ID`, `SERIN_QUEUE_NAME`,
 //! `SERIN_STABLE_VERSION`, `SERIN_CANARY_VERSION`, `SERIN_HOOK_KIND`); exit 0 is
 //! yes. Each attempt has the hook's timeout (a command is killed when it passes);
 //! failed attempts are retried after a second. The output kept is the HTTP
@@ -55,12 +56,13 @@ pub fn check_allowed(state: &AppState, spec: &RolloutSpec) -> Result<(), DomainE
 pub async fn run(state: &AppState, d: &Deployment, kind: HookKind) -> Vec<HookRun> {
     let mut runs = Vec::new();
     for hook in due(d, kind) {
-        runs.push(run_one(state, d, &hook, kind).await);
+        runs.push(run_one(state, d, &hook).await);
     }
     runs
 }
 
-async fn run_one(state: &AppState, d: &Deployment, hook: &Hook, kind: HookKind) -> HookRun {
+async fn run_one(state: &AppState, d: &Deployment, hook: &Hook) -> HookRun {
+    let kind = hook.kind;
     let timeout = Duration::from_secs(u64::from(hook.timeout_seconds));
     let mut attempts = 0;
     let mut result = (false, String::new());
@@ -70,7 +72,7 @@ async fn run_one(state: &AppState, d: &Deployment, hook: &Hook, kind: HookKind) 
         }
         attempts += 1;
         result = match (&hook.webhook, &hook.command) {
-            (Some(url), _) => webhook(state, d, hook, kind, url, timeout).await,
+            (Some(url), _) => webhook(state, d, hook, url, timeout).await,
             (None, Some(argv)) if state.config.allow_hook_commands => {
                 command(d, kind, argv, timeout).await
             }
@@ -98,13 +100,12 @@ async fn webhook(
     state: &AppState,
     d: &Deployment,
     hook: &Hook,
-    kind: HookKind,
     url: &str,
     timeout: Duration,
 ) -> (bool, String) {
     let body = json!({
         "type": "hook",
-        "kind": kind.as_str(),
+        "kind": hook.kind.as_str(),
         "name": hook.name,
         "deployment_id": d.id,
         "queue_name": d.queue_name,
@@ -114,28 +115,7 @@ async fn webhook(
         "current_percent": d.current_percent,
         "step": d.rollout.as_ref().map(|r| r.step),
     });
-    match state
-        .http
-        .post(url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-    {
-        Ok(resp) => {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let text: String = text.trim().chars().take(500).collect();
-            (
-                status.is_success(),
-                format!("HTTP {}: {text}", status.as_u16()),
-            )
-        }
-        Err(e) => (
-            false,
-            format!("no answer: {}", crate::outbound::describe(&e)),
-        ),
-    }
+    crate::outbound::post_json(&state.http, url, &body, timeout).await
 }
 
 async fn command(
@@ -144,7 +124,16 @@ async fn command(
     argv: &[String],
     timeout: Duration,
 ) -> (bool, String) {
-    let child = tokio::process::Command::new(&argv[0])
+    // A clean environment: the server's own (its admin token, its webhook
+    // secret, database URLs) is not the hook's business.
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.env_clear();
+    for var in ["PATH", "HOME", "LANG", "TZ"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    let child = cmd
         .args(&argv[1..])
         .env("SERIN_DEPLOYMENT_ID", &d.id)
         .env("SERIN_QUEUE_NAME", &d.queue_name)

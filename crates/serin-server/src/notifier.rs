@@ -54,9 +54,15 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
     }
 }
 
+/// Events re-read behind the cursor on each pass. On PostgreSQL an event's
+/// sequence number is taken before its transaction commits, so a later number
+/// can become visible first; re-reading a margin catches the earlier one (a
+/// delivery already recorded for an event and URL is not recorded twice).
+const OVERLAP: i64 = 1000;
+
 /// Records deliveries for the events after the cursor; returns how many.
 pub async fn enqueue(state: &AppState) -> Result<usize, StoreError> {
-    let mut cursor = state.store.notifier_cursor().await?;
+    let mut cursor = (state.store.notifier_cursor().await? - OVERLAP).max(0);
     let mut total = 0;
     loop {
         let events = state.store.events_after(cursor, BATCH).await?;
@@ -99,6 +105,9 @@ pub async fn enqueue(state: &AppState) -> Result<usize, StoreError> {
         }
         total += deliveries.len();
         state.store.enqueue_deliveries(last, deliveries).await?;
+        if events.len() < BATCH as usize {
+            return Ok(total);
+        }
         cursor = last;
     }
 }

@@ -32,3 +32,25 @@ pub fn describe(e: &reqwest::Error) -> String {
         "the call failed".into()
     }
 }
+
+/// POSTs `body` as JSON; yes when the answer is 2xx. The text kept is the status
+/// and the first 500 characters of the answer's body, or why there was none.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> (bool, String) {
+    match http.post(url).timeout(timeout).json(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let text: String = text.trim().chars().take(500).collect();
+            (
+                status.is_success(),
+                format!("HTTP {}: {text}", status.as_u16()),
+            )
+        }
+        Err(e) => (false, format!("no answer: {}", describe(&e))),
+    }
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde_json::Value;
+use serin_core::duration::GoDuration;
 use serin_core::rollout::RolloutSpec;
 
 use crate::canary::{duration, new_deployment};
@@ -72,6 +73,30 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
     let mut new = new_deployment(s.target)?;
     if new.auto_promotion.is_none() {
         new.auto_promotion = auto;
+    }
+    // A plan longer than the profile's max_canary_duration (seed 002's example
+    // waits 24 h per step) gets a max that fits it, unless one was given.
+    if new.max_duration.is_none() {
+        let profiles = &serin_core::deployment::PROFILES;
+        if let Some(p) = profiles.get(new.profile.as_deref().unwrap_or("default")) {
+            let window = new
+                .metrics_window
+                .or(p.metrics_window)
+                .or(profiles.default.metrics_window)
+                .unwrap_or(GoDuration::from_mins(5));
+            let timed = spec.timed_length(window);
+            if timed > p.max_canary_duration {
+                let max = GoDuration::from_nanos(
+                    timed
+                        .as_nanos()
+                        .saturating_add(GoDuration::from_hours(1).as_nanos()),
+                );
+                eprintln!(
+                    "note: the plan's timed steps last {timed}; max_duration set to {max} (give --max-duration to choose)"
+                );
+                new.max_duration = Some(max);
+            }
+        }
     }
     new.rollout = Some(spec);
     let c = client(args)?;

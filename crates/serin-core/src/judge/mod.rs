@@ -14,7 +14,9 @@
 //! a metrics source that errored, a policy reading a metric that is null) must
 //! never count as a pass, so it holds the rollout where it is — it neither
 //! promotes nor, by itself, rolls back. `warn` is the WATCH of seed 002: shown,
-//! recorded, but not a reason to stop.
+//! recorded, but not a reason to stop. (The one judge that passes without data is
+//! a *warning-level* safety check: a warning can't stop a rollout, so its missing
+//! metric is reported in its sentence instead of holding everything.)
 //!
 //! Judges are pure: everything they read, including the clock, is in
 //! [`Inputs`].

@@ -136,7 +136,13 @@ fn evaluate(p: &Policy, inputs: &Inputs<'_>) -> Result<Cel, String> {
     );
     ctx.add_variable_from_value("elapsed", Cel::Duration(inputs.now - d.start_time));
     ctx.add_variable_from_value("now", Cel::Timestamp(inputs.now.with_timezone(&offset)));
-    program.execute(&ctx).map_err(|e| e.to_string())
+    // Some expressions that compile reach unfinished parts of the interpreter,
+    // which panic; a policy must never bring the controller down, so a panic is
+    // an evaluation error (inconclusive) like any other.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(&ctx))) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("the expression is not supported by the evaluator".into()),
+    }
 }
 
 /// Judges one policy.
@@ -300,6 +306,13 @@ mod tests {
             .outcome,
             Outcome::Pass
         );
+        // Expressions the evaluator can't run (it panics inside) are inconclusive.
+        for e in [
+            "canary.requests.all(x, x > 0)",
+            "canary.error_rate.exists(x, true)",
+        ] {
+            assert_eq!(run(&p(e), 0, 10, 1).outcome, Outcome::Inconclusive, "{e}");
+        }
         let e = p("canary.error_rate >").validate().unwrap_err();
         assert!(
             e.to_string()

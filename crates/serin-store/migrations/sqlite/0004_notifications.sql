@@ -22,3 +22,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_by_deployment ON deliveries (deployment_id);
+
+-- The controller's per-tick queries on deployments beyond the live ones.
+CREATE INDEX deployments_hooks_pending ON deployments (json_extract(body, '$.rollout.hooks_pending')) WHERE live = 0;
+CREATE INDEX deployments_by_group ON deployments (json_extract(body, '$.rollout.group'));

@@ -305,3 +305,109 @@ fn lint_checks_rollout_specs_offline() {
         "{out:?}"
     );
 }
+
+/// `serin apply -f` takes seed 002's file as written; `serin rollout` starts,
+/// shows, continues, watches (exit 0 on promotion, 1 on rollback) and aborts.
+#[test]
+fn rollout_commands_and_watch_exit_codes() {
+    let server = Server::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("canary-config.yaml");
+    std::fs::write(
+        &seed,
+        "canary:\n  auto_progression:\n    enabled: true\n    wait_time: \"24h\"\n    thresholds:\n      max_latency: \"1000ms\"\n      min_success_rate: 0.85\n      max_error_rate: 0.15\n  traffic_steps: [5, 25, 50, 100]\n  safety_checks:\n    - name: \"Total Latency\"\n      metric: \"p95_latency_ms\"\n      threshold: 1000\n      alert_level: \"critical\"\n",
+    )
+    .unwrap();
+    let out = server.cli(&[
+        "apply",
+        "-f",
+        seed.to_str().unwrap(),
+        "--queue",
+        "council",
+        "--stable",
+        "2.6.0",
+        "--canary",
+        "2.7.0",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let id = text.split_whitespace().nth(1).unwrap().to_string();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_duration set to 73h0m0s"),
+        "{out:?}"
+    );
+    // The controller sets the first weight and starts the 24h analysis.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let status = json(&server.cli(&["rollout", "status", &id, "-o", "json"]));
+        if status["current_percent"] == 5 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status["current_percent"], 5, "{status}");
+    assert_eq!(status["steps"][1]["state"], "running");
+    assert_eq!(
+        status["rollout"]["spec"]["safety_checks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(status["auto_promotion"].as_bool().unwrap());
+    let table = stdout(&server.cli(&["rollout", "status", &id]));
+    assert!(
+        table.contains("[>] analysis over 24h0m0s") && table.contains("[ ] set weight 25%"),
+        "{table}"
+    );
+    // Abort: traffic back to stable; watch then exits 1.
+    let out = server.cli(&["rollout", "abort", &id, "-r", "wrong build"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = server.cli(&["rollout", "watch", &id]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("aborted by"),
+        "{out:?}"
+    );
+
+    // A plan with a manual pause: continue passes it; watch follows to promotion, exit 0.
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, "steps:\n  - set_weight: 30\n  - pause: {}\n  - set_weight: 100\njudges:\n  threshold: false\n").unwrap();
+    let out = server.cli(&[
+        "rollout",
+        "start",
+        "-f",
+        plan.to_str().unwrap(),
+        "--queue",
+        "web",
+        "--stable",
+        "v1",
+        "--canary",
+        "v2",
+        "--auto-promotion",
+        "true",
+        "--min-duration",
+        "0s",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = json(&server.cli(&["rollout", "status", &id, "-o", "json"]));
+        if s["waiting_for"] == "a person to continue" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = server.cli(&["rollout", "continue", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let out = server.cli(&["rollout", "watch", &id, "--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains("[x] set weight 100%") || stdout(&out).contains("completed"),
+        "{out:?}"
+    );
+}
