@@ -553,14 +553,6 @@ async fn judgement(
 
 /// Asks a webhook gate: a POST of the deployment's position; a 2xx answer is yes.
 async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> (bool, String) {
-    let body = json!({
-        "type": "gate",
-        "deployment_id": d.id,
-        "queue_name": d.queue_name,
-        "stable_version": d.stable_version,
-        "canary_version": d.canary_version,
-        "current_percent": d.current_percent,
-        "step": d.rollout.as_ref().map(|r| r.step),
-    });
+    let body = crate::hooks::position("gate", d);
     crate::outbound::post_json(&state.http, url, &body, GATE_TIMEOUT).await
 }

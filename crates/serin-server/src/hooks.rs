@@ -103,10 +103,16 @@ async fn webhook(
     url: &str,
     timeout: Duration,
 ) -> (bool, String) {
-    let body = json!({
-        "type": "hook",
-        "kind": hook.kind.as_str(),
-        "name": hook.name,
+    let mut body = position("hook", d);
+    body["kind"] = json!(hook.kind.as_str());
+    body["name"] = json!(hook.name);
+    crate::outbound::post_json(&state.http, url, &body, timeout).await
+}
+
+/// What a webhook gate or hook is sent: the deployment's position.
+pub(crate) fn position(kind: &str, d: &Deployment) -> serde_json::Value {
+    json!({
+        "type": kind,
         "deployment_id": d.id,
         "queue_name": d.queue_name,
         "stable_version": d.stable_version,
@@ -114,8 +120,7 @@ async fn webhook(
         "status": d.status,
         "current_percent": d.current_percent,
         "step": d.rollout.as_ref().map(|r| r.step),
-    });
-    crate::outbound::post_json(&state.http, url, &body, timeout).await
+    })
 }
 
 async fn command(

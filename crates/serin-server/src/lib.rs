@@ -104,6 +104,25 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     .details(serde_json::json!({"method": method.as_str(), "path": uri.path()}))
 }
 
+/// Runs `f` once a second (a late tick is delayed, not doubled) until `shutdown`
+/// resolves: the shape of the background loops (probes, notifier).
+pub async fn every_second<F, Fut>(shutdown: impl Future<Output = ()>, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {}
+        }
+        f().await;
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight.
 pub async fn run(

@@ -37,21 +37,15 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown` resolves.
 pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = every.tick() => {}
-        }
+    crate::every_second(shutdown, || async {
         if let Err(e) = enqueue(&state).await {
             tracing::warn!(error = %e, "notifier cannot read the event log");
         }
         if let Err(e) = deliver(&state).await {
             tracing::warn!(error = %e, "notifier cannot send deliveries");
         }
-    }
+    })
+    .await;
 }
 
 /// Events re-read behind the cursor on each pass. On PostgreSQL an event's

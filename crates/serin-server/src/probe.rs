@@ -51,69 +51,65 @@ impl Probes {
 
 /// Runs the supervisor until `shutdown` resolves.
 pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = every.tick() => {}
+    crate::every_second(shutdown, || supervise(&state)).await;
+}
+
+/// Starts the probes that are due.
+async fn supervise(state: &AppState) {
+    let live = match state.store.live_deployments().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "probes cannot read the live deployments");
+            return;
         }
-        let live = match state.store.live_deployments().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "probes cannot read the live deployments");
-                continue;
-            }
-        };
-        let probes = &state.probes;
-        let keep: HashSet<&str> = live.iter().map(|d| d.id.as_str()).collect();
-        probes
-            .results
-            .lock()
-            .expect("results lock")
-            .retain(|k, _| keep.contains(k.as_str()));
-        probes
-            .due
-            .lock()
-            .expect("due lock")
-            .retain(|k, _| keep.contains(k.0.as_str()));
-        for d in &live {
-            let Some(r) = &d.rollout else { continue };
-            for spec in &r.spec.health_checks {
-                let key = (d.id.clone(), spec.name.clone());
-                let now = Instant::now();
-                {
-                    let mut due = probes.due.lock().expect("due lock");
-                    if due.get(&key).is_some_and(|t| *t > now) {
-                        continue;
-                    }
-                    if !probes
-                        .running
-                        .lock()
-                        .expect("running lock")
-                        .insert(key.clone())
-                    {
-                        continue;
-                    }
-                    due.insert(
-                        key.clone(),
-                        now + Duration::from_secs(u64::from(spec.interval_seconds)),
-                    );
+    };
+    let probes = &state.probes;
+    let keep: HashSet<&str> = live.iter().map(|d| d.id.as_str()).collect();
+    probes
+        .results
+        .lock()
+        .expect("results lock")
+        .retain(|k, _| keep.contains(k.as_str()));
+    probes
+        .due
+        .lock()
+        .expect("due lock")
+        .retain(|k, _| keep.contains(k.0.as_str()));
+    for d in &live {
+        let Some(r) = &d.rollout else { continue };
+        for spec in &r.spec.health_checks {
+            let key = (d.id.clone(), spec.name.clone());
+            let now = Instant::now();
+            {
+                let mut due = probes.due.lock().expect("due lock");
+                if due.get(&key).is_some_and(|t| *t > now) {
+                    continue;
                 }
-                let (state, spec) = (state.clone(), spec.clone());
-                tokio::spawn(async move {
-                    let result = check(&state.http, &spec, state.now()).await;
-                    let at = state.now();
-                    state.probes.record(&key.0, CheckResult { at, ..result });
-                    state
-                        .probes
-                        .running
-                        .lock()
-                        .expect("running lock")
-                        .remove(&key);
-                });
+                if !probes
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .insert(key.clone())
+                {
+                    continue;
+                }
+                due.insert(
+                    key.clone(),
+                    now + Duration::from_secs(u64::from(spec.interval_seconds)),
+                );
             }
+            let (state, spec) = (state.clone(), spec.clone());
+            tokio::spawn(async move {
+                let result = check(&state.http, &spec, state.now()).await;
+                let at = state.now();
+                state.probes.record(&key.0, CheckResult { at, ..result });
+                state
+                    .probes
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .remove(&key);
+            });
         }
     }
 }

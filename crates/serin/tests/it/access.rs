@@ -77,6 +77,13 @@ fn mutating_routes(dep: &str, worker: &str) -> Vec<(Method, String, Value, &'sta
         ),
         (Method::POST, d("/pause"), Value::Null, "engineer"),
         (Method::POST, d("/resume"), Value::Null, "engineer"),
+        (Method::POST, d("/continue"), Value::Null, "engineer"),
+        (
+            Method::POST,
+            "/api/v1/rollouts".into(),
+            json!({"targets": [], "rollout": {"steps": [{"set_weight": 5}]}}),
+            "engineer",
+        ),
         (
             Method::POST,
             d("/signals"),
@@ -156,6 +163,13 @@ fn mutating_routes(dep: &str, worker: &str) -> Vec<(Method, String, Value, &'sta
             "/api/v1/api-keys/key_missing".into(),
             Value::Null,
             "admin",
+        ),
+        // Last: it ends the fixture deployment.
+        (
+            Method::POST,
+            d("/abort"),
+            json!({"reason": "by ROLE"}),
+            "engineer",
         ),
     ]
 }
