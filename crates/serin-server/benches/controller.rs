@@ -130,13 +130,14 @@ async fn run(n: usize, seconds: usize, mixed: bool) {
     let (cpu, wall) = (cpu_secs() - cpu0, wall0.elapsed().as_secs_f64());
     durations.sort_by(f64::total_cmp);
     println!(
-        "{:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core",
+        "{:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core",
         if mixed {
             "mixed (1/4 pause, 1/2 analysis, 1/4 end):"
         } else {
             "all at an analysis step:"
         },
         pct(&durations, 0.5),
+        pct(&durations, 0.9),
         pct(&durations, 0.99),
         durations.last().copied().unwrap_or(0.0),
         cpu / wall * 100.0

@@ -21,7 +21,8 @@
 //! Analysis windows only grow while an analysis runs (they start when the step
 //! started), so each deployment's lanes are accumulated in memory: the seconds
 //! older than [`SEAL_LAG`] are read once and kept; each tick reads only the
-//! recent tail. Lane seconds a proxy reports later than that are missed by the
+//! recent tail, all deployments' reads together in one batch before the
+//! reconciles start. Lane seconds a proxy reports later than that are missed by the
 //! running judgement; the judgement at the end of the window (which decides a
 //! pass) reads the whole window again, so it misses nothing.
 //!
@@ -200,6 +201,8 @@ pub async fn tick(state: &AppState) -> TickReport {
         .chain(ended)
         .filter(|d| d.rollout.is_some())
         .collect();
+    let now = state.now();
+    let lanes = Arc::new(Mutex::new(prefetch(state, &work, now).await));
     let mut report = TickReport {
         rollouts: work.len(),
         ..Default::default()
@@ -208,9 +211,11 @@ pub async fn tick(state: &AppState) -> TickReport {
         .map(|d| {
             let (state, groups, workers) = (state.clone(), groups.clone(), workers.clone());
             let id = d.id.clone();
+            let read = lanes.lock().expect("prefetch lock").remove(&id);
             async move {
-                let task =
-                    tokio::spawn(async move { reconcile(&state, &d, &groups, &workers).await });
+                let task = tokio::spawn(async move {
+                    reconcile(&state, &d, &groups, &workers, read, now).await
+                });
                 (id, task.await)
             }
         })
@@ -365,8 +370,9 @@ async fn reconcile(
     d: &Deployment,
     groups: &HashMap<String, Vec<Sibling>>,
     workers: &OnceWorkers,
+    read: Option<[LaneWindow; 2]>,
+    now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let now = state.now();
     let r = d.rollout.as_ref().expect("filtered on rollout");
     let mut observed = Observed::default();
     if d.status == DeploymentStatus::Active && !r.spec.health_checks.is_empty() {
@@ -377,13 +383,8 @@ async fn reconcile(
     match controller::need(d, now) {
         Need::Clock => {}
         Need::Judgement { since } => {
-            let window_end = match r.current() {
-                Some(Step::Analysis { window }) => {
-                    r.step_started_at + window.unwrap_or(d.config.metrics_window).to_chrono()
-                }
-                _ => now,
-            };
-            let j = judgement(state, d, since, now >= window_end, workers, now).await?;
+            let whole = now >= window_end(d, now);
+            let j = judgement(state, d, since, whole, read, workers, now).await?;
             state.controller.remember(
                 &d.id,
                 Seen {
@@ -446,6 +447,129 @@ async fn reconcile(
     }
 }
 
+/// When the current analysis step's window ends.
+fn window_end(d: &Deployment, now: Timestamp) -> Timestamp {
+    match d.rollout.as_ref().and_then(|r| r.current().map(|s| (r, s))) {
+        Some((r, Step::Analysis { window })) => {
+            r.step_started_at + window.unwrap_or(d.config.metrics_window).to_chrono()
+        }
+        _ => now,
+    }
+}
+
+/// What one deployment's judgement needs read this tick.
+struct Plan {
+    id: String,
+    /// The accumulator to update (absent: a whole-window read).
+    acc: Option<Accumulated>,
+    /// A sealing part is read before the tail.
+    seals: bool,
+}
+
+/// The lanes every analysing deployment's judgement needs this tick, read in one
+/// batch (on SQLite, one hand-off to a reading thread) and folded into the
+/// accumulators. A deployment missing from the answer (the batch failed) is read
+/// on its own by its reconcile.
+async fn prefetch(
+    state: &AppState,
+    work: &[Deployment],
+    now: Timestamp,
+) -> HashMap<String, [LaneWindow; 2]> {
+    let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
+    let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
+    let mut plans = Vec::new();
+    let mut ranges = Vec::new();
+    for d in work {
+        let Need::Judgement { since } = controller::need(d, now) else {
+            continue;
+        };
+        if now >= window_end(d, now) {
+            ranges.push((d.id.clone(), since, now));
+            plans.push(Plan {
+                id: d.id.clone(),
+                acc: None,
+                seals: false,
+            });
+            continue;
+        }
+        let cached = state
+            .controller
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .remove(&d.id);
+        let acc = cached.filter(|a| a.since == since).unwrap_or(Accumulated {
+            since,
+            sealed_to: since,
+            lanes: Default::default(),
+        });
+        let seals = seal_due(&d.id, &acc, seal_at, lag);
+        if seals {
+            ranges.push((
+                d.id.clone(),
+                acc.sealed_to,
+                seal_at - chrono::Duration::microseconds(1),
+            ));
+            ranges.push((d.id.clone(), seal_at, now));
+        } else {
+            ranges.push((d.id.clone(), acc.sealed_to, now));
+        }
+        plans.push(Plan {
+            id: d.id.clone(),
+            acc: Some(acc),
+            seals,
+        });
+    }
+    if ranges.is_empty() {
+        return HashMap::new();
+    }
+    let read = match state.store.lane_windows_many(ranges).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "controller could not read the lanes in one batch");
+            return HashMap::new();
+        }
+    };
+    let mut read = read.into_iter();
+    let mut out = HashMap::with_capacity(plans.len());
+    for plan in plans {
+        let Some(mut acc) = plan.acc else {
+            if let Some(w) = read.next() {
+                out.insert(plan.id, w);
+            }
+            continue;
+        };
+        if plan.seals {
+            let Some(part) = read.next() else { break };
+            for (a, p) in acc.lanes.iter_mut().zip(part) {
+                a.merge(p);
+            }
+            acc.sealed_to = seal_at;
+        }
+        let Some(tail) = read.next() else { break };
+        let mut lanes = acc.lanes.clone();
+        for (l, t) in lanes.iter_mut().zip(tail) {
+            l.merge(t);
+        }
+        state
+            .controller
+            .lanes
+            .lock()
+            .expect("lanes lock")
+            .insert(plan.id.clone(), acc);
+        out.insert(plan.id, lanes);
+    }
+    out
+}
+
+/// Whether a deployment seals this tick: on its own phase of every [`SEAL_LAG`]
+/// seconds (so that sealing reads spread over ticks), or when it is far behind.
+fn seal_due(id: &str, acc: &Accumulated, seal_at: Timestamp, lag: chrono::Duration) -> bool {
+    let phase = i64::from(serin_core::routing::bucket(id, "seal"));
+    let turn = (seal_at.timestamp() + phase).rem_euclid(lag.num_seconds().max(1)) == 0;
+    (turn && seal_at > acc.sealed_to) || seal_at - acc.sealed_to >= lag * 2
+}
+
 /// Both lanes over `[since, now]`, from the accumulator plus the recent tail
 /// (`whole`: read the whole window again, for a deciding judgement).
 async fn lanes(
@@ -475,13 +599,9 @@ async fn lanes(
         sealed_to: since,
         lanes: Default::default(),
     });
-    // Seal whole seconds older than the lag, a few seconds at a time, each
-    // deployment at its own phase so that the sealing reads spread over ticks.
     let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
     let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
-    let phase = serin_core::routing::bucket(&d.id, "seal") as i64;
-    let turn = (seal_at.timestamp() + phase).rem_euclid(lag.num_seconds().max(1)) == 0;
-    if (turn && seal_at > acc.sealed_to) || seal_at - acc.sealed_to >= lag * 2 {
+    if seal_due(&d.id, &acc, seal_at, lag) {
         let part = state
             .store
             .lane_windows(
@@ -515,12 +635,17 @@ async fn judgement(
     d: &Deployment,
     since: Timestamp,
     whole: bool,
+    read: Option<[LaneWindow; 2]>,
     workers: &OnceWorkers,
     now: Timestamp,
 ) -> Result<Judgement, StoreError> {
     let r = d.rollout.as_ref().expect("rollout");
     let window = (since.min(now), now);
-    let [stable, canary] = match lanes(state, d, window.0, whole, now).await {
+    let read = match read {
+        Some(l) => Ok(l),
+        None => lanes(state, d, window.0, whole, now).await,
+    };
+    let [stable, canary] = match read {
         Ok(w) => w,
         // A metrics source that errors is inconclusive, never a failure.
         Err(e) => {

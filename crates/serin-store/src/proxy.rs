@@ -4,6 +4,7 @@
 
 use serin_core::Timestamp;
 use serin_core::deployment::Deployment;
+use serin_core::metrics::LaneWindow;
 use serin_core::proxy::{LaneBucket, ProxyInfo};
 
 use crate::{Result, Store};
@@ -40,6 +41,25 @@ impl Store {
     /// The live deployments, oldest first (the controller's work list).
     pub async fn live_deployments(&self) -> Result<Vec<Deployment>> {
         dispatch!(self, b => b.deployment_set(&DeploymentSet::Live))
+    }
+
+    /// Several deployments' lanes, each over its own `[from, to]` (as
+    /// [`Store::lane_windows`]), read together: on SQLite in one hand-off to a
+    /// reading thread, which is what a controller tick over many deployments needs.
+    pub async fn lane_windows_many(
+        &self,
+        ranges: Vec<(String, Timestamp, Timestamp)>,
+    ) -> Result<Vec<[LaneWindow; 2]>> {
+        match self {
+            Store::Sqlite(b) => b.lane_windows_many(ranges).await,
+            Store::Postgres(_) => {
+                let mut out = Vec::with_capacity(ranges.len());
+                for (id, from, to) in &ranges {
+                    out.push(self.lane_windows(id, *from, *to).await?);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Ended deployments whose post-rollout or on-rollback hooks haven't run yet.

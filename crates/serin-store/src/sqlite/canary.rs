@@ -510,33 +510,8 @@ impl SqliteStore {
         to: Timestamp,
     ) -> Result<[LaneWindow; 2]> {
         let id = deployment_id.to_string();
-        self.read(move |c| {
-            let args = params![id, micros(from), micros(to)];
-            let window = "deployment_id = ?1 AND ts >= ?2 AND ts <= ?3";
-            let lane = |s: String| Lane::parse(&s);
-            let outcomes: Vec<(String, i64, i64)> = c
-                .prepare_cached(&format!(
-                    "SELECT lane, SUM(value >= 1), SUM(value < 1) FROM observations WHERE {window} AND kind = 'outcome' GROUP BY lane"
-                ))
-                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-                .map_err(sql_err)?;
-            let latencies: Vec<(String, f64)> = c
-                .prepare_cached(&format!("SELECT lane, value FROM observations WHERE {window} AND kind = 'latency'"))
-                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-                .map_err(sql_err)?;
-            let gauges: Vec<(String, String, f64)> = c
-                .prepare_cached(&format!(
-                    "SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' ORDER BY ts, id"
-                ))
-                .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
-                .map_err(sql_err)?;
-            Ok(windows_from(
-                outcomes.into_iter().filter_map(|(l, ok, bad)| Some((lane(l)?, ok as u64, bad as u64))),
-                latencies.into_iter().filter_map(|(l, v)| Some((lane(l)?, v))),
-                gauges.into_iter().filter_map(|(l, n, v)| Some((lane(l)?, n, v))),
-            ))
-        })
-        .await
+        self.read(move |c| observation_windows_on(c, &id, from, to))
+            .await
     }
 
     pub(crate) async fn workers_on_queue(&self, queue: &str) -> Result<Vec<Worker>> {
@@ -645,4 +620,45 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// A deployment's observations over `[from, to]`, on one connection.
+pub(crate) fn observation_windows_on(
+    c: &Connection,
+    id: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<[LaneWindow; 2]> {
+    let args = params![id, micros(from), micros(to)];
+    let window = "deployment_id = ?1 AND ts >= ?2 AND ts <= ?3";
+    let lane = |s: String| Lane::parse(&s);
+    let outcomes: Vec<(String, i64, i64)> = c
+        .prepare_cached(&format!(
+            "SELECT lane, SUM(value >= 1), SUM(value < 1) FROM observations WHERE {window} AND kind = 'outcome' GROUP BY lane"
+        ))
+        .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(sql_err)?;
+    let latencies: Vec<(String, f64)> = c
+        .prepare_cached(&format!(
+            "SELECT lane, value FROM observations WHERE {window} AND kind = 'latency'"
+        ))
+        .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(sql_err)?;
+    let gauges: Vec<(String, String, f64)> = c
+        .prepare_cached(&format!(
+            "SELECT lane, name, value FROM observations WHERE {window} AND kind = 'gauge' ORDER BY ts, id"
+        ))
+        .and_then(|mut s| s.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(sql_err)?;
+    Ok(windows_from(
+        outcomes
+            .into_iter()
+            .filter_map(|(l, ok, bad)| Some((lane(l)?, ok as u64, bad as u64))),
+        latencies
+            .into_iter()
+            .filter_map(|(l, v)| Some((lane(l)?, v))),
+        gauges
+            .into_iter()
+            .filter_map(|(l, n, v)| Some((lane(l)?, n, v))),
+    ))
 }

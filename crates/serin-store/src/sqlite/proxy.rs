@@ -4,12 +4,13 @@ use rusqlite::params;
 use serin_core::Lane;
 use serin_core::Timestamp;
 use serin_core::deployment::Deployment;
+use serin_core::metrics::LaneWindow;
 use serin_core::proxy::{LaneBucket, ProxyInfo};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;
 use crate::canary::json_err;
-use crate::proxy::DeploymentSet;
+use crate::proxy::{DeploymentSet, second_of};
 
 impl SqliteStore {
     pub(crate) async fn deployment_set(&self, set: &DeploymentSet) -> Result<Vec<Deployment>> {
@@ -103,34 +104,24 @@ impl SqliteStore {
         to: i64,
     ) -> Result<Vec<LaneBucket>> {
         let id = deployment_id.to_string();
+        self.read(move |c| lane_buckets_on(c, &id, from, to)).await
+    }
+
+    /// Several deployments' lanes, each over its own range, on one connection
+    /// in one hand-off to the reading thread (the controller's per-tick read).
+    pub(crate) async fn lane_windows_many(
+        &self,
+        ranges: Vec<(String, Timestamp, Timestamp)>,
+    ) -> Result<Vec<[LaneWindow; 2]>> {
         self.read(move |c| {
-            type Row = (i64, String, i64, i64, i64, i64, String);
-            let rows: Vec<Row> = c
-                .prepare_cached(
-                    "SELECT second, lane, requests, errors_5xx, errors_connect, errors_timeout, latency
-                     FROM lane_buckets WHERE deployment_id = ?1 AND second >= ?2 AND second <= ?3
-                     ORDER BY second, lane",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![id, from, to], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-                    })?
-                    .collect()
-                })
-                .map_err(sql_err)?;
-            rows.into_iter()
-                .filter_map(|(second, lane, req, e5, ec, et, lat)| {
-                    let lane = Lane::parse(&lane)?;
-                    Some(serde_json::from_str(&lat).map_err(json_err).map(|latency| LaneBucket {
-                        deployment_id: id.clone(),
-                        lane,
-                        second,
-                        requests: req as u64,
-                        errors_5xx: e5 as u64,
-                        errors_connect: ec as u64,
-                        errors_timeout: et as u64,
-                        latency,
-                    }))
+            ranges
+                .iter()
+                .map(|(id, from, to)| {
+                    let mut w = super::canary::observation_windows_on(c, id, *from, *to)?;
+                    for b in lane_buckets_on(c, id, second_of(*from), second_of(*to))? {
+                        w[usize::from(b.lane == Lane::Canary)].add_bucket(&b);
+                    }
+                    Ok(w)
                 })
                 .collect()
         })
@@ -177,4 +168,55 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// A deployment's lane buckets for seconds `[from, to]`, on one connection.
+fn lane_buckets_on(
+    c: &rusqlite::Connection,
+    id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<LaneBucket>> {
+    let id = id.to_string();
+    type Row = (i64, String, i64, i64, i64, i64, String);
+    let rows: Vec<Row> = c
+        .prepare_cached(
+            "SELECT second, lane, requests, errors_5xx, errors_connect, errors_timeout, latency
+             FROM lane_buckets WHERE deployment_id = ?1 AND second >= ?2 AND second <= ?3
+             ORDER BY second, lane",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![id, from, to], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(sql_err)?;
+    rows.into_iter()
+        .filter_map(|(second, lane, req, e5, ec, et, lat)| {
+            let lane = Lane::parse(&lane)?;
+            Some(
+                serde_json::from_str(&lat)
+                    .map_err(json_err)
+                    .map(|latency| LaneBucket {
+                        deployment_id: id.clone(),
+                        lane,
+                        second,
+                        requests: req as u64,
+                        errors_5xx: e5 as u64,
+                        errors_connect: ec as u64,
+                        errors_timeout: et as u64,
+                        latency,
+                    }),
+            )
+        })
+        .collect()
 }

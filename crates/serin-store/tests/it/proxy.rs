@@ -73,6 +73,19 @@ async fn buckets_body(s: &Store) {
     assert_eq!((canary.success, canary.errors), (13, 2));
     assert_eq!(canary.latency.max_ms(), Some(40.0));
     assert!(s.lane_buckets(&d.id, t(2), t(5)).await.unwrap().is_empty());
+    // Read in a batch, each range gives what it gives alone.
+    let many = s
+        .lane_windows_many(vec![
+            (d.id.clone(), t(0), t(5)),
+            ("canary_none".into(), t(0), t(5)),
+            (d.id.clone(), t(2), t(5)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 3);
+    assert_eq!(many[0], [stable.clone(), canary.clone()]);
+    assert_eq!(many[1][1].success + many[1][1].errors, 0);
+    assert_eq!(many[2], s.lane_windows(&d.id, t(2), t(5)).await.unwrap());
 
     // Route sets are built from every deployment.
     let gen0 = s.event_generation().await.unwrap();
