@@ -27,6 +27,7 @@
 //! - [`controller`]: the rollout state machine the controller drives.
 //! - [`hooks`]: pre-rollout, confirmation, post-rollout and rollback hooks.
 //! - [`notify`]: outbound alert webhooks (JSON, signed; Slack) and their deliveries.
+//! - [`sequential`]: anytime-valid tests (so far the error-rate test; not yet a judge).
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
@@ -47,6 +48,7 @@ pub mod proxy;
 pub mod release;
 pub mod rollout;
 pub mod routing;
+pub mod sequential;
 pub mod signal;
 pub mod traffic;
 pub mod worker;
