@@ -83,18 +83,10 @@ fn default_retries() -> u32 {
 impl Hook {
     /// Checks the hook; errors name the field.
     pub fn validate(&self) -> Result<(), DomainError> {
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err(DomainError::invalid(
-                "name",
-                "give a name of 1–100 characters",
-            ));
-        }
+        crate::rollout::check_item_name(&self.name)?;
         match (&self.webhook, &self.command) {
             (Some(url), None) => {
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || url.len() > 2048
-                    || url.contains(char::is_whitespace)
-                {
+                if !crate::rollout::is_http_url(url) {
                     return Err(DomainError::invalid(
                         "webhook",
                         format!("`{url}` is not an http:// or https:// URL"),

@@ -64,10 +64,7 @@ impl Notification {
     /// Checks the URL.
     pub fn validate(&self) -> Result<(), DomainError> {
         let u = &self.url;
-        if !(u.starts_with("http://") || u.starts_with("https://"))
-            || u.len() > 2048
-            || u.contains(char::is_whitespace)
-        {
+        if !crate::rollout::is_http_url(u) {
             return Err(DomainError::invalid(
                 "url",
                 format!("`{u}` is not an http:// or https:// URL"),

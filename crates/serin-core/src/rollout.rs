@@ -209,11 +209,7 @@ impl RolloutSpec {
                         "an analysis window is more than 0s and at most 24h",
                     ));
                 }
-                Step::Gate(Gate::Webhook { url })
-                    if !(url.starts_with("http://") || url.starts_with("https://"))
-                        || url.len() > 2048
-                        || url.contains(char::is_whitespace) =>
-                {
+                Step::Gate(Gate::Webhook { url }) if !is_http_url(url) => {
                     return Err(DomainError::invalid(
                         field,
                         format!("`{url}` is not an http:// or https:// URL"),
@@ -222,46 +218,20 @@ impl RolloutSpec {
                 _ => {}
             }
         }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, c) in self.safety_checks.iter().enumerate() {
-            c.validate()
-                .map_err(|e| e.under(&format!("safety_checks[{i}]")))?;
-            if !names.insert(("s", c.name.as_str())) {
-                return Err(DomainError::invalid(
-                    format!("safety_checks[{i}].name"),
-                    "names are unique",
-                ));
-            }
-        }
-        for (i, p) in self.policies.iter().enumerate() {
-            p.validate()
-                .map_err(|e| e.under(&format!("policies[{i}]")))?;
-            if !names.insert(("p", p.name.as_str())) {
-                return Err(DomainError::invalid(
-                    format!("policies[{i}].name"),
-                    "names are unique",
-                ));
-            }
-        }
-        for (i, h) in self.health_checks.iter().enumerate() {
-            h.validate()
-                .map_err(|e| e.under(&format!("health_checks[{i}]")))?;
-            if !names.insert(("h", h.name.as_str())) {
-                return Err(DomainError::invalid(
-                    format!("health_checks[{i}].name"),
-                    "names are unique",
-                ));
-            }
-        }
-        for (i, h) in self.hooks.iter().enumerate() {
-            h.validate().map_err(|e| e.under(&format!("hooks[{i}]")))?;
-            if !names.insert(("k", h.name.as_str())) {
-                return Err(DomainError::invalid(
-                    format!("hooks[{i}].name"),
-                    "names are unique",
-                ));
-            }
-        }
+        check_named(
+            "safety_checks",
+            &self.safety_checks,
+            |c| &c.name,
+            SafetyCheck::validate,
+        )?;
+        check_named("policies", &self.policies, |p| &p.name, Policy::validate)?;
+        check_named(
+            "health_checks",
+            &self.health_checks,
+            |h| &h.name,
+            HealthCheckSpec::validate,
+        )?;
+        check_named("hooks", &self.hooks, |h| &h.name, Hook::validate)?;
         if self.notifications.len() > 20 {
             return Err(DomainError::invalid("notifications", "at most 20 targets"));
         }
@@ -308,6 +278,45 @@ impl RolloutSpec {
             .next_back()
             .unwrap_or(0)
     }
+}
+
+/// Checks each item of a named list (errors under `list[i]`) and that the names
+/// are unique within it.
+fn check_named<T>(
+    list: &str,
+    items: &[T],
+    name: impl Fn(&T) -> &String,
+    check: impl Fn(&T) -> Result<(), DomainError>,
+) -> Result<(), DomainError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        check(item).map_err(|e| e.under(&format!("{list}[{i}]")))?;
+        if !seen.insert(name(item)) {
+            return Err(DomainError::invalid(
+                format!("{list}[{i}].name"),
+                "names are unique",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a webhook URL is acceptable: http:// or https://, no spaces, at most 2 KiB.
+pub(crate) fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.contains(char::is_whitespace)
+}
+
+/// The rule for the name of a check, policy or hook: 1–100 characters, not blank.
+pub(crate) fn check_item_name(name: &str) -> Result<(), DomainError> {
+    if name.trim().is_empty() || name.len() > 100 {
+        return Err(DomainError::invalid(
+            "name",
+            "give a name of 1–100 characters",
+        ));
+    }
+    Ok(())
 }
 
 /// Seed 002's configuration file (`canary-config.yaml`), as written there.
@@ -389,12 +398,7 @@ pub enum AlertLevel {
 impl SafetyCheck {
     /// Checks the fields; errors name the field.
     pub fn validate(&self) -> Result<(), DomainError> {
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err(DomainError::invalid(
-                "name",
-                "give a name of 1–100 characters",
-            ));
-        }
+        check_item_name(&self.name)?;
         if self.metric.trim().is_empty() || self.metric.len() > 200 {
             return Err(DomainError::invalid(
                 "metric",

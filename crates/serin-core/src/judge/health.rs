@@ -123,12 +123,7 @@ impl Condition {
 impl HealthCheckSpec {
     /// Checks the description; errors name the field.
     pub fn validate(&self) -> Result<(), DomainError> {
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err(DomainError::invalid(
-                "name",
-                "give a name of 1–100 characters",
-            ));
-        }
+        crate::rollout::check_item_name(&self.name)?;
         if !(1..=3600).contains(&self.interval_seconds) {
             return Err(DomainError::invalid("interval_seconds", "is 1–3600"));
         }

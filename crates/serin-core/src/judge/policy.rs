@@ -52,12 +52,7 @@ pub struct Policy {
 impl Policy {
     /// Checks that the expression compiles and the offset reads.
     pub fn validate(&self) -> Result<(), DomainError> {
-        if self.name.trim().is_empty() || self.name.len() > 100 {
-            return Err(DomainError::invalid(
-                "name",
-                "give a name of 1–100 characters",
-            ));
-        }
+        crate::rollout::check_item_name(&self.name)?;
         if self.expression.len() > MAX_EXPRESSION {
             return Err(DomainError::invalid(
                 "expression",
