@@ -383,8 +383,7 @@ async fn reconcile(
     match controller::need(d, now) {
         Need::Clock => {}
         Need::Judgement { since } => {
-            let whole = now >= window_end(d, now);
-            let j = judgement(state, d, since, whole, read, workers, now).await?;
+            let j = judgement(state, d, since, read, workers, now).await?;
             state.controller.remember(
                 &d.id,
                 Seen {
@@ -484,6 +483,13 @@ async fn prefetch(
             continue;
         };
         if now >= window_end(d, now) {
+            // The deciding judgement reads the whole window; the accumulator is done.
+            state
+                .controller
+                .lanes
+                .lock()
+                .expect("lanes lock")
+                .remove(&d.id);
             ranges.push((d.id.clone(), since, now));
             plans.push(Plan {
                 id: d.id.clone(),
@@ -570,71 +576,11 @@ fn seal_due(id: &str, acc: &Accumulated, seal_at: Timestamp, lag: chrono::Durati
     (turn && seal_at > acc.sealed_to) || seal_at - acc.sealed_to >= lag * 2
 }
 
-/// Both lanes over `[since, now]`, from the accumulator plus the recent tail
-/// (`whole`: read the whole window again, for a deciding judgement).
-async fn lanes(
-    state: &AppState,
-    d: &Deployment,
-    since: Timestamp,
-    whole: bool,
-    now: Timestamp,
-) -> Result<[LaneWindow; 2], StoreError> {
-    if whole {
-        state
-            .controller
-            .lanes
-            .lock()
-            .expect("lanes lock")
-            .remove(&d.id);
-        return state.store.lane_windows(&d.id, since, now).await;
-    }
-    let cached = state
-        .controller
-        .lanes
-        .lock()
-        .expect("lanes lock")
-        .remove(&d.id);
-    let mut acc = cached.filter(|a| a.since == since).unwrap_or(Accumulated {
-        since,
-        sealed_to: since,
-        lanes: Default::default(),
-    });
-    let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
-    let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
-    if seal_due(&d.id, &acc, seal_at, lag) {
-        let part = state
-            .store
-            .lane_windows(
-                &d.id,
-                acc.sealed_to,
-                seal_at - chrono::Duration::microseconds(1),
-            )
-            .await?;
-        for (a, p) in acc.lanes.iter_mut().zip(part) {
-            a.merge(p);
-        }
-        acc.sealed_to = seal_at;
-    }
-    let tail = state.store.lane_windows(&d.id, acc.sealed_to, now).await?;
-    let mut out = acc.lanes.clone();
-    for (o, t) in out.iter_mut().zip(tail) {
-        o.merge(t);
-    }
-    state
-        .controller
-        .lanes
-        .lock()
-        .expect("lanes lock")
-        .insert(d.id.clone(), acc);
-    Ok(out)
-}
-
 /// Runs the judges over `[since, now]`.
 async fn judgement(
     state: &AppState,
     d: &Deployment,
     since: Timestamp,
-    whole: bool,
     read: Option<[LaneWindow; 2]>,
     workers: &OnceWorkers,
     now: Timestamp,
@@ -643,7 +589,8 @@ async fn judgement(
     let window = (since.min(now), now);
     let read = match read {
         Some(l) => Ok(l),
-        None => lanes(state, d, window.0, whole, now).await,
+        // Not in this tick's batch (it failed): the whole window, on its own.
+        None => state.store.lane_windows(&d.id, window.0, now).await,
     };
     let [stable, canary] = match read {
         Ok(w) => w,
