@@ -346,7 +346,7 @@ pub fn advance(
                         events.extend(rollback(d, j.summary.clone(), Some(j), now)?);
                         return Ok(events);
                     }
-                    _ if elapsed < window.to_chrono() => return Ok(events),
+                    _ if elapsed < window.to_chrono() && !j.settled => return Ok(events),
                     Outcome::Pass | Outcome::Warn => {
                         let data = json!({"judgement": j, "window": window});
                         events.push(event(

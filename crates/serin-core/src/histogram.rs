@@ -152,6 +152,27 @@ impl Histogram {
             .sum()
     }
 
+    /// The index of the bucket holding the nearest-rank `q` quantile.
+    pub fn quantile_index(&self, q: f64) -> Option<usize> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(i);
+            }
+        }
+        Some(self.counts.len().saturating_sub(1))
+    }
+
+    /// How many recorded values lie in buckets above bucket `i`.
+    pub fn count_above(&self, i: usize) -> u64 {
+        self.counts.iter().skip(i + 1).sum()
+    }
+
     /// Non-empty buckets as (index, count).
     pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.counts

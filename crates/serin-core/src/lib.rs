@@ -50,6 +50,7 @@ pub mod rollout;
 pub mod routing;
 pub mod sequential;
 pub mod signal;
+pub mod simulate;
 pub mod traffic;
 pub mod worker;
 

@@ -95,23 +95,86 @@ pub struct RolloutSpec {
     pub on_max_duration: MaxDurationAction,
 }
 
-/// The built-in judges a rollout uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The built-in judges a rollout uses, and the sequential judge's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Judges {
     /// Seed 004's rollback thresholds, from the deployment's profile (default on).
     #[serde(default = "yes")]
     pub threshold: bool,
+    /// The sequential judge: anytime-valid tests of error rate and latency
+    /// against stable (default on).
+    #[serde(default = "yes")]
+    pub sequential: bool,
+    /// The whole rollout's false-rollback probability for the sequential judge
+    /// (split over its two metrics and the analysis steps), and its budget for
+    /// promoting early a canary outside the tolerances. Default 0.01.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Early promotion needs evidence that the canary's error rate is below this
+    /// multiple of stable's (default 1.2).
+    #[serde(default = "default_error_tolerance")]
+    pub error_tolerance: f64,
+    /// …and that its p95 latency is below this multiple of stable's (default 1.1).
+    #[serde(default = "default_latency_tolerance")]
+    pub latency_tolerance: f64,
+    /// Whether an analysis step with that evidence ends before its window is
+    /// over (default on). Off: every analysis lasts its whole window.
+    #[serde(default = "yes")]
+    pub promote_early: bool,
 }
 
 fn yes() -> bool {
     true
 }
 
+fn default_alpha() -> f64 {
+    0.01
+}
+
+fn default_error_tolerance() -> f64 {
+    1.2
+}
+
+fn default_latency_tolerance() -> f64 {
+    1.1
+}
+
 impl Default for Judges {
     fn default() -> Self {
-        Judges { threshold: true }
+        Judges {
+            threshold: true,
+            sequential: true,
+            alpha: default_alpha(),
+            error_tolerance: default_error_tolerance(),
+            latency_tolerance: default_latency_tolerance(),
+            promote_early: true,
+        }
+    }
+}
+
+impl Judges {
+    /// Checks the sequential judge's settings.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if !(self.alpha > 0.0 && self.alpha <= 0.2) {
+            return Err(DomainError::invalid(
+                "judges.alpha",
+                "give a probability above 0 and at most 0.2 (e.g. 0.01)",
+            ));
+        }
+        for (field, v) in [
+            ("judges.error_tolerance", self.error_tolerance),
+            ("judges.latency_tolerance", self.latency_tolerance),
+        ] {
+            if !(v > 1.0 && v <= 10.0) {
+                return Err(DomainError::invalid(
+                    field,
+                    "give a ratio above 1 and at most 10 (e.g. 1.2)",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -174,6 +237,7 @@ impl RolloutSpec {
                 format!("at most {MAX_STEPS} steps"),
             ));
         }
+        self.judges.validate()?;
         let mut last_weight = 0u8;
         for (i, s) in self.steps.iter().enumerate() {
             let field = format!("steps[{i}]");
@@ -253,6 +317,15 @@ impl RolloutSpec {
     }
 
     /// How long the plan's timed steps (pauses with a duration, analyses) last
+    /// How many analysis steps the plan has (the sequential judge splits its α
+    /// over them).
+    pub fn analysis_steps(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Analysis { .. }))
+            .count()
+    }
+
     /// at least, with `metrics_window` for analyses that name no window.
     pub fn timed_length(&self, metrics_window: GoDuration) -> GoDuration {
         let nanos = self

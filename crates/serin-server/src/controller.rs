@@ -26,6 +26,12 @@
 //! running judgement; the judgement at the end of the window (which decides a
 //! pass) reads the whole window again, so it misses nothing.
 //!
+//! The sequential judge's tests ride on the same reads: each sealed part is fed
+//! to the step's tests as one interval when it is read, and each tick's
+//! judgement feeds the unsealed tail to a copy. After a restart the tests
+//! restart from the step's whole window read as one interval — valid because a
+//! step's weight is fixed, so its requests are one exchangeable batch.
+//!
 //! The controller keeps nothing that matters in memory: after a crash it resumes
 //! each deployment from its recorded step. What it keeps — accumulators, the
 //! latest judgement of each deployment, outside answers — is rebuilt by asking
@@ -46,6 +52,7 @@ use serin_core::hooks::HookRun;
 use serin_core::judge::{self, Inputs, Judgement};
 use serin_core::metrics::{self, LaneWindow, LaneWorkers};
 use serin_core::rollout::Step;
+use serin_core::sequential::Evidence;
 use serin_core::worker::{Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
 use serin_store::StoreError;
@@ -82,12 +89,39 @@ enum Answer {
     Hooks(Vec<HookRun>, Instant),
 }
 
-/// A deployment's analysis lanes: everything before `sealed_to`, read once.
+/// A deployment's analysis lanes: everything before `sealed_to`, read once, and
+/// the sequential judge's tests fed with each sealed part as it was read.
 #[derive(Debug, Clone)]
 struct Accumulated {
     since: Timestamp,
     sealed_to: Timestamp,
     lanes: [LaneWindow; 2],
+    evidence: Evidence,
+}
+
+/// What a judgement reads: the window of both lanes and the step's running tests.
+#[derive(Debug, Clone)]
+pub(crate) struct Read {
+    lanes: [LaneWindow; 2],
+    evidence: Evidence,
+}
+
+/// Fresh sequential tests with the plan's tolerances.
+fn fresh_evidence(d: &Deployment) -> Evidence {
+    let j = d
+        .rollout
+        .as_ref()
+        .map(|r| r.spec.judges)
+        .unwrap_or_default();
+    Evidence::new(j.error_tolerance, j.latency_tolerance)
+}
+
+/// Tests fed with a whole window read at once (a cold start, or a failed batch):
+/// one interval, which is valid within a step, whose weight doesn't change.
+fn evidence_of(d: &Deployment, lanes: &[LaneWindow; 2]) -> Evidence {
+    let mut e = fresh_evidence(d);
+    e.observe(&lanes[0], &lanes[1]);
+    e
 }
 
 /// The controller's memory: display, pacing and caches only (see the module docs).
@@ -370,7 +404,7 @@ async fn reconcile(
     d: &Deployment,
     groups: &HashMap<String, Vec<Sibling>>,
     workers: &OnceWorkers,
-    read: Option<[LaneWindow; 2]>,
+    read: Option<Read>,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
     let r = d.rollout.as_ref().expect("filtered on rollout");
@@ -459,8 +493,10 @@ fn window_end(d: &Deployment, now: Timestamp) -> Timestamp {
 /// What one deployment's judgement needs read this tick.
 struct Plan {
     id: String,
-    /// The accumulator to update (absent: a whole-window read).
+    /// The accumulator to update (or, for `whole`, whose tests to finish).
     acc: Option<Accumulated>,
+    /// The window is read whole (it ends this tick).
+    whole: bool,
     /// A sealing part is read before the tail.
     seals: bool,
 }
@@ -469,11 +505,7 @@ struct Plan {
 /// batch (on SQLite, one hand-off to a reading thread) and folded into the
 /// accumulators. A deployment missing from the answer (the batch failed) is read
 /// on its own by its reconcile.
-async fn prefetch(
-    state: &AppState,
-    work: &[Deployment],
-    now: Timestamp,
-) -> HashMap<String, [LaneWindow; 2]> {
+async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> HashMap<String, Read> {
     let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
     let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
     let mut plans = Vec::new();
@@ -482,32 +514,33 @@ async fn prefetch(
         let Need::Judgement { since } = controller::need(d, now) else {
             continue;
         };
-        if now >= window_end(d, now) {
-            // The deciding judgement reads the whole window; the accumulator is done.
-            state
-                .controller
-                .lanes
-                .lock()
-                .expect("lanes lock")
-                .remove(&d.id);
-            ranges.push((d.id.clone(), since, now));
-            plans.push(Plan {
-                id: d.id.clone(),
-                acc: None,
-                seals: false,
-            });
-            continue;
-        }
         let cached = state
             .controller
             .lanes
             .lock()
             .expect("lanes lock")
-            .remove(&d.id);
-        let acc = cached.filter(|a| a.since == since).unwrap_or(Accumulated {
+            .remove(&d.id)
+            .filter(|a| a.since == since);
+        if now >= window_end(d, now) {
+            // The deciding judgement reads the whole window (and the tests' tail);
+            // the accumulator is done.
+            ranges.push((d.id.clone(), since, now));
+            if let Some(acc) = &cached {
+                ranges.push((d.id.clone(), acc.sealed_to, now));
+            }
+            plans.push(Plan {
+                id: d.id.clone(),
+                acc: cached,
+                whole: true,
+                seals: false,
+            });
+            continue;
+        }
+        let acc = cached.unwrap_or_else(|| Accumulated {
             since,
             sealed_to: since,
             lanes: Default::default(),
+            evidence: fresh_evidence(d),
         });
         let seals = seal_due(&d.id, &acc, seal_at, lag);
         if seals {
@@ -523,6 +556,7 @@ async fn prefetch(
         plans.push(Plan {
             id: d.id.clone(),
             acc: Some(acc),
+            whole: false,
             seals,
         });
     }
@@ -539,20 +573,34 @@ async fn prefetch(
     let mut read = read.into_iter();
     let mut out = HashMap::with_capacity(plans.len());
     for plan in plans {
-        let Some(mut acc) = plan.acc else {
-            if let Some(w) = read.next() {
-                out.insert(plan.id, w);
-            }
+        if plan.whole {
+            let Some(lanes) = read.next() else { break };
+            let evidence = match plan.acc {
+                Some(mut acc) => {
+                    let Some(tail) = read.next() else { break };
+                    acc.evidence.observe(&tail[0], &tail[1]);
+                    acc.evidence
+                }
+                None => match work.iter().find(|d| d.id == plan.id) {
+                    Some(d) => evidence_of(d, &lanes),
+                    None => continue,
+                },
+            };
+            out.insert(plan.id, Read { lanes, evidence });
             continue;
-        };
+        }
+        let Some(mut acc) = plan.acc else { continue };
         if plan.seals {
             let Some(part) = read.next() else { break };
+            acc.evidence.observe(&part[0], &part[1]);
             for (a, p) in acc.lanes.iter_mut().zip(part) {
                 a.merge(p);
             }
             acc.sealed_to = seal_at;
         }
         let Some(tail) = read.next() else { break };
+        let mut evidence = acc.evidence.clone();
+        evidence.observe(&tail[0], &tail[1]);
         let mut lanes = acc.lanes.clone();
         for (l, t) in lanes.iter_mut().zip(tail) {
             l.merge(t);
@@ -563,7 +611,7 @@ async fn prefetch(
             .lock()
             .expect("lanes lock")
             .insert(plan.id.clone(), acc);
-        out.insert(plan.id, lanes);
+        out.insert(plan.id, Read { lanes, evidence });
     }
     out
 }
@@ -581,7 +629,7 @@ async fn judgement(
     state: &AppState,
     d: &Deployment,
     since: Timestamp,
-    read: Option<[LaneWindow; 2]>,
+    read: Option<Read>,
     workers: &OnceWorkers,
     now: Timestamp,
 ) -> Result<Judgement, StoreError> {
@@ -590,9 +638,19 @@ async fn judgement(
     let read = match read {
         Some(l) => Ok(l),
         // Not in this tick's batch (it failed): the whole window, on its own.
-        None => state.store.lane_windows(&d.id, window.0, now).await,
+        None => state
+            .store
+            .lane_windows(&d.id, window.0, now)
+            .await
+            .map(|lanes| Read {
+                evidence: evidence_of(d, &lanes),
+                lanes,
+            }),
     };
-    let [stable, canary] = match read {
+    let Read {
+        lanes: [stable, canary],
+        evidence,
+    } = match read {
         Ok(w) => w,
         // A metrics source that errors is inconclusive, never a failure.
         Err(e) => {
@@ -602,6 +660,7 @@ async fn judgement(
                 outcome: judge::Outcome::Inconclusive,
                 summary: "lane metrics could not be read".into(),
                 evidence: json!({}),
+                settled: false,
             };
             return Ok(judge::combine(vec![v], now));
         }
@@ -618,6 +677,7 @@ async fn judgement(
         health: &results,
         step_index: r.step,
         step_started_at: r.step_started_at,
+        sequential: Some(&evidence),
         now,
     };
     Ok(judge::judge_all(&inputs, &r.spec))

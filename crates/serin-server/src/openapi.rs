@@ -38,7 +38,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         signals::record, signals::record_batch, signals::list,
         canary::list, canary::create, canary::show, canary::set_percentage, canary::promote,
         canary::rollback, canary::pause, canary::resume, canary::delete, canary::health,
-        canary::metrics_of, canary::events, canary::record_signals, canary::profiles, canary::route,
+        canary::metrics_of, canary::seconds, canary::events, canary::record_signals, canary::profiles, canary::route,
         workers::list, workers::register, workers::show, workers::set_status, workers::heartbeat,
         admin_canary::start, admin_canary::scale, admin_canary::stop, admin_canary::status,
         admin_canary::metrics_of, admin_canary::webhook,

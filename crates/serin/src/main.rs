@@ -20,6 +20,7 @@ mod lint;
 mod output;
 mod proxy;
 mod rollout;
+mod simulate;
 mod up;
 
 use std::process::ExitCode;
@@ -65,6 +66,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollout(cmd) => return rollout::rollout(args, cmd).await,
         Command::Apply(s) => return rollout::start(args, *s).await,
         Command::Lint { file } => return Ok(lint::lint(&file, args.output)),
+        Command::Simulate(a) => return simulate::simulate(*a),
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

@@ -1,7 +1,10 @@
 """A test upstream: answers every GET with its name after a delay, failing a
 share of requests with 503. Prints `listening on <port>` once bound.
 
-    python3 upstream.py NAME ERROR_RATE DELAY_MS
+    python3 upstream.py NAME ERROR_RATE DELAY_MS [SIGMA]
+
+With SIGMA > 0 the delay is lognormal with median DELAY_MS and that log-spread,
+like a real service's latencies; without, it is fixed.
 """
 import random
 import sys
@@ -9,13 +12,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME, ERROR_RATE, DELAY_MS = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+SIGMA = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        time.sleep(DELAY_MS / 1000.0)
+        delay = DELAY_MS * random.lognormvariate(0.0, SIGMA) if SIGMA > 0 else DELAY_MS
+        time.sleep(delay / 1000.0)
         failed = random.random() < ERROR_RATE
         body = (NAME + ("-error" if failed else "") + "\n").encode()
         self.send_response(503 if failed else 200)

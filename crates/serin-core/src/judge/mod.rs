@@ -3,8 +3,9 @@
 //!
 //! A rollout asks several questions at once: are the canary's numbers within the
 //! profile's thresholds ([`threshold`]), within the operator's safety limits
-//! ([`safety`]), acceptable to the team's own rules ([`policy`], CEL), and do its
-//! health checks answer ([`health`])? Each judge answers alone, as a [`Verdict`]
+//! ([`safety`]), acceptable to the team's own rules ([`policy`], CEL), is there
+//! anytime-valid statistical evidence that it is worse than stable
+//! ([`sequential`]), and do its health checks answer ([`health`])? Each judge answers alone, as a [`Verdict`]
 //! with a sentence and the figures behind it, and [`combine`] folds them into one
 //! [`Judgement`] for the controller.
 //!
@@ -24,6 +25,7 @@
 pub mod health;
 pub mod policy;
 pub mod safety;
+pub mod sequential;
 pub mod threshold;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,10 @@ pub struct Verdict {
     /// The figures behind it.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub evidence: Value,
+    /// The judge has the evidence to end the step early (the sequential judge's
+    /// promotion evidence).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 impl Verdict {
@@ -87,6 +93,7 @@ impl Verdict {
             outcome,
             summary: summary.into(),
             evidence,
+            settled: false,
         }
     }
 }
@@ -103,6 +110,10 @@ pub struct Judgement {
     pub verdicts: Vec<Verdict>,
     /// When it was made.
     pub at: chrono::DateTime<chrono::Utc>,
+    /// A pass with the evidence to end the step early: nothing worse than a
+    /// warning and at least one judge settled (see [`Verdict::settled`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 /// Folds verdicts into one judgement: worst outcome wins; its first verdict explains.
@@ -121,11 +132,13 @@ pub fn combine(verdicts: Vec<Verdict>, now: Timestamp) -> Judgement {
             if verdicts.len() == 1 { "" } else { "s" }
         ),
     };
+    let settled = outcome <= Outcome::Warn && verdicts.iter().any(|v| v.settled);
     Judgement {
         outcome,
         summary,
         verdicts,
         at: now,
+        settled,
     }
 }
 
@@ -147,6 +160,8 @@ pub struct Inputs<'a> {
     pub step_index: usize,
     /// When the step started.
     pub step_started_at: Timestamp,
+    /// The sequential judge's running tests of this step, if read.
+    pub sequential: Option<&'a crate::sequential::Evidence>,
     /// Now.
     pub now: Timestamp,
 }
@@ -156,6 +171,18 @@ pub fn judge_all(inputs: &Inputs<'_>, spec: &crate::rollout::RolloutSpec) -> Jud
     let mut verdicts = Vec::new();
     if spec.judges.threshold {
         verdicts.push(threshold::judge(inputs));
+    }
+    if spec.judges.sequential {
+        verdicts.push(sequential::judge(
+            inputs.sequential,
+            &spec.judges,
+            spec.analysis_steps(),
+            inputs
+                .deployment
+                .config
+                .rollback_thresholds
+                .required_sample_size,
+        ));
     }
     verdicts.extend(spec.safety_checks.iter().map(|c| safety::judge(c, inputs)));
     verdicts.extend(spec.policies.iter().map(|p| policy::judge(p, inputs)));
@@ -254,6 +281,7 @@ mod tests {
                 health: &[],
                 step_index: 0,
                 step_started_at: now,
+                sequential: None,
                 now,
             })
         }

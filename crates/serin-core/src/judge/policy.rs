@@ -238,6 +238,7 @@ mod tests {
             health: &[],
             step_index: 1,
             step_started_at: now,
+            sequential: None,
             now,
         };
         judge(p, &inputs)

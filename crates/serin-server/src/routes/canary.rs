@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/canary/deployments/{id}/resume", post(resume))
         .route("/api/v1/canary/deployments/{id}/health", get(health))
         .route("/api/v1/canary/deployments/{id}/metrics", get(metrics_of))
+        .route("/api/v1/canary/deployments/{id}/seconds", get(seconds))
         .route("/api/v1/canary/deployments/{id}/events", get(events))
         .route(
             "/api/v1/canary/deployments/{id}/signals",
@@ -461,6 +462,47 @@ pub async fn metrics_of(
     let d = state.store.get_deployment(&id).await?;
     let (stable, canary) = lane_metrics(&state, &d).await?;
     Ok(Json(LaneMetrics { stable, canary }))
+}
+
+/// Which seconds of a deployment's lanes to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SecondsParams {
+    /// From (RFC 3339; default: the deployment's start).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// To (RFC 3339; default: now, or when the deployment ended).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The longest range of seconds one request may list.
+const MAX_SECONDS_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(6);
+
+/// The proxy's per-second counts of both lanes (requests, errors by class,
+/// latency histogram), every proxy's merged: what the judges read, and what
+/// `serin simulate --replay` replays. At most six hours per request.
+#[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/seconds", tag = "canary",
+    params(("id" = String, Path, description = "the deployment's id"), SecondsParams),
+    responses((status = 200, body = Vec<serin_core::proxy::LaneBucket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn seconds(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<SecondsParams>,
+) -> ApiResult<Json<Vec<serin_core::proxy::LaneBucket>>> {
+    let d = state.store.get_deployment(&id).await?;
+    let since = p.since.unwrap_or(d.start_time);
+    let until = p.until.or(d.completed_at).unwrap_or_else(|| state.now());
+    if until < since {
+        return Err(ApiError::invalid("until", "must not be before since"));
+    }
+    if until - since > MAX_SECONDS_RANGE {
+        return Err(ApiError::invalid(
+            "since",
+            "list at most 6 hours of seconds per request",
+        ));
+    }
+    Ok(Json(state.store.lane_buckets(&id, since, until).await?))
 }
 
 /// Health against the deployment's thresholds (seed 004's five checks).

@@ -1,0 +1,289 @@
+//! Latency: a sequential test on where the slow requests fall.
+//!
+//! Latency has no single "rate" to compare, and averages hide what users feel: a
+//! canary can keep its median and ruin its tail. So the test asks, at several
+//! points of stable's distribution at once (its p50, p75, p90, p95 and p99),
+//! "is the canary more often above this point than stable is?". Above a fixed
+//! point c, a request is an *event*; if the canary's latencies are no larger
+//! than stable's (its distribution is stochastically no greater — at every
+//! quantile it is no slower), an event is the canary's with probability at most
+//! its share of requests, and the exact test of [`super::share`] applies
+//! unchanged. The judge is one-sided: a canary that is faster is never blamed.
+//!
+//! The points come from stable's own latencies *before* the interval being
+//! tested (its histogram so far in this step), so each interval's events are
+//! defined before its data is seen: the points are predictable, and the
+//! supermartingale argument holds although they move as stable's picture
+//! sharpens. Until stable has answered [`MIN_STABLE`] requests there are no points
+//! and nothing is tested. The five per-point tests are mixed with fixed weights
+//! into one e-value — a mixture of supermartingales is one — so testing five
+//! quantiles costs nothing beyond the weight, not a five-way split of α.
+//!
+//! This reads the per-lane latency histograms the proxy keeps per second (and the
+//! exact latencies workers report), never pre-averaged series: an event is a
+//! request in a bucket above the point's bucket, so both lanes are cut at
+//! exactly the same value and the bucket width (1/64 of a doubling) only moves
+//! the point, not the comparison.
+//!
+//! Promotion evidence asks the opposite question of the p95: is the canary's p95
+//! below τ times stable's? Count a canary request above τ·c₉₅ and a stable
+//! request above c₉₅ as the events; if the canary's p95 were at least τ times
+//! stable's, a canary request would exceed τ·c₉₅ at least as often as a stable
+//! one exceeds c₉₅, so the canary's share of these events would be at least ρ.
+//! Rejecting that (the `within` direction, boundary θ = 1) is the evidence. The
+//! canary's cut is taken at or below τ·c₉₅ (the bucket edge under it), which
+//! only counts more canary events: conservative for promotion.
+
+use serde::Serialize;
+
+use super::share::ShareTest;
+use crate::histogram::{Histogram, bounds_of, index_of};
+
+/// The points of stable's distribution tested.
+pub const LEVELS: [f64; 5] = [0.50, 0.75, 0.90, 0.95, 0.99];
+/// Their weights in the mixture (sum 1).
+const LEVEL_WEIGHTS: [f64; 5] = [0.15, 0.25, 0.25, 0.20, 0.15];
+/// Stable requests seen before the points are set.
+pub const MIN_STABLE: u64 = 100;
+
+/// The running latency test of one analysis step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyTest {
+    /// Stable's latencies so far: where the points come from.
+    stable: Histogram,
+    /// Canary's latencies so far (shown, not tested).
+    canary: Histogram,
+    /// One "slower above this point" test per level.
+    slower: [ShareTest; 5],
+    /// "Canary p95 below τ × stable's".
+    within: ShareTest,
+    /// τ for the p95.
+    tolerance: f64,
+    /// Requests of each lane tested (seen after the points were set).
+    tested: [u64; 2],
+}
+
+/// What the latency test shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// The mixture e-value for "canary slower".
+    pub evidence: f64,
+    /// The e-value for "canary p95 below τ × stable's".
+    pub within_evidence: f64,
+    /// τ.
+    pub tolerance: f64,
+    /// The level whose test weighs most now (e.g. 0.95), with its point in ms,
+    /// the share of tested canary and stable requests above it.
+    pub strongest: Option<LevelSummary>,
+    /// Stable's and canary's p50/p95/p99 so far, ms.
+    pub stable_ms: [Option<f64>; 3],
+    /// The canary's.
+    pub canary_ms: [Option<f64>; 3],
+    /// Requests tested: stable, canary.
+    pub tested: [u64; 2],
+}
+
+/// One level of [`LatencySummary`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelSummary {
+    /// The quantile level of stable's distribution.
+    pub level: f64,
+    /// Its current point, ms.
+    pub point_ms: f64,
+    /// Share of tested canary requests above the point (0–1).
+    pub canary_above: f64,
+    /// Share of tested stable requests above it.
+    pub stable_above: f64,
+    /// This level's e-value.
+    pub evidence: f64,
+}
+
+impl LatencyTest {
+    /// A test with promotion tolerance `tolerance` on the p95 ratio.
+    pub fn new(tolerance: f64) -> LatencyTest {
+        LatencyTest {
+            stable: Histogram::default(),
+            canary: Histogram::default(),
+            slower: std::array::from_fn(|_| ShareTest::worse()),
+            within: ShareTest::within(1.0),
+            tolerance,
+            tested: [0, 0],
+        }
+    }
+
+    /// Adds one interval's latencies of both lanes, the canary having share `rho`
+    /// of the requests.
+    pub fn observe(&mut self, rho: f64, stable: &Histogram, canary: &Histogram) {
+        if self.stable.count >= MIN_STABLE && rho > 0.0 && rho < 1.0 {
+            for (test, level) in self.slower.iter_mut().zip(LEVELS) {
+                if let Some(i) = self.stable.quantile_index(level) {
+                    test.observe(rho, canary.count_above(i), stable.count_above(i));
+                }
+            }
+            if let Some(i) = self.stable.quantile_index(0.95) {
+                let (lo, width) = bounds_of(i);
+                let cut = ((lo + width) as f64 * self.tolerance) as u64;
+                let j = index_of(cut).saturating_sub(1);
+                self.within
+                    .observe(rho, canary.count_above(j), stable.count_above(i));
+            }
+            self.tested[0] += stable.count;
+            self.tested[1] += canary.count;
+        }
+        self.stable.merge(stable);
+        self.canary.merge(canary);
+    }
+
+    /// The mixture e-value for "canary slower".
+    pub fn evidence(&self) -> f64 {
+        self.slower
+            .iter()
+            .zip(LEVEL_WEIGHTS)
+            .map(|(t, w)| w * t.evidence())
+            .sum()
+    }
+
+    /// The e-value for "canary p95 below τ × stable's".
+    pub fn within_evidence(&self) -> f64 {
+        self.within.evidence()
+    }
+
+    /// The figures behind the test.
+    pub fn summary(&self) -> LatencySummary {
+        let strongest = self
+            .slower
+            .iter()
+            .zip(LEVELS)
+            .zip(LEVEL_WEIGHTS)
+            .filter(|((t, _), _)| t.canary_events + t.stable_events > 0)
+            .max_by(|a, b| (a.0.0.evidence() * a.1).total_cmp(&(b.0.0.evidence() * b.1)))
+            .and_then(|((t, level), _)| {
+                let i = self.stable.quantile_index(level)?;
+                let (lo, width) = bounds_of(i);
+                let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+                Some(LevelSummary {
+                    level,
+                    point_ms: (lo + width) as f64 / 1000.0,
+                    canary_above: share(t.canary_events, self.tested[1]),
+                    stable_above: share(t.stable_events, self.tested[0]),
+                    evidence: t.evidence(),
+                })
+            });
+        let q = |h: &Histogram| [0.5, 0.95, 0.99].map(|p| h.quantile_ms(p));
+        LatencySummary {
+            evidence: self.evidence(),
+            within_evidence: self.within_evidence(),
+            tolerance: self.tolerance,
+            strongest,
+            stable_ms: q(&self.stable),
+            canary_ms: q(&self.canary),
+            tested: self.tested,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64* with Box-Muller normals, so the tests are repeatable.
+    struct Rng(u64);
+    impl Rng {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
+        }
+        /// Lognormal latency, median 20 ms, σ = 0.5, in µs.
+        fn latency_us(&mut self, scale: f64) -> u64 {
+            (20_000.0 * scale * (0.5 * self.normal()).exp()) as u64
+        }
+    }
+
+    /// Seconds until the test rejects at `alpha`, 100 req/s with share `rho`;
+    /// `slow(rng)` gives a canary request's slowdown factor.
+    fn run(
+        rng: &mut Rng,
+        rho: f64,
+        seconds: u32,
+        alpha: f64,
+        slow: impl Fn(&mut Rng) -> f64,
+    ) -> Option<u32> {
+        let mut t = LatencyTest::new(1.1);
+        for s in 1..=seconds {
+            let (mut a, mut b) = (Histogram::default(), Histogram::default());
+            for _ in 0..100 {
+                if rng.uniform() < rho {
+                    let f = slow(rng);
+                    b.record(rng.latency_us(f));
+                } else {
+                    a.record(rng.latency_us(1.0));
+                }
+            }
+            let share = b.count as f64 / (a.count + b.count) as f64;
+            t.observe(share, &a, &b);
+            if t.evidence() >= 1.0 / alpha {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn equal_latencies_are_rarely_blamed() {
+        let mut rng = Rng(11);
+        let alpha = 0.05;
+        let hits = (0..300)
+            .filter(|_| run(&mut rng, 0.2, 120, alpha, |_| 1.0).is_some())
+            .count();
+        assert!(hits as f64 / 300.0 <= alpha, "{hits} of 300");
+    }
+
+    #[test]
+    fn a_slower_canary_is_caught_and_a_faster_one_never() {
+        let mut rng = Rng(12);
+        let mut at: Vec<u32> = (0..100)
+            .filter_map(|_| run(&mut rng, 0.1, 120, 0.005, |_| 1.5))
+            .collect();
+        assert!(at.len() >= 99, "caught {} of 100", at.len());
+        at.sort_unstable();
+        assert!(at[50] <= 15, "median {} s", at[50]);
+        let faster = (0..100)
+            .filter(|_| run(&mut rng, 0.1, 120, 0.05, |_| 0.7).is_some())
+            .count();
+        assert_eq!(faster, 0);
+        // A slow tail alone (10% of canary requests 3x slower) is caught too.
+        let tail = (0..50)
+            .filter(|_| {
+                run(&mut rng, 0.1, 240, 0.005, |r| {
+                    if r.uniform() < 0.1 { 3.0 } else { 1.0 }
+                })
+                .is_some()
+            })
+            .count();
+        assert!(tail >= 45, "tail caught {tail} of 50");
+    }
+
+    #[test]
+    fn promotion_evidence_needs_a_p95_within_tolerance() {
+        let mut rng = Rng(13);
+        let proven = |rng: &mut Rng, scale: f64| {
+            let mut t = LatencyTest::new(1.1);
+            for _ in 0..300 {
+                let (mut a, mut b) = (Histogram::default(), Histogram::default());
+                for _ in 0..50 {
+                    a.record(rng.latency_us(1.0));
+                    b.record(rng.latency_us(scale));
+                }
+                t.observe(0.5, &a, &b);
+            }
+            t.within_evidence() >= 100.0
+        };
+        assert!((0..20).filter(|_| proven(&mut rng, 1.0)).count() >= 18);
+        assert_eq!((0..20).filter(|_| proven(&mut rng, 1.2)).count(), 0);
+    }
+}
