@@ -151,6 +151,16 @@ fn lines(v: &Value) -> Vec<String> {
             str_of(j, "outcome"),
             str_of(j, "summary")
         ));
+        // Every judge's own sentence: the sequential judge's evidence shows even
+        // while all pass.
+        for verdict in j["verdicts"].as_array().into_iter().flatten() {
+            out.push(format!(
+                "    {}: {} — {}",
+                str_of(verdict, "judge"),
+                str_of(verdict, "outcome"),
+                str_of(verdict, "summary")
+            ));
+        }
     }
     out
 }
