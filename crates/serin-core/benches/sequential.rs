@@ -29,7 +29,7 @@ fn second(rng: &mut Rng) -> [LaneWindow; 2] {
     lanes
 }
 
-fn benches(c: &mut Criterion) {
+fn judge_costs(c: &mut Criterion) {
     let mut rng = Rng::for_run(1, 0);
     let seconds: Vec<[LaneWindow; 2]> = (0..600).map(|_| second(&mut rng)).collect();
     // A test ten minutes into a step.
@@ -61,5 +61,5 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, benches);
+criterion_group!(benches, judge_costs);
 criterion_main!(benches);
