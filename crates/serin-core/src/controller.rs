@@ -807,6 +807,44 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_pass_ends_the_analysis_before_its_window() {
+        let mut d = dep(
+            r#"[{"set_weight": 20}, {"analysis": {"window": "10m"}}, {"set_weight": 50},
+                {"analysis": {"window": "10m"}}]"#,
+            true,
+        );
+        advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+        let t = t0() + Duration::seconds(30);
+        // A plain pass waits for the window; a settled one (the sequential judge's
+        // promotion evidence) moves on at once.
+        assert!(
+            advance(&mut d, &judged(Outcome::Pass), &[], t)
+                .unwrap()
+                .is_empty()
+        );
+        let mut settled = judged(Outcome::Pass);
+        let j = settled.judgement.as_mut().unwrap();
+        j.verdicts[0].settled = true;
+        *j = combine(j.verdicts.clone(), t0());
+        assert!(j.settled);
+        let ev = advance(&mut d, &settled, &[], t).unwrap();
+        assert_eq!(kinds(&ev)[0], "analysis_completed");
+        assert_eq!(d.current_percent, 50);
+        // A warning doesn't stop it settling; an inconclusive judge does.
+        let mixed = combine(
+            vec![
+                Verdict {
+                    settled: true,
+                    ..Verdict::new("sequential", Outcome::Pass, "within", json!({}))
+                },
+                Verdict::new("threshold", Outcome::Inconclusive, "few", json!({})),
+            ],
+            t0(),
+        );
+        assert!(!mixed.settled);
+    }
+
+    #[test]
     fn a_failing_analysis_rolls_back_at_once_with_its_evidence() {
         let mut d = dep(
             r#"[{"set_weight": 20}, {"analysis": {"window": "10m"}}, {"set_weight": 100}]"#,

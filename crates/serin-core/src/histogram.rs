@@ -168,6 +168,27 @@ impl Histogram {
         Some(self.counts.len().saturating_sub(1))
     }
 
+    /// [`Histogram::quantile_index`] of several levels (ascending) in one pass.
+    pub fn quantile_indices<const N: usize>(&self, levels: [f64; N]) -> Option<[usize; N]> {
+        if self.count == 0 {
+            return None;
+        }
+        let ranks = levels.map(|q| ((q * self.count as f64).ceil() as u64).clamp(1, self.count));
+        let mut out = [self.counts.len().saturating_sub(1); N];
+        let (mut k, mut seen) = (0, 0);
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            while k < N && seen >= ranks[k] {
+                out[k] = i;
+                k += 1;
+            }
+            if k == N {
+                break;
+            }
+        }
+        Some(out)
+    }
+
     /// How many recorded values lie in buckets above bucket `i`.
     pub fn count_above(&self, i: usize) -> u64 {
         self.counts.iter().skip(i + 1).sum()
@@ -300,6 +321,21 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn quantile_indices_match_one_at_a_time(values in proptest::collection::vec(1u64..10_000_000, 1..300)) {
+            let mut h = Histogram::default();
+            for v in &values {
+                h.record(*v);
+            }
+            let levels = [0.5, 0.75, 0.9, 0.95, 0.99];
+            let all = h.quantile_indices(levels).unwrap();
+            for (q, i) in levels.iter().zip(all) {
+                prop_assert_eq!(Some(i), h.quantile_index(*q));
+                let above = h.count_above(i);
+                prop_assert_eq!(above, values.iter().filter(|v| index_of(**v) > i).count() as u64);
+            }
+        }
+
         #[test]
         fn quantile_error_is_bounded(values in proptest::collection::vec(1u64..10_000_000, 1..500), q in 0.01f64..1.0) {
             let mut h = Histogram::default();

@@ -316,7 +316,6 @@ impl RolloutSpec {
         self.hooks_of(kind).next().is_some()
     }
 
-    /// How long the plan's timed steps (pauses with a duration, analyses) last
     /// How many analysis steps the plan has (the sequential judge splits its α
     /// over them).
     pub fn analysis_steps(&self) -> usize {
@@ -326,6 +325,7 @@ impl RolloutSpec {
             .count()
     }
 
+    /// How long the plan's timed steps (pauses with a duration, analyses) last
     /// at least, with `metrics_window` for analyses that name no window.
     pub fn timed_length(&self, metrics_window: GoDuration) -> GoDuration {
         let nanos = self

@@ -17,9 +17,10 @@
 //! is a pure function of the scenario and its seed, so the same seed gives the
 //! same report.
 //!
-//! What it leaves out, on purpose: the live controller reads lane seconds a
-//! little late (a proxy reports each second after it ends) and ticks on its
-//! own interval; both add about a second or two to real times to rollback.
+//! What it leaves out, on purpose: the live controller feeds its tests only
+//! seconds it has sealed (older than its 5 s seal lag, sealed every 5 s, so
+//! that late proxy reports are in) and ticks on its own interval; that adds
+//! about 5–11 s to real times to rollback.
 
 use serde::Serialize;
 use serde_json::json;
@@ -42,7 +43,8 @@ pub enum JudgeKind {
     /// Serin's sequential judge.
     Sequential,
     /// Flagger's default analysis: every minute, the canary's success rate over
-    /// the last minute must be ≥ 99%; five failed checks roll back.
+    /// the last minute must be ≥ a minimum (99% by default); five failed checks
+    /// roll back.
     Flagger,
 }
 
@@ -72,6 +74,9 @@ pub struct Scenario {
     pub judge: JudgeKind,
     /// Whether a step may end early on promotion evidence.
     pub promote_early: bool,
+    /// The Flagger-style judge's minimum success rate per minute, percent
+    /// (Flagger's usual 99).
+    pub flagger_min_success_rate: f64,
 }
 
 impl Scenario {
@@ -87,6 +92,12 @@ impl Scenario {
         rate("stable_error_rate", self.stable_error_rate)?;
         rate("canary_error_rate", self.canary_error_rate)?;
         rate("tail_fraction", self.tail_fraction)?;
+        if !(0.0..=100.0).contains(&self.flagger_min_success_rate) {
+            return Err(DomainError::invalid(
+                "flagger_min_success_rate",
+                "give a percentage from 0 to 100",
+            ));
+        }
         for (field, v) in [
             ("latency_scale", self.latency_scale),
             ("tail_factor", self.tail_factor),
@@ -214,6 +225,7 @@ fn second(s: &Scenario, rng: &mut Rng, percent: u8) -> [LaneWindow; 2] {
 struct Flagger {
     minute: [u64; 2],
     failed: u32,
+    min_success: f64,
 }
 
 impl Flagger {
@@ -223,7 +235,7 @@ impl Flagger {
         self.minute[1] += canary.errors;
         if elapsed_s % 60 == 0 {
             let n = self.minute[0] + self.minute[1];
-            if n > 0 && (self.minute[0] as f64 / n as f64) < 0.99 {
+            if n > 0 && (self.minute[0] as f64 / n as f64) * 100.0 < self.min_success {
                 self.failed += 1;
             }
             self.minute = [0, 0];
@@ -236,7 +248,10 @@ impl Flagger {
         let v = Verdict::new(
             "flagger",
             outcome,
-            format!("{} failed checks of success rate ≥ 99%", self.failed),
+            format!(
+                "{} failed checks of success rate ≥ {}%",
+                self.failed, self.min_success
+            ),
             json!({"failed_checks": self.failed}),
         );
         judge::combine(vec![v], now)
@@ -307,7 +322,10 @@ fn drive(
     );
     let gauges = Default::default();
     let mut evidence: Option<(Timestamp, Evidence)> = None;
-    let mut flagger = Flagger::default();
+    let mut flagger = Flagger {
+        min_success: s.flagger_min_success_rate,
+        ..Default::default()
+    };
     let mut canary_requests = 0u64;
     controller::advance(&mut d, &controller::Observed::default(), &[], t0)?;
     for t in 1..=s.horizon_s {
@@ -545,6 +563,7 @@ mod tests {
             alpha: 0.01,
             judge,
             promote_early: true,
+            flagger_min_success_rate: 99.0,
         }
     }
 

@@ -27,10 +27,13 @@
 //! pass) reads the whole window again, so it misses nothing.
 //!
 //! The sequential judge's tests ride on the same reads: each sealed part is fed
-//! to the step's tests as one interval when it is read, and each tick's
-//! judgement feeds the unsealed tail to a copy. After a restart the tests
-//! restart from the step's whole window read as one interval — valid because a
-//! step's weight is fixed, so its requests are one exchangeable batch.
+//! to the step's tests as one interval when it is read, and the judgement at
+//! the window's end feeds the rest. The tests see sealed seconds only, so
+//! every value the judge acts on lies on one supermartingale path (the price: a
+//! few seconds of lag). After a restart the tests restart from the step's
+//! window read as one interval — valid because a step's weight is fixed, so its
+//! requests are one exchangeable batch. A failed batch read puts the
+//! accumulators back.
 //!
 //! The controller keeps nothing that matters in memory: after a crash it resumes
 //! each deployment from its recorded step. What it keeps — accumulators, the
@@ -93,17 +96,18 @@ enum Answer {
 /// the sequential judge's tests fed with each sealed part as it was read.
 #[derive(Debug, Clone)]
 struct Accumulated {
-    since: Timestamp,
+    /// When the step started (the key: a new step or a resume starts afresh).
+    step: Timestamp,
     sealed_to: Timestamp,
     lanes: [LaneWindow; 2],
-    evidence: Evidence,
+    evidence: Arc<Evidence>,
 }
 
 /// What a judgement reads: the window of both lanes and the step's running tests.
 #[derive(Debug, Clone)]
 pub(crate) struct Read {
     lanes: [LaneWindow; 2],
-    evidence: Evidence,
+    evidence: Arc<Evidence>,
 }
 
 /// Fresh sequential tests with the plan's tolerances.
@@ -514,16 +518,17 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         let Need::Judgement { since } = controller::need(d, now) else {
             continue;
         };
+        let step = d.rollout.as_ref().map_or(since, |r| r.step_started_at);
         let cached = state
             .controller
             .lanes
             .lock()
             .expect("lanes lock")
             .remove(&d.id)
-            .filter(|a| a.since == since);
+            .filter(|a| a.step == step);
         if now >= window_end(d, now) {
-            // The deciding judgement reads the whole window (and the tests' tail);
-            // the accumulator is done.
+            // The deciding judgement reads the whole window, and the tests take
+            // their last interval; the accumulator is done.
             ranges.push((d.id.clone(), since, now));
             if let Some(acc) = &cached {
                 ranges.push((d.id.clone(), acc.sealed_to, now));
@@ -537,10 +542,10 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
             continue;
         }
         let acc = cached.unwrap_or_else(|| Accumulated {
-            since,
+            step,
             sealed_to: since,
             lanes: Default::default(),
-            evidence: fresh_evidence(d),
+            evidence: Arc::new(fresh_evidence(d)),
         });
         let seals = seal_due(&d.id, &acc, seal_at, lag);
         if seals {
@@ -567,40 +572,68 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "controller could not read the lanes in one batch");
+            restore(state, plans);
             return HashMap::new();
         }
     };
     let mut read = read.into_iter();
     let mut out = HashMap::with_capacity(plans.len());
-    for plan in plans {
+    let mut plans = plans.into_iter();
+    while let Some(plan) = plans.next() {
+        let needs = if plan.whole {
+            1 + usize::from(plan.acc.is_some())
+        } else {
+            1 + usize::from(plan.seals)
+        };
+        let got: Vec<[LaneWindow; 2]> = read.by_ref().take(needs).collect();
+        if got.len() < needs {
+            // A short answer: keep what was accumulated; the reconciles read alone.
+            restore(state, std::iter::once(plan).chain(plans));
+            break;
+        }
+        let mut got = got.into_iter();
+        let (Some(first), mut acc) = (got.next(), plan.acc) else {
+            continue;
+        };
         if plan.whole {
-            let Some(lanes) = read.next() else { break };
-            let evidence = match plan.acc {
-                Some(mut acc) => {
-                    let Some(tail) = read.next() else { break };
-                    acc.evidence.observe(&tail[0], &tail[1]);
-                    acc.evidence
+            let evidence = match (acc, got.next()) {
+                (Some(acc), Some(tail)) => {
+                    let mut e = Arc::unwrap_or_clone(acc.evidence);
+                    e.observe(&tail[0], &tail[1]);
+                    e
                 }
-                None => match work.iter().find(|d| d.id == plan.id) {
-                    Some(d) => evidence_of(d, &lanes),
+                _ => match work.iter().find(|d| d.id == plan.id) {
+                    Some(d) => evidence_of(d, &first),
                     None => continue,
                 },
             };
-            out.insert(plan.id, Read { lanes, evidence });
+            out.insert(
+                plan.id,
+                Read {
+                    lanes: first,
+                    evidence: Arc::new(evidence),
+                },
+            );
             continue;
         }
-        let Some(mut acc) = plan.acc else { continue };
-        if plan.seals {
-            let Some(part) = read.next() else { break };
-            acc.evidence.observe(&part[0], &part[1]);
-            for (a, p) in acc.lanes.iter_mut().zip(part) {
+        let Some(mut acc) = acc.take() else { continue };
+        let tail = if plan.seals {
+            Arc::make_mut(&mut acc.evidence).observe(&first[0], &first[1]);
+            for (a, p) in acc.lanes.iter_mut().zip(first) {
                 a.merge(p);
             }
             acc.sealed_to = seal_at;
-        }
-        let Some(tail) = read.next() else { break };
-        let mut evidence = acc.evidence.clone();
-        evidence.observe(&tail[0], &tail[1]);
+            match got.next() {
+                Some(t) => t,
+                None => continue,
+            }
+        } else {
+            first
+        };
+        // The tests see sealed seconds only: the tail is judged by the window
+        // judges now and fed to the tests once sealed, so every value the
+        // sequential judge acts on lies on one path.
+        let evidence = acc.evidence.clone();
         let mut lanes = acc.lanes.clone();
         for (l, t) in lanes.iter_mut().zip(tail) {
             l.merge(t);
@@ -614,6 +647,16 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         out.insert(plan.id, Read { lanes, evidence });
     }
     out
+}
+
+/// Puts back the accumulators of plans whose reads failed.
+fn restore(state: &AppState, plans: impl IntoIterator<Item = Plan>) {
+    let mut lanes = state.controller.lanes.lock().expect("lanes lock");
+    for plan in plans {
+        if let Some(acc) = plan.acc {
+            lanes.insert(plan.id, acc);
+        }
+    }
 }
 
 /// Whether a deployment seals this tick: on its own phase of every [`SEAL_LAG`]
@@ -638,14 +681,25 @@ async fn judgement(
     let read = match read {
         Some(l) => Ok(l),
         // Not in this tick's batch (it failed): the whole window, on its own.
-        None => state
-            .store
-            .lane_windows(&d.id, window.0, now)
-            .await
-            .map(|lanes| Read {
-                evidence: evidence_of(d, &lanes),
-                lanes,
-            }),
+        // The tests: the step's sealed ones if the controller holds them.
+        None => {
+            let held = state
+                .controller
+                .lanes
+                .lock()
+                .expect("lanes lock")
+                .get(&d.id)
+                .filter(|a| a.step == r.step_started_at)
+                .map(|a| a.evidence.clone());
+            state
+                .store
+                .lane_windows(&d.id, window.0, now)
+                .await
+                .map(|lanes| Read {
+                    evidence: held.unwrap_or_else(|| Arc::new(evidence_of(d, &lanes))),
+                    lanes,
+                })
+        }
     };
     let Read {
         lanes: [stable, canary],
@@ -677,7 +731,7 @@ async fn judgement(
         health: &results,
         step_index: r.step,
         step_started_at: r.step_started_at,
-        sequential: Some(&evidence),
+        sequential: Some(evidence.as_ref()),
         now,
     };
     Ok(judge::judge_all(&inputs, &r.spec))

@@ -626,6 +626,9 @@ pub struct SimulateArgs {
     /// Let analysis steps run their whole time even with promotion evidence.
     #[arg(long)]
     pub no_early_promotion: bool,
+    /// With `--judge flagger`: the minimum success rate of each minute, percent.
+    #[arg(long, default_value_t = 99.0)]
+    pub flagger_min_success_rate: f64,
     /// Replay recorded per-second lane buckets (the JSON array that
     /// `GET /api/v1/canary/{id}/seconds` returns) instead of synthetic traffic:
     /// one run, judged second by second.

@@ -37,9 +37,14 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             SimJudge::Flagger => JudgeKind::Flagger,
         },
         promote_early: !a.no_early_promotion,
+        flagger_min_success_rate: a.flagger_min_success_rate,
     };
     if let Err(e) = scenario.validate() {
         eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    if a.runs == 0 || a.runs > 1_000_000 {
+        eprintln!("error: runs: give 1 to 1000000 rollouts");
         return Ok(ExitCode::from(2));
     }
     let results = match &a.replay {

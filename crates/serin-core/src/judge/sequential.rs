@@ -6,9 +6,10 @@
 //! says what was seen ("canary error rate 4.8% vs 1.0%, Bayes factor 210 > 100
 //! after 412 canary requests"). Without enough canary requests for the profile's
 //! sample size it is `inconclusive`, like the threshold judge; otherwise `pass`
-//! — and a *settled* pass when both promotion tests have crossed `1/α` (error
-//! rate below `error_tolerance` × stable's, p95 below `latency_tolerance` ×
-//! stable's), which lets the step end before its window is up.
+//! — and a *settled* pass when both promotion tests have crossed their bar (α
+//! over the analysis steps; error rate below `error_tolerance` × stable's, p95
+//! below `latency_tolerance` × stable's) and `promote_early` is on, which lets
+//! the step end before its window is up.
 
 use serde_json::json;
 
@@ -19,6 +20,12 @@ use crate::sequential::Evidence;
 /// The α each metric's test of one step gets.
 pub fn step_alpha(judges: &Judges, analysis_steps: usize) -> f64 {
     judges.alpha / (2.0 * analysis_steps.max(1) as f64)
+}
+
+/// The α of one step's promotion evidence: the rollout's α over its analysis
+/// steps (both `within` tests must reject, so the metrics need no split).
+pub fn promotion_alpha(judges: &Judges, analysis_steps: usize) -> f64 {
+    judges.alpha / analysis_steps.max(1) as f64
 }
 
 fn pct(n: u64, of: u64) -> String {
@@ -59,7 +66,7 @@ pub fn judge(
     let e = ev.error_summary();
     let l = ev.latency.summary();
     let [stable_n, canary_n] = e.requests;
-    let promote_bar = 1.0 / judges.alpha;
+    let promote_bar = 1.0 / promotion_alpha(judges, analysis_steps);
     let settled = e.within_evidence >= promote_bar && l.within_evidence >= promote_bar;
     let data = json!({
         "alpha": alpha,
@@ -133,7 +140,7 @@ pub fn judge(
         )
     };
     let mut v = Verdict::new("sequential", Outcome::Pass, summary, data);
-    v.settled = settled;
+    v.settled = settled && judges.promote_early;
     v
 }
 

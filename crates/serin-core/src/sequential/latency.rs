@@ -25,13 +25,16 @@
 //! exactly the same value and the bucket width (1/64 of a doubling) only moves
 //! the point, not the comparison.
 //!
-//! Promotion evidence asks the opposite question of the p95: is the canary's p95
-//! below τ times stable's? Count a canary request above τ·c₉₅ and a stable
-//! request above c₉₅ as the events; if the canary's p95 were at least τ times
-//! stable's, a canary request would exceed τ·c₉₅ at least as often as a stable
-//! one exceeds c₉₅, so the canary's share of these events would be at least ρ.
-//! Rejecting that (the `within` direction, boundary θ = 1) is the evidence. The
-//! canary's cut is taken at or below τ·c₉₅ (the bucket edge under it), which
+//! Promotion evidence asks the opposite question near the p95. With c₉₅ the
+//! upper edge of the bucket holding stable's p95 so far, count a canary request
+//! above τ·c₉₅ and a stable request above c₉₅ as the events; the null is "a
+//! canary request exceeds τ·c₉₅ at least as often as a stable one exceeds c₉₅"
+//! (the canary's share of these events at least ρ), and rejecting it (the
+//! `within` direction, boundary θ = 1) is the evidence. That tail statement is
+//! what is tested exactly; it stands for "canary p95 below τ × stable's", which
+//! it implies only approximately — c₉₅ is an estimate, a little above stable's
+//! true p95 at times, and a canary with a thin tail just above τ·c₉₅ can pass.
+//! The canary's cut is taken at or below τ·c₉₅ (the bucket edge under it), which
 //! only counts more canary events: conservative for promotion.
 
 use serde::Serialize;
@@ -41,6 +44,8 @@ use crate::histogram::{Histogram, bounds_of, index_of};
 
 /// The points of stable's distribution tested.
 pub const LEVELS: [f64; 5] = [0.50, 0.75, 0.90, 0.95, 0.99];
+/// Where the p95 is in [`LEVELS`].
+const P95: usize = 3;
 /// Their weights in the mixture (sum 1).
 const LEVEL_WEIGHTS: [f64; 5] = [0.15, 0.25, 0.25, 0.20, 0.15];
 /// Stable requests seen before the points are set.
@@ -114,13 +119,15 @@ impl LatencyTest {
     /// Adds one interval's latencies of both lanes, the canary having share `rho`
     /// of the requests.
     pub fn observe(&mut self, rho: f64, stable: &Histogram, canary: &Histogram) {
-        if self.stable.count >= MIN_STABLE && rho > 0.0 && rho < 1.0 {
-            for (test, level) in self.slower.iter_mut().zip(LEVELS) {
-                if let Some(i) = self.stable.quantile_index(level) {
-                    test.observe(rho, canary.count_above(i), stable.count_above(i));
-                }
+        let points = (self.stable.count >= MIN_STABLE && rho > 0.0 && rho < 1.0)
+            .then(|| self.stable.quantile_indices(LEVELS))
+            .flatten();
+        if let Some(points) = points {
+            for (test, i) in self.slower.iter_mut().zip(points) {
+                test.observe(rho, canary.count_above(i), stable.count_above(i));
             }
-            if let Some(i) = self.stable.quantile_index(0.95) {
+            {
+                let i = points[P95];
                 let (lo, width) = bounds_of(i);
                 let cut = ((lo + width) as f64 * self.tolerance) as u64;
                 let j = index_of(cut).saturating_sub(1);

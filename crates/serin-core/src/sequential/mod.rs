@@ -20,8 +20,15 @@
 //! evenly over the two metrics and over the rollout's analysis steps (each step
 //! starts fresh tests at weight α / (2 × steps)), so by the union bound the
 //! whole rollout's false-rollback probability is at most α. Promotion evidence
-//! (both `within` tests past `1/α`) has the same α as its own budget: the chance
-//! that a canary outside the tolerance is promoted early.
+//! (both `within` tests past `steps/α`) has the same α as its own budget: the
+//! chance that a canary outside the tolerance is promoted early.
+//!
+//! Where the budget is not kept exactly, and why: resuming a paused rollout
+//! restarts its analysis step with fresh tests (a person chose to look again),
+//! and a controller restart rebuilds a step's tests from its window read as one
+//! interval, losing the earlier path; each such restart is one more look at the
+//! step's α. The live controller feeds only *sealed* seconds (older than its
+//! seal lag) so that every value it acts on lies on one supermartingale path.
 
 pub mod latency;
 pub mod share;
@@ -94,8 +101,14 @@ impl Evidence {
         self.errors.observe(rho, canary.errors, stable.errors);
         self.errors_within
             .observe(rho, canary.errors, stable.errors);
-        self.latency
-            .observe(rho, &latencies(stable), &latencies(canary));
+        // Latencies may be counted apart from outcomes (workers report both), so
+        // their test uses the canary's share of latency samples.
+        let (s, c) = (latencies(stable), latencies(canary));
+        let samples = s.count + c.count;
+        if samples > 0 {
+            self.latency
+                .observe(c.count as f64 / samples as f64, &s, &c);
+        }
         self.requests[0] += n[0];
         self.requests[1] += n[1];
         self.errors_seen[0] += stable.errors;

@@ -45,7 +45,12 @@
 //! given their number, so under equal lanes the canary's count of events is
 //! hypergeometric — and Hoeffding (1963) showed sampling without replacement is
 //! dominated in convex order by sampling with replacement, so each factor,
-//! convex in the canary count, still has expectation at most 1. ρ may change
+//! convex in the canary count, still has expectation at most 1. (That argument
+//! covers the rollback test, whose boundary is equal rates. For the promotion
+//! test's boundary θ₀ = τ the canary's count given the total is Fisher's
+//! noncentral hypergeometric rather than a binomial; there the exactness rests
+//! on the events being rare next to the requests — errors are — and the
+//! expectation was checked numerically, not proven.) ρ may change
 //! from one interval to the next (weights move between steps). No normal
 //! approximation is involved, which with a handful of errors would fire after
 //! four or five of them and break α.

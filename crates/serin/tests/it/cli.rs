@@ -411,3 +411,62 @@ fn rollout_commands_and_watch_exit_codes() {
         "{out:?}"
     );
 }
+
+#[test]
+fn simulate_reports_the_same_for_the_same_seed_whatever_the_threads_and_refuses_bad_flags() {
+    let run = |threads: &str, seed: &str| {
+        cli_at(
+            "http://127.0.0.1:9",
+            &[
+                "simulate",
+                "--runs",
+                "40",
+                "--horizon",
+                "300",
+                "--canary-error-rate",
+                "0.05",
+                "--seed",
+                seed,
+                "--threads",
+                threads,
+            ],
+            None,
+        )
+    };
+    let one = json(&run("1", "7"));
+    assert_eq!(one, json(&run("2", "7")));
+    assert_eq!(one["runs"], 40);
+    assert_eq!(
+        one["rollbacks"].as_u64().unwrap()
+            + one["promotions"].as_u64().unwrap()
+            + one["inconclusive"].as_u64().unwrap(),
+        40
+    );
+    assert!(one["rollbacks"].as_u64().unwrap() >= 35, "{one}");
+    for key in ["median", "p90", "max"] {
+        assert!(
+            one["time_to_rollback_s"][key].as_f64().unwrap() > 0.0,
+            "{one}"
+        );
+        assert!(one["canary_requests_to_rollback"][key].is_number(), "{one}");
+    }
+    assert!(
+        one["false_rollback_upper95"].as_f64().unwrap()
+            >= one["false_rollback_rate"].as_f64().unwrap()
+    );
+    assert_ne!(one, json(&run("2", "8")), "another seed, other traffic");
+    // Bad figures are refused naming the flag, before anything runs.
+    let bad = cli_at(
+        "http://127.0.0.1:9",
+        &["simulate", "--canary-error-rate", "1.5"],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("canary_error_rate"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let bad = cli_at("http://127.0.0.1:9", &["simulate", "--steps", "100"], None);
+    assert_eq!(bad.status.code(), Some(2));
+}
