@@ -112,20 +112,9 @@ impl Histogram {
     /// The nearest-rank `q` quantile (0 < q ≤ 1) in milliseconds: the midpoint
     /// of the bucket holding it, never above the recorded maximum.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                let (lo, width) = bounds_of(i);
-                let mid = lo as f64 + (width as f64 - 1.0) / 2.0;
-                return Some(mid.min(self.max_us as f64) / 1000.0);
-            }
-        }
-        Some(self.max_us as f64 / 1000.0)
+        let (lo, width) = bounds_of(self.quantile_index(q)?);
+        let mid = lo as f64 + (width as f64 - 1.0) / 2.0;
+        Some(mid.min(self.max_us as f64) / 1000.0)
     }
 
     /// The mean in milliseconds.
@@ -154,18 +143,7 @@ impl Histogram {
 
     /// The index of the bucket holding the nearest-rank `q` quantile.
     pub fn quantile_index(&self, q: f64) -> Option<usize> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(i);
-            }
-        }
-        Some(self.counts.len().saturating_sub(1))
+        self.quantile_indices([q]).map(|[i]| i)
     }
 
     /// [`Histogram::quantile_index`] of several levels (ascending) in one pass.

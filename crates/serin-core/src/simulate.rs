@@ -594,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn a_good_canary_is_promoted_early_and_flagger_blames_noise() {
+    fn a_good_canary_is_promoted_and_flagger_blames_noise() {
         let s = scenario(0.01, JudgeKind::Sequential);
         let r: Vec<_> = (0..10)
             .map(|i| run_one(&s, &mut Rng::for_run(1, i)).unwrap())

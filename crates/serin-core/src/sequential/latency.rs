@@ -193,22 +193,11 @@ impl LatencyTest {
 mod tests {
     use super::*;
 
-    /// xorshift64* with Box-Muller normals, so the tests are repeatable.
-    struct Rng(u64);
-    impl Rng {
-        fn uniform(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-        fn normal(&mut self) -> f64 {
-            (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
-        }
-        /// Lognormal latency, median 20 ms, σ = 0.5, in µs.
-        fn latency_us(&mut self, scale: f64) -> u64 {
-            (20_000.0 * scale * (0.5 * self.normal()).exp()) as u64
-        }
+    use crate::simulate::Rng;
+
+    /// Lognormal latency, median 20 ms, σ = 0.5, in µs.
+    fn latency_us(rng: &mut Rng, scale: f64) -> u64 {
+        (20_000.0 * scale * (0.5 * rng.normal()).exp()) as u64
     }
 
     /// Seconds until the test rejects at `alpha`, 100 req/s with share `rho`;
@@ -226,9 +215,9 @@ mod tests {
             for _ in 0..100 {
                 if rng.uniform() < rho {
                     let f = slow(rng);
-                    b.record(rng.latency_us(f));
+                    b.record(latency_us(rng, f));
                 } else {
-                    a.record(rng.latency_us(1.0));
+                    a.record(latency_us(rng, 1.0));
                 }
             }
             let share = b.count as f64 / (a.count + b.count) as f64;
@@ -242,7 +231,7 @@ mod tests {
 
     #[test]
     fn equal_latencies_are_rarely_blamed() {
-        let mut rng = Rng(11);
+        let mut rng = Rng::for_run(11, 0);
         let alpha = 0.05;
         let hits = (0..300)
             .filter(|_| run(&mut rng, 0.2, 120, alpha, |_| 1.0).is_some())
@@ -252,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_slower_canary_is_caught_and_a_faster_one_never() {
-        let mut rng = Rng(12);
+        let mut rng = Rng::for_run(12, 0);
         let mut at: Vec<u32> = (0..100)
             .filter_map(|_| run(&mut rng, 0.1, 120, 0.005, |_| 1.5))
             .collect();
@@ -277,14 +266,14 @@ mod tests {
 
     #[test]
     fn promotion_evidence_needs_a_p95_within_tolerance() {
-        let mut rng = Rng(13);
+        let mut rng = Rng::for_run(13, 0);
         let proven = |rng: &mut Rng, scale: f64| {
             let mut t = LatencyTest::new(1.1);
             for _ in 0..300 {
                 let (mut a, mut b) = (Histogram::default(), Histogram::default());
                 for _ in 0..50 {
-                    a.record(rng.latency_us(1.0));
-                    b.record(rng.latency_us(scale));
+                    a.record(latency_us(rng, 1.0));
+                    b.record(latency_us(rng, scale));
                 }
                 t.observe(0.5, &a, &b);
             }
