@@ -283,7 +283,10 @@ mod tests {
         // 500 runs' sampling noise above α (a broken test would sit far above).
         let at = (0..500).filter(|_| proven(1.2)).count();
         let noise = 3.0 * (alpha * (1.0 - alpha) / 500.0_f64).sqrt();
-        assert!(at as f64 / 500.0 <= alpha + noise, "{at} of 500 at the boundary");
+        assert!(
+            at as f64 / 500.0 <= alpha + noise,
+            "{at} of 500 at the boundary"
+        );
     }
 
     #[test]
