@@ -17,10 +17,11 @@
 //! is a pure function of the scenario and its seed, so the same seed gives the
 //! same report.
 //!
-//! What it leaves out, on purpose: the live controller feeds its tests only
-//! seconds it has sealed (older than its 5 s seal lag, sealed every 5 s, so
-//! that late proxy reports are in) and ticks on its own interval; that adds
-//! about 5–11 s to real times to rollback.
+//! The live controller feeds its tests only seconds it has sealed (older than
+//! its 5 s seal lag, sealed every 5 s, so that late proxy reports are in);
+//! `lag_s` models that (0, the default, feeds every second at once: the
+//! judge's own speed). Left out: the proxy's own reporting delay and the
+//! controller's tick, about a second more.
 
 use serde::Serialize;
 use serde_json::json;
@@ -77,7 +78,13 @@ pub struct Scenario {
     /// The Flagger-style judge's minimum success rate per minute, percent
     /// (Flagger's usual 99).
     pub flagger_min_success_rate: f64,
+    /// Seconds a second waits before the sequential tests see it (the live
+    /// controller's seal lag is 5; 0 feeds every second at once).
+    pub lag_s: u32,
 }
+
+/// How often the live controller seals a deployment's seconds.
+const SEAL_EVERY: u32 = 5;
 
 impl Scenario {
     /// Checks the figures; the error names the flag at fault.
@@ -327,6 +334,7 @@ fn drive(
         ..Default::default()
     };
     let mut canary_requests = 0u64;
+    let mut pending = std::collections::VecDeque::new();
     controller::advance(&mut d, &controller::Observed::default(), &[], t0)?;
     for t in 1..=s.horizon_s {
         let now = t0 + chrono::Duration::seconds(i64::from(t));
@@ -356,7 +364,28 @@ fn drive(
                     ));
                 }
                 let ev = &mut evidence.as_mut().expect("just set").1;
-                ev.observe(&stable, &canary);
+                // The live controller's seal lag: seconds reach the tests only
+                // once older than the lag, sealed every SEAL_EVERY seconds, and all
+                // of the step's at its window's end.
+                pending.push_back((t, [stable, canary]));
+                let start_s = (step_start - t0).num_seconds();
+                let window_over = match r.current() {
+                    Some(crate::rollout::Step::Analysis { window }) => {
+                        now >= step_start + window.unwrap_or(d.config.metrics_window).to_chrono()
+                    }
+                    _ => false,
+                };
+                let sealing = s.lag_s == 0 || t % SEAL_EVERY == 0;
+                while let Some((at, _)) = pending.front() {
+                    let ripe = window_over || (sealing && *at + s.lag_s <= t);
+                    if !ripe {
+                        break;
+                    }
+                    let (at, [st, ca]) = pending.pop_front().expect("just seen");
+                    if i64::from(at) > start_s {
+                        ev.observe(&st, &ca);
+                    }
+                }
                 if matches!(
                     controller::need(&d, now),
                     controller::Need::Judgement { .. }
@@ -564,6 +593,7 @@ mod tests {
             judge,
             promote_early: true,
             flagger_min_success_rate: 99.0,
+            lag_s: 0,
         }
     }
 
@@ -591,6 +621,24 @@ mod tests {
         let r = report(&s, &a);
         assert_eq!(r.rollbacks, 20, "{r:?}");
         assert!(r.time_to_rollback_s.unwrap().median <= 40.0, "{r:?}");
+    }
+
+    #[test]
+    fn the_seal_lag_delays_rollbacks_by_about_its_length() {
+        let mut s = scenario(0.05, JudgeKind::Sequential);
+        let median = |s: &Scenario| {
+            let r: Vec<_> = (0..40)
+                .map(|i| run_one(s, &mut Rng::for_run(3, i)).unwrap())
+                .collect();
+            report(s, &r).time_to_rollback_s.unwrap().median
+        };
+        let direct = median(&s);
+        s.lag_s = 5;
+        let lagged = median(&s);
+        assert!(
+            lagged >= direct + 3.0 && lagged <= direct + 12.0,
+            "{direct} -> {lagged}"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         },
         promote_early: !a.no_early_promotion,
         flagger_min_success_rate: a.flagger_min_success_rate,
+        lag_s: a.lag,
     };
     if let Err(e) = scenario.validate() {
         eprintln!("error: {e}");
