@@ -66,7 +66,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(
         path,
-        "/api/v1/health" | "/api/v1/ready" | "/openapi.json" | "/metrics"
+        "/api/v1/health" | "/api/v1/ready" | "/openapi.json" | "/metrics" | "/api/v1/metrics"
     ) {
         return None;
     }

@@ -184,10 +184,12 @@ pub async fn run(state: AppState, every: Duration, shutdown: impl Future<Output 
     let mut events = state.hub.subscribe();
     tokio::pin!(shutdown);
     loop {
+        let started = Instant::now();
         let report = tokio::select! {
             () = &mut shutdown => return,
             r = tick(&state) => r,
         };
+        state.telemetry.tick(started.elapsed());
         if report.errors > 0 {
             tracing::warn!(?report, "controller tick had errors");
         }

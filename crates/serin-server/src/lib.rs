@@ -32,6 +32,7 @@ pub mod rate;
 pub mod routes;
 pub mod routewatch;
 pub mod state;
+pub mod telemetry;
 
 use std::future::Future;
 
@@ -68,6 +69,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
+        ))
+        // Outside the guard, so that refused requests are counted too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::count,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

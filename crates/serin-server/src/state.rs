@@ -82,6 +82,8 @@ pub struct AppState {
     pub probes: crate::probe::Probes,
     /// What the controller last saw.
     pub controller: crate::controller::ControllerMemory,
+    /// Serin's own counters for `/metrics`.
+    pub telemetry: crate::telemetry::Telemetry,
     clock: Clock,
 }
 
@@ -116,6 +118,7 @@ impl AppState {
             http: crate::outbound::client(),
             probes: crate::probe::Probes::default(),
             controller: crate::controller::ControllerMemory::default(),
+            telemetry: crate::telemetry::Telemetry::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/proxies", get(list))
         .route("/api/v1/canary/deployments/{id}/routing", put(set_routing))
         .route("/metrics", get(prometheus))
+        .route("/api/v1/metrics", get(prometheus))
 }
 
 /// A route poll.
@@ -238,8 +239,9 @@ pub async fn set_routing(
     Ok(Json(d))
 }
 
-/// Prometheus text: the embedded proxy's counters (when it runs) and the route
-/// set's version.
+/// Prometheus text: the embedded proxy's counters (when it runs), the route
+/// set's size, and Serin's own (`crate::telemetry`): API requests, deployments
+/// by status, controller ticks.
 pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let routes = state.routes.current().map_or(0, |s| s.routes.len());
     let mut text = match &state.proxy {
@@ -248,6 +250,8 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     };
     text.push_str("# HELP serin_route_set_routes Routes in the control plane's route set.\n# TYPE serin_route_set_routes gauge\n");
     text.push_str(&format!("serin_route_set_routes {routes}\n"));
+    state.telemetry.render(&mut text);
+    crate::telemetry::deployments(&state, &mut text).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -168,6 +168,25 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         )),
         "{text}"
     );
+    // Serin's own: API requests by route template, deployments by status,
+    // controller ticks; the same on /api/v1/metrics, without a key.
+    for want in [
+        "serin_http_requests_total{route=\"/api/v1/canary/deployments\",method=\"POST\",status=\"201\"} 1",
+        "serin_deployments{status=\"active\"} 1",
+        "serin_controller_tick_seconds_bucket{le=\"+Inf\"}",
+        "# TYPE serin_controller_tick_seconds histogram",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    let again = reqwest::get(format!("{api}/api/v1/metrics")).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(
+        again
+            .text()
+            .await
+            .unwrap()
+            .contains("serin_deployments{status=\"active\"} 1")
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
