@@ -600,8 +600,16 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         if plan.whole {
             let evidence = match (acc, got.next()) {
                 (Some(acc), Some(tail)) => {
-                    let mut e = Arc::unwrap_or_clone(acc.evidence);
+                    // The last interval goes to a copy, and the accumulator stays:
+                    // if this tick's write fails, the next finishes the same path.
+                    let mut e = (*acc.evidence).clone();
                     e.observe(&tail[0], &tail[1]);
+                    state
+                        .controller
+                        .lanes
+                        .lock()
+                        .expect("lanes lock")
+                        .insert(plan.id.clone(), acc);
                     e
                 }
                 _ => match work.iter().find(|d| d.id == plan.id) {
@@ -692,15 +700,29 @@ async fn judgement(
                 .expect("lanes lock")
                 .get(&d.id)
                 .filter(|a| a.step == r.step_started_at)
-                .map(|a| a.evidence.clone());
-            state
-                .store
-                .lane_windows(&d.id, window.0, now)
-                .await
-                .map(|lanes| Read {
-                    evidence: held.unwrap_or_else(|| Arc::new(evidence_of(d, &lanes))),
+                .map(|a| (a.evidence.clone(), a.sealed_to));
+            let lanes = state.store.lane_windows(&d.id, window.0, now).await;
+            match (lanes, held) {
+                // At the window's end the tests take their last interval too.
+                (Ok(lanes), Some((evidence, sealed_to))) if now >= window_end(d, now) => state
+                    .store
+                    .lane_windows(&d.id, sealed_to, now)
+                    .await
+                    .map(|tail| {
+                        let mut e = (*evidence).clone();
+                        e.observe(&tail[0], &tail[1]);
+                        Read {
+                            evidence: Arc::new(e),
+                            lanes,
+                        }
+                    }),
+                (Ok(lanes), Some((evidence, _))) => Ok(Read { evidence, lanes }),
+                (Ok(lanes), None) => Ok(Read {
+                    evidence: Arc::new(evidence_of(d, &lanes)),
                     lanes,
-                })
+                }),
+                (Err(e), _) => Err(e),
+            }
         }
     };
     let Read {
