@@ -55,8 +55,6 @@ pub struct Evidence {
     pub requests: [u64; 2],
     /// Errors seen: stable, canary.
     pub errors_seen: [u64; 2],
-    /// Intervals fed.
-    pub intervals: u64,
 }
 
 /// The figures of [`Evidence`], for verdicts and the API.
@@ -83,7 +81,6 @@ impl Evidence {
             latency: LatencyTest::new(latency_tolerance),
             requests: [0, 0],
             errors_seen: [0, 0],
-            intervals: 0,
         }
     }
 
@@ -113,7 +110,6 @@ impl Evidence {
         self.requests[1] += n[1];
         self.errors_seen[0] += stable.errors;
         self.errors_seen[1] += canary.errors;
-        self.intervals += 1;
     }
 
     /// The error test's figures.
