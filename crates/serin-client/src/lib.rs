@@ -66,6 +66,27 @@ impl ClientError {
     }
 }
 
+/// The audit log's filters; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Only this kind of resource (`deployment`, `release`, …).
+    pub resource_type: Option<String>,
+    /// Only this resource.
+    pub resource_id: Option<String>,
+    /// Only this actor's changes.
+    pub actor: Option<String>,
+    /// Only this action (event type).
+    pub action: Option<String>,
+    /// At or after this instant.
+    pub since: Option<serin_core::Timestamp>,
+    /// Before this instant.
+    pub until: Option<serin_core::Timestamp>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Entries per page (1–100).
+    pub page_size: Option<u32>,
+}
+
 /// A handle to one Serin server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -412,6 +433,35 @@ impl Client {
             url: Self::dep(id),
             reason: format!("unexpected events: {e}"),
         })
+    }
+
+    /// A page of the audit log, newest first: the server's answer as it is
+    /// (`audit_logs`, `count`, `pagination`).
+    pub async fn audit_logs(&self, q: &AuditQuery) -> Result<Value, ClientError> {
+        let mut url =
+            reqwest::Url::parse("http://audit.invalid/api/v1/audit-logs").expect("a valid URL");
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in [
+                ("resource_type", q.resource_type.clone()),
+                ("resource_id", q.resource_id.clone()),
+                ("actor", q.actor.clone()),
+                ("action", q.action.clone()),
+                ("since", q.since.map(|t| t.to_rfc3339())),
+                ("until", q.until.map(|t| t.to_rfc3339())),
+                ("page", q.page.map(|n| n.to_string())),
+                ("page_size", q.page_size.map(|n| n.to_string())),
+            ] {
+                if let Some(v) = v {
+                    pairs.append_pair(k, &v);
+                }
+            }
+        }
+        let path = match url.query() {
+            Some(qs) => format!("{}?{qs}", url.path()),
+            None => url.path().to_string(),
+        };
+        self.call::<(), _>(Method::GET, &path, None).await
     }
 
     /// The configuration profiles.

@@ -85,6 +85,9 @@ pub enum Command {
         #[arg(long, short = 'f', value_name = "FILE")]
         file: PathBuf,
     },
+    /// The audit log: every change, who made it, newest last; `--follow` keeps
+    /// printing new entries.
+    Audit(AuditArgs),
     /// Simulate rollouts with the real judges and controller in virtual time over
     /// synthetic (or recorded) traffic; prints one JSON report.
     Simulate(Box<SimulateArgs>),
@@ -650,4 +653,33 @@ pub enum SimJudge {
     Sequential,
     /// Flagger's default: 1-minute success-rate checks ≥ 99%, rollback after 5 failures.
     Flagger,
+}
+
+/// `serin audit`: filters of the audit log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Only this kind of resource (`deployment`, `release`, `product`, `worker`, `api_key`).
+    #[arg(long)]
+    pub resource_type: Option<String>,
+    /// Only this resource (an id or name).
+    #[arg(long)]
+    pub resource_id: Option<String>,
+    /// Only this actor's changes.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (event type, e.g. `percentage_updated`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At or after this RFC 3339 instant.
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this RFC 3339 instant.
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many of the newest entries to show (1–100).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Keep printing new entries (polled every second) until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }

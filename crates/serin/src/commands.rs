@@ -200,3 +200,70 @@ fn read_signals(path: &std::path::Path) -> anyhow::Result<Vec<NewSignal>> {
     }
     Ok(out)
 }
+
+/// `serin audit`: the newest entries that match, oldest first; with `--follow`,
+/// then every new one as it appears (polled every second) until Ctrl-C. Table
+/// output is one line per entry; JSON output one object per line.
+pub async fn audit(args: &ClientArgs, a: crate::cli::AuditArgs) -> anyhow::Result<()> {
+    let c = client(args)?;
+    let mut q = serin_client::AuditQuery {
+        resource_type: a.resource_type,
+        resource_id: a.resource_id,
+        actor: a.actor,
+        action: a.action,
+        since: a.since,
+        until: a.until,
+        page: Some(1),
+        page_size: Some(a.limit),
+    };
+    let entries = |v: serde_json::Value| -> Vec<serde_json::Value> {
+        let mut list = v["audit_logs"].as_array().cloned().unwrap_or_default();
+        list.reverse();
+        list
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    for e in entries(c.audit_logs(&q).await?) {
+        show_audit(args.output, &e)?;
+        last = e["created_at"].as_str().map(str::to_string);
+        seen.insert(e["id"].as_str().unwrap_or_default().to_string());
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    q.page_size = Some(100);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        // Entries at or after the last one shown; those already shown are skipped.
+        q.since = match &last {
+            Some(t) => Some(t.parse().context("the server sent a bad timestamp")?),
+            None => q.since,
+        };
+        for e in entries(c.audit_logs(&q).await?) {
+            let id = e["id"].as_str().unwrap_or_default().to_string();
+            if seen.insert(id) {
+                show_audit(args.output, &e)?;
+                last = e["created_at"].as_str().map(str::to_string);
+            }
+        }
+    }
+}
+
+fn show_audit(output: Output, e: &serde_json::Value) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(e)?),
+        Output::Table => println!(
+            "{}  {}  {}  {}/{}  {}",
+            e["created_at"].as_str().unwrap_or_default(),
+            e["actor"].as_str().unwrap_or_default(),
+            e["action"].as_str().unwrap_or_default(),
+            e["resource_type"].as_str().unwrap_or_default(),
+            e["resource_id"].as_str().unwrap_or_default(),
+            e["message"].as_str().unwrap_or_default()
+        ),
+    }
+    Ok(())
+}

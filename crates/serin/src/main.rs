@@ -67,6 +67,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(s) => return rollout::start(args, *s).await,
         Command::Lint { file } => return Ok(lint::lint(&file, args.output)),
         Command::Simulate(a) => return simulate::simulate(*a),
+        Command::Audit(a) => commands::audit(args, a).await?,
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

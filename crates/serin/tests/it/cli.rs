@@ -470,3 +470,67 @@ fn simulate_reports_the_same_for_the_same_seed_whatever_the_threads_and_refuses_
     let bad = cli_at("http://127.0.0.1:9", &["simulate", "--steps", "100"], None);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn audit_lists_filters_and_follows_the_log() {
+    let server = Server::sqlite();
+    stdout(&server.cli(&["product", "add", "web"]));
+    stdout(&server.cli(&["product", "add", "api"]));
+    // Table: one line per entry, oldest first.
+    let table = stdout(&server.cli(&["audit", "--resource-type", "product"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].contains("product/web") && lines[1].contains("product/api"),
+        "{table}"
+    );
+    // JSON: one object per line; filters narrow it.
+    let one = stdout(&server.cli(&["audit", "--resource-id", "api", "-o", "json"]));
+    let entries: Vec<serde_json::Value> = one
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{one}");
+    assert_eq!(entries[0]["resource_id"], "api");
+    assert!(!entries[0]["actor"].as_str().unwrap().is_empty());
+    let limited = stdout(&server.cli(&["audit", "--limit", "1"]));
+    assert_eq!(limited.lines().count(), 1, "{limited}");
+    let bad = server.cli(&["audit", "--limit", "0"]);
+    assert!(!bad.status.success());
+    // --follow prints what is added after it started.
+    let mut follow = std::process::Command::new(BIN)
+        .args([
+            "audit",
+            "--resource-type",
+            "product",
+            "--follow",
+            "-o",
+            "json",
+        ])
+        .env("SERIN_URL", &server.url)
+        .env("SERIN_API_KEY", crate::harness::ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watchdog: if the entry never shows, end the process so the read below ends.
+    let pid = follow.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stdout(&server.cli(&["product", "add", "jobs"]));
+    let reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut got = Vec::new();
+    for line in std::io::BufRead::lines(reader) {
+        let line = line.unwrap();
+        got.push(line.clone());
+        if line.contains("\"jobs\"") {
+            break;
+        }
+        assert!(got.len() < 10, "{got:?}");
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(got.len(), 3, "two old entries, then the new one: {got:?}");
+}
