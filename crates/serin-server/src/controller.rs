@@ -149,6 +149,24 @@ impl ControllerMemory {
             .insert(id.to_string(), seen);
     }
 
+    /// Takes a deployment's accumulator out, if it belongs to the step that
+    /// started at `step`.
+    fn take_lanes(&self, id: &str, step: Timestamp) -> Option<Accumulated> {
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .remove(id)
+            .filter(|a| a.step == step)
+    }
+
+    /// Keeps a deployment's accumulator for the next tick.
+    fn keep_lanes(&self, id: &str, acc: Accumulated) {
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .insert(id.to_string(), acc);
+    }
+
     fn forget_except(&self, keep: &std::collections::HashSet<&str>) {
         self.seen
             .lock()
@@ -521,13 +539,7 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
             continue;
         };
         let step = d.rollout.as_ref().map_or(since, |r| r.step_started_at);
-        let cached = state
-            .controller
-            .lanes
-            .lock()
-            .expect("lanes lock")
-            .remove(&d.id)
-            .filter(|a| a.step == step);
+        let cached = state.controller.take_lanes(&d.id, step);
         if now >= window_end(d, now) {
             // The deciding judgement reads the whole window, and the tests take
             // their last interval; the accumulator is done.
@@ -604,12 +616,7 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
                     // if this tick's write fails, the next finishes the same path.
                     let mut e = (*acc.evidence).clone();
                     e.observe(&tail[0], &tail[1]);
-                    state
-                        .controller
-                        .lanes
-                        .lock()
-                        .expect("lanes lock")
-                        .insert(plan.id.clone(), acc);
+                    state.controller.keep_lanes(&plan.id, acc);
                     e
                 }
                 _ => match work.iter().find(|d| d.id == plan.id) {
@@ -648,12 +655,7 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         for (l, t) in lanes.iter_mut().zip(tail) {
             l.merge(t);
         }
-        state
-            .controller
-            .lanes
-            .lock()
-            .expect("lanes lock")
-            .insert(plan.id.clone(), acc);
+        state.controller.keep_lanes(&plan.id, acc);
         out.insert(plan.id, Read { lanes, evidence });
     }
     out
