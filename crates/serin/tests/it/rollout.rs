@@ -194,6 +194,11 @@ async fn a_good_canary_is_promoted_through_every_step_and_becomes_stable() {
     // The profile's sample size (20) and 6 s windows: at 100 req/s even a machine
     // busy with other tests gets the canary enough requests in each window.
     body["rollback_thresholds"] = thresholds(20);
+    // Identical upstreams with a fixed 20 ms delay: a p95 a few ms apart is
+    // scheduling noise on a busy 2-core machine (a CI run once saw +54% in a 6 s
+    // window and rolled back), so this test allows 150% — it is about moving
+    // through the steps; the 3x-latency test keeps the 50% limit.
+    body["rollback_thresholds"]["max_latency_increase"] = json!(150.0);
     body["product"] = json!("shop");
     body["rollout"] = json!({"steps": [
         {"set_weight": 20}, {"analysis": {"window": "6s"}},
