@@ -179,7 +179,7 @@ pub fn need(d: &Deployment, now: Timestamp) -> Need {
     if d.status != DeploymentStatus::Active || r.ready {
         return Need::Clock;
     }
-    if !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout) {
+    if pre_rollout_due(r) {
         return Need::Hooks(HookKind::PreRollout);
     }
     match r.current() {
@@ -273,7 +273,7 @@ pub fn advance(
     // Answers (hooks, gates) were gathered for the step current when `need` was
     // asked; a step reached later in this call waits for its own.
     let asked_at = r.step;
-    if !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout) {
+    if pre_rollout_due(&r) {
         let Some((HookKind::PreRollout, runs)) = &observed.hooks else {
             return Ok(events);
         };
@@ -372,7 +372,7 @@ pub fn advance(
                     }
                 }
             }
-            Step::Gate(Gate::Approval) => return Ok(events),
+            Step::Gate(Gate::Approval | Gate::ReleaseApproval { .. }) => return Ok(events),
             Step::Gate(Gate::Webhook { url }) => match &observed.gate {
                 _ if i != asked_at => return Ok(events),
                 Some((true, said)) => {
@@ -614,6 +614,11 @@ pub fn describe(s: &Step) -> String {
         Step::Analysis { window: None } => "analysis over the metrics window".into(),
         Step::Gate(Gate::Webhook { url }) => format!("gate: webhook {url}"),
         Step::Gate(Gate::Approval) => "gate: approval".into(),
+        Step::Gate(Gate::ReleaseApproval {
+            environment,
+            required,
+            ..
+        }) => format!("gate: {required} approval(s) for {environment}"),
     }
 }
 
@@ -625,6 +630,47 @@ fn put(data: &mut Value, key: &str, v: Value) {
 
 fn event(d: &Deployment, kind: EventType, message: String, data: Value) -> NewEvent {
     d.event(kind, message, data)
+}
+
+/// Whether the pre-rollout hooks are due: not yet run, and the rollout is past
+/// its opening gates (so an unapproved release never migrates a database).
+fn pre_rollout_due(r: &Rollout) -> bool {
+    !r.pre_rollout_done
+        && r.spec.has_hooks(HookKind::PreRollout)
+        && !matches!(r.current(), Some(Step::Gate(_)))
+}
+
+/// Passes a release-approval gate once its policy is met (the server counts the
+/// approvals). Returns no events when the deployment isn't waiting at one.
+pub fn pass_release_approval(
+    d: &mut Deployment,
+    approvers: &[String],
+    now: Timestamp,
+) -> Vec<NewEvent> {
+    let at_gate = d.status.is_live()
+        && d.rollout
+            .as_ref()
+            .is_some_and(|r| matches!(r.current(), Some(Step::Gate(Gate::ReleaseApproval { .. }))));
+    if !at_gate {
+        return Vec::new();
+    }
+    let r = d.rollout.as_mut().expect("checked above");
+    let i = r.step;
+    r.step += 1;
+    r.ready = false;
+    r.step_started_at = now;
+    let next = r.current().cloned();
+    d.touch(now);
+    vec![event(
+        d,
+        EventType::RolloutStepStarted,
+        format!(
+            "Step {} (approval) passed: approved by {}",
+            i + 1,
+            approvers.join(", ")
+        ),
+        json!({"step": i + 1, "finished_step": i, "kind": next.as_ref().map(step_kind), "detail": {"approved_by": approvers}}),
+    )]
 }
 
 /// A person's "continue": ends a pause or an approval gate (or an analysis or a
@@ -652,6 +698,21 @@ pub fn continue_step(
         return Err(not(
             "continue it: it has finished this step and waits for the rest of its group",
         ));
+    }
+    if let Step::Gate(Gate::ReleaseApproval {
+        release_id,
+        environment,
+        required,
+    }) = &step
+    {
+        return Err(DomainError::Refused {
+            code: "APPROVAL_REQUIRED",
+            message: format!(
+                "deployment {} waits for {required} approval(s) of release {release_id} for {environment}; approve the release (POST /api/v1/releases/{release_id}/approvals) instead of continuing",
+                d.id
+            ),
+            forbidden: false,
+        });
     }
     let i = r.step;
     if let Step::SetWeight(w) = step {

@@ -50,6 +50,17 @@ pub enum DomainError {
         /// The statuses reachable from `from`, comma-separated (or "none").
         allowed: String,
     },
+    /// A rule of the release manager refused the action (an approval policy,
+    /// the promotion order between environments).
+    #[error("{message}")]
+    Refused {
+        /// The error code clients match on, e.g. `SELF_APPROVAL`.
+        code: &'static str,
+        /// What was refused and why, for people.
+        message: String,
+        /// The caller may not do this at all (403), rather than not now (409).
+        forbidden: bool,
+    },
 }
 
 impl DomainError {

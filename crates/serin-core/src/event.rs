@@ -62,6 +62,28 @@ pub enum EventType {
     RolloutGroupCreated,
     /// A hook ran (its outcome and output are in the data).
     HookCompleted,
+    /// A user account was made.
+    UserCreated,
+    /// A user's name, role, password or access changed.
+    UserUpdated,
+    /// A user logged in (a session began).
+    UserLoggedIn,
+    /// A user logged out (a session ended).
+    UserLoggedOut,
+    /// A product's environments changed.
+    EnvironmentChanged,
+    /// Someone approved a release for an environment.
+    ReleaseApproved,
+    /// Someone rejected a release for an environment.
+    ReleaseRejected,
+    /// A draft release was deleted.
+    ReleaseDeleted,
+    /// Someone asked to deploy a release to an environment.
+    ReleaseDeployRequested,
+    /// Release notes were published.
+    ReleaseNotesPublished,
+    /// A finished deployment was undone by a one-click rollback.
+    DeploymentReverted,
 }
 
 impl EventType {
@@ -91,6 +113,17 @@ impl EventType {
             EventType::GateWaiting => "gate_waiting",
             EventType::RolloutGroupCreated => "rollout_group_created",
             EventType::HookCompleted => "hook_completed",
+            EventType::UserCreated => "user_created",
+            EventType::UserUpdated => "user_updated",
+            EventType::UserLoggedIn => "user_logged_in",
+            EventType::UserLoggedOut => "user_logged_out",
+            EventType::EnvironmentChanged => "environment_changed",
+            EventType::ReleaseApproved => "release_approved",
+            EventType::ReleaseRejected => "release_rejected",
+            EventType::ReleaseDeleted => "release_deleted",
+            EventType::ReleaseDeployRequested => "release_deploy_requested",
+            EventType::ReleaseNotesPublished => "release_notes_published",
+            EventType::DeploymentReverted => "deployment_reverted",
         }
     }
 

@@ -28,6 +28,8 @@
 //! - [`hooks`]: pre-rollout, confirmation, post-rollout and rollback hooks.
 //! - [`notify`]: outbound alert webhooks (JSON, signed; Slack) and their deliveries.
 //! - [`sequential`]: anytime-valid tests (so far the error-rate test; not yet a judge).
+//! - [`user`]: people who log in, their passwords' rules, the login back-off.
+//! - [`environment`]: environments, approval policies, deploying a release with a strategy.
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod controller;
 pub mod deployment;
 pub mod duration;
+pub mod environment;
 pub mod error;
 pub mod event;
 pub mod histogram;
@@ -52,6 +55,7 @@ pub mod sequential;
 pub mod signal;
 pub mod simulate;
 pub mod traffic;
+pub mod user;
 pub mod worker;
 
 pub use error::DomainError;

@@ -142,6 +142,10 @@ pub struct Release {
     pub updated_at: DateTime<Utc>,
     /// When the release became `released`, if it has.
     pub released_at: Option<DateTime<Utc>>,
+    /// Who created it (its author, who may not approve it); unknown for
+    /// releases made before Serin recorded it.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 /// What a client sends to create a release (seed 000's `POST /release`).
@@ -291,6 +295,7 @@ mod tests {
             created_at: t,
             updated_at: t,
             released_at: released_secs.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
+            created_by: None,
         }
     }
 

@@ -63,6 +63,17 @@ pub enum Gate {
     },
     /// An approval by a person with at least the engineer role.
     Approval,
+    /// The approval policy of an environment, met for a release (see
+    /// `environment`): passed by the server when the approvals are in, never by
+    /// a plain "continue".
+    ReleaseApproval {
+        /// The release.
+        release_id: i64,
+        /// The environment whose policy applies.
+        environment: String,
+        /// Approvals the policy needs.
+        required: u32,
+    },
 }
 
 /// A deployment's plan: its steps and what judges them.

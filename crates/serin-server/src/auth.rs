@@ -7,6 +7,12 @@
 //! keeps the lookup off the hot path; it forgets entries after a few seconds, so a
 //! revocation on another replica takes effect within that time (at once on this one).
 //!
+//! People log in instead (`POST /api/v1/auth/login`, see `crate::accounts`) and
+//! get a session token (`srs_` + 48 hex digits) sent the same way. It is stored
+//! only as its SHA-256 too, expires, and stops working when its user is
+//! disabled, changes role or password, or logs out. Both kinds of caller become
+//! the same [`Principal`], so there is one role policy.
+//!
 //! The role policy lives in one place, [`required_role`]: reads need `viewer`,
 //! changes need `engineer`, key management needs `admin`. A few routes are public
 //! (liveness, readiness, the OpenAPI document).
@@ -29,22 +35,44 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most keys cached at once.
 const MAX_CACHED: usize = 10_000;
 
-/// An authenticated caller.
+/// An authenticated caller: an API key, or a user's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
-    /// The key's id.
+    /// The key's id, or the user's id for a session (what rate limits count).
     pub key_id: String,
-    /// The key's name: the actor recorded in events.
+    /// The key's name or the user's email: the actor recorded in events.
     pub name: String,
     /// What it may do.
     pub role: Role,
+    /// The session, when a user logged in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
 }
+
+/// The session behind a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: String,
+    /// The user's id.
+    pub user_id: String,
+    /// When it stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The prefix of session tokens (API keys have `srn_`).
+pub const SESSION_PREFIX: &str = "srs_";
 
 /// A fresh random key: `srn_` and 48 hex digits.
 pub fn generate_key() -> Result<String, ApiError> {
+    random_token("srn_")
+}
+
+/// `prefix` and 48 random hex digits (192 bits).
+pub fn random_token(prefix: &str) -> Result<String, ApiError> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    Ok(format!("srn_{}", hex::encode(bytes)))
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
 }
 
 /// Hex SHA-256 of a key.
@@ -70,7 +98,14 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     ) {
         return None;
     }
-    if path.starts_with("/api/v1/api-keys") {
+    if path == "/api/v1/auth/login" {
+        return None;
+    }
+    // Anyone signed in may see who they are and log out.
+    if path == "/api/v1/users/me" || path == "/api/v1/auth/logout" {
+        return Some(Role::Viewer);
+    }
+    if path.starts_with("/api/v1/api-keys") || path.starts_with("/api/v1/users") {
         return Some(Role::Admin);
     }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -90,7 +125,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The principal for `key`, or 401.
+    /// The principal for `key` (an API key or a session token), or 401.
     pub async fn authenticate(
         &self,
         store: &Store,
@@ -98,9 +133,12 @@ impl Authenticator {
     ) -> Result<Principal, ApiError> {
         let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
             ApiError::unauthorized(
-                "send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                "send an API key or a session token as `Authorization: Bearer <token>` or `X-API-Key: <key>`",
             )
         })?;
+        if key.starts_with(SESSION_PREFIX) {
+            return self.session(store, key).await;
+        }
         let hash = hash_key(key);
         let cached = {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -120,13 +158,7 @@ impl Authenticator {
                 // Only valid keys are cached: a flood of made-up keys must not be able
                 // to fill the cache and push the real ones out.
                 if let Some(p) = &found {
-                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    if cache.len() >= MAX_CACHED {
-                        cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-                    }
-                    if cache.len() < MAX_CACHED {
-                        cache.insert(hash, (Some(p.clone()), Instant::now()));
-                    }
+                    self.remember(hash, p);
                 }
                 found
             }
@@ -134,7 +166,42 @@ impl Authenticator {
         principal.ok_or_else(|| ApiError::unauthorized("the API key is unknown or revoked"))
     }
 
+    /// The principal of a session token, or 401.
+    async fn session(&self, store: &Store, token: &str) -> Result<Principal, ApiError> {
+        let hash = hash_key(token);
+        let found = store.live_session(&hash, chrono::Utc::now()).await?;
+        let p = found
+            .map(|s| Principal {
+                key_id: s.user.id.clone(),
+                name: s.user.email,
+                role: s.user.role,
+                session: Some(SessionInfo {
+                    id: s.id,
+                    user_id: s.user.id,
+                    expires_at: s.expires_at,
+                }),
+            })
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "the session has expired or ended; log in again (POST /api/v1/auth/login)",
+                )
+            })?;
+        self.remember(hash, &p);
+        Ok(p)
+    }
+
+    fn remember(&self, hash: String, p: &Principal) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        if cache.len() < MAX_CACHED {
+            cache.insert(hash, (Some(p.clone()), Instant::now()));
+        }
+    }
+
     /// The principal for `key` if it was verified recently (no database lookup).
+    /// A session is never taken from the cache past its expiry.
     pub fn cached(&self, key: Option<&str>) -> Option<Principal> {
         let hash = hash_key(key.filter(|k| !k.is_empty())?);
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +209,11 @@ impl Authenticator {
             .get(&hash)
             .filter(|(_, at)| at.elapsed() < CACHE_TTL)
             .and_then(|(p, _)| p.clone())
+            .filter(|p| {
+                p.session
+                    .as_ref()
+                    .is_none_or(|s| s.expires_at > chrono::Utc::now())
+            })
     }
 
     /// Forgets every cached key (after a revocation).
@@ -155,6 +227,7 @@ fn principal_of(k: ApiKeyRecord) -> Principal {
         key_id: k.id,
         name: k.name,
         role: k.role,
+        session: None,
     }
 }
 
@@ -189,6 +262,19 @@ mod tests {
         assert_eq!(
             required_role(&Method::POST, "/product"),
             Some(Role::Engineer)
+        );
+        assert_eq!(required_role(&Method::POST, "/api/v1/auth/login"), None);
+        assert_eq!(
+            required_role(&Method::POST, "/api/v1/auth/logout"),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/users/me"),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/users"),
+            Some(Role::Admin)
         );
     }
 

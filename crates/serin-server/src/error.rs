@@ -147,6 +147,16 @@ impl From<DomainError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_NOT_ACTIVE", message)
                     .details(json!({"deployment_id": id, "status": status}))
             }
+            DomainError::Refused {
+                code, forbidden, ..
+            } => {
+                let status = if forbidden {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::CONFLICT
+                };
+                ApiError::new(status, code, message)
+            }
             DomainError::StillActive { id, status } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_ACTIVE", message)
                     .details(json!({"deployment_id": id, "status": status}))
@@ -168,6 +178,7 @@ fn entity_words(entity: Entity) -> (&'static str, &'static str, &'static str, &'
         ),
         Entity::Worker => ("WORKER_NOT_FOUND", "WORKER_EXISTS", "worker", "id"),
         Entity::ApiKey => ("API_KEY_NOT_FOUND", "API_KEY_EXISTS", "api_key", "id"),
+        Entity::User => ("USER_NOT_FOUND", "USER_EXISTS", "user", "email"),
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`state`]: [`AppState`], shared by every handler.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod auth;
 pub mod controller;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod probe;
 pub mod rate;
+pub mod releaser;
 pub mod routes;
 pub mod routewatch;
 pub mod state;
@@ -64,6 +66,9 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::api_keys::router())
         .merge(routes::proxies::router())
         .merge(routes::rollouts::router())
+        .merge(routes::users::router())
+        .merge(routes::environments::router())
+        .merge(routes::deployments::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(

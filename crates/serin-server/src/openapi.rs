@@ -11,8 +11,8 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin_canary, api_keys, audit, canary, health, products, proxies, releases, rollouts, signals,
-    workers,
+    admin_canary, api_keys, audit, canary, deployments, environments, health, products, proxies,
+    releases, rollouts, signals, users, workers,
 };
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
@@ -34,7 +34,10 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         health::health, health::ready,
         products::create, products::list, products::show,
         releases::create, releases::create_for_product, releases::list, releases::latest,
-        releases::show, releases::update,
+        releases::show, releases::update, releases::list_all, releases::delete_release,
+        releases::deploy, releases::decide, releases::approvals,
+        environments::list, environments::show, environments::create, environments::update,
+        deployments::list, deployments::show, deployments::rollback,
         signals::record, signals::record_batch, signals::list,
         canary::list, canary::create, canary::show, canary::set_percentage, canary::promote,
         canary::rollback, canary::pause, canary::resume, canary::delete, canary::health,
@@ -46,6 +49,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         api_keys::create, api_keys::list, api_keys::revoke,
         proxies::routes, proxies::report, proxies::list, proxies::set_routing,
         rollouts::show, rollouts::continue_, rollouts::abort, rollouts::deliveries, rollouts::create_group, rollouts::show_group,
+        users::login, users::logout, users::me, users::create_user, users::list_users, users::show_user, users::update_user,
     ),
     components(schemas(ErrorBody, serin_core::event::StreamEvent)),
     modifiers(&Security),
@@ -60,7 +64,9 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "workers", description = "Job workers and their lanes (seed 004)"),
         (name = "admin", description = "Operator endpoints on the default target (seed 002)"),
         (name = "audit", description = "The audit log (seed 003)"),
-        (name = "auth", description = "API keys"),
+        (name = "environments", description = "Where a product's releases run, in promotion order, with approval policies (seed 003)"),
+        (name = "deployments", description = "Releases entering environments, with seed 003's statuses"),
+        (name = "auth", description = "API keys, users and sessions"),
         (name = "proxy", description = "Route sets and lane metrics for `serin proxy` instances"),
     )
 )]

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub allow_hook_commands: bool,
     /// The secret that signs JSON notifications (none: unsigned).
     pub webhook_secret: Option<String>,
+    /// How long a login session lasts.
+    pub session_ttl: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             controller_interval: std::time::Duration::from_secs(1),
             allow_hook_commands: false,
             webhook_secret: None,
+            session_ttl: std::time::Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -84,6 +87,10 @@ pub struct AppState {
     pub controller: crate::controller::ControllerMemory,
     /// Serin's own counters for `/metrics`.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Password hashing, a few at a time.
+    pub passwords: crate::accounts::Passwords,
+    /// Wrong passwords per email.
+    pub throttle: crate::accounts::Throttle,
     clock: Clock,
 }
 
@@ -119,6 +126,8 @@ impl AppState {
             probes: crate::probe::Probes::default(),
             controller: crate::controller::ControllerMemory::default(),
             telemetry: crate::telemetry::Telemetry::default(),
+            passwords: crate::accounts::Passwords::default(),
+            throttle: crate::accounts::Throttle::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }

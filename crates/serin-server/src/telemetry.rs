@@ -31,6 +31,7 @@ type RequestCounts = BTreeMap<(String, String, u16), u64>;
 pub struct Telemetry {
     requests: Arc<Mutex<RequestCounts>>,
     ticks: Arc<Mutex<Ticks>>,
+    logins: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +49,17 @@ impl Telemetry {
             .lock()
             .expect("requests lock")
             .entry((route.to_string(), method.to_string(), status))
+            .or_default() += 1;
+    }
+
+    /// Counts one login attempt by outcome (`success`, `bad_password`,
+    /// `unknown_user`, `throttled`, `disabled`).
+    pub fn login(&self, outcome: &'static str) {
+        *self
+            .logins
+            .lock()
+            .expect("logins lock")
+            .entry(outcome)
             .or_default() += 1;
     }
 
@@ -74,6 +86,10 @@ impl Telemetry {
                 escape(route),
                 escape(method)
             );
+        }
+        out.push_str("# HELP serin_logins_total Login attempts by outcome.\n# TYPE serin_logins_total counter\n");
+        for (outcome, n) in self.logins.lock().expect("logins lock").iter() {
+            let _ = writeln!(out, "serin_logins_total{{outcome=\"{outcome}\"}} {n}");
         }
         let t = self.ticks.lock().expect("ticks lock");
         out.push_str("# HELP serin_controller_tick_seconds How long the rollout controller's ticks took.\n# TYPE serin_controller_tick_seconds histogram\n");

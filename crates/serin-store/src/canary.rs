@@ -28,6 +28,10 @@ pub struct DeploymentFilter {
     pub queue_name: Option<String>,
     /// Only this tenant.
     pub tenant_id: Option<String>,
+    /// Only this product's.
+    pub product: Option<String>,
+    /// Only to this environment.
+    pub environment: Option<String>,
 }
 
 /// Which events to list (the audit log's filters).

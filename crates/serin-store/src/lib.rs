@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod canary;
+pub mod manager;
 pub mod migrate;
 mod notify;
 mod postgres;
@@ -42,6 +43,8 @@ pub enum Entity {
     Worker,
     /// An API key.
     ApiKey,
+    /// A user.
+    User,
 }
 
 /// Why a store call failed.

@@ -55,6 +55,11 @@ pub const SQLITE: &[Migration] = &[
         name: "notifications",
         sql: include_str!("../migrations/sqlite/0004_notifications.sql"),
     },
+    Migration {
+        version: 5,
+        name: "release_manager",
+        sql: include_str!("../migrations/sqlite/0005_release_manager.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -78,6 +83,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "notifications",
         sql: include_str!("../migrations/postgres/0004_notifications.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "release_manager",
+        sql: include_str!("../migrations/postgres/0005_release_manager.sql"),
     },
 ];
 

@@ -12,11 +12,16 @@ use crate::cli::{
 };
 use crate::output::print;
 
+/// A client for the server the flags name, with the API key, else the session
+/// stored by `serin login` for that server.
 pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     let c = Client::new(&args.url)?;
     Ok(match &args.api_key {
         Some(k) => c.with_api_key(k),
-        None => c,
+        None => match crate::manage::stored(&args.url) {
+            Some(s) => c.with_api_key(s.token),
+            None => c,
+        },
     })
 }
 

@@ -38,6 +38,7 @@ const FILE_KEYS: &[&str] = &[
     "allow_hook_commands",
     "webhook_secret",
     "proxy_listen",
+    "session_ttl",
 ];
 
 /// Log output format.
@@ -188,6 +189,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let worker_timeout = duration_setting(&mut l, &up.worker_timeout, "worker_timeout", 60);
     let controller_interval =
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
+    let session_ttl = duration_setting(&mut l, &up.session_ttl, "session_ttl", 12 * 3600);
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -225,6 +227,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 controller_interval,
                 allow_hook_commands,
                 webhook_secret,
+                session_ttl,
             },
         }),
         _ => Err(l.errors),
@@ -367,6 +370,7 @@ mod tests {
             allow_hook_commands: None,
             webhook_secret: None,
             proxy_listen: None,
+            session_ttl: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - `up`: the server and migrations.
 //! - `commands`: product, release and signal subcommands over `serin-client`.
 //! - `canary`: canary, worker and API key subcommands.
+//! - `manage`: the release manager's: login, users, environments, deploy, approvals.
 //! - `output`: tables and JSON.
 //! - `docs`: the generated CLI reference, `docs/cli.md`.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ mod config;
 #[cfg(test)]
 mod docs;
 mod lint;
+mod manage;
 mod output;
 mod proxy;
 mod rollout;
@@ -68,6 +70,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lint { file } => return Ok(lint::lint(&file, args.output)),
         Command::Simulate(a) => return simulate::simulate(*a),
         Command::Audit(a) => commands::audit(args, a).await?,
+        Command::Login(a) => manage::login(args, a).await?,
+        Command::Logout => manage::logout(args).await?,
+        Command::Whoami => manage::whoami(args).await?,
+        Command::User(cmd) => manage::user(args, cmd).await?,
+        Command::Env(cmd) => manage::env(args, cmd).await?,
+        Command::Deploy(a) => return manage::deploy(args, a).await,
+        Command::Approve(a) => manage::decide(args, a, "approved").await?,
+        Command::Reject(a) => manage::decide(args, a, "rejected").await?,
+        Command::Deployment(cmd) => manage::deployment(args, cmd).await?,
         Command::Product(cmd) => commands::product(args, cmd).await?,
         Command::Canary(cmd) => canary::canary(args, cmd).await?,
         Command::Worker(cmd) => canary::worker(args, cmd).await?,

@@ -86,7 +86,11 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         state.clone(),
         stopping(halted.clone()),
     ));
-    let notifier = tokio::spawn(serin_server::notifier::run(state.clone(), stopping(halted)));
+    let notifier = tokio::spawn(serin_server::notifier::run(
+        state.clone(),
+        stopping(halted.clone()),
+    ));
+    let releaser = tokio::spawn(serin_server::releaser::run(state.clone(), stopping(halted)));
     let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serin_server::run(listener, app, async {
@@ -101,7 +105,7 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     let _ = halt.send(true);
-    let _ = tokio::join!(controller, probes, notifier);
+    let _ = tokio::join!(controller, probes, notifier, releaser);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(ended) => ended??,
         Err(_) => tracing::warn!(

@@ -123,6 +123,7 @@ async fn last_promoted(state: &AppState) -> Result<Option<String>, StoreError> {
         status: Some(DeploymentStatus::Completed),
         queue_name: Some(state.config.default_queue.clone()),
         tenant_id: state.config.default_tenant.clone(),
+        ..DeploymentFilter::default()
     };
     Ok(state
         .store

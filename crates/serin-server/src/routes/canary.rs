@@ -129,6 +129,7 @@ pub async fn list(
         status: p.status,
         queue_name: p.queue_name,
         tenant_id: p.tenant_id,
+        ..DeploymentFilter::default()
     };
     let found = state
         .store

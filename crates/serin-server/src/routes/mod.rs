@@ -4,12 +4,15 @@ pub mod admin_canary;
 pub mod api_keys;
 pub mod audit;
 pub mod canary;
+pub mod deployments;
+pub mod environments;
 pub mod health;
 pub mod products;
 pub mod proxies;
 pub mod releases;
 pub mod rollouts;
 pub mod signals;
+pub mod users;
 pub mod workers;
 
 use serin_store::{Entity, StoreError};

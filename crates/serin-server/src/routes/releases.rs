@@ -5,8 +5,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use serin_core::environment::{
+    Approval, ApprovalTally, Decision, DeployRequest, ReleaseDeployment, tally,
+};
 use serin_core::page::{PageParams, Pagination};
-use serin_core::{NewRelease, Release, ReleasePatch};
+use serin_core::{NewRelease, Release, ReleasePatch, ReleaseStatus};
+use serin_store::manager::ReleaseFilter;
 
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
@@ -22,8 +26,16 @@ pub fn router() -> Router<AppState> {
             get(list).post(create_for_product),
         )
         .route("/api/v1/products/{name}/releases/latest", get(latest))
-        .route("/api/v1/releases", post(create))
-        .route("/api/v1/releases/{id}", get(show).patch(update))
+        .route("/api/v1/releases", post(create).get(list_all))
+        .route(
+            "/api/v1/releases/{id}",
+            get(show).patch(update).delete(delete_release),
+        )
+        .route("/api/v1/releases/{id}/deploy", post(deploy))
+        .route(
+            "/api/v1/releases/{id}/approvals",
+            get(approvals).post(decide),
+        )
         .route("/release", post(create))
         .route("/release/{product_name}/latest", get(latest))
 }
@@ -172,4 +184,206 @@ pub async fn update(
         .await?;
     state.latest.clear();
     Ok(Json(release))
+}
+
+/// Filters of the release list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseParams {
+    /// Only this product's.
+    pub product: Option<String>,
+    /// Only in this status: `draft`, `approved`, `released`, `cancelled`, `rolled_back`.
+    pub status: Option<String>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100 (default 10).
+    pub page_size: Option<u32>,
+}
+
+/// Every product's releases, newest first (seed 003).
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(ReleaseParams),
+    responses((status = 200, body = ReleaseList), (status = 400, body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn list_all(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ReleaseParams>,
+) -> ApiResult<Json<ReleaseList>> {
+    let page = PageParams {
+        page: p.page,
+        page_size: p.page_size,
+    }
+    .check()?;
+    let status = match p.status.as_deref() {
+        Some(s) => Some(s.parse::<ReleaseStatus>()?),
+        None => None,
+    };
+    let f = ReleaseFilter {
+        product: p.product,
+        status,
+    };
+    let found = state
+        .store
+        .list_all_releases(&f, page.offset(), page.limit())
+        .await?;
+    Ok(Json(ReleaseList {
+        count: found.items.len(),
+        pagination: page.of(found.total),
+        items: found.items,
+    }))
+}
+
+/// Delete a `draft` release (and its signals). Anything past draft is history:
+/// cancel it instead.
+#[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases",
+    params(("id" = i64, Path, description = "the release's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`RELEASE_NOT_DRAFT`", body = ErrorBody)))]
+#[tracing::instrument(skip(state, who))]
+pub async fn delete_release(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .delete_release(id, &who.name, state.now())
+        .await?;
+    state.latest.clear();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deploy a release to an environment with a strategy: `direct` (all traffic
+/// at once), `canary` (the rollout controller follows `rollout`, or a default
+/// 10% → 50% → 100% plan with analyses) or `blue_green` (the new version
+/// warmed beside the old, then all traffic switched, then baked). The
+/// deployment waits at an approval gate while the environment's policy isn't
+/// met, and runs the environment's pre-deploy hook before traffic moves.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/deploy", tag = "releases", request_body = DeployRequest,
+    params(("id" = i64, Path, description = "the release's id")),
+    responses(
+        (status = 202, body = ReleaseDeployment),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`PREVIOUS_ENVIRONMENT_NOT_PASSED`, `RELEASE_REJECTED`, `RELEASE_NOT_DEPLOYABLE`, `ALREADY_DEPLOYED`, `DEPLOYMENT_EXISTS`", body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, req), fields(environment = %req.environment))]
+pub async fn deploy(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<DeployRequest>,
+) -> ApiResult<(StatusCode, Json<ReleaseDeployment>)> {
+    let d = crate::releaser::deploy(&state, &who.name, id, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReleaseDeployment::of(&d))))
+}
+
+/// An approval or a rejection.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// The environment it is for.
+    pub environment: String,
+    /// `approved` or `rejected`.
+    pub decision: Decision,
+    /// Why.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A decision and where the policy stands after it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DecisionAnswer {
+    /// The decision recorded.
+    pub approval: Approval,
+    /// The environment's policy, counted.
+    pub tally: ApprovalTally,
+}
+
+/// Approve or reject a release for an environment. Engineers and admins
+/// decide (or the policy's `min_role`); the release's author may not approve
+/// it unless the policy allows. When the policy is met, a deployment waiting
+/// at its approval gate moves on; a rejection rolls a waiting deployment back
+/// and blocks the release there until the rejecter approves.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/approvals", tag = "releases", request_body = DecisionBody,
+    params(("id" = i64, Path, description = "the release's id")),
+    responses(
+        (status = 201, body = DecisionAnswer),
+        (status = 403, description = "`SELF_APPROVAL`, `APPROVER_ROLE`", body = ErrorBody),
+        (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, body), fields(environment = %body.environment))]
+pub async fn decide(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> ApiResult<(StatusCode, Json<DecisionAnswer>)> {
+    let (approval, tally) = crate::releaser::decide(
+        &state,
+        &who.name,
+        who.role,
+        id,
+        &body.environment,
+        body.decision,
+        body.comment,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DecisionAnswer { approval, tally }),
+    ))
+}
+
+/// A release's decisions per environment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApprovalsAnswer {
+    /// Every decision, oldest first.
+    pub items: Vec<Approval>,
+    /// Each environment's policy, counted, in order.
+    pub environments: Vec<EnvironmentTally>,
+}
+
+/// One environment's policy, counted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnvironmentTally {
+    /// The environment.
+    pub environment: String,
+    /// The count.
+    #[serde(flatten)]
+    pub tally: ApprovalTally,
+}
+
+/// A release's approvals and rejections, and where each environment's policy stands.
+#[utoipa::path(get, path = "/api/v1/releases/{id}/approvals", tag = "releases",
+    params(("id" = i64, Path, description = "the release's id")),
+    responses((status = 200, body = ApprovalsAnswer), (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn approvals(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<ApprovalsAnswer>> {
+    let release = state.store.get_release(id).await?;
+    let items = state.store.approvals(id, None).await?;
+    let environments = state
+        .store
+        .environments(&release.product_name)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let mine: Vec<Approval> = items
+                .iter()
+                .filter(|a| a.environment == e.name)
+                .cloned()
+                .collect();
+            EnvironmentTally {
+                tally: tally(&e.approvals, &mine),
+                environment: e.name,
+            }
+        })
+        .collect();
+    Ok(Json(ApprovalsAnswer {
+        items,
+        environments,
+    }))
 }

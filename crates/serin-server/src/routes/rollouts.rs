@@ -155,6 +155,11 @@ fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
         }
         (DeploymentStatus::Active, Some(serin_core::rollout::Step::Gate(g))) => Some(match g {
             serin_core::rollout::Gate::Approval => "an approval (continue)".into(),
+            serin_core::rollout::Gate::ReleaseApproval {
+                release_id,
+                environment,
+                required,
+            } => format!("{required} approval(s) of release {release_id} for {environment}"),
             serin_core::rollout::Gate::Webhook { url } => format!(
                 "the gate {url} to answer 2xx{}",
                 r.gate_refusal

@@ -255,17 +255,18 @@ impl PgStore {
         let client = self.client().await?;
         let status = f.status.map(|s| s.as_str());
         let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
-        let where_ = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue_name = $2) AND ($3::text IS NULL OR tenant_key = $3)";
+        let where_ = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue_name = $2) AND ($3::text IS NULL OR tenant_key = $3)
+            AND ($4::text IS NULL OR body->>'product' = $4) AND ($5::text IS NULL OR body->>'environment' = $5)";
         let total: i64 = client
             .query_one(
                 &format!("SELECT COUNT(*) FROM deployments {where_}"),
-                &[&status, &f.queue_name, &tenant],
+                &[&status, &f.queue_name, &tenant, &f.product, &f.environment],
             )
             .await
             .map_err(pg_err)?
             .get(0);
         let stmt = client
-            .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT $4 OFFSET $5"))
+            .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT $6 OFFSET $7"))
             .await
             .map_err(pg_err)?;
         let rows = client
@@ -275,6 +276,8 @@ impl PgStore {
                     &status,
                     &f.queue_name,
                     &tenant,
+                    &f.product,
+                    &f.environment,
                     &(limit as i64),
                     &(offset as i64),
                 ],

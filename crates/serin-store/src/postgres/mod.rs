@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 mod canary;
+mod manager;
 mod notify;
 mod proxy;
 
@@ -65,7 +66,7 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
@@ -93,7 +94,7 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_err)
     }
 
@@ -247,13 +248,16 @@ impl PgStore {
         let product_id = product_id(&tx, &new.product_name).await?;
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO releases (product_id, version, status, description, created_at, updated_at)
-                 VALUES ($1, $2, 'draft', $3, $4, $4) RETURNING id",
+                "INSERT INTO releases (product_id, version, status, description, created_at, updated_at, created_by)
+                 VALUES ($1, $2, 'draft', $3, $4, $4, $5) RETURNING id",
             )
             .await
             .map_err(pg_err)?;
         let row = tx
-            .query_one(&stmt, &[&product_id, &new.version, &new.description, &now])
+            .query_one(
+                &stmt,
+                &[&product_id, &new.version, &new.description, &now, &actor],
+            )
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -281,6 +285,7 @@ impl PgStore {
             created_at: now,
             updated_at: now,
             released_at: None,
+            created_by: Some(actor.to_string()),
         };
         canary::insert_event(&tx, &stamp(release_created(&r), actor, now)).await?;
         tx.commit().await.map_err(pg_err)?;
@@ -592,10 +597,10 @@ async fn resolve_release(
 }
 
 const PRODUCT_SELECT: &str = "SELECT id, name, description, created_at, updated_at FROM products";
-const RELEASE_SELECT: &str = "SELECT r.id, r.product_id, p.name, r.version, r.status, r.description, r.created_at, r.updated_at, r.released_at
+pub(crate) const RELEASE_SELECT: &str = "SELECT r.id, r.product_id, p.name, r.version, r.status, r.description, r.created_at, r.updated_at, r.released_at, r.created_by
      FROM releases r JOIN products p ON p.id = r.product_id";
 
-async fn product_id(c: &impl GenericClient, name: &str) -> Result<i64> {
+pub(crate) async fn product_id(c: &impl GenericClient, name: &str) -> Result<i64> {
     let stmt = c
         .prepare_cached("SELECT id FROM products WHERE name = $1")
         .await
@@ -611,7 +616,11 @@ async fn product_id(c: &impl GenericClient, name: &str) -> Result<i64> {
         })
 }
 
-async fn release_by_id(c: &impl GenericClient, id: i64, for_update: bool) -> Result<Release> {
+pub(crate) async fn release_by_id(
+    c: &impl GenericClient,
+    id: i64,
+    for_update: bool,
+) -> Result<Release> {
     let sql = if for_update {
         format!("{RELEASE_SELECT} WHERE r.id = $1 FOR UPDATE OF r")
     } else {
@@ -638,7 +647,7 @@ fn product_row(r: &Row) -> Product {
     }
 }
 
-fn release_row(r: &Row) -> Result<Release> {
+pub(crate) fn release_row(r: &Row) -> Result<Release> {
     let status: &str = r.get(4);
     Ok(Release {
         id: r.get(0),
@@ -652,6 +661,7 @@ fn release_row(r: &Row) -> Result<Release> {
         created_at: r.get(6),
         updated_at: r.get(7),
         released_at: r.get(8),
+        created_by: r.get(9),
     })
 }
 

@@ -193,15 +193,16 @@ impl SqliteStore {
         self.read(move |c| {
             let status = f.status.map(|s| s.as_str());
             let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
-            let where_ = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue_name = ?2) AND (?3 IS NULL OR tenant_key = ?3)";
+            let where_ = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue_name = ?2) AND (?3 IS NULL OR tenant_key = ?3)
+                AND (?4 IS NULL OR json_extract(body, '$.product') = ?4) AND (?5 IS NULL OR json_extract(body, '$.environment') = ?5)";
             let total: i64 = c
                 .prepare_cached(&format!("SELECT COUNT(*) FROM deployments {where_}"))
-                .and_then(|mut s| s.query_row(params![status, f.queue_name, tenant], |r| r.get(0)))
+                .and_then(|mut s| s.query_row(params![status, f.queue_name, tenant, f.product, f.environment], |r| r.get(0)))
                 .map_err(sql_err)?;
             let bodies: Vec<String> = c
-                .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT ?4 OFFSET ?5"))
+                .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT ?6 OFFSET ?7"))
                 .and_then(|mut s| {
-                    s.query_map(params![status, f.queue_name, tenant, limit as i64, offset as i64], |r| r.get(0))?.collect()
+                    s.query_map(params![status, f.queue_name, tenant, f.product, f.environment, limit as i64, offset as i64], |r| r.get(0))?.collect()
                 })
                 .map_err(sql_err)?;
             let items = bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect::<Result<_>>()?;

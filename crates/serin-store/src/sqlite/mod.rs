@@ -7,6 +7,7 @@
 //! across an `.await`.
 
 mod canary;
+mod manager;
 mod notify;
 mod proxy;
 mod writer;
@@ -50,7 +51,7 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
@@ -280,10 +281,10 @@ impl SqliteStore {
                 let product_id = product_id(c, &new.product_name, "product_name")?;
                 let id = c
                     .prepare_cached(
-                        "INSERT INTO releases (product_id, version, status, description, created_at, updated_at)
-                         VALUES (?1, ?2, 'draft', ?3, ?4, ?4)",
+                        "INSERT INTO releases (product_id, version, status, description, created_at, updated_at, created_by)
+                         VALUES (?1, ?2, 'draft', ?3, ?4, ?4, ?5)",
                     )
-                    .and_then(|mut s| s.insert(params![product_id, new.version, new.description, micros(now)]))
+                    .and_then(|mut s| s.insert(params![product_id, new.version, new.description, micros(now), actor]))
                     .map_err(|e| {
                         if is_unique_violation(&e) {
                             StoreError::Conflict {
@@ -304,6 +305,7 @@ impl SqliteStore {
                     created_at: now,
                     updated_at: now,
                     released_at: None,
+                    created_by: Some(actor.clone()),
                 };
                 canary::insert_event(c, &stamp(release_created(&r), &actor, now))?;
                 Ok(r)
@@ -565,10 +567,10 @@ fn resolve_release(
 }
 
 const PRODUCT_SELECT: &str = "SELECT id, name, description, created_at, updated_at FROM products";
-const RELEASE_SELECT: &str = "SELECT r.id, r.product_id, p.name, r.version, r.status, r.description, r.created_at, r.updated_at, r.released_at
+pub(crate) const RELEASE_SELECT: &str = "SELECT r.id, r.product_id, p.name, r.version, r.status, r.description, r.created_at, r.updated_at, r.released_at, r.created_by
      FROM releases r JOIN products p ON p.id = r.product_id";
 
-fn product_id(c: &Connection, name: &str, field: &str) -> Result<i64> {
+pub(crate) fn product_id(c: &Connection, name: &str, field: &str) -> Result<i64> {
     c.prepare_cached("SELECT id FROM products WHERE name = ?1")
         .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
         .map_err(sql_err)?
@@ -579,7 +581,7 @@ fn product_id(c: &Connection, name: &str, field: &str) -> Result<i64> {
         })
 }
 
-fn release_by_id(c: &Connection, id: i64) -> Result<Release> {
+pub(crate) fn release_by_id(c: &Connection, id: i64) -> Result<Release> {
     c.prepare_cached(&format!("{RELEASE_SELECT} WHERE r.id = ?1"))
         .and_then(|mut s| s.query_row([id], release_row).optional())
         .map_err(sql_err)?
@@ -600,7 +602,7 @@ fn product_row(r: &Row<'_>) -> rusqlite::Result<Product> {
     })
 }
 
-fn release_row(r: &Row<'_>) -> rusqlite::Result<Release> {
+pub(crate) fn release_row(r: &Row<'_>) -> rusqlite::Result<Release> {
     let status: String = r.get(4)?;
     let released_at = match r.get::<_, Option<i64>>(8)? {
         Some(_) => Some(instant(r, 8)?),
@@ -618,6 +620,7 @@ fn release_row(r: &Row<'_>) -> rusqlite::Result<Release> {
         created_at: instant(r, 6)?,
         updated_at: instant(r, 7)?,
         released_at,
+        created_by: r.get(9)?,
     })
 }
 

@@ -11,4 +11,5 @@ mod harness;
 mod lifecycle;
 mod live;
 mod proxy;
+mod releases;
 mod rollout;

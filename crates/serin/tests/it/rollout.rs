@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::harness::{Proc, free_port, get, post, send, spawn_with};
 
 /// A real upstream process: `name`, failing `error_rate` of requests, after `delay_ms`.
-fn upstream(name: &str, error_rate: f64, delay_ms: u32) -> (Proc, String) {
+pub(crate) fn upstream(name: &str, error_rate: f64, delay_ms: u32) -> (Proc, String) {
     upstream_spread(name, error_rate, delay_ms, 0.0)
 }
 
@@ -52,17 +52,17 @@ fn upstream_spread(name: &str, error_rate: f64, delay_ms: u32, sigma: f64) -> (P
 }
 
 /// `serin up` with its proxy, on a fresh SQLite file (or the given one).
-struct Stack {
+pub(crate) struct Stack {
     _up: Proc,
-    api: String,
-    proxy: String,
+    pub(crate) api: String,
+    pub(crate) proxy: String,
 }
 
 fn up_at(db: &str) -> Stack {
     up_with(db, &[])
 }
 
-fn up_with(db: &str, env: &[(&str, &str)]) -> Stack {
+pub(crate) fn up_with(db: &str, env: &[(&str, &str)]) -> Stack {
     let (api_port, proxy_port) = (free_port(), free_port());
     let up = spawn_with(
         &[

@@ -1,0 +1,1072 @@
+//! Environments, approvals and deploying a release (seed 003's release manager).
+//!
+//! A product runs in an ordered list of environments — `development`,
+//! `staging`, `production` unless its owners say otherwise. Deploying a release
+//! to an environment is *not* a second kind of deployment: it plans an ordinary
+//! canary deployment (the same record `/api/v1/canary` shows, driven by the same
+//! controller) whose target is `<product>.<environment>`, whose stable lane is
+//! what runs there now and whose rollout follows the chosen strategy:
+//!
+//! ```text
+//!   direct      [approval gate] → pre-deploy hook → 100%                  → promoted
+//!   blue_green  [approval gate] → pre-deploy hook → [bake at 0%] → 100% → bake → promoted
+//!   canary      [approval gate] → pre-deploy hook → the plan's steps (weights, analyses…)
+//! ```
+//!
+//! (The bake at 0% happens only when there are health checks to watch the new
+//! version before it gets traffic; a failing check rolls back at once.)
+//!
+//! The approval gate is first so that nothing — not even the pre-deploy hook,
+//! which may migrate a database — happens before the policy is met. Seed 003's
+//! deployment statuses are a reading of that record ([`ReleaseDeploymentStatus`]):
+//! waiting at the gate or for the hook is `pending`, moving traffic is
+//! `in_progress`, promoted is `succeeded`, rolled back by the judges or a
+//! rejection is `failed`, and undone by a person's rollback is `rolled_back`.
+//!
+//! Promotion between environments: an environment may require that the
+//! release's latest deployment to the previous environment succeeded. So a
+//! staging failure blocks production until staging passes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::Role;
+use crate::deployment::{Deployment, DeploymentStatus, NewDeployment, Route, Upstreams};
+use crate::duration::GoDuration;
+use crate::event::{EventType, NewEvent};
+use crate::hooks::{Hook, HookKind};
+use crate::product::validate_name;
+use crate::rollout::{Gate, RolloutSpec, Step};
+use crate::{DomainError, Release, ReleaseStatus};
+
+/// Most environments per product.
+pub const MAX_ENVIRONMENTS: usize = 20;
+
+/// Who must approve a release before it may enter an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// Approvals needed from distinct people (0: none).
+    pub required: u32,
+    /// The least role that may approve (default `engineer`; `viewer` is refused).
+    #[serde(default = "engineer")]
+    pub min_role: Role,
+    /// Whether the release's author may approve it (default no).
+    #[serde(default)]
+    pub author_may_approve: bool,
+}
+
+fn engineer() -> Role {
+    Role::Engineer
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        ApprovalPolicy {
+            required: 0,
+            min_role: Role::Engineer,
+            author_may_approve: false,
+        }
+    }
+}
+
+/// A command or webhook run before traffic moves to a release in an
+/// environment (a database migration, say). Its exit code gates the
+/// deployment; its output is kept in the deployment's events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PreDeployHook {
+    /// A command and its arguments (no shell), e.g. `["alembic", "upgrade", "head"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Or a webhook URL: a 2xx answer is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Seconds one attempt may take (default 300).
+    #[serde(default = "hook_timeout")]
+    pub timeout_seconds: u32,
+    /// Further attempts after a failure (default 0: migrations are not retried blindly).
+    #[serde(default)]
+    pub retry_count: u32,
+}
+
+fn hook_timeout() -> u32 {
+    300
+}
+
+impl PreDeployHook {
+    /// The rollout hook it becomes.
+    pub fn hook(&self) -> Hook {
+        Hook {
+            name: "pre-deploy".into(),
+            kind: HookKind::PreRollout,
+            webhook: self.webhook.clone(),
+            command: self.command.clone(),
+            timeout_seconds: self.timeout_seconds,
+            retry_count: self.retry_count,
+        }
+    }
+}
+
+/// One environment of a product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Environment {
+    /// The product.
+    pub product: String,
+    /// Its name, e.g. `staging`.
+    pub name: String,
+    /// Its place in the order, from 0 (`development`).
+    pub position: u32,
+    /// A release must have succeeded in the previous environment first.
+    pub require_previous: bool,
+    /// Who must approve a release before it enters.
+    pub approvals: ApprovalPolicy,
+    /// Run before traffic moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_deploy_hook: Option<PreDeployHook>,
+    /// Which HTTP requests this environment's deployments serve by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// False for the built-in defaults of a product that never configured any.
+    pub configured: bool,
+}
+
+/// The defaults: development, then staging (after development), then
+/// production (after staging, with two approvals by engineers or admins other
+/// than the author).
+pub fn default_environments(product: &str) -> Vec<Environment> {
+    let env = |name: &str, position, require_previous, required| Environment {
+        product: product.to_string(),
+        name: name.to_string(),
+        position,
+        require_previous,
+        approvals: ApprovalPolicy {
+            required,
+            ..ApprovalPolicy::default()
+        },
+        pre_deploy_hook: None,
+        route: None,
+        configured: false,
+    };
+    vec![
+        env("development", 0, false, 0),
+        env("staging", 1, true, 0),
+        env("production", 2, true, 2),
+    ]
+}
+
+/// An environment's settings as a client sends them (create or change).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// The name (required to create; ignored when changing).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where in the order (default: last). Later environments move down.
+    #[serde(default)]
+    pub position: Option<u32>,
+    /// Require success in the previous environment (default false).
+    #[serde(default)]
+    pub require_previous: Option<bool>,
+    /// The approval policy (default: none).
+    #[serde(default)]
+    pub approvals: Option<ApprovalPolicy>,
+    /// The pre-deploy hook; `null` removes it.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PreDeployHook>))]
+    pub pre_deploy_hook: Option<Option<PreDeployHook>>,
+    /// The default route; `null` removes it.
+    #[serde(default, with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Route>))]
+    pub route: Option<Option<Route>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+impl EnvironmentSpec {
+    /// Lays the spec over `env` and checks the result.
+    pub fn apply(&self, env: &mut Environment) -> Result<(), DomainError> {
+        if let Some(v) = self.require_previous {
+            env.require_previous = v;
+        }
+        if let Some(p) = &self.approvals {
+            env.approvals = p.clone();
+        }
+        if let Some(h) = &self.pre_deploy_hook {
+            env.pre_deploy_hook = h.clone();
+        }
+        if let Some(r) = &self.route {
+            env.route = r.clone();
+        }
+        env.configured = true;
+        env.validate()
+    }
+}
+
+impl Environment {
+    /// Checks the settings; errors name the field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate_name("name", &self.name)?;
+        if self.approvals.required > 10 {
+            return Err(DomainError::invalid(
+                "approvals.required",
+                "at most 10 approvals",
+            ));
+        }
+        if self.approvals.required > 0 && self.approvals.min_role == Role::Viewer {
+            return Err(DomainError::invalid(
+                "approvals.min_role",
+                "viewers can't approve; use engineer or admin",
+            ));
+        }
+        if let Some(h) = &self.pre_deploy_hook {
+            h.hook()
+                .validate()
+                .map_err(|e| e.under("pre_deploy_hook"))?;
+            if h.timeout_seconds == 0 || h.timeout_seconds > 3600 {
+                return Err(DomainError::invalid(
+                    "pre_deploy_hook.timeout_seconds",
+                    "from 1 to 3600 seconds",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The proxy target of this product in this environment.
+    pub fn target(&self) -> String {
+        format!("{}.{}", self.product, self.name)
+    }
+}
+
+/// Adds an environment to a product's list (`create`) or changes one, keeping
+/// positions 0, 1, 2… in order. Returns the new list and the changed entry.
+pub fn upsert(
+    mut list: Vec<Environment>,
+    product: &str,
+    name: &str,
+    spec: &EnvironmentSpec,
+    create: bool,
+) -> Result<(Vec<Environment>, Environment), DomainError> {
+    validate_name("name", name)?;
+    list.sort_by_key(|e| e.position);
+    let found = list.iter().position(|e| e.name == name);
+    let idx = match (found, create) {
+        (Some(_), true) => {
+            return Err(DomainError::Refused {
+                code: "ENVIRONMENT_EXISTS",
+                message: format!("{product} already has an environment `{name}`"),
+                forbidden: false,
+            });
+        }
+        (None, false) => {
+            return Err(DomainError::Refused {
+                code: "ENVIRONMENT_NOT_FOUND",
+                message: format!("{product} has no environment `{name}`"),
+                forbidden: false,
+            });
+        }
+        (Some(i), false) => i,
+        (None, true) => {
+            if list.len() >= MAX_ENVIRONMENTS {
+                return Err(DomainError::invalid(
+                    "name",
+                    format!("a product has at most {MAX_ENVIRONMENTS} environments"),
+                ));
+            }
+            list.push(Environment {
+                product: product.to_string(),
+                name: name.to_string(),
+                position: 0,
+                require_previous: false,
+                approvals: ApprovalPolicy::default(),
+                pre_deploy_hook: None,
+                route: None,
+                configured: true,
+            });
+            list.len() - 1
+        }
+    };
+    spec.apply(&mut list[idx])?;
+    if let Some(p) = spec.position {
+        let e = list.remove(idx);
+        let at = (p as usize).min(list.len());
+        list.insert(at, e);
+    }
+    for (i, e) in list.iter_mut().enumerate() {
+        e.position = i as u32;
+        e.configured = true;
+    }
+    let changed = list
+        .iter()
+        .find(|e| e.name == name)
+        .cloned()
+        .expect("just put there");
+    Ok((list, changed))
+}
+
+/// An approver's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Yes.
+    Approved,
+    /// No: the release may not enter the environment.
+    Rejected,
+}
+
+/// One approval or rejection of a release for an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Approval {
+    /// `approval_<uuid>`.
+    pub id: String,
+    /// The release.
+    pub release_id: i64,
+    /// The environment it is for.
+    pub environment: String,
+    /// Who decided (a user's email or an API key's name).
+    pub actor: String,
+    /// Their role when they decided.
+    pub role: Role,
+    /// Yes or no.
+    pub decision: Decision,
+    /// Why.
+    pub comment: Option<String>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a release stands against an environment's approval policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApprovalTally {
+    /// Approvals needed.
+    pub required: u32,
+    /// Distinct people whose latest decision is yes.
+    pub approved_by: Vec<String>,
+    /// Distinct people whose latest decision is no.
+    pub rejected_by: Vec<String>,
+    /// Whether the policy is met: enough approvals and no standing rejection.
+    pub met: bool,
+}
+
+/// Counts each person's latest decision (people may change their minds). A
+/// standing rejection blocks the release whatever the approvals.
+pub fn tally(policy: &ApprovalPolicy, decisions: &[Approval]) -> ApprovalTally {
+    let mut latest: BTreeMap<&str, &Approval> = BTreeMap::new();
+    for a in decisions {
+        match latest.get(a.actor.as_str()) {
+            Some(b) if b.created_at > a.created_at => {}
+            _ => {
+                latest.insert(&a.actor, a);
+            }
+        }
+    }
+    let pick = |d: Decision| {
+        latest
+            .values()
+            .filter(|a| a.decision == d)
+            .map(|a| a.actor.clone())
+            .collect::<Vec<_>>()
+    };
+    let (approved_by, rejected_by) = (pick(Decision::Approved), pick(Decision::Rejected));
+    ApprovalTally {
+        required: policy.required,
+        met: rejected_by.is_empty() && approved_by.len() as u32 >= policy.required,
+        approved_by,
+        rejected_by,
+    }
+}
+
+/// May this person decide on this release for an environment with this policy?
+pub fn may_decide(
+    policy: &ApprovalPolicy,
+    release: &Release,
+    actor: &str,
+    role: Role,
+) -> Result<(), DomainError> {
+    if role == Role::Viewer || !role.allows(policy.min_role) {
+        return Err(DomainError::Refused {
+            code: "APPROVER_ROLE",
+            message: format!(
+                "approving needs the {} role (or higher); you have {role}",
+                policy.min_role.max(Role::Engineer)
+            ),
+            forbidden: true,
+        });
+    }
+    let author = release.created_by.as_deref().unwrap_or("");
+    if !policy.author_may_approve && author.eq_ignore_ascii_case(actor) {
+        return Err(DomainError::Refused {
+            code: "SELF_APPROVAL",
+            message: format!(
+                "{actor} created release {}@{}; someone else must approve it",
+                release.product_name, release.version
+            ),
+            forbidden: true,
+        });
+    }
+    Ok(())
+}
+
+/// How a release enters an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// All traffic at once.
+    #[default]
+    Direct,
+    /// Step by step, judged against stable.
+    Canary,
+    /// The new version warmed beside the old, then all traffic switched, then baked.
+    BlueGreen,
+}
+
+impl Strategy {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Direct => "direct",
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue_green",
+        }
+    }
+}
+
+/// What a client sends to deploy a release (`POST /api/v1/releases/{id}/deploy`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The environment, e.g. `staging`.
+    pub environment: String,
+    /// `direct` (default), `canary` or `blue_green`.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Where the new version runs (`http://host:port`); default: where it ran in
+    /// the previous environment is *not* assumed — give it, or leave it out for
+    /// a target without a proxy (workers, an outside traffic layer).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Which requests it serves (default: the environment's route, else the
+    /// current deployment's).
+    #[serde(default)]
+    pub route: Option<Route>,
+    /// The canary plan (strategy `canary`; default: 10% → analysis → 50% → analysis → 100%).
+    #[serde(default)]
+    pub rollout: Option<RolloutSpec>,
+    /// The deployment profile: `default`, `conservative` or `aggressive`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// How long `blue_green` bakes before and after the switch (default 30s).
+    #[serde(default)]
+    pub bake_time: Option<GoDuration>,
+}
+
+/// What runs in an environment now, read from its most recent deployment: a
+/// promoted one left its canary there, a rolled-back one its stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The version serving.
+    pub version: String,
+    /// Its endpoints.
+    pub endpoints: Vec<String>,
+    /// The route.
+    pub route: Route,
+}
+
+impl Current {
+    /// What `d` left running (`None` while it is live or if it left nothing).
+    pub fn after(d: &Deployment) -> Option<Current> {
+        let (version, endpoints) = match d.status {
+            DeploymentStatus::Completed => (&d.canary_version, &d.upstreams.canary),
+            DeploymentStatus::Failed => (&d.stable_version, &d.upstreams.stable),
+            _ => return None,
+        };
+        (version != NOTHING).then(|| Current {
+            version: version.clone(),
+            endpoints: endpoints.clone(),
+            route: d.route.clone(),
+        })
+    }
+}
+
+/// The stable version of a first deployment into an empty environment.
+pub const NOTHING: &str = "none";
+
+/// Plans the canary deployment that deploys `release` to `env`, given what runs
+/// there now. The approval gate is included when `approval_needed`.
+pub fn plan(
+    release: &Release,
+    env: &Environment,
+    req: &DeployRequest,
+    current: Option<&Current>,
+    approval_needed: bool,
+) -> Result<NewDeployment, DomainError> {
+    if matches!(
+        release.status,
+        ReleaseStatus::Cancelled | ReleaseStatus::RolledBack
+    ) {
+        return Err(DomainError::Refused {
+            code: "RELEASE_NOT_DEPLOYABLE",
+            message: format!(
+                "release {}@{} is {}; it can't be deployed",
+                release.product_name, release.version, release.status
+            ),
+            forbidden: false,
+        });
+    }
+    if current.is_some_and(|c| c.version == release.version) {
+        return Err(DomainError::Refused {
+            code: "ALREADY_DEPLOYED",
+            message: format!(
+                "{} already runs {} in {}",
+                release.product_name, release.version, env.name
+            ),
+            forbidden: false,
+        });
+    }
+    if req.strategy != Strategy::Direct && current.is_none() {
+        return Err(DomainError::invalid(
+            "strategy",
+            format!(
+                "nothing runs in {} yet, so there is nothing to compare with or switch from: the first deployment is `direct`",
+                env.name
+            ),
+        ));
+    }
+    for (i, e) in req.endpoints.iter().enumerate() {
+        if !crate::rollout::is_http_url(e) {
+            return Err(DomainError::invalid(
+                format!("endpoints[{i}]"),
+                format!("`{e}` is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let mut steps = Vec::new();
+    if approval_needed {
+        steps.push(Step::Gate(Gate::ReleaseApproval {
+            release_id: release.id,
+            environment: env.name.clone(),
+            required: env.approvals.required,
+        }));
+    }
+    let bake = req.bake_time.unwrap_or(GoDuration::from_secs(30));
+    let mut spec = match req.strategy {
+        Strategy::Canary => {
+            let mut spec = req.rollout.clone().unwrap_or_else(default_canary_plan);
+            spec.steps.splice(0..0, steps);
+            spec
+        }
+        Strategy::Direct => {
+            if req.rollout.is_some() {
+                return Err(DomainError::invalid(
+                    "rollout",
+                    "only the `canary` strategy takes a plan",
+                ));
+            }
+            steps.push(Step::SetWeight(100));
+            RolloutSpec::of_steps(steps)
+        }
+        Strategy::BlueGreen => {
+            let checks = req
+                .rollout
+                .as_ref()
+                .map(|r| r.health_checks.clone())
+                .unwrap_or_default();
+            if !checks.is_empty() {
+                steps.push(Step::Pause {
+                    duration: Some(bake),
+                });
+            }
+            steps.push(Step::SetWeight(100));
+            steps.push(Step::Pause {
+                duration: Some(bake),
+            });
+            let mut spec = RolloutSpec::of_steps(steps);
+            spec.health_checks = checks;
+            if let Some(r) = &req.rollout {
+                if !r.steps.is_empty() {
+                    return Err(DomainError::invalid(
+                        "rollout.steps",
+                        "blue_green makes its own steps; give only health_checks, hooks and notifications",
+                    ));
+                }
+                spec.hooks = r.hooks.clone();
+                spec.notifications = r.notifications.clone();
+            }
+            spec
+        }
+    };
+    if let Some(h) = &env.pre_deploy_hook {
+        spec.hooks.retain(|x| x.kind != HookKind::PreRollout);
+        spec.hooks.push(h.hook());
+    }
+    let route = req
+        .route
+        .clone()
+        .or_else(|| env.route.clone())
+        .or_else(|| current.map(|c| c.route.clone()))
+        .unwrap_or_default();
+    let stable = current.map(|c| c.endpoints.clone()).unwrap_or_default();
+    let upstreams = if req.endpoints.is_empty() && stable.is_empty() {
+        None
+    } else {
+        Some(Upstreams {
+            stable,
+            canary: req.endpoints.clone(),
+        })
+    };
+    let mut metadata = BTreeMap::new();
+    metadata.insert("release_id".to_string(), json!(release.id));
+    metadata.insert("strategy".to_string(), json!(req.strategy.as_str()));
+    Ok(NewDeployment {
+        queue_name: env.target(),
+        stable_version: current.map_or_else(|| NOTHING.to_string(), |c| c.version.clone()),
+        canary_version: release.version.clone(),
+        auto_promotion: Some(true),
+        min_duration: Some(GoDuration::ZERO),
+        profile: req.profile.clone(),
+        metadata,
+        product: Some(release.product_name.clone()),
+        environment: Some(env.name.clone()),
+        upstreams,
+        route: (route != Route::default()).then_some(route),
+        rollout: Some(spec),
+        ..NewDeployment::default()
+    })
+}
+
+/// The plan of a canary deployment when none is given.
+pub fn default_canary_plan() -> RolloutSpec {
+    let window = Some(GoDuration::from_secs(60));
+    RolloutSpec::of_steps(vec![
+        Step::SetWeight(10),
+        Step::Analysis { window },
+        Step::SetWeight(50),
+        Step::Analysis { window },
+        Step::SetWeight(100),
+    ])
+}
+
+/// Plans a one-click rollback: a direct deployment from what runs now back to
+/// `previous` (what ran before), with the health checks of the deployment it undoes.
+pub fn rollback_plan(
+    undone: &Deployment,
+    now_running: &Current,
+    previous: &Current,
+    release_id: Option<i64>,
+) -> NewDeployment {
+    let mut spec = RolloutSpec::of_steps(vec![Step::SetWeight(100)]);
+    if let Some(r) = &undone.rollout {
+        spec.health_checks = r.spec.health_checks.clone();
+        if !spec.health_checks.is_empty() {
+            // Stay until the checks have had a look at the restored version.
+            spec.steps.push(Step::Pause {
+                duration: Some(GoDuration::from_secs(30)),
+            });
+        }
+    }
+    let mut metadata = BTreeMap::new();
+    if let Some(id) = release_id {
+        metadata.insert("release_id".to_string(), json!(id));
+    }
+    metadata.insert("strategy".to_string(), json!("direct"));
+    metadata.insert("rollback_of".to_string(), json!(undone.id));
+    let has_upstreams = !(now_running.endpoints.is_empty() && previous.endpoints.is_empty());
+    NewDeployment {
+        queue_name: undone.queue_name.clone(),
+        tenant_id: undone.tenant_id.clone(),
+        stable_version: now_running.version.clone(),
+        canary_version: previous.version.clone(),
+        auto_promotion: Some(true),
+        min_duration: Some(GoDuration::ZERO),
+        metadata,
+        product: undone.product.clone(),
+        environment: undone.environment.clone(),
+        upstreams: has_upstreams.then(|| Upstreams {
+            stable: now_running.endpoints.clone(),
+            canary: previous.endpoints.clone(),
+        }),
+        route: (previous.route != Route::default()).then(|| previous.route.clone()),
+        traffic: Some(undone.traffic.clone()),
+        rollout: Some(spec),
+        ..NewDeployment::default()
+    }
+}
+
+/// A person's rollback of a live deployment: traffic back to stable, and the
+/// deployment reads as `rolled_back` rather than `failed`.
+pub fn manual_rollback(
+    d: &mut Deployment,
+    reason: &str,
+    now: crate::Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    let events = d.rollback(reason, now)?;
+    d.metadata.insert("manual_rollback".into(), json!(true));
+    Ok(events)
+}
+
+/// Marks a promoted deployment as undone by the rollback deployment `by`.
+pub fn revert(
+    d: &mut Deployment,
+    by: &str,
+    now: crate::Timestamp,
+) -> Result<Vec<NewEvent>, DomainError> {
+    if d.status != DeploymentStatus::Completed || d.metadata.contains_key("rolled_back_by") {
+        return Err(DomainError::NotActive {
+            id: d.id.clone(),
+            status: d.status.as_str(),
+            action: "undo it: only a promoted deployment that is still current can be rolled back"
+                .into(),
+        });
+    }
+    d.metadata.insert("rolled_back_by".into(), json!(by));
+    d.touch(now);
+    Ok(vec![d.event(
+        EventType::DeploymentReverted,
+        format!(
+            "{} {} in {} undone: {} restored by deployment {by}",
+            d.product.as_deref().unwrap_or(&d.queue_name),
+            d.canary_version,
+            d.environment.as_deref().unwrap_or("its target"),
+            d.stable_version
+        ),
+        json!({"rolled_back_by": by, "restored_version": d.stable_version}),
+    )])
+}
+
+/// Seed 003's deployment statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseDeploymentStatus {
+    /// Waiting for approvals or for its pre-deploy hook; no traffic has moved.
+    Pending,
+    /// Moving traffic.
+    InProgress,
+    /// Promoted: the release runs there.
+    Succeeded,
+    /// Rolled back by the judges, a failed hook or a rejection.
+    Failed,
+    /// Undone by a person.
+    RolledBack,
+}
+
+impl ReleaseDeploymentStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InProgress => "in_progress",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+
+    /// Reads a canary deployment.
+    pub fn of(d: &Deployment) -> Self {
+        if d.metadata.contains_key("rolled_back_by") {
+            return Self::RolledBack;
+        }
+        match d.status {
+            DeploymentStatus::Completed => Self::Succeeded,
+            DeploymentStatus::Failed if d.metadata.contains_key("manual_rollback") => {
+                Self::RolledBack
+            }
+            DeploymentStatus::Failed => Self::Failed,
+            _ if d.current_percent == 0 && before_traffic(d) => Self::Pending,
+            _ => Self::InProgress,
+        }
+    }
+}
+
+/// Whether the deployment is still at its opening gates or pre-deploy hook.
+fn before_traffic(d: &Deployment) -> bool {
+    let Some(r) = &d.rollout else { return false };
+    let gate = matches!(r.current(), Some(Step::Gate(_)));
+    let hook = !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout);
+    r.spec.steps[..r.step.min(r.spec.steps.len())]
+        .iter()
+        .all(|s| matches!(s, Step::Gate(_)))
+        && (gate || hook)
+}
+
+/// Seed 003's deployment: one release entering one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseDeployment {
+    /// The canary deployment's id (the same record under `/api/v1/canary/deployments`).
+    pub id: String,
+    /// The release deployed, when the deployment came from the release manager
+    /// or names a product's known version.
+    pub release_id: Option<i64>,
+    /// The product.
+    pub product: Option<String>,
+    /// The version deployed.
+    pub version: String,
+    /// What ran before.
+    pub previous_version: String,
+    /// The environment.
+    pub environment: Option<String>,
+    /// `direct`, `canary` or `blue_green` (`canary` for deployments made with the canary API).
+    pub strategy: String,
+    /// Seed 003's status.
+    pub status: ReleaseDeploymentStatus,
+    /// The canary share now.
+    pub current_percent: u8,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Who deployed it.
+    pub deployed_by: String,
+    /// Why it failed or was rolled back.
+    pub error_message: Option<String>,
+    /// The deployment that undid this one, if any.
+    pub rolled_back_by: Option<String>,
+}
+
+impl ReleaseDeployment {
+    /// Seed 003's reading of a canary deployment.
+    pub fn of(d: &Deployment) -> ReleaseDeployment {
+        let status = ReleaseDeploymentStatus::of(d);
+        ReleaseDeployment {
+            id: d.id.clone(),
+            release_id: d.metadata.get("release_id").and_then(Value::as_i64),
+            product: d.product.clone(),
+            version: d.canary_version.clone(),
+            previous_version: d.stable_version.clone(),
+            environment: d.environment.clone(),
+            strategy: d
+                .metadata
+                .get("strategy")
+                .and_then(Value::as_str)
+                .unwrap_or("canary")
+                .to_string(),
+            status,
+            current_percent: d.current_percent,
+            started_at: d.start_time,
+            completed_at: d.completed_at,
+            deployed_by: d.created_by.clone(),
+            error_message: match status {
+                ReleaseDeploymentStatus::Failed | ReleaseDeploymentStatus::RolledBack => {
+                    d.status_reason.clone()
+                }
+                _ => None,
+            },
+            rolled_back_by: d
+                .metadata
+                .get("rolled_back_by")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+}
+
+/// Checks the promotion rule: when `env` requires it, the release's latest
+/// deployment to the previous environment (`latest_there`) must have succeeded.
+pub fn check_previous(
+    env: &Environment,
+    previous: Option<&Environment>,
+    release: &Release,
+    latest_there: Option<&Deployment>,
+) -> Result<(), DomainError> {
+    let (true, Some(prev)) = (env.require_previous, previous) else {
+        return Ok(());
+    };
+    let status = latest_there.map(ReleaseDeploymentStatus::of);
+    if status == Some(ReleaseDeploymentStatus::Succeeded) {
+        return Ok(());
+    }
+    let what = match status {
+        None => "has not been deployed there".to_string(),
+        Some(s) => format!("its latest deployment there is {}", s.as_str()),
+    };
+    Err(DomainError::Refused {
+        code: "PREVIOUS_ENVIRONMENT_NOT_PASSED",
+        message: format!(
+            "{} requires success in {} first: {}@{} {what}",
+            env.name, prev.name, release.product_name, release.version
+        ),
+        forbidden: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn release(status: ReleaseStatus) -> Release {
+        Release {
+            id: 7,
+            product_id: 1,
+            product_name: "shop".into(),
+            version: "1.1.0".into(),
+            description: None,
+            status,
+            created_at: Utc.timestamp_opt(1_757_851_200, 0).unwrap(),
+            updated_at: Utc.timestamp_opt(1_757_851_200, 0).unwrap(),
+            released_at: None,
+            created_by: Some("ada@example.com".into()),
+        }
+    }
+
+    fn approval(actor: &str, d: Decision, secs: i64) -> Approval {
+        Approval {
+            id: format!("a{secs}"),
+            release_id: 7,
+            environment: "production".into(),
+            actor: actor.into(),
+            role: Role::Engineer,
+            decision: d,
+            comment: None,
+            created_at: Utc.timestamp_opt(1_757_851_200 + secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn tallies_count_latest_decisions_of_distinct_people() {
+        let policy = default_environments("shop")[2].approvals.clone();
+        let a = [
+            approval("bob", Decision::Approved, 1),
+            approval("bob", Decision::Approved, 2),
+        ];
+        assert!(!tally(&policy, &a).met, "one person twice is one approval");
+        let b = [
+            approval("bob", Decision::Approved, 1),
+            approval("cy", Decision::Rejected, 2),
+            approval("dee", Decision::Approved, 3),
+        ];
+        let t = tally(&policy, &b);
+        assert!(!t.met && t.rejected_by == ["cy"], "a rejection stands");
+        let c = [
+            approval("cy", Decision::Approved, 4),
+            approval("bob", Decision::Approved, 1),
+            approval("cy", Decision::Rejected, 2),
+        ];
+        assert!(tally(&policy, &c).met, "cy changed her mind");
+    }
+
+    #[test]
+    fn authors_and_viewers_may_not_approve() {
+        let policy = default_environments("shop")[2].approvals.clone();
+        let r = release(ReleaseStatus::Draft);
+        let refused = |actor, role| match may_decide(&policy, &r, actor, role) {
+            Err(DomainError::Refused { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused("ADA@example.com", Role::Admin), "SELF_APPROVAL");
+        assert_eq!(refused("vic@example.com", Role::Viewer), "APPROVER_ROLE");
+        assert!(may_decide(&policy, &r, "bob@example.com", Role::Engineer).is_ok());
+    }
+
+    #[test]
+    fn plans_follow_the_strategy() {
+        let envs = default_environments("shop");
+        let r = release(ReleaseStatus::Draft);
+        let first = DeployRequest {
+            environment: "development".into(),
+            endpoints: vec!["http://127.0.0.1:9001".into()],
+            ..DeployRequest::default()
+        };
+        let d = plan(&r, &envs[0], &first, None, false).unwrap();
+        assert_eq!(d.queue_name, "shop.development");
+        assert_eq!(d.stable_version, NOTHING);
+        assert_eq!(d.rollout.unwrap().steps, vec![Step::SetWeight(100)]);
+        let canary_first = DeployRequest {
+            strategy: Strategy::Canary,
+            ..first.clone()
+        };
+        assert!(plan(&r, &envs[0], &canary_first, None, false).is_err());
+        let now = Current {
+            version: "1.0.0".into(),
+            endpoints: vec!["http://127.0.0.1:9000".into()],
+            route: Route::default(),
+        };
+        let d = plan(&r, &envs[2], &canary_first, Some(&now), true).unwrap();
+        let steps = d.rollout.unwrap().steps;
+        assert!(matches!(
+            steps[0],
+            Step::Gate(Gate::ReleaseApproval { required: 2, .. })
+        ));
+        assert_eq!(steps[1], Step::SetWeight(10));
+        assert_eq!(d.upstreams.unwrap().stable, now.endpoints);
+        let same = Current {
+            version: "1.1.0".into(),
+            ..now.clone()
+        };
+        assert!(plan(&r, &envs[0], &first, Some(&same), false).is_err());
+        let cancelled = release(ReleaseStatus::Cancelled);
+        assert!(plan(&cancelled, &envs[0], &first, None, false).is_err());
+    }
+
+    #[test]
+    fn environments_keep_their_order() {
+        let envs = default_environments("shop");
+        let spec = EnvironmentSpec {
+            position: Some(1),
+            ..EnvironmentSpec::default()
+        };
+        let (list, qa) = upsert(envs.clone(), "shop", "qa", &spec, true).unwrap();
+        let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["development", "qa", "staging", "production"]);
+        assert_eq!(qa.position, 1);
+        assert!(list.iter().all(|e| e.configured));
+        assert!(upsert(list.clone(), "shop", "qa", &spec, true).is_err());
+        assert!(upsert(list, "shop", "uat", &spec, false).is_err());
+        let bad = EnvironmentSpec {
+            approvals: Some(ApprovalPolicy {
+                required: 1,
+                min_role: Role::Viewer,
+                author_may_approve: false,
+            }),
+            ..EnvironmentSpec::default()
+        };
+        assert!(upsert(envs, "shop", "production", &bad, false).is_err());
+    }
+
+    #[test]
+    fn promotion_needs_success_in_the_previous_environment() {
+        let envs = default_environments("shop");
+        let r = release(ReleaseStatus::Draft);
+        assert!(check_previous(&envs[0], None, &r, None).is_ok());
+        let err = check_previous(&envs[2], Some(&envs[1]), &r, None).unwrap_err();
+        assert!(err.to_string().contains("staging"), "{err}");
+    }
+}

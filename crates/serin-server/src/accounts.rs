@@ -1,0 +1,187 @@
+//! Passwords and logins.
+//!
+//! Passwords are hashed with Argon2id at OWASP's recommended parameters (19 MiB
+//! of memory, 2 passes, 1 lane: the `argon2` crate's defaults), which cost tens
+//! of milliseconds of one core per hash. That cost is the point — it is what
+//! makes a stolen hash expensive to guess — and also a way to starve the API,
+//! so hashing runs on the blocking pool behind a semaphore with one permit per
+//! two cores: however many logins arrive, at most that many cores hash at once
+//! and the async workers keep answering everything else. A login that can't get
+//! a permit within a few seconds is refused with 503 rather than queued forever.
+//!
+//! Guessing is slowed per email ([`Throttle`]): after five wrong passwords in a
+//! row each further attempt must wait 1 s, 2 s, 4 s … up to 15 minutes
+//! (`serin_core::user::login_delay`), and is refused with 429 and
+//! `Retry-After` before any hashing. The count is also kept on the user
+//! (`failed_logins`) and in `serin_logins_total`. An unknown email costs the
+//! same hash as a known one, so timing doesn't tell which emails exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+
+/// How long a login may wait for a hashing permit.
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
+/// Most emails tracked by the throttle.
+const MAX_TRACKED: usize = 100_000;
+
+/// Hashes and checks passwords, a few at a time.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, checked for unknown emails.
+    decoy: Arc<str>,
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let decoy = hash_now("not a password anyone has").unwrap_or_default();
+        Passwords {
+            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            decoy: decoy.into(),
+        }
+    }
+}
+
+fn hash_now(password: &str) -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    let salt = SaltString::encode_b64(&bytes).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_now(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+impl Passwords {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(PERMIT_WAIT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "LOGIN_BUSY",
+                    "too many logins at once; retry in a few seconds",
+                )
+            })?
+            .map_err(|e| ApiError::internal(format!("hash permits closed: {e}")))?;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = f();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))?;
+        Ok(out)
+    }
+
+    /// The Argon2id hash (PHC string) of a new password.
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        self.run(move || hash_now(&password))
+            .await?
+            .map_err(|e| ApiError::internal(format!("argon2: {e}")))
+    }
+
+    /// Whether `password` matches `hash`; with no hash (an unknown email) the
+    /// decoy is checked, so the answer takes as long and is always no.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.decoy.to_string());
+        let ok = self.run(move || verify_now(&password, &hash)).await?;
+        Ok(ok && known)
+    }
+}
+
+/// Consecutive failures per email and when the last one was.
+#[derive(Debug, Clone, Default)]
+pub struct Throttle {
+    seen: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+}
+
+impl Throttle {
+    /// How long `email` must still wait before its next attempt is heard.
+    pub fn wait(&self, email: &str) -> Option<Duration> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, at) = seen.get(email)?;
+        let left = serin_core::user::login_delay(*n).checked_sub(at.elapsed())?;
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Counts a failure; returns the failures in a row.
+    pub fn failed(&self, email: &str) -> u32 {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= MAX_TRACKED {
+            let max = serin_core::user::login_delay(u32::MAX);
+            seen.retain(|_, (_, at)| at.elapsed() < max);
+        }
+        let e = seen.entry(email.to_string()).or_insert((0, Instant::now()));
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now();
+        e.0
+    }
+
+    /// Forgets the failures after a success.
+    pub fn succeeded(&self, email: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(email);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_unknown_users_never_pass() {
+        let p = Passwords::default();
+        let h = p.hash("correct horse".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(
+            p.verify("correct horse".into(), Some(h.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!p.verify("wrong horse".into(), Some(h)).await.unwrap());
+        assert!(
+            !p.verify("not a password anyone has".into(), None)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_throttle_waits_after_five_failures() {
+        let t = Throttle::default();
+        for _ in 0..4 {
+            t.failed("a@b.co");
+        }
+        assert_eq!(t.wait("a@b.co"), None);
+        t.failed("a@b.co");
+        assert!(
+            t.wait("a@b.co")
+                .is_some_and(|d| d <= Duration::from_secs(1))
+        );
+        t.succeeded("a@b.co");
+        assert_eq!(t.wait("a@b.co"), None);
+    }
+}

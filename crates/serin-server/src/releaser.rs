@@ -1,0 +1,439 @@
+//! The release manager's actions: deploy a release to an environment, decide
+//! on it, roll an environment back, and keep releases' statuses in step with
+//! what their deployments did. The rules are `serin_core::environment`'s; this
+//! module reads what they need from the store and writes what they decide.
+//!
+//! Approvals and deployments meet at the deployment's approval gate, and they
+//! can happen in either order. So both sides write first and look second: a
+//! deploy creates its deployment and then counts the approvals; an approval is
+//! recorded and then looks for a deployment waiting for it. Whichever comes
+//! second sees the other, and passing a gate twice is harmless (the second
+//! finds no gate).
+//!
+//! Release statuses follow production (the last environment): when a release's
+//! deployment there is promoted, the release becomes `released`; when a person
+//! rolls it back there, `rolled_back`. A loop reads the event log after its own
+//! cursor for promotions, so a promotion by the controller on any replica is
+//! seen once the log has it.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use serin_core::auth::Role;
+use serin_core::controller;
+use serin_core::deployment::{Deployment, DeploymentStatus};
+use serin_core::environment::{
+    self, Approval, ApprovalTally, Current, Decision, DeployRequest, Environment,
+};
+use serin_core::event::EventType;
+use serin_core::{Release, ReleasePatch, ReleaseStatus};
+use serin_store::StoreError;
+use serin_store::canary::DeploymentFilter;
+
+use crate::error::{ApiError, ApiResult};
+use crate::routes::canary::{change, start};
+use crate::state::AppState;
+
+/// How many of an environment's most recent deployments are searched for a
+/// release's latest one.
+const SEARCH: u64 = 500;
+
+/// A product's environment by name, with the one before it.
+pub async fn environment(
+    state: &AppState,
+    product: &str,
+    name: &str,
+) -> ApiResult<(Environment, Option<Environment>, bool)> {
+    let envs = state.store.environments(product).await?;
+    let i = envs.iter().position(|e| e.name == name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ENVIRONMENT_NOT_FOUND",
+            format!(
+                "{product} has no environment `{name}`; it has {}",
+                envs.iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .details(json!({"field": "environment", "environment": name}))
+    })?;
+    let last = i + 1 == envs.len();
+    let previous = i.checked_sub(1).map(|p| envs[p].clone());
+    Ok((envs[i].clone(), previous, last))
+}
+
+/// The most recent deployment of a product to an environment, if any.
+pub async fn latest_in(
+    state: &AppState,
+    product: &str,
+    env: &str,
+) -> Result<Option<Deployment>, StoreError> {
+    let f = DeploymentFilter {
+        product: Some(product.to_string()),
+        environment: Some(env.to_string()),
+        ..DeploymentFilter::default()
+    };
+    Ok(state.store.list_deployments(&f, 0, 1).await?.items.pop())
+}
+
+/// The most recent deployment of this version of a product to an environment.
+async fn latest_of_version(
+    state: &AppState,
+    product: &str,
+    env: &str,
+    version: &str,
+) -> Result<Option<Deployment>, StoreError> {
+    let f = DeploymentFilter {
+        product: Some(product.to_string()),
+        environment: Some(env.to_string()),
+        ..DeploymentFilter::default()
+    };
+    let page = state.store.list_deployments(&f, 0, SEARCH).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .find(|d| d.canary_version == version && !d.metadata.contains_key("rollback_of")))
+}
+
+/// Deploys a release to an environment (see the module docs of
+/// `serin_core::environment`); returns the canary deployment it started.
+pub async fn deploy(
+    state: &AppState,
+    actor: &str,
+    release_id: i64,
+    req: DeployRequest,
+) -> ApiResult<Deployment> {
+    let release = state.store.get_release(release_id).await?;
+    let product = release.product_name.clone();
+    let (env, previous, _) = environment(state, &product, &req.environment).await?;
+    if let Some(prev) = &previous {
+        let there = latest_of_version(state, &product, &prev.name, &release.version).await?;
+        environment::check_previous(&env, Some(prev), &release, there.as_ref())?;
+    }
+    let latest = latest_in(state, &product, &env.name).await?;
+    if let Some(d) = latest.as_ref().filter(|d| d.status.is_live()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "DEPLOYMENT_EXISTS",
+            format!(
+                "{product} has a deployment in progress in {}: {} ({} → {}); finish or roll it back first",
+                env.name, d.id, d.stable_version, d.canary_version
+            ),
+        )
+        .details(json!({"existing_deployment_id": d.id})));
+    }
+    let current = latest.as_ref().and_then(Current::after);
+    let decisions = state.store.approvals(release.id, Some(&env.name)).await?;
+    let t = environment::tally(&env.approvals, &decisions);
+    if !t.rejected_by.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "RELEASE_REJECTED",
+            format!(
+                "{}@{} was rejected for {} by {}",
+                product,
+                release.version,
+                env.name,
+                t.rejected_by.join(", ")
+            ),
+        )
+        .details(json!({"rejected_by": t.rejected_by})));
+    }
+    let waits = env.approvals.required > 0 && !t.met;
+    let new = environment::plan(&release, &env, &req, current.as_ref(), waits)?;
+    let d = start(state, actor, new).await?;
+    if waits {
+        // An approval that landed while this deployment was being made.
+        return pass_gate(state, &release, &env.name)
+            .await
+            .map(|p| p.unwrap_or(d));
+    }
+    Ok(d)
+}
+
+/// The live deployment of a release waiting at its approval gate for `env`.
+async fn waiting(
+    state: &AppState,
+    release: &Release,
+    env: &str,
+) -> Result<Option<Deployment>, StoreError> {
+    let Some(d) = latest_in(state, &release.product_name, env).await? else {
+        return Ok(None);
+    };
+    let at_gate = d.status.is_live()
+        && d.rollout.as_ref().is_some_and(|r| {
+            matches!(
+                r.current(),
+                Some(serin_core::rollout::Step::Gate(serin_core::rollout::Gate::ReleaseApproval { release_id, .. })) if *release_id == release.id
+            )
+        });
+    Ok(at_gate.then_some(d))
+}
+
+/// Passes the gate of a deployment waiting for `release` in `env` if the policy
+/// is met now; returns the deployment when it moved.
+async fn pass_gate(
+    state: &AppState,
+    release: &Release,
+    env: &str,
+) -> ApiResult<Option<Deployment>> {
+    let (environment, _, _) = environment(state, &release.product_name, env).await?;
+    let decisions = state.store.approvals(release.id, Some(env)).await?;
+    let t = environment::tally(&environment.approvals, &decisions);
+    if !t.met {
+        return Ok(None);
+    }
+    let Some(d) = waiting(state, release, env).await? else {
+        return Ok(None);
+    };
+    let (by, now) = (t.approved_by.clone(), state.now());
+    let d = change(state, "system", &d.id, move |d| {
+        Ok(controller::pass_release_approval(d, &by, now))
+    })
+    .await?;
+    Ok(Some(d))
+}
+
+/// Records an approval or a rejection of a release for an environment, then
+/// acts on it: a met policy opens a waiting deployment's gate; a rejection
+/// rolls a waiting deployment back.
+pub async fn decide(
+    state: &AppState,
+    actor: &str,
+    role: Role,
+    release_id: i64,
+    env: &str,
+    decision: Decision,
+    comment: Option<String>,
+) -> ApiResult<(Approval, ApprovalTally)> {
+    if let Some(c) = &comment {
+        serin_core::product::validate_description("comment", Some(c))?;
+    }
+    let release = state.store.get_release(release_id).await?;
+    let (environment, _, _) = environment(state, &release.product_name, env).await?;
+    environment::may_decide(&environment.approvals, &release, actor, role)?;
+    let approval = Approval {
+        id: format!("approval_{}", uuid::Uuid::new_v4()),
+        release_id,
+        environment: environment.name.clone(),
+        actor: actor.to_string(),
+        role,
+        decision,
+        comment: comment.clone(),
+        created_at: state.now(),
+    };
+    let approval = state.store.record_approval(approval, &release).await?;
+    let decisions = state
+        .store
+        .approvals(release_id, Some(&environment.name))
+        .await?;
+    let t = environment::tally(&environment.approvals, &decisions);
+    match decision {
+        Decision::Approved => {
+            if t.met && environment.approvals.required > 0 {
+                pass_gate(state, &release, &environment.name).await?;
+                if release.status == ReleaseStatus::Draft {
+                    set_status(state, &release, ReleaseStatus::Approved).await?;
+                }
+            }
+        }
+        Decision::Rejected => {
+            if let Some(d) = waiting(state, &release, &environment.name).await? {
+                let why = format!(
+                    "rejected by {actor}{}",
+                    comment.map(|c| format!(": {c}")).unwrap_or_default()
+                );
+                let now = state.now();
+                change(state, actor, &d.id, move |d| d.rollback(&why, now)).await?;
+            }
+        }
+    }
+    Ok((approval, t))
+}
+
+async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResult<()> {
+    let patch = ReleasePatch {
+        status: Some(to),
+        description: None,
+    };
+    state
+        .store
+        .update_release(r.id, &patch, "system", state.now())
+        .await?;
+    state.latest.clear();
+    Ok(())
+}
+
+/// One-click rollback of a deployment: a live one sends its traffic back to
+/// stable; a promoted one that still runs in its environment is undone by a
+/// new direct deployment back to the version it replaced (with the health
+/// checks it had). Returns the deployment that does the work.
+pub async fn rollback(
+    state: &AppState,
+    actor: &str,
+    id: &str,
+    reason: Option<String>,
+) -> ApiResult<Deployment> {
+    let d = state.store.get_deployment(id).await?;
+    if d.status.is_live() {
+        let why = reason.unwrap_or_else(|| format!("rolled back by {actor}"));
+        let now = state.now();
+        return change(state, actor, id, move |d| {
+            environment::manual_rollback(d, &why, now)
+        })
+        .await;
+    }
+    let refuse = |code: &'static str, message: String| {
+        Err(ApiError::new(StatusCode::CONFLICT, code, message)
+            .details(json!({"deployment_id": id})))
+    };
+    if d.status == DeploymentStatus::Failed || d.metadata.contains_key("rolled_back_by") {
+        return refuse(
+            "ALREADY_ROLLED_BACK",
+            format!("deployment {id} was already rolled back"),
+        );
+    }
+    let (Some(product), Some(env)) = (d.product.clone(), d.environment.clone()) else {
+        return refuse(
+            "NOT_AN_ENVIRONMENT_DEPLOYMENT",
+            format!(
+                "deployment {id} names no product and environment, so there is no previous release to restore; start a deployment back to {} instead",
+                d.stable_version
+            ),
+        );
+    };
+    let latest = latest_in(state, &product, &env).await?;
+    if latest.as_ref().map(|l| l.id.as_str()) != Some(id) {
+        return refuse(
+            "NOT_CURRENT",
+            format!(
+                "a later deployment ({}) replaced {id} in {env}; roll that one back instead",
+                latest.map(|l| l.id).unwrap_or_default()
+            ),
+        );
+    }
+    let (Some(now_running), previous) = (
+        Current::after(&d),
+        Current {
+            version: d.stable_version.clone(),
+            endpoints: d.upstreams.stable.clone(),
+            route: d.route.clone(),
+        },
+    ) else {
+        return refuse(
+            "NOTHING_RUNNING",
+            format!("deployment {id} left nothing running"),
+        );
+    };
+    if previous.version == environment::NOTHING {
+        return refuse(
+            "NO_PREVIOUS_RELEASE",
+            format!("{id} was the first deployment of {product} to {env}; nothing ran before it"),
+        );
+    }
+    let previous_release = state
+        .store
+        .release_by_version(&product, &previous.version)
+        .await?;
+    let plan = environment::rollback_plan(
+        &d,
+        &now_running,
+        &previous,
+        previous_release.as_ref().map(|r| r.id),
+    );
+    let mut plan = plan;
+    if let Some(r) = reason {
+        plan.metadata.insert("reason".into(), json!(r));
+    }
+    let restoring = start(state, actor, plan).await?;
+    let (by, now) = (restoring.id.clone(), state.now());
+    change(state, actor, id, move |d| environment::revert(d, &by, now)).await?;
+    // The undone release is withdrawn when it was production's.
+    let (_, _, last) = environment(state, &product, &env).await?;
+    if last
+        && let Some(rid) = d.metadata.get("release_id").and_then(|v| v.as_i64())
+        && let Ok(r) = state.store.get_release(rid).await
+        && r.status == ReleaseStatus::Released
+    {
+        set_status(state, &r, ReleaseStatus::RolledBack).await?;
+    }
+    Ok(restoring)
+}
+
+/// Runs [`sync`] every second until `shutdown` resolves.
+pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
+    crate::every_second(shutdown, || async {
+        if let Err(e) = sync(&state).await {
+            tracing::warn!(code = e.code(), error = ?e, "release sync failed; retrying");
+        }
+    })
+    .await;
+}
+
+/// The cursor's name in the event log.
+const CURSOR: &str = "releases";
+/// Events re-read behind the cursor (see `crate::notifier`'s `OVERLAP`).
+const OVERLAP: i64 = 1000;
+
+/// Marks releases `released` whose deployment to their product's last
+/// environment was promoted since the last pass.
+pub async fn sync(state: &AppState) -> ApiResult<usize> {
+    let mut cursor = (state.store.cursor(CURSOR).await? - OVERLAP).max(0);
+    let mut done = 0;
+    loop {
+        let batch = state.store.events_after(cursor, 500).await?;
+        let Some(last) = batch.last().map(|(seq, _)| *seq) else {
+            break;
+        };
+        for (_, e) in &batch {
+            if e.kind != EventType::DeploymentPromoted {
+                continue;
+            }
+            let Some(id) = &e.deployment_id else { continue };
+            if promoted(state, id).await? {
+                done += 1;
+            }
+        }
+        state.store.set_cursor(CURSOR, last).await?;
+        cursor = last;
+    }
+    Ok(done)
+}
+
+/// Acts on one promotion; true when a release changed.
+async fn promoted(state: &AppState, id: &str) -> ApiResult<bool> {
+    let d = match state.store.get_deployment(id).await {
+        Ok(d) => d,
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let (Some(rid), Some(product), Some(env)) = (
+        d.metadata.get("release_id").and_then(|v| v.as_i64()),
+        d.product.as_deref(),
+        d.environment.as_deref(),
+    ) else {
+        return Ok(false);
+    };
+    if d.metadata.contains_key("rollback_of") || d.status != DeploymentStatus::Completed {
+        return Ok(false);
+    }
+    let Ok((_, _, true)) = environment(state, product, env).await else {
+        return Ok(false);
+    };
+    let r = match state.store.get_release(rid).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mut changed = false;
+    if r.status == ReleaseStatus::Draft {
+        set_status(state, &r, ReleaseStatus::Approved).await?;
+        changed = true;
+    }
+    if matches!(r.status, ReleaseStatus::Draft | ReleaseStatus::Approved) {
+        set_status(state, &r, ReleaseStatus::Released).await?;
+        changed = true;
+    }
+    Ok(changed)
+}

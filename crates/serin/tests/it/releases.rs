@@ -1,0 +1,797 @@
+//! The release manager end to end (seed 003): real users logging in, a release
+//! going development → staging → production through the real controller and
+//! proxy with production's approval policy, a failed staging deployment
+//! blocking production, a pre-deploy hook's output kept, one-click rollback
+//! restoring the previous release and the proxy's route, and the audit log
+//! holding every step with its actor. Also sessions (login, logout, expiry,
+//! disabling, the throttle) and the role matrix over HTTP, and the CLI.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN, BIN, Server, send, send_as};
+use crate::rollout::{up_with, upstream};
+
+/// Logs in; returns the session token.
+async fn login(api: &str, email: &str, password: &str) -> String {
+    let (s, body) = send_as(
+        "",
+        Method::POST,
+        &format!("{api}/api/v1/auth/login"),
+        Some(json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+async fn add_user(api: &str, email: &str, role: &str) {
+    let (s, body) = send(
+        Method::POST,
+        &format!("{api}/api/v1/users"),
+        Some(json!({"email": email, "name": email.split('@').next().unwrap(), "role": role, "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+}
+
+/// Waits until seed 003's view of a deployment has one of `statuses`.
+async fn settles(api: &str, id: &str, statuses: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, d) = send(Method::GET, &format!("{api}/api/v1/deployments/{id}"), None).await;
+        if statuses.contains(&d["status"].as_str().unwrap_or("")) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never became {statuses:?}: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the proxy answers for `host`.
+async fn served(proxy: &str, host: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{proxy}/"))
+        .header("host", host)
+        .send()
+        .await
+        .unwrap();
+    r.text().await.unwrap().trim().to_string()
+}
+
+async fn release_status(api: &str, id: i64) -> String {
+    let (_, r) = send(Method::GET, &format!("{api}/api/v1/releases/{id}"), None).await;
+    r["status"].as_str().unwrap().to_string()
+}
+
+async fn until_release(api: &str, id: i64, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while release_status(api, id).await != status {
+        assert!(
+            Instant::now() < deadline,
+            "release {id} never became {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_in_one_click() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let stack = up_with(&db, &[("SERIN_ALLOW_HOOK_COMMANDS", "true")]);
+    let (api, proxy) = (stack.api.as_str(), stack.proxy.as_str());
+    let (_one, one) = upstream("one", 0.0, 1);
+    let (_two, two) = upstream("two", 0.0, 1);
+    for (email, role) in [
+        ("ada@example.com", "engineer"),
+        ("bob@example.com", "engineer"),
+        ("cy@example.com", "admin"),
+        ("vic@example.com", "viewer"),
+    ] {
+        add_user(api, email, role).await;
+    }
+    let ada = login(api, "ada@example.com", "correct horse").await;
+    let bob = login(api, "bob@example.com", "correct horse").await;
+    let cy = login(api, "cy@example.com", "correct horse").await;
+    let vic = login(api, "vic@example.com", "correct horse").await;
+    let as_ = |who: &str, m: Method, path: &str, body: Option<Value>| {
+        let (who, url) = (who.to_string(), format!("{api}{path}"));
+        async move { send_as(&who, m, &url, body).await }
+    };
+
+    // Ada makes the product and two releases: she is their author.
+    let (s, _) = as_(
+        &ada,
+        Method::POST,
+        "/api/v1/products",
+        Some(json!({"name": "shop"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let mut ids = Vec::new();
+    for v in ["1.0.0", "2.0.0"] {
+        let (s, r) = as_(
+            &ada,
+            Method::POST,
+            "/api/v1/releases",
+            Some(json!({"product_name": "shop", "version": v})),
+        )
+        .await;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(r["created_by"], "ada@example.com");
+        ids.push(r["id"].as_i64().unwrap());
+    }
+    let (v1, v2) = (ids[0], ids[1]);
+
+    // The defaults, with a route per environment and a migration before production.
+    let (s, envs) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/products/shop/environments",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = envs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["development", "staging", "production"]);
+    assert_eq!(envs["items"][2]["approvals"]["required"], 2);
+    for (env, host) in [
+        ("development", "dev.shop.test"),
+        ("staging", "staging.shop.test"),
+        ("production", "shop.test"),
+    ] {
+        let mut spec = json!({"route": {"host": host}});
+        if env == "production" {
+            spec["pre_deploy_hook"] =
+                json!({"command": ["sh", "-c", "echo migrated to $SERIN_CANARY_VERSION"]});
+        }
+        let (s, e) = as_(
+            &ada,
+            Method::PATCH,
+            &format!("/api/v1/products/shop/environments/{env}"),
+            Some(spec),
+        )
+        .await;
+        assert_eq!(s, 200, "{e}");
+    }
+    let (s, e) = as_(
+        &vic,
+        Method::PATCH,
+        "/api/v1/products/shop/environments/staging",
+        Some(json!({"require_previous": false})),
+    )
+    .await;
+    assert_eq!(s, 403, "a viewer changes nothing: {e}");
+
+    let deploy = |who: &str, release: i64, env: &str, endpoint: &str| {
+        let body = json!({"environment": env, "strategy": "direct", "endpoints": [endpoint]});
+        as_(
+            who,
+            Method::POST,
+            &format!("/api/v1/releases/{release}/deploy"),
+            Some(body),
+        )
+    };
+
+    // 1.0.0: development, then staging; production waits for two approvals.
+    let (s, d) = deploy(&ada, v1, "production", &one).await;
+    assert_eq!(s, 409, "{d}");
+    assert_eq!(d["code"], "PREVIOUS_ENVIRONMENT_NOT_PASSED");
+    for env in ["development", "staging"] {
+        let (s, d) = deploy(&ada, v1, env, &one).await;
+        assert_eq!(s, 202, "{d}");
+        settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
+    }
+    assert_eq!(served(proxy, "staging.shop.test").await, "one");
+    let (s, d) = deploy(&ada, v1, "production", &one).await;
+    assert_eq!(s, 202, "{d}");
+    let prod1 = d["id"].as_str().unwrap().to_string();
+    assert_eq!(d["status"], "pending");
+    let decide = |who: &str, release: i64, decision: &str| {
+        let body =
+            json!({"environment": "production", "decision": decision, "comment": "looks fine"});
+        as_(
+            who,
+            Method::POST,
+            &format!("/api/v1/releases/{release}/approvals"),
+            Some(body),
+        )
+    };
+    let (s, e) = decide(&ada, v1, "approved").await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("SELF_APPROVAL")), "{e}");
+    let (s, e) = decide(&vic, v1, "approved").await;
+    assert_eq!(s, 403, "a viewer can't approve: {e}");
+    let (s, t) = decide(&bob, v1, "approved").await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["tally"]["met"], false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let d = settles(api, &prod1, &["pending"]).await;
+    assert!(
+        d["waiting_for"]
+            .as_str()
+            .unwrap()
+            .contains("1 more approval"),
+        "{d}"
+    );
+    assert!(
+        !served(proxy, "shop.test").await.contains("one"),
+        "nothing reaches production before its approvals"
+    );
+    let (s, t) = decide(&cy, v1, "approved").await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["tally"]["met"], true);
+    let d = settles(api, &prod1, &["succeeded"]).await;
+    let hook = &d["hooks"][0];
+    assert_eq!(hook["ok"], true, "{d}");
+    assert!(
+        hook["output"]
+            .as_str()
+            .unwrap()
+            .contains("migrated to 1.0.0"),
+        "{d}"
+    );
+    assert_eq!(served(proxy, "shop.test").await, "one");
+    until_release(api, v1, "released").await;
+
+    // 2.0.0: staging fails (its pre-deploy hook fails), which blocks production.
+    let (s, _) = deploy(&ada, v2, "development", &two).await;
+    assert_eq!(s, 202);
+    let (s, _) = as_(
+        &ada,
+        Method::PATCH,
+        "/api/v1/products/shop/environments/staging",
+        Some(json!({"pre_deploy_hook": {"command": ["false"]}})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let dev = latest(api, "development").await;
+    settles(api, &dev, &["succeeded"]).await;
+    let (s, d) = deploy(&ada, v2, "staging", &two).await;
+    assert_eq!(s, 202, "{d}");
+    let failed = settles(api, d["id"].as_str().unwrap(), &["failed", "succeeded"]).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("pre-rollout hook pre-deploy failed"),
+        "{failed}"
+    );
+    assert_eq!(served(proxy, "staging.shop.test").await, "one");
+    // Approvals may come before the deployment; the failure still blocks it.
+    decide(&bob, v2, "approved").await;
+    decide(&cy, v2, "approved").await;
+    let (s, e) = deploy(&ada, v2, "production", &two).await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["code"], "PREVIOUS_ENVIRONMENT_NOT_PASSED");
+    assert!(e["error"].as_str().unwrap().contains("failed"), "{e}");
+    let (s, _) = as_(
+        &ada,
+        Method::PATCH,
+        "/api/v1/products/shop/environments/staging",
+        Some(json!({"pre_deploy_hook": null})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, d) = deploy(&ada, v2, "staging", &two).await;
+    assert_eq!(s, 202, "{d}");
+    settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
+    let (s, d) = deploy(&ada, v2, "production", &two).await;
+    assert_eq!(s, 202, "{d}");
+    let prod2 = d["id"].as_str().unwrap().to_string();
+    assert_eq!(d["previous_version"], "1.0.0");
+    settles(api, &prod2, &["succeeded"]).await;
+    assert_eq!(served(proxy, "shop.test").await, "two");
+    until_release(api, v2, "released").await;
+
+    // One click: production is back on 1.0.0, through a verified deployment.
+    let (s, e) = as_(
+        &vic,
+        Method::POST,
+        &format!("/api/v1/deployments/{prod2}/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{e}");
+    let (s, r) = as_(
+        &bob,
+        Method::POST,
+        &format!("/api/v1/deployments/{prod2}/rollback"),
+        Some(json!({"reason": "checkout errors"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(r["version"], "1.0.0");
+    assert_eq!(r["release_id"], v1);
+    settles(api, r["id"].as_str().unwrap(), &["succeeded"]).await;
+    assert_eq!(served(proxy, "shop.test").await, "one");
+    let undone = settles(api, &prod2, &["rolled_back"]).await;
+    assert_eq!(undone["rolled_back_by"], r["id"]);
+    until_release(api, v2, "rolled_back").await;
+    let (s, e) = as_(
+        &bob,
+        Method::POST,
+        &format!("/api/v1/deployments/{prod2}/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("ALREADY_ROLLED_BACK")),
+        "{e}"
+    );
+
+    // Seed 003's list, and the audit log with every step's actor.
+    let (_, list) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/deployments?product=shop&environment=production",
+        None,
+    )
+    .await;
+    let statuses: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "rolled_back", "succeeded"]);
+    let (_, audit) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/audit-logs?page_size=100&resource_type=release",
+        None,
+    )
+    .await;
+    let entries: Vec<(String, String)> = audit["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("release_created", "ada@example.com"),
+        ("release_approved", "bob@example.com"),
+        ("release_approved", "cy@example.com"),
+        ("release_updated", "system"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(a, w)| (a.as_str(), w.as_str()) == want),
+            "{want:?} missing from {entries:?}"
+        );
+    }
+    let (_, audit) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/audit-logs?page_size=100&resource_type=deployment&actor=bob@example.com",
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = audit["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"deployment_created"), "{actions:?}");
+    assert!(actions.contains(&"deployment_reverted"), "{actions:?}");
+    let (_, audit) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/audit-logs?page_size=100&action=deployment_created&actor=ada@example.com",
+        None,
+    )
+    .await;
+    assert!(
+        audit["pagination"]["total_items"].as_u64().unwrap() >= 6,
+        "{audit}"
+    );
+}
+
+/// The newest deployment of `shop` in `env`.
+async fn latest(api: &str, env: &str) -> String {
+    let (_, list) = send(
+        Method::GET,
+        &format!("{api}/api/v1/deployments?product=shop&environment={env}"),
+        None,
+    )
+    .await;
+    list["items"][0]["id"].as_str().unwrap().to_string()
+}
+
+/// What, how, where, with what, and the status for a viewer, an engineer, an admin.
+type Case = (&'static str, Method, &'static str, Option<Value>, [u16; 3]);
+
+#[tokio::test]
+async fn sessions_expire_end_and_follow_the_role_matrix() {
+    let server = Server::sqlite_with(&[
+        ("SERIN_RATE_LIMIT", "0"),
+        ("SERIN_AUTH_FAILURE_LIMIT", "0"),
+        ("SERIN_SESSION_TTL", "3s"),
+    ]);
+    let api = server.url.as_str();
+    for (email, role) in [
+        ("viv@example.com", "viewer"),
+        ("eng@example.com", "engineer"),
+        ("adm@example.com", "admin"),
+    ] {
+        add_user(api, email, role).await;
+    }
+    let url = |p: &str| format!("{api}{p}");
+    let (s, e) = send_as(
+        "",
+        Method::POST,
+        &url("/api/v1/auth/login"),
+        Some(json!({"email": "eng@example.com", "password": "wrong horse"})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("INVALID_CREDENTIALS")));
+    let (s, e) = send_as(
+        "",
+        Method::POST,
+        &url("/api/v1/auth/login"),
+        Some(json!({"email": "nobody@example.com", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (401, Some("INVALID_CREDENTIALS")),
+        "unknown users look the same"
+    );
+    let (s, e) = send(Method::POST, &url("/api/v1/users"), Some(json!({"email": "not-an-email", "name": "x", "role": "viewer", "password": "correct horse"}))).await;
+    assert_eq!(
+        (s, e["details"]["field"].as_str()),
+        (400, Some("email")),
+        "{e}"
+    );
+    let (s, _) = send(Method::POST, &url("/api/v1/users"), Some(json!({"email": "ENG@example.com", "name": "x", "role": "viewer", "password": "correct horse"}))).await;
+    assert_eq!(s, 409, "emails are unique whatever their case");
+
+    // The role matrix, with sessions.
+    let viv = login(api, "viv@example.com", "correct horse").await;
+    let eng = login(api, "eng@example.com", "correct horse").await;
+    let adm = login(api, "adm@example.com", "correct horse").await;
+    assert!(viv.starts_with("srs_"));
+    let matrix: [Case; 5] = [
+        (
+            "read",
+            Method::GET,
+            "/api/v1/products",
+            None,
+            [200, 200, 200],
+        ),
+        ("me", Method::GET, "/api/v1/users/me", None, [200, 200, 200]),
+        (
+            "change",
+            Method::POST,
+            "/api/v1/products",
+            Some(json!({"name": "p"})),
+            [403, 201, 409],
+        ),
+        ("users", Method::GET, "/api/v1/users", None, [403, 403, 200]),
+        (
+            "keys",
+            Method::GET,
+            "/api/v1/api-keys",
+            None,
+            [403, 403, 200],
+        ),
+    ];
+    for (what, m, path, body, want) in matrix {
+        for (token, expect) in [&viv, &eng, &adm].into_iter().zip(want) {
+            let (s, b) = send_as(token, m.clone(), &url(path), body.clone()).await;
+            assert_eq!(s, expect, "{what} with {token}: {b}");
+        }
+    }
+    let (_, me) = send_as(&eng, Method::GET, &url("/api/v1/users/me"), None).await;
+    assert_eq!(
+        (me["kind"].as_str(), me["role"].as_str()),
+        (Some("user"), Some("engineer"))
+    );
+    assert!(me["user"]["last_login"].is_string(), "{me}");
+    let (_, me) = send(Method::GET, &url("/api/v1/users/me"), None).await;
+    assert_eq!(
+        me["kind"], "api_key",
+        "API keys keep working beside sessions"
+    );
+
+    // Logout ends the session at once; an API key can't log out.
+    let (s, _) = send_as(&eng, Method::POST, &url("/api/v1/auth/logout"), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = send_as(&eng, Method::GET, &url("/api/v1/users/me"), None).await;
+    assert_eq!(s, 401);
+    let (s, e) = send(Method::POST, &url("/api/v1/auth/logout"), None).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("NOT_A_SESSION")));
+
+    // Disabling ends sessions and refuses logins; a role change ends sessions.
+    let (_, users) = send(Method::GET, &url("/api/v1/users"), None).await;
+    let id_of = |email: &str| {
+        users["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (s, _) = send_as(
+        &adm,
+        Method::PATCH,
+        &url(&format!("/api/v1/users/{}", id_of("viv@example.com"))),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = send_as(&viv, Method::GET, &url("/api/v1/products"), None).await;
+    assert_eq!(s, 401);
+    let (s, e) = send_as(
+        "",
+        Method::POST,
+        &url("/api/v1/auth/login"),
+        Some(json!({"email": "viv@example.com", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (403, Some("USER_DISABLED")));
+
+    // Sessions expire (3 s here).
+    let fresh = login(api, "eng@example.com", "correct horse").await;
+    let (s, _) = send_as(&fresh, Method::GET, &url("/api/v1/products"), None).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (s, e) = send_as(&fresh, Method::GET, &url("/api/v1/products"), None).await;
+    assert_eq!(s, 401, "{e}");
+
+    // Guessing is slowed after five wrong passwords, and counted.
+    for _ in 0..5 {
+        let (s, _) = send_as(
+            "",
+            Method::POST,
+            &url("/api/v1/auth/login"),
+            Some(json!({"email": "adm@example.com", "password": "guess guess"})),
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let resp = reqwest::Client::new()
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({"email": "adm@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429, "even the right password waits");
+    assert!(resp.headers().get("retry-after").is_some());
+    let (_, users) = send(Method::GET, &url("/api/v1/users"), None).await;
+    let adm_user = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "adm@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(adm_user["failed_logins"], 5, "{adm_user}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    login(api, "adm@example.com", "correct horse").await;
+    let metrics = reqwest::get(url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("serin_logins_total{outcome=\"throttled\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("serin_logins_total{outcome=\"bad_password\"} 6"),
+        "{metrics}"
+    );
+
+    // The audit log has the logins and the account changes.
+    let (_, audit) = send(
+        Method::GET,
+        &url("/api/v1/audit-logs?resource_type=user&page_size=100"),
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = audit["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "user_created",
+        "user_logged_in",
+        "user_logged_out",
+        "user_updated",
+    ] {
+        assert!(actions.contains(&a), "{a} missing: {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_logs_in_manages_users_and_environments_and_deploys() {
+    let server = Server::sqlite();
+    let config = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], key: Option<&str>, stdin: Option<&str>| {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .env("SERIN_URL", &server.url)
+            .env("SERIN_CONFIG_DIR", config.path())
+            .env_remove("SERIN_API_KEY")
+            .env_remove("SERIN_PASSWORD")
+            .env_remove("SERIN_OUTPUT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(k) = key {
+            cmd.env("SERIN_API_KEY", k);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let ok = |o: &std::process::Output| {
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    ok(&run(
+        &[
+            "user",
+            "add",
+            "--email",
+            "Eve@Example.com",
+            "--name",
+            "Eve",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        Some(ADMIN),
+        Some("correct horse\n"),
+    ));
+    let list = ok(&run(&["user", "list"], Some(ADMIN), None));
+    assert!(
+        list.contains("eve@example.com") && list.contains("viewer"),
+        "{list}"
+    );
+    ok(&run(
+        &["user", "set-role", "eve@example.com", "engineer"],
+        Some(ADMIN),
+        None,
+    ));
+
+    // Login stores the session with mode 0600; commands use it.
+    let out = ok(&run(
+        &["login", "--email", "eve@example.com", "--password-stdin"],
+        None,
+        Some("correct horse\n"),
+    ));
+    assert!(out.contains("as eve@example.com (engineer)"), "{out}");
+    let file = config.path().join("credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(ok(&run(&["whoami"], None, None)).contains("eve@example.com (engineer, user)"));
+    ok(&run(&["product", "add", "web"], None, None));
+    ok(&run(&["release", "add", "web", "1.0.0"], None, None));
+    ok(&run(
+        &[
+            "env",
+            "add",
+            "web",
+            "qa",
+            "--position",
+            "1",
+            "--require-previous",
+            "--approvals",
+            "1",
+            "--author-may-approve",
+        ],
+        None,
+        None,
+    ));
+    let envs = ok(&run(&["env", "list", "web"], None, None));
+    let order: Vec<&str> = envs
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        order,
+        ["development", "qa", "staging", "production"],
+        "{envs}"
+    );
+
+    // Deploy, approve (the author may, in qa), and follow it to the end.
+    let out = run(
+        &["deploy", "web", "1.0.0", "--to", "development", "--wait"],
+        None,
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ok(&run(&["deploy", "web", "1.0.0", "--to", "qa"], None, None));
+    assert!(out.contains("pending"), "{out}");
+    let out = ok(&run(
+        &["approve", "web", "1.0.0", "--env", "qa", "-m", "ok"],
+        None,
+        None,
+    ));
+    assert!(out.contains("policy met"), "{out}");
+    let deployments = ok(&run(
+        &["deployment", "list", "--product", "web", "--env", "qa"],
+        None,
+        None,
+    ));
+    let id = deployments
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = ok(&run(&["-o", "json", "deployment", "show", &id], None, None));
+        let d: Value = serde_json::from_str(&d).unwrap();
+        if d["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Logout forgets the session; a disabled user can't log back in.
+    ok(&run(&["logout"], None, None));
+    let o = run(&["whoami"], None, None);
+    assert!(!o.status.success());
+    ok(&run(
+        &["user", "disable", "eve@example.com"],
+        Some(ADMIN),
+        None,
+    ));
+    let o = run(
+        &["login", "--email", "eve@example.com", "--password-stdin"],
+        None,
+        Some("correct horse\n"),
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("disabled"));
+}
