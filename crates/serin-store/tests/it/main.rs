@@ -8,6 +8,7 @@
 
 mod canary;
 mod harness;
+mod manager;
 mod notify;
 mod proxy;
 mod suite;
