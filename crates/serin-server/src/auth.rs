@@ -98,7 +98,11 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     ) {
         return None;
     }
-    if path == "/api/v1/auth/login" {
+    if path == "/api/v1/auth/login"
+        || path == "/docs"
+        || path == "/redoc"
+        || path.starts_with("/docs/assets/")
+    {
         return None;
     }
     // Anyone signed in may see who they are and log out.

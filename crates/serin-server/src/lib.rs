@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::users::router())
         .merge(routes::environments::router())
         .merge(routes::deployments::router())
+        .merge(routes::docs::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod canary;
 pub mod deployments;
+pub mod docs;
 pub mod environments;
 pub mod health;
 pub mod products;

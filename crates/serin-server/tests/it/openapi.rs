@@ -95,3 +95,68 @@ fn operations_are_well_formed() {
         }
     }
 }
+
+/// `/docs` and `/redoc` are served without credentials, from the binary, and
+/// load nothing from elsewhere; the explorer's script parses (checked by Node,
+/// which CI has; skipped with a message elsewhere when it is missing).
+#[tokio::test]
+async fn the_reference_and_the_explorer_are_served_from_the_binary() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = serin_store::Store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let app = serin_server::app(serin_server::AppState::new(
+        store,
+        serin_server::ServerConfig::default(),
+    ));
+    let mut pages = Vec::new();
+    for (path, kind) in [
+        ("/docs", "text/html"),
+        ("/redoc", "text/html"),
+        ("/docs/assets/explorer.js", "text/javascript"),
+        ("/docs/assets/docs.css", "text/css"),
+    ] {
+        let req = axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let body = axum::body::to_bytes(resp.into_body(), 8 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for outside in [
+            "src=\"http",
+            "href=\"http",
+            "src=\"//",
+            "href=\"//",
+            "@import",
+        ] {
+            assert!(!text.contains(outside), "{path} loads {outside}…");
+        }
+        pages.push(text);
+    }
+    assert!(pages[1].contains("POST</span> <code>/api/v1/releases/{id}/deploy</code>"));
+    let req = axum::http::Request::get("/docs/assets/nope.js")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), 404);
+    let script = dir.path().join("explorer.js");
+    std::fs::write(&script, &pages[2]).unwrap();
+    match std::process::Command::new("node")
+        .arg("--check")
+        .arg(&script)
+        .output()
+    {
+        Ok(o) => assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping the explorer's syntax check: node: {e}")
+        }
+        Err(e) => panic!("CI needs node to check the explorer: {e}"),
+    }
+}
