@@ -252,6 +252,9 @@ fn operation(path: &str, method: &str, op: &Value) -> String {
     out
 }
 
+/// A tag: its name, its description, and its operations (path, method, operation).
+type Tag = (String, String, Vec<(String, String, Value)>);
+
 /// The whole reference page.
 pub fn render(doc: &Value) -> String {
     let title = esc(doc
@@ -262,7 +265,7 @@ pub fn render(doc: &Value) -> String {
         .pointer("/info/version")
         .and_then(Value::as_str)
         .unwrap_or(""));
-    let mut by_tag: Vec<(String, String, Vec<(String, String, Value)>)> = doc["tags"]
+    let mut by_tag: Vec<Tag> = doc["tags"]
         .as_array()
         .into_iter()
         .flatten()
