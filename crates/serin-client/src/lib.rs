@@ -764,6 +764,33 @@ impl Client {
         .await
     }
 
+    /// A release's notes (for an environment), published when `publish`.
+    pub async fn release_notes(
+        &self,
+        release_id: i64,
+        environment: Option<&str>,
+        publish: bool,
+    ) -> Result<Value, ClientError> {
+        if publish {
+            return self
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/releases/{release_id}/notes/publish"),
+                    Some(&json!({"environment": environment})),
+                )
+                .await;
+        }
+        let q = environment
+            .map(|e| format!("?environment={}", seg(e)))
+            .unwrap_or_default();
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/releases/{release_id}/notes{q}"),
+            None,
+        )
+        .await
+    }
+
     /// One-click rollback of a deployment.
     pub async fn rollback_deployment(
         &self,

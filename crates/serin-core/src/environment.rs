@@ -38,6 +38,7 @@ use crate::deployment::{Deployment, DeploymentStatus, NewDeployment, Route, Upst
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
 use crate::hooks::{Hook, HookKind};
+use crate::notify::Notification;
 use crate::product::validate_name;
 use crate::rollout::{Gate, RolloutSpec, Step};
 use crate::{DomainError, Release, ReleaseStatus};
@@ -133,6 +134,9 @@ pub struct Environment {
     /// Which HTTP requests this environment's deployments serve by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<Route>,
+    /// Where this environment's deployments and published release notes are announced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
     /// False for the built-in defaults of a product that never configured any.
     pub configured: bool,
 }
@@ -152,6 +156,7 @@ pub fn default_environments(product: &str) -> Vec<Environment> {
         },
         pre_deploy_hook: None,
         route: None,
+        notifications: Vec::new(),
         configured: false,
     };
     vec![
@@ -186,6 +191,9 @@ pub struct EnvironmentSpec {
     #[serde(default, with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Route>))]
     pub route: Option<Option<Route>>,
+    /// Where deployments and release notes are announced (replaces the list).
+    #[serde(default)]
+    pub notifications: Option<Vec<Notification>>,
 }
 
 mod double_option {
@@ -223,6 +231,9 @@ impl EnvironmentSpec {
         if let Some(r) = &self.route {
             env.route = r.clone();
         }
+        if let Some(n) = &self.notifications {
+            env.notifications = n.clone();
+        }
         env.configured = true;
         env.validate()
     }
@@ -243,6 +254,13 @@ impl Environment {
                 "approvals.min_role",
                 "viewers can't approve; use engineer or admin",
             ));
+        }
+        if self.notifications.len() > 20 {
+            return Err(DomainError::invalid("notifications", "at most 20 targets"));
+        }
+        for (i, n) in self.notifications.iter().enumerate() {
+            n.validate()
+                .map_err(|e| e.under(&format!("notifications[{i}]")))?;
         }
         if let Some(h) = &self.pre_deploy_hook {
             h.hook()
@@ -307,6 +325,7 @@ pub fn upsert(
                 approvals: ApprovalPolicy::default(),
                 pre_deploy_hook: None,
                 route: None,
+                notifications: Vec::new(),
                 configured: true,
             });
             list.len() - 1
@@ -629,6 +648,11 @@ pub fn plan(
     if let Some(h) = &env.pre_deploy_hook {
         spec.hooks.retain(|x| x.kind != HookKind::PreRollout);
         spec.hooks.push(h.hook());
+    }
+    for n in &env.notifications {
+        if !spec.notifications.iter().any(|m| m.url == n.url) {
+            spec.notifications.push(n.clone());
+        }
     }
     let route = req
         .route

@@ -30,6 +30,7 @@
 //! - [`sequential`]: anytime-valid tests (so far the error-rate test; not yet a judge).
 //! - [`user`]: people who log in, their passwords' rules, the login back-off.
 //! - [`environment`]: environments, approval policies, deploying a release with a strategy.
+//! - [`notes`]: release notes in Markdown from releases' notes and commit subjects.
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
@@ -44,6 +45,7 @@ pub mod histogram;
 pub mod hooks;
 pub mod judge;
 pub mod metrics;
+pub mod notes;
 pub mod notify;
 pub mod page;
 pub mod product;

@@ -51,8 +51,9 @@ pub struct Notification {
 }
 
 /// What is sent when a notification names no events: the moments people act on.
-pub const DEFAULT_EVENTS: [EventType; 6] = [
+pub const DEFAULT_EVENTS: [EventType; 7] = [
     EventType::DeploymentCreated,
+    EventType::ReleaseNotesPublished,
     EventType::DeploymentPromoted,
     EventType::DeploymentRolledBack,
     EventType::DeploymentPaused,

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod hooks;
 pub mod hub;
 pub mod latest;
+pub mod notes;
 pub mod notifier;
 pub mod openapi;
 pub mod outbound;

@@ -35,7 +35,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         products::create, products::list, products::show,
         releases::create, releases::create_for_product, releases::list, releases::latest,
         releases::show, releases::update, releases::list_all, releases::delete_release,
-        releases::deploy, releases::decide, releases::approvals,
+        releases::deploy, releases::decide, releases::approvals, releases::notes, releases::publish_notes,
         environments::list, environments::show, environments::create, environments::update,
         deployments::list, deployments::show, deployments::rollback,
         signals::record, signals::record_batch, signals::list,

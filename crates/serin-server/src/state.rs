@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub webhook_secret: Option<String>,
     /// How long a login session lasts.
     pub session_ttl: std::time::Duration,
+    /// Products' git repositories on this machine, for release notes.
+    pub git_repositories: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             allow_hook_commands: false,
             webhook_secret: None,
             session_ttl: std::time::Duration::from_secs(12 * 3600),
+            git_repositories: std::collections::BTreeMap::new(),
         }
     }
 }

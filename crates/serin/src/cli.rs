@@ -201,6 +201,15 @@ pub struct UpArgs {
     /// How long a user's login session lasts (default 12h).
     #[arg(long, env = "SERIN_SESSION_TTL", value_name = "DURATION")]
     pub session_ttl: Option<String>,
+    /// A product's git repository on this machine, for commit subjects in its
+    /// release notes (repeat, or comma-separate in the variable).
+    #[arg(
+        long = "git-repository",
+        env = "SERIN_GIT_REPOSITORIES",
+        value_name = "PRODUCT=PATH",
+        value_delimiter = ','
+    )]
+    pub git_repositories: Vec<String>,
 }
 
 /// Settings of `serin proxy`. The API key is the global `--api-key` (an engineer's:
@@ -304,6 +313,21 @@ pub enum ReleaseCmd {
     Cancel(ReleaseId),
     /// Mark a released release as rolled back (it is never stable again).
     Rollback(ReleaseId),
+    /// Release notes in Markdown: the release's notes, those of the releases
+    /// since the one running in the environment, and the commits between their
+    /// tags when the server knows the product's repository.
+    Notes {
+        /// The product.
+        product: String,
+        /// The release's version.
+        version: String,
+        /// For this environment (default: against the latest stable release).
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// Publish them: announce them to the environment's notification targets.
+        #[arg(long)]
+        publish: bool,
+    },
 }
 
 /// A release to create.

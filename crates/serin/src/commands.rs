@@ -91,6 +91,22 @@ pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
         ReleaseCmd::Release(r) => status(r.id, ReleaseStatus::Released).await?,
         ReleaseCmd::Cancel(r) => status(r.id, ReleaseStatus::Cancelled).await?,
         ReleaseCmd::Rollback(r) => status(r.id, ReleaseStatus::RolledBack).await?,
+        ReleaseCmd::Notes {
+            product,
+            version,
+            environment,
+            publish,
+        } => {
+            let r = c.find_release(&product, &version).await?;
+            let notes = c
+                .release_notes(r.id, environment.as_deref(), publish)
+                .await?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&notes)?),
+                Output::Table => print!("{}", notes["markdown"].as_str().unwrap_or_default()),
+            }
+            return Ok(());
+        }
     };
     print(args.output, &[r], true)
 }

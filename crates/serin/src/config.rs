@@ -39,6 +39,7 @@ const FILE_KEYS: &[&str] = &[
     "webhook_secret",
     "proxy_listen",
     "session_ttl",
+    "git_repositories",
 ];
 
 /// Log output format.
@@ -190,6 +191,20 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let controller_interval =
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
     let session_ttl = duration_setting(&mut l, &up.session_ttl, "session_ttl", 12 * 3600);
+    let mut git_repositories = std::collections::BTreeMap::new();
+    for entry in &up.git_repositories {
+        match entry.split_once('=') {
+            Some((product, path))
+                if serin_core::product::validate_name("product", product).is_ok()
+                    && !path.is_empty() =>
+            {
+                git_repositories.insert(product.to_string(), std::path::PathBuf::from(path));
+            }
+            _ => l.errors.push(format!(
+                "git_repository: `{entry}` is not PRODUCT=PATH (SERIN_GIT_REPOSITORIES)"
+            )),
+        }
+    }
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -228,6 +243,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 allow_hook_commands,
                 webhook_secret,
                 session_ttl,
+                git_repositories,
             },
         }),
         _ => Err(l.errors),
@@ -371,6 +387,7 @@ mod tests {
             webhook_secret: None,
             proxy_listen: None,
             session_ttl: None,
+            git_repositories: Vec::new(),
         }
     }
 

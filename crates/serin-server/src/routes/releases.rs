@@ -36,6 +36,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/releases/{id}/approvals",
             get(approvals).post(decide),
         )
+        .route("/api/v1/releases/{id}/notes", get(notes))
+        .route("/api/v1/releases/{id}/notes/publish", post(publish_notes))
         .route("/release", post(create))
         .route("/release/{product_name}/latest", get(latest))
 }
@@ -386,4 +388,113 @@ pub async fn approvals(
         items,
         environments,
     }))
+}
+
+/// Which notes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NotesParams {
+    /// For this environment: the releases since the one running there.
+    pub environment: Option<String>,
+    /// `json` (default) or `markdown` (the Markdown alone, as `text/markdown`).
+    pub format: Option<String>,
+}
+
+/// A release's notes in Markdown: its own notes and those of the releases since
+/// the one running in the environment (default: since the latest stable
+/// release), then the commit subjects between their git tags when the server
+/// knows the product's repository (`--git-repository`).
+#[utoipa::path(get, path = "/api/v1/releases/{id}/notes", tag = "releases",
+    params(("id" = i64, Path, description = "the release's id"), NotesParams),
+    responses(
+        (status = 200, body = crate::notes::Notes, description = "JSON, or `text/markdown` with `format=markdown`"),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state))]
+pub async fn notes(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(p): ApiQuery<NotesParams>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let markdown = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("markdown") => true,
+        Some(_) => {
+            return Err(crate::error::ApiError::invalid(
+                "format",
+                "use json or markdown",
+            ));
+        }
+    };
+    let n = crate::notes::build(&state, id, p.environment).await?;
+    Ok(if markdown {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
+            n.markdown,
+        )
+            .into_response()
+    } else {
+        Json(n).into_response()
+    })
+}
+
+/// Where to publish notes.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// The environment (its notification targets, and the releases since the one running there).
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// Publish a release's notes: a `release_notes_published` event with the
+/// Markdown, sent to the notification targets of the release's deployment in
+/// that environment (the environment's targets and its rollout's).
+#[utoipa::path(post, path = "/api/v1/releases/{id}/notes/publish", tag = "releases", request_body = PublishBody,
+    params(("id" = i64, Path, description = "the release's id")),
+    responses(
+        (status = 201, body = crate::notes::Notes),
+        (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
+#[tracing::instrument(skip(state, who, body))]
+pub async fn publish_notes(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<PublishBody>,
+) -> ApiResult<(StatusCode, Json<crate::notes::Notes>)> {
+    let n = crate::notes::build(&state, id, body.environment.clone()).await?;
+    // The notes go out with the deployment that brought (or brings) the release there.
+    let deployment = match &n.environment {
+        Some(env) => crate::releaser::latest_in(&state, &n.product, env)
+            .await?
+            .filter(|d| d.canary_version == n.version),
+        None => None,
+    };
+    let event = serin_core::event::NewEvent {
+        kind: serin_core::event::EventType::ReleaseNotesPublished,
+        resource_type: "release",
+        resource_id: id.to_string(),
+        deployment_id: deployment.as_ref().map(|d| d.id.clone()),
+        message: format!(
+            "Release notes of {} {}{} published",
+            n.product,
+            n.version,
+            n.environment
+                .as_deref()
+                .map(|e| format!(" for {e}"))
+                .unwrap_or_default()
+        ),
+        data: serde_json::json!({"environment": n.environment, "since_version": n.since_version, "releases": n.releases, "markdown": n.markdown}),
+    };
+    let events = state
+        .store
+        .append_events(vec![event], &who.name, state.now())
+        .await?;
+    state.hub.publish(&events);
+    Ok((StatusCode::CREATED, Json(n)))
 }

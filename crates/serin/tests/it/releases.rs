@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{ADMIN, BIN, Server, send, send_as};
-use crate::rollout::{up_with, upstream};
+use crate::rollout::{receiver, up_with, upstream};
 
 /// Logs in; returns the session token.
 async fn login(api: &str, email: &str, password: &str) -> String {
@@ -794,4 +794,217 @@ async fn the_cli_logs_in_manages_users_and_environments_and_deploys() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("disabled"));
+}
+
+/// Runs git in `dir`, as a test author.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_notes_come_from_releases_and_a_real_git_repository_and_are_published() {
+    // A repository with tagged releases: 1.0.0, v1.1.0 and v2.0.0.
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    for (subject, tag) in [
+        ("Initial shop", Some("1.0.0")),
+        ("Search by category", None),
+        ("Faster search", Some("v1.1.0")),
+        ("New checkout page", None),
+        ("Pay with vouchers", Some("v2.0.0")),
+        ("Unreleased work", None),
+    ] {
+        git(
+            repo.path(),
+            &["commit", "-q", "--allow-empty", "-m", subject],
+        );
+        if let Some(t) = tag {
+            git(repo.path(), &["tag", t]);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let repos = format!("shop={}", repo.path().display());
+    let stack = up_with(&db, &[("SERIN_GIT_REPOSITORIES", repos.as_str())]);
+    let api = stack.api.as_str();
+    let (hook_url, seen) = receiver(0).await;
+    send(
+        Method::POST,
+        &format!("{api}/api/v1/products"),
+        Some(json!({"name": "shop"})),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (v, notes) in [
+        ("1.0.0", "First version."),
+        ("1.1.0", "Search is faster."),
+        ("2.0.0", "Vouchers at checkout."),
+    ] {
+        let (_, r) = send(
+            Method::POST,
+            &format!("{api}/api/v1/releases"),
+            Some(json!({"product_name": "shop", "version": v, "description": notes})),
+        )
+        .await;
+        ids.push(r["id"].as_i64().unwrap());
+    }
+    let (s, e) = send(
+        Method::PATCH,
+        &format!("{api}/api/v1/products/shop/environments/development"),
+        Some(json!({"notifications": [{"url": format!("{hook_url}/notes")}]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let (s, d) = send(
+        Method::POST,
+        &format!("{api}/api/v1/releases/{}/deploy", ids[0]),
+        Some(json!({"environment": "development"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{d}");
+    settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
+
+    // 2.0.0's notes for development: since 1.0.0, so 1.1.0's too, and the commits.
+    let (s, n) = send(
+        Method::GET,
+        &format!(
+            "{api}/api/v1/releases/{}/notes?environment=development",
+            ids[2]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{n}");
+    assert_eq!(n["since_version"], "1.0.0");
+    assert_eq!(n["releases"], json!(["2.0.0", "1.1.0"]));
+    assert_eq!(n["commits"]["range"], "1.0.0..v2.0.0");
+    let subjects: Vec<&str> = n["commits"]["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Pay with vouchers",
+            "New checkout page",
+            "Faster search",
+            "Search by category"
+        ]
+    );
+    let md = n["markdown"].as_str().unwrap();
+    for line in [
+        "# shop 2.0.0",
+        "Replaces 1.0.0 in development · 2 releases · 4 commits",
+        "## 2.0.0\n\nVouchers at checkout.",
+        "## 1.1.0\n\nSearch is faster.",
+        "## Commits (1.0.0..v2.0.0)",
+        "- Pay with vouchers (",
+    ] {
+        assert!(md.contains(line), "{line:?} missing from\n{md}");
+    }
+    assert!(
+        !md.contains("Unreleased work") && !md.contains("First version."),
+        "{md}"
+    );
+    let raw = reqwest::Client::new()
+        .get(format!(
+            "{api}/api/v1/releases/{}/notes?environment=development&format=markdown",
+            ids[2]
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        raw.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    assert_eq!(raw.text().await.unwrap(), md);
+    let (s, e) = send(
+        Method::GET,
+        &format!("{api}/api/v1/releases/{}/notes?environment=moon", ids[2]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (404, Some("ENVIRONMENT_NOT_FOUND"))
+    );
+
+    // The CLI prints the same Markdown.
+    let out = crate::harness::cli_at(
+        api,
+        &["release", "notes", "shop", "2.0.0", "--env", "development"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), md);
+
+    // Deployed there, then published: the environment's target hears of it.
+    let (s, d) = send(
+        Method::POST,
+        &format!("{api}/api/v1/releases/{}/deploy", ids[2]),
+        Some(json!({"environment": "development"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{d}");
+    settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
+    let (s, n) = send(
+        Method::POST,
+        &format!("{api}/api/v1/releases/{}/notes/publish", ids[2]),
+        Some(json!({"environment": "development"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{n}");
+    assert_eq!(
+        n["since_version"], "1.0.0",
+        "what it replaced when it arrived"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = seen.lock().unwrap().clone();
+        if let Some((_, body)) = got
+            .iter()
+            .find(|(_, b)| b["type"] == "release_notes_published")
+        {
+            assert!(
+                body["data"]["markdown"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Vouchers at checkout."),
+                "{body}"
+            );
+            assert_eq!(body["actor"], "admin (SERIN_ADMIN_TOKEN)", "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notes delivered: {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -498,7 +498,9 @@ async fn a_failing_canary_health_check_rolls_back() {
 
 /// A webhook receiver: `/confirm` says 503 to its first `refusals` calls, then
 /// 200; every call's body is kept.
-async fn receiver(refusals: usize) -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+pub(crate) async fn receiver(
+    refusals: usize,
+) -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
     let seen: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let log = seen.clone();
