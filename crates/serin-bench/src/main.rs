@@ -8,6 +8,9 @@
 //!   resident memory of the idle server.
 //! - `fanout BIN`: 100 WebSocket subscribers of one deployment; the time from a
 //!   percentage update being sent to each subscriber receiving it.
+//! - `logins BIN`: `GET /api/v1/releases` latency from a few steady readers,
+//!   first alone, then with 20 logins a second (Argon2id at its production
+//!   parameters) started on a fixed schedule whatever the answers, in the same run.
 //!
 //! The load generator runs on the same 2-core machine as the server, so it takes
 //! CPU from it; the figures are a floor, not a ceiling.
@@ -21,7 +24,7 @@ use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: serin-bench ingest|startup|fanout PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N]";
+    let usage = "usage: serin-bench ingest|startup|fanout|logins PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -46,6 +49,12 @@ fn main() -> anyhow::Result<()> {
             bin,
             opt("--subscribers", 100)?,
             opt("--updates", 20)?,
+        )),
+        "logins" => rt.block_on(logins(
+            bin,
+            opt("--seconds", 20)?,
+            opt("--logins-per-second", 20)?,
+            opt("--readers", 4)?,
         )),
         _ => bail!(usage),
     }
@@ -387,6 +396,147 @@ async fn fanout(bin: &str, subscribers: usize, updates: usize) -> anyhow::Result
         q(0.5),
         q(0.99),
         q(1.0)
+    );
+    Ok(())
+}
+
+/// Percentile of sorted milliseconds.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// `readers` clients reading `GET /api/v1/releases` back to back for `secs`;
+/// returns the sorted latencies in ms.
+async fn read_for(http: &reqwest::Client, url: &str, readers: usize, secs: u64) -> Vec<f64> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..readers {
+        let (http, url) = (http.clone(), format!("{url}/api/v1/releases?page_size=20"));
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while Instant::now() < until {
+                let t = Instant::now();
+                let ok = http
+                    .get(&url)
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    out.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                // A steady reader, not a flood: one request every 10 ms at most.
+                tokio::time::sleep(Duration::from_millis(10).saturating_sub(t.elapsed())).await;
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all.sort_by(f64::total_cmp);
+    all
+}
+
+async fn logins(bin: &str, secs: usize, per_second: usize, readers: usize) -> anyhow::Result<()> {
+    let (server, _) = start(bin)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let url = server.url.clone();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    post("/api/v1/products", serde_json::json!({"name": "bench"})).await?;
+    for i in 0..50 {
+        post(
+            "/api/v1/releases",
+            serde_json::json!({"product_name": "bench", "version": format!("1.{i}.0"), "description": "notes"}),
+        )
+        .await?;
+    }
+    let r = post(
+        "/api/v1/users",
+        serde_json::json!({"email": "bench@example.com", "name": "Bench", "role": "viewer", "password": "correct horse battery"}),
+    )
+    .await?;
+    if !r.status().is_success() {
+        bail!("cannot create the user: {}", r.text().await?);
+    }
+    let secs = secs as u64;
+    read_for(&http, &url, readers, 2).await; // warm-up
+    let alone = read_for(&http, &url, readers, secs).await;
+
+    // Logins on a fixed schedule: each starts on time whether or not the last answered.
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let login_url = format!("{url}/api/v1/auth/login");
+    let (h2, started) = (http.clone(), Instant::now());
+    let generator = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
+        let mut calls = Vec::new();
+        while Instant::now() < stop {
+            tick.tick().await;
+            let (h, u) = (h2.clone(), login_url.clone());
+            calls.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let r = h
+                    .post(u)
+                    .json(&serde_json::json!({"email": "bench@example.com", "password": "correct horse battery"}))
+                    .send()
+                    .await;
+                let ok = r.is_ok_and(|r| r.status().is_success());
+                (ok, t.elapsed().as_secs_f64() * 1000.0)
+            }));
+        }
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap_or((false, f64::NAN)));
+        }
+        out
+    });
+    let loaded = read_for(&http, &url, readers, secs).await;
+    let done = generator.await?;
+    let took = started.elapsed().as_secs_f64();
+    let ok = done.iter().filter(|(ok, _)| *ok).count();
+    let mut login_ms: Vec<f64> = done
+        .iter()
+        .filter(|(ok, _)| *ok)
+        .map(|(_, ms)| *ms)
+        .collect();
+    login_ms.sort_by(f64::total_cmp);
+    println!(
+        "GET /api/v1/releases, {readers} readers, alone:          {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        alone.len(),
+        pct(&alone, 0.5),
+        pct(&alone, 0.99),
+        alone.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "GET /api/v1/releases, {readers} readers, with logins:    {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        loaded.len(),
+        pct(&loaded, 0.5),
+        pct(&loaded, 0.99),
+        loaded.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "logins: {} started at {per_second}/s, {ok} succeeded ({:.1}/s), latency p50 {:.1} ms, p99 {:.1} ms",
+        done.len(),
+        ok as f64 / took,
+        pct(&login_ms, 0.5),
+        pct(&login_ms, 0.99)
+    );
+    let p99 = pct(&loaded, 0.99);
+    println!(
+        "summary: releases p99 with {per_second} logins/s in flight {p99:.2} ms (goal <= 20 ms: {}); p99 ratio loaded/alone {:.2}",
+        if p99 <= 20.0 { "met" } else { "NOT met" },
+        p99 / pct(&alone, 0.99)
     );
     Ok(())
 }

@@ -750,6 +750,19 @@ impl Deployment {
         }
     }
 
+    /// Refuses to move traffic to a release that waits for its approvals or its
+    /// pre-deploy hook (see `environment::held`).
+    fn require_not_held(&self) -> Result<(), DomainError> {
+        match crate::environment::held(self) {
+            Some(why) => Err(DomainError::Refused {
+                code: "DEPLOYMENT_HELD",
+                message: format!("deployment {} {why}; no traffic moves until then", self.id),
+                forbidden: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn touch(&mut self, now: Timestamp) {
         self.last_update = now;
         self.revision += 1;
@@ -773,6 +786,9 @@ impl Deployment {
             });
         }
         let old = self.current_percent;
+        if percent > old {
+            self.require_not_held()?;
+        }
         if old == percent && self.target_percent == percent {
             return Ok(Vec::new());
         }
@@ -789,6 +805,7 @@ impl Deployment {
     /// Promotes: canary to 100%, `completed`.
     pub fn promote(&mut self, now: Timestamp) -> Result<Vec<NewEvent>, DomainError> {
         self.require_live("promote it")?;
+        self.require_not_held()?;
         let (old_status, old) = (self.status, self.current_percent);
         self.status = DeploymentStatus::Completed;
         self.current_percent = 100;

@@ -788,6 +788,28 @@ pub fn revert(
     )])
 }
 
+/// Why no traffic may move to a deployment yet, if it may not: it waits at its
+/// release's approval gate, or (a release-manager deployment) its pre-deploy
+/// hook has not run. Promotion and raising the percentage by hand are refused
+/// then, so the approval policy can't be stepped around.
+pub fn held(d: &Deployment) -> Option<String> {
+    let r = d.rollout.as_ref()?;
+    if let Some(Step::Gate(Gate::ReleaseApproval {
+        release_id,
+        environment,
+        required,
+    })) = r.current()
+    {
+        return Some(format!(
+            "waits for {required} approval(s) of release {release_id} for {environment}"
+        ));
+    }
+    (d.metadata.contains_key("release_id")
+        && !r.pre_rollout_done
+        && r.spec.has_hooks(HookKind::PreRollout))
+    .then(|| "waits for its pre-deploy hook".to_string())
+}
+
 /// Seed 003's deployment statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -12,9 +12,15 @@
 //! Guessing is slowed per email ([`Throttle`]): after five wrong passwords in a
 //! row each further attempt must wait 1 s, 2 s, 4 s … up to 15 minutes
 //! (`serin_core::user::login_delay`), and is refused with 429 and
-//! `Retry-After` before any hashing. The count is also kept on the user
-//! (`failed_logins`) and in `serin_logins_total`. An unknown email costs the
-//! same hash as a known one, so timing doesn't tell which emails exist.
+//! `Retry-After` before any hashing. Every attempt counts as a failure from
+//! the moment it starts until it succeeds, so parallel guesses are counted
+//! too. Failed logins also use up the client address's allowance of failed
+//! authentications (`--auth-failure-limit`), which limits trying one password
+//! across many emails. The count is kept on the user (`failed_logins`,
+//! written after the answer) and in `serin_logins_total`. An unknown email
+//! costs the same hash as a known one, so timing doesn't tell which emails
+//! exist. The throttle lives in each replica's memory: behind a load balancer
+//! each replica slows guessing on its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -117,17 +123,18 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// How long `email` must still wait before its next attempt is heard.
-    pub fn wait(&self, email: &str) -> Option<Duration> {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let (n, at) = seen.get(email)?;
-        let left = serin_core::user::login_delay(*n).checked_sub(at.elapsed())?;
-        (!left.is_zero()).then_some(left)
-    }
-
-    /// Counts a failure; returns the failures in a row.
-    pub fn failed(&self, email: &str) -> u32 {
+    /// Starts an attempt for `email`: refused with the time left while it must
+    /// wait; otherwise counted as a failure at once (under the lock, so a burst
+    /// of parallel guesses can't all slip past the check), until
+    /// [`Throttle::succeeded`] forgets it.
+    pub fn begin(&self, email: &str) -> Result<(), Duration> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, at)) = seen.get(email)
+            && let Some(left) = serin_core::user::login_delay(*n).checked_sub(at.elapsed())
+            && !left.is_zero()
+        {
+            return Err(left);
+        }
         if seen.len() >= MAX_TRACKED {
             let max = serin_core::user::login_delay(u32::MAX);
             seen.retain(|_, (_, at)| at.elapsed() < max);
@@ -135,7 +142,7 @@ impl Throttle {
         let e = seen.entry(email.to_string()).or_insert((0, Instant::now()));
         e.0 = e.0.saturating_add(1);
         e.1 = Instant::now();
-        e.0
+        Ok(())
     }
 
     /// Forgets the failures after a success.
@@ -172,16 +179,15 @@ mod tests {
     #[test]
     fn the_throttle_waits_after_five_failures() {
         let t = Throttle::default();
-        for _ in 0..4 {
-            t.failed("a@b.co");
+        for _ in 0..5 {
+            assert_eq!(t.begin("a@b.co"), Ok(()));
         }
-        assert_eq!(t.wait("a@b.co"), None);
-        t.failed("a@b.co");
         assert!(
-            t.wait("a@b.co")
-                .is_some_and(|d| d <= Duration::from_secs(1))
+            t.begin("a@b.co")
+                .is_err_and(|d| d <= Duration::from_secs(1))
         );
+        assert_eq!(t.begin("other@b.co"), Ok(()), "per email");
         t.succeeded("a@b.co");
-        assert_eq!(t.wait("a@b.co"), None);
+        assert_eq!(t.begin("a@b.co"), Ok(()));
     }
 }

@@ -112,6 +112,12 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path.starts_with("/api/v1/api-keys") || path.starts_with("/api/v1/users") {
         return Some(Role::Admin);
     }
+    // Environments carry the approval policies: who may change them must not be
+    // whoever the policies hold back.
+    let mutating = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if mutating && path.starts_with("/api/v1/products/") && path.contains("/environments") {
+        return Some(Role::Admin);
+    }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         Some(Role::Viewer)
     } else {
@@ -279,6 +285,17 @@ mod tests {
         assert_eq!(
             required_role(&Method::GET, "/api/v1/users"),
             Some(Role::Admin)
+        );
+        assert_eq!(
+            required_role(
+                &Method::PATCH,
+                "/api/v1/products/shop/environments/production"
+            ),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/products/shop/environments"),
+            Some(Role::Viewer)
         );
     }
 

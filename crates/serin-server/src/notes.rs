@@ -102,7 +102,14 @@ pub async fn build(
     })
 }
 
+/// At most two git commands at once, whoever asks for notes.
+static GIT_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
+    let _permit = GIT_RUNS
+        .acquire()
+        .await
+        .map_err(|e| format!("git is unavailable: {e}"))?;
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-C")
         .arg(repo)
@@ -146,7 +153,13 @@ async fn commits(repo: &Path, from: Option<&str>, to: &str) -> CommitRange {
         Ok(t) => t,
         Err(e) => return fail(String::new(), e),
     };
-    let tags: Vec<&str> = listed.lines().map(str::trim).collect();
+    // A tag can't start with `-` when made by `git tag`, but refs can be written
+    // by other means; such a name would read as an option.
+    let tags: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.starts_with('-'))
+        .collect();
     let Some(to_tag) = tag_of(&tags, to) else {
         return fail(
             String::new(),
@@ -159,7 +172,19 @@ async fn commits(repo: &Path, from: Option<&str>, to: &str) -> CommitRange {
         None => to_tag.to_string(),
     };
     let max = format!("--max-count={}", MAX_COMMITS + 1);
-    let log = match git(repo, &["log", "--format=%h%x1f%s", &max, &range, "--"]).await {
+    let log = match git(
+        repo,
+        &[
+            "log",
+            "--format=%h%x1f%s",
+            &max,
+            "--end-of-options",
+            &range,
+            "--",
+        ],
+    )
+    .await
+    {
         Ok(l) => l,
         Err(e) => return fail(range, e),
     };

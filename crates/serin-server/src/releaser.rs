@@ -11,20 +11,18 @@
 //! finds no gate).
 //!
 //! Release statuses follow production (the last environment): when a release's
-//! deployment there is promoted, the release becomes `released`; when a person
-//! rolls it back there, `rolled_back`. A loop reads the event log after its own
-//! cursor for promotions, so a promotion by the controller on any replica is
-//! seen once the log has it.
+//! deployment there is promoted, the release becomes `released` (by the same
+//! step that marks any promoted release stable, `routes::canary::mark_release_stable`,
+//! which leaves earlier environments out); when a person rolls it back there,
+//! `rolled_back`.
 
 use axum::http::StatusCode;
 use serde_json::json;
-use serin_core::auth::Role;
 use serin_core::controller;
 use serin_core::deployment::{Deployment, DeploymentStatus};
 use serin_core::environment::{
     self, Approval, ApprovalTally, Current, Decision, DeployRequest, Environment,
 };
-use serin_core::event::EventType;
 use serin_core::{Release, ReleasePatch, ReleaseStatus};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
@@ -94,6 +92,55 @@ async fn latest_of_version(
         .items
         .into_iter()
         .find(|d| d.canary_version == version && !d.metadata.contains_key("rollback_of")))
+}
+
+/// Metadata only the release manager writes.
+const RESERVED: [&str; 5] = [
+    "release_id",
+    "rollback_of",
+    "rolled_back_by",
+    "manual_rollback",
+    "strategy",
+];
+
+/// Refuses a deployment made through the canary API (or a rollout group) that
+/// would pass for the release manager's: reserved metadata, or a product's
+/// configured environment as its target, which only `POST /releases/{id}/deploy`
+/// enters (with its approvals and hooks). Admins may, to repair by hand.
+pub async fn check_unmanaged(
+    state: &AppState,
+    who: &crate::auth::Principal,
+    new: &serin_core::deployment::NewDeployment,
+    field: &str,
+) -> ApiResult<()> {
+    if let Some(k) = RESERVED.iter().find(|k| new.metadata.contains_key(**k)) {
+        return Err(ApiError::invalid(
+            &format!("{field}metadata.{k}"),
+            "is written by the release manager only",
+        ));
+    }
+    let (Some(product), Some(env)) = (&new.product, &new.environment) else {
+        return Ok(());
+    };
+    if who.role == serin_core::auth::Role::Admin {
+        return Ok(());
+    }
+    let managed = match state.store.environments(product).await {
+        Ok(envs) => envs.iter().any(|e| &e.name == env),
+        Err(StoreError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if managed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "USE_RELEASE_DEPLOY",
+            format!(
+                "{env} is one of {product}'s environments: deploy a release there with POST /api/v1/releases/{{id}}/deploy, which applies its approvals and pre-deploy hook"
+            ),
+        )
+        .details(json!({"field": format!("{field}environment")})));
+    }
+    Ok(())
 }
 
 /// Deploys a release to an environment (see the module docs of
@@ -171,6 +218,26 @@ async fn waiting(
     Ok(at_gate.then_some(d))
 }
 
+/// Looks again at a deployment waiting at an approval gate in `env` (after its
+/// policy changed): passes it when the policy is met now.
+pub async fn recheck(state: &AppState, product: &str, env: &str) -> ApiResult<()> {
+    let Some(d) = latest_in(state, product, env).await? else {
+        return Ok(());
+    };
+    let gate = d.rollout.as_ref().and_then(|r| match r.current() {
+        Some(serin_core::rollout::Step::Gate(serin_core::rollout::Gate::ReleaseApproval {
+            release_id,
+            ..
+        })) if d.status.is_live() => Some(*release_id),
+        _ => None,
+    });
+    if let Some(rid) = gate {
+        let release = state.store.get_release(rid).await?;
+        pass_gate(state, &release, env).await?;
+    }
+    Ok(())
+}
+
 /// Passes the gate of a deployment waiting for `release` in `env` if the policy
 /// is met now; returns the deployment when it moved.
 async fn pass_gate(
@@ -200,13 +267,22 @@ async fn pass_gate(
 /// rolls a waiting deployment back.
 pub async fn decide(
     state: &AppState,
-    actor: &str,
-    role: Role,
+    who: &crate::auth::Principal,
     release_id: i64,
     env: &str,
     decision: Decision,
     comment: Option<String>,
 ) -> ApiResult<(Approval, ApprovalTally)> {
+    // Approvals are people's: an API key is a machine, and one person with a
+    // key and a session must not count twice.
+    if who.session.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "APPROVAL_NEEDS_A_USER",
+            "approvals are given by people: log in (POST /api/v1/auth/login) and approve with the session",
+        ));
+    }
+    let (actor, role) = (who.name.as_str(), who.role);
     if let Some(c) = &comment {
         serin_core::product::validate_description("comment", Some(c))?;
     }
@@ -231,9 +307,9 @@ pub async fn decide(
     let t = environment::tally(&environment.approvals, &decisions);
     match decision {
         Decision::Approved => {
-            if t.met && environment.approvals.required > 0 {
+            if t.met {
                 pass_gate(state, &release, &environment.name).await?;
-                if release.status == ReleaseStatus::Draft {
+                if release.status == ReleaseStatus::Draft && environment.approvals.required > 0 {
                     set_status(state, &release, ReleaseStatus::Approved).await?;
                 }
             }
@@ -303,28 +379,25 @@ pub async fn rollback(
             ),
         );
     };
+    // It must still be what runs there: the latest deployment, or a later one
+    // that failed and so left it running.
     let latest = latest_in(state, &product, &env).await?;
-    if latest.as_ref().map(|l| l.id.as_str()) != Some(id) {
+    let now_running = latest.as_ref().and_then(Current::after);
+    let current = latest.as_ref().is_some_and(|l| !l.status.is_live())
+        && now_running.as_ref().map(|c| c.version.as_str()) == Some(d.canary_version.as_str());
+    let Some(now_running) = now_running.filter(|_| current) else {
         return refuse(
             "NOT_CURRENT",
             format!(
-                "a later deployment ({}) replaced {id} in {env}; roll that one back instead",
+                "{id} no longer runs in {env} (the latest deployment there is {}); roll that one back instead",
                 latest.map(|l| l.id).unwrap_or_default()
             ),
         );
-    }
-    let (Some(now_running), previous) = (
-        Current::after(&d),
-        Current {
-            version: d.stable_version.clone(),
-            endpoints: d.upstreams.stable.clone(),
-            route: d.route.clone(),
-        },
-    ) else {
-        return refuse(
-            "NOTHING_RUNNING",
-            format!("deployment {id} left nothing running"),
-        );
+    };
+    let previous = Current {
+        version: d.stable_version.clone(),
+        endpoints: d.upstreams.stable.clone(),
+        route: d.route.clone(),
     };
     if previous.version == environment::NOTHING {
         return refuse(
@@ -359,81 +432,4 @@ pub async fn rollback(
         set_status(state, &r, ReleaseStatus::RolledBack).await?;
     }
     Ok(restoring)
-}
-
-/// Runs [`sync`] every second until `shutdown` resolves.
-pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
-    crate::every_second(shutdown, || async {
-        if let Err(e) = sync(&state).await {
-            tracing::warn!(code = e.code(), error = ?e, "release sync failed; retrying");
-        }
-    })
-    .await;
-}
-
-/// The cursor's name in the event log.
-const CURSOR: &str = "releases";
-/// Events re-read behind the cursor (see `crate::notifier`'s `OVERLAP`).
-const OVERLAP: i64 = 1000;
-
-/// Marks releases `released` whose deployment to their product's last
-/// environment was promoted since the last pass.
-pub async fn sync(state: &AppState) -> ApiResult<usize> {
-    let mut cursor = (state.store.cursor(CURSOR).await? - OVERLAP).max(0);
-    let mut done = 0;
-    loop {
-        let batch = state.store.events_after(cursor, 500).await?;
-        let Some(last) = batch.last().map(|(seq, _)| *seq) else {
-            break;
-        };
-        for (_, e) in &batch {
-            if e.kind != EventType::DeploymentPromoted {
-                continue;
-            }
-            let Some(id) = &e.deployment_id else { continue };
-            if promoted(state, id).await? {
-                done += 1;
-            }
-        }
-        state.store.set_cursor(CURSOR, last).await?;
-        cursor = last;
-    }
-    Ok(done)
-}
-
-/// Acts on one promotion; true when a release changed.
-async fn promoted(state: &AppState, id: &str) -> ApiResult<bool> {
-    let d = match state.store.get_deployment(id).await {
-        Ok(d) => d,
-        Err(StoreError::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    let (Some(rid), Some(product), Some(env)) = (
-        d.metadata.get("release_id").and_then(|v| v.as_i64()),
-        d.product.as_deref(),
-        d.environment.as_deref(),
-    ) else {
-        return Ok(false);
-    };
-    if d.metadata.contains_key("rollback_of") || d.status != DeploymentStatus::Completed {
-        return Ok(false);
-    }
-    let Ok((_, _, true)) = environment(state, product, env).await else {
-        return Ok(false);
-    };
-    let r = match state.store.get_release(rid).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    let mut changed = false;
-    if r.status == ReleaseStatus::Draft {
-        set_status(state, &r, ReleaseStatus::Approved).await?;
-        changed = true;
-    }
-    if matches!(r.status, ReleaseStatus::Draft | ReleaseStatus::Approved) {
-        set_status(state, &r, ReleaseStatus::Released).await?;
-        changed = true;
-    }
-    Ok(changed)
 }

@@ -262,16 +262,6 @@ impl Store {
         let now = serin_core::to_micros(now);
         dispatch!(self, b => b.delete_release(id, actor, now))
     }
-
-    /// Where the named reader of the event log has got to (0 at first).
-    pub async fn cursor(&self, name: &str) -> Result<i64> {
-        dispatch!(self, b => b.cursor(name))
-    }
-
-    /// Moves the named reader's cursor.
-    pub async fn set_cursor(&self, name: &str, seq: i64) -> Result<()> {
-        dispatch!(self, b => b.set_cursor(name, seq))
-    }
 }
 
 /// A decision's stored name.
@@ -341,6 +331,18 @@ pub(crate) fn release_deleted(r: &Release) -> NewEvent {
         message: format!("Draft release {}@{} deleted", r.product_name, r.version),
         data: json!({"product": r.product_name, "version": r.version, "description": r.description}),
     }
+}
+
+/// The refusal to delete a draft that some deployment deployed.
+pub(crate) fn was_deployed(r: &Release) -> crate::StoreError {
+    crate::StoreError::Domain(serin_core::DomainError::Refused {
+        code: "RELEASE_DEPLOYED",
+        message: format!(
+            "release {}@{} has been deployed to an environment; its history stays (cancel it instead)",
+            r.product_name, r.version
+        ),
+        forbidden: false,
+    })
 }
 
 /// The refusal to delete a release that isn't a draft.

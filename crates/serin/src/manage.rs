@@ -50,40 +50,42 @@ fn credentials_path() -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("credentials.json"))
 }
 
-fn read_all() -> BTreeMap<String, Stored> {
-    credentials_path()
-        .ok()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+/// Every stored session; an unreadable file is an error, never silently
+/// replaced (that would lose the other servers' sessions).
+fn read_all() -> anyhow::Result<BTreeMap<String, Stored>> {
+    let path = credentials_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t)
+            .with_context(|| format!("{} is not a credentials file; move it away", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// The stored session for a server, if any.
 pub fn stored(url: &str) -> Option<Stored> {
-    read_all().remove(url.trim_end_matches('/'))
+    read_all().ok()?.remove(url.trim_end_matches('/'))
 }
 
-/// Writes the sessions file, readable by its owner only.
+/// Writes the sessions file, readable by its owner only: a new file made
+/// exclusively (0600) beside it, then renamed over it, in a 0700 directory.
 fn write_all(all: &BTreeMap<String, Stored>) -> anyhow::Result<()> {
+    use std::io::Write;
     let path = credentials_path()?;
     let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(all)?.as_bytes())?;
-        f.sync_all()?;
-    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(serde_json::to_string_pretty(all)?.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -112,7 +114,7 @@ pub async fn login(args: &ClientArgs, a: LoginArgs) -> anyhow::Result<()> {
         email: s["user"]["email"].as_str().unwrap_or(&a.email).to_string(),
         expires_at: s["expires_at"].as_str().unwrap_or_default().to_string(),
     };
-    let mut all = read_all();
+    let mut all = read_all()?;
     all.insert(args.url.trim_end_matches('/').to_string(), stored.clone());
     write_all(&all)?;
     match args.output {
@@ -136,18 +138,19 @@ pub async fn login(args: &ClientArgs, a: LoginArgs) -> anyhow::Result<()> {
 /// `serin logout`.
 pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
     let key = args.url.trim_end_matches('/').to_string();
-    let mut all = read_all();
+    let mut all = read_all()?;
     let Some(s) = all.remove(&key) else {
         bail!("not logged in to {}", args.url);
     };
-    let ended = Client::new(&args.url)?
+    match Client::new(&args.url)?
         .with_api_key(&s.token)
         .logout()
-        .await;
-    write_all(&all)?;
-    match ended {
-        // An expired session is as good as ended.
+        .await
+    {
+        // Forgotten only once the server has ended it (an expired session is as
+        // good as ended): otherwise it would stay valid with no way to end it here.
         Ok(()) | Err(serin_client::ClientError::Api { status: 401, .. }) => {
+            write_all(&all)?;
             println!("logged out of {}", args.url);
             Ok(())
         }

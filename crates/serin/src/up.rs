@@ -86,11 +86,7 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         state.clone(),
         stopping(halted.clone()),
     ));
-    let notifier = tokio::spawn(serin_server::notifier::run(
-        state.clone(),
-        stopping(halted.clone()),
-    ));
-    let releaser = tokio::spawn(serin_server::releaser::run(state.clone(), stopping(halted)));
+    let notifier = tokio::spawn(serin_server::notifier::run(state.clone(), stopping(halted)));
     let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serin_server::run(listener, app, async {
@@ -105,7 +101,7 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     let _ = halt.send(true);
-    let _ = tokio::join!(controller, probes, notifier, releaser);
+    let _ = tokio::join!(controller, probes, notifier);
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(ended) => ended??,
         Err(_) => tracing::warn!(

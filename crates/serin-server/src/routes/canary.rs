@@ -155,6 +155,7 @@ pub async fn create(
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewDeployment>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    crate::releaser::check_unmanaged(&state, &who, &new, "").await?;
     let d = start(&state, &who.name, new).await?;
     Ok((StatusCode::CREATED, Json(d)))
 }
@@ -278,6 +279,15 @@ pub async fn promote(
 /// promotion itself has happened.
 pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
     let Some(product) = &d.product else { return };
+    // In a product's environments only the last (production) makes a release
+    // stable: a build that reached development is not the product's release yet.
+    if let Some(env) = &d.environment
+        && let Ok(envs) = state.store.environments(product).await
+        && envs.iter().any(|e| &e.name == env)
+        && envs.last().is_some_and(|last| &last.name != env)
+    {
+        return;
+    }
     let r = match state
         .store
         .release_by_version(product, &d.canary_version)

@@ -124,6 +124,8 @@ pub async fn update(
         .store
         .change_environment(&name, &env, &spec, false, &who.name, state.now())
         .await?;
+    // A policy that was lowered may already be met for a waiting deployment.
+    crate::releaser::recheck(&state, &name, &env).await?;
     Ok(Json(e))
 }
 

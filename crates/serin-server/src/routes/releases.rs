@@ -303,16 +303,16 @@ pub struct DecisionAnswer {
     pub tally: ApprovalTally,
 }
 
-/// Approve or reject a release for an environment. Engineers and admins
-/// decide (or the policy's `min_role`); the release's author may not approve
-/// it unless the policy allows. When the policy is met, a deployment waiting
+/// Approve or reject a release for an environment. People decide, with a
+/// login session (not an API key): engineers and admins (or the policy's
+/// `min_role`); the release's author may not approve it unless the policy allows. When the policy is met, a deployment waiting
 /// at its approval gate moves on; a rejection rolls a waiting deployment back
 /// and blocks the release there until the rejecter approves.
 #[utoipa::path(post, path = "/api/v1/releases/{id}/approvals", tag = "releases", request_body = DecisionBody,
     params(("id" = i64, Path, description = "the release's id")),
     responses(
         (status = 201, body = DecisionAnswer),
-        (status = 403, description = "`SELF_APPROVAL`, `APPROVER_ROLE`", body = ErrorBody),
+        (status = 403, description = "`SELF_APPROVAL`, `APPROVER_ROLE`, `APPROVAL_NEEDS_A_USER` (an API key)", body = ErrorBody),
         (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body), fields(environment = %body.environment))]
 pub async fn decide(
@@ -323,8 +323,7 @@ pub async fn decide(
 ) -> ApiResult<(StatusCode, Json<DecisionAnswer>)> {
     let (approval, tally) = crate::releaser::decide(
         &state,
-        &who.name,
-        who.role,
+        &who,
         id,
         &body.environment,
         body.decision,

@@ -386,6 +386,7 @@ pub async fn create_group(
             )
             .into());
         }
+        crate::releaser::check_unmanaged(&state, &who, &t, &format!("targets[{i}].")).await?;
         let t = NewDeployment {
             rollout: Some(new.rollout.clone()),
             ..t

@@ -1,6 +1,8 @@
 //! People (seed 003): log in and out, who am I, and users managed by admins.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,11 +65,42 @@ pub struct Session {
         (status = 429, description = "`LOGIN_THROTTLED`", body = ErrorBody),
         (status = 503, description = "`LOGIN_BUSY`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<Login>) -> Response {
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ApiJson(body): ApiJson<Login>,
+) -> Response {
+    let client = peer.map_or_else(|| "unknown".into(), |p| p.0.0.ip().to_string());
+    let now = state.now().timestamp_micros() as f64 / 1e6;
+    if state.auth_failures.exhausted(&client, now) {
+        return too_many(
+            &state,
+            "too many failed logins from this address; retry in a minute",
+            60,
+        );
+    }
     match try_login(&state, body).await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => e,
+        Err(e) => {
+            if e.status() == StatusCode::UNAUTHORIZED {
+                // Counted against the address; nothing when the limit is off.
+                let _ = state.auth_failures.check(&client, now);
+            }
+            e
+        }
     }
+}
+
+/// A 429 with `Retry-After`.
+fn too_many(state: &AppState, message: &str, secs: u64) -> Response {
+    state.telemetry.login("throttled");
+    let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "LOGIN_THROTTLED", message)
+        .details(json!({"retry_after_seconds": secs}))
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
 }
 
 async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
@@ -86,20 +119,13 @@ async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
         state.telemetry.login("bad_password");
         return Err(bad().into_response());
     }
-    if let Some(wait) = state.throttle.wait(&email) {
-        state.telemetry.login("throttled");
-        let secs = wait.as_secs().max(1);
-        let mut resp = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "LOGIN_THROTTLED",
-            format!("too many wrong passwords for this email; retry in {secs}s"),
-        )
-        .details(json!({"retry_after_seconds": secs}))
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert("retry-after", v);
-        }
-        return Err(resp);
+    if let Err(wait) = state.throttle.begin(&email) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(too_many(
+            state,
+            &format!("too many wrong passwords for this email; retry in {secs}s"),
+            secs,
+        ));
     }
     let found = state.store.credentials(&email).await.map_err(err)?;
     let ok = state
@@ -124,17 +150,18 @@ async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
         }
         Some(c) => {
             state.telemetry.login("bad_password");
-            state.throttle.failed(&email);
-            state
-                .store
-                .record_login(&c.user.id, false, now)
-                .await
-                .map_err(err)?;
+            // Written after the answer: a known email must not answer slower
+            // than an unknown one.
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.record_login(&c.user.id, false, now).await {
+                    tracing::warn!(error = %e, "cannot count a failed login");
+                }
+            });
             return Err(bad().into_response());
         }
         None => {
             state.telemetry.login("unknown_user");
-            state.throttle.failed(&email);
             return Err(bad().into_response());
         }
     };

@@ -17,7 +17,7 @@ use super::{
 use crate::canary::{Paged, json_err, not_found, stamp};
 use crate::manager::{
     Credentials, LiveSession, NewSession, ReleaseFilter, UserChange, decision_name,
-    environment_changed, not_a_draft, release_deleted, user_updated,
+    environment_changed, not_a_draft, release_deleted, user_updated, was_deployed,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -432,7 +432,21 @@ impl PgStore {
         if r.status != ReleaseStatus::Draft {
             return Err(not_a_draft(&r));
         }
+        let deployed: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM deployments WHERE body->'metadata'->>'release_id' = $1",
+                &[&id.to_string()],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if deployed > 0 {
+            return Err(was_deployed(&r));
+        }
         tx.execute("DELETE FROM signals WHERE release_id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        tx.execute("DELETE FROM approvals WHERE release_id = $1", &[&id])
             .await
             .map_err(pg_err)?;
         tx.execute("DELETE FROM releases WHERE id = $1", &[&id])
@@ -441,30 +455,5 @@ impl PgStore {
         insert_event(&tx, &stamp(release_deleted(&r), actor, now)).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(r)
-    }
-
-    pub(crate) async fn cursor(&self, name: &str) -> Result<i64> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM notifier_cursor WHERE name = $1",
-                &[&name],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(row.get(0))
-    }
-
-    pub(crate) async fn set_cursor(&self, name: &str, seq: i64) -> Result<()> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO notifier_cursor (name, seq) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET seq = GREATEST(notifier_cursor.seq, excluded.seq)",
-                &[&name, &seq],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
     }
 }

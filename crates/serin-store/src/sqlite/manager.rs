@@ -17,7 +17,7 @@ use super::{
 use crate::canary::{Paged, json_err, not_found, stamp};
 use crate::manager::{
     Credentials, LiveSession, NewSession, ReleaseFilter, UserChange, decision_name,
-    environment_changed, not_a_draft, release_deleted, user_updated,
+    environment_changed, not_a_draft, release_deleted, user_updated, was_deployed,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -390,37 +390,24 @@ impl SqliteStore {
                 if r.status != ReleaseStatus::Draft {
                     return Err(not_a_draft(&r));
                 }
+                let deployed: i64 = c
+                    .query_row(
+                        "SELECT COUNT(*) FROM deployments WHERE json_extract(body, '$.metadata.release_id') = ?1",
+                        [id],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql_err)?;
+                if deployed > 0 {
+                    return Err(was_deployed(&r));
+                }
                 c.execute("DELETE FROM signals WHERE release_id = ?1", [id])
+                    .map_err(sql_err)?;
+                c.execute("DELETE FROM approvals WHERE release_id = ?1", [id])
                     .map_err(sql_err)?;
                 c.execute("DELETE FROM releases WHERE id = ?1", [id])
                     .map_err(sql_err)?;
                 insert_event(c, &stamp(release_deleted(&r), &actor, now))?;
                 Ok(r)
-            })
-            .await
-    }
-
-    pub(crate) async fn cursor(&self, name: &str) -> Result<i64> {
-        let name = name.to_string();
-        self.read(move |c| {
-            c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM notifier_cursor WHERE name = ?1")
-                .and_then(|mut s| s.query_row([&name], |r| r.get(0)))
-                .map_err(sql_err)
-        })
-        .await
-    }
-
-    pub(crate) async fn set_cursor(&self, name: &str, seq: i64) -> Result<()> {
-        let name = name.to_string();
-        self.writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO notifier_cursor (name, seq) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                    params![name, seq],
-                )
-                .map_err(sql_err)?;
-                Ok(())
             })
             .await
     }

@@ -314,14 +314,4 @@ async fn environments_body(s: &Store) {
             .unwrap()
             .is_empty()
     );
-
-    // Named cursors over the event log.
-    assert_eq!(s.cursor("releases").await.unwrap(), 0);
-    s.set_cursor("releases", 7).await.unwrap();
-    s.set_cursor("releases", 3).await.unwrap();
-    assert_eq!(
-        s.cursor("releases").await.unwrap(),
-        7,
-        "a cursor only moves on"
-    );
 }

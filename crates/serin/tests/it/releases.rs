@@ -157,7 +157,7 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
                 json!({"command": ["sh", "-c", "echo migrated to $SERIN_CANARY_VERSION"]});
         }
         let (s, e) = as_(
-            &ada,
+            &cy,
             Method::PATCH,
             &format!("/api/v1/products/shop/environments/{env}"),
             Some(spec),
@@ -165,6 +165,17 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
         .await;
         assert_eq!(s, 200, "{e}");
     }
+    let (s, e) = as_(
+        &ada,
+        Method::PATCH,
+        "/api/v1/products/shop/environments/production",
+        Some(json!({"approvals": {"required": 0}})),
+    )
+    .await;
+    assert_eq!(
+        s, 403,
+        "only admins change the policies that hold engineers back: {e}"
+    );
     let (s, e) = as_(
         &vic,
         Method::PATCH,
@@ -194,6 +205,11 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
         settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
     }
     assert_eq!(served(proxy, "staging.shop.test").await, "one");
+    assert_eq!(
+        release_status(api, v1).await,
+        "draft",
+        "only production makes a release stable"
+    );
     let (s, d) = deploy(&ada, v1, "production", &one).await;
     assert_eq!(s, 202, "{d}");
     let prod1 = d["id"].as_str().unwrap().to_string();
@@ -212,9 +228,57 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
     assert_eq!((s, e["code"].as_str()), (403, Some("SELF_APPROVAL")), "{e}");
     let (s, e) = decide(&vic, v1, "approved").await;
     assert_eq!(s, 403, "a viewer can't approve: {e}");
+    let (s, e) = send(
+        Method::POST,
+        &format!("{api}/api/v1/releases/{v1}/approvals"),
+        Some(json!({"environment": "production", "decision": "approved"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (403, Some("APPROVAL_NEEDS_A_USER")),
+        "{e}"
+    );
     let (s, t) = decide(&bob, v1, "approved").await;
     assert_eq!(s, 201, "{t}");
     assert_eq!(t["tally"]["met"], false);
+    // Nobody steps around the gate: no promotion, no traffic, no look-alike deployment.
+    let (s, e) = as_(
+        &bob,
+        Method::POST,
+        &format!("/api/v1/canary/deployments/{prod1}/promote"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("DEPLOYMENT_HELD")),
+        "{e}"
+    );
+    let (s, e) = as_(
+        &bob,
+        Method::PUT,
+        &format!("/api/v1/canary/deployments/{prod1}/percentage"),
+        Some(json!({"percentage": 50})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("DEPLOYMENT_HELD")),
+        "{e}"
+    );
+    let (s, e) = as_(
+        &bob,
+        Method::POST,
+        "/api/v1/canary/deployments",
+        Some(json!({"queue_name": "shop-prod", "stable_version": "0", "canary_version": "1.0.0", "product": "shop", "environment": "production"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("USE_RELEASE_DEPLOY")),
+        "{e}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let d = settles(api, &prod1, &["pending"]).await;
     assert!(
@@ -248,7 +312,7 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
     let (s, _) = deploy(&ada, v2, "development", &two).await;
     assert_eq!(s, 202);
     let (s, _) = as_(
-        &ada,
+        &cy,
         Method::PATCH,
         "/api/v1/products/shop/environments/staging",
         Some(json!({"pre_deploy_hook": {"command": ["false"]}})),
@@ -257,6 +321,18 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
     assert_eq!(s, 200);
     let dev = latest(api, "development").await;
     settles(api, &dev, &["succeeded"]).await;
+    let (s, e) = as_(
+        &ada,
+        Method::DELETE,
+        &format!("/api/v1/releases/{v2}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("RELEASE_DEPLOYED")),
+        "a deployed draft keeps its history: {e}"
+    );
     let (s, d) = deploy(&ada, v2, "staging", &two).await;
     assert_eq!(s, 202, "{d}");
     let failed = settles(api, d["id"].as_str().unwrap(), &["failed", "succeeded"]).await;
@@ -277,7 +353,7 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
     assert_eq!(e["code"], "PREVIOUS_ENVIRONMENT_NOT_PASSED");
     assert!(e["error"].as_str().unwrap().contains("failed"), "{e}");
     let (s, _) = as_(
-        &ada,
+        &cy,
         Method::PATCH,
         "/api/v1/products/shop/environments/staging",
         Some(json!({"pre_deploy_hook": null})),
@@ -707,6 +783,8 @@ async fn the_cli_logs_in_manages_users_and_environments_and_deploys() {
     assert!(ok(&run(&["whoami"], None, None)).contains("eve@example.com (engineer, user)"));
     ok(&run(&["product", "add", "web"], None, None));
     ok(&run(&["release", "add", "web", "1.0.0"], None, None));
+    let o = run(&["env", "add", "web", "qa", "--approvals", "0"], None, None);
+    assert!(!o.status.success(), "environments are an admin's to change");
     ok(&run(
         &[
             "env",
@@ -720,7 +798,7 @@ async fn the_cli_logs_in_manages_users_and_environments_and_deploys() {
             "1",
             "--author-may-approve",
         ],
-        None,
+        Some(ADMIN),
         None,
     ));
     let envs = ok(&run(&["env", "list", "web"], None, None));
