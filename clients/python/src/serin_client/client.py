@@ -460,6 +460,100 @@ class SerinClient:
         )
         return self._object(payload, "worker")
 
+    # ------------------------------------------------------- release manager
+
+    def login(self, email: str, password: str) -> Dict[str, Any]:
+        """Log in as a user; this client then sends the session token.
+
+        Returns ``{"token", "token_type", "expires_at", "user"}``. Raises
+        UnauthorizedError (``INVALID_CREDENTIALS``), ForbiddenError
+        (``USER_DISABLED``) or RateLimitedError (``LOGIN_THROTTLED``).
+        """
+        payload = self._request(
+            "POST", "/api/v1/auth/login", {"email": email, "password": password}
+        )
+        session = self._object(payload, "session")
+        self.api_key = session["token"]
+        return session
+
+    def logout(self) -> None:
+        """End this client's session (it then sends no credentials)."""
+        self._request("POST", "/api/v1/auth/logout")
+        self.api_key = None
+
+    def me(self) -> Dict[str, Any]:
+        """Who is calling: ``{"kind": "user"|"api_key", "name", "role", ...}``."""
+        return self._object(self._request("GET", "/api/v1/users/me"), "caller")
+
+    def create_user(self, email: str, name: str, role: str, password: str) -> Dict[str, Any]:
+        """Create a user (admins)."""
+        body = {"email": email, "name": name, "role": role, "password": password}
+        return self._object(self._request("POST", "/api/v1/users", body), "user")
+
+    def environments(self, product_name: str) -> List[Dict[str, Any]]:
+        """A product's environments, in promotion order."""
+        payload = self._request(
+            "GET", f"/api/v1/products/{_segment(product_name)}/environments"
+        )
+        return list(self._object(payload, "environments")["items"])
+
+    def deploy(
+        self, release: ReleaseRef, environment: str, strategy: str = "direct", **fields: Any
+    ) -> Dict[str, Any]:
+        """Deploy a release to an environment; returns seed 003's deployment.
+
+        ``strategy``: ``direct``, ``canary`` or ``blue_green``. ``fields``:
+        ``endpoints`` (where the new version runs), ``route``, ``rollout``,
+        ``profile``, ``bake_time``. Raises ConflictError with
+        ``PREVIOUS_ENVIRONMENT_NOT_PASSED`` when the previous environment hasn't
+        passed, and others the API reference lists.
+        """
+        body: Dict[str, Any] = {"environment": environment, "strategy": strategy}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        payload = self._request("POST", f"/api/v1/releases/{_release_id(release)}/deploy", body)
+        return self._object(payload, "deployment")
+
+    def approve(
+        self, release: ReleaseRef, environment: str, comment: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Approve a release for an environment (needs a logged-in user)."""
+        return self._decide(release, environment, "approved", comment)
+
+    def reject(
+        self, release: ReleaseRef, environment: str, comment: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Reject a release for an environment; a deployment waiting for it rolls back."""
+        return self._decide(release, environment, "rejected", comment)
+
+    def _decide(
+        self, release: ReleaseRef, environment: str, decision: str, comment: Optional[str]
+    ) -> Dict[str, Any]:
+        body = {"environment": environment, "decision": decision, "comment": comment}
+        payload = self._request(
+            "POST", f"/api/v1/releases/{_release_id(release)}/approvals", body
+        )
+        return self._object(payload, "decision")
+
+    def release_deployment(self, deployment_id: str) -> Dict[str, Any]:
+        """Seed 003's view of a deployment: ``status`` is ``pending``,
+        ``in_progress``, ``succeeded``, ``failed`` or ``rolled_back``."""
+        payload = self._request("GET", f"/api/v1/deployments/{_segment(deployment_id)}")
+        return self._object(payload, "deployment")
+
+    def rollback_deployment(self, deployment_id: str, reason: Optional[str] = None) -> Dict[str, Any]:
+        """One-click rollback to the previous release of the deployment's environment."""
+        body: Dict[str, Any] = {} if reason is None else {"reason": reason}
+        payload = self._request(
+            "POST", f"/api/v1/deployments/{_segment(deployment_id)}/rollback", body
+        )
+        return self._object(payload, "deployment")
+
+    def release_notes(self, release: ReleaseRef, environment: Optional[str] = None) -> str:
+        """A release's notes in Markdown (for an environment)."""
+        query = "" if environment is None else f"?environment={_segment(environment)}"
+        payload = self._request("GET", f"/api/v1/releases/{_release_id(release)}/notes{query}")
+        return str(self._object(payload, "notes")["markdown"])
+
 
 #: The name used by the original prototype client.
 CanaryPyClient = SerinClient

@@ -1086,3 +1086,165 @@ async fn release_notes_come_from_releases_and_a_real_git_repository_and_are_publ
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The three strategies through the real proxy, a person's rollback of a
+/// deployment in progress, and one-click rollback of a release that a failed
+/// attempt left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_and_blue_green_move_the_proxy_and_rollback_survives_a_failed_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let stack = up_with(&db, &[]);
+    let (api, proxy) = (stack.api.as_str(), stack.proxy.as_str());
+    let (_u1, one) = upstream("one", 0.0, 1);
+    let (_u2, two) = upstream("two", 0.0, 1);
+    let (_u3, three) = upstream("three", 0.0, 1);
+    let url = |p: &str| format!("{api}{p}");
+    send(
+        Method::POST,
+        &url("/api/v1/products"),
+        Some(json!({"name": "web"})),
+    )
+    .await;
+    let (s, e) = send(
+        Method::PATCH,
+        &url("/api/v1/products/web/environments/development"),
+        Some(json!({"route": {"host": "web.test"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{e}");
+    let mut ids = Vec::new();
+    for v in ["1.0.0", "2.0.0", "3.0.0", "4.0.0"] {
+        let (_, r) = send(
+            Method::POST,
+            &url("/api/v1/releases"),
+            Some(json!({"product_name": "web", "version": v})),
+        )
+        .await;
+        ids.push(r["id"].as_i64().unwrap());
+    }
+    let deploy = |i: usize, body: Value| {
+        let u = url(&format!("/api/v1/releases/{}/deploy", ids[i]));
+        async move {
+            let (s, d) = send(Method::POST, &u, Some(body)).await;
+            assert_eq!(s, 202, "{d}");
+            d["id"].as_str().unwrap().to_string()
+        }
+    };
+    let (s, e) = send(
+        Method::POST,
+        &url(&format!("/api/v1/releases/{}/deploy", ids[0])),
+        Some(json!({"environment": "development", "strategy": "canary", "endpoints": [one]})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["details"]["field"].as_str()),
+        (400, Some("strategy")),
+        "the first is direct: {e}"
+    );
+    let first = deploy(0, json!({"environment": "development", "endpoints": [one]})).await;
+    settles(api, &first, &["succeeded"]).await;
+    assert_eq!(served(proxy, "web.test").await, "one");
+
+    // Canary: half the traffic for a while, then all.
+    let plan =
+        json!({"steps": [{"set_weight": 50}, {"pause": {"duration": "3s"}}, {"set_weight": 100}]});
+    let canary = deploy(
+        1,
+        json!({"environment": "development", "strategy": "canary", "endpoints": [two], "rollout": plan}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, d) = send(
+            Method::GET,
+            &url(&format!("/api/v1/deployments/{canary}")),
+            None,
+        )
+        .await;
+        if d["current_percent"] == 50 {
+            assert_eq!(d["status"], "in_progress");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(served(proxy, "web.test").await);
+    }
+    assert_eq!(
+        seen,
+        ["one".to_string(), "two".to_string()].into(),
+        "a split"
+    );
+    settles(api, &canary, &["succeeded"]).await;
+    assert_eq!(served(proxy, "web.test").await, "two");
+
+    // Blue/green: everything at once, then a bake, then promoted.
+    let blue_green = deploy(
+        2,
+        json!({"environment": "development", "strategy": "blue_green", "endpoints": [three], "bake_time": "2s"}),
+    )
+    .await;
+    let d = settles(api, &blue_green, &["succeeded", "failed"]).await;
+    assert_eq!(
+        (d["status"].as_str(), d["strategy"].as_str()),
+        (Some("succeeded"), Some("blue_green"))
+    );
+    assert_eq!(served(proxy, "web.test").await, "three");
+
+    // 4.0.0 is stopped by a person while in progress: 3.0.0 keeps running.
+    let plan = json!({"steps": [{"set_weight": 10}, {"pause": {}}, {"set_weight": 100}]});
+    let stopped = deploy(
+        3,
+        json!({"environment": "development", "strategy": "canary", "endpoints": [one], "rollout": plan}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, d) = send(
+            Method::GET,
+            &url(&format!("/api/v1/deployments/{stopped}")),
+            None,
+        )
+        .await;
+        if d["current_percent"] == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, d) = send(
+        Method::POST,
+        &url(&format!("/api/v1/deployments/{stopped}/rollback")),
+        Some(json!({"reason": "wrong build"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{d}");
+    let d = settles(api, &stopped, &["rolled_back"]).await;
+    assert_eq!(d["error_message"], "wrong build");
+    assert_eq!(served(proxy, "web.test").await, "three");
+
+    // One click undoes 3.0.0 although a later (failed) attempt came after it.
+    let (s, e) = send(
+        Method::POST,
+        &url(&format!("/api/v1/deployments/{canary}/rollback")),
+        None,
+    )
+    .await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("NOT_CURRENT")), "{e}");
+    let (s, r) = send(
+        Method::POST,
+        &url(&format!("/api/v1/deployments/{blue_green}/rollback")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{r}");
+    assert_eq!(
+        (r["version"].as_str(), r["previous_version"].as_str()),
+        (Some("2.0.0"), Some("3.0.0"))
+    );
+    settles(api, r["id"].as_str().unwrap(), &["succeeded"]).await;
+    assert_eq!(served(proxy, "web.test").await, "two");
+}
