@@ -18,14 +18,8 @@ fn openapi_matches_golden_file() {
     );
 }
 
-/// Each documented alias is really routed (not a 404 for an unknown route, not a
-/// 405), and the document describes it.
-#[tokio::test]
-async fn every_seed_alias_is_routed_and_documented() {
-    use tower::ServiceExt;
-    let doc: serde_json::Value =
-        serde_json::from_str(&serin_server::openapi::document_json()).unwrap();
-    assert_eq!(doc["openapi"], "3.1.0");
+/// The whole application over a fresh SQLite file (kept while the dir lives).
+async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store = serin_store::Store::connect(&url, &Default::default())
@@ -36,6 +30,18 @@ async fn every_seed_alias_is_routed_and_documented() {
         store,
         serin_server::ServerConfig::default(),
     ));
+    (app, dir)
+}
+
+/// Each documented alias is really routed (not a 404 for an unknown route, not a
+/// 405), and the document describes it.
+#[tokio::test]
+async fn every_seed_alias_is_routed_and_documented() {
+    use tower::ServiceExt;
+    let doc: serde_json::Value =
+        serde_json::from_str(&serin_server::openapi::document_json()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (app, _dir) = app().await;
     for (alias, canonical, method) in serin_server::openapi::ALIASES {
         assert!(
             doc["paths"][alias].is_object() && doc["paths"][canonical].is_object(),
@@ -102,16 +108,7 @@ fn operations_are_well_formed() {
 #[tokio::test]
 async fn the_reference_and_the_explorer_are_served_from_the_binary() {
     use tower::ServiceExt;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = serin_store::Store::connect(&url, &Default::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let app = serin_server::app(serin_server::AppState::new(
-        store,
-        serin_server::ServerConfig::default(),
-    ));
+    let (app, dir) = app().await;
     let mut pages = Vec::new();
     for (path, kind) in [
         ("/docs", "text/html"),

@@ -53,6 +53,22 @@ async fn settles(api: &str, id: &str, statuses: &[&str]) -> Value {
     }
 }
 
+/// Waits until a deployment sends `percent`% to its canary.
+async fn at_percent(api: &str, id: &str, percent: u8) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, d) = send(Method::GET, &format!("{api}/api/v1/deployments/{id}"), None).await;
+        if d["current_percent"] == percent {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never reached {percent}%: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What the proxy answers for `host`.
 async fn served(proxy: &str, host: &str) -> String {
     let r = reqwest::Client::new()
@@ -1154,21 +1170,8 @@ async fn canary_and_blue_green_move_the_proxy_and_rollback_survives_a_failed_att
         json!({"environment": "development", "strategy": "canary", "endpoints": [two], "rollout": plan}),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, d) = send(
-            Method::GET,
-            &url(&format!("/api/v1/deployments/{canary}")),
-            None,
-        )
-        .await;
-        if d["current_percent"] == 50 {
-            assert_eq!(d["status"], "in_progress");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{d}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let d = at_percent(api, &canary, 50).await;
+    assert_eq!(d["status"], "in_progress");
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..40 {
         seen.insert(served(proxy, "web.test").await);
@@ -1201,20 +1204,7 @@ async fn canary_and_blue_green_move_the_proxy_and_rollback_survives_a_failed_att
         json!({"environment": "development", "strategy": "canary", "endpoints": [one], "rollout": plan}),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, d) = send(
-            Method::GET,
-            &url(&format!("/api/v1/deployments/{stopped}")),
-            None,
-        )
-        .await;
-        if d["current_percent"] == 10 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{d}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    at_percent(api, &stopped, 10).await;
     let (s, d) = send(
         Method::POST,
         &url(&format!("/api/v1/deployments/{stopped}/rollback")),
