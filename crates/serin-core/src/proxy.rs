@@ -214,3 +214,35 @@ pub struct ProxyInfo {
     /// `embedded` (inside `serin up`) or `remote`.
     pub kind: String,
 }
+
+/// One second of one lane in a few numbers, for charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LanePoint {
+    /// Unix seconds.
+    pub second: i64,
+    /// `stable` or `canary`.
+    pub lane: Lane,
+    /// Requests answered.
+    pub requests: u64,
+    /// Of which failed (5xx, connect, timeout).
+    pub errors: u64,
+    /// Median time to response headers, ms (none without requests).
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+}
+
+impl LanePoint {
+    /// The point of a (merged) bucket.
+    pub fn of(b: &LaneBucket) -> LanePoint {
+        LanePoint {
+            second: b.second,
+            lane: b.lane,
+            requests: b.requests,
+            errors: b.errors(),
+            p50_ms: b.latency.quantile_ms(0.5),
+            p95_ms: b.latency.quantile_ms(0.95),
+        }
+    }
+}

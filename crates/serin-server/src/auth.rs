@@ -80,10 +80,26 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The key presented with a request, if any.
+/// The WebSocket subprotocol that carries a token from a browser, which can't
+/// set headers on a WebSocket: `new WebSocket(url, ["serin", token])`.
+pub const WS_PROTOCOL: &str = "serin";
+
+/// The key presented with a request, if any: `X-API-Key`, `Authorization:
+/// Bearer`, or (a WebSocket from a browser) the token after the `serin`
+/// subprotocol.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
+    }
+    if headers.get(header::AUTHORIZATION).is_none()
+        && let Some(p) = headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+    {
+        let mut offered = p.split(',').map(str::trim);
+        if offered.next() == Some(WS_PROTOCOL) {
+            return offered.next();
+        }
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.split_once(' ')?;
@@ -102,6 +118,9 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         || path == "/docs"
         || path == "/redoc"
         || path.starts_with("/docs/assets/")
+        || path == "/"
+        || path == "/admin/canary"
+        || path.starts_with("/ui/")
     {
         return None;
     }
@@ -313,5 +332,16 @@ mod tests {
         assert_eq!(presented_key(&h), Some("srn_x"));
         h.insert("x-api-key", "srn_y".parse().unwrap());
         assert_eq!(presented_key(&h), Some("srn_y"));
+        let mut ws = HeaderMap::new();
+        ws.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "serin, srs_z".parse().unwrap(),
+        );
+        assert_eq!(presented_key(&ws), Some("srs_z"));
+        ws.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "chat, srs_z".parse().unwrap(),
+        );
+        assert_eq!(presented_key(&ws), None);
     }
 }

@@ -71,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::environments::router())
         .merge(routes::deployments::router())
         .merge(routes::docs::router())
+        .merge(routes::dashboard::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -542,8 +542,11 @@ pub struct EventList {
 }
 
 /// A deployment's history, newest first; with `Upgrade: websocket`, the live stream
-/// of seed 004's stream events instead (plus `metrics_updated` every few seconds and
-/// `health_status_changed` when the verdict changes).
+/// of seed 004's stream events instead (plus `metrics_updated` every few seconds,
+/// `health_status_changed` when the verdict changes, and the proxy's per-second
+/// lane figures: `lanes_history` (the last 5 minutes) on connecting, then
+/// `lanes_updated` (the last 10 seconds) every second). A browser sends its
+/// token as the subprotocol pair `serin, <token>`.
 #[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/events", tag = "canary",
     params(("id" = String, Path, description = "the deployment's id"), PageParams),
     responses((status = 200, body = EventList), (status = 101, description = "WebSocket stream of StreamEvent"), (status = 404, body = ErrorBody)))]
@@ -573,7 +576,8 @@ async fn events_inner(state: AppState, req: Request) -> ApiResult<Response> {
             .to_string();
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_WEBSOCKET", e.to_string()))?;
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_WEBSOCKET", e.to_string()))?
+            .protocols([crate::auth::WS_PROTOCOL]);
         return Ok(ws.on_upgrade(move |socket| async move {
             stream(state, d, key, socket).await;
             drop(slot);
@@ -606,12 +610,55 @@ fn is_websocket(h: &HeaderMap) -> bool {
 /// How often a live stream gets `metrics_updated`.
 const METRICS_EVERY: Duration = Duration::from_secs(5);
 
+/// How much lane history a new stream gets.
+const LANES_HISTORY: chrono::Duration = chrono::Duration::minutes(5);
+/// Seconds re-sent with each `lanes_updated` (a proxy's late report fills them in).
+const LANES_RECENT: chrono::Duration = chrono::Duration::seconds(10);
+
+/// The lanes' per-second points over `[from, to]`, as one stream message.
+async fn lane_points(
+    state: &AppState,
+    id: &str,
+    kind: &str,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Option<StreamEvent> {
+    let buckets = state.store.lane_buckets(id, from, to).await.ok()?;
+    let points: Vec<serin_core::proxy::LanePoint> = buckets
+        .iter()
+        .map(serin_core::proxy::LanePoint::of)
+        .collect();
+    Some(StreamEvent {
+        kind: kind.into(),
+        deployment_id: id.to_string(),
+        timestamp: to,
+        data: json!({"points": points}),
+    })
+}
+
 async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSocket) {
     let mut events = state.hub.subscribe();
     let mut tick = tokio::time::interval(METRICS_EVERY);
+    let mut lanes = tokio::time::interval(Duration::from_secs(1));
     let mut last_health = None;
+    let now = state.now();
+    if let Some(history) =
+        lane_points(&state, &d.id, "lanes_history", now - LANES_HISTORY, now).await
+        && let Ok(text) = serde_json::to_string(&history)
+        && socket.send(Message::Text(text.into())).await.is_err()
+    {
+        return;
+    }
+    lanes.tick().await;
     loop {
         let out: Vec<StreamEvent> = tokio::select! {
+            _ = lanes.tick() => {
+                let now = state.now();
+                lane_points(&state, &d.id, "lanes_updated", now - LANES_RECENT, now)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
             got = events.recv() => match got {
                 Ok(e) if e.deployment_id.as_deref() == Some(d.id.as_str()) => e.stream(),
                 Ok(_) => continue,

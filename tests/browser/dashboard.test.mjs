@@ -1,0 +1,204 @@
+// The dashboard in a real browser: Debian's Chromium (/usr/bin/chromium,
+// headless, --no-sandbox) driven by playwright-core, against a real `serin up`
+// with its proxy and two real upstreams (crates/serin/tests/upstream.py).
+//
+// An engineer logs in, starts a canary, moves the slider and sees the proxy's
+// split change, watches the charts fill from the live stream, and stops the
+// canary with the emergency stop through its confirmation; a viewer sees the
+// same console with every control disabled and the reason given. The session
+// survives a reload. Screenshots at 1280 and 390 px wide go to
+// target/screenshots/. The first load's size and time to interactive, and how
+// long a percentage change takes to reach the open page, are printed (figures,
+// not pass/fail: they are recorded in docs/benchmarks.md).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = process.env.SERIN_BIN || join(ROOT, 'target/debug/serin');
+const ADMIN = 'srn_browser_tests_admin_key_0123456789';
+const SHOTS = join(ROOT, 'target/screenshots');
+const children = [];
+let api, proxy, browser, stableUrl, canaryUrl, dir;
+
+const freePort = () => new Promise((ok) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+});
+
+function run(cmd, args, ready, env = {}) {
+  return new Promise((ok, fail) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    let buf = '';
+    const timer = setTimeout(() => fail(new Error(`${cmd} never printed ${ready}`)), 30000);
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = buf.match(ready);
+      if (m) { clearTimeout(timer); ok(m); }
+    });
+    child.on('exit', (code) => fail(new Error(`${cmd} exited with ${code}`)));
+  });
+}
+
+async function call(method, path, body, token = ADMIN) {
+  const r = await fetch(api + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Shares of answers from the proxy for `/`: {one: n, two: n}. */
+async function split(n = 200) {
+  const seen = {};
+  for (let i = 0; i < n; i += 20) {
+    const batch = await Promise.all(Array.from({ length: 20 }, () => fetch(proxy + '/').then((r) => r.text())));
+    for (const t of batch) seen[t.trim()] = (seen[t.trim()] || 0) + 1;
+  }
+  return seen;
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'serin-browser-'));
+  mkdirSync(SHOTS, { recursive: true });
+  const upstream = join(ROOT, 'crates/serin/tests/upstream.py');
+  stableUrl = `http://127.0.0.1:${(await run('python3', [upstream, 'one', '0', '2'], /listening on (\d+)/))[1]}`;
+  canaryUrl = `http://127.0.0.1:${(await run('python3', [upstream, 'two', '0', '2'], /listening on (\d+)/))[1]}`;
+  const [apiPort, proxyPort] = [await freePort(), await freePort()];
+  await run(BIN, ['up', '--listen', `127.0.0.1:${apiPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`,
+    '--database-url', `sqlite://${dir}/serin.db`], /serin: proxy listening on/,
+  { SERIN_ADMIN_TOKEN: ADMIN, SERIN_RATE_LIMIT: '0', SERIN_AUTH_FAILURE_LIMIT: '0', SERIN_LOG: 'warn' });
+  api = `http://127.0.0.1:${apiPort}`;
+  proxy = `http://127.0.0.1:${proxyPort}`;
+  for (const [email, role] of [['eng@example.com', 'engineer'], ['viv@example.com', 'viewer']]) {
+    const r = await call('POST', '/api/v1/users', { email, name: email.split('@')[0], role, password: 'correct horse' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  for (const c of children) c.kill();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function loggedIn(email, viewport) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
+  const t0 = Date.now();
+  await page.goto(`${api}/admin/canary`);
+  await page.locator('#email').waitFor({ state: 'visible' });
+  const interactive = Date.now() - t0;
+  const bytes = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    return performance.getEntriesByType('resource').reduce((n, r) => n + r.transferSize, nav.transferSize);
+  });
+  await page.fill('#email', email);
+  await page.fill('#password', 'correct horse');
+  await page.click('#login-form button[type=submit]');
+  await page.locator('#nav').waitFor({ state: 'visible' });
+  return { context, page, interactive, bytes };
+}
+
+test('an engineer starts a canary, moves the split, watches it live and stops it; a viewer cannot act', async () => {
+  const { page, interactive, bytes } = await loggedIn('eng@example.com', { width: 1280, height: 900 });
+  console.log(`first load: ${bytes} bytes transferred, interactive (login form shown) after ${interactive} ms`);
+  assert.match(await page.textContent('#who-name'), /eng@example.com \(engineer\)/);
+
+  // Start a canary from the form (routing under "advanced").
+  await page.click('#start-box summary');
+  await page.fill('#f-queue', 'web');
+  await page.fill('#f-stable', '1.0.0');
+  await page.fill('#f-canary', '1.1.0');
+  await page.fill('#f-percent', '10');
+  await page.click('#start-form details summary');
+  await page.fill('#f-stable-url', stableUrl);
+  await page.fill('#f-canary-url', canaryUrl);
+  await page.fill('#f-prefix', '/');
+  await page.click('#start-form button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#current-status')?.textContent.includes('90% stable / 10% canary'));
+  const list = await call('GET', '/api/v1/canary/deployments');
+  const id = list.body.deployments[0].id;
+  assert.equal(list.body.deployments[0].current_percent, 10);
+
+  // The session survives a reload.
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('#current-status')?.textContent.includes('10% canary'));
+
+  // The slider moves the proxy's split.
+  await page.locator('#split').fill('50');
+  await page.waitForFunction(() => document.querySelector('#current-status')?.textContent.includes('50% canary'));
+  assert.equal((await call('GET', `/api/v1/canary/deployments/${id}`)).body.current_percent, 50);
+  const seen = await split(400);
+  const share = (seen.two || 0) / 400;
+  assert.ok(share > 0.35 && share < 0.65, `proxy split after the slider: ${JSON.stringify(seen)}`);
+
+  // The charts fill from the stream while traffic flows.
+  const load = setInterval(() => { split(20).catch(() => {}); }, 250);
+  try {
+    await page.waitForFunction(() => /canary \d/.test(document.querySelector('#now-rps')?.textContent || ''), null, { timeout: 20000 });
+    const firstPath = await page.getAttribute('#c-rps path:nth-of-type(2)', 'd');
+    await page.waitForFunction((before) => document.querySelector('#c-rps path:nth-of-type(2)')?.getAttribute('d') !== before, firstPath, { timeout: 10000 });
+  } finally {
+    clearInterval(load);
+  }
+
+  // A percentage change made elsewhere reaches the open page.
+  const times = [];
+  for (const p of [30, 40, 45]) {
+    const t0 = Date.now();
+    assert.equal((await call('PUT', `/api/v1/canary/deployments/${id}/percentage`, { percentage: p })).status, 200);
+    await page.waitForFunction((want) => document.querySelector('#current-status')?.textContent.includes(`${want}% canary`), p, { polling: 'raf' });
+    times.push(Date.now() - t0);
+  }
+  console.log(`percentage change -> open dashboard: ${times.join(', ')} ms (API call included)`);
+  await page.screenshot({ path: join(SHOTS, 'dashboard-desktop.png'), fullPage: true });
+
+  // A viewer sees it all and can change nothing, with the reason shown.
+  const viewer = await loggedIn('viv@example.com', { width: 390, height: 844 });
+  const v = viewer.page;
+  await v.waitForFunction(() => document.querySelector('#current-status')?.textContent.includes('45% canary'));
+  for (const sel of ['#estop', '[data-act=promote]', '[data-act=rollback]', '#split', '#start-form button[type=submit]']) {
+    assert.equal(await v.isDisabled(sel), true, `${sel} is disabled for a viewer`);
+  }
+  assert.match(await v.textContent('#act-reason'), /Viewers can see everything and change nothing/);
+  const box = await v.locator('#estop').boundingBox();
+  assert.ok(box.height >= 44 && box.width >= 44, `the emergency stop is touch-sized: ${JSON.stringify(box)}`);
+  await v.screenshot({ path: join(SHOTS, 'dashboard-phone.png'), fullPage: true });
+  await viewer.context.close();
+
+  // The emergency stop, through its confirmation.
+  await page.click('#estop');
+  await page.locator('#confirm').waitFor({ state: 'visible' });
+  assert.match(await page.textContent('#confirm-text'), /Every request goes back to 1.0.0/);
+  await page.click('#confirm-ok');
+  await page.waitForFunction(() => document.querySelector('#current-status')?.textContent.startsWith('Rolled back'));
+  const stopped = (await call('GET', `/api/v1/canary/deployments/${id}`)).body;
+  assert.equal(stopped.status, 'failed');
+  assert.match(stopped.status_reason, /emergency stop by eng@example.com/);
+  const after = await split(100);
+  assert.equal(after.two || 0, 0, `everything on stable after the stop: ${JSON.stringify(after)}`);
+  assert.equal(await page.isHidden('#estop'), true);
+
+  // The release manager's views render.
+  for (const [hash, text] of [['#/deployments', 'Deployments'], ['#/audit', 'Audit log'], ['#/workers', 'Workers'], ['#/releases', 'Products and releases']]) {
+    await page.goto(`${api}/${hash}`);
+    await page.waitForFunction((t) => document.querySelector('#view h2')?.textContent === t, text);
+  }
+  await page.goto(`${api}/#/audit?actor=eng@example.com`);
+  await page.waitForFunction(() => document.querySelectorAll('#view tbody tr').length > 0 && document.querySelector('#view tbody').textContent.includes('percentage_updated'));
+  await page.click('#logout');
+  await page.locator('#login').waitFor({ state: 'visible' });
+});
