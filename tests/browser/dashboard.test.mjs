@@ -190,7 +190,37 @@ test('an engineer starts a canary, moves the split, watches it live and stops it
   assert.match(stopped.status_reason, /emergency stop by eng@example.com/);
   const after = await split(100);
   assert.equal(after.two || 0, 0, `everything on stable after the stop: ${JSON.stringify(after)}`);
-  assert.equal(await page.isHidden('#estop'), true);
+  assert.equal(await page.isDisabled('#estop'), true, 'still visible, disabled: nothing live to stop');
+  assert.equal(await page.isVisible('#estop'), true);
+
+  // A rollout's workflow: its steps with their state and time left, and the verdict.
+  const planned = await call('POST', '/api/v1/canary/deployments', {
+    queue_name: 'api', stable_version: '2.0.0', canary_version: '2.1.0',
+    rollout: { steps: [{ set_weight: 20 }, { pause: { duration: '10m' } }, { set_weight: 100 }] },
+  });
+  assert.equal(planned.status, 201, JSON.stringify(planned.body));
+  await page.goto(`${api}/#/console`);
+  await page.selectOption('#deployment', planned.body.id);
+  await page.waitForFunction(() => /running/.test(document.querySelector('#steps')?.textContent || '') && /s left/.test(document.querySelector('#steps').textContent));
+  const steps = await page.locator('#steps li').allTextContents();
+  assert.match(steps[0], /done.*set_weight|done.*20/i, steps.join(' | '));
+  assert.match(steps[2], /pending/, steps.join(' | '));
+  assert.equal(await page.isChecked('#auto'), true, 'auto-progression on while active');
+
+  // Every control has a label; the tab order reaches the emergency stop and the slider.
+  const unlabeled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => !el.labels?.length && !el.getAttribute('aria-label')).map((el) => el.id || el.outerHTML));
+  assert.deepEqual(unlabeled, []);
+  const reached = new Set();
+  for (let i = 0; i < 40; i += 1) {
+    await page.keyboard.press('Tab');
+    reached.add(await page.evaluate(() => document.activeElement?.id || document.activeElement?.dataset?.act || ''));
+  }
+  for (const id of ['estop', 'split', 'promote', 'rollback']) assert.ok(reached.has(id), `Tab reaches ${id}: ${[...reached]}`);
+
+  // A tablet width still shows the console.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.screenshot({ path: join(SHOTS, 'dashboard-tablet.png'), fullPage: true });
 
   // The release manager's views render.
   for (const [hash, text] of [['#/deployments', 'Deployments'], ['#/audit', 'Audit log'], ['#/workers', 'Workers'], ['#/releases', 'Products and releases']]) {

@@ -69,6 +69,7 @@ function showLogin() {
   $('#nav').hidden = true;
   $('#who').hidden = true;
   $('#estop').hidden = true;
+  $('#estop-why').textContent = '';
   $('#view').replaceChildren();
   $('#email').focus();
 }
@@ -104,6 +105,8 @@ function showApp() {
   $('#nav').hidden = false;
   $('#who').hidden = false;
   $('#who-name').textContent = `${state.me.name} (${state.me.role})`;
+  $('#estop').hidden = false;
+  $('#estop').disabled = true;
   route();
 }
 
@@ -236,9 +239,13 @@ async function refresh() {
 function render() {
   const d = state.detail;
   const live = d && isLive(d);
-  $('#estop').hidden = !live;
-  $('#estop').disabled = !canAct();
-  $('#estop').title = canAct() ? 'Roll back at once: all traffic to stable' : VIEWER_REASON;
+  // Always there; usable when there is a live canary and the caller may act.
+  const estop = $('#estop');
+  estop.hidden = false;
+  estop.disabled = !canAct() || !live;
+  estop.title = !canAct() ? VIEWER_REASON : (live ? 'Roll back at once: all traffic to stable' : 'No live canary is selected');
+  estop.setAttribute('aria-describedby', 'estop-why');
+  $('#estop-why').textContent = estop.title;
   if (!$('#current-status')) return;
   if (!d) {
     $('#current-status').textContent = 'No deployment yet';

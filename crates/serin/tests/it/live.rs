@@ -433,14 +433,36 @@ async fn the_websocket_stream_carries_changes_live() {
     req.headers_mut()
         .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    // The first tick brings the metrics and the initial health verdict.
+    // First the lanes' recent seconds (none yet: no proxy traffic), then the
+    // first tick brings the metrics and the initial health verdict; the lanes'
+    // seconds come every second.
+    let first: Value =
+        serde_json::from_str(next_message(&mut socket).await.to_text().unwrap()).unwrap();
+    assert_eq!(first["type"], "lanes_history", "{first}");
+    assert_eq!(first["data"]["points"], json!([]));
     let mut kinds = Vec::new();
-    for _ in 0..2 {
+    while kinds.len() < 2 {
         let m: Value =
             serde_json::from_str(next_message(&mut socket).await.to_text().unwrap()).unwrap();
-        kinds.push(m["type"].as_str().unwrap().to_string());
+        let kind = m["type"].as_str().unwrap().to_string();
+        if kind != "lanes_updated" {
+            kinds.push(kind);
+        }
     }
     assert_eq!(kinds, ["metrics_updated", "health_status_changed"]);
+    // A browser, which can't set headers on a WebSocket, sends the token as
+    // the subprotocol pair `serin, <token>`; the server picks `serin`.
+    let mut browser = ws_url.as_str().into_client_request().unwrap();
+    browser.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("serin, {ADMIN}").parse().unwrap(),
+    );
+    let (mut from_browser, resp) = tokio_tungstenite::connect_async(browser).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "serin");
+    let m: Value =
+        serde_json::from_str(next_message(&mut from_browser).await.to_text().unwrap()).unwrap();
+    assert_eq!(m["type"], "lanes_history");
+    drop(from_browser);
     send(
         Method::PUT,
         &url(&s, &format!("/api/v1/canary/deployments/{id}/percentage")),
@@ -528,8 +550,8 @@ async fn races(s: &Server) {
     }
 }
 
-/// The next stream message of type `kind`, skipping the periodic metrics and
-/// health messages (which may arrive at any moment), waiting at most 10 s.
+/// The next stream message of type `kind`, skipping the periodic metrics,
+/// health and lane messages (which may arrive at any moment), waiting at most 10 s.
 async fn next_of<S>(socket: &mut S, kind: &str) -> Value
 where
     S: futures::Stream<
@@ -543,7 +565,11 @@ where
         let m: Value = serde_json::from_str(next_message(socket).await.to_text().unwrap()).unwrap();
         match m["type"].as_str() {
             Some(k) if k == kind => return m,
-            Some("metrics_updated" | "health_status_changed") => continue,
+            Some(
+                "metrics_updated" | "health_status_changed" | "lanes_history" | "lanes_updated",
+            ) => {
+                continue;
+            }
             other => panic!("expected {kind}, got {other:?}: {m}"),
         }
     }
