@@ -54,13 +54,18 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     if let Err(e) = authorize(&principal, needed) {
         return e.into_response();
     }
-    let verdict = state.rate.check(&principal.key_id, now);
+    let limiter = if principal.session.is_some() {
+        &state.session_rate
+    } else {
+        &state.rate
+    };
+    let verdict = limiter.check(&principal.key_id, now);
     if let Some(v) = verdict.filter(|v| !v.allowed) {
         let mut resp = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
             format!(
-                "rate limit exceeded: {} requests per minute per API key; retry in {}s",
+                "rate limit exceeded: {} requests per minute for this key or user; retry in {}s",
                 v.limit, v.retry_after
             ),
         )

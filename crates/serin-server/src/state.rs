@@ -70,6 +70,9 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Per-key rate limits.
     pub rate: RateLimiter,
+    /// Per-user rate limits of login sessions: three times a key's, since one
+    /// dashboard page fans out into several requests.
+    pub session_rate: RateLimiter,
     /// Failed authentications per client address.
     pub auth_failures: RateLimiter,
     /// Settings.
@@ -97,6 +100,9 @@ pub struct AppState {
     clock: Clock,
 }
 
+/// How many times a key's rate limit a login session gets.
+pub const SESSION_RATE_FACTOR: u32 = 3;
+
 /// Most live event streams open at once.
 pub const MAX_STREAMS: usize = 1024;
 
@@ -116,6 +122,13 @@ impl AppState {
             hub: Hub::default(),
             auth: Authenticator::default(),
             rate: RateLimiter::new(config.rate_limit),
+            session_rate: RateLimiter::new(RateLimit {
+                per_minute: config
+                    .rate_limit
+                    .per_minute
+                    .saturating_mul(SESSION_RATE_FACTOR),
+                burst: config.rate_limit.burst.saturating_mul(SESSION_RATE_FACTOR),
+            }),
             auth_failures: RateLimiter::new(RateLimit {
                 per_minute: config.auth_failures_per_minute,
                 burst: (config.auth_failures_per_minute / 3).max(1),

@@ -15,7 +15,10 @@ const state = {
   metrics: null,
   points: new Map(), // "second|lane" -> point
   ws: null,
+  wsRetry: 0,
   lastPercentAt: 0,
+  serverNow: 0, // the stream's latest timestamp, Unix seconds (charts use the server's clock)
+  nav: 0, // bumped by every navigation; a view drawn for an older one is dropped
 };
 window.serin = state; // for people poking at it (and for the browser tests)
 
@@ -39,7 +42,8 @@ async function api(method, path, body) {
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
-  const data = text ? JSON.parse(text) : null;
+  const json = (r.headers.get('content-type') || '').includes('application/json');
+  const data = text && json ? JSON.parse(text) : null;
   if (r.status === 401 && path !== '/api/v1/auth/login') {
     logout(false);
     throw new Error('your session has ended; log in again');
@@ -55,6 +59,10 @@ async function start() {
   $('#login-form').addEventListener('submit', login);
   $('#estop').addEventListener('click', emergencyStop);
   window.addEventListener('hashchange', route);
+  // Logged out in another tab: follow.
+  window.addEventListener('storage', (e) => {
+    if (e.key === 'serin.token' && !e.newValue && state.token) logout(false);
+  });
   if (!state.token) return showLogin();
   try {
     state.me = await api('GET', '/api/v1/users/me');
@@ -118,14 +126,19 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   const views = { console: consoleView, releases: releasesView, deployments: deploymentsView, audit: auditView, workers: workersView };
-  if (view !== 'console') closeStream();
-  (views[view] || consoleView)().catch((e) => toast(e.message));
+  closeStream();
+  state.nav += 1;
+  (views[view] || consoleView)(state.nav).catch((e) => toast(e.message));
 }
 
 // ---------------------------------------------------------------- console
 
-async function consoleView() {
+/** Whether a view started for navigation `nav` may still draw. */
+const current = (nav) => nav === state.nav && !!state.me;
+
+async function consoleView(nav = state.nav) {
   const page = await api('GET', '/api/v1/canary/deployments?page_size=100');
+  if (!current(nav)) return;
   state.deployments = page.deployments || page.items || [];
   state.deployments.sort((a, b) => (isLive(b) - isLive(a)) || (b.start_time > a.start_time ? 1 : -1));
   if (!state.deployments.some((d) => d.id === state.selected)) state.selected = state.deployments[0]?.id || null;
@@ -203,11 +216,15 @@ async function consoleView() {
   $('#deployment').addEventListener('change', (e) => select(e.target.value));
   const split = $('#split');
   split.addEventListener('input', () => { $('#split-out').textContent = splitText(Number(split.value)); });
-  split.addEventListener('change', () => setPercent(Number(split.value)));
+  // One request after the keys or the pointer stop, not one per arrow press.
+  split.addEventListener('change', () => {
+    clearTimeout(setPercent.timer);
+    setPercent.timer = setTimeout(() => setPercent(Number(split.value)), 400);
+  });
   for (const b of document.querySelectorAll('[data-act]')) b.addEventListener('click', () => action(b.dataset.act));
   $('#auto').addEventListener('change', (e) => action(e.target.checked ? 'resume' : 'pause', true));
   $('#start-form').addEventListener('submit', startCanary);
-  if (state.selected) await select(state.selected);
+  if (state.selected) await select(state.selected, nav);
   else render();
 }
 
@@ -218,25 +235,36 @@ function chartBox(id, title) {
   return `<figure class="chart" aria-labelledby="t-${id}"><figcaption id="t-${id}"><h3>${title}</h3><span class="now" id="now-${id}"></span></figcaption><svg id="c-${id}" viewBox="0 0 300 140" preserveAspectRatio="none" role="img" aria-label="${title}, stable and canary"></svg></figure>`;
 }
 
-async function select(id) {
+async function select(id, nav = state.nav) {
   state.selected = id;
   localStorage.setItem('serin.deployment', id);
   state.points.clear();
-  await refresh();
-  openStream();
+  state.serverNow = 0;
+  await refresh(true);
+  if (current(nav) && $('#current-status')) openStream();
 }
 
-async function refresh() {
+// What the page reads costs the user's rate limit, so it reads little: the
+// deployment (and its rollout, when it has one) on each change; its health
+// and metrics once, then from the stream (`health_status_changed`,
+// `metrics_updated`).
+async function refresh(full = false) {
   const id = state.selected;
   if (!id) return render();
   const get = (p) => api('GET', `/api/v1/canary/deployments/${encodeURIComponent(id)}${p}`).catch(() => null);
-  const [detail, rollout, health, metrics] = await Promise.all([get(''), get('/rollout'), get('/health'), get('/metrics')]);
+  const detail = await get('');
+  const [rollout, health, metrics] = await Promise.all([
+    detail?.rollout ? get('/rollout') : null,
+    full ? get('/health') : state.health,
+    full ? get('/metrics') : state.metrics,
+  ]);
   if (id !== state.selected) return;
   Object.assign(state, { detail, rollout, health, metrics });
   render();
 }
 
 function render() {
+  if (!state.me) return;
   const d = state.detail;
   const live = d && isLive(d);
   // Always there; usable when there is a live canary and the caller may act.
@@ -277,8 +305,11 @@ function render() {
   split.disabled = !canAct() || !live;
   for (const b of document.querySelectorAll('#start-form button, #start-form input, #start-form select')) b.disabled = !canAct();
   const auto = $('#auto');
-  auto.checked = d.status === 'active' && (state.rollout ? true : d.config?.auto_promotion);
-  auto.disabled = !canAct() || !live;
+  auto.checked = !!state.rollout && d.status !== 'paused';
+  auto.disabled = !canAct() || !live || !state.rollout;
+  $('#auto-note').textContent = state.rollout
+    ? 'On: the controller moves through the steps by itself. Off: paused.'
+    : 'This deployment is driven by hand: it has no steps to move through.';
   renderSteps();
   renderSafety();
   renderCharts();
@@ -322,7 +353,7 @@ function renderSafety() {
 // ---------------------------------------------------------------- charts
 
 function series() {
-  const now = Math.floor(Date.now() / 1000);
+  const now = state.serverNow || Math.floor(Date.now() / 1000);
   // The last 5 minutes, or since the first second there is (at least a minute).
   let first = now;
   for (const p of state.points.values()) first = Math.min(first, p.second);
@@ -371,26 +402,43 @@ function openStream() {
     if (e.deployment_id !== state.selected) return;
     switch (e.type) {
       case 'lanes_history':
-      case 'lanes_updated':
+      case 'lanes_updated': {
+        state.serverNow = Math.floor(new Date(e.timestamp).getTime() / 1000);
         for (const p of e.data.points) state.points.set(`${p.second}|${p.lane}`, p);
+        for (const [k, p] of state.points) if (p.second < state.serverNow - 300) state.points.delete(k);
         renderCharts();
         break;
+      }
       case 'metrics_updated':
         state.metrics = e.data;
         render();
         break;
+      case 'health_status_changed':
+        if (e.data.health) state.health = e.data.health;
+        render();
+        break;
       case 'percentage_updated':
+        // Drawn at once from the message; the rest follows with the next change.
         if (state.detail) state.detail.current_percent = e.data.new_percentage;
         state.lastPercentAt = performance.now();
         render();
-        refresh();
         break;
       default:
         refresh();
     }
   };
+  ws.onopen = () => { state.wsRetry = 0; };
   ws.onclose = () => {
-    if (state.ws === ws) setTimeout(() => state.ws === ws && openStream(), 2000);
+    if (state.ws !== ws) return;
+    // Back off (2 s doubling to a minute, with jitter), and first ask whether the
+    // session still works: a 401 there logs out instead of retrying for ever.
+    const wait = Math.min(60000, 2000 * 2 ** state.wsRetry) * (0.75 + Math.random() / 2);
+    state.wsRetry += 1;
+    setTimeout(async () => {
+      if (state.ws !== ws) return;
+      try { await api('GET', '/api/v1/users/me'); } catch (_) { return; }
+      if (state.ws === ws) openStream();
+    }, wait);
   };
 }
 
@@ -489,13 +537,16 @@ function table(headers, rows) {
   return `<div class="scroll"><table><thead><tr>${headers.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('') || `<tr><td colspan="${headers.length}">Nothing yet.</td></tr>`}</tbody></table></div>`;
 }
 
-async function releasesView() {
+async function releasesView(nav = state.nav) {
   const products = (await api('GET', '/api/v1/products?page_size=100')).items || [];
-  const sections = await Promise.all(products.map(async (p) => {
+  // One product at a time: the requests come out of the user's rate limit.
+  const sections = [];
+  for (const p of products) {
     const releases = (await api('GET', `/api/v1/products/${encodeURIComponent(p.name)}/releases?page_size=20`)).items || [];
     const latest = await api('GET', `/api/v1/products/${encodeURIComponent(p.name)}/releases/latest`).catch(() => null);
-    return `<section class="card" style="margin-bottom:12px"><h2>${esc(p.name)}</h2><p>Latest stable: <strong>${latest ? esc(latest.version) : 'none yet'}</strong></p>${table(['Version', 'Status', 'Created', 'By', 'Notes'], releases.map((r) => `<tr><td>${esc(r.version)}</td><td><span class="badge ${esc(r.status)}">${esc(r.status)}</span></td><td>${esc(r.created_at.slice(0, 19).replace('T', ' '))}</td><td>${esc(r.created_by || '—')}</td><td>${esc(r.description || '')}</td></tr>`))}</section>`;
-  }));
+    sections.push(`<section class="card" style="margin-bottom:12px"><h2>${esc(p.name)}</h2><p>Latest stable: <strong>${latest ? esc(latest.version) : 'none yet'}</strong></p>${table(['Version', 'Status', 'Created', 'By', 'Notes'], releases.map((r) => `<tr><td>${esc(r.version)}</td><td><span class="badge ${esc(r.status)}">${esc(r.status)}</span></td><td>${esc(r.created_at.slice(0, 19).replace('T', ' '))}</td><td>${esc(r.created_by || '—')}</td><td>${esc(r.description || '')}</td></tr>`))}</section>`);
+  }
+  if (!current(nav)) return;
   $('#view').innerHTML = `<h2>Products and releases</h2>${sections.join('') || '<p>No products yet.</p>'}`;
 }
 
@@ -505,16 +556,18 @@ function duration(a, b) {
   return s < 120 ? `${s}s` : `${Math.round(s / 60)}m`;
 }
 
-async function deploymentsView() {
+async function deploymentsView(nav = state.nav) {
   const page = await api('GET', '/api/v1/deployments?page_size=100');
+  if (!current(nav)) return;
   $('#view').innerHTML = `<h2>Deployments</h2><section class="card">${table(['Product', 'Environment', 'Version', 'From', 'Strategy', 'Status', 'Started', 'Duration', 'By'], page.items.map((d) => `<tr><td>${esc(d.product || '—')}</td><td>${esc(d.environment || '—')}</td><td>${esc(d.version)}</td><td>${esc(d.previous_version)}</td><td>${esc(d.strategy)}</td><td><span class="badge ${esc(d.status)}">${esc(d.status.replace('_', ' '))}</span></td><td>${esc(d.started_at.slice(0, 19).replace('T', ' '))}</td><td>${duration(d.started_at, d.completed_at)}</td><td>${esc(d.deployed_by)}</td></tr>`))}</section>`;
 }
 
-async function auditView() {
+async function auditView(nav = state.nav) {
   const q = new URLSearchParams(location.hash.split('?')[1] || '');
   const params = new URLSearchParams({ page_size: '100' });
   for (const k of ['resource_id', 'actor', 'action']) if (q.get(k)) params.set(k, q.get(k));
   const page = await api('GET', `/api/v1/audit-logs?${params}`);
+  if (!current(nav)) return;
   $('#view').innerHTML = `<h2>Audit log</h2>
     <form id="audit-form" class="card row" style="margin-bottom:12px">
       <div><label for="a-dep">Deployment or resource</label><input id="a-dep" value="${esc(q.get('resource_id') || '')}"></div>
@@ -533,8 +586,9 @@ async function auditView() {
   });
 }
 
-async function workersView() {
+async function workersView(nav = state.nav) {
   const page = await api('GET', '/api/v1/canary/workers?page_size=100');
+  if (!current(nav)) return;
   const workers = page.workers || page.items || [];
   $('#view').innerHTML = `<h2>Workers</h2><section class="card">${table(['Worker', 'Version', 'Lane', 'Queues', 'Status', 'Last seen'], workers.map((w) => `<tr><td>${esc(w.id)}</td><td>${esc(w.version)}</td><td>${esc(w.lane)}</td><td>${esc((w.queues || []).join(', '))}</td><td><span class="badge ${esc(w.status)}">${esc(w.status)}</span></td><td>${esc((w.last_seen || '').slice(0, 19).replace('T', ' '))}</td></tr>`))}</section>`;
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use serin_core::deployment::{
     Deployment, DeploymentStatus, NewDeployment, PROFILES, Profiles, parse_percentage,
 };
-use serin_core::event::{Event, NewEvent, StreamEvent};
+use serin_core::event::{Event, EventType, NewEvent, StreamEvent};
 use serin_core::metrics::{self, HealthReport, LaneWorkers, MetricsSnapshot};
 use serin_core::page::{PageParams, Pagination};
 use serin_core::routing::{RouteDecision, route_job};
@@ -640,6 +640,9 @@ async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSock
     let mut events = state.hub.subscribe();
     let mut tick = tokio::time::interval(METRICS_EVERY);
     let mut lanes = tokio::time::interval(Duration::from_secs(1));
+    // A slow store gets fewer reads, not a burst of catch-up ones.
+    lanes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut live = d.status.is_live();
     let mut last_health = None;
     let now = state.now();
     if let Some(history) =
@@ -652,15 +655,22 @@ async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSock
     lanes.tick().await;
     loop {
         let out: Vec<StreamEvent> = tokio::select! {
-            _ = lanes.tick() => {
+            _ = lanes.tick(), if live => {
                 let now = state.now();
                 lane_points(&state, &d.id, "lanes_updated", now - LANES_RECENT, now)
                     .await
+                    .filter(|m| m.data["points"].as_array().is_some_and(|p| !p.is_empty()))
                     .into_iter()
                     .collect()
             }
             got = events.recv() => match got {
-                Ok(e) if e.deployment_id.as_deref() == Some(d.id.as_str()) => e.stream(),
+                Ok(e) if e.deployment_id.as_deref() == Some(d.id.as_str()) => {
+                    // An ended deployment has no lanes to compare any more.
+                    if matches!(e.kind, EventType::DeploymentPromoted | EventType::DeploymentRolledBack) {
+                        live = false;
+                    }
+                    e.stream()
+                }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => vec![StreamEvent {
                     kind: "stream_lagged".into(),
