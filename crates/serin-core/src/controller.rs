@@ -647,11 +647,7 @@ pub fn pass_release_approval(
     approvers: &[String],
     now: Timestamp,
 ) -> Vec<NewEvent> {
-    let at_gate = d.status.is_live()
-        && d.rollout
-            .as_ref()
-            .is_some_and(|r| matches!(r.current(), Some(Step::Gate(Gate::ReleaseApproval { .. }))));
-    if !at_gate {
+    if crate::environment::approval_gate(d).is_none() {
         return Vec::new();
     }
     let r = d.rollout.as_mut().expect("checked above");

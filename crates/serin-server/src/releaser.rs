@@ -208,13 +208,7 @@ async fn waiting(
     let Some(d) = latest_in(state, &release.product_name, env).await? else {
         return Ok(None);
     };
-    let at_gate = d.status.is_live()
-        && d.rollout.as_ref().is_some_and(|r| {
-            matches!(
-                r.current(),
-                Some(serin_core::rollout::Step::Gate(serin_core::rollout::Gate::ReleaseApproval { release_id, .. })) if *release_id == release.id
-            )
-        });
+    let at_gate = environment::approval_gate(&d).is_some_and(|g| g.release_id == release.id);
     Ok(at_gate.then_some(d))
 }
 
@@ -224,14 +218,7 @@ pub async fn recheck(state: &AppState, product: &str, env: &str) -> ApiResult<()
     let Some(d) = latest_in(state, product, env).await? else {
         return Ok(());
     };
-    let gate = d.rollout.as_ref().and_then(|r| match r.current() {
-        Some(serin_core::rollout::Step::Gate(serin_core::rollout::Gate::ReleaseApproval {
-            release_id,
-            ..
-        })) if d.status.is_live() => Some(*release_id),
-        _ => None,
-    });
-    if let Some(rid) = gate {
+    if let Some(rid) = environment::approval_gate(&d).map(|g| g.release_id) {
         let release = state.store.get_release(rid).await?;
         pass_gate(state, &release, env).await?;
     }

@@ -8,10 +8,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serin_core::environment::{ApprovalTally, ReleaseDeployment, tally};
+use serin_core::environment::{ApprovalTally, ReleaseDeployment, approval_gate, tally};
 use serin_core::event::EventType;
 use serin_core::page::{PageParams, Pagination};
-use serin_core::rollout::{Gate, Step};
 use serin_store::canary::{DeploymentFilter, EventFilter};
 
 use crate::auth::Principal;
@@ -127,14 +126,7 @@ pub async fn show(
         .rev()
         .map(|mut e| e.data.get_mut("hook").map(Value::take).unwrap_or(e.data))
         .collect();
-    let gate = d.rollout.as_ref().and_then(|r| match r.current() {
-        Some(Step::Gate(Gate::ReleaseApproval {
-            release_id,
-            environment,
-            ..
-        })) if d.status.is_live() => Some((*release_id, environment.clone())),
-        _ => None,
-    });
+    let gate = approval_gate(&d).map(|g| (g.release_id, g.environment.to_string()));
     let (mut waiting_for, mut approvals) = (None, None);
     if let Some((rid, env)) = gate {
         let product = d.product.clone().unwrap_or_default();
