@@ -24,6 +24,7 @@ pub mod extract;
 pub mod guard;
 pub mod hooks;
 pub mod hub;
+pub mod lanefeed;
 pub mod latest;
 pub mod notes;
 pub mod notifier;

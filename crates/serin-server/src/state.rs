@@ -93,6 +93,8 @@ pub struct AppState {
     pub controller: crate::controller::ControllerMemory,
     /// Serin's own counters for `/metrics`.
     pub telemetry: crate::telemetry::Telemetry,
+    /// One reader of lane seconds per streamed deployment.
+    pub lane_feeds: crate::lanefeed::LaneFeeds,
     /// Password hashing, a few at a time.
     pub passwords: crate::accounts::Passwords,
     /// Wrong passwords per email.
@@ -142,6 +144,7 @@ impl AppState {
             probes: crate::probe::Probes::default(),
             controller: crate::controller::ControllerMemory::default(),
             telemetry: crate::telemetry::Telemetry::default(),
+            lane_feeds: crate::lanefeed::LaneFeeds::default(),
             passwords: crate::accounts::Passwords::default(),
             throttle: crate::accounts::Throttle::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),

@@ -612,57 +612,31 @@ const METRICS_EVERY: Duration = Duration::from_secs(5);
 
 /// How much lane history a new stream gets.
 const LANES_HISTORY: chrono::Duration = chrono::Duration::minutes(5);
-/// Seconds re-sent with each `lanes_updated` (a proxy's late report fills them in).
-const LANES_RECENT: chrono::Duration = chrono::Duration::seconds(10);
-
-/// The lanes' per-second points over `[from, to]`, as one stream message.
-async fn lane_points(
-    state: &AppState,
-    id: &str,
-    kind: &str,
-    from: chrono::DateTime<chrono::Utc>,
-    to: chrono::DateTime<chrono::Utc>,
-) -> Option<StreamEvent> {
-    let buckets = state.store.lane_buckets(id, from, to).await.ok()?;
-    let points: Vec<serin_core::proxy::LanePoint> = buckets
-        .iter()
-        .map(serin_core::proxy::LanePoint::of)
-        .collect();
-    Some(StreamEvent {
-        kind: kind.into(),
-        deployment_id: id.to_string(),
-        timestamp: to,
-        data: json!({"points": points}),
-    })
-}
 
 async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSocket) {
     let mut events = state.hub.subscribe();
     let mut tick = tokio::time::interval(METRICS_EVERY);
-    let mut lanes = tokio::time::interval(Duration::from_secs(1));
-    // A slow store gets fewer reads, not a burst of catch-up ones.
-    lanes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = d.status.is_live();
+    let mut lanes = state.lane_feeds.subscribe(&state, &d.id);
     let mut last_health = None;
     let now = state.now();
     if let Some(history) =
-        lane_points(&state, &d.id, "lanes_history", now - LANES_HISTORY, now).await
+        crate::lanefeed::points(&state, &d.id, "lanes_history", now - LANES_HISTORY, now).await
         && let Ok(text) = serde_json::to_string(&history)
         && socket.send(Message::Text(text.into())).await.is_err()
     {
         return;
     }
-    lanes.tick().await;
     loop {
         let out: Vec<StreamEvent> = tokio::select! {
-            _ = lanes.tick(), if live => {
-                let now = state.now();
-                lane_points(&state, &d.id, "lanes_updated", now - LANES_RECENT, now)
-                    .await
-                    .filter(|m| m.data["points"].as_array().is_some_and(|p| !p.is_empty()))
-                    .into_iter()
-                    .collect()
-            }
+            changed = lanes.changed(), if live => match changed {
+                Ok(()) => lanes.borrow_and_update().as_deref().cloned().into_iter().collect(),
+                // The reader ended (its deployment did).
+                Err(_) => {
+                    live = false;
+                    Vec::new()
+                }
+            },
             got = events.recv() => match got {
                 Ok(e) if e.deployment_id.as_deref() == Some(d.id.as_str()) => {
                     // An ended deployment has no lanes to compare any more.
