@@ -192,7 +192,7 @@ pub async fn deploy(
     let d = start(state, actor, new).await?;
     if waits {
         // An approval that landed while this deployment was being made.
-        return pass_gate(state, &release, &env.name)
+        return pass_gate(state, &release, &env)
             .await
             .map(|p| p.unwrap_or(d));
     }
@@ -214,8 +214,8 @@ async fn waiting(
 
 /// Looks again at a deployment waiting at an approval gate in `env` (after its
 /// policy changed): passes it when the policy is met now.
-pub async fn recheck(state: &AppState, product: &str, env: &str) -> ApiResult<()> {
-    let Some(d) = latest_in(state, product, env).await? else {
+pub async fn recheck(state: &AppState, env: &Environment) -> ApiResult<()> {
+    let Some(d) = latest_in(state, &env.product, &env.name).await? else {
         return Ok(());
     };
     if let Some(rid) = environment::approval_gate(&d).map(|g| g.release_id) {
@@ -230,18 +230,27 @@ pub async fn recheck(state: &AppState, product: &str, env: &str) -> ApiResult<()
 async fn pass_gate(
     state: &AppState,
     release: &Release,
-    env: &str,
+    env: &Environment,
 ) -> ApiResult<Option<Deployment>> {
-    let (environment, _, _) = environment(state, &release.product_name, env).await?;
-    let decisions = state.store.approvals(release.id, Some(env)).await?;
-    let t = environment::tally(&environment.approvals, &decisions);
+    let decisions = state.store.approvals(release.id, Some(&env.name)).await?;
+    let t = environment::tally(&env.approvals, &decisions);
     if !t.met {
         return Ok(None);
     }
+    open_gate(state, release, &env.name, t.approved_by).await
+}
+
+/// Moves a deployment of `release` waiting at its gate in `env` past it.
+async fn open_gate(
+    state: &AppState,
+    release: &Release,
+    env: &str,
+    by: Vec<String>,
+) -> ApiResult<Option<Deployment>> {
     let Some(d) = waiting(state, release, env).await? else {
         return Ok(None);
     };
-    let (by, now) = (t.approved_by.clone(), state.now());
+    let now = state.now();
     let d = change(state, "system", &d.id, move |d| {
         Ok(controller::pass_release_approval(d, &by, now))
     })
@@ -295,7 +304,7 @@ pub async fn decide(
     match decision {
         Decision::Approved => {
             if t.met {
-                pass_gate(state, &release, &environment.name).await?;
+                open_gate(state, &release, &environment.name, t.approved_by.clone()).await?;
                 if release.status == ReleaseStatus::Draft && environment.approvals.required > 0 {
                     set_status(state, &release, ReleaseStatus::Approved).await?;
                 }

@@ -167,21 +167,27 @@ impl Store {
     }
 
     /// Ends a session, with a `user_logged_out` event (nothing if it had ended).
-    pub async fn end_session(&self, s: &LiveSession, now: Timestamp) -> Result<()> {
+    pub async fn end_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         let now = serin_core::to_micros(now);
         let event = stamp(
             NewEvent {
                 kind: EventType::UserLoggedOut,
                 resource_type: "user",
-                resource_id: s.user.id.clone(),
+                resource_id: user_id.to_string(),
                 deployment_id: None,
-                message: format!("{} logged out", s.user.email),
-                data: json!({"session_id": s.id}),
+                message: format!("{email} logged out"),
+                data: json!({"session_id": session_id}),
             },
-            &s.user.email,
+            email,
             now,
         );
-        dispatch!(self, b => b.end_session(&s.id, event, now))
+        dispatch!(self, b => b.end_session(session_id, event, now))
     }
 
     /// A product's environments in order (the defaults when none are stored).

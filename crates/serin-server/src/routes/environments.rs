@@ -125,7 +125,7 @@ pub async fn update(
         .change_environment(&name, &env, &spec, false, &who.name, state.now())
         .await?;
     // A policy that was lowered may already be met for a waiting deployment.
-    crate::releaser::recheck(&state, &name, &env).await?;
+    crate::releaser::recheck(&state, &e).await?;
     Ok(Json(e))
 }
 

@@ -222,13 +222,10 @@ pub async fn logout(
             "this is an API key, not a session; revoke keys with DELETE /api/v1/api-keys/{id}",
         ));
     };
-    let user = state.store.get_user(&s.user_id).await?;
-    let live = serin_store::manager::LiveSession {
-        id: s.id.clone(),
-        expires_at: s.expires_at,
-        user,
-    };
-    state.store.end_session(&live, state.now()).await?;
+    state
+        .store
+        .end_session(&s.id, &s.user_id, &who.name, state.now())
+        .await?;
     state.auth.forget_all();
     Ok(StatusCode::NO_CONTENT)
 }
