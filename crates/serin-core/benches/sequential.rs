@@ -33,7 +33,7 @@ fn judge_costs(c: &mut Criterion) {
     let mut rng = Rng::for_run(1, 0);
     let seconds: Vec<[LaneWindow; 2]> = (0..600).map(|_| second(&mut rng)).collect();
     // A test ten minutes into a step.
-    let mut ev = Evidence::new(1.2, 1.1);
+    let mut ev = Evidence::new(1.2, 1.1, serin_core::sequential::Margins::default(), 0.0025);
     for [s, c] in &seconds {
         ev.observe(s, c);
     }
@@ -57,7 +57,7 @@ fn judge_costs(c: &mut Criterion) {
     });
     let judges = Judges::default();
     c.bench_function("whole verdict with its JSON evidence", |b| {
-        b.iter(|| sequential::judge(Some(black_box(&ev)), &judges, 3, 20))
+        b.iter(|| sequential::judge(Some(black_box(&ev)), &judges, 0.0025, 3, 20))
     });
 }
 

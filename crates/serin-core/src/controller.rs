@@ -136,6 +136,9 @@ pub struct Observed {
     pub gate: Option<(bool, String)>,
     /// Health checks that run all along (not only at analysis steps).
     pub health: Option<Judgement>,
+    /// The sequential judge between analysis steps: its rollback tests run
+    /// all through the rollout, and a proven regression rolls back at any step.
+    pub sequential: Option<Judgement>,
     /// The hooks run for a [`Need::Hooks`].
     pub hooks: Option<(HookKind, Vec<HookRun>)>,
 }
@@ -258,6 +261,11 @@ pub fn advance(
         && h.outcome == Outcome::Fail
     {
         return rollback(d, h.summary.clone(), Some(h), now);
+    }
+    if let Some(j) = &observed.sequential
+        && j.outcome == Outcome::Fail
+    {
+        return rollback(d, j.summary.clone(), Some(j), now);
     }
     if now - d.start_time >= d.config.max_canary_duration.to_chrono() {
         let why = format!(

@@ -28,6 +28,7 @@ use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
 use crate::product::{validate_description, validate_text};
 use crate::rollout::RolloutSpec;
+use crate::sequential::Margins;
 use crate::traffic::TrafficRules;
 use crate::{DomainError, Timestamp};
 
@@ -137,6 +138,10 @@ pub struct DeploymentConfig {
     pub metrics_window: GoDuration,
     /// When to roll back.
     pub rollback_thresholds: RollbackThresholds,
+    /// How much worse than stable is not yet a regression, for the judges
+    /// that compare lanes (a plan's `judges.margins` overrides).
+    #[serde(default)]
+    pub margins: Margins,
 }
 
 /// A named set of defaults (seed 004's `GET /config/profiles`). `drain_timeout` and
@@ -163,6 +168,9 @@ pub struct Profile {
     pub metrics_window: Option<GoDuration>,
     /// When to roll back.
     pub rollback_thresholds: RollbackThresholds,
+    /// How much worse than stable is not yet a regression (Serin's addition to
+    /// the seed's profiles: see `serin_core::sequential::Margins`).
+    pub margins: Margins,
 }
 
 /// The three profiles, in the seed's order.
@@ -194,6 +202,12 @@ pub const PROFILES: Profiles = Profiles {
             min_success_rate: 95.0,
             required_sample_size: 20,
         },
+        margins: Margins {
+            latency_percent: 10.0,
+            latency_ms: 1.0,
+            error_ratio: 1.25,
+            error_points: 0.1,
+        },
     },
     conservative: Profile {
         routing_strategy: RoutingStrategy::SplitQueue,
@@ -210,6 +224,12 @@ pub const PROFILES: Profiles = Profiles {
             min_success_rate: 95.0,
             required_sample_size: 20,
         },
+        margins: Margins {
+            latency_percent: 5.0,
+            latency_ms: 0.5,
+            error_ratio: 1.1,
+            error_points: 0.05,
+        },
     },
     aggressive: Profile {
         routing_strategy: RoutingStrategy::SplitQueue,
@@ -225,6 +245,12 @@ pub const PROFILES: Profiles = Profiles {
             max_throughput_decrease: 75.0,
             min_success_rate: 70.0,
             required_sample_size: 5,
+        },
+        margins: Margins {
+            latency_percent: 25.0,
+            latency_ms: 5.0,
+            error_ratio: 2.0,
+            error_points: 0.5,
         },
     },
 };
@@ -254,6 +280,7 @@ impl Profile {
             drain_timeout: self.drain_timeout.or(d.drain_timeout).unwrap_or_default(),
             metrics_window: self.metrics_window.or(d.metrics_window).unwrap_or_default(),
             rollback_thresholds: self.rollback_thresholds,
+            margins: self.margins,
         }
     }
 }

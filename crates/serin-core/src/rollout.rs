@@ -134,6 +134,10 @@ pub struct Judges {
     /// over (default on). Off: every analysis lasts its whole window.
     #[serde(default = "yes")]
     pub promote_early: bool,
+    /// How much worse than stable is not yet a regression (default: the
+    /// deployment profile's margins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margins: Option<crate::sequential::Margins>,
 }
 
 fn yes() -> bool {
@@ -161,6 +165,7 @@ impl Default for Judges {
             error_tolerance: default_error_tolerance(),
             latency_tolerance: default_latency_tolerance(),
             promote_early: true,
+            margins: None,
         }
     }
 }
@@ -185,7 +190,15 @@ impl Judges {
                 ));
             }
         }
+        if let Some(m) = &self.margins {
+            m.validate().map_err(|e| e.under("judges"))?;
+        }
         Ok(())
+    }
+
+    /// The margins the judges use: the plan's, else the deployment's profile's.
+    pub fn margins_or(&self, profile: crate::sequential::Margins) -> crate::sequential::Margins {
+        self.margins.unwrap_or(profile)
     }
 }
 

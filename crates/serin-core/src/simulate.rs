@@ -34,6 +34,7 @@ use crate::metrics::{LaneWindow, LaneWorkers, snapshot};
 use crate::proxy::LaneBucket;
 use crate::rollout::RolloutSpec;
 use crate::sequential::Evidence;
+use crate::sequential::bound::ln_gamma;
 use crate::signal::Lane;
 use crate::{DomainError, Timestamp};
 
@@ -61,8 +62,12 @@ pub struct Scenario {
     pub stable_error_rate: f64,
     /// Canary's error rate (0–1).
     pub canary_error_rate: f64,
-    /// Canary latency as a multiple of stable's, at every quantile.
+    /// Canary latency as a multiple of stable's, at every quantile…
     pub latency_scale: f64,
+    /// …plus this many milliseconds (lanes that differ irrelevantly: ×1.03 and
+    /// +0.3 ms).
+    #[serde(default)]
+    pub latency_plus_ms: f64,
     /// Fraction of canary requests slowed further…
     pub tail_fraction: f64,
     /// …by this factor.
@@ -115,6 +120,12 @@ impl Scenario {
                     "give a factor above 0 (1 = same as stable)",
                 ));
             }
+        }
+        if !(0.0..=60_000.0).contains(&self.latency_plus_ms) {
+            return Err(DomainError::invalid(
+                "latency_plus_ms",
+                "give 0 to 60000 milliseconds",
+            ));
         }
         if self.rps == 0 || self.rps > 1_000_000 {
             return Err(DomainError::invalid(
@@ -221,8 +232,13 @@ fn second(s: &Scenario, rng: &mut Rng, percent: u8) -> [LaneWindow; 2] {
         } else {
             lane.success += 1;
         }
+        let plus_us = if canary {
+            s.latency_plus_ms * 1000.0
+        } else {
+            0.0
+        };
         lane.latency
-            .record((MEDIAN_US * scale * (SIGMA * rng.normal()).exp()) as u64);
+            .record((MEDIAN_US * scale * (SIGMA * rng.normal()).exp() + plus_us) as u64);
     }
     lanes
 }
@@ -328,6 +344,7 @@ fn drive(
         t0,
     );
     let gauges = Default::default();
+    let no_lane = LaneWindow::default();
     let mut evidence: Option<(Timestamp, Evidence)> = None;
     let mut flagger = Flagger {
         min_success: s.flagger_min_success_rate,
@@ -356,19 +373,32 @@ fn drive(
                 }
             }
             JudgeKind::Sequential => {
-                if evidence.as_ref().is_none_or(|(at, _)| *at != step_start) {
-                    let j = spec.judges;
-                    evidence = Some((
-                        step_start,
-                        Evidence::new(j.error_tolerance, j.latency_tolerance),
-                    ));
+                // One path for the rollout's rollback tests; the promotion
+                // tests start afresh with each step.
+                match &mut evidence {
+                    Some((at, ev)) if *at != step_start => {
+                        ev.new_step();
+                        *at = step_start;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let j = spec.judges;
+                        evidence = Some((
+                            step_start,
+                            Evidence::new(
+                                j.error_tolerance,
+                                j.latency_tolerance,
+                                j.margins_or(d.config.margins),
+                                judge::Budget::of(&spec).sequential_metric,
+                            ),
+                        ));
+                    }
                 }
                 let ev = &mut evidence.as_mut().expect("just set").1;
                 // The live controller's seal lag: seconds reach the tests only
                 // once older than the lag, sealed every SEAL_EVERY seconds, and all
                 // of the step's at its window's end.
                 pending.push_back((t, [stable, canary]));
-                let start_s = (step_start - t0).num_seconds();
                 let window_over = match r.current() {
                     Some(crate::rollout::Step::Analysis { window }) => {
                         now >= step_start + window.unwrap_or(d.config.metrics_window).to_chrono()
@@ -381,10 +411,8 @@ fn drive(
                     if !ripe {
                         break;
                     }
-                    let (at, [st, ca]) = pending.pop_front().expect("just seen");
-                    if i64::from(at) > start_s {
-                        ev.observe(&st, &ca);
-                    }
+                    let (_, [st, ca]) = pending.pop_front().expect("just seen");
+                    ev.observe(&st, &ca);
                 }
                 if matches!(
                     controller::need(&d, now),
@@ -394,6 +422,8 @@ fn drive(
                         deployment: &d,
                         stable: &empty,
                         canary: &empty,
+                        lanes: [&no_lane, &no_lane],
+                        window_over,
                         canary_gauges: &gauges,
                         health: &[],
                         step_index: r.step,
@@ -517,32 +547,6 @@ fn ln_binomial_pmf(k: u64, n: u64, p: f64) -> f64 {
     lg(n) - lg(k) - lg(n - k) + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln()
 }
 
-/// ln Γ(x) (Lanczos, g = 7), accurate to about 15 digits for x > 0.
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + 7.5;
-    for (i, c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
 /// P(X ≤ k) for X ~ Binomial(n, p).
 fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
     if p <= 0.0 {
@@ -586,6 +590,7 @@ mod tests {
             stable_error_rate: 0.01,
             canary_error_rate,
             latency_scale: 1.0,
+            latency_plus_ms: 0.0,
             tail_fraction: 0.0,
             tail_factor: 1.0,
             horizon_s: 600,

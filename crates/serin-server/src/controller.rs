@@ -26,13 +26,16 @@
 //! running judgement; the judgement at the end of the window (which decides a
 //! pass) reads the whole window again, so it misses nothing.
 //!
-//! The sequential judge's tests ride on the same reads: each sealed part is fed
-//! to the step's tests as one interval when it is read, and the judgement at
-//! the window's end feeds the rest. The tests see sealed seconds only, so
-//! every value the judge acts on lies on one supermartingale path (the price: a
-//! few seconds of lag). After a restart the tests restart from the step's
-//! window read as one interval — valid because a step's weight is fixed, so its
-//! requests are one exchangeable batch. A failed batch read puts the
+//! The sequential judge's rollback tests run on one path for the whole rollout
+//! (see `serin_core::sequential`): every tick, the newly sealed second(s) of
+//! every active rollout — at any step, not only during analyses — are fed to its
+//! tests, split where a step began so that each interval has one weight. A
+//! rollout whose tests prove a regression is rolled back at whatever step it
+//! is. The tests see sealed seconds only, so every value the judge acts on lies
+//! on one supermartingale path (the price: a few seconds of lag). After a
+//! restart the tests are rebuilt from the per-second history of the proxies'
+//! lane buckets since the deployment started, one interval per second: the
+//! same path, up to seconds reported late. A failed batch read puts the
 //! accumulators back.
 //!
 //! The controller keeps nothing that matters in memory: after a crash it resumes
@@ -69,8 +72,9 @@ const ASK_EVERY: Duration = Duration::from_secs(5);
 const GATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deployments reconciled at once.
 const PARALLEL: usize = 8;
-/// Lane seconds older than this are sealed into a deployment's accumulator.
-pub const SEAL_LAG: Duration = Duration::from_secs(5);
+/// Lane seconds older than this are sealed into a deployment's accumulator
+/// (proxies report each second within about one).
+pub const SEAL_LAG: Duration = Duration::from_secs(3);
 
 /// What the controller last saw of a deployment (shown by the rollout status route).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -92,40 +96,57 @@ enum Answer {
     Hooks(Vec<HookRun>, Instant),
 }
 
-/// A deployment's analysis lanes: everything before `sealed_to`, read once, and
-/// the sequential judge's tests fed with each sealed part as it was read.
+/// A deployment's sealed lanes: the rollout's tests, fed with every sealed
+/// second since it started, and the current step's lanes before `sealed_to`.
 #[derive(Debug, Clone)]
 struct Accumulated {
-    /// When the step started (the key: a new step or a resume starts afresh).
+    /// When the deployment started (the key: another deployment starts afresh).
+    started: Timestamp,
+    /// When the step whose lanes these are started.
     step: Timestamp,
     sealed_to: Timestamp,
     lanes: [LaneWindow; 2],
     evidence: Arc<Evidence>,
 }
 
-/// What a judgement reads: the window of both lanes and the step's running tests.
+/// What a judgement reads: the window of both lanes and the rollout's running tests.
 #[derive(Debug, Clone)]
 pub(crate) struct Read {
     lanes: [LaneWindow; 2],
     evidence: Arc<Evidence>,
 }
 
-/// Fresh sequential tests with the plan's tolerances.
+/// Fresh sequential tests with the plan's tolerances and margins.
 fn fresh_evidence(d: &Deployment) -> Evidence {
-    let j = d
-        .rollout
-        .as_ref()
-        .map(|r| r.spec.judges)
-        .unwrap_or_default();
-    Evidence::new(j.error_tolerance, j.latency_tolerance)
+    let spec = d.rollout.as_ref().map(|r| &r.spec);
+    let j = spec.map(|s| s.judges).unwrap_or_default();
+    let alpha = spec.map_or(j.alpha / 2.0, |s| judge::Budget::of(s).sequential_metric);
+    Evidence::new(
+        j.error_tolerance,
+        j.latency_tolerance,
+        j.margins_or(d.config.margins),
+        alpha,
+    )
 }
 
-/// Tests fed with a whole window read at once (a cold start, or a failed batch):
-/// one interval, which is valid within a step, whose weight doesn't change.
-fn evidence_of(d: &Deployment, lanes: &[LaneWindow; 2]) -> Evidence {
+/// The tests rebuilt from the deployment's per-second lane buckets over
+/// `[start, to)`, one interval per second (a cold start: a restart, or a
+/// deployment's first tick). Observations reported apart from proxies (job
+/// results, signals) before a restart are not replayed.
+async fn rebuilt_evidence(
+    state: &AppState,
+    d: &Deployment,
+    to: Timestamp,
+) -> Result<Evidence, StoreError> {
     let mut e = fresh_evidence(d);
-    e.observe(&lanes[0], &lanes[1]);
-    e
+    let to = to - chrono::Duration::microseconds(1);
+    if to > d.start_time {
+        let buckets = state.store.lane_buckets(&d.id, d.start_time, to).await?;
+        for [s, c] in serin_core::simulate::seconds_from_buckets(&buckets) {
+            e.observe(&s, &c);
+        }
+    }
+    Ok(e)
 }
 
 /// The controller's memory: display, pacing and caches only (see the module docs).
@@ -149,14 +170,14 @@ impl ControllerMemory {
             .insert(id.to_string(), seen);
     }
 
-    /// Takes a deployment's accumulator out, if it belongs to the step that
-    /// started at `step`.
-    fn take_lanes(&self, id: &str, step: Timestamp) -> Option<Accumulated> {
+    /// Takes a deployment's accumulator out, if it belongs to the deployment
+    /// that started at `started`.
+    fn take_lanes(&self, id: &str, started: Timestamp) -> Option<Accumulated> {
         self.lanes
             .lock()
             .expect("lanes lock")
             .remove(id)
-            .filter(|a| a.step == step)
+            .filter(|a| a.started == started)
     }
 
     /// Keeps a deployment's accumulator for the next tick.
@@ -438,7 +459,24 @@ async fn reconcile(
         let verdicts = judge::health::judge(&r.spec.health_checks, &results, now);
         observed.health = Some(judge::combine(verdicts, now));
     }
-    match controller::need(d, now) {
+    let need = controller::need(d, now);
+    if d.status == DeploymentStatus::Active
+        && r.spec.judges.sequential
+        && !matches!(need, Need::Judgement { .. })
+        && let Some(read) = &read
+    {
+        // Between analyses the rollout's tests still watch: a proven
+        // regression rolls back at any step.
+        let v = judge::sequential::judge(
+            Some(&read.evidence),
+            &r.spec.judges,
+            judge::Budget::of(&r.spec).sequential_metric,
+            r.spec.analysis_steps(),
+            d.config.rollback_thresholds.required_sample_size,
+        );
+        observed.sequential = Some(judge::combine(vec![v], now));
+    }
+    match need {
         Need::Clock => {}
         Need::Judgement { since } => {
             let j = judgement(state, d, since, read, workers, now).await?;
@@ -514,72 +552,130 @@ fn window_end(d: &Deployment, now: Timestamp) -> Timestamp {
     }
 }
 
-/// What one deployment's judgement needs read this tick.
-struct Plan {
-    id: String,
-    /// The accumulator to update (or, for `whole`, whose tests to finish).
-    acc: Option<Accumulated>,
-    /// The window is read whole (it ends this tick).
-    whole: bool,
-    /// A sealing part is read before the tail.
-    seals: bool,
+/// What one range read this tick is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Part {
+    /// The step's lanes from its start to what was sealed before it began.
+    Backfill,
+    /// Sealed seconds of the previous step: tests only.
+    SealBefore,
+    /// Sealed seconds of this step: tests and the step's lanes.
+    Seal,
+    /// The unsealed tail, for this tick's judgement only.
+    Tail,
+    /// The whole window, read again at its end.
+    Whole,
 }
 
-/// The lanes every analysing deployment's judgement needs this tick, read in one
-/// batch (on SQLite, one hand-off to a reading thread) and folded into the
-/// accumulators. A deployment missing from the answer (the batch failed) is read
-/// on its own by its reconcile.
+/// What one deployment needs read this tick.
+struct Plan {
+    id: String,
+    acc: Accumulated,
+    parts: Vec<Part>,
+    /// Sealed up to here once the reads are in.
+    seal_to: Timestamp,
+}
+
+/// Whether the controller follows a deployment's lanes: an analysis step
+/// judges them, or the sequential tests run all through an active rollout.
+fn follows(d: &Deployment, now: Timestamp) -> Option<Option<Timestamp>> {
+    let judging = match controller::need(d, now) {
+        Need::Judgement { since } => Some(since),
+        _ => None,
+    };
+    let sequential = d.status == DeploymentStatus::Active
+        && d.rollout.as_ref().is_some_and(|r| r.spec.judges.sequential);
+    (judging.is_some() || sequential).then_some(judging)
+}
+
+/// The lanes every followed deployment needs this tick, read in one batch (on
+/// SQLite, one hand-off to a reading thread) and folded into the accumulators.
+/// A deployment missing from the answer (the batch failed) is read on its own
+/// by its reconcile.
 async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> HashMap<String, Read> {
     let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
     let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
+    let before = |t: Timestamp| t - chrono::Duration::microseconds(1);
     let mut plans = Vec::new();
     let mut ranges = Vec::new();
     for d in work {
-        let Need::Judgement { since } = controller::need(d, now) else {
+        let Some(judging) = follows(d, now) else {
             continue;
         };
-        let step = d.rollout.as_ref().map_or(since, |r| r.step_started_at);
-        let cached = state.controller.take_lanes(&d.id, step);
-        if now >= window_end(d, now) {
-            // The deciding judgement reads the whole window, and the tests take
-            // their last interval; the accumulator is done.
-            ranges.push((d.id.clone(), since, now));
-            if let Some(acc) = &cached {
-                ranges.push((d.id.clone(), acc.sealed_to, now));
+        let step = d
+            .rollout
+            .as_ref()
+            .map_or(d.start_time, |r| r.step_started_at);
+        let mut parts = Vec::new();
+        let mut acc = match state.controller.take_lanes(&d.id, d.start_time) {
+            Some(acc) => acc,
+            None => {
+                let sealed_to = seal_at.max(d.start_time);
+                let evidence = match rebuilt_evidence(state, d, sealed_to).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(deployment = %d.id, error = %e, "cannot rebuild the sequential tests");
+                        continue;
+                    }
+                };
+                Accumulated {
+                    started: d.start_time,
+                    step: d.start_time,
+                    sealed_to,
+                    lanes: Default::default(),
+                    evidence: Arc::new(evidence),
+                }
             }
-            plans.push(Plan {
-                id: d.id.clone(),
-                acc: cached,
-                whole: true,
-                seals: false,
-            });
-            continue;
+        };
+        if acc.step != step {
+            // A new step: its lanes start afresh (with what was sealed since it
+            // began), the promotion tests too; the rollback tests go on.
+            Arc::make_mut(&mut acc.evidence).new_step();
+            acc.step = step;
+            acc.lanes = Default::default();
+            if judging.is_some() && acc.sealed_to > step {
+                ranges.push((d.id.clone(), step, before(acc.sealed_to)));
+                parts.push(Part::Backfill);
+            }
         }
-        let acc = cached.unwrap_or_else(|| Accumulated {
-            step,
-            sealed_to: since,
-            lanes: Default::default(),
-            evidence: Arc::new(fresh_evidence(d)),
-        });
-        let seals = seal_due(&d.id, &acc, seal_at, lag);
-        if seals {
-            ranges.push((
-                d.id.clone(),
-                acc.sealed_to,
-                seal_at - chrono::Duration::microseconds(1),
-            ));
-            ranges.push((d.id.clone(), seal_at, now));
-        } else {
-            ranges.push((d.id.clone(), acc.sealed_to, now));
+        // Seconds are sealed whole; the second a step began in counts as the step's.
+        let step_second = chrono::DateTime::from_timestamp(step.timestamp(), 0).unwrap_or(step);
+        let seal_to = seal_at.max(acc.sealed_to);
+        if seal_to > acc.sealed_to {
+            if step_second > acc.sealed_to && step_second < seal_to {
+                ranges.push((d.id.clone(), acc.sealed_to, before(step_second)));
+                parts.push(Part::SealBefore);
+                ranges.push((d.id.clone(), step_second, before(seal_to)));
+                parts.push(Part::Seal);
+            } else {
+                let part = if step_second >= seal_to {
+                    Part::SealBefore
+                } else {
+                    Part::Seal
+                };
+                ranges.push((d.id.clone(), acc.sealed_to, before(seal_to)));
+                parts.push(part);
+            }
+        }
+        if let Some(since) = judging {
+            if now >= window_end(d, now) {
+                // The deciding judgement reads the whole window again.
+                ranges.push((d.id.clone(), since, now));
+                parts.push(Part::Whole);
+            } else {
+                ranges.push((d.id.clone(), seal_to.max(step), now));
+                parts.push(Part::Tail);
+            }
         }
         plans.push(Plan {
             id: d.id.clone(),
-            acc: Some(acc),
-            whole: false,
-            seals,
+            acc,
+            parts,
+            seal_to,
         });
     }
     if ranges.is_empty() {
+        restore(state, plans);
         return HashMap::new();
     }
     let read = match state.store.lane_windows_many(ranges).await {
@@ -594,89 +690,60 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
     let mut out = HashMap::with_capacity(plans.len());
     let mut plans = plans.into_iter();
     while let Some(plan) = plans.next() {
-        let needs = if plan.whole {
-            1 + usize::from(plan.acc.is_some())
-        } else {
-            1 + usize::from(plan.seals)
-        };
-        let got: Vec<[LaneWindow; 2]> = read.by_ref().take(needs).collect();
-        if got.len() < needs {
+        let got: Vec<[LaneWindow; 2]> = read.by_ref().take(plan.parts.len()).collect();
+        if got.len() < plan.parts.len() {
             // A short answer: keep what was accumulated; the reconciles read alone.
             restore(state, std::iter::once(plan).chain(plans));
             break;
         }
-        let mut got = got.into_iter();
-        let (Some(first), mut acc) = (got.next(), plan.acc) else {
-            continue;
-        };
-        if plan.whole {
-            let evidence = match (acc, got.next()) {
-                (Some(acc), Some(tail)) => {
-                    // The last interval goes to a copy, and the accumulator stays:
-                    // if this tick's write fails, the next finishes the same path.
-                    let mut e = (*acc.evidence).clone();
-                    e.observe(&tail[0], &tail[1]);
-                    state.controller.keep_lanes(&plan.id, acc);
-                    e
+        let Plan {
+            id,
+            mut acc,
+            parts,
+            seal_to,
+        } = plan;
+        let (mut tail, mut whole) = (None, None);
+        for (part, lanes) in parts.into_iter().zip(got) {
+            match part {
+                Part::Backfill => merge(&mut acc.lanes, lanes),
+                Part::SealBefore => Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]),
+                Part::Seal => {
+                    Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]);
+                    merge(&mut acc.lanes, lanes);
                 }
-                _ => match work.iter().find(|d| d.id == plan.id) {
-                    Some(d) => evidence_of(d, &first),
-                    None => continue,
-                },
-            };
-            out.insert(
-                plan.id,
-                Read {
-                    lanes: first,
-                    evidence: Arc::new(evidence),
-                },
-            );
-            continue;
+                Part::Tail => tail = Some(lanes),
+                Part::Whole => whole = Some(lanes),
+            }
         }
-        let Some(mut acc) = acc.take() else { continue };
-        let tail = if plan.seals {
-            Arc::make_mut(&mut acc.evidence).observe(&first[0], &first[1]);
-            for (a, p) in acc.lanes.iter_mut().zip(first) {
-                a.merge(p);
-            }
-            acc.sealed_to = seal_at;
-            match got.next() {
-                Some(t) => t,
-                None => continue,
-            }
-        } else {
-            first
-        };
-        // The tests see sealed seconds only: the tail is judged by the window
-        // judges now and fed to the tests once sealed, so every value the
-        // sequential judge acts on lies on one path.
+        acc.sealed_to = seal_to;
         let evidence = acc.evidence.clone();
-        let mut lanes = acc.lanes.clone();
-        for (l, t) in lanes.iter_mut().zip(tail) {
-            l.merge(t);
-        }
-        state.controller.keep_lanes(&plan.id, acc);
-        out.insert(plan.id, Read { lanes, evidence });
+        let lanes = match (whole, tail) {
+            (Some(w), _) => w,
+            (None, Some(t)) => {
+                let mut l = acc.lanes.clone();
+                merge(&mut l, t);
+                l
+            }
+            (None, None) => Default::default(),
+        };
+        state.controller.keep_lanes(&id, acc);
+        out.insert(id, Read { lanes, evidence });
     }
     out
+}
+
+fn merge(into: &mut [LaneWindow; 2], part: [LaneWindow; 2]) {
+    for (a, p) in into.iter_mut().zip(part) {
+        a.merge(p);
+    }
 }
 
 /// Puts back the accumulators of plans whose reads failed.
 fn restore(state: &AppState, plans: impl IntoIterator<Item = Plan>) {
     let mut lanes = state.controller.lanes.lock().expect("lanes lock");
     for plan in plans {
-        if let Some(acc) = plan.acc {
-            lanes.insert(plan.id, acc);
-        }
+        lanes.insert(plan.id, plan.acc);
     }
-}
-
-/// Whether a deployment seals this tick: on its own phase of every [`SEAL_LAG`]
-/// seconds (so that sealing reads spread over ticks), or when it is far behind.
-fn seal_due(id: &str, acc: &Accumulated, seal_at: Timestamp, lag: chrono::Duration) -> bool {
-    let phase = i64::from(serin_core::routing::bucket(id, "seal"));
-    let turn = (seal_at.timestamp() + phase).rem_euclid(lag.num_seconds().max(1)) == 0;
-    (turn && seal_at > acc.sealed_to) || seal_at - acc.sealed_to >= lag * 2
 }
 
 /// Runs the judges over `[since, now]`.
@@ -691,9 +758,9 @@ async fn judgement(
     let r = d.rollout.as_ref().expect("rollout");
     let window = (since.min(now), now);
     let read = match read {
-        Some(l) => Ok(l),
-        // Not in this tick's batch (it failed): the whole window, on its own.
-        // The tests: the step's sealed ones if the controller holds them.
+        Some(Read { lanes, evidence }) => Ok((lanes, Some(evidence))),
+        // Not in this tick's batch (it failed): the whole window, on its own,
+        // with the rollout's tests if the controller holds them.
         None => {
             let held = state
                 .controller
@@ -701,36 +768,16 @@ async fn judgement(
                 .lock()
                 .expect("lanes lock")
                 .get(&d.id)
-                .filter(|a| a.step == r.step_started_at)
-                .map(|a| (a.evidence.clone(), a.sealed_to));
-            let lanes = state.store.lane_windows(&d.id, window.0, now).await;
-            match (lanes, held) {
-                // At the window's end the tests take their last interval too.
-                (Ok(lanes), Some((evidence, sealed_to))) if now >= window_end(d, now) => state
-                    .store
-                    .lane_windows(&d.id, sealed_to, now)
-                    .await
-                    .map(|tail| {
-                        let mut e = (*evidence).clone();
-                        e.observe(&tail[0], &tail[1]);
-                        Read {
-                            evidence: Arc::new(e),
-                            lanes,
-                        }
-                    }),
-                (Ok(lanes), Some((evidence, _))) => Ok(Read { evidence, lanes }),
-                (Ok(lanes), None) => Ok(Read {
-                    evidence: Arc::new(evidence_of(d, &lanes)),
-                    lanes,
-                }),
-                (Err(e), _) => Err(e),
-            }
+                .filter(|a| a.started == d.start_time)
+                .map(|a| a.evidence.clone());
+            state
+                .store
+                .lane_windows(&d.id, window.0, now)
+                .await
+                .map(|lanes| (lanes, held))
         }
     };
-    let Read {
-        lanes: [stable, canary],
-        evidence,
-    } = match read {
+    let ([stable, canary], evidence) = match read {
         Ok(w) => w,
         // A metrics source that errors is inconclusive, never a failure.
         Err(e) => {
@@ -753,11 +800,13 @@ async fn judgement(
         deployment: d,
         stable: &s,
         canary: &c,
+        lanes: [&stable, &canary],
+        window_over: now >= window_end(d, now),
         canary_gauges: &canary.gauges,
         health: &results,
         step_index: r.step,
         step_started_at: r.step_started_at,
-        sequential: Some(evidence.as_ref()),
+        sequential: evidence.as_deref(),
         now,
     };
     Ok(judge::judge_all(&inputs, &r.spec))

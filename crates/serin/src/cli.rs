@@ -654,6 +654,10 @@ pub struct SimulateArgs {
     /// median 20 ms, σ 0.5).
     #[arg(long, default_value_t = 1.0)]
     pub latency_scale: f64,
+    /// Milliseconds added to every canary request (with `--latency-scale 1.03
+    /// --latency-plus-ms 0.3`: lanes that differ irrelevantly).
+    #[arg(long, default_value_t = 0.0)]
+    pub latency_plus_ms: f64,
     /// Fraction of canary requests given a slow tail…
     #[arg(long, default_value_t = 0.0)]
     pub tail_fraction: f64,

@@ -28,6 +28,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
         stable_error_rate: a.stable_error_rate,
         canary_error_rate: a.canary_error_rate.unwrap_or(a.stable_error_rate),
         latency_scale: a.latency_scale,
+        latency_plus_ms: a.latency_plus_ms,
         tail_fraction: a.tail_fraction,
         tail_factor: a.tail_factor,
         horizon_s: a.horizon,

@@ -19,6 +19,16 @@
 //! a *warning-level* safety check: a warning can't stop a rollout, so its missing
 //! metric is reported in its sentence instead of holding everything.)
 //!
+//! **One α for the whole rollout.** Every judge that can roll back compares
+//! figures that move by chance, and a controller that looks every second
+//! collects every chance crossing. So each such judge either uses evidence that
+//! stays valid however often it is read (the sequential judge; the critical
+//! safety checks on rates and quantiles, through the time-uniform bounds of
+//! [`crate::sequential::bound`]) or decides once per analysis window (the
+//! threshold judge, at the window's end, on bounds of that window), and
+//! [`Budget`] shares the rollout's α between them, so that the chance of rolling
+//! back a canary no worse than stable (by the margins) stays below α in all.
+//!
 //! Judges are pure: everything they read, including the clock, is in
 //! [`Inputs`].
 
@@ -33,7 +43,8 @@ use serde_json::Value;
 
 use crate::Timestamp;
 use crate::deployment::Deployment;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{LaneWindow, MetricsSnapshot};
+use crate::rollout::{AlertLevel, RolloutSpec};
 
 /// What one judge says. Ordered by severity: `Pass < Warn < Inconclusive < Fail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -152,6 +163,11 @@ pub struct Inputs<'a> {
     pub stable: &'a MetricsSnapshot,
     /// Canary's window.
     pub canary: &'a MetricsSnapshot,
+    /// The same window's lanes (stable, canary) as counted: for the bounds.
+    pub lanes: [&'a LaneWindow; 2],
+    /// The analysis window is over: the judges that decide once per window
+    /// decide now.
+    pub window_over: bool,
     /// Latest value of each named gauge on the canary lane (e.g. `memory_query_latency_ms`).
     pub canary_gauges: &'a std::collections::BTreeMap<String, f64>,
     /// Latest health-check results.
@@ -166,25 +182,70 @@ pub struct Inputs<'a> {
     pub now: Timestamp,
 }
 
-/// The verdicts of every judge the rollout is configured with.
-pub fn judge_all(inputs: &Inputs<'_>, spec: &crate::rollout::RolloutSpec) -> Judgement {
-    let mut verdicts = Vec::new();
-    if spec.judges.threshold {
-        verdicts.push(threshold::judge(inputs));
+/// How a rollout's α is shared between the judges that can roll back: two
+/// parts for the sequential judge (one per metric), one for the threshold judge,
+/// one for the critical safety checks, each part only when that judge runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budget {
+    /// Each sequential metric's α, for the whole rollout.
+    pub sequential_metric: f64,
+    /// The threshold judge's α for one check at one window's end (three
+    /// checks per analysis step).
+    pub threshold_check: f64,
+    /// One critical safety check's α at one analysis step.
+    pub safety_check: f64,
+}
+
+impl Budget {
+    /// The shares of `spec`'s α.
+    pub fn of(spec: &RolloutSpec) -> Budget {
+        let critical = spec
+            .safety_checks
+            .iter()
+            .filter(|c| c.alert_level == AlertLevel::Critical)
+            .count();
+        let parts = 2 * usize::from(spec.judges.sequential)
+            + usize::from(spec.judges.threshold)
+            + usize::from(critical > 0);
+        let share = spec.judges.alpha / parts.max(1) as f64;
+        let steps = spec.analysis_steps().max(1) as f64;
+        Budget {
+            sequential_metric: share,
+            threshold_check: share / (3.0 * steps),
+            safety_check: share / (critical.max(1) as f64 * steps),
+        }
     }
-    if spec.judges.sequential {
-        verdicts.push(sequential::judge(
+}
+
+/// The verdicts of every judge the rollout is configured with.
+pub fn judge_all(inputs: &Inputs<'_>, spec: &RolloutSpec) -> Judgement {
+    let budget = Budget::of(spec);
+    let mut verdicts = Vec::new();
+    let seq = spec.judges.sequential.then(|| {
+        sequential::judge(
             inputs.sequential,
             &spec.judges,
+            budget.sequential_metric,
             spec.analysis_steps(),
             inputs
                 .deployment
                 .config
                 .rollback_thresholds
                 .required_sample_size,
-        ));
+        )
+    });
+    // The judges that decide once per window decide at its end, or when the
+    // step is about to end early on the sequential judge's promotion evidence.
+    let decisive = inputs.window_over || seq.as_ref().is_some_and(|v| v.settled);
+    if spec.judges.threshold {
+        verdicts.push(threshold::judge(inputs, decisive, budget.threshold_check));
     }
-    verdicts.extend(spec.safety_checks.iter().map(|c| safety::judge(c, inputs)));
+    verdicts.extend(seq);
+    verdicts.extend(
+        spec.safety_checks
+            .iter()
+            .map(|c| safety::judge(c, inputs, decisive, budget.safety_check)),
+    );
     verdicts.extend(spec.policies.iter().map(|p| policy::judge(p, inputs)));
     verdicts.extend(health::judge(
         &spec.health_checks,
@@ -239,16 +300,19 @@ mod tests {
         use chrono::{Duration, TimeZone, Utc};
         use std::collections::BTreeMap;
 
-        fn lane(ok: u64, errors: u64, ms: f64) -> MetricsSnapshot {
-            let now = Utc.timestamp_opt(100, 0).unwrap();
-            let l = LaneWindow {
+        fn lane(ok: u64, errors: u64, ms: f64) -> LaneWindow {
+            LaneWindow {
                 success: ok,
                 errors,
                 latencies_ms: vec![ms; (ok + errors) as usize],
                 ..Default::default()
-            };
+            }
+        }
+
+        fn snap(l: &LaneWindow) -> MetricsSnapshot {
+            let now = Utc.timestamp_opt(100, 0).unwrap();
             snapshot(
-                &l,
+                l,
                 &LaneWorkers::default(),
                 "v",
                 (Utc.timestamp_opt(0, 0).unwrap(), now),
@@ -257,8 +321,9 @@ mod tests {
         }
 
         fn with<T>(
-            stable: MetricsSnapshot,
-            canary: MetricsSnapshot,
+            stable: LaneWindow,
+            canary: LaneWindow,
+            window_over: bool,
             f: impl FnOnce(&Inputs<'_>) -> T,
         ) -> T {
             let d = NewDeployment {
@@ -273,10 +338,13 @@ mod tests {
             .0;
             let gauges = BTreeMap::from([("memory_query_latency_ms".to_string(), 70.0)]);
             let now = Utc.timestamp_opt(100, 0).unwrap();
+            let (s, c) = (snap(&stable), snap(&canary));
             f(&Inputs {
                 deployment: &d,
-                stable: &stable,
-                canary: &canary,
+                stable: &s,
+                canary: &c,
+                lanes: [&stable, &canary],
+                window_over,
                 canary_gauges: &gauges,
                 health: &[],
                 step_index: 0,
@@ -287,17 +355,44 @@ mod tests {
         }
 
         #[test]
-        fn threshold_judge_fails_on_errors_or_latency_and_waits_for_samples() {
-            let o = |s, c| with(s, c, |i| threshold::judge(i).outcome);
-            assert_eq!(o(lane(800, 0, 20.0), lane(180, 20, 20.0)), Outcome::Fail);
-            assert_eq!(o(lane(800, 0, 20.0), lane(200, 0, 60.0)), Outcome::Fail);
-            assert_eq!(o(lane(800, 0, 20.0), lane(200, 0, 21.0)), Outcome::Pass);
+        fn threshold_judge_decides_at_the_window_end_on_what_it_proves() {
+            let o = |s, c, over| with(s, c, over, |i| threshold::judge(i, over, 0.001).outcome);
+            // 10% errors against none, 2000 canary requests: proven at the end,
+            // only watched before it.
             assert_eq!(
-                o(lane(800, 0, 20.0), lane(10, 0, 20.0)),
+                o(lane(8000, 0, 20.0), lane(1800, 200, 20.0), true),
+                Outcome::Fail
+            );
+            assert_eq!(
+                o(lane(8000, 0, 20.0), lane(1800, 200, 20.0), false),
+                Outcome::Warn
+            );
+            assert_eq!(
+                o(lane(800, 0, 20.0), lane(200, 0, 60.0), true),
+                Outcome::Fail
+            );
+            assert_eq!(
+                o(lane(800, 0, 20.0), lane(200, 0, 21.0), true),
+                Outcome::Pass
+            );
+            // 6% errors in 50 requests crosses 95% success, but chance can't be
+            // ruled out: a warning, not a rollback.
+            assert_eq!(
+                o(lane(800, 0, 20.0), lane(47, 3, 20.0), true),
+                Outcome::Warn
+            );
+            // A P95 from 20 requests that lands in a slow tail proves nothing.
+            let mut tail = lane(20, 0, 20.0);
+            tail.latencies_ms[19] = 400.0;
+            tail.latencies_ms[18] = 400.0;
+            tail.latencies_ms[17] = 400.0;
+            assert_eq!(o(lane(800, 0, 20.0), tail, true), Outcome::Warn);
+            assert_eq!(
+                o(lane(800, 0, 20.0), lane(10, 0, 20.0), true),
                 Outcome::Inconclusive
             );
             assert_eq!(
-                o(lane(0, 0, 20.0), lane(100, 0, 20.0)),
+                o(lane(0, 0, 20.0), lane(100, 0, 20.0), true),
                 Outcome::Inconclusive
             );
         }
@@ -311,7 +406,9 @@ mod tests {
                 alert_level: level,
             };
             let o = |c: SafetyCheck, canary| {
-                with(lane(100, 0, 20.0), canary, |i| safety::judge(&c, i).outcome)
+                with(lane(100, 0, 20.0), canary, true, |i| {
+                    safety::judge(&c, i, true, 0.001).outcome
+                })
             };
             assert_eq!(
                 o(
@@ -336,10 +433,18 @@ mod tests {
             );
             assert_eq!(
                 o(
+                    check("success_rate", 95.0, AlertLevel::Critical),
+                    lane(70, 30, 5.0)
+                ),
+                Outcome::Fail
+            );
+            // 5 errors in 100 is below 99% by its figure, not yet by proof.
+            assert_eq!(
+                o(
                     check("success_rate", 99.0, AlertLevel::Critical),
                     lane(95, 5, 5.0)
                 ),
-                Outcome::Fail
+                Outcome::Warn
             );
             assert_eq!(
                 o(

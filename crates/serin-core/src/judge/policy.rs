@@ -230,10 +230,13 @@ mod tests {
         };
         let (stable, canary) = (lane(0, 1000), lane(errors, of));
         let gauges = BTreeMap::new();
+        let empty = LaneWindow::default();
         let inputs = Inputs {
             deployment: &d,
             stable: &stable,
             canary: &canary,
+            lanes: [&empty, &empty],
+            window_over: false,
             canary_gauges: &gauges,
             health: &[],
             step_index: 1,

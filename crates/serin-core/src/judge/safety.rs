@@ -9,12 +9,26 @@
 //! `success_rate` and `requests_per_second`, where it means below. A critical
 //! check without data is inconclusive (it holds the rollout); a warning check
 //! without data is a pass that says so.
+//!
+//! These are absolute limits on the canary, and a critical one rolls back —
+//! so it must not roll back on chance. On the figures that are rates or
+//! quantiles (`error_rate`, `success_rate`, `p50/p95/p99_latency_ms`) a critical
+//! check fails only when the window *proves* the crossing, by the time-uniform
+//! bounds of [`crate::sequential::bound`] at its share of the rollout's α
+//! (a P95 above 1000 ms is "more than 5% of requests above 1000 ms"); those
+//! stay valid however often they are read, so they are read every tick and a
+//! canary far past a limit is rolled back at once. The other figures (a mean, a
+//! maximum, a gauge) have no such bound: their critical checks decide at the
+//! window's end, like the threshold judge. Before proof or the window's end, a
+//! crossing is a warning (WATCH).
 
 use serde_json::json;
 
 use super::{Inputs, Outcome, Verdict};
+use crate::histogram::index_of;
 use crate::metrics::MetricsSnapshot;
 use crate::rollout::{AlertLevel, SafetyCheck};
+use crate::sequential::{bound, latencies};
 
 /// The metrics a safety check can name besides gauges.
 pub const LANE_METRICS: [&str; 8] = [
@@ -53,8 +67,32 @@ pub fn light(outcome: Outcome) -> &'static str {
     }
 }
 
-/// Judges one safety check.
-pub fn judge(check: &SafetyCheck, inputs: &Inputs<'_>) -> Verdict {
+/// Whether the canary's window proves `check`'s metric past its limit, at
+/// `alpha`; `None` when the metric has no bound (not a rate or a quantile).
+fn proven(check: &SafetyCheck, inputs: &Inputs<'_>, alpha: f64) -> Option<bool> {
+    let lane = inputs.lanes[1];
+    let n = lane.success + lane.errors;
+    let level = match check.metric.as_str() {
+        "error_rate" => return Some(bound::lower(lane.errors, n, alpha) * 100.0 > check.threshold),
+        "success_rate" => {
+            return Some((1.0 - bound::lower(lane.errors, n, alpha)) * 100.0 < check.threshold);
+        }
+        "p50_latency_ms" => 0.50,
+        "p95_latency_ms" => 0.95,
+        "p99_latency_ms" => 0.99,
+        _ => return None,
+    };
+    // The quantile is above the limit when more than (1 − level) of the
+    // requests are: count those in buckets wholly above the limit.
+    let h = latencies(lane);
+    let limit_us = (check.threshold.max(0.0) * 1000.0) as u64;
+    let above = h.count_above(index_of(limit_us));
+    Some(bound::lower(above, h.count, alpha) > 1.0 - level)
+}
+
+/// Judges one safety check; `decisive` at the analysis window's end, with
+/// `alpha` for a proof of a critical crossing.
+pub fn judge(check: &SafetyCheck, inputs: &Inputs<'_>, decisive: bool, alpha: f64) -> Verdict {
     let value = lane_metric(inputs.canary, &check.metric)
         .unwrap_or_else(|| inputs.canary_gauges.get(&check.metric).copied());
     let lower_is_worse = matches!(
@@ -79,10 +117,18 @@ pub fn judge(check: &SafetyCheck, inputs: &Inputs<'_>) -> Verdict {
     } else {
         value > check.threshold
     };
-    let outcome = match (crossed, check.alert_level) {
-        (false, _) => Outcome::Pass,
-        (true, AlertLevel::Warning) => Outcome::Warn,
-        (true, AlertLevel::Critical) => Outcome::Fail,
+    let (outcome, note) = match (crossed, check.alert_level) {
+        (false, _) => (Outcome::Pass, ""),
+        (true, AlertLevel::Warning) => (Outcome::Warn, ""),
+        (true, AlertLevel::Critical) => match proven(check, inputs, alpha) {
+            Some(true) => (Outcome::Fail, ", proven over the window"),
+            Some(false) => (
+                Outcome::Warn,
+                ", not proven yet (chance can't be ruled out)",
+            ),
+            None if decisive => (Outcome::Fail, ""),
+            None => (Outcome::Warn, "; decides at the window's end"),
+        },
     };
     let relation = match (crossed, lower_is_worse) {
         (true, false) => "above",
@@ -94,9 +140,9 @@ pub fn judge(check: &SafetyCheck, inputs: &Inputs<'_>) -> Verdict {
         name,
         outcome,
         format!(
-            "canary {} {value} is {relation} the limit {}",
+            "canary {} {value} is {relation} the limit {}{note}",
             check.metric, check.threshold
         ),
-        json!({"metric": check.metric, "value": value, "threshold": check.threshold, "alert_level": check.alert_level, "status": light(outcome)}),
+        json!({"metric": check.metric, "value": value, "threshold": check.threshold, "alert_level": check.alert_level, "status": light(outcome), "alpha": alpha}),
     )
 }

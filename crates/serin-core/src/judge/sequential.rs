@@ -1,26 +1,25 @@
 //! The sequential judge: anytime-valid evidence about error rate and latency.
 //!
-//! The statistics are in [`crate::sequential`]; this turns one analysis step's
-//! running tests into a verdict. Each metric's test gets α / (2 × analysis
-//! steps) of the rollout's α, so crossing its `1/α` is a `fail` whose sentence
-//! says what was seen ("canary error rate 4.8% vs 1.0%, Bayes factor 210 > 100
-//! after 412 canary requests"). Without enough canary requests for the profile's
-//! sample size it is `inconclusive`, like the threshold judge; otherwise `pass`
-//! — and a *settled* pass when both promotion tests have crossed their bar (α
-//! over the analysis steps; error rate below `error_tolerance` × stable's, p95
-//! below `latency_tolerance` × stable's) and `promote_early` is on, which lets
-//! the step end before its window is up.
+//! The statistics are in [`crate::sequential`]; this turns a rollout's running
+//! tests into a verdict. Each metric's rollback test runs on one path for the
+//! whole rollout with its share of the rollout's α ([`super::Budget`]), so
+//! crossing its `1/α` is a `fail` whose sentence says what was seen and the
+//! margin it was judged against ("canary error rate 4.8% vs 1.0% (margin ×1.25
+//! and a 0.1% floor), Bayes factor 210 > 200 after 412 canary requests"). An
+//! error-rate failure also needs the canary's rate proven above the floor (the
+//! intersection-union test of the module docs of [`crate::sequential`]).
+//! Without enough canary requests for the profile's sample size it is
+//! `inconclusive`, like the threshold judge; otherwise `pass` — and a *settled*
+//! pass when both of the step's promotion tests have crossed their bar (α over
+//! the analysis steps; error rate below `error_tolerance` × stable's, p95 below
+//! `latency_tolerance` × stable's) and `promote_early` is on, which lets the
+//! step end before its window is up.
 
 use serde_json::json;
 
 use super::{Outcome, Verdict};
 use crate::rollout::Judges;
 use crate::sequential::Evidence;
-
-/// The α each metric's test of one step gets.
-pub fn step_alpha(judges: &Judges, analysis_steps: usize) -> f64 {
-    judges.alpha / (2.0 * analysis_steps.max(1) as f64)
-}
 
 /// The α of one step's promotion evidence: the rollout's α over its analysis
 /// steps (both `within` tests must reject, so the metrics need no split).
@@ -46,14 +45,14 @@ fn num(v: f64) -> String {
     }
 }
 
-/// The verdict on one step's evidence.
+/// The verdict on a rollout's evidence, each metric tested at `alpha`.
 pub fn judge(
     evidence: Option<&Evidence>,
     judges: &Judges,
+    alpha: f64,
     analysis_steps: usize,
     min_samples: u64,
 ) -> Verdict {
-    let alpha = step_alpha(judges, analysis_steps);
     let bar = 1.0 / alpha;
     let Some(ev) = evidence else {
         return Verdict::new(
@@ -66,6 +65,7 @@ pub fn judge(
     let e = ev.error_summary();
     let l = ev.latency.summary();
     let [stable_n, canary_n] = e.requests;
+    let (floor_passed, canary_low) = ev.error_floor_passed();
     let promote_bar = 1.0 / promotion_alpha(judges, analysis_steps);
     let settled = e.within_evidence >= promote_bar && l.within_evidence >= promote_bar;
     let data = json!({
@@ -77,11 +77,12 @@ pub fn judge(
         "settled": settled,
     });
     let rates = format!(
-        "canary error rate {} vs {}",
+        "canary error rate {} vs {} ({})",
         pct(e.errors[1], canary_n),
-        pct(e.errors[0], stable_n)
+        pct(e.errors[0], stable_n),
+        ev.margins.describe_errors()
     );
-    if e.bayes_factor >= bar {
+    if e.bayes_factor >= bar && floor_passed {
         return Verdict::new(
             "sequential",
             Outcome::Fail,
@@ -96,18 +97,20 @@ pub fn judge(
     if l.evidence >= bar {
         let why = l.strongest.as_ref().map_or_else(String::new, |s| {
             format!(
-                "{:.1}% of canary requests above stable's p{:.0} ({:.1} ms) vs {:.1}% of stable's, ",
+                "{:.1}% of canary requests above {:.1} ms vs {:.1}% of stable's above its p{:.0} ({:.1} ms), ",
                 s.canary_above * 100.0,
+                s.canary_cut_ms,
+                s.stable_above * 100.0,
                 s.level * 100.0,
-                s.point_ms,
-                s.stable_above * 100.0
+                s.point_ms
             )
         });
         return Verdict::new(
             "sequential",
             Outcome::Fail,
             format!(
-                "canary slower: {why}Bayes factor {} > {} after {canary_n} canary requests",
+                "canary slower ({}): {why}Bayes factor {} > {} after {canary_n} canary requests",
+                ev.margins.describe_latency(),
                 num(l.evidence),
                 num(bar)
             ),
@@ -130,6 +133,13 @@ pub fn judge(
             num(e.within_evidence),
             num(l.within_evidence),
             num(promote_bar)
+        )
+    } else if e.bayes_factor >= bar {
+        format!(
+            "{rates}: the ratio is past its margin but the canary's error rate isn't proven above {}% (at least {canary_low:.2}%); Bayes factor {} (latency) < {} after {canary_n} canary requests",
+            e.margin_points,
+            num(l.evidence),
+            num(bar)
         )
     } else {
         format!(
@@ -168,15 +178,17 @@ mod tests {
     #[test]
     fn fails_with_a_readable_sentence_and_settles_when_within_tolerance() {
         let judges = Judges::default();
-        let mut ev = Evidence::new(1.2, 1.1);
+        let margins = crate::sequential::Margins::default();
+        let mut ev = Evidence::new(1.2, 1.1, margins, 0.005);
         for _ in 0..60 {
             ev.observe(&lane(891, 9, 20_000), &lane(95, 5, 20_000));
         }
-        let v = judge(Some(&ev), &judges, 1, 20);
+        let v = judge(Some(&ev), &judges, 0.005, 1, 20);
         assert_eq!(v.outcome, Outcome::Fail, "{}", v.summary);
         assert!(
-            v.summary
-                .starts_with("canary error rate 5.0% vs 1.0%, Bayes factor"),
+            v.summary.starts_with(
+                "canary error rate 5.0% vs 1.0% (margin ×1.25 and a 0.1% floor), Bayes factor"
+            ),
             "{}",
             v.summary
         );
@@ -186,25 +198,40 @@ mod tests {
             v.summary
         );
 
-        let mut ev = Evidence::new(1.2, 1.1);
+        let mut ev = Evidence::new(1.2, 1.1, margins, 0.005);
         for _ in 0..600 {
             ev.observe(&lane(891, 9, 20_000), &lane(99, 1, 20_000));
         }
-        let v = judge(Some(&ev), &judges, 1, 20);
+        let v = judge(Some(&ev), &judges, 0.005, 1, 20);
         assert_eq!(v.outcome, Outcome::Pass, "{}", v.summary);
         assert!(v.settled, "{}", v.summary);
 
-        let mut ev = Evidence::new(1.2, 1.1);
+        let mut ev = Evidence::new(1.2, 1.1, margins, 0.005);
         ev.observe(&lane(900, 9, 20_000), &lane(5, 0, 20_000));
-        let v = judge(Some(&ev), &judges, 1, 20);
+        let v = judge(Some(&ev), &judges, 0.005, 1, 20);
         assert_eq!(v.outcome, Outcome::Inconclusive);
-        assert_eq!(judge(None, &judges, 1, 20).outcome, Outcome::Inconclusive);
+        assert_eq!(
+            judge(None, &judges, 0.005, 1, 20).outcome,
+            Outcome::Inconclusive
+        );
     }
 
     #[test]
-    fn alpha_is_split_over_metrics_and_steps() {
-        let j = Judges::default();
-        assert!((step_alpha(&j, 4) - 0.01 / 8.0).abs() < 1e-15);
-        assert!((step_alpha(&j, 0) - 0.005).abs() < 1e-15);
+    fn a_ratio_past_the_margin_needs_a_gap_past_the_floor() {
+        // 0.05% vs 0.01% errors: five times stable's rate, but under the
+        // 0.1% floor: never a regression.
+        let judges = Judges::default();
+        let mut ev = Evidence::new(1.2, 1.1, crate::sequential::Margins::default(), 0.005);
+        for _ in 0..2000 {
+            ev.observe(&lane(9_999, 1, 20_000), &lane(9_995, 5, 20_000));
+        }
+        assert!(ev.error_summary().bayes_factor > 200.0);
+        let v = judge(Some(&ev), &judges, 0.005, 1, 20);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.summary);
+        assert!(
+            v.summary.contains("isn't proven above 0.1%"),
+            "{}",
+            v.summary
+        );
     }
 }

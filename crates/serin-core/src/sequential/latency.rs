@@ -10,6 +10,18 @@
 //! its share of requests, and the exact test of [`super::share`] applies
 //! unchanged. The judge is one-sided: a canary that is faster is never blamed.
 //!
+//! **Margins.** Two processes of the same build never have quite the same
+//! latencies: a different core, a warmer cache, a neighbour. A test of "exactly
+//! no slower" is bound to find such differences given traffic enough, and they
+//! matter to nobody. So the canary's side of each point c is moved out to
+//! `max(c × (1 + r), c + f)` — a relative margin r and an absolute floor f
+//! ([`super::Margins`]) — and the null becomes "the canary exceeds that cut no
+//! more often than stable exceeds c". Every canary whose latency is at most
+//! `max((1 + r)·X, X + f)` for a stable latency X (stochastically) is inside
+//! it, so 3% or 0.3 ms slower is not a regression at the default margins
+//! (10%, 1 ms). The cut is taken at a bucket edge at or above the exact value,
+//! which only counts fewer canary events: conservative for rollback.
+//!
 //! The points come from stable's own latencies *before* the interval being
 //! tested (its histogram so far in this step), so each interval's events are
 //! defined before its data is seen: the points are predictable, and the
@@ -39,6 +51,7 @@
 
 use serde::Serialize;
 
+use super::Margins;
 use super::share::ShareTest;
 use crate::histogram::{Histogram, bounds_of, index_of};
 
@@ -64,6 +77,8 @@ pub struct LatencyTest {
     within: ShareTest,
     /// τ for the p95.
     tolerance: f64,
+    /// How much slower is not a regression: relative (a fraction) and µs.
+    margin: (f64, u64),
     /// Requests of each lane tested (seen after the points were set).
     tested: [u64; 2],
 }
@@ -77,6 +92,10 @@ pub struct LatencySummary {
     pub within_evidence: f64,
     /// τ.
     pub tolerance: f64,
+    /// The margins: a canary this many percent slower…
+    pub margin_percent: f64,
+    /// …or this many ms slower is not a regression.
+    pub margin_ms: f64,
     /// The level whose test weighs most now (e.g. 0.95), with its point in ms,
     /// the share of tested canary and stable requests above it.
     pub strongest: Option<LevelSummary>,
@@ -95,6 +114,8 @@ pub struct LevelSummary {
     pub level: f64,
     /// Its current point, ms.
     pub point_ms: f64,
+    /// The canary's cut at that point (the point moved out by the margins), ms.
+    pub canary_cut_ms: f64,
     /// Share of tested canary requests above the point (0–1).
     pub canary_above: f64,
     /// Share of tested stable requests above it.
@@ -104,16 +125,37 @@ pub struct LevelSummary {
 }
 
 impl LatencyTest {
-    /// A test with promotion tolerance `tolerance` on the p95 ratio.
-    pub fn new(tolerance: f64) -> LatencyTest {
+    /// A test with promotion tolerance `tolerance` on the p95 ratio and the
+    /// regression margins of `margins`.
+    pub fn new(tolerance: f64, margins: &Margins) -> LatencyTest {
+        let relative = (margins.latency_percent / 100.0).max(0.0);
+        let floor_us = (margins.latency_ms.max(0.0) * 1000.0).round() as u64;
         LatencyTest {
             stable: Histogram::default(),
             canary: Histogram::default(),
             slower: std::array::from_fn(|_| ShareTest::worse()),
             within: ShareTest::within(1.0),
             tolerance,
+            margin: (relative, floor_us),
             tested: [0, 0],
         }
+    }
+
+    /// Starts the promotion evidence afresh (a new step); the regression
+    /// tests carry on.
+    pub fn new_step(&mut self) {
+        self.within = ShareTest::within(1.0);
+    }
+
+    /// The canary's cut for stable's point in bucket `i`: the bucket whose
+    /// samples above it are all at least `max(c × (1 + r), c + f)` for the
+    /// point's value c (the bucket's upper edge).
+    fn canary_cut(&self, i: usize) -> usize {
+        let (lo, width) = bounds_of(i);
+        let c = lo + width;
+        let (r, f) = self.margin;
+        let cut = ((c as f64 * (1.0 + r)).ceil() as u64).max(c + f);
+        index_of(cut.saturating_sub(1))
     }
 
     /// Adds one interval's latencies of both lanes, the canary having share `rho`
@@ -123,8 +165,9 @@ impl LatencyTest {
             .then(|| self.stable.quantile_indices(LEVELS))
             .flatten();
         if let Some(points) = points {
-            for (test, i) in self.slower.iter_mut().zip(points) {
-                test.observe(rho, canary.count_above(i), stable.count_above(i));
+            for (k, i) in points.into_iter().enumerate() {
+                let j = self.canary_cut(i);
+                self.slower[k].observe(rho, canary.count_above(j), stable.count_above(i));
             }
             {
                 let i = points[P95];
@@ -168,9 +211,11 @@ impl LatencyTest {
                 let i = self.stable.quantile_index(level)?;
                 let (lo, width) = bounds_of(i);
                 let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+                let (clo, cwidth) = bounds_of(self.canary_cut(i));
                 Some(LevelSummary {
                     level,
                     point_ms: (lo + width) as f64 / 1000.0,
+                    canary_cut_ms: (clo + cwidth) as f64 / 1000.0,
                     canary_above: share(t.canary_events, self.tested[1]),
                     stable_above: share(t.stable_events, self.tested[0]),
                     evidence: t.evidence(),
@@ -181,6 +226,8 @@ impl LatencyTest {
             evidence: self.evidence(),
             within_evidence: self.within_evidence(),
             tolerance: self.tolerance,
+            margin_percent: self.margin.0 * 100.0,
+            margin_ms: self.margin.1 as f64 / 1000.0,
             strongest,
             stable_ms: q(&self.stable),
             canary_ms: q(&self.canary),
@@ -209,7 +256,7 @@ mod tests {
         alpha: f64,
         slow: impl Fn(&mut Rng) -> f64,
     ) -> Option<u32> {
-        let mut t = LatencyTest::new(1.1);
+        let mut t = LatencyTest::new(1.1, &Margins::NONE);
         for s in 1..=seconds {
             let (mut a, mut b) = (Histogram::default(), Histogram::default());
             for _ in 0..100 {
@@ -265,10 +312,45 @@ mod tests {
     }
 
     #[test]
+    fn within_the_margins_is_not_slower() {
+        // Canary 3% slower plus 0.3 ms, at the default margins (10%, 1 ms):
+        // inside the null; 1.5x slower still caught.
+        let margins = Margins::default();
+        let run = |rng: &mut Rng, f: f64, plus_us: f64| {
+            let mut t = LatencyTest::new(1.1, &margins);
+            for s in 1..=300u32 {
+                let (mut a, mut b) = (Histogram::default(), Histogram::default());
+                for _ in 0..100 {
+                    if rng.uniform() < 0.2 {
+                        b.record((latency_us(rng, f) as f64 + plus_us) as u64);
+                    } else {
+                        a.record(latency_us(rng, 1.0));
+                    }
+                }
+                let share = b.count as f64 / (a.count + b.count) as f64;
+                t.observe(share, &a, &b);
+                if t.evidence() >= 100.0 {
+                    return Some(s);
+                }
+            }
+            None
+        };
+        let mut rng = Rng::for_run(14, 0);
+        let blamed = (0..200)
+            .filter(|_| run(&mut rng, 1.03, 300.0).is_some())
+            .count();
+        assert!(blamed <= 2, "{blamed} of 200 blamed for 3% + 0.3 ms");
+        let caught = (0..50)
+            .filter(|_| run(&mut rng, 1.5, 0.0).is_some())
+            .count();
+        assert!(caught >= 49, "caught {caught} of 50");
+    }
+
+    #[test]
     fn promotion_evidence_needs_a_p95_within_tolerance() {
         let mut rng = Rng::for_run(13, 0);
         let proven = |rng: &mut Rng, scale: f64| {
-            let mut t = LatencyTest::new(1.1);
+            let mut t = LatencyTest::new(1.1, &Margins::NONE);
             for _ in 0..300 {
                 let (mut a, mut b) = (Histogram::default(), Histogram::default());
                 for _ in 0..50 {

@@ -12,60 +12,219 @@
 //! - [`share`]: which lane do events fall in? The exact mixture test that both
 //!   judges are built on, in both directions ("worse" and "within tolerance").
 //! - [`latency`]: is the canary more often above stable's p50 … p99?
-//! - [`Evidence`]: one analysis step's running tests of both metrics, fed one
+//! - [`bound`]: time-uniform bounds of one lane's rate (errors, requests above
+//!   a latency), for absolute limits and the error floor.
+//! - [`Evidence`]: a rollout's running tests of both metrics, fed one
 //!   interval of both lanes at a time.
 //!
-//! **The α budget.** A rollout gets one α (default 0.01), the probability that
-//! a canary no worse than stable is ever rolled back by this judge. It is split
-//! evenly over the two metrics and over the rollout's analysis steps (each step
-//! starts fresh tests at weight α / (2 × steps)), so by the union bound the
-//! whole rollout's false-rollback probability is at most α. Promotion evidence
-//! (both `within` tests past `steps/α`) has the same α as its own budget: the
-//! chance that a canary outside the tolerance is promoted early.
+//! **What "worse" means.** Every rollback test asks whether the canary is worse
+//! than stable *by more than a margin that matters* ([`Margins`]), never whether
+//! the two merely differ: two processes of one build always differ by
+//! something irrelevant, and a test of exact equality finds it given traffic
+//! enough. Latency: more than `latency_percent` slower *and* more than
+//! `latency_ms` (see [`latency`]). Errors: an error rate more than
+//! `error_ratio` times stable's *and* above `error_points` percent. The defaults (10%, 1 ms, ×1.25, 0.1%) sit above the
+//! differences seen between identical processes on one busy machine (a few
+//! percent, a fraction of a millisecond) and well below the regressions a
+//! canary exists to catch (×1.5 latency, ×5 errors), in the spirit of
+//! Kayenta's allowed increase on each metric and of the effect sizes Netflix's
+//! sequential canary tests are tuned to. Each verdict names them.
 //!
-//! Where the budget is not kept exactly, and why: resuming a paused rollout
-//! restarts its analysis step with fresh tests (a person chose to look again),
-//! and a controller restart rebuilds a step's tests from its window read as one
-//! interval, losing the earlier path; each such restart is one more look at the
-//! step's α. The live controller feeds only *sealed* seconds (older than its
-//! seal lag) so that every value it acts on lies on one supermartingale path.
+//! The error null is the *union* "ratio at most m, or the canary's error rate
+//! at most f percent": a canary is rolled back only when both parts are
+//! rejected. The ratio part is the exact share test with boundary m
+//! ([`share::ShareTest::worse_than`]); the floor part is the canary's
+//! time-uniform lower bound ([`bound::lower`]) above f. Each part alone has
+//! false-rejection probability at most α wherever the truth is in its null, so
+//! the intersection does too (an intersection-union test needs no split of
+//! α). The floor is on the canary's own rate, not on its gap to stable's: a
+//! test of the gap has to bound stable's rate too, and with a few dozen stable
+//! errors that bound is too wide to be useful for a minute or more, while the
+//! ratio part already judges the gap wherever stable's rate is known. What it
+//! says: an error rate of at most 0.1% is not worth a rollback, whatever
+//! stable's.
 
+//! **The α budget.** A rollout gets one α (default 0.01), the probability that
+//! a canary no worse than stable (by the margins) is ever rolled back. The
+//! judges share it ([`crate::judge::Budget`]); the sequential judge's share is
+//! split evenly over its two metrics, and its rollback tests run **on one
+//! path from the first canary request to the end of the rollout**: the share
+//! test is exact under changing weights (ρ is per interval), and the latency
+//! points are predictable whatever the weight, so nothing is restarted or
+//! split per step, and evidence gathered at a 10% step still counts at 25%.
+//! Promotion evidence (both `within` tests past their bar) is per step, with
+//! the same α split over the analysis steps as its own budget: the chance that
+//! a canary outside the tolerance is promoted early at a step.
+//!
+//! Where the budget is not kept exactly, and why: a controller restart
+//! rebuilds the tests from the per-second history (one interval per second),
+//! which is the same path up to seconds a proxy reported late. The live
+//! controller feeds only *sealed* seconds (older than its seal lag) so that
+//! every value it acts on lies on one supermartingale path.
+
+pub mod bound;
 pub mod latency;
 pub mod share;
 
 use std::borrow::Cow;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::histogram::Histogram;
 use crate::metrics::LaneWindow;
 use latency::LatencyTest;
 use share::ShareTest;
 
-/// One analysis step's running tests.
+/// How much worse a canary may be before it counts as a regression (see the
+/// module docs). Each profile has its own; a plan's `judges.margins` overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Margins {
+    /// Latency: a canary at most this many percent slower is not a regression…
+    #[serde(default = "Margins::default_latency_percent")]
+    pub latency_percent: f64,
+    /// …nor one at most this many milliseconds slower.
+    #[serde(default = "Margins::default_latency_ms")]
+    pub latency_ms: f64,
+    /// Errors: an error rate at most this multiple of stable's is not a regression…
+    #[serde(default = "Margins::default_error_ratio")]
+    pub error_ratio: f64,
+    /// …nor one whose error rate is at most this many percent (an absolute floor).
+    #[serde(default = "Margins::default_error_points")]
+    pub error_points: f64,
+}
+
+impl Default for Margins {
+    fn default() -> Self {
+        Margins {
+            latency_percent: Margins::default_latency_percent(),
+            latency_ms: Margins::default_latency_ms(),
+            error_ratio: Margins::default_error_ratio(),
+            error_points: Margins::default_error_points(),
+        }
+    }
+}
+
+impl Margins {
+    /// No margin at all: "any difference" (for comparisons and tests).
+    pub const NONE: Margins = Margins {
+        latency_percent: 0.0,
+        latency_ms: 0.0,
+        error_ratio: 1.0,
+        error_points: 0.0,
+    };
+
+    fn default_latency_percent() -> f64 {
+        10.0
+    }
+    fn default_latency_ms() -> f64 {
+        1.0
+    }
+    fn default_error_ratio() -> f64 {
+        1.25
+    }
+    fn default_error_points() -> f64 {
+        0.1
+    }
+
+    /// Checks the figures; errors name the field under `margins`.
+    pub fn validate(&self) -> Result<(), crate::DomainError> {
+        let check = |field: &str, v: f64, ok: bool, what: &str| {
+            if v.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(crate::DomainError::invalid(
+                    format!("margins.{field}"),
+                    what,
+                ))
+            }
+        };
+        check(
+            "latency_percent",
+            self.latency_percent,
+            (0.0..=1000.0).contains(&self.latency_percent),
+            "a percentage from 0 to 1000",
+        )?;
+        check(
+            "latency_ms",
+            self.latency_ms,
+            (0.0..=60_000.0).contains(&self.latency_ms),
+            "milliseconds from 0 to 60000",
+        )?;
+        check(
+            "error_ratio",
+            self.error_ratio,
+            (1.0..=100.0).contains(&self.error_ratio),
+            "a ratio from 1 (any increase) to 100",
+        )?;
+        check(
+            "error_points",
+            self.error_points,
+            (0.0..=100.0).contains(&self.error_points),
+            "a percentage from 0 to 100",
+        )
+    }
+
+    /// The margins in words, for verdicts.
+    pub fn describe_errors(&self) -> String {
+        format!(
+            "margin ×{} and a {}% floor",
+            trim(self.error_ratio),
+            trim(self.error_points)
+        )
+    }
+
+    /// The latency margins in words.
+    pub fn describe_latency(&self) -> String {
+        format!(
+            "margin +{}% and +{} ms",
+            trim(self.latency_percent),
+            trim(self.latency_ms)
+        )
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A rollout's running tests: the rollback tests on one path from its first
+/// canary request, the promotion tests of the current step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evidence {
-    /// "Canary error rate higher than stable's."
+    /// "Canary error rate above `error_ratio` × stable's."
     pub errors: ShareTest,
-    /// "Canary error rate below `error_tolerance` × stable's."
+    /// "Canary error rate below `error_tolerance` × stable's" (this step).
     pub errors_within: ShareTest,
     /// Latency, both directions.
     pub latency: LatencyTest,
+    /// The margins of the rollback tests.
+    pub margins: Margins,
     /// Requests seen: stable, canary.
     pub requests: [u64; 2],
     /// Errors seen: stable, canary.
     pub errors_seen: [u64; 2],
+    /// Requests seen in the current step: stable, canary.
+    pub step_requests: [u64; 2],
+    /// The α of each metric's test.
+    pub alpha: f64,
 }
 
 /// The figures of [`Evidence`], for verdicts and the API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorSummary {
-    /// Mixture e-value (Bayes factor) for "canary error rate higher".
+    /// Mixture e-value (Bayes factor) for "canary error rate above the margin ratio".
     pub bayes_factor: f64,
-    /// E-value for "canary error rate below τ × stable's".
+    /// E-value for "canary error rate below τ × stable's" (this step).
     pub within_evidence: f64,
     /// τ.
     pub tolerance: f64,
+    /// The ratio margin.
+    pub margin_ratio: f64,
+    /// The floor: the canary's error rate percent at or under which is no regression.
+    pub margin_points: f64,
     /// Errors: stable, canary.
     pub errors: [u64; 2],
     /// Requests: stable, canary.
@@ -73,18 +232,36 @@ pub struct ErrorSummary {
 }
 
 impl Evidence {
-    /// Fresh tests with the promotion tolerances (error-rate ratio, p95 ratio).
-    pub fn new(error_tolerance: f64, latency_tolerance: f64) -> Evidence {
+    /// Fresh tests with the promotion tolerances (error-rate ratio, p95 ratio),
+    /// the regression margins, and each metric's α (see
+    /// [`crate::judge::Budget`]).
+    pub fn new(
+        error_tolerance: f64,
+        latency_tolerance: f64,
+        margins: Margins,
+        alpha: f64,
+    ) -> Evidence {
         Evidence {
-            errors: ShareTest::worse(),
+            alpha,
+            errors: ShareTest::worse_than(margins.error_ratio),
             errors_within: ShareTest::within(error_tolerance),
-            latency: LatencyTest::new(latency_tolerance),
+            latency: LatencyTest::new(latency_tolerance, &margins),
+            margins,
             requests: [0, 0],
             errors_seen: [0, 0],
+            step_requests: [0, 0],
         }
     }
 
-    /// Adds one interval of both lanes (a second, or several read at once).
+    /// A new step: the promotion tests start afresh, the rollback tests go on.
+    pub fn new_step(&mut self) {
+        self.errors_within = ShareTest::within(self.errors_within.null);
+        self.latency.new_step();
+        self.step_requests = [0, 0];
+    }
+
+    /// Adds one interval of both lanes (a second, or several read at once
+    /// while the weight stayed the same).
     pub fn observe(&mut self, stable: &LaneWindow, canary: &LaneWindow) {
         let n = [
             stable.success + stable.errors,
@@ -106,10 +283,20 @@ impl Evidence {
             self.latency
                 .observe(c.count as f64 / samples as f64, &s, &c);
         }
-        self.requests[0] += n[0];
-        self.requests[1] += n[1];
+        for (i, k) in n.into_iter().enumerate() {
+            self.requests[i] += k;
+            self.step_requests[i] += k;
+        }
         self.errors_seen[0] += stable.errors;
         self.errors_seen[1] += canary.errors;
+    }
+
+    /// The floor part of the error test: the canary's error rate proven above
+    /// `error_points`, at this evidence's α. Returns the canary's lower bound,
+    /// percent, too.
+    pub fn error_floor_passed(&self) -> (bool, f64) {
+        let low = bound::lower(self.errors_seen[1], self.requests[1], self.alpha) * 100.0;
+        (low > self.margins.error_points, low)
     }
 
     /// The error test's figures.
@@ -118,6 +305,8 @@ impl Evidence {
             bayes_factor: self.errors.evidence(),
             within_evidence: self.errors_within.evidence(),
             tolerance: self.errors_within.null,
+            margin_ratio: self.margins.error_ratio,
+            margin_points: self.margins.error_points,
             errors: self.errors_seen,
             requests: self.requests,
         }
@@ -126,7 +315,7 @@ impl Evidence {
 
 /// A lane's latencies as one histogram: the proxy's buckets with the exact
 /// values workers reported added in.
-fn latencies(lane: &LaneWindow) -> Cow<'_, Histogram> {
+pub(crate) fn latencies(lane: &LaneWindow) -> Cow<'_, Histogram> {
     if lane.latencies_ms.is_empty() {
         return Cow::Borrowed(&lane.latency);
     }

@@ -32,8 +32,10 @@
 //! 1/α under the null is at most α — however often it is looked at.
 //!
 //! Two directions are used:
-//! - [`ShareTest::worse`]: null θ ≤ 1 ("canary no worse"), alternatives on a
-//!   log-spaced grid 1.1 … 20. Crossing 1/α is the evidence to roll back.
+//! - [`ShareTest::worse_than`]: null θ ≤ m ("canary no worse than m times
+//!   stable", m ≥ 1 a margin of practical significance; m = 1 is
+//!   [`ShareTest::worse`]), alternatives on a log-spaced grid m·1.1 … m·20.
+//!   Crossing 1/α is the evidence to roll back.
 //! - [`ShareTest::within`]: null θ ≥ τ ("canary at least τ times worse"),
 //!   alternatives below τ. Crossing 1/α rejects "τ times worse": the canary's
 //!   ratio is below τ, the evidence to promote before the step's time is up.
@@ -109,6 +111,17 @@ impl ShareTest {
     /// "Is the canary worse?": null θ ≤ 1.
     pub fn worse() -> ShareTest {
         ShareTest::new(1.0, WORSE)
+    }
+
+    /// "Is the canary worse by more than `margin` times?": null θ ≤ margin
+    /// (≥ 1), alternatives the same multiples of it as [`ShareTest::worse`]'s of 1.
+    pub fn worse_than(margin: f64) -> ShareTest {
+        let margin = if margin.is_finite() && margin >= 1.0 {
+            margin
+        } else {
+            1.0
+        };
+        ShareTest::new(margin, WORSE.map(|(m, w)| (m * margin, w)))
     }
 
     /// "Is the canary's rate less than `tolerance` times stable's?": null θ ≥ τ.
@@ -287,6 +300,30 @@ mod tests {
             at as f64 / 500.0 <= alpha + noise,
             "{at} of 500 at the boundary"
         );
+    }
+
+    #[test]
+    fn a_margin_tolerates_a_slightly_worse_canary_and_still_catches_a_bad_one() {
+        // 1.2x the errors with a 1.25 margin: inside the null, rarely blamed;
+        // 5x: caught as quickly as without a margin, give or take a few errors.
+        let mut rng = Rng::for_run(17, 0);
+        let alpha = 0.05;
+        let run = |rng: &mut Rng, theta: f64| {
+            let mut t = ShareTest::worse_than(1.25);
+            let p = canary_share_of_events(theta, 0.2);
+            (1..=500u64).find(|_| {
+                let c = rng.uniform() < p;
+                t.observe(0.2, u64::from(c), u64::from(!c));
+                t.rejects(alpha)
+            })
+        };
+        let blamed = (0..500).filter(|_| run(&mut rng, 1.2).is_some()).count();
+        assert!(blamed as f64 / 500.0 <= alpha, "{blamed} of 500");
+        let mut at: Vec<u64> = (0..200).filter_map(|_| run(&mut rng, 5.0)).collect();
+        assert!(at.len() >= 198, "caught {} of 200", at.len());
+        at.sort_unstable();
+        assert!(at[at.len() / 2] <= 40, "median errors {}", at[at.len() / 2]);
+        assert_eq!(ShareTest::worse_than(0.5).null, 1.0);
     }
 
     #[test]

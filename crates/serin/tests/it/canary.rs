@@ -189,7 +189,24 @@ async fn profiles_are_the_seeds_values() {
         "max_canary_duration": "30m0s", "min_canary_duration": "2m0s",
         "rollback_thresholds": {"max_error_rate_increase": 20.0, "max_latency_increase": 200.0, "max_throughput_decrease": 75.0, "min_success_rate": 70.0, "required_sample_size": 5}}
     });
-    assert_eq!(p, seed);
+    // Seed 004's fields, value for value, plus Serin's regression margins.
+    let mut without = p.clone();
+    let margins: Vec<Value> = ["default", "conservative", "aggressive"]
+        .iter()
+        .map(|k| {
+            without[*k]
+                .as_object_mut()
+                .unwrap()
+                .remove("margins")
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(without, seed);
+    assert_eq!(
+        margins[0],
+        json!({"latency_percent": 10.0, "latency_ms": 1.0, "error_ratio": 1.25, "error_points": 0.1})
+    );
+    assert!(margins[1]["error_ratio"].as_f64() < margins[2]["error_ratio"].as_f64());
 }
 
 #[tokio::test]

@@ -25,7 +25,12 @@ pub(crate) fn upstream(name: &str, error_rate: f64, delay_ms: u32) -> (Proc, Str
 }
 
 /// An upstream whose delays are lognormal around `delay_ms` with log-spread `sigma`.
-fn upstream_spread(name: &str, error_rate: f64, delay_ms: u32, sigma: f64) -> (Proc, String) {
+fn upstream_spread(
+    name: &str,
+    error_rate: f64,
+    delay_ms: impl ToString,
+    sigma: f64,
+) -> (Proc, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstream.py");
     let mut child = Command::new("python3")
         .args([
@@ -243,8 +248,10 @@ async fn bad_canary_rolls_back(error_rate: f64, delay_ms: u32, why: &str) -> f64
     let _traffic = load(&s.proxy, &["/"], 150);
     let mut body = target("shop", "/", &stable, &canary);
     // The threshold judge alone: the sequential judge has its own tests below.
+    // It decides at the window's end on what the window proves (10% errors
+    // against none prove "more than 5 points" after about 2,000 requests).
     body["rollout"] = json!({"steps": [
-        {"set_weight": 20}, {"analysis": {"window": "20s"}}, {"set_weight": 100}],
+        {"set_weight": 50}, {"analysis": {"window": "25s"}}, {"set_weight": 100}],
         "judges": {"sequential": false}});
     let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
     assert_eq!(st, 201, "{d}");
@@ -281,14 +288,14 @@ async fn bad_canary_rolls_back(error_rate: f64, delay_ms: u32, why: &str) -> f64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_failing_10_percent_is_rolled_back_at_its_first_analysis() {
-    let secs = bad_canary_rolls_back(0.10, 20, "Error rate increase").await;
-    println!("time to rollback (10% errors, 20% weight, 150 req/s): {secs:.1}s");
+    let secs = bad_canary_rolls_back(0.10, 20, "points above stable's (threshold: 5.0)").await;
+    println!("time to rollback (10% errors, 50% weight, 150 req/s): {secs:.1}s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_3x_slower_is_rolled_back_at_its_first_analysis() {
-    let secs = bad_canary_rolls_back(0.0, 60, "P95 latency increase").await;
-    println!("time to rollback (3x latency, 20% weight, 150 req/s): {secs:.1}s");
+    let secs = bad_canary_rolls_back(0.0, 60, "canary P95 at least").await;
+    println!("time to rollback (3x latency, 50% weight, 150 req/s): {secs:.1}s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -917,5 +924,63 @@ async fn the_sequential_judge_promotes_an_identical_canary() {
             .unwrap()
             >= 200,
         "{verdict}"
+    );
+}
+
+/// Identical canaries (separate processes, lognormal latency, 1% errors), one
+/// 3% slower, and one failing 10% of its requests, side by side on one server
+/// with the default judges and margins: the equal and the slightly slower ones
+/// are promoted, the failing one is rolled back with its margin named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_canaries_are_promoted_and_a_failing_one_is_rolled_back_by_the_default_judges() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let lanes = [
+        ("/equal-a", 0.01, "8"),
+        ("/equal-b", 0.01, "8"),
+        ("/equal-c", 0.01, "8"),
+        ("/slower", 0.01, "8.24"),
+        ("/failing", 0.10, "8"),
+    ];
+    let mut procs = Vec::new();
+    let mut ids = Vec::new();
+    for (prefix, canary_errors, canary_ms) in lanes {
+        let (ps, stable) = upstream_spread("stable", 0.01, "8", 0.5);
+        let (pc, canary) = upstream_spread("canary", canary_errors, canary_ms, 0.5);
+        procs.push((ps, pc));
+        let mut body = target(prefix.trim_start_matches('/'), prefix, &stable, &canary);
+        body.as_object_mut().unwrap().remove("rollback_thresholds");
+        body["rollout"] = json!({"steps": [
+            {"set_weight": 10}, {"analysis": {"window": "20s"}},
+            {"set_weight": 50}, {"analysis": {"window": "20s"}},
+            {"set_weight": 100}]});
+        let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+        assert_eq!(st, 201, "{d}");
+        ids.push(d["id"].as_str().unwrap().to_string());
+    }
+    let paths: Vec<&str> = lanes.iter().map(|l| l.0).collect();
+    let traffic = load(&s.proxy, &paths, 300);
+    let mut ended = Vec::new();
+    for id in &ids {
+        ended.push(
+            until(&s.api, id, Duration::from_secs(150), |d| {
+                status(d) != "active"
+            })
+            .await,
+        );
+    }
+    drop(traffic);
+    for (d, (prefix, ..)) in ended.iter().zip(lanes) {
+        let want = if prefix == "/failing" {
+            "failed"
+        } else {
+            "completed"
+        };
+        assert_eq!(status(d), want, "{prefix}: {}", d["status_reason"]);
+    }
+    let reason = ended[4]["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("margin ×1.25 and a 0.1% floor"),
+        "the failing canary's verdict names its margin: {reason}"
     );
 }
