@@ -11,10 +11,24 @@
 //! - `logins BIN`: `GET /api/v1/releases` latency from a few steady readers,
 //!   first alone, then with 20 logins a second (Argon2id at its production
 //!   parameters) started on a fixed schedule whatever the answers, in the same run.
+//! - `verdicts --bin BIN …`: canary verdicts live, many deployments at once on one
+//!   `serin up` with real upstream processes: the share of false rollbacks of
+//!   canaries no worse than stable, and the time to roll back worse ones
+//!   (`verdicts.rs`; `scripts/bench-verdicts` runs it). Its helpers, started by
+//!   it: `upstream …` (a stand-in service, `upstream.rs`) and `burn --duty D`
+//!   (a noisy neighbour, `burn.rs`).
 //!
 //! The load generator runs on the same 2-core machine as the server, so it takes
 //! CPU from it; the figures are a floor, not a ceiling.
 #![forbid(unsafe_code)]
+
+mod burn;
+mod loadgen;
+mod machine;
+mod scenarios;
+mod stats;
+mod upstream;
+mod verdicts;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +38,14 @@ use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: serin-bench ingest|startup|fanout|logins PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
+    // The verdicts benchmark and its helper processes parse their own flags.
+    match args.get(1).map(String::as_str) {
+        Some("verdicts") => return verdicts::main(&args[2..]),
+        Some("upstream") => return upstream::main(&args[2..]),
+        Some("burn") => return burn::main(&args[2..]),
+        _ => {}
+    }
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
