@@ -239,6 +239,7 @@ impl Client {
         let patch = ReleasePatch {
             status: Some(status),
             description: None,
+            override_reason: None,
         };
         self.call(
             Method::PATCH,

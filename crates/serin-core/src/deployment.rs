@@ -359,6 +359,10 @@ pub struct Deployment {
     pub status_reason: Option<String>,
     /// Optimistic-concurrency revision, raised by every change.
     pub revision: u64,
+    /// When the current traffic split took effect (absent: at the start). A
+    /// split change starts new metric windows: figures never mix two shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_since: Option<DateTime<Utc>>,
     /// The plan the controller drives, and where it is (absent: driven by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
@@ -688,6 +692,7 @@ impl NewDeployment {
             traffic,
             status_reason: None,
             revision: 1,
+            split_since: None,
             rollout: self.rollout.map(|spec| Rollout::start(spec, None, now)),
         };
         let event = d.event(
@@ -818,6 +823,9 @@ impl Deployment {
         }
         if old == percent && self.target_percent == percent {
             return Ok(Vec::new());
+        }
+        if old != percent {
+            self.split_since = Some(now);
         }
         self.current_percent = percent;
         self.target_percent = percent;

@@ -149,12 +149,16 @@ fn mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The window a deployment's metrics cover at `now`: the last `metrics_window`,
-/// but never before the deployment started.
+/// but never before the current traffic split took effect (figures never mix
+/// two shares), and for an ended deployment, the window up to its end (the one
+/// that decided), not a later one of stable alone.
 pub fn window(d: &Deployment, now: Timestamp) -> (Timestamp, Timestamp) {
-    let start = (now - d.config.metrics_window.to_chrono())
+    let end = d.completed_at.unwrap_or(now).min(now);
+    let start = (end - d.config.metrics_window.to_chrono())
+        .max(d.split_since.unwrap_or(d.start_time))
         .max(d.start_time)
-        .min(now);
-    (start, now)
+        .min(end);
+    (start, end)
 }
 
 /// Summarises one lane.

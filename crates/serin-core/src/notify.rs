@@ -93,9 +93,20 @@ pub fn severity(kind: EventType) -> &'static str {
     }
 }
 
+/// An event's severity: its own `data.severity` when it carries one (a failed
+/// health check is critical on the canary, a warning on stable), else its kind's.
+pub fn event_severity(event: &Event) -> &'static str {
+    match event.data.get("severity").and_then(Value::as_str) {
+        Some("critical") => "critical",
+        Some("warning") => "warning",
+        Some("info") => "info",
+        _ => severity(event.kind),
+    }
+}
+
 /// The body sent for `event` of `d` to a target of `format`; `id` is the delivery's.
 pub fn payload(format: Format, id: &str, event: &Event, d: &Deployment) -> Value {
-    let severity = severity(event.kind);
+    let severity = event_severity(event);
     match format {
         Format::Json => json!({
             "id": id,

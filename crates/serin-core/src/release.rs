@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
-use crate::product::validate_description;
+use crate::product::{validate_description, validate_text};
 
 /// Longest version string accepted.
 pub const MAX_VERSION_LEN: usize = 100;
@@ -179,7 +179,7 @@ impl Release {
     pub fn apply(&mut self, patch: &ReleasePatch, now: DateTime<Utc>) -> Result<bool, DomainError> {
         let mut changed = false;
         if let Some(to) = patch.status
-            && self.status.transition(to)?
+            && (patch.overrides(self.status, to) || self.status.transition(to)?)
         {
             if to == ReleaseStatus::Released {
                 self.released_at = Some(now);
@@ -211,6 +211,12 @@ pub struct ReleasePatch {
     /// New release notes.
     #[serde(default)]
     pub description: Option<String>,
+    /// Why a move outside the life cycle is made anyway (recorded in the audit
+    /// log): a `rolled_back` release released again (admins only), or a release
+    /// that failed its canary marked `rolled_back` before it was ever released
+    /// (Serin does this itself when a canary is rolled back automatically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
 }
 
 impl ReleasePatch {
@@ -222,7 +228,33 @@ impl ReleasePatch {
                 "give at least one of `status` and `description`",
             ));
         }
+        if let Some(r) = &self.override_reason {
+            validate_text("override_reason", r)?;
+            if r.trim().is_empty() || r.len() > 500 {
+                return Err(DomainError::invalid(
+                    "override_reason",
+                    "give a reason of 1–500 characters",
+                ));
+            }
+            if self.status.is_none() {
+                return Err(DomainError::invalid(
+                    "override_reason",
+                    "an override goes with a `status`",
+                ));
+            }
+        }
         validate_description("description", self.description.as_deref())
+    }
+
+    /// Whether this patch moves `from → to` by an explicit override: released
+    /// again after a rollback, or rolled back before release (a failed canary).
+    pub fn overrides(&self, from: ReleaseStatus, to: ReleaseStatus) -> bool {
+        use ReleaseStatus::*;
+        self.override_reason.is_some()
+            && matches!(
+                (from, to),
+                (RolledBack, Released) | (Draft | Approved, RolledBack)
+            )
     }
 }
 
@@ -365,12 +397,52 @@ mod tests {
     }
 
     #[test]
+    fn overrides_are_explicit_and_narrow() {
+        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let mut r = rel(1, "2.0.0", Draft, None);
+        let failed = ReleasePatch {
+            status: Some(RolledBack),
+            override_reason: Some("canary rolled back".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.apply(&failed, t0), Ok(true));
+        assert_eq!(r.status, RolledBack);
+        let plain = ReleasePatch {
+            status: Some(Released),
+            ..Default::default()
+        };
+        assert!(r.apply(&plain, t0).is_err(), "no release by hand");
+        let forced = ReleasePatch {
+            status: Some(Released),
+            override_reason: Some("the failure was the load balancer".into()),
+            ..Default::default()
+        };
+        forced.validate().unwrap();
+        assert_eq!(r.apply(&forced, t0), Ok(true));
+        assert_eq!(r.status, Released);
+        // An override never opens other doors.
+        let cancel = ReleasePatch {
+            status: Some(Cancelled),
+            override_reason: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(r.apply(&cancel, t0).is_err());
+        let empty = ReleasePatch {
+            status: Some(Released),
+            override_reason: Some(" ".into()),
+            ..Default::default()
+        };
+        assert!(empty.validate().is_err());
+    }
+
+    #[test]
     fn apply_stamps_release_and_leaves_unchanged_alone() {
         let mut r = rel(1, "1.0.0", Approved, None);
         let t = |s| Utc.timestamp_opt(s, 0).unwrap();
         let release = ReleasePatch {
             status: Some(Released),
             description: None,
+            override_reason: None,
         };
         assert_eq!(r.apply(&release, t(50)), Ok(true));
         assert_eq!(
@@ -386,6 +458,7 @@ mod tests {
         let back = ReleasePatch {
             status: Some(Draft),
             description: Some("x".into()),
+            override_reason: None,
         };
         let before = r.clone();
         assert!(r.apply(&back, t(70)).is_err());

@@ -35,7 +35,8 @@
 //! on one supermartingale path (the price: a few seconds of lag). After a
 //! restart the tests are rebuilt from the per-second history of the proxies'
 //! lane buckets since the deployment started, one interval per second: the
-//! same path, up to seconds reported late. A failed batch read puts the
+//! same path, up to seconds reported late (observations reported by workers
+//! before the restart are not replayed). A failed batch read puts the
 //! accumulators back.
 //!
 //! The controller keeps nothing that matters in memory: after a crash it resumes
@@ -106,6 +107,10 @@ struct Accumulated {
     step: Timestamp,
     sealed_to: Timestamp,
     lanes: [LaneWindow; 2],
+    /// The step's lanes still lack `[step, this)`, sealed before the step's
+    /// lanes were started (a new step, or a cold start): read once, when a
+    /// judgement first needs them.
+    backfill: Option<Timestamp>,
     evidence: Arc<Evidence>,
 }
 
@@ -534,6 +539,14 @@ async fn reconcile(
             {
                 crate::routes::canary::mark_release_stable(state, "controller", &after).await;
             }
+            // A verdict (not a failed hook) rolled it back: its release failed.
+            let by_verdict = events.iter().any(|e| {
+                e.kind == serin_core::event::EventType::DeploymentRolledBack
+                    && e.data.get("judgement").is_some()
+            });
+            if after.status == DeploymentStatus::Failed && by_verdict {
+                crate::releaser::canary_failed(state, &after).await;
+            }
             Ok(true)
         }
         // Someone else changed it since this tick read it: look again next tick.
@@ -620,9 +633,10 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
                 };
                 Accumulated {
                     started: d.start_time,
-                    step: d.start_time,
+                    step,
                     sealed_to,
                     lanes: Default::default(),
+                    backfill: (sealed_to > step).then_some(sealed_to),
                     evidence: Arc::new(evidence),
                 }
             }
@@ -633,10 +647,11 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
             Arc::make_mut(&mut acc.evidence).new_step();
             acc.step = step;
             acc.lanes = Default::default();
-            if judging.is_some() && acc.sealed_to > step {
-                ranges.push((d.id.clone(), step, before(acc.sealed_to)));
-                parts.push(Part::Backfill);
-            }
+            acc.backfill = (acc.sealed_to > step).then_some(acc.sealed_to);
+        }
+        if let (Some(end), Some(_)) = (acc.backfill, judging) {
+            ranges.push((d.id.clone(), step, before(end)));
+            parts.push(Part::Backfill);
         }
         // Seconds are sealed whole; the second a step began in counts as the step's.
         let step_second = chrono::DateTime::from_timestamp(step.timestamp(), 0).unwrap_or(step);
@@ -705,7 +720,10 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
         let (mut tail, mut whole) = (None, None);
         for (part, lanes) in parts.into_iter().zip(got) {
             match part {
-                Part::Backfill => merge(&mut acc.lanes, lanes),
+                Part::Backfill => {
+                    merge(&mut acc.lanes, lanes);
+                    acc.backfill = None;
+                }
                 Part::SealBefore => Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]),
                 Part::Seal => {
                     Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]);

@@ -41,11 +41,16 @@ impl Probes {
             .unwrap_or_default()
     }
 
-    fn record(&self, deployment: &str, r: CheckResult) {
+    /// Keeps a check's latest result; true when it has just started failing
+    /// (its previous result passed, or there was none).
+    fn record(&self, deployment: &str, r: CheckResult) -> bool {
         let mut all = self.results.lock().expect("results lock");
         let list = all.entry(deployment.to_string()).or_default();
+        let was_ok = list.iter().find(|x| x.name == r.name).is_none_or(|x| x.ok);
+        let started_failing = was_ok && !r.ok;
         list.retain(|x| x.name != r.name);
         list.push(r);
+        started_failing
     }
 }
 
@@ -102,7 +107,10 @@ async fn supervise(state: &AppState) {
             tokio::spawn(async move {
                 let result = check(&state.http, &spec, state.now()).await;
                 let at = state.now();
-                state.probes.record(&key.0, CheckResult { at, ..result });
+                let result = CheckResult { at, ..result };
+                if state.probes.record(&key.0, result.clone()) {
+                    failed(&state, &key.0, &spec, &result).await;
+                }
                 state
                     .probes
                     .running
@@ -111,6 +119,42 @@ async fn supervise(state: &AppState) {
                     .remove(&key);
             });
         }
+    }
+}
+
+/// Records that a check has started failing: a `health_check_failed` event
+/// (critical on the canary's lane, a warning on stable's), which the stream
+/// shows and the notifier sends. Once per failure, not once per probe: the
+/// next event comes after the check has passed again.
+async fn failed(state: &AppState, deployment: &str, spec: &HealthCheckSpec, r: &CheckResult) {
+    let severity = match r.lane {
+        serin_core::Lane::Canary => "critical",
+        serin_core::Lane::Stable => "warning",
+    };
+    let event = serin_core::event::NewEvent {
+        kind: serin_core::event::EventType::HealthCheckFailed,
+        resource_type: "deployment",
+        resource_id: deployment.to_string(),
+        deployment_id: Some(deployment.to_string()),
+        message: format!(
+            "Health check {} on the {} lane failed after {} attempt(s): {}",
+            spec.name,
+            r.lane.as_str(),
+            r.attempts,
+            r.message
+        ),
+        data: serde_json::json!({
+            "check": spec.name, "check_type": spec.check_type, "lane": r.lane,
+            "severity": severity, "attempts": r.attempts, "message": r.message,
+        }),
+    };
+    match state
+        .store
+        .append_events(vec![event], "health-monitor", state.now())
+        .await
+    {
+        Ok(events) => state.hub.publish(&events),
+        Err(e) => tracing::warn!(deployment, error = %e, "cannot record a failed health check"),
     }
 }
 

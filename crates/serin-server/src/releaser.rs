@@ -327,7 +327,7 @@ pub async fn decide(
 async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResult<()> {
     let patch = ReleasePatch {
         status: Some(to),
-        description: None,
+        ..Default::default()
     };
     state
         .store
@@ -335,6 +335,64 @@ async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResu
         .await?;
     state.latest.clear();
     Ok(())
+}
+
+/// After a verdict rolled a canary back, its release (if Serin knows it, it
+/// was never released, and the canary ran outside a product's environments or
+/// in the last of them) becomes `rolled_back` with the verdict
+/// as the reason: a release that failed its canary can't then be released by
+/// hand without an admin's explicit, audited override (`override_reason`).
+pub async fn canary_failed(state: &AppState, d: &Deployment) {
+    let Some(product) = &d.product else { return };
+    // Like promotion, only the last environment speaks for the release: a
+    // failure in staging is that deployment's, and blocks production already.
+    if let Some(env) = &d.environment
+        && let Ok(envs) = state.store.environments(product).await
+        && envs.iter().any(|e| &e.name == env)
+        && envs.last().is_some_and(|last| &last.name != env)
+    {
+        return;
+    }
+    let r = match state
+        .store
+        .release_by_version(product, &d.canary_version)
+        .await
+    {
+        Ok(Some(r)) if matches!(r.status, ReleaseStatus::Draft | ReleaseStatus::Approved) => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, product, "cannot look up the failed canary's release");
+            return;
+        }
+    };
+    let mut why = format!(
+        "its canary {} was rolled back automatically: {}",
+        d.id,
+        d.status_reason.as_deref().unwrap_or("no reason recorded")
+    );
+    if why.len() > 500 {
+        let mut end = 497;
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        why.truncate(end);
+        why.push('…');
+    }
+    let patch = ReleasePatch {
+        status: Some(ReleaseStatus::RolledBack),
+        override_reason: Some(why),
+        ..Default::default()
+    };
+    match state
+        .store
+        .update_release(r.id, &patch, "controller", state.now())
+        .await
+    {
+        Ok(_) => state.latest.clear(),
+        Err(e) => {
+            tracing::warn!(error = %e, release = r.id, "cannot mark the failed canary's release")
+        }
+    }
 }
 
 /// One-click rollback of a deployment: a live one sends its traffic back to

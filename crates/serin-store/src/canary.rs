@@ -529,8 +529,17 @@ pub(crate) fn release_created(r: &serin_core::Release) -> NewEvent {
 }
 
 /// The event of a release's change.
-pub(crate) fn release_updated(old: &serin_core::Release, new: &serin_core::Release) -> NewEvent {
+pub(crate) fn release_updated(
+    old: &serin_core::Release,
+    new: &serin_core::Release,
+    override_reason: Option<&str>,
+) -> NewEvent {
     let mut changes = serde_json::Map::new();
+    if let Some(r) = override_reason
+        && old.status != new.status
+    {
+        changes.insert("override_reason".into(), serde_json::json!(r));
+    }
     if old.status != new.status {
         changes.insert(
             "status".into(),
@@ -543,10 +552,12 @@ pub(crate) fn release_updated(old: &serin_core::Release, new: &serin_core::Relea
             serde_json::json!({"old": old.description, "new": new.description}),
         );
     }
-    let what = if old.status != new.status {
-        format!("is now {}", new.status)
-    } else {
-        "notes changed".to_string()
+    let what = match override_reason {
+        Some(r) if old.status != new.status => {
+            format!("is now {} by override ({r})", new.status)
+        }
+        _ if old.status != new.status => format!("is now {}", new.status),
+        _ => "notes changed".to_string(),
     };
     NewEvent {
         kind: serin_core::event::EventType::ReleaseUpdated,

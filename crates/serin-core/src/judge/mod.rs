@@ -26,8 +26,14 @@
 //! safety checks on rates and quantiles, through the time-uniform bounds of
 //! [`crate::sequential::bound`]) or decides once per analysis window (the
 //! threshold judge, at the window's end, on bounds of that window), and
-//! [`Budget`] shares the rollout's α between them, so that the chance of rolling
-//! back a canary no worse than stable (by the margins) stays below α in all.
+//! [`Budget`] shares the rollout's α between them, so that the chance that
+//! *these* roll back a canary no worse than stable (by the margins, and inside
+//! the operator's absolute limits) stays below α in all. Outside the budget:
+//! health checks and CEL policies (an operator's rules, taken as written),
+//! critical safety checks on a mean, a maximum or a gauge (decided on their
+//! value at the window's end), and the seed's thresholds where they are
+//! stricter than the margins (a 5-point error limit is a limit, not a
+//! comparison).
 //!
 //! Judges are pure: everything they read, including the clock, is in
 //! [`Inputs`].

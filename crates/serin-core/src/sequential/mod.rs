@@ -43,7 +43,7 @@
 //! ratio part already judges the gap wherever stable's rate is known. What it
 //! says: an error rate of at most 0.1% is not worth a rollback, whatever
 //! stable's.
-
+//!
 //! **The α budget.** A rollout gets one α (default 0.01), the probability that
 //! a canary no worse than stable (by the margins) is ever rolled back. The
 //! judges share it ([`crate::judge::Budget`]); the sequential judge's share is
@@ -57,8 +57,13 @@
 //! a canary outside the tolerance is promoted early at a step.
 //!
 //! Where the budget is not kept exactly, and why: a controller restart
-//! rebuilds the tests from the per-second history (one interval per second),
-//! which is the same path up to seconds a proxy reported late. The live
+//! rebuilds the tests from the proxies' per-second history (one interval per
+//! second), which is the same path up to seconds a proxy reported late — but
+//! observations reported apart from proxies (job results and latencies from
+//! workers) before the restart are not replayed, so for worker-fed lanes a
+//! restart starts the tests afresh: one more look at their α. Resuming an
+//! inconclusive analysis runs its window again: one more look for the judges
+//! that decide once per window. The live
 //! controller feeds only *sealed* seconds (older than its seal lag) so that
 //! every value it acts on lies on one supermartingale path.
 

@@ -283,7 +283,10 @@ function render() {
   $('#current-status').textContent = live ? `${d.status === 'paused' ? 'Paused' : 'Canary live'}: ${splitText(p)}` : (d.status === 'completed' ? `Promoted: ${d.canary_version} is stable` : `Rolled back: ${d.stable_version} serves all traffic`);
   $('#status-reason').textContent = d.status_reason ? `Why: ${d.status_reason}` : '';
   const m = state.metrics || {};
-  const healthText = state.health ? state.health.overall_status : 'unknown';
+  // Once ended, the canary's health is the verdict that ended it (the rollout's
+  // health_status, read from the deciding window), never a later recomputation.
+  const healthText = !live && state.rollout?.health_status ? state.rollout.health_status
+    : (!live && d.status === 'failed' ? 'rolled_back' : (state.health ? state.health.overall_status : 'unknown'));
   const lane = (which, snap, share, version) => `
     <dt>Health</dt><dd><span class="badge ${esc(which === 'canary' ? healthText : 'healthy')}">${esc(which === 'canary' ? healthText : (live || d.status === 'failed' ? 'serving' : 'retired'))}</span></dd>
     <dt>Version</dt><dd>${esc(version)}</dd>
@@ -323,8 +326,9 @@ function renderSteps() {
     $('#verdict').textContent = '';
     return;
   }
-  const marks = { done: '✓ done', running: '▶ running', pending: '○ pending' };
-  list.innerHTML = r.steps.map((s) => `<li><span class="mark ${s.state === 'done' ? 'pass' : s.state === 'running' ? 'warn' : 'unknown'}">${marks[s.state] || esc(s.state)}</span><span>${s.index + 1}. ${esc(s.description)}${s.seconds_left != null ? ` <span class="reason">(${s.seconds_left}s left)</span>` : ''}</span></li>`).join('');
+  const marks = { done: '✓ done', running: '▶ running', stopped: '✕ stopped', pending: '○ pending' };
+  const cls = { done: 'pass', running: 'warn', stopped: 'stopped' };
+  list.innerHTML = r.steps.map((s) => `<li><span class="mark ${cls[s.state] || 'unknown'}">${marks[s.state] || esc(s.state)}</span><span>${s.index + 1}. ${esc(s.description)}${s.seconds_left != null ? ` <span class="reason">(${s.seconds_left}s left)</span>` : ''}</span></li>`).join('');
   const j = r.judgement;
   $('#verdict').innerHTML = r.waiting_for ? `Waiting for ${esc(r.waiting_for)}.` : (j ? `Verdict: <span class="badge ${esc(j.outcome)}">${esc(j.outcome)}</span>` : '');
 }

@@ -312,6 +312,7 @@ pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deploym
         let patch = ReleasePatch {
             status: Some(*s),
             description: None,
+            override_reason: None,
         };
         let updated = state
             .store

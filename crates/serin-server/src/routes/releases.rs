@@ -13,7 +13,7 @@ use serin_core::{NewRelease, Release, ReleasePatch, ReleaseStatus};
 use serin_store::manager::ReleaseFilter;
 
 use crate::auth::Principal;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
@@ -166,10 +166,13 @@ pub async fn show(
 
 /// Change a release's status (`draft → approved → released → rolled_back`, or
 /// `cancelled` before release) or its notes. Asking for the current status changes nothing.
+/// With `override_reason` (admins): a `rolled_back` release may be released
+/// again, or one never released marked `rolled_back`; the reason is in the audit log.
 #[utoipa::path(patch, path = "/api/v1/releases/{id}", tag = "releases", request_body = ReleasePatch,
     params(("id" = i64, Path, description = "the release's id")),
     responses(
         (status = 200, body = Release),
+        (status = 403, description = "`FORBIDDEN`: an override needs an admin", body = ErrorBody),
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`INVALID_STATUS_TRANSITION`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, patch), fields(status = ?patch.status))]
@@ -180,6 +183,10 @@ pub async fn update(
     ApiJson(patch): ApiJson<ReleasePatch>,
 ) -> ApiResult<Json<Release>> {
     patch.validate()?;
+    // Leaving the life cycle is an admin's decision, and the audit log keeps why.
+    if patch.override_reason.is_some() && who.role != serin_core::auth::Role::Admin {
+        return Err(ApiError::forbidden(who.role, serin_core::auth::Role::Admin));
+    }
     let release = state
         .store
         .update_release(id, &patch, &who.name, state.now())
@@ -421,10 +428,7 @@ pub async fn notes(
         None | Some("json") => false,
         Some("markdown") => true,
         Some(_) => {
-            return Err(crate::error::ApiError::invalid(
-                "format",
-                "use json or markdown",
-            ));
+            return Err(ApiError::invalid("format", "use json or markdown"));
         }
     };
     let n = crate::notes::build(&state, id, p.environment).await?;

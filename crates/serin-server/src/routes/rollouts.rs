@@ -51,6 +51,8 @@ pub enum StepState {
     Done,
     /// The current step.
     Running,
+    /// The step the rollout ended at without finishing it (rolled back or aborted).
+    Stopped,
     /// Not reached.
     Pending,
 }
@@ -87,11 +89,104 @@ pub struct RolloutView {
     pub steps: Vec<StepView>,
     /// The plan and its position.
     pub rollout: Rollout,
-    /// The controller's latest judgement at an analysis step.
+    /// The latest judgement: the controller's at a running analysis step; once
+    /// the rollout has ended, the one that decided it (from its event).
     pub judgement: Option<Judgement>,
+    /// Seed 001's deployment status, read from the current step's window (once
+    /// ended: the window that decided, up to the end).
+    #[serde(flatten)]
+    pub summary: StatusSummary,
 }
 
-fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
+/// Seed 001's status fields: the deployment as a whole (both lanes together)
+/// over the current step's window, and how the judges see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusSummary {
+    /// The canary's share of traffic, percent.
+    pub current_traffic_percent: f64,
+    /// `healthy`, `warning`, `critical` (rolled back, or a judge sees harm) or
+    /// `unknown` (no judgement with data yet).
+    pub health_status: &'static str,
+    /// Successful requests of both lanes, percent (null without traffic).
+    pub success_rate_percent: Option<f64>,
+    /// Failed requests of both lanes, percent.
+    pub error_rate_percent: Option<f64>,
+    /// Mean latency of both lanes, ms.
+    pub avg_latency_ms: Option<f64>,
+    /// How strongly the sequential evidence supports `health_status`, 0–1:
+    /// 1 − 1/E, where E is the e-value behind it — for `critical` or `warning`
+    /// the larger of the two "canary worse" tests (errors, latency), for
+    /// `healthy` the smaller of the two "within tolerance" tests — and 1/E is an
+    /// anytime-valid p-value. 0.99 means the opposite would have produced this
+    /// much evidence with probability at most 1%. Null without sequential evidence.
+    pub confidence_score: Option<f64>,
+    /// The window the figures read.
+    pub window_start: chrono::DateTime<chrono::Utc>,
+    /// Its end.
+    pub window_end: chrono::DateTime<chrono::Utc>,
+}
+
+/// How the judges see the deployment, and the confidence behind it.
+fn health_of(d: &Deployment, j: Option<&Judgement>) -> (&'static str, Option<f64>) {
+    use serin_core::judge::Outcome;
+    let health = match (d.status, j.map(|j| j.outcome)) {
+        (DeploymentStatus::Failed | DeploymentStatus::RollingBack, _) => "critical",
+        (DeploymentStatus::Completed | DeploymentStatus::Promoting, _) => "healthy",
+        (_, Some(Outcome::Fail)) => "critical",
+        (_, Some(Outcome::Warn)) => "warning",
+        (_, Some(Outcome::Pass)) => "healthy",
+        _ => "unknown",
+    };
+    let seq = j.and_then(|j| j.verdicts.iter().find(|v| v.judge == "sequential"));
+    let e = |path: [&str; 2]| {
+        seq.and_then(|v| v.evidence.get(path[0]))
+            .and_then(|x| x.get(path[1]))
+            .and_then(serde_json::Value::as_f64)
+    };
+    let strength = match health {
+        "critical" | "warning" => match (e(["errors", "bayes_factor"]), e(["latency", "evidence"]))
+        {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        },
+        "healthy" => match (
+            e(["errors", "within_evidence"]),
+            e(["latency", "within_evidence"]),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let confidence = strength.map(|e| {
+        let c = if e > 1.0 { 1.0 - 1.0 / e } else { 0.0 };
+        (c * 1e4).round() / 1e4
+    });
+    (health, confidence)
+}
+
+/// The judgement that decided an ended rollout: its rollback's, or its last
+/// analysis's.
+async fn deciding_judgement(state: &AppState, d: &Deployment) -> ApiResult<Option<Judgement>> {
+    let action = match d.status {
+        DeploymentStatus::Failed => "deployment_rolled_back",
+        DeploymentStatus::Completed => "analysis_completed",
+        _ => return Ok(None),
+    };
+    let filter = EventFilter {
+        deployment_id: Some(d.id.clone()),
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    let events = state.store.list_events(&filter, 0, 1).await?;
+    Ok(events
+        .items
+        .first()
+        .and_then(|e| e.data.get("judgement"))
+        .and_then(|j| serde_json::from_value(j.clone()).ok()))
+}
+
+async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
     let r = d.rollout.clone().ok_or_else(|| {
         ApiError::from(DomainError::invalid(
             "id",
@@ -113,6 +208,8 @@ fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
                 || (!running && i == r.step && d.status == DeploymentStatus::Completed)
             {
                 StepState::Done
+            } else if i == r.step && !running {
+                StepState::Stopped
             } else if i == r.step {
                 StepState::Running
             } else {
@@ -177,6 +274,29 @@ fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
         )),
         _ => None,
     };
+    let judgement = if running {
+        state.controller.seen(&d.id).and_then(|s| s.judgement)
+    } else {
+        deciding_judgement(state, d).await?
+    };
+    let until = d.completed_at.unwrap_or(now).min(now);
+    let since = r.step_started_at.min(until);
+    let [stable, canary] = state.store.lane_windows(&d.id, since, until).await?;
+    let mut both = stable;
+    both.merge(canary);
+    let whole =
+        serin_core::metrics::snapshot(&both, &Default::default(), "", (since, until), until);
+    let (health_status, confidence_score) = health_of(d, judgement.as_ref());
+    let summary = StatusSummary {
+        current_traffic_percent: f64::from(d.current_percent),
+        health_status,
+        success_rate_percent: whole.success_rate,
+        error_rate_percent: whole.error_rate,
+        avg_latency_ms: whole.avg_latency,
+        confidence_score,
+        window_start: since,
+        window_end: until,
+    };
     Ok(RolloutView {
         deployment_id: d.id.clone(),
         status: d.status,
@@ -185,7 +305,8 @@ fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
         auto_promotion: d.config.auto_promotion,
         waiting_for,
         steps,
-        judgement: state.controller.seen(&d.id).and_then(|s| s.judgement),
+        judgement,
+        summary,
         rollout: r,
     })
 }
@@ -200,7 +321,7 @@ pub async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RolloutView>> {
     let d = state.store.get_deployment(&id).await?;
-    Ok(Json(view(&state, &d)?))
+    Ok(Json(view(&state, &d).await?))
 }
 
 /// Continue past a pause that waits for a person, or approve an approval gate
@@ -219,7 +340,7 @@ pub async fn continue_(
         controller::continue_step(d, &actor, now)
     })
     .await?;
-    Ok(Json(view(&state, &d)?))
+    Ok(Json(view(&state, &d).await?))
 }
 
 /// Abort: stop the rollout now, all traffic to stable (the deployment fails

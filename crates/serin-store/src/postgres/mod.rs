@@ -383,7 +383,15 @@ impl PgStore {
             .map_err(pg_err)?;
         }
         if changed {
-            canary::insert_event(&tx, &stamp(release_updated(&before, &r), actor, now)).await?;
+            canary::insert_event(
+                &tx,
+                &stamp(
+                    release_updated(&before, &r, patch.override_reason.as_deref()),
+                    actor,
+                    now,
+                ),
+            )
+            .await?;
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(r)

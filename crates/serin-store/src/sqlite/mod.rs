@@ -380,7 +380,7 @@ impl SqliteStore {
                         s.execute(params![id, r.status.as_str(), r.description, micros(now), r.released_at.map(micros)])
                     })
                     .map_err(sql_err)?;
-                    canary::insert_event(c, &stamp(release_updated(&before, &r), &actor, now))?;
+                    canary::insert_event(c, &stamp(release_updated(&before, &r, patch.override_reason.as_deref()), &actor, now))?;
                 }
                 Ok(r)
             })

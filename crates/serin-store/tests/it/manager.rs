@@ -261,6 +261,7 @@ async fn environments_body(s: &Store) {
         &ReleasePatch {
             status: Some(ReleaseStatus::Approved),
             description: None,
+            override_reason: None,
         },
         "ada",
         t(4),

@@ -55,6 +55,7 @@ async fn set(
         &ReleasePatch {
             status: Some(st),
             description: None,
+            override_reason: None,
         },
         "test",
         t(at),
@@ -220,6 +221,7 @@ async fn releases_and_transitions_body(s: &Store) {
             &ReleasePatch {
                 status: None,
                 description: Some("notes".into()),
+                override_reason: None,
             },
             "test",
             t(10),

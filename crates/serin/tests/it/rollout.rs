@@ -501,6 +501,24 @@ async fn a_failing_canary_health_check_rolls_back() {
         reason.starts_with("health:canary-api: canary check fails after 2 attempt(s): HTTP 503"),
         "{reason}"
     );
+    // The failure is an event of its own, critical on the canary's lane (and
+    // the notifier's to send), once per failure, not once per probe.
+    let ev = events(&s.api, id).await;
+    let failed: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["type"] == "health_check_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{ev:?}");
+    assert_eq!(
+        (
+            failed[0]["data"]["check"].as_str(),
+            failed[0]["data"]["lane"].as_str(),
+            failed[0]["data"]["severity"].as_str()
+        ),
+        (Some("canary-api"), Some("canary"), Some("critical")),
+        "{}",
+        failed[0]
+    );
 }
 
 /// A webhook receiver: `/confirm` says 503 to its first `refusals` calls, then
@@ -942,6 +960,20 @@ async fn equal_canaries_are_promoted_and_a_failing_one_is_rolled_back_by_the_def
         ("/slower", 0.01, "8.24"),
         ("/failing", 0.10, "8"),
     ];
+    // The failing canary is a release Serin knows: after its automatic rollback
+    // it can't be released by hand without an admin's override.
+    let (st, _) = post(
+        &format!("{}/api/v1/products", s.api),
+        json!({"name": "payments"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (st, release) = post(
+        &format!("{}/api/v1/releases", s.api),
+        json!({"product_name": "payments", "version": "v2"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{release}");
     let mut procs = Vec::new();
     let mut ids = Vec::new();
     for (prefix, canary_errors, canary_ms) in lanes {
@@ -950,6 +982,9 @@ async fn equal_canaries_are_promoted_and_a_failing_one_is_rolled_back_by_the_def
         procs.push((ps, pc));
         let mut body = target(prefix.trim_start_matches('/'), prefix, &stable, &canary);
         body.as_object_mut().unwrap().remove("rollback_thresholds");
+        if prefix == "/failing" {
+            body["product"] = json!("payments");
+        }
         body["rollout"] = json!({"steps": [
             {"set_weight": 10}, {"analysis": {"window": "20s"}},
             {"set_weight": 50}, {"analysis": {"window": "20s"}},
@@ -982,5 +1017,90 @@ async fn equal_canaries_are_promoted_and_a_failing_one_is_rolled_back_by_the_def
     assert!(
         reason.contains("margin ×1.25 and a 0.1% floor"),
         "the failing canary's verdict names its margin: {reason}"
+    );
+    // The end is the end: no step runs, the step it ended at is `stopped`, and
+    // the figures are those of the judgement that decided it.
+    let (st, r) = get(&format!(
+        "{}/api/v1/canary/deployments/{}/rollout",
+        s.api, ids[4]
+    ))
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let states: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert!(!states.contains(&"running"), "{states:?}");
+    assert_eq!(
+        states.iter().filter(|s| **s == "stopped").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(r["health_status"], "critical", "{r}");
+    assert_eq!(r["judgement"]["outcome"], "fail", "{r}");
+    assert!(r["confidence_score"].as_f64().unwrap() > 0.99, "{r}");
+    assert_eq!(r["window_end"], ended[4]["completed_at"], "{r}");
+    assert!(r["error_rate_percent"].as_f64().is_some(), "{r}");
+    let (st, r) = get(&format!(
+        "{}/api/v1/canary/deployments/{}/rollout",
+        s.api, ids[0]
+    ))
+    .await;
+    assert_eq!(
+        (st, r["health_status"].as_str()),
+        (200, Some("healthy")),
+        "{r}"
+    );
+    assert_eq!(r["current_traffic_percent"], 100.0, "{r}");
+
+    let rel = format!("{}/api/v1/releases/{}", s.api, release["id"]);
+    let (_, now) = get(&rel).await;
+    assert_eq!(now["status"], "rolled_back", "{now}");
+    let (st, e) = send(
+        reqwest::Method::PATCH,
+        &rel,
+        Some(json!({"status": "released"})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (409, Some("INVALID_STATUS_TRANSITION")),
+        "{e}"
+    );
+    let (_, k) = post(
+        &format!("{}/api/v1/api-keys", s.api),
+        json!({"name": "eng", "role": "engineer"}),
+    )
+    .await;
+    let forced = json!({"status": "released", "override_reason": "the errors came from a broken load balancer"});
+    let (st, e) = crate::harness::send_as(
+        k["key"].as_str().unwrap(),
+        reqwest::Method::PATCH,
+        &rel,
+        Some(forced.clone()),
+    )
+    .await;
+    assert_eq!(st, 403, "an engineer can't override: {e}");
+    let (st, r) = send(reqwest::Method::PATCH, &rel, Some(forced)).await;
+    assert_eq!((st, r["status"].as_str()), (200, Some("released")), "{r}");
+    let (_, log) = get(&format!(
+        "{}/api/v1/audit-logs?resource_type=release&resource_id={}",
+        s.api, release["id"]
+    ))
+    .await;
+    let reasons: Vec<&str> = log["audit_logs"]
+        .as_array()
+        .expect("audit entries")
+        .iter()
+        .filter_map(|e| e["changes"]["override_reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("broken load balancer"))
+            && reasons
+                .iter()
+                .any(|r| r.contains("rolled back automatically")),
+        "{log}"
     );
 }
