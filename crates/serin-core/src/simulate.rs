@@ -18,7 +18,7 @@
 //! same report.
 //!
 //! The live controller feeds its tests only seconds it has sealed (older than
-//! its 5 s seal lag, sealed every 5 s, so that late proxy reports are in);
+//! its 2 s seal lag, sealed every tick, so that late proxy reports are in);
 //! `lag_s` models that (0, the default, feeds every second at once: the
 //! judge's own speed). Left out: the proxy's own reporting delay and the
 //! controller's tick, about a second more.
@@ -84,12 +84,12 @@ pub struct Scenario {
     /// (Flagger's usual 99).
     pub flagger_min_success_rate: f64,
     /// Seconds a second waits before the sequential tests see it (the live
-    /// controller's seal lag is 5; 0 feeds every second at once).
+    /// controller's seal lag is 2; 0 feeds every second at once).
     pub lag_s: u32,
 }
 
-/// How often the live controller seals a deployment's seconds.
-const SEAL_EVERY: u32 = 5;
+/// How often the live controller seals a deployment's seconds (every tick).
+const SEAL_EVERY: u32 = 1;
 
 impl Scenario {
     /// Checks the figures; the error names the flag at fault.
@@ -396,8 +396,8 @@ fn drive(
                 }
                 let ev = &mut evidence.as_mut().expect("just set").1;
                 // The live controller's seal lag: seconds reach the tests only
-                // once older than the lag, sealed every SEAL_EVERY seconds, and all
-                // of the step's at its window's end.
+                // once older than the lag, sealed every SEAL_EVERY seconds (never
+                // early, not even at a window's end: the tests run on one path).
                 pending.push_back((t, [stable, canary]));
                 let window_over = match r.current() {
                     Some(crate::rollout::Step::Analysis { window }) => {
@@ -407,7 +407,7 @@ fn drive(
                 };
                 let sealing = s.lag_s == 0 || t % SEAL_EVERY == 0;
                 while let Some((at, _)) = pending.front() {
-                    let ripe = window_over || (sealing && *at + s.lag_s <= t);
+                    let ripe = sealing && *at + s.lag_s <= t;
                     if !ripe {
                         break;
                     }

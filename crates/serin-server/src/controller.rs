@@ -73,9 +73,10 @@ const ASK_EVERY: Duration = Duration::from_secs(5);
 const GATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deployments reconciled at once.
 const PARALLEL: usize = 8;
-/// Lane seconds older than this are sealed into a deployment's accumulator
-/// (proxies report each second within about one).
-pub const SEAL_LAG: Duration = Duration::from_secs(3);
+/// Lane seconds older than this are sealed into a deployment's accumulator:
+/// a second is sealed once `now − SEAL_LAG` has passed its end, at least a
+/// second after proxies (which report every second) have sent it.
+pub const SEAL_LAG: Duration = Duration::from_secs(2);
 
 /// What the controller last saw of a deployment (shown by the rollout status route).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

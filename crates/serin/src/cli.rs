@@ -685,8 +685,8 @@ pub struct SimulateArgs {
     /// With `--judge flagger`: the minimum success rate of each minute, percent.
     #[arg(long, default_value_t = 99.0)]
     pub flagger_min_success_rate: f64,
-    /// Seconds before the sequential judge sees a second, sealed every 5 s, as
-    /// the live controller does (its seal lag is 5); 0 = the judge's own speed.
+    /// Seconds before the sequential judge sees a second, as the live
+    /// controller does (its seal lag is 2); 0 = the judge's own speed.
     #[arg(long, default_value_t = 0)]
     pub lag: u32,
     /// Replay recorded per-second lane buckets (the JSON array that
