@@ -105,7 +105,8 @@ async fn supervise(state: &AppState) {
             }
             let (state, spec) = (state.clone(), spec.clone());
             tokio::spawn(async move {
-                let result = check(&state.http, &spec, state.now()).await;
+                let result =
+                    check(&state.http, &state.config.check_targets, &spec, state.now()).await;
                 let at = state.now();
                 let result = CheckResult { at, ..result };
                 if state.probes.record(&key.0, result.clone()) {
@@ -161,6 +162,7 @@ async fn failed(state: &AppState, deployment: &str, spec: &HealthCheckSpec, r: &
 /// Probes one check with its retries.
 pub async fn check(
     http: &reqwest::Client,
+    targets: &std::collections::BTreeMap<String, String>,
     spec: &HealthCheckSpec,
     now: serin_core::Timestamp,
 ) -> CheckResult {
@@ -172,7 +174,7 @@ pub async fn check(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         attempts += 1;
-        let outcome = match tokio::time::timeout(timeout, attempt_once(http, spec)).await {
+        let outcome = match tokio::time::timeout(timeout, attempt_once(http, targets, spec)).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {}s", spec.timeout_seconds)),
         };
@@ -200,7 +202,11 @@ pub async fn check(
     }
 }
 
-async fn attempt_once(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<String, String> {
+async fn attempt_once(
+    http: &reqwest::Client,
+    targets: &std::collections::BTreeMap<String, String>,
+    spec: &HealthCheckSpec,
+) -> Result<String, String> {
     match spec.check_type {
         CheckType::Http => {
             let resp = http
@@ -221,35 +227,83 @@ async fn attempt_once(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<
                 .map_err(|e| format!("connect failed: {}", e.kind()))?;
             Ok("connected".into())
         }
-        CheckType::Postgres => postgres(spec).await,
+        CheckType::Postgres => postgres(targets, spec).await,
         CheckType::Redis => redis(&spec.endpoint).await,
         CheckType::Nats => nats(&spec.endpoint).await,
         CheckType::Prometheus => prometheus(http, spec).await,
     }
 }
 
-async fn postgres(spec: &HealthCheckSpec) -> Result<String, String> {
-    let (client, connection) = tokio_postgres::connect(&spec.endpoint, tokio_postgres::NoTls)
+/// Most rows a database check reads before it stops counting.
+const MAX_ROWS: usize = 10_000;
+
+/// A database check: one statement (the extended protocol refuses more), in a
+/// read-only transaction with a statement and a lock timeout, on a target an
+/// admin registered; it reports a row count or a SQLSTATE, never the
+/// database's own text (that may quote data: it goes to the log).
+async fn postgres(
+    targets: &std::collections::BTreeMap<String, String>,
+    spec: &HealthCheckSpec,
+) -> Result<String, String> {
+    let name = spec
+        .target()
+        .ok_or("not a registered target (`target:NAME`)")?;
+    let url = targets
+        .get(name)
+        .ok_or_else(|| format!("no database target `{name}` is registered on this server"))?;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("connect failed: {}", pg_reason(&e)))?;
+        .map_err(|e| {
+            tracing::warn!(target = name, error = %e, "database check cannot connect");
+            format!("connect failed{}", pg_code(&e))
+        })?;
     let conn = tokio::spawn(connection);
     let query = spec.query.as_deref().unwrap_or("SELECT 1");
-    let r = client.simple_query(query).await;
+    let run = async {
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '1s'",
+        )
+        .await?;
+        let rows = tx
+            .query_raw(
+                query,
+                std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+            )
+            .await?;
+        futures::pin_mut!(rows);
+        let mut n = 0usize;
+        while n < MAX_ROWS {
+            use futures::StreamExt;
+            match rows.next().await {
+                Some(row) => {
+                    row?;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        tx.rollback().await?;
+        Ok::<usize, tokio_postgres::Error>(n)
+    };
+    let r = run.await;
     drop(client);
     conn.abort();
-    let rows = r.map_err(|e| format!("query failed: {}", pg_reason(&e)))?;
-    let n = rows
-        .iter()
-        .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-        .count();
-    Ok(format!("query returned {n} row(s)"))
+    let n = r.map_err(|e| {
+        tracing::warn!(target = name, check = %spec.name, error = %e, "database check query failed");
+        format!("query failed{}", pg_code(&e))
+    })?;
+    Ok(format!(
+        "query returned {n}{} row(s)",
+        if n == MAX_ROWS { "+" } else { "" }
+    ))
 }
 
-fn pg_reason(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(
-        || "the server could not be reached".to_string(),
-        |d| d.message().to_string(),
-    )
+/// ` (SQLSTATE xxxxx)` for an error the database answered, else nothing.
+fn pg_code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| format!(" (SQLSTATE {})", c.code()))
+        .unwrap_or_default()
 }
 
 /// `scheme://[user[:password]@]host:port[/…]` → (user, password, host:port).

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub session_ttl: std::time::Duration,
     /// Products' git repositories on this machine, for release notes.
     pub git_repositories: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// Databases `postgres` health checks may query, by name (URLs with their
+    /// credentials: never returned by the API).
+    pub check_targets: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             webhook_secret: None,
             session_ttl: std::time::Duration::from_secs(12 * 3600),
             git_repositories: std::collections::BTreeMap::new(),
+            check_targets: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -40,6 +40,7 @@ const FILE_KEYS: &[&str] = &[
     "proxy_listen",
     "session_ttl",
     "git_repositories",
+    "check_targets",
 ];
 
 /// Log output format.
@@ -205,6 +206,22 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             )),
         }
     }
+    let mut check_targets = std::collections::BTreeMap::new();
+    for entry in &up.check_targets {
+        match entry.split_once('=') {
+            Some((name, url))
+                if serin_core::judge::health::is_target_name(name)
+                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                check_targets.insert(name.to_string(), url.to_string());
+            }
+            // The URL may hold a password: never echo it.
+            _ => l.errors.push(format!(
+                "check_target: `{}=…` is not NAME=postgres://… with NAME of a-z, 0-9, _ and - (SERIN_CHECK_TARGETS)",
+                entry.split_once('=').map_or(entry.as_str(), |(n, _)| n)
+            )),
+        }
+    }
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -244,6 +261,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 webhook_secret,
                 session_ttl,
                 git_repositories,
+                check_targets,
             },
         }),
         _ => Err(l.errors),
@@ -388,6 +406,7 @@ mod tests {
             proxy_listen: None,
             session_ttl: None,
             git_repositories: Vec::new(),
+            check_targets: Vec::new(),
         }
     }
 
@@ -403,6 +422,24 @@ mod tests {
             errors.iter().any(|e| e.contains("proxy_listen: `here`")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn check_targets_are_named_urls_whose_secrets_are_never_echoed() {
+        let mut a = up();
+        a.check_targets = vec!["main=postgres://monitor:pw@db:5432/app".into()];
+        let s = settings(&a).unwrap();
+        assert_eq!(
+            s.server.check_targets.get("main").map(String::as_str),
+            Some("postgres://monitor:pw@db:5432/app")
+        );
+        a.check_targets = vec!["Main=mysql://root:hunter2@db".into()];
+        let errors = settings(&a).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("check_target: `Main=…`")),
+            "{errors:?}"
+        );
+        assert!(!errors.iter().any(|e| e.contains("hunter2")), "{errors:?}");
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum CheckType {
     Http,
     /// Connect to `endpoint` (`host:port`).
     Tcp,
-    /// Run `query` (default `SELECT 1`) on `endpoint` (`postgres://…`).
+    /// Run `query` (default `SELECT 1`; one statement, in a read-only
+    /// transaction with a 5 s statement timeout) on a database target an admin
+    /// registered (`endpoint: target:NAME`, from `serin up --check-target`).
     Postgres,
     /// `PING` `endpoint` (`redis://[:password@]host:port`).
     Redis,
@@ -141,7 +143,15 @@ impl HealthCheckSpec {
             CheckType::Tcp => e
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
-            CheckType::Postgres => e.starts_with("postgres://") || e.starts_with("postgresql://"),
+            CheckType::Postgres => {
+                if e.starts_with("postgres://") || e.starts_with("postgresql://") {
+                    return Err(DomainError::invalid(
+                        "endpoint",
+                        "a database check names a target an admin registered (`target:NAME`, from `serin up --check-target NAME=postgres://…`); a plan can't carry a database URL or its credentials",
+                    ));
+                }
+                e.strip_prefix("target:").is_some_and(is_target_name)
+            }
             CheckType::Redis => e.starts_with("redis://"),
             CheckType::Nats => e.starts_with("nats://"),
         };
@@ -149,7 +159,7 @@ impl HealthCheckSpec {
             let want = match self.check_type {
                 CheckType::Http | CheckType::Prometheus => "an http:// or https:// URL",
                 CheckType::Tcp => "host:port",
-                CheckType::Postgres => "a postgres:// URL",
+                CheckType::Postgres => "`target:NAME`, a registered database target",
                 CheckType::Redis => "a redis:// URL",
                 CheckType::Nats => "a nats:// URL",
             };
@@ -190,6 +200,13 @@ impl HealthCheckSpec {
         Ok(())
     }
 
+    /// The registered database target a `postgres` check names (`target:NAME`).
+    pub fn target(&self) -> Option<&str> {
+        self.endpoint
+            .strip_prefix("target:")
+            .filter(|n| is_target_name(n))
+    }
+
     /// Whether an HTTP status passes.
     pub fn status_ok(&self, status: u16) -> bool {
         if self.expected_status_codes.is_empty() {
@@ -216,6 +233,14 @@ pub struct CheckResult {
     pub attempts: u32,
     /// When the probe finished.
     pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A registered target's name: 1–64 of `a-z 0-9 _ -`.
+pub fn is_target_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// One verdict per configured check, from the latest results.
@@ -257,4 +282,33 @@ pub fn judge(specs: &[HealthCheckSpec], results: &[CheckResult], now: Timestamp)
             Verdict::new(name, outcome, summary, evidence)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_check_names_a_registered_target_never_a_url() {
+        let mut s = HealthCheckSpec {
+            name: "db".into(),
+            description: None,
+            check_type: CheckType::Postgres,
+            lane: Lane::Canary,
+            endpoint: "postgres://postgres@127.0.0.1:5432/test".into(),
+            expected_status_codes: vec![],
+            query: Some("UPDATE api_keys SET role = 'admin'".into()),
+            condition: None,
+            interval_seconds: 10,
+            timeout_seconds: 5,
+            retry_count: 0,
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("target:NAME"), "{e}");
+        s.endpoint = "target:Main DB".into();
+        assert!(s.validate().is_err());
+        s.endpoint = "target:main-db".into();
+        s.validate().unwrap();
+        assert_eq!(s.target(), Some("main-db"));
+    }
 }

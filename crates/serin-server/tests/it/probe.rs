@@ -31,7 +31,16 @@ fn spec(check_type: CheckType, endpoint: &str) -> HealthCheckSpec {
 
 async fn probe(s: &HealthCheckSpec) -> CheckResult {
     s.validate().unwrap();
-    check(&serin_server::outbound::client(), s, Utc::now()).await
+    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let targets = std::collections::BTreeMap::from([
+        ("test".to_string(), url),
+        (
+            "closed".to_string(),
+            format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
+        ),
+    ]);
+    check(&serin_server::outbound::client(), &targets, s, Utc::now()).await
 }
 
 /// Whether `addr` accepts connections; outside CI a missing service is a skip.
@@ -90,23 +99,80 @@ async fn postgres_query() {
     if !service("PostgreSQL", "127.0.0.1:5432").await {
         return;
     }
-    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut s = spec(CheckType::Postgres, &url);
+    let mut s = spec(CheckType::Postgres, "target:test");
     let r = probe(&s).await;
     assert!(r.ok && r.message == "query returned 1 row(s)", "{r:?}");
+    // The database's own text may quote data: only its SQLSTATE is kept.
     s.query = Some("SELECT * FROM no_such_table_for_serin".into());
     let r = probe(&s).await;
     assert!(
-        !r.ok && r.message.contains("no_such_table_for_serin"),
+        !r.ok && r.message == "query failed (SQLSTATE 42P01)",
         "{r:?}"
     );
-    let r = probe(&spec(
-        CheckType::Postgres,
-        &format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
-    ))
-    .await;
-    assert!(!r.ok && r.message.contains("connect failed"), "{r:?}");
+    s.query = Some("SELECT CAST((SELECT 'secret-value') AS int)".into());
+    let r = probe(&s).await;
+    assert!(!r.ok && !r.message.contains("secret-value"), "{r:?}");
+    let r = probe(&spec(CheckType::Postgres, "target:closed")).await;
+    assert!(!r.ok && r.message.starts_with("connect failed"), "{r:?}");
+    let r = probe(&spec(CheckType::Postgres, "target:nobody-registered")).await;
+    assert!(!r.ok && r.message.contains("no database target"), "{r:?}");
+}
+
+/// What an engineer tried through a database check: writes, DDL, a second
+/// statement after a harmless one, a transaction of its own. None gets through.
+#[tokio::test]
+async fn a_database_check_cannot_write() {
+    if !service("PostgreSQL", "127.0.0.1:5432").await {
+        return;
+    }
+    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(
+        "DROP TABLE IF EXISTS serin_probe_victim; CREATE TABLE serin_probe_victim (role text); INSERT INTO serin_probe_victim VALUES ('engineer')",
+    )
+    .await
+    .unwrap();
+    for (query, why) in [
+        ("UPDATE serin_probe_victim SET role = 'admin'", "25006"),
+        ("CREATE TABLE serin_probe_made (x int)", "25006"),
+        (
+            "SELECT 1; UPDATE serin_probe_victim SET role = 'admin'",
+            "42601",
+        ),
+        (
+            "COMMIT; UPDATE serin_probe_victim SET role = 'admin'",
+            "42601",
+        ),
+        ("SELECT pg_sleep(30)", "57014"),
+    ] {
+        let mut s = spec(CheckType::Postgres, "target:test");
+        s.timeout_seconds = 20;
+        s.query = Some(query.into());
+        let r = probe(&s).await;
+        assert!(!r.ok, "{query}: {r:?}");
+        assert!(r.message.contains(why), "{query}: {r:?}");
+    }
+    let role: String = db
+        .query_one("SELECT role FROM serin_probe_victim", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "engineer");
+    let made = db
+        .query_opt(
+            "SELECT 1 FROM pg_tables WHERE tablename = 'serin_probe_made'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(made.is_none());
+    db.batch_execute("DROP TABLE serin_probe_victim")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
