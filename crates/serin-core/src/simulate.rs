@@ -88,9 +88,6 @@ pub struct Scenario {
     pub lag_s: u32,
 }
 
-/// How often the live controller seals a deployment's seconds (every tick).
-const SEAL_EVERY: u32 = 1;
-
 impl Scenario {
     /// Checks the figures; the error names the flag at fault.
     pub fn validate(&self) -> Result<(), DomainError> {
@@ -396,8 +393,8 @@ fn drive(
                 }
                 let ev = &mut evidence.as_mut().expect("just set").1;
                 // The live controller's seal lag: seconds reach the tests only
-                // once older than the lag, sealed every SEAL_EVERY seconds (never
-                // early, not even at a window's end: the tests run on one path).
+                // once older than the lag (it seals every tick, and never early,
+                // not even at a window's end: the tests run on one path).
                 pending.push_back((t, [stable, canary]));
                 let window_over = match r.current() {
                     Some(crate::rollout::Step::Analysis { window }) => {
@@ -405,9 +402,8 @@ fn drive(
                     }
                     _ => false,
                 };
-                let sealing = s.lag_s == 0 || t % SEAL_EVERY == 0;
                 while let Some((at, _)) = pending.front() {
-                    let ripe = sealing && *at + s.lag_s <= t;
+                    let ripe = *at + s.lag_s <= t;
                     if !ripe {
                         break;
                     }

@@ -436,7 +436,9 @@ mod tests {
         a.check_targets = vec!["Main=mysql://root:hunter2@db".into()];
         let errors = settings(&a).unwrap_err();
         assert!(
-            errors.iter().any(|e| e.starts_with("check_target: `Main=…`")),
+            errors
+                .iter()
+                .any(|e| e.starts_with("check_target: `Main=…`")),
             "{errors:?}"
         );
         assert!(!errors.iter().any(|e| e.contains("hunter2")), "{errors:?}");
