@@ -583,12 +583,7 @@ pub fn plan(
         ));
     }
     for (i, e) in req.endpoints.iter().enumerate() {
-        if !crate::rollout::is_http_url(e) {
-            return Err(DomainError::invalid(
-                format!("endpoints[{i}]"),
-                format!("`{e}` is not an http:// or https:// URL"),
-            ));
-        }
+        crate::rollout::check_http_url(&format!("endpoints[{i}]"), e)?;
     }
     let mut steps = Vec::new();
     if approval_needed {

@@ -86,12 +86,7 @@ impl Hook {
         crate::rollout::check_item_name(&self.name)?;
         match (&self.webhook, &self.command) {
             (Some(url), None) => {
-                if !crate::rollout::is_http_url(url) {
-                    return Err(DomainError::invalid(
-                        "webhook",
-                        format!("`{url}` is not an http:// or https:// URL"),
-                    ));
-                }
+                crate::rollout::check_http_url("webhook", url)?;
             }
             (None, Some(argv)) => {
                 if argv.is_empty() || argv[0].trim().is_empty() || argv.len() > 100 {

@@ -64,14 +64,7 @@ pub const DEFAULT_EVENTS: [EventType; 7] = [
 impl Notification {
     /// Checks the URL.
     pub fn validate(&self) -> Result<(), DomainError> {
-        let u = &self.url;
-        if !crate::rollout::is_http_url(u) {
-            return Err(DomainError::invalid(
-                "url",
-                format!("`{u}` is not an http:// or https:// URL"),
-            ));
-        }
-        Ok(())
+        crate::rollout::check_http_url("url", &self.url)
     }
 
     /// Whether this event type is sent.

@@ -297,12 +297,7 @@ impl RolloutSpec {
                         "an analysis window is more than 0s and at most 24h",
                     ));
                 }
-                Step::Gate(Gate::Webhook { url }) if !is_http_url(url) => {
-                    return Err(DomainError::invalid(
-                        field,
-                        format!("`{url}` is not an http:// or https:// URL"),
-                    ));
-                }
+                Step::Gate(Gate::Webhook { url }) => check_http_url(&field, url)?,
                 _ => {}
             }
         }
@@ -403,6 +398,33 @@ pub(crate) fn is_http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() <= 2048
         && !url.contains(char::is_whitespace)
+}
+
+/// Whether a URL carries credentials (`user[:pass]@` before its host).
+pub fn has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
+}
+
+/// Checks a URL a plan carries: http:// or https://, bounded, and without
+/// credentials — a plan is read by every viewer (deployment, events, audit
+/// log), so a password in it is a password for all. The message never repeats
+/// such a URL.
+pub fn check_http_url(field: &str, url: &str) -> Result<(), DomainError> {
+    if has_credentials(url) {
+        return Err(DomainError::invalid(
+            field,
+            "a URL in a plan can't carry credentials (`user:pass@`): every viewer reads plans; webhooks are authenticated by Serin's signature (`--webhook-secret`), databases and brokers by a registered target (`--check-target`)",
+        ));
+    }
+    if !is_http_url(url) {
+        return Err(DomainError::invalid(
+            field,
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(())
 }
 
 /// The rule for the name of a check, policy or hook: 1–100 characters, not blank.
@@ -596,6 +618,33 @@ impl Seed002Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_plans_carry_no_credentials() {
+        for url in [
+            "https://ops:hunter2@ci.example/gate",
+            "http://token@hooks.example/x",
+        ] {
+            let e = check_http_url("url", url).unwrap_err().to_string();
+            assert!(
+                e.contains("credentials") && !e.contains("hunter2") && !e.contains("token@"),
+                "{e}"
+            );
+        }
+        check_http_url("url", "https://ci.example/gate?user=a@b").unwrap();
+        assert!(has_credentials("redis://:pw@cache:6379"));
+        assert!(!has_credentials("nats://broker:4222"));
+        let mut s = RolloutSpec::of_steps(vec![Step::Gate(Gate::Webhook {
+            url: "https://a:b@ci.example/ok".into(),
+        })]);
+        assert!(s.validate().is_err());
+        s.steps = vec![Step::SetWeight(10)];
+        s.notifications = vec![
+            serde_json::from_value(serde_json::json!({"url": "https://u:p@ops.example/n"}))
+                .unwrap(),
+        ];
+        assert!(s.validate().is_err());
+    }
 
     #[test]
     fn traffic_steps_expand_with_waits_and_analyses() {

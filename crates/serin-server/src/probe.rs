@@ -228,9 +228,26 @@ async fn attempt_once(
             Ok("connected".into())
         }
         CheckType::Postgres => postgres(targets, spec).await,
-        CheckType::Redis => redis(&spec.endpoint).await,
-        CheckType::Nats => nats(&spec.endpoint).await,
+        CheckType::Redis => redis(&resolve(targets, spec, "redis://")?).await,
+        CheckType::Nats => nats(&resolve(targets, spec, "nats://")?).await,
         CheckType::Prometheus => prometheus(http, spec).await,
+    }
+}
+
+/// A check's endpoint: its own URL, or the registered target it names (which
+/// must speak `scheme`).
+fn resolve(
+    targets: &std::collections::BTreeMap<String, String>,
+    spec: &HealthCheckSpec,
+    scheme: &str,
+) -> Result<String, String> {
+    let Some(name) = spec.endpoint.strip_prefix("target:") else {
+        return Ok(spec.endpoint.clone());
+    };
+    match targets.get(name) {
+        Some(url) if url.starts_with(scheme) => Ok(url.clone()),
+        Some(_) => Err(format!("target `{name}` is not a {scheme} target")),
+        None => Err(format!("no target `{name}` is registered on this server")),
     }
 }
 
@@ -250,6 +267,7 @@ async fn postgres(
         .ok_or("not a registered target (`target:NAME`)")?;
     let url = targets
         .get(name)
+        .filter(|u| u.starts_with("postgres"))
         .ok_or_else(|| format!("no database target `{name}` is registered on this server"))?;
     let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await

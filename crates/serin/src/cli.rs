@@ -210,14 +210,15 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub git_repositories: Vec<String>,
-    /// A database that `postgres` health checks may query, by name: plans say
+    /// A database or broker that health checks may reach, by name: plans say
     /// `endpoint: target:NAME`, and the URL with its credentials stays on the
-    /// server (repeat, or comma-separate in the variable). Give it a role that
-    /// can read only what the checks need.
+    /// server (postgres://, redis:// or nats://; repeat, or comma-separate in
+    /// the variable). Give a database target a role that can read only what the
+    /// checks need.
     #[arg(
         long = "check-target",
         env = "SERIN_CHECK_TARGETS",
-        value_name = "NAME=postgres://…",
+        value_name = "NAME=URL",
         value_delimiter = ','
     )]
     pub check_targets: Vec<String>,

@@ -211,13 +211,15 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         match entry.split_once('=') {
             Some((name, url))
                 if serin_core::judge::health::is_target_name(name)
-                    && (url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+                    && ["postgres://", "postgresql://", "redis://", "nats://"]
+                        .iter()
+                        .any(|s| url.starts_with(s)) =>
             {
                 check_targets.insert(name.to_string(), url.to_string());
             }
             // The URL may hold a password: never echo it.
             _ => l.errors.push(format!(
-                "check_target: `{}=…` is not NAME=postgres://… with NAME of a-z, 0-9, _ and - (SERIN_CHECK_TARGETS)",
+                "check_target: `{}=…` is not NAME=URL (postgres://, redis:// or nats://) with NAME of a-z, 0-9, _ and - (SERIN_CHECK_TARGETS)",
                 entry.split_once('=').map_or(entry.as_str(), |(n, _)| n)
             )),
         }

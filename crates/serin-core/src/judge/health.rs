@@ -34,9 +34,10 @@ pub enum CheckType {
     /// transaction with a 5 s statement timeout) on a database target an admin
     /// registered (`endpoint: target:NAME`, from `serin up --check-target`).
     Postgres,
-    /// `PING` `endpoint` (`redis://[:password@]host:port`).
+    /// `PING` `endpoint` (`redis://host:port`, or `target:NAME` for a registered
+    /// target, which may hold a password).
     Redis,
-    /// Connect to `endpoint` (`nats://host:port`) and flush.
+    /// Connect to `endpoint` (`nats://host:port`, or `target:NAME`) and flush.
     Nats,
     /// Instant `query` on `endpoint` (Prometheus base URL); its value must meet `condition`.
     Prometheus,
@@ -136,6 +137,13 @@ impl HealthCheckSpec {
             return Err(DomainError::invalid("retry_count", "is at most 10"));
         }
         let e = &self.endpoint;
+        if crate::rollout::has_credentials(e) {
+            return Err(DomainError::invalid(
+                "endpoint",
+                "an endpoint in a plan can't carry credentials (`user:pass@`): every viewer reads plans; register it with `serin up --check-target NAME=URL` and give `target:NAME`",
+            ));
+        }
+        let named = e.strip_prefix("target:").is_some_and(is_target_name);
         let scheme_ok = match self.check_type {
             CheckType::Http | CheckType::Prometheus => {
                 e.starts_with("http://") || e.starts_with("https://")
@@ -152,16 +160,16 @@ impl HealthCheckSpec {
                 }
                 e.strip_prefix("target:").is_some_and(is_target_name)
             }
-            CheckType::Redis => e.starts_with("redis://"),
-            CheckType::Nats => e.starts_with("nats://"),
+            CheckType::Redis => named || e.starts_with("redis://"),
+            CheckType::Nats => named || e.starts_with("nats://"),
         };
         if !scheme_ok || e.len() > 2048 || e.contains(char::is_whitespace) {
             let want = match self.check_type {
                 CheckType::Http | CheckType::Prometheus => "an http:// or https:// URL",
                 CheckType::Tcp => "host:port",
                 CheckType::Postgres => "`target:NAME`, a registered database target",
-                CheckType::Redis => "a redis:// URL",
-                CheckType::Nats => "a nats:// URL",
+                CheckType::Redis => "a redis:// URL or `target:NAME`",
+                CheckType::Nats => "a nats:// URL or `target:NAME`",
             };
             return Err(DomainError::invalid(
                 "endpoint",
@@ -305,6 +313,19 @@ mod tests {
         };
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("target:NAME"), "{e}");
+        s.endpoint = "postgres://monitor:pw@db/app".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("credentials") && !e.contains("pw@"), "{e}");
+        s.check_type = CheckType::Redis;
+        s.endpoint = "redis://:hunter2@cache:6379".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        s.endpoint = "target:cache".into();
+        s.validate().unwrap();
+        s.check_type = CheckType::Http;
+        s.endpoint = "https://ops:secret@status.example/health".into();
+        assert!(s.validate().is_err());
+        s.check_type = CheckType::Postgres;
         s.endpoint = "target:Main DB".into();
         assert!(s.validate().is_err());
         s.endpoint = "target:main-db".into();

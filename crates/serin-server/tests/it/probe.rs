@@ -39,6 +39,10 @@ async fn probe(s: &HealthCheckSpec) -> CheckResult {
             "closed".to_string(),
             format!("postgres://postgres@127.0.0.1:{}/test", closed_port()),
         ),
+        (
+            "redis-wrong".to_string(),
+            "redis://:wrong@127.0.0.1:6379".to_string(),
+        ),
     ]);
     check(&serin_server::outbound::client(), &targets, s, Utc::now()).await
 }
@@ -183,7 +187,7 @@ async fn redis_ping() {
     let r = probe(&spec(CheckType::Redis, "redis://127.0.0.1:6379/0")).await;
     assert!(r.ok && r.message == "PONG", "{r:?}");
     // A password the server doesn't expect is refused, and says so.
-    let r = probe(&spec(CheckType::Redis, "redis://:wrong@127.0.0.1:6379")).await;
+    let r = probe(&spec(CheckType::Redis, "target:redis-wrong")).await;
     assert!(!r.ok && r.message.starts_with("AUTH refused"), "{r:?}");
     // Something that is not Redis (a NATS server greets first, then answers -ERR or closes).
     let r = probe(&spec(
