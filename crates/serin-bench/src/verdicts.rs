@@ -54,31 +54,6 @@ use crate::upstream::{Rng, flag, num};
 /// The benchmarked server's admin key (32 characters).
 const KEY: &str = "srn_verdicts_bench_key_012345678";
 
-/// Seed 002's example file, character for character (as in `serin lint`'s test).
-const SEED_002_YAML: &str = r#"# canary-config.yaml
-canary:
-  auto_progression:
-    enabled: true
-    wait_time: "24h"
-    thresholds:
-      max_latency: "1000ms"
-      min_success_rate: 0.85
-      max_error_rate: 0.15
-  
-  traffic_steps: [5, 25, 50, 100]
-  
-  safety_checks:
-    - name: "Total Latency"
-      metric: "p95_latency_ms"  
-      threshold: 1000
-      alert_level: "critical"
-    
-    - name: "Memory Queries"
-      metric: "memory_query_latency_ms"
-      threshold: 50
-      alert_level: "warning"
-"#;
-
 /// Regression lines report the share rolled back within this long.
 const WITHIN: f64 = 60.0;
 
@@ -239,7 +214,7 @@ fn default_plan(window: GoDuration) -> anyhow::Result<PlanSpec> {
 /// Seed 002's file through the same code as `serin apply -f` (YAML read into
 /// JSON's data model, then `Seed002Canary::spec`).
 fn seed002_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
-    let value: Value = serde_yaml::from_str(SEED_002_YAML)?;
+    let value: Value = serde_yaml::from_str(serin_core::rollout::SEED_002_EXAMPLE)?;
     let file: Seed002File = serde_json::from_value(value)?;
     let spec = file
         .canary

@@ -438,6 +438,32 @@ pub(crate) fn check_item_name(name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Seed 002's example `canary-config.yaml`, character for character (what
+/// `serin lint` and the live verdict benchmark read as the seed's plan).
+pub const SEED_002_EXAMPLE: &str = r#"# canary-config.yaml
+canary:
+  auto_progression:
+    enabled: true
+    wait_time: "24h"
+    thresholds:
+      max_latency: "1000ms"
+      min_success_rate: 0.85
+      max_error_rate: 0.15
+  
+  traffic_steps: [5, 25, 50, 100]
+  
+  safety_checks:
+    - name: "Total Latency"
+      metric: "p95_latency_ms"  
+      threshold: 1000
+      alert_level: "critical"
+    
+    - name: "Memory Queries"
+      metric: "memory_query_latency_ms"
+      threshold: 50
+      alert_level: "warning"
+"#;
+
 /// Seed 002's configuration file (`canary-config.yaml`), as written there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -344,13 +344,7 @@ async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResu
 /// hand without an admin's explicit, audited override (`override_reason`).
 pub async fn canary_failed(state: &AppState, d: &Deployment) {
     let Some(product) = &d.product else { return };
-    // Like promotion, only the last environment speaks for the release: a
-    // failure in staging is that deployment's, and blocks production already.
-    if let Some(env) = &d.environment
-        && let Ok(envs) = state.store.environments(product).await
-        && envs.iter().any(|e| &e.name == env)
-        && envs.last().is_some_and(|last| &last.name != env)
-    {
+    if !crate::routes::canary::speaks_for_release(state, product, d).await {
         return;
     }
     let r = match state

@@ -97,34 +97,9 @@ mod tests {
     use super::*;
     use serin_core::controller::describe;
 
-    /// Seed 002's example file, character for character.
-    const SEED_002: &str = r#"# canary-config.yaml
-canary:
-  auto_progression:
-    enabled: true
-    wait_time: "24h"
-    thresholds:
-      max_latency: "1000ms"
-      min_success_rate: 0.85
-      max_error_rate: 0.15
-  
-  traffic_steps: [5, 25, 50, 100]
-  
-  safety_checks:
-    - name: "Total Latency"
-      metric: "p95_latency_ms"  
-      threshold: 1000
-      alert_level: "critical"
-    
-    - name: "Memory Queries"
-      metric: "memory_query_latency_ms"
-      threshold: 50
-      alert_level: "warning"
-"#;
-
     #[test]
     fn the_seed_002_example_works_as_written() {
-        let file = parse(SEED_002).unwrap();
+        let file = parse(serin_core::rollout::SEED_002_EXAMPLE).unwrap();
         let spec = &file.spec;
         assert_eq!(spec.steps.len(), 7);
         assert_eq!(describe(&spec.steps[0]), "set weight 5%");

@@ -274,18 +274,29 @@ pub async fn promote(
     }))
 }
 
+/// Whether what happened to `d` says something about its release: in a
+/// product's environments only the last (production) does — a build that
+/// reached development is not the product's release yet, and a failure in
+/// staging is that deployment's (it blocks production already).
+pub(crate) async fn speaks_for_release(state: &AppState, product: &str, d: &Deployment) -> bool {
+    let Some(env) = &d.environment else {
+        return true;
+    };
+    match state.store.environments(product).await {
+        Ok(envs) => {
+            !envs.iter().any(|e| &e.name == env)
+                || envs.last().is_some_and(|last| &last.name == env)
+        }
+        Err(_) => true,
+    }
+}
+
 /// After a promotion: the product's release with the canary's version becomes
 /// `released` (through `approved` if it was a draft). Failures are logged: the
 /// promotion itself has happened.
 pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
     let Some(product) = &d.product else { return };
-    // In a product's environments only the last (production) makes a release
-    // stable: a build that reached development is not the product's release yet.
-    if let Some(env) = &d.environment
-        && let Ok(envs) = state.store.environments(product).await
-        && envs.iter().any(|e| &e.name == env)
-        && envs.last().is_some_and(|last| &last.name != env)
-    {
+    if !speaks_for_release(state, product, d).await {
         return;
     }
     let r = match state
