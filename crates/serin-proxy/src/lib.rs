@@ -496,6 +496,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Time a client has to send a request's headers (and its first byte).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `proxy` on `listener` (HTTP/1.1 and h2c, with upgrades) until
 /// `shutdown` resolves, then lets the connections in flight finish (at most 30 s).
 pub async fn run(
@@ -511,7 +514,7 @@ pub async fn run(
         .http1()
         .writev(false)
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(HEADER_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -532,12 +535,20 @@ pub async fn run(
             let p = p.clone();
             async move { Ok::<_, Infallible>(p.handle(req, addr).await) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
+            // Telling HTTP/1 from HTTP/2 waits for the first bytes, before the
+            // header timer runs: a connection that sends nothing is closed here.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
         });
     }
     drop(listener);

@@ -201,6 +201,13 @@ pub struct UpArgs {
     /// How long a user's login session lasts (default 12h).
     #[arg(long, env = "SERIN_SESSION_TTL", value_name = "DURATION")]
     pub session_ttl: Option<String>,
+    /// Time an API client has to send a request's headers, and the longest a
+    /// kept-alive connection may sit idle (default 10s).
+    #[arg(long, env = "SERIN_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// API connections open at once; more wait in the listen backlog (default 1024).
+    #[arg(long, env = "SERIN_CONNECTION_LIMIT", value_name = "N")]
+    pub connection_limit: Option<String>,
     /// A product's git repository on this machine, for commit subjects in its
     /// release notes (repeat, or comma-separate in the variable).
     #[arg(

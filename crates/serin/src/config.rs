@@ -39,6 +39,8 @@ const FILE_KEYS: &[&str] = &[
     "webhook_secret",
     "proxy_listen",
     "session_ttl",
+    "header_timeout",
+    "connection_limit",
     "git_repositories",
     "check_targets",
 ];
@@ -62,6 +64,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub server: ServerConfig,
+    pub limits: serin_server::Limits,
 }
 
 /// Flag (or variable), else file, else nothing.
@@ -192,6 +195,14 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let controller_interval =
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
     let session_ttl = duration_setting(&mut l, &up.session_ttl, "session_ttl", 12 * 3600);
+    let header_timeout = duration_setting(&mut l, &up.header_timeout, "header_timeout", 10);
+    let connection_limit = l.number(
+        &up.connection_limit,
+        "connection_limit",
+        "SERIN_CONNECTION_LIMIT",
+        1024,
+        1..=1_000_000,
+    );
     let mut git_repositories = std::collections::BTreeMap::new();
     for entry in &up.git_repositories {
         match entry.split_once('=') {
@@ -248,6 +259,10 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             max_connections,
             log_format,
             log_level,
+            limits: serin_server::Limits {
+                header_timeout,
+                max_connections: connection_limit as usize,
+            },
             server: ServerConfig {
                 max_live_deployments: u32::try_from(max_active).ok().filter(|n| *n > 0),
                 rate_limit: RateLimit {
@@ -407,6 +422,8 @@ mod tests {
             webhook_secret: None,
             proxy_listen: None,
             session_ttl: None,
+            header_timeout: None,
+            connection_limit: None,
             git_repositories: Vec::new(),
             check_targets: Vec::new(),
         }

@@ -89,9 +89,14 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     let notifier = tokio::spawn(serin_server::notifier::run(state.clone(), stopping(halted)));
     let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(serin_server::run(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let mut server = tokio::spawn(serin_server::run_with(
+        listener,
+        app,
+        settings.limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     tokio::select! {
         ended = &mut server => {
             ended??;

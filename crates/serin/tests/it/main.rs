@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod harness;
 mod lifecycle;
+mod limits;
 mod live;
 mod proxy;
 mod releases;
