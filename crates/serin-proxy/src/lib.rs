@@ -499,6 +499,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Time a client has to send a request's headers (and its first byte).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Accepts the next connection (with `TCP_NODELAY`). A failed accept — out of
+/// file descriptors and the like — waits 50 ms and tries again: a server
+/// neither spins nor dies on it.
+pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, addr);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Whether a new connection sends its first byte within `wait`. Telling
+/// HTTP/1 from HTTP/2 waits for the first bytes before any header timer runs,
+/// so a server closes a connection that sends nothing at all when this is false.
+pub async fn speaks_within(stream: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, stream.peek(&mut first)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
 /// Serves `proxy` on `listener` (HTTP/1.1 and h2c, with upgrades) until
 /// `shutdown` resolves, then lets the connections in flight finish (at most 30 s).
 pub async fn run(
@@ -518,18 +547,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin or die.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = accept(&listener) => c,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let p = proxy.clone();
         let service = hyper::service::service_fn(move |req| {
             let p = p.clone();
@@ -538,12 +558,8 @@ pub async fn run(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            // Telling HTTP/1 from HTTP/2 waits for the first bytes, before the
-            // header timer runs: a connection that sends nothing is closed here.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            if !speaks_within(&stream, HEADER_TIMEOUT).await {
+                return;
             }
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -58,7 +58,7 @@ use serin_core::deployment::{Deployment, DeploymentStatus};
 use serin_core::hooks::HookRun;
 use serin_core::judge::{self, Inputs, Judgement};
 use serin_core::metrics::{self, LaneWindow, LaneWorkers};
-use serin_core::rollout::Step;
+use serin_core::rollout::{RolloutSpec, Step};
 use serin_core::sequential::Evidence;
 use serin_core::worker::{Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
@@ -122,16 +122,14 @@ pub(crate) struct Read {
     evidence: Arc<Evidence>,
 }
 
-/// Fresh sequential tests with the plan's tolerances and margins.
-fn fresh_evidence(d: &Deployment) -> Evidence {
-    let spec = d.rollout.as_ref().map(|r| &r.spec);
-    let j = spec.map(|s| s.judges).unwrap_or_default();
-    let alpha = spec.map_or(j.alpha / 2.0, |s| judge::Budget::of(s).sequential_metric);
+/// Fresh sequential tests with the plan's tolerances, margins and α share.
+fn fresh_evidence(d: &Deployment, spec: &RolloutSpec) -> Evidence {
+    let j = &spec.judges;
     Evidence::new(
         j.error_tolerance,
         j.latency_tolerance,
         j.margins_or(d.config.margins),
-        alpha,
+        judge::Budget::of(spec).sequential_metric,
     )
 }
 
@@ -142,9 +140,10 @@ fn fresh_evidence(d: &Deployment) -> Evidence {
 async fn rebuilt_evidence(
     state: &AppState,
     d: &Deployment,
+    spec: &RolloutSpec,
     to: Timestamp,
 ) -> Result<Evidence, StoreError> {
-    let mut e = fresh_evidence(d);
+    let mut e = fresh_evidence(d, spec);
     let to = to - chrono::Duration::microseconds(1);
     if to > d.start_time {
         let buckets = state.store.lane_buckets(&d.id, d.start_time, to).await?;
@@ -613,19 +612,16 @@ async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> Hash
     let mut plans = Vec::new();
     let mut ranges = Vec::new();
     for d in work {
-        let Some(judging) = follows(d, now) else {
+        let (Some(judging), Some(r)) = (follows(d, now), &d.rollout) else {
             continue;
         };
-        let step = d
-            .rollout
-            .as_ref()
-            .map_or(d.start_time, |r| r.step_started_at);
+        let step = r.step_started_at;
         let mut parts = Vec::new();
         let mut acc = match state.controller.take_lanes(&d.id, d.start_time) {
             Some(acc) => acc,
             None => {
                 let sealed_to = seal_at.max(d.start_time);
-                let evidence = match rebuilt_evidence(state, d, sealed_to).await {
+                let evidence = match rebuilt_evidence(state, d, &r.spec, sealed_to).await {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::warn!(deployment = %d.id, error = %e, "cannot rebuild the sequential tests");

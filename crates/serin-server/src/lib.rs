@@ -194,18 +194,9 @@ pub async fn run_with(
             () = &mut shutdown => break,
         };
         let (stream, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin or die.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = serin_proxy::accept(&listener) => c,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         // The client's address reaches handlers (failed authentications are
         // counted per address).
@@ -219,13 +210,9 @@ pub async fn run_with(
         let watcher = graceful.watcher();
         let wait = limits.header_timeout;
         tokio::spawn(async move {
-            // Telling HTTP/1 from HTTP/2 waits for the first bytes, before any
-            // header timer runs: a connection that sends nothing at all is
-            // closed here.
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(wait, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return drop(slot),
+            // A connection that sends nothing at all is closed (and its slot freed).
+            if !serin_proxy::speaks_within(&stream, wait).await {
+                return drop(slot);
             }
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)

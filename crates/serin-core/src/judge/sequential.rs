@@ -65,7 +65,12 @@ pub fn judge(
     let e = ev.error_summary();
     let l = ev.latency.summary();
     let [stable_n, canary_n] = e.requests;
-    let (floor_passed, canary_low) = ev.error_floor_passed();
+    // The floor's bound matters only once the ratio has crossed its bar.
+    let (floor_passed, canary_low) = if e.bayes_factor >= bar {
+        ev.error_floor_passed()
+    } else {
+        (false, 0.0)
+    };
     let promote_bar = 1.0 / promotion_alpha(judges, analysis_steps);
     let settled = e.within_evidence >= promote_bar && l.within_evidence >= promote_bar;
     let data = json!({

@@ -55,14 +55,23 @@ pub fn judge(inputs: &Inputs<'_>, decisive: bool, alpha: f64) -> Verdict {
     let d = inputs.deployment;
     let t = &d.config.rollback_thresholds;
     let report = evaluate(d, inputs.stable, inputs.canary, inputs.now);
-    let [ls, lc] = inputs.lanes;
-    let (ns, nc) = (ls.success + ls.errors, lc.success + lc.errors);
-    let (hs, hc) = (latencies(ls), latencies(lc));
-    let err_gap = (bound::lower(lc.errors, nc, alpha / 2.0)
-        - bound::upper(ls.errors, ns, alpha / 2.0))
-        * 100.0;
-    let success_upper = (1.0 - bound::lower(lc.errors, nc, alpha)) * 100.0;
-    let (p95_lower, p95_upper) = p95_bounds(&hs, &hc, alpha);
+    // The bounds are what the decision reads: computed only when deciding
+    // (every look before the window's end is a watch on the point figures).
+    let bounds = decisive.then(|| {
+        let [ls, lc] = inputs.lanes;
+        let (ns, nc) = (ls.success + ls.errors, lc.success + lc.errors);
+        let (hs, hc) = (latencies(ls), latencies(lc));
+        let err_gap = (bound::lower(lc.errors, nc, alpha / 2.0)
+            - bound::upper(ls.errors, ns, alpha / 2.0))
+            * 100.0;
+        let success_upper = (1.0 - bound::lower(lc.errors, nc, alpha)) * 100.0;
+        let (p95_lower, p95_upper) = p95_bounds(&hs, &hc, alpha);
+        (err_gap, success_upper, p95_lower, p95_upper)
+    });
+    let (err_gap, success_upper, p95_lower, p95_upper) = match bounds {
+        Some((g, s, l, u)) => (Some(g), Some(s), l, u),
+        None => (None, None, None, None),
+    };
     let p95_limit = p95_upper.map(|u| u * (1.0 + t.max_latency_increase / 100.0));
     let evidence = json!({
         "thresholds": t,
@@ -91,13 +100,17 @@ pub fn judge(inputs: &Inputs<'_>, decisive: bool, alpha: f64) -> Verdict {
         );
     }
     let mut proven = Vec::new();
-    if err_gap > t.max_error_rate_increase {
+    if let Some(err_gap) = err_gap
+        && err_gap > t.max_error_rate_increase
+    {
         proven.push(format!(
             "canary error rate at least {err_gap:.1} points above stable's (threshold: {:.1})",
             t.max_error_rate_increase
         ));
     }
-    if success_upper < t.min_success_rate {
+    if let Some(success_upper) = success_upper
+        && success_upper < t.min_success_rate
+    {
         proven.push(format!(
             "canary success rate at most {success_upper:.2}% (minimum: {:.1}%)",
             t.min_success_rate
