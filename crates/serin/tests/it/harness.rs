@@ -237,12 +237,22 @@ pub async fn patch(url: &str, body: serde_json::Value) -> (u16, serde_json::Valu
     send(reqwest::Method::PATCH, url, Some(body)).await
 }
 
+/// A port for a child process to listen on. It comes from below the
+/// kernel's ephemeral range (32768–60999 by default), so that the outgoing
+/// connections other tests open meanwhile can't take it between this check
+/// and the child's bind (a CI run lost a test to exactly that), and a
+/// process-wide counter keeps two tests from being handed the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 12_000 + (base.wrapping_add(n) % 20_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A child process killed when dropped (also when a test panics).
