@@ -250,6 +250,32 @@ impl RolloutSpec {
         RolloutSpec::of_steps(steps)
     }
 
+    /// Every place the plan makes the server connect, with its field: gate and
+    /// hook webhooks, health-check endpoints (not registered targets, which an
+    /// admin vouches for) and notification URLs.
+    pub fn outbound_targets(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            if let Step::Gate(Gate::Webhook { url }) = s {
+                out.push((format!("steps[{i}]"), url.as_str()));
+            }
+        }
+        for (i, c) in self.health_checks.iter().enumerate() {
+            if c.target().is_none() {
+                out.push((format!("health_checks[{i}].endpoint"), c.endpoint.as_str()));
+            }
+        }
+        for (i, h) in self.hooks.iter().enumerate() {
+            if let Some(url) = &h.webhook {
+                out.push((format!("hooks[{i}].webhook"), url.as_str()));
+            }
+        }
+        for (i, n) in self.notifications.iter().enumerate() {
+            out.push((format!("notifications[{i}].url"), n.url.as_str()));
+        }
+        out
+    }
+
     /// Checks the plan; the error names the step at fault (`steps[3]`).
     pub fn validate(&self) -> Result<(), DomainError> {
         if self.steps.is_empty() {

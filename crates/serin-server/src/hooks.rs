@@ -18,11 +18,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use serin_core::DomainError;
 use serin_core::controller;
 use serin_core::deployment::Deployment;
 use serin_core::hooks::{Hook, HookKind, HookRun};
-use serin_core::rollout::RolloutSpec;
 
 use crate::state::AppState;
 
@@ -35,20 +33,6 @@ pub fn due(d: &Deployment, kind: HookKind) -> Vec<Hook> {
             .as_ref()
             .map(|r| r.spec.hooks_of(k).cloned().collect())
             .unwrap_or_default(),
-    }
-}
-
-/// Refuses a plan with command hooks when the server doesn't allow them.
-pub fn check_allowed(state: &AppState, spec: &RolloutSpec) -> Result<(), DomainError> {
-    if state.config.allow_hook_commands {
-        return Ok(());
-    }
-    match spec.hooks.iter().position(|h| h.command.is_some()) {
-        Some(i) => Err(DomainError::invalid(
-            format!("rollout.hooks[{i}].command"),
-            "command hooks are disabled on this server (start it with --allow-hook-commands); use a webhook",
-        )),
-        None => Ok(()),
     }
 }
 
@@ -106,7 +90,7 @@ async fn webhook(
     let mut body = position("hook", d);
     body["kind"] = json!(hook.kind.as_str());
     body["name"] = json!(hook.name);
-    crate::outbound::post_json(&state.http, url, &body, timeout).await
+    state.outbound.post_json(url, &body, timeout).await
 }
 
 /// What a webhook gate or hook is sent: the deployment's position.

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admission;
 pub mod auth;
 pub mod controller;
 pub mod error;

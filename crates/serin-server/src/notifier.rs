@@ -134,25 +134,9 @@ async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
         .and_then(|t| t.as_str())
         .unwrap_or_default()
         .to_string();
-    let mut req = state
-        .http
-        .post(&d.url)
-        .timeout(TIMEOUT)
-        .header("content-type", "application/json")
-        .header("x-serin-delivery", &d.id);
-    if !kind.is_empty() {
-        req = req.header("x-serin-event", kind);
-    }
-    if let (Format::Json, Some(secret)) = (d.format, &state.config.webhook_secret) {
-        let ts = state.now().timestamp();
-        req = req
-            .header("x-serin-timestamp", ts.to_string())
-            .header("x-serin-signature", signature(secret.as_bytes(), ts, &body));
-    }
-    let outcome = match req.body(body).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-        Err(e) => Err(crate::outbound::describe(&e)),
+    let outcome = match state.outbound.request(reqwest::Method::POST, &d.url).await {
+        Ok(req) => post(state, &d, req, &kind, body).await,
+        Err(e) => Err(format!("not sent: {e}")),
     };
     d.attempts += 1;
     let now = state.now();
@@ -174,6 +158,34 @@ async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
         }
     }
     state.store.update_delivery(&d).await
+}
+
+/// Sends one delivery's body, signed when it is JSON and the server has a secret.
+async fn post(
+    state: &AppState,
+    d: &Delivery,
+    req: reqwest::RequestBuilder,
+    kind: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = req
+        .timeout(TIMEOUT)
+        .header("content-type", "application/json")
+        .header("x-serin-delivery", &d.id);
+    if !kind.is_empty() {
+        req = req.header("x-serin-event", kind);
+    }
+    if let (Format::Json, Some(secret)) = (d.format, &state.config.webhook_secret) {
+        let ts = state.now().timestamp();
+        req = req
+            .header("x-serin-timestamp", ts.to_string())
+            .header("x-serin-signature", signature(secret.as_bytes(), ts, &body));
+    }
+    match req.body(body).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Err(crate::outbound::describe(&e)),
+    }
 }
 
 #[cfg(test)]

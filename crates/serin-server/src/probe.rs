@@ -20,6 +20,7 @@ use serin_core::judge::health::{CheckResult, CheckType, Condition, HealthCheckSp
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::outbound::Outbound;
 use crate::state::AppState;
 
 /// Latest results per deployment, and which probes are due or running.
@@ -105,8 +106,13 @@ async fn supervise(state: &AppState) {
             }
             let (state, spec) = (state.clone(), spec.clone());
             tokio::spawn(async move {
-                let result =
-                    check(&state.http, &state.config.check_targets, &spec, state.now()).await;
+                let result = check(
+                    &state.outbound,
+                    &state.config.check_targets,
+                    &spec,
+                    state.now(),
+                )
+                .await;
                 let at = state.now();
                 let result = CheckResult { at, ..result };
                 if state.probes.record(&key.0, result.clone()) {
@@ -159,13 +165,28 @@ async fn failed(state: &AppState, deployment: &str, spec: &HealthCheckSpec, r: &
     }
 }
 
-/// Probes one check with its retries.
+/// Probes one check with its retries. A target the outbound policy refuses
+/// is not probed: the result says so and counts as neither pass nor failure.
 pub async fn check(
-    http: &reqwest::Client,
+    outbound: &Outbound,
     targets: &std::collections::BTreeMap<String, String>,
     spec: &HealthCheckSpec,
     now: serin_core::Timestamp,
 ) -> CheckResult {
+    if spec.target().is_none()
+        && let Err(why) = outbound.admit(&spec.endpoint).await
+    {
+        tracing::warn!(check = %spec.name, %why, "health check not probed");
+        return CheckResult {
+            name: spec.name.clone(),
+            lane: spec.lane,
+            ok: false,
+            message: why,
+            attempts: 0,
+            at: now,
+            refused: true,
+        };
+    }
     let timeout = Duration::from_secs(u64::from(spec.timeout_seconds));
     let mut attempts = 0;
     let mut message = String::new();
@@ -174,10 +195,11 @@ pub async fn check(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         attempts += 1;
-        let outcome = match tokio::time::timeout(timeout, attempt_once(http, targets, spec)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}s", spec.timeout_seconds)),
-        };
+        let outcome =
+            match tokio::time::timeout(timeout, attempt_once(outbound, targets, spec)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {}s", spec.timeout_seconds)),
+            };
         match outcome {
             Ok(m) => {
                 return CheckResult {
@@ -187,6 +209,7 @@ pub async fn check(
                     message: m,
                     attempts,
                     at: now,
+                    refused: false,
                 };
             }
             Err(m) => message = m,
@@ -199,18 +222,20 @@ pub async fn check(
         message,
         attempts,
         at: now,
+        refused: false,
     }
 }
 
 async fn attempt_once(
-    http: &reqwest::Client,
+    outbound: &Outbound,
     targets: &std::collections::BTreeMap<String, String>,
     spec: &HealthCheckSpec,
 ) -> Result<String, String> {
     match spec.check_type {
         CheckType::Http => {
-            let resp = http
-                .get(&spec.endpoint)
+            let resp = outbound
+                .request(reqwest::Method::GET, &spec.endpoint)
+                .await?
                 .send()
                 .await
                 .map_err(|e| crate::outbound::describe(&e))?;
@@ -222,15 +247,13 @@ async fn attempt_once(
             }
         }
         CheckType::Tcp => {
-            TcpStream::connect(spec.endpoint.as_str())
-                .await
-                .map_err(|e| format!("connect failed: {}", e.kind()))?;
+            outbound.connect(&spec.endpoint).await?;
             Ok("connected".into())
         }
         CheckType::Postgres => postgres(targets, spec).await,
-        CheckType::Redis => redis(&resolve(targets, spec, "redis://")?).await,
-        CheckType::Nats => nats(&resolve(targets, spec, "nats://")?).await,
-        CheckType::Prometheus => prometheus(http, spec).await,
+        CheckType::Redis => redis(outbound, spec, &resolve(targets, spec, "redis://")?).await,
+        CheckType::Nats => nats(outbound, spec, &resolve(targets, spec, "nats://")?).await,
+        CheckType::Prometheus => prometheus(outbound, spec).await,
     }
 }
 
@@ -354,6 +377,23 @@ fn authority(
     Ok((user, password, host))
 }
 
+/// A connection for a Redis or NATS check: a target an admin registered is
+/// trusted as registered (the admin also sets the policy); a URL written in
+/// the plan goes through the outbound policy.
+async fn connect(
+    outbound: &Outbound,
+    spec: &HealthCheckSpec,
+    host: &str,
+) -> Result<TcpStream, String> {
+    if spec.target().is_some() {
+        TcpStream::connect(host)
+            .await
+            .map_err(|e| format!("connect failed: {}", e.kind()))
+    } else {
+        outbound.connect(host).await
+    }
+}
+
 async fn read_line(r: &mut BufReader<TcpStream>) -> Result<String, String> {
     let mut line = String::new();
     let n = r
@@ -374,11 +414,9 @@ fn bulk(parts: &[&str]) -> String {
     s
 }
 
-async fn redis(url: &str) -> Result<String, String> {
+async fn redis(outbound: &Outbound, spec: &HealthCheckSpec, url: &str) -> Result<String, String> {
     let (user, password, host) = authority(url, "redis", 6379)?;
-    let stream = TcpStream::connect(&host)
-        .await
-        .map_err(|e| format!("connect failed: {}", e.kind()))?;
+    let stream = connect(outbound, spec, &host).await?;
     let mut r = BufReader::new(stream);
     let mut out = String::new();
     if let Some(p) = &password {
@@ -404,11 +442,9 @@ async fn redis(url: &str) -> Result<String, String> {
     }
 }
 
-async fn nats(url: &str) -> Result<String, String> {
+async fn nats(outbound: &Outbound, spec: &HealthCheckSpec, url: &str) -> Result<String, String> {
     let (user, password, host) = authority(url, "nats", 4222)?;
-    let stream = TcpStream::connect(&host)
-        .await
-        .map_err(|e| format!("connect failed: {}", e.kind()))?;
+    let stream = connect(outbound, spec, &host).await?;
     let mut r = BufReader::new(stream);
     let info = read_line(&mut r).await?;
     if !info.starts_with("INFO ") {
@@ -445,7 +481,7 @@ async fn nats(url: &str) -> Result<String, String> {
     }
 }
 
-async fn prometheus(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<String, String> {
+async fn prometheus(outbound: &Outbound, spec: &HealthCheckSpec) -> Result<String, String> {
     let query = spec.query.as_deref().unwrap_or_default();
     let condition = spec
         .condition
@@ -453,8 +489,9 @@ async fn prometheus(http: &reqwest::Client, spec: &HealthCheckSpec) -> Result<St
         .and_then(Condition::parse)
         .ok_or("no valid condition")?;
     let url = format!("{}/api/v1/query", spec.endpoint.trim_end_matches('/'));
-    let resp = http
-        .get(&url)
+    let resp = outbound
+        .request(reqwest::Method::GET, &url)
+        .await?
         .query(&[("query", query)])
         .send()
         .await

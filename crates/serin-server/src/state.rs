@@ -42,6 +42,8 @@ pub struct ServerConfig {
     /// Databases `postgres` health checks may query, by name (URLs with their
     /// credentials: never returned by the API).
     pub check_targets: std::collections::BTreeMap<String, String>,
+    /// Where the server may connect on a plan's behalf.
+    pub outbound: crate::outbound::Policy,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             session_ttl: std::time::Duration::from_secs(12 * 3600),
             git_repositories: std::collections::BTreeMap::new(),
             check_targets: std::collections::BTreeMap::new(),
+            outbound: crate::outbound::Policy::default(),
         }
     }
 }
@@ -89,8 +92,8 @@ pub struct AppState {
     pub routes: crate::routewatch::RouteWatch,
     /// The embedded proxy, when `serin up` runs one (its counters are on `/metrics`).
     pub proxy: Option<serin_proxy::Proxy>,
-    /// The outbound HTTP client (gates, webhooks, health checks).
-    pub http: reqwest::Client,
+    /// Outbound calls (gates, webhooks, health checks) under the outbound policy.
+    pub outbound: crate::outbound::Outbound,
     /// Health-check results.
     pub probes: crate::probe::Probes,
     /// What the controller last saw.
@@ -123,7 +126,9 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State over `store` with the system clock.
     pub fn new(store: Store, config: ServerConfig) -> Self {
+        let outbound = crate::outbound::Outbound::new(config.outbound.clone());
         AppState {
+            outbound,
             store,
             hub: Hub::default(),
             auth: Authenticator::default(),
@@ -144,7 +149,6 @@ impl AppState {
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             routes: crate::routewatch::RouteWatch::default(),
             proxy: None,
-            http: crate::outbound::client(),
             probes: crate::probe::Probes::default(),
             controller: crate::controller::ControllerMemory::default(),
             telemetry: crate::telemetry::Telemetry::default(),

@@ -229,6 +229,26 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub check_targets: Vec<String>,
+    /// Addresses (CIDRs) or host names (`*.domain` for a domain) the server
+    /// may call although the outbound policy denies them by default: loopback,
+    /// link-local, cloud metadata (repeat, or comma-separate in the variable).
+    /// The server's own listeners stay denied.
+    #[arg(
+        long = "outbound-allow",
+        env = "SERIN_OUTBOUND_ALLOW",
+        value_name = "CIDR|HOST",
+        value_delimiter = ','
+    )]
+    pub outbound_allow: Vec<String>,
+    /// Addresses or host names the server must never call for a plan (gates,
+    /// hooks, notifications, health checks, Prometheus); beats an allow.
+    #[arg(
+        long = "outbound-deny",
+        env = "SERIN_OUTBOUND_DENY",
+        value_name = "CIDR|HOST",
+        value_delimiter = ','
+    )]
+    pub outbound_deny: Vec<String>,
 }
 
 /// Settings of `serin proxy`. The API key is the global `--api-key` (an engineer's:

@@ -43,6 +43,8 @@ const FILE_KEYS: &[&str] = &[
     "connection_limit",
     "git_repositories",
     "check_targets",
+    "outbound_allow",
+    "outbound_deny",
 ];
 
 /// Log output format.
@@ -84,6 +86,23 @@ impl Layers {
 
     fn get(&self, flag: &Option<String>, key: &str) -> Option<String> {
         flag.clone().or_else(|| self.file.get(key).cloned())
+    }
+
+    /// A list: the flag's entries, else the file's (a YAML list or a
+    /// comma-separated string).
+    fn list(&self, flag: &[String], key: &str) -> Vec<String> {
+        if !flag.is_empty() {
+            return flag.to_vec();
+        }
+        self.file
+            .get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn number(
@@ -204,7 +223,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         1..=1_000_000,
     );
     let mut git_repositories = std::collections::BTreeMap::new();
-    for entry in &up.git_repositories {
+    for entry in &l.list(&up.git_repositories, "git_repositories") {
         match entry.split_once('=') {
             Some((product, path))
                 if serin_core::product::validate_name("product", product).is_ok()
@@ -218,7 +237,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         }
     }
     let mut check_targets = std::collections::BTreeMap::new();
-    for entry in &up.check_targets {
+    for entry in &l.list(&up.check_targets, "check_targets") {
         match entry.split_once('=') {
             Some((name, url))
                 if serin_core::judge::health::is_target_name(name)
@@ -235,6 +254,21 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             )),
         }
     }
+    let mut rules = |flag: &[String], key: &str| -> Vec<serin_server::outbound::policy::Rule> {
+        let env = format!("SERIN_{}", key.to_uppercase());
+        let mut out = Vec::new();
+        for entry in l.list(flag, key) {
+            match entry.parse() {
+                Ok(r) => out.push(r),
+                Err(e) => l.errors.push(format!("{key}: {e} ({env})")),
+            }
+        }
+        out
+    };
+    let outbound = serin_server::outbound::Policy::new(
+        rules(&up.outbound_allow, "outbound_allow"),
+        rules(&up.outbound_deny, "outbound_deny"),
+    );
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -279,6 +313,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 session_ttl,
                 git_repositories,
                 check_targets,
+                outbound,
             },
         }),
         _ => Err(l.errors),
@@ -388,8 +423,16 @@ fn load_file(path: &Path, errors: &mut Vec<String>) -> HashMap<String, String> {
             serde_yaml::Value::Number(n) => {
                 out.insert(key, n.to_string());
             }
+            serde_yaml::Value::Sequence(items)
+                if items
+                    .iter()
+                    .all(|i| matches!(i, serde_yaml::Value::String(_))) =>
+            {
+                let items: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                out.insert(key, items.join(","));
+            }
             _ => errors.push(format!(
-                "config: {shown}: `{key}` must be a single text or number"
+                "config: {shown}: `{key}` must be a text, a number or a list of texts"
             )),
         }
     }
@@ -426,6 +469,8 @@ mod tests {
             connection_limit: None,
             git_repositories: Vec::new(),
             check_targets: Vec::new(),
+            outbound_allow: Vec::new(),
+            outbound_deny: Vec::new(),
         }
     }
 

@@ -40,7 +40,6 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&settings.database_url), version = env!("CARGO_PKG_VERSION"), "serin is up");
-    let mut state = AppState::new(store, settings.server.clone());
     let proxy_listener = match settings.proxy_listen {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -49,6 +48,14 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // The server never calls itself on a plan's behalf.
+    let mut config = settings.server.clone();
+    let mut own = vec![addr];
+    if let Some(l) = &proxy_listener {
+        own.push(l.local_addr()?);
+    }
+    config.outbound = config.outbound.with_own_listeners(own);
+    let mut state = AppState::new(store, config);
     if proxy_listener.is_some() {
         state = state.with_proxy(serin_proxy::Proxy::new(&serin_proxy::ProxyConfig::default()));
     }

@@ -241,6 +241,10 @@ pub struct CheckResult {
     pub attempts: u32,
     /// When the probe finished.
     pub at: chrono::DateTime<chrono::Utc>,
+    /// The target was not probed: the server's outbound policy refuses it
+    /// (`message` says why). Neither a pass nor a failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 /// A registered target's name: 1–64 of `a-z 0-9 _ -`.
@@ -275,6 +279,9 @@ pub fn judge(specs: &[HealthCheckSpec], results: &[CheckResult], now: Timestamp)
                     format!("latest result is {}s old", (now - r.at).num_seconds()),
                     evidence,
                 );
+            }
+            if r.refused {
+                return Verdict::new(name, Outcome::Inconclusive, format!("not probed: {}", r.message), evidence);
             }
             let (outcome, summary) = match (r.ok, spec.lane) {
                 (true, _) => (Outcome::Pass, format!("{} check passes", spec.lane.as_str())),

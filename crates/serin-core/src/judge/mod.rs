@@ -495,6 +495,7 @@ mod tests {
                 message: "m".into(),
                 attempts: 1,
                 at: now - Duration::seconds(age),
+                refused: false,
             };
             let specs = [
                 spec("a", Lane::Canary),

@@ -167,7 +167,7 @@ pub(crate) async fn start(
     new: NewDeployment,
 ) -> ApiResult<Deployment> {
     if let Some(spec) = &new.rollout {
-        crate::hooks::check_allowed(state, spec)?;
+        crate::admission::plan(&state.config, spec)?;
     }
     let id = format!("canary_{}", uuid::Uuid::new_v4());
     let (d, event) = new.resolve(id, who, state.now())?;

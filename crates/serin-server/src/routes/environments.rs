@@ -87,7 +87,7 @@ pub async fn create(
     let Some(env) = spec.name.clone() else {
         return Err(ApiError::invalid("name", "give the environment's name"));
     };
-    check_hook(&state, &spec)?;
+    crate::admission::environment(&state.config, &spec)?;
     let e = state
         .store
         .change_environment(&name, &env, &spec, true, &who.name, state.now())
@@ -118,7 +118,7 @@ pub async fn update(
             "environments can't be renamed; add a new one",
         ));
     }
-    check_hook(&state, &spec)?;
+    crate::admission::environment(&state.config, &spec)?;
     crate::releaser::environment(&state, &name, &env).await?;
     let e = state
         .store
@@ -127,18 +127,4 @@ pub async fn update(
     // A policy that was lowered may already be met for a waiting deployment.
     crate::releaser::recheck(&state, &e).await?;
     Ok(Json(e))
-}
-
-/// A command hook runs on this machine: only when the server allows it.
-fn check_hook(state: &AppState, spec: &EnvironmentSpec) -> ApiResult<()> {
-    if let Some(Some(h)) = &spec.pre_deploy_hook
-        && h.command.is_some()
-        && !state.config.allow_hook_commands
-    {
-        return Err(ApiError::invalid(
-            "pre_deploy_hook.command",
-            "this server doesn't run commands (start it with --allow-hook-commands), or use a webhook",
-        ));
-    }
-    Ok(())
 }

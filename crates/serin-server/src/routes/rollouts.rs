@@ -493,7 +493,7 @@ pub async fn create_group(
         .into());
     }
     new.rollout.validate().map_err(|e| e.under("rollout"))?;
-    crate::hooks::check_allowed(&state, &new.rollout)?;
+    crate::admission::plan(&state.config, &new.rollout)?;
     let id = format!("group_{}", uuid::Uuid::new_v4());
     let now = state.now();
     let size = new.targets.len();

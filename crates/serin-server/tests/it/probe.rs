@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serin_core::Lane;
 use serin_core::judge::health::{CheckResult, CheckType, HealthCheckSpec};
+use serin_server::outbound::{Outbound, Policy};
 use serin_server::probe::check;
 
 fn spec(check_type: CheckType, endpoint: &str) -> HealthCheckSpec {
@@ -44,7 +45,16 @@ async fn probe(s: &HealthCheckSpec) -> CheckResult {
             "redis://:wrong@127.0.0.1:6379".to_string(),
         ),
     ]);
-    check(&serin_server::outbound::client(), &targets, s, Utc::now()).await
+    check(&loopback_allowed(), &targets, s, Utc::now()).await
+}
+
+/// These probes reach services on loopback, which the outbound policy denies
+/// unless an admin allows it: this is that admin's setting.
+fn loopback_allowed() -> Outbound {
+    Outbound::new(Policy::new(
+        vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+        vec![],
+    ))
 }
 
 /// Whether `addr` accepts connections; outside CI a missing service is a skip.
@@ -292,4 +302,97 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+/// The default policy doesn't probe loopback, link-local or metadata targets,
+/// written as addresses or as names resolving there; such a check is neither
+/// a pass nor a failure (`refused`), and the server's own listener is refused
+/// even where loopback is allowed.
+#[tokio::test]
+async fn the_outbound_policy_refuses_inside_targets_without_probing_them() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "secret" }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let targets = std::collections::BTreeMap::new();
+    let default = Outbound::new(Policy::default());
+    // A name an admin allowed that resolves into a denied range is judged
+    // after resolution.
+    let by_name = Outbound::new(Policy::new(
+        vec!["localhost".parse().unwrap()],
+        vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+    ));
+    let own =
+        Outbound::new(
+            Policy::new(vec!["127.0.0.0/8".parse().unwrap()], vec![])
+                .with_own_listeners([format!("127.0.0.1:{port}").parse().unwrap()]),
+        );
+    let cases = [
+        (
+            &default,
+            CheckType::Http,
+            format!("http://127.0.0.1:{port}/"),
+        ),
+        (
+            &default,
+            CheckType::Http,
+            format!("http://localhost:{port}/"),
+        ),
+        (
+            &default,
+            CheckType::Http,
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ),
+        (&default, CheckType::Tcp, format!("127.0.0.1:{port}")),
+        (
+            &default,
+            CheckType::Http,
+            "http://169.254.169.254/latest/meta-data/".into(),
+        ),
+        (
+            &default,
+            CheckType::Prometheus,
+            format!("http://127.0.0.1:{port}"),
+        ),
+        (&default, CheckType::Redis, "redis://127.0.0.1:6379".into()),
+        (
+            &by_name,
+            CheckType::Http,
+            format!("http://localhost:{port}/"),
+        ),
+        (&by_name, CheckType::Tcp, format!("localhost:{port}")),
+        (&own, CheckType::Http, format!("http://127.0.0.1:{port}/")),
+    ];
+    for (outbound, kind, endpoint) in cases {
+        let mut s = spec(kind, &endpoint);
+        if kind == CheckType::Prometheus {
+            s.query = Some("up".into());
+            s.condition = Some("> 0".into());
+        }
+        let r = check(outbound, &targets, &s, Utc::now()).await;
+        assert!(r.refused && !r.ok, "{endpoint}: {r:?}");
+        assert!(
+            r.message.contains("outbound policy"),
+            "{endpoint}: {}",
+            r.message
+        );
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let r = check(
+        &loopback_allowed(),
+        &targets,
+        &spec(CheckType::Http, &format!("http://127.0.0.1:{port}/")),
+        Utc::now(),
+    )
+    .await;
+    assert!(r.ok && !r.refused, "{r:?}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

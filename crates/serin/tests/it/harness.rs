@@ -52,6 +52,7 @@ impl Server {
             ])
             .env("SERIN_LOG", "warn")
             .env("SERIN_ADMIN_TOKEN", ADMIN)
+            .env("SERIN_OUTBOUND_ALLOW", LOOPBACK)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -237,6 +238,12 @@ pub async fn patch(url: &str, body: serde_json::Value) -> (u16, serde_json::Valu
     send(reqwest::Method::PATCH, url, Some(body)).await
 }
 
+/// The outbound policy's allowance every test server starts with: the gates,
+/// hooks, notification receivers and health endpoints the tests run listen on
+/// loopback, which the policy denies by default. A test of the default passes
+/// its own `SERIN_OUTBOUND_ALLOW`.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1";
+
 /// A port for a child process to listen on. It comes from below the
 /// kernel's ephemeral range (32768–60999 by default), so that the outgoing
 /// connections other tests open meanwhile can't take it between this check
@@ -278,6 +285,7 @@ pub fn spawn_with(args: &[&str], ready: &str, env: &[(&str, &str)]) -> Proc {
         .env("SERIN_ADMIN_TOKEN", ADMIN)
         .env("SERIN_RATE_LIMIT", "0")
         .env("SERIN_AUTH_FAILURE_LIMIT", "0")
+        .env("SERIN_OUTBOUND_ALLOW", LOOPBACK)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

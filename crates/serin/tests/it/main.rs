@@ -4,6 +4,7 @@
 //! unreachable — except with `CI=true`, where they fail.
 
 mod access;
+mod attacks;
 mod canary;
 mod cli;
 mod errors;

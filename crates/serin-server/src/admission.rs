@@ -1,0 +1,53 @@
+//! What a plan may ask of this server, judged when the plan arrives: command
+//! hooks only where the server allows them, and connections only where the
+//! outbound policy allows them (as written; the policy judges again on every
+//! connection, after resolution). Both route handlers that take a plan and the
+//! environment handler that takes a pre-deploy hook come through here, so a
+//! refused plan changes nothing.
+
+use serin_core::environment::EnvironmentSpec;
+use serin_core::error::DomainError;
+use serin_core::rollout::RolloutSpec;
+
+use crate::state::ServerConfig;
+
+/// Refuses a rollout plan that asks for what this server doesn't allow. Fields
+/// are named under `rollout.`.
+pub fn plan(config: &ServerConfig, spec: &RolloutSpec) -> Result<(), DomainError> {
+    if !config.allow_hook_commands
+        && let Some(i) = spec.hooks.iter().position(|h| h.command.is_some())
+    {
+        return Err(DomainError::invalid(
+            format!("rollout.hooks[{i}].command"),
+            "command hooks are disabled on this server (start it with --allow-hook-commands); use a webhook",
+        ));
+    }
+    for (field, target) in spec.outbound_targets() {
+        config
+            .outbound
+            .check_target(target)
+            .map_err(|d| DomainError::invalid(format!("rollout.{field}"), d.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Refuses an environment whose pre-deploy hook asks for what this server
+/// doesn't allow.
+pub fn environment(config: &ServerConfig, spec: &EnvironmentSpec) -> Result<(), DomainError> {
+    let Some(Some(h)) = &spec.pre_deploy_hook else {
+        return Ok(());
+    };
+    if h.command.is_some() && !config.allow_hook_commands {
+        return Err(DomainError::invalid(
+            "pre_deploy_hook.command",
+            "this server doesn't run commands (start it with --allow-hook-commands), or use a webhook",
+        ));
+    }
+    if let Some(url) = &h.webhook {
+        config
+            .outbound
+            .check_target(url)
+            .map_err(|d| DomainError::invalid("pre_deploy_hook.webhook", d.to_string()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The attacks of the security review, kept as regression tests: each case is
+//! what a caller tried, and what must happen instead.
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN, Server, get, post, send};
+
+/// A plan can't aim the server at loopback, link-local, metadata or the
+/// server itself: the plan is refused with the field at fault and nothing is
+/// created. This server runs the default policy (its allow list names only a
+/// documentation range).
+#[tokio::test]
+async fn plans_cannot_aim_the_server_inside() {
+    let s = Server::sqlite_with(&[
+        ("SERIN_RATE_LIMIT", "0"),
+        ("SERIN_OUTBOUND_ALLOW", "192.0.2.0/24"),
+    ]);
+    let own = s.url.trim_start_matches("http://").to_string();
+    let inside = [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/".to_string(),
+        "http://[fd00:ec2::254]/latest/meta-data/".into(),
+        "http://metadata.google.internal/computeMetadata/v1/".into(),
+        "http://127.0.0.1:5432/".into(),
+        "http://localhost:6379/".into(),
+        "http://[::1]/".into(),
+        "http://2130706433/".into(),
+        "http://[::ffff:7f00:1]/".into(),
+        format!("http://{own}/api/v1/api-keys"),
+    ];
+    let plan = |url: &str, place: &str| -> Value {
+        match place {
+            "gate" => json!({"steps": [{"set_weight": 5}, {"gate": {"webhook": {"url": url}}}]}),
+            "hook" => {
+                json!({"steps": [{"set_weight": 5}], "hooks": [{"name": "h", "kind": "pre_rollout", "webhook": url}]})
+            }
+            "notification" => {
+                json!({"steps": [{"set_weight": 5}], "notifications": [{"url": url}]})
+            }
+            _ => {
+                json!({"steps": [{"set_weight": 5}], "health_checks": [{"name": "c", "check_type": "http", "endpoint": url}]})
+            }
+        }
+    };
+    for url in &inside {
+        for place in ["gate", "hook", "notification", "health_check"] {
+            let (code, body) = post(
+                &format!("{}/api/v1/canary/deployments", s.url),
+                json!({"queue_name": "q", "stable_version": "a", "canary_version": "b", "rollout": plan(url, place)}),
+            )
+            .await;
+            assert_eq!(code, 400, "{place} {url}: {body}");
+            assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
+            let text = body.to_string();
+            assert!(text.contains("outbound policy"), "{place} {url}: {text}");
+        }
+    }
+    // A TCP check is not a port scanner of this machine.
+    let (code, body) = post(
+        &format!("{}/api/v1/canary/deployments", s.url),
+        json!({"queue_name": "q", "stable_version": "a", "canary_version": "b", "rollout":
+            {"steps": [{"set_weight": 5}], "health_checks": [{"name": "c", "check_type": "tcp", "endpoint": "127.0.0.1:22"}]}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    // A group rollout and an environment's pre-deploy hook go through the same policy.
+    let (code, body) = post(
+        &format!("{}/api/v1/rollouts", s.url),
+        json!({"targets": [{"queue_name": "a", "stable_version": "1", "canary_version": "2"}, {"queue_name": "b", "stable_version": "1", "canary_version": "2"}],
+               "rollout": plan("http://169.254.169.254/", "gate")}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = post(
+        &format!("{}/api/v1/products", s.url),
+        json!({"name": "shop"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, body) = send(
+        reqwest::Method::PATCH,
+        &format!("{}/api/v1/products/shop/environments/production", s.url),
+        Some(json!({"pre_deploy_hook": {"webhook": "http://169.254.169.254/latest/user-data"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        body["details"]["field"], "pre_deploy_hook.webhook",
+        "{body}"
+    );
+    let (_, list) = get(&format!("{}/api/v1/canary/deployments", s.url)).await;
+    assert_eq!(list["count"], 0, "{list}");
+    // An ordinary outside target is accepted.
+    let (code, body) = post(
+        &format!("{}/api/v1/canary/deployments", s.url),
+        json!({"queue_name": "q", "stable_version": "a", "canary_version": "b", "rollout": plan("https://ci.example.com/gate", "gate")}),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let _ = ADMIN;
+}
+
+/// Loopback allowed (as every other test server has it) still doesn't make
+/// the server's own API or proxy callable.
+#[tokio::test]
+async fn the_servers_own_listener_is_never_a_target() {
+    let s = Server::sqlite();
+    let (code, body) = post(
+        &format!("{}/api/v1/canary/deployments", s.url),
+        json!({"queue_name": "q", "stable_version": "a", "canary_version": "b", "rollout":
+            {"steps": [{"set_weight": 5}, {"gate": {"webhook": {"url": format!("{}/api/v1/health", s.url)}}}]}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("own listeners"), "{body}");
+}
