@@ -75,6 +75,30 @@ pub async fn latest_in(
     Ok(state.store.list_deployments(&f, 0, 1).await?.items.pop())
 }
 
+/// Whether a product ships through its environments: it has configured them, or
+/// a release of it has been deployed to one. Such a product's releases become
+/// `released` by reaching its last environment, not by a status change.
+pub async fn ships_through_environments(
+    state: &AppState,
+    product: &str,
+) -> Result<bool, StoreError> {
+    if state
+        .store
+        .environments(product)
+        .await?
+        .iter()
+        .any(|e| e.configured)
+    {
+        return Ok(true);
+    }
+    let f = DeploymentFilter {
+        product: Some(product.to_string()),
+        ..DeploymentFilter::default()
+    };
+    let page = state.store.list_deployments(&f, 0, 1).await?;
+    Ok(page.items.iter().any(|d| d.environment.is_some()))
+}
+
 /// The most recent deployment of this version of a product to an environment.
 async fn latest_of_version(
     state: &AppState,
@@ -457,6 +481,22 @@ pub async fn rollback(
         .store
         .release_by_version(&product, &previous.version)
         .await?;
+    // Restoring brings a release back without approvals: only one that may
+    // still run. Undoing the undo of a bad release would re-deploy it.
+    if let Some(r) = previous_release.as_ref().filter(|r| {
+        matches!(
+            r.status,
+            ReleaseStatus::RolledBack | ReleaseStatus::Cancelled
+        )
+    }) {
+        return refuse(
+            "RELEASE_NOT_DEPLOYABLE",
+            format!(
+                "rolling {id} back would restore {product} {} to {env}, and that release is {}; deploy a release through the environments instead",
+                r.version, r.status
+            ),
+        );
+    }
     let plan = environment::rollback_plan(
         &d,
         &now_running,

@@ -175,7 +175,7 @@ pub struct RollbackBody {
     responses(
         (status = 202, body = ReleaseDeployment),
         (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`ALREADY_ROLLED_BACK`, `NOT_CURRENT`, `NO_PREVIOUS_RELEASE`, `NOT_AN_ENVIRONMENT_DEPLOYMENT`", body = ErrorBody)))]
+        (status = 409, description = "`ALREADY_ROLLED_BACK`, `NOT_CURRENT`, `NO_PREVIOUS_RELEASE`, `NOT_AN_ENVIRONMENT_DEPLOYMENT`, `RELEASE_NOT_DEPLOYABLE` (the release it would restore was rolled back or cancelled)", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn rollback(
     State(state): State<AppState>,

@@ -174,7 +174,7 @@ pub async fn show(
         (status = 200, body = Release),
         (status = 403, description = "`FORBIDDEN`: an override needs an admin", body = ErrorBody),
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`INVALID_STATUS_TRANSITION`", body = ErrorBody)))]
+        (status = 409, description = "`INVALID_STATUS_TRANSITION`, `RELEASE_SHIPS_THROUGH_ENVIRONMENTS` (a product with environments releases by deploying to the last one; an admin may override with a reason)", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, patch), fields(status = ?patch.status))]
 pub async fn update(
     State(state): State<AppState>,
@@ -186,6 +186,25 @@ pub async fn update(
     // Leaving the life cycle is an admin's decision, and the audit log keeps why.
     if patch.override_reason.is_some() && who.role != serin_core::auth::Role::Admin {
         return Err(ApiError::forbidden(who.role, serin_core::auth::Role::Admin));
+    }
+    // A product that ships through its environments releases by deploying:
+    // marking a release `released` here would make it the latest stable with
+    // none of the environments' approvals, and nothing serving it.
+    if patch.status == Some(ReleaseStatus::Released) && patch.override_reason.is_none() {
+        let r = state.store.get_release(id).await?;
+        if r.status != ReleaseStatus::Released
+            && crate::releaser::ships_through_environments(&state, &r.product_name).await?
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "RELEASE_SHIPS_THROUGH_ENVIRONMENTS",
+                format!(
+                    "{} ships through its environments: a release becomes released when it is deployed to the last one (POST /api/v1/releases/{id}/deploy); an admin may override with a reason",
+                    r.product_name
+                ),
+            )
+            .details(serde_json::json!({"release_id": id, "product": r.product_name})));
+        }
     }
     let release = state
         .store

@@ -379,6 +379,34 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
     let (s, d) = deploy(&ada, v2, "staging", &two).await;
     assert_eq!(s, 202, "{d}");
     settles(api, d["id"].as_str().unwrap(), &["succeeded"]).await;
+    // The author can't step around production's approvals by a status change
+    // (issue 16's attack: PATCH `approved`, then `released`).
+    for status in ["approved", "released"] {
+        let (s, e) = as_(
+            &ada,
+            Method::PATCH,
+            &format!("/api/v1/releases/{v2}"),
+            Some(json!({"status": status})),
+        )
+        .await;
+        if status == "released" {
+            assert_eq!(
+                (s, e["code"].as_str()),
+                (409, Some("RELEASE_SHIPS_THROUGH_ENVIRONMENTS")),
+                "{e}"
+            );
+        } else {
+            assert_eq!(s, 200, "{e}");
+        }
+    }
+    let (_, latest_stable) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/products/shop/releases/latest",
+        None,
+    )
+    .await;
+    assert_eq!(latest_stable["version"], "1.0.0", "{latest_stable}");
     let (s, d) = deploy(&ada, v2, "production", &two).await;
     assert_eq!(s, 202, "{d}");
     let prod2 = d["id"].as_str().unwrap().to_string();
@@ -423,6 +451,29 @@ async fn a_release_goes_through_every_environment_with_approvals_and_rolls_back_
         (409, Some("ALREADY_ROLLED_BACK")),
         "{e}"
     );
+    // Undoing the undo would bring the rolled-back release back without
+    // approvals: refused, and production still serves (and `latest` names) 1.0.0.
+    let (s, e) = as_(
+        &bob,
+        Method::POST,
+        &format!("/api/v1/deployments/{}/rollback", r["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("RELEASE_NOT_DEPLOYABLE")),
+        "{e}"
+    );
+    assert_eq!(served(proxy, "shop.test").await, "one");
+    let (_, latest_stable) = as_(
+        &vic,
+        Method::GET,
+        "/api/v1/products/shop/releases/latest",
+        None,
+    )
+    .await;
+    assert_eq!(latest_stable["version"], "1.0.0", "{latest_stable}");
 
     // Seed 003's list, and the audit log with every step's actor.
     let (_, list) = as_(
