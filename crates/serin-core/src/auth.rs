@@ -1,8 +1,15 @@
 //! Roles (seed 003): what a caller may do.
 //!
-//! Three roles in a strict order: a `viewer` reads; an `engineer` also changes
-//! deployments, releases, products, signals and workers; an `admin` also manages
-//! API keys and users. A route names the least role it needs.
+//! Three roles for people and their tools, in a strict order: a `viewer` reads;
+//! an `engineer` also changes deployments, releases, products, signals and
+//! workers; an `admin` also manages API keys and users. A route names the least
+//! role it needs.
+//!
+//! Beside them, outside the order, the `proxy` role of a remote `serin proxy`:
+//! it reads the route set and reports lane metrics, and nothing else — not
+//! even what a viewer reads. A stolen proxy credential can't change a
+//! deployment. The routes a proxy uses name [`Role::Proxy`], which engineers
+//! and admins also pass (an engineer may run a proxy by hand).
 
 use std::fmt;
 
@@ -21,12 +28,23 @@ pub enum Role {
     Engineer,
     /// Also manages API keys and users.
     Admin,
+    /// A remote proxy: reads routes, reports lane metrics; outside the order.
+    Proxy,
 }
 
 impl Role {
     /// Whether this role includes `needed`.
     pub fn allows(self, needed: Role) -> bool {
-        self >= needed
+        match (self, needed) {
+            (Role::Proxy, needed) => needed == Role::Proxy,
+            (person, Role::Proxy) => person >= Role::Engineer,
+            (person, needed) => person >= needed,
+        }
+    }
+
+    /// Whether people (users, not keys) may hold this role.
+    pub fn is_for_people(self) -> bool {
+        self != Role::Proxy
     }
 
     /// The wire name.
@@ -35,6 +53,7 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Engineer => "engineer",
             Role::Admin => "admin",
+            Role::Proxy => "proxy",
         }
     }
 
@@ -44,9 +63,10 @@ impl Role {
             "viewer" => Ok(Role::Viewer),
             "engineer" => Ok(Role::Engineer),
             "admin" => Ok(Role::Admin),
+            "proxy" => Ok(Role::Proxy),
             _ => Err(DomainError::invalid(
                 "role",
-                format!("`{s}` is not a role; use admin, engineer or viewer"),
+                format!("`{s}` is not a role; use admin, engineer, viewer or proxy"),
             )),
         }
     }
@@ -70,5 +90,10 @@ mod tests {
         assert!(!Role::Engineer.allows(Role::Admin));
         assert_eq!(Role::parse("engineer"), Ok(Role::Engineer));
         assert!(Role::parse("root").is_err());
+        assert!(Role::Proxy.allows(Role::Proxy));
+        for r in [Role::Viewer, Role::Engineer, Role::Admin] {
+            assert!(!Role::Proxy.allows(r), "a proxy key passes as {r}");
+            assert_eq!(r.allows(Role::Proxy), r >= Role::Engineer);
+        }
     }
 }

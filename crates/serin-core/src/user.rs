@@ -66,6 +66,7 @@ impl NewUser {
         let email = normalize_email(&self.email)?;
         validate_person_name(&self.name)?;
         validate_password(&self.password)?;
+        person_role(self.role)?;
         Ok(email)
     }
 }
@@ -98,6 +99,9 @@ impl UserPatch {
         if let Some(p) = &self.password {
             validate_password(p)?;
         }
+        if let Some(r) = self.role {
+            person_role(r)?;
+        }
         if self.name.is_none()
             && self.role.is_none()
             && self.disabled.is_none()
@@ -114,6 +118,18 @@ impl UserPatch {
     /// Whether the change must end the user's sessions.
     pub fn ends_sessions(&self) -> bool {
         self.password.is_some() || self.disabled == Some(true) || self.role.is_some()
+    }
+}
+
+/// A person's role: `proxy` is for keys.
+fn person_role(role: Role) -> Result<(), DomainError> {
+    if role.is_for_people() {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "role",
+            format!("`{role}` is a role for API keys of remote proxies, not for people"),
+        ))
     }
 }
 

@@ -124,6 +124,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     {
         return None;
     }
+    // What a remote proxy does, and all a proxy key may do.
+    if path == "/api/v1/proxy/routes" || path == "/api/v1/proxy/metrics" {
+        return Some(Role::Proxy);
+    }
     // Anyone signed in may see who they are and log out.
     if path == "/api/v1/users/me" || path == "/api/v1/auth/logout" {
         return Some(Role::Viewer);

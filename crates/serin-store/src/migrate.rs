@@ -60,6 +60,11 @@ pub const SQLITE: &[Migration] = &[
         name: "release_manager",
         sql: include_str!("../migrations/sqlite/0005_release_manager.sql"),
     },
+    Migration {
+        version: 6,
+        name: "unique_key_names",
+        sql: include_str!("../migrations/sqlite/0006_unique_key_names.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -88,6 +93,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "release_manager",
         sql: include_str!("../migrations/postgres/0005_release_manager.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "unique_key_names",
+        sql: include_str!("../migrations/postgres/0006_unique_key_names.sql"),
     },
 ];
 

@@ -251,8 +251,9 @@ pub struct UpArgs {
     pub outbound_deny: Vec<String>,
 }
 
-/// Settings of `serin proxy`. The API key is the global `--api-key` (an engineer's:
-/// the proxy sends lane metrics).
+/// Settings of `serin proxy`. The API key is the global `--api-key`: a `proxy`
+/// key (`serin apikey create --role proxy`), which reads routes and reports lane
+/// metrics and can change nothing else.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
     /// Address to serve traffic on.
@@ -654,10 +655,11 @@ pub enum WorkerCmd {
 pub enum ApiKeyCmd {
     /// Create a key; it is printed once.
     Create {
-        /// A name (the actor in the audit log).
+        /// A name (the actor in the audit log): unique, without `@`.
         #[arg(long)]
         name: String,
-        /// `admin`, `engineer` or `viewer`.
+        /// `admin`, `engineer`, `viewer`, or `proxy` (a remote `serin proxy`:
+        /// reads routes and reports metrics, nothing else).
         #[arg(long)]
         role: String,
     },

@@ -143,15 +143,27 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
             }
             Some(_) => {}
             None => {
-                serin_server::routes::api_keys::make_key(
-                    state,
-                    "admin (SERIN_ADMIN_TOKEN)",
-                    Role::Admin,
-                    "system",
-                    Some(token),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot store SERIN_ADMIN_TOKEN: {e:?}"))?;
+                // Key names are unique for good: a rotated token gets a name
+                // of its own.
+                let make = |name: String| {
+                    let token = token.clone();
+                    async move {
+                        serin_server::routes::api_keys::make_key(
+                            state,
+                            &name,
+                            Role::Admin,
+                            "system",
+                            Some(token),
+                        )
+                        .await
+                    }
+                };
+                let plain = make("admin (SERIN_ADMIN_TOKEN)".into()).await;
+                let made = match plain {
+                    Ok(k) => Ok(k),
+                    Err(_) => make(format!("admin (SERIN_ADMIN_TOKEN {})", &hash[..8])).await,
+                };
+                made.map_err(|e| anyhow::anyhow!("cannot store SERIN_ADMIN_TOKEN: {e:?}"))?;
             }
         }
         return Ok(None);

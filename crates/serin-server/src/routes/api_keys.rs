@@ -89,6 +89,9 @@ fn display_prefix(key: &str) -> String {
     }
 }
 
+/// The actors Serin writes into the audit log itself.
+const RESERVED_ACTORS: &[&str] = &["system", "controller", "health-monitor", "serin"];
+
 /// Makes a key record and the key.
 pub async fn make_key(
     state: &AppState,
@@ -101,6 +104,15 @@ pub async fn make_key(
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
     serin_core::product::validate_text("name", name)?;
+    // The name is the key's actor in the audit log: it may not pass for a
+    // person (whose actor is their email) or for Serin itself, and the store
+    // keeps it unique for good.
+    if name.contains('@') || RESERVED_ACTORS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        return Err(ApiError::invalid(
+            "name",
+            "a key's name may not contain `@` (people's emails are actors) or be one of Serin's own actors (system, controller, health-monitor, serin)",
+        ));
+    }
     let key = match key {
         Some(k) => k,
         None => generate_key()?,

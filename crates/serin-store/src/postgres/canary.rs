@@ -693,7 +693,13 @@ impl PgStore {
             &[&key.id, &key.name, &key.role.as_str(), &key.key_hash, &key.prefix, &key.created_at, &key.created_by],
         )
         .await
-        .map_err(pg_err)?;
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                StoreError::Conflict { entity: Entity::ApiKey, key: key.name.clone() }
+            } else {
+                pg_err(e)
+            }
+        })?;
         insert_event(&tx, &event).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(key)

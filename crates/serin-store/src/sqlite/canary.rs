@@ -542,7 +542,13 @@ impl SqliteStore {
                 .and_then(|mut s| {
                     s.execute(params![key.id, key.name, key.role.as_str(), key.key_hash, key.prefix, micros(key.created_at), key.created_by])
                 })
-                .map_err(sql_err)?;
+                .map_err(|e| {
+                    if super::is_unique_violation(&e) {
+                        StoreError::Conflict { entity: Entity::ApiKey, key: key.name.clone() }
+                    } else {
+                        sql_err(e)
+                    }
+                })?;
                 insert_event(c, &event)?;
                 Ok(key)
             })

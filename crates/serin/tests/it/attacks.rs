@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN, Server, get, post, send};
+use crate::harness::{Server, get, post, send};
 
 /// A plan can't aim the server at loopback, link-local, metadata or the
 /// server itself: the plan is refused with the field at fault and nothing is
@@ -96,7 +96,6 @@ async fn plans_cannot_aim_the_server_inside() {
     )
     .await;
     assert_eq!(code, 201, "{body}");
-    let _ = ADMIN;
 }
 
 /// Loopback allowed (as every other test server has it) still doesn't make
@@ -112,4 +111,56 @@ async fn the_servers_own_listener_is_never_a_target() {
     .await;
     assert_eq!(code, 400, "{body}");
     assert!(body.to_string().contains("own listeners"), "{body}");
+}
+
+/// A key's name is its actor in the audit log: it can't pass for a person, for
+/// Serin itself or for another key (issue 16: a second key named like the
+/// admin's made the log ambiguous). People can't hold the proxy role.
+#[tokio::test]
+async fn key_names_name_one_actor_and_proxy_is_a_role_for_keys() {
+    let s = Server::sqlite();
+    let keys = format!("{}/api/v1/api-keys", s.url);
+    for name in [
+        "ada@example.com",
+        "system",
+        "Controller",
+        "admin (SERIN_ADMIN_TOKEN)",
+        "ADMIN (serin_admin_token)",
+    ] {
+        let (code, e) = post(&keys, json!({"name": name, "role": "engineer"})).await;
+        assert!(matches!(code, 400 | 409), "{name}: {code} {e}");
+    }
+    let (code, _) = post(&keys, json!({"name": "ci", "role": "engineer"})).await;
+    assert_eq!(code, 201);
+    let (code, e) = post(&keys, json!({"name": "CI", "role": "admin"})).await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("API_KEY_EXISTS")),
+        "{e}"
+    );
+    // Revoked, the name still means that key.
+    let (_, list) = get(&keys).await;
+    let id = list["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _) = send(reqwest::Method::DELETE, &format!("{keys}/{id}"), None).await;
+    assert_eq!(code, 200);
+    let (code, _) = post(&keys, json!({"name": "ci", "role": "admin"})).await;
+    assert_eq!(code, 409);
+    let (code, e) = post(
+        &format!("{}/api/v1/users", s.url),
+        json!({"email": "p@example.com", "name": "P", "role": "proxy", "password": "long enough pw"}),
+    )
+    .await;
+    assert_eq!(
+        (code, e["details"]["field"].as_str()),
+        (400, Some("role")),
+        "{e}"
+    );
 }

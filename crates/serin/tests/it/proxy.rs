@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{ADMIN, free_port, get, kill, post, send, spawn};
+use crate::harness::{free_port, get, kill, post, send, spawn};
 
 async fn upstream(name: &'static str) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -211,14 +211,68 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A remote proxy follows within a second.
+    // A remote proxy follows within a second, on a key of the proxy role,
+    // which can do nothing else.
+    let (code, made) = post(
+        &format!("{api}/api/v1/api-keys"),
+        json!({"name": "edge-1", "role": "proxy"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{made}");
+    let proxy_key = made["key"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/canary/deployments/{id}"),
+            None,
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/canary/deployments/{id}/percentage"),
+            Some(json!({"percentage": 100})),
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/canary/deployments/{id}/routing"),
+            Some(json!({"balance": "random"})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/canary/deployments/{id}/rollback"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/api-keys".to_string(),
+            Some(json!({"name": "x", "role": "admin"})),
+        ),
+    ] {
+        let (code, e) =
+            crate::harness::send_as(&proxy_key, method.clone(), &format!("{api}{path}"), body)
+                .await;
+        assert_eq!(
+            (code, e["code"].as_str()),
+            (403, Some("FORBIDDEN")),
+            "{method} {path}: {e}"
+        );
+    }
+    let (code, e) = post(
+        &format!("{api}/api/v1/api-keys"),
+        json!({"name": "EDGE-1", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("API_KEY_EXISTS")),
+        "key names are unique: {e}"
+    );
     let state = tempfile::tempdir().unwrap();
     let remote_args = [
         "proxy",
         "--control-plane",
         &api,
         "--api-key",
-        ADMIN,
+        &proxy_key,
         "--listen",
         &format!("127.0.0.1:{remote_port}"),
         "--state-dir",
