@@ -9,12 +9,16 @@
 //! and the async workers keep answering everything else. A login that can't get
 //! a permit within a few seconds is refused with 503 rather than queued forever.
 //!
-//! Guessing is slowed per email ([`Throttle`]): after five wrong passwords in a
-//! row each further attempt must wait 1 s, 2 s, 4 s … up to 15 minutes
+//! Guessing is slowed per email and client address ([`Throttle`], keyed by
+//! both, the address read through trusted proxies by `crate::peer`): after
+//! five wrong passwords in a row from one address each further attempt from
+//! it must wait 1 s, 2 s, 4 s … up to 15 minutes
 //! (`serin_core::user::login_delay`), and is refused with 429 and
 //! `Retry-After` before any hashing. Every attempt counts as a failure from
 //! the moment it starts until it succeeds, so parallel guesses are counted
-//! too. Failed logins also use up the client address's allowance of failed
+//! too. Keyed by address as well, a guesser can't lock an account's owner out:
+//! the owner's own address has no failures, and a right password from it is
+//! never refused. Failed logins also use up the client address's allowance of failed
 //! authentications (`--auth-failure-limit`), which limits trying one password
 //! across many emails. The count is kept on the user (`failed_logins`,
 //! written after the answer) and in `serin_logins_total`. An unknown email

@@ -21,11 +21,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let now = state.now().timestamp_micros() as f64 / 1e6;
     // Failed authentications are counted per client address; an address that used
     // up its allowance is refused before any key lookup reaches the database.
-    let client = req
+    let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+        .map(|c| c.0.ip());
+    let client = crate::peer::client_address(peer, req.headers(), &state.config.trusted_proxies);
     let key = presented_key(req.headers());
     let cached = state.auth.cached(key);
     // A recently verified key passes even from a throttled address (so a flood from

@@ -31,6 +31,7 @@ pub mod notes;
 pub mod notifier;
 pub mod openapi;
 pub mod outbound;
+pub mod peer;
 pub mod probe;
 pub mod rate;
 pub mod releaser;

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub check_targets: std::collections::BTreeMap<String, String>,
     /// Where the server may connect on a plan's behalf.
     pub outbound: crate::outbound::Policy,
+    /// Proxies whose `X-Forwarded-For` names the client (see `peer`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             git_repositories: std::collections::BTreeMap::new(),
             check_targets: std::collections::BTreeMap::new(),
             outbound: crate::outbound::Policy::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -249,6 +249,17 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub outbound_deny: Vec<String>,
+    /// Load balancers or proxies in front of Serin (CIDRs) whose
+    /// `X-Forwarded-For` names the client that failed authentication limits
+    /// and the login throttle count by (repeat, or comma-separate in the
+    /// variable). From any other peer the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SERIN_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Settings of `serin proxy`. The API key is the global `--api-key`: a `proxy`

@@ -45,6 +45,7 @@ const FILE_KEYS: &[&str] = &[
     "check_targets",
     "outbound_allow",
     "outbound_deny",
+    "trusted_proxies",
 ];
 
 /// Log output format.
@@ -269,6 +270,18 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         rules(&up.outbound_allow, "outbound_allow"),
         rules(&up.outbound_deny, "outbound_deny"),
     );
+    let mut trusted_proxies = Vec::new();
+    for entry in l.list(&up.trusted_proxies, "trusted_proxies") {
+        match entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(n) => trusted_proxies.push(n.trunc()),
+            Err(_) => l.errors.push(format!(
+                "trusted_proxies: `{entry}` is not a CIDR or an address (SERIN_TRUSTED_PROXIES)"
+            )),
+        }
+    }
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -314,6 +327,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 git_repositories,
                 check_targets,
                 outbound,
+                trusted_proxies,
             },
         }),
         _ => Err(l.errors),
@@ -471,6 +485,7 @@ mod tests {
             check_targets: Vec::new(),
             outbound_allow: Vec::new(),
             outbound_deny: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -68,9 +68,14 @@ pub struct Session {
 pub async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<Login>,
 ) -> Response {
-    let client = peer.map_or_else(|| "unknown".into(), |p| p.0.0.ip().to_string());
+    let client = crate::peer::client_address(
+        peer.map(|p| p.0.0.ip()),
+        &headers,
+        &state.config.trusted_proxies,
+    );
     let now = state.now().timestamp_micros() as f64 / 1e6;
     if state.auth_failures.exhausted(&client, now) {
         return too_many(
@@ -79,7 +84,7 @@ pub async fn login(
             60,
         );
     }
-    match try_login(&state, body).await {
+    match try_login(&state, &client, body).await {
         Ok(s) => Json(s).into_response(),
         Err(e) => {
             if e.status() == StatusCode::UNAUTHORIZED {
@@ -103,7 +108,9 @@ fn too_many(state: &AppState, message: &str, secs: u64) -> Response {
     resp
 }
 
-async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
+/// A login attempt. Wrong passwords slow down further attempts for this email
+/// from this address only: a guesser elsewhere can't lock the owner out.
+async fn try_login(state: &AppState, client: &str, body: Login) -> Result<Session, Response> {
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -119,7 +126,8 @@ async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
         state.telemetry.login("bad_password");
         return Err(bad().into_response());
     }
-    if let Err(wait) = state.throttle.begin(&email) {
+    let throttled = format!("{client} {email}");
+    if let Err(wait) = state.throttle.begin(&throttled) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(too_many(
             state,
@@ -165,7 +173,7 @@ async fn try_login(state: &AppState, body: Login) -> Result<Session, Response> {
             return Err(bad().into_response());
         }
     };
-    state.throttle.succeeded(&email);
+    state.throttle.succeeded(&throttled);
     let token = random_token(SESSION_PREFIX).map_err(IntoResponse::into_response)?;
     let ttl =
         chrono::Duration::from_std(state.config.session_ttl).unwrap_or(chrono::Duration::hours(12));
