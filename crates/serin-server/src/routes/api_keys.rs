@@ -181,7 +181,8 @@ pub async fn list(
     }))
 }
 
-/// Revoke a key (admin); it stops working at once on this server.
+/// Revoke a key (admin); it stops working at once on this server and within
+/// half a second on other replicas.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "auth",
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 200, body = ApiKeyInfo), (status = 404, description = "`API_KEY_NOT_FOUND`", body = ErrorBody)))]

@@ -245,3 +245,129 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     }
     assert_eq!(codes, [401, 401, 429, 429]);
 }
+
+/// Polls `url` with `key` on another replica until it is refused; the time it took.
+async fn until_refused(url: &str, key: &str) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let c = reqwest::Client::new();
+    loop {
+        let code = c
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if code == 401 {
+            return start.elapsed();
+        }
+        assert_eq!(code, 200);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "never refused on the other replica"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Two replicas on one PostgreSQL: a key revoked, a session logged out and a
+/// user disabled on one stop working on the other (issue 16: ~5 s; the cache
+/// now forgets after half a second). Prints the time each took; the figures
+/// are in docs/benchmarks.md.
+#[tokio::test]
+async fn revocation_reaches_the_other_replica() {
+    let Some(db) = crate::harness::postgres_schema("revoke").await else {
+        return;
+    };
+    let a = Server::start(&db, tempfile::tempdir().unwrap());
+    let b = Server::start(&db, tempfile::tempdir().unwrap());
+    let on_b = format!("{}/api/v1/products", b.url);
+    let mut took = Vec::new();
+    for i in 0..3 {
+        let (code, k) = post(
+            &format!("{}/api/v1/api-keys", a.url),
+            json!({"name": format!("ci-{i}"), "role": "viewer"}),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let key = k["key"].as_str().unwrap();
+        assert_eq!(
+            crate::harness::send_as(key, reqwest::Method::GET, &on_b, None)
+                .await
+                .0,
+            200
+        );
+        let (code, _) = send(
+            reqwest::Method::DELETE,
+            &format!("{}/api/v1/api-keys/{}", a.url, k["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200);
+        took.push(("key revoked", until_refused(&on_b, key).await));
+    }
+    let (code, _) = post(
+        &format!("{}/api/v1/users", a.url),
+        json!({"email": "ada@example.com", "name": "Ada", "role": "engineer", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let login = || async {
+        let (code, s) = post(
+            &format!("{}/api/v1/auth/login", a.url),
+            json!({"email": "ada@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+        assert_eq!(code, 200, "{s}");
+        s["token"].as_str().unwrap().to_string()
+    };
+    let token = login().await;
+    assert_eq!(
+        crate::harness::send_as(&token, reqwest::Method::GET, &on_b, None)
+            .await
+            .0,
+        200
+    );
+    let (code, _) = crate::harness::send_as(
+        &token,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/auth/logout", a.url),
+        None,
+    )
+    .await;
+    assert!(code < 300);
+    took.push(("logged out", until_refused(&on_b, &token).await));
+    let token = login().await;
+    assert_eq!(
+        crate::harness::send_as(&token, reqwest::Method::GET, &on_b, None)
+            .await
+            .0,
+        200
+    );
+    let (_, users) = get(&format!("{}/api/v1/users", a.url)).await;
+    let id = users["users"]
+        .as_array()
+        .or(users["items"].as_array())
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ada@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _) = send(
+        reqwest::Method::PATCH,
+        &format!("{}/api/v1/users/{id}", a.url),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    took.push(("user disabled", until_refused(&on_b, &token).await));
+    for (what, t) in &took {
+        println!(
+            "revocation on the other replica: {what}: {} ms",
+            t.as_millis()
+        );
+    }
+}
