@@ -12,6 +12,7 @@ mod harness;
 mod lifecycle;
 mod limits;
 mod live;
+mod matrix;
 mod proxy;
 mod releases;
 mod rollout;
