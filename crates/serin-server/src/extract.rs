@@ -89,6 +89,35 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
+/// A JSON body that may be absent (empty or `null`), read like [`ApiJson`]
+/// when present; for operations whose body is optional (a reason, a payload).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let seed_004 = uses_seed_004_codes(req.uri().path());
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let text = bytes.trim_ascii();
+        if text.is_empty() || text == b"null" {
+            return Ok(OptionalJson(None));
+        }
+        parse(&bytes).map(|v| OptionalJson(Some(v))).map_err(|e| {
+            if seed_004 {
+                e.as_validation_failed()
+            } else {
+                e
+            }
+        })
+    }
+}
+
 /// Deserializes `bytes` as `T`, classifying failures as the module docs list.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

@@ -117,6 +117,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
             }
         }
     }
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PUT, &mut item.put),
+            (axum::http::Method::PATCH, &mut item.patch),
+            (axum::http::Method::DELETE, &mut item.delete),
+        ] {
+            if let Some(op) = op {
+                add_common_responses(path, &method, op);
+            }
+        }
+    }
     for (alias, canonical, method) in ALIASES {
         let Some(item) = doc.paths.paths.get(*canonical) else {
             continue;
@@ -138,6 +151,73 @@ pub fn document() -> utoipa::openapi::OpenApi {
         set_operation(entry, method, op);
     }
     doc
+}
+
+/// The answers every operation of a kind can give, whatever its handler:
+/// the guard's (401, 403, 429) on every operation that needs a credential,
+/// and the extractors' on every operation that takes a body or parameters
+/// (see `crate::extract`). A handler's own description of a status wins.
+fn add_common_responses(path: &str, method: &axum::http::Method, op: &mut Operation) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let mut add = |status: &str, description: &str| {
+        if op.responses.responses.contains_key(status) {
+            return;
+        }
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        op.responses
+            .responses
+            .insert(status.to_string(), response.into());
+    };
+    if crate::auth::required_role(method, path).is_some() {
+        add(
+            "401",
+            "`UNAUTHORIZED`: no credential, or one that is unknown, revoked or expired",
+        );
+        add(
+            "403",
+            "`FORBIDDEN`: the credential's role is below what this operation needs",
+        );
+        add(
+            "429",
+            "`RATE_LIMITED`: the key's or user's rate limit, or too many failed authentications from this address; see `Retry-After`",
+        );
+    }
+    let has_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let has_body = op.request_body.is_some();
+    if has_body {
+        add(
+            "400",
+            "`MALFORMED_JSON` or `VALIDATION_FAILED`: the body is not JSON, or a value is outside what its field allows",
+        );
+        add(
+            "413",
+            "`PAYLOAD_TOO_LARGE`: the body is over the size limit",
+        );
+        add(
+            "415",
+            "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`",
+        );
+        if !(path.starts_with("/api/v1/canary") || path.starts_with("/admin/canary")) {
+            add(
+                "422",
+                "`MISSING_FIELD`, `INVALID_FIELD_TYPE` or `UNKNOWN_FIELD`: the body doesn't have the operation's shape",
+            );
+        }
+    }
+    if has_parameters {
+        add(
+            "400",
+            "`INVALID_PARAMETER`: a path or query parameter can't be read",
+        );
+    }
 }
 
 fn operation<'a>(item: &'a PathItem, method: &str) -> Option<&'a Operation> {

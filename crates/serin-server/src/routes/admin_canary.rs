@@ -3,7 +3,6 @@
 //! is what a single-service admin panel needs: start, scale, stop, status, metrics,
 //! and webhooks through which outside scripts report their steps.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,9 +15,10 @@ use serin_core::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
 
-use super::canary::{change, lane_metrics, optional_body, start as start_deployment};
+use super::canary::{change, lane_metrics, start as start_deployment};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::OptionalJson;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 
@@ -84,9 +84,9 @@ pub async fn start(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiQuery(q): ApiQuery<StartParams>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<StartParams>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    let b = optional_body::<StartParams>(&body)?.unwrap_or_default();
+    let b = body.unwrap_or_default();
     let image_tag = b
         .image_tag
         .or(q.image_tag)
@@ -260,12 +260,12 @@ pub async fn metrics_of(State(state): State<AppState>) -> ApiResult<Json<Compari
 #[utoipa::path(post, path = "/admin/canary/webhook/{event}", tag = "admin",
     params(("event" = String, Path, description = "`started`, `health-check` or `traffic-updated`")),
     responses((status = 202, description = "recorded"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-#[tracing::instrument(skip(state, who, body))]
+#[tracing::instrument(skip(state, who, payload))]
 pub async fn webhook(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(event): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(payload): OptionalJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if !matches!(
         event.as_str(),
@@ -276,7 +276,7 @@ pub async fn webhook(
             "use started, health-check or traffic-updated",
         ));
     }
-    let payload = optional_body::<Value>(&body)?.unwrap_or(Value::Null);
+    let payload = payload.unwrap_or(Value::Null);
     let d = live(&state).await?;
     let e = NewEvent {
         kind: EventType::ExternalReport,

@@ -133,7 +133,7 @@ pub async fn make_key(
 
 /// Create a key (admin). The answer holds the key; it is never shown again.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "auth", request_body = NewApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "`API_KEY_EXISTS`: the name is taken (names are unique for good, without case)", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name, role = %new.role))]
 pub async fn create(
     State(state): State<AppState>,

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,7 +30,7 @@ use serin_store::canary::{DeploymentChange, DeploymentFilter, EventFilter, Obser
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, parse};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::state::AppState;
 
 /// The canary routes.
@@ -73,15 +72,6 @@ pub(crate) async fn change(
         .await?;
     state.hub.publish(&events);
     Ok(d)
-}
-
-/// Parses a JSON body that may be absent (empty, or a literal `null`).
-pub(crate) fn optional_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<Option<T>> {
-    let text = body.trim_ascii();
-    if text.is_empty() || text == b"null" {
-        return Ok(None);
-    }
-    parse(body).map(Some)
 }
 
 /// Which deployments to list.
@@ -358,9 +348,9 @@ pub async fn rollback(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> ApiResult<Json<ActionAnswer>> {
-    let reason = optional_body::<ReasonBody>(&body)?
+    let reason = body
         .unwrap_or_default()
         .reason
         .unwrap_or_else(|| format!("manual rollback by {}", who.name));
@@ -383,11 +373,9 @@ pub async fn pause(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> ApiResult<Json<ActionAnswer>> {
-    let reason = optional_body::<ReasonBody>(&body)?
-        .unwrap_or_default()
-        .reason;
+    let reason = body.unwrap_or_default().reason;
     let (r, now) = (reason.clone(), state.now());
     let d = change(&state, &who.name, &id, move |d| d.pause(r.as_deref(), now)).await?;
     Ok(Json(ActionAnswer {

@@ -1,7 +1,6 @@
 //! Seed 003's deployments: releases entering environments. They are the same
 //! records as `/api/v1/canary/deployments`, read with seed 003's statuses.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -15,8 +14,8 @@ use serin_store::canary::{DeploymentFilter, EventFilter};
 
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
+use crate::extract::OptionalJson;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::routes::canary::optional_body;
 use crate::state::AppState;
 
 /// The deployment routes.
@@ -44,7 +43,7 @@ pub struct DeploymentParams {
 
 /// A page of deployments.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeploymentList {
+pub struct ReleaseDeploymentList {
     /// Newest first.
     pub items: Vec<ReleaseDeployment>,
     /// How many on this page.
@@ -56,12 +55,12 @@ pub struct DeploymentList {
 /// Deployments of releases to environments, newest first, with seed 003's
 /// statuses (`pending`, `in_progress`, `succeeded`, `failed`, `rolled_back`).
 #[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", params(DeploymentParams),
-    responses((status = 200, body = DeploymentList), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ReleaseDeploymentList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<DeploymentParams>,
-) -> ApiResult<Json<DeploymentList>> {
+) -> ApiResult<Json<ReleaseDeploymentList>> {
     let page = PageParams {
         page: p.page,
         page_size: p.page_size,
@@ -77,7 +76,7 @@ pub async fn list(
         .list_deployments(&f, page.offset(), page.limit())
         .await?;
     let items: Vec<_> = found.items.iter().map(ReleaseDeployment::of).collect();
-    Ok(Json(DeploymentList {
+    Ok(Json(ReleaseDeploymentList {
         count: items.len(),
         pagination: page.of(found.total),
         items,
@@ -181,11 +180,9 @@ pub async fn rollback(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<RollbackBody>,
 ) -> ApiResult<(StatusCode, Json<ReleaseDeployment>)> {
-    let reason = optional_body::<RollbackBody>(&body)?
-        .unwrap_or_default()
-        .reason;
+    let reason = body.unwrap_or_default().reason;
     if let Some(r) = &reason {
         serin_core::product::validate_description("reason", Some(r))?;
     }

@@ -8,7 +8,6 @@
 //! traffic to stable). A group is created here in one call from several targets
 //! and one plan; its members advance in lock-step and fall together.
 
-use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
@@ -21,9 +20,10 @@ use serin_core::judge::Judgement;
 use serin_core::rollout::RolloutSpec;
 use serin_store::canary::EventFilter;
 
-use super::canary::{ActionAnswer, ReasonBody, change, optional_body};
+use super::canary::{ActionAnswer, ReasonBody, change};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::OptionalJson;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
@@ -353,11 +353,9 @@ pub async fn abort(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> ApiResult<Json<ActionAnswer>> {
-    let why = optional_body::<ReasonBody>(&body)?
-        .unwrap_or_default()
-        .reason;
+    let why = body.unwrap_or_default().reason;
     let reason = match why {
         Some(r) => format!("aborted by {}: {r}", who.name),
         None => format!("aborted by {}", who.name),
