@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Schemathesis against a real `serin up` (SQLite in a temporary directory), as
-# an admin: every operation of the served OpenAPI document gets its coverage
-# cases (boundaries, missing and wrong-typed fields) and fuzzed input, and
-# every answer is checked: no server error, the body matches the documented
-# schema, and the status and content type are ones the document lists.
+# an admin: every operation of the served OpenAPI document gets its examples,
+# its coverage cases (boundaries, missing and wrong-typed fields) and fuzzed
+# input, and every answer is checked: no server error, the body matches the
+# documented schema, and the status and content type are ones the document
+# lists.
 #
-# Phases: coverage and fuzzing. The examples phase is left out: schemathesis
-# 4.32 fails inside Hypothesis while extracting examples from one schema (a
-# FlakyFailure in its own example generation, not an answer of Serin's).
+# One worker: with two, schemathesis 4.32 fails inside Hypothesis now and then
+# ("AST constructor recursion depth mismatch", a FlakyFailure while drawing
+# examples) — errors of the tool's own, not answers of Serin's.
+#
+# Not checked yet: `positive_data_acceptance` (input the schema allows must
+# not be refused). 39 operations refuse such input today, because the document
+# doesn't state their constraints (`page` from 1, names of 1–200 characters,
+# percentages 0–100, enums written as free strings).
 #
 # Usage: tests/api/schemathesis.sh [SECONDS]   (default 240: the time budget
 # of the run; the test command uses the default, longer runs are a benchmark)
@@ -17,7 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 budget=${1:-240}
 bin=${SERIN_BIN:-target/debug/serin}
-st=${ST:-st}
+st=$(command -v "${ST:-st}") || { echo "schemathesis (st) is not installed"; exit 1; }
+bin=$(realpath "$bin")
 work=$(mktemp -d)
 key=srn_schemathesis_admin_token_0000000000000000
 cleanup() { [[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
@@ -36,18 +43,19 @@ echo "serin at $url; schemathesis for ${budget}s"
 curl -sf -X POST "$url/api/v1/products" -H "authorization: Bearer $key" -H 'content-type: application/json' -d '{"name":"shop"}' > /dev/null
 curl -sf -X POST "$url/api/v1/releases" -H "authorization: Bearer $key" -H 'content-type: application/json' -d '{"product_name":"shop","version":"1.0.0"}' > /dev/null
 status=0
-"$st" run "$url/openapi.json" \
+# From the temporary directory: schemathesis keeps a cache where it runs.
+(cd "$work" && "$st" run "$url/openapi.json" \
     --header "Authorization: Bearer $key" \
     --header "X-API-Key: $key" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
-    --phases coverage,fuzzing \
+    --phases examples,coverage,fuzzing \
     --max-time "$budget" \
-    --workers 2 \
+    --workers 1 \
     --suppress-health-check all \
     --exclude-path /api/v1/auth/logout \
     --generation-database none \
     --no-color \
-    --report junit --report-dir "$work/report" || status=$?
+    --report junit --report-dir "$work/report") || status=$?
 if grep -q "panicked" "$work/err"; then
     echo "the server panicked:"; grep -A5 panicked "$work/err"; status=1
 fi

@@ -490,6 +490,44 @@ canary:
       alert_level: "warning"
 "#;
 
+/// What a spec file asks for: the plan, and whether it promotes by itself
+/// (seed 002's `auto_progression.enabled`; absent in a plain plan).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecFile {
+    /// The plan.
+    pub spec: RolloutSpec,
+    /// Promote automatically after the last step.
+    pub auto_promotion: Option<bool>,
+}
+
+impl SpecFile {
+    /// The plan a file's content describes (read from YAML or JSON into
+    /// JSON's data model), or why it describes none: seed 002's `canary:`
+    /// config, or a plain `{"steps": [...]}` plan, validated.
+    pub fn from_value(value: serde_json::Value) -> Result<SpecFile, String> {
+        if value.get("canary").is_some() {
+            let f: Seed002File = serde_json::from_value(value)
+                .map_err(|e| format!("not a valid seed 002 canary config: {e}"))?;
+            let spec = f.canary.spec().map_err(|e| e.to_string())?;
+            let auto = f.canary.auto_progression.as_ref().map(|a| a.enabled);
+            return Ok(SpecFile {
+                spec,
+                auto_promotion: auto,
+            });
+        }
+        if value.get("steps").is_some() {
+            let spec: RolloutSpec = serde_json::from_value(value)
+                .map_err(|e| format!("not a valid rollout spec: {e}"))?;
+            spec.validate().map_err(|e| e.to_string())?;
+            return Ok(SpecFile {
+                spec,
+                auto_promotion: None,
+            });
+        }
+        Err("neither a `canary:` config (seed 002) nor a `steps:` list".into())
+    }
+}
+
 /// Seed 002's configuration file (`canary-config.yaml`), as written there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use serin_core::rollout::{RolloutSpec, Seed002File};
+use serin_core::rollout::SpecFile;
 
 use crate::cli::Output;
 
@@ -24,42 +24,13 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// What a spec file asks for: the plan, and whether it promotes by itself
-/// (seed 002's `auto_progression.enabled`; absent in a plain plan).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpecFile {
-    /// The plan.
-    pub spec: RolloutSpec,
-    /// Promote automatically after the last step.
-    pub auto_promotion: Option<bool>,
-}
-
 /// The plan a file describes, or why it describes none.
 pub fn parse(text: &str) -> Result<SpecFile, String> {
     // Through JSON's data model: serde_yaml reads enums only from YAML tags, while
     // specs write steps as one-key maps (`- set_weight: 10`), as JSON would.
     let value: serde_json::Value =
         serde_yaml::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
-    if value.get("canary").is_some() {
-        let f: Seed002File = serde_json::from_value(value)
-            .map_err(|e| format!("not a valid seed 002 canary config: {e}"))?;
-        let spec = f.canary.spec().map_err(|e| e.to_string())?;
-        let auto = f.canary.auto_progression.as_ref().map(|a| a.enabled);
-        return Ok(SpecFile {
-            spec,
-            auto_promotion: auto,
-        });
-    }
-    if value.get("steps").is_some() {
-        let spec: RolloutSpec =
-            serde_json::from_value(value).map_err(|e| format!("not a valid rollout spec: {e}"))?;
-        spec.validate().map_err(|e| e.to_string())?;
-        return Ok(SpecFile {
-            spec,
-            auto_promotion: None,
-        });
-    }
-    Err("neither a `canary:` config (seed 002) nor a `steps:` list".into())
+    SpecFile::from_value(value)
 }
 
 /// Reads and parses a spec file (`-` is standard input).
