@@ -76,6 +76,11 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::docs::router())
         .merge(routes::dashboard::router())
         .route("/openapi.json", axum::routing::get(openapi_json))
+        // Innermost: only a caller the guard let through gets its body read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        ))
         // Only matched routes are guarded: an unknown path is a 404, not a 401.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -94,6 +99,64 @@ pub fn app(state: AppState) -> Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Reads a request's whole body before the handler runs, within the body
+/// timeout (`--body-timeout`, from the end of the headers) and the size limit:
+/// a client that sends its body slowly, a byte now and then, is answered 408
+/// and the connection is freed, where a per-read timeout would let it hold
+/// the connection for as long as it keeps dripping.
+async fn read_body_in_time(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "the request body is too large",
+                )
+                .into_response()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_BODY",
+                    "the request body could not be read",
+                )
+                .log(e.to_string())
+                .into_response()
+            };
+        }
+        Err(_) => {
+            let mut resp = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BODY_TIMEOUT",
+                format!(
+                    "the request body did not arrive within {}s",
+                    state.config.body_timeout.as_secs()
+                ),
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return resp;
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 async fn openapi_json() -> impl IntoResponse {

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub outbound: crate::outbound::Policy,
     /// Proxies whose `X-Forwarded-For` names the client (see `peer`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a request's body may take to arrive, from the end of its headers.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             check_targets: std::collections::BTreeMap::new(),
             outbound: crate::outbound::Policy::default(),
             trusted_proxies: Vec::new(),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

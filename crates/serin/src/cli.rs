@@ -205,6 +205,10 @@ pub struct UpArgs {
     /// kept-alive connection may sit idle (default 10s).
     #[arg(long, env = "SERIN_HEADER_TIMEOUT", value_name = "DURATION")]
     pub header_timeout: Option<String>,
+    /// How long a request's body may take to arrive after its headers; a slower
+    /// one is answered 408 and its connection closed (default 30s).
+    #[arg(long, env = "SERIN_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
     /// API connections open at once; more wait in the listen backlog (default 1024).
     #[arg(long, env = "SERIN_CONNECTION_LIMIT", value_name = "N")]
     pub connection_limit: Option<String>,

@@ -41,6 +41,7 @@ const FILE_KEYS: &[&str] = &[
     "session_ttl",
     "header_timeout",
     "connection_limit",
+    "body_timeout",
     "git_repositories",
     "check_targets",
     "outbound_allow",
@@ -216,6 +217,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         duration_setting(&mut l, &up.controller_interval, "controller_interval", 1);
     let session_ttl = duration_setting(&mut l, &up.session_ttl, "session_ttl", 12 * 3600);
     let header_timeout = duration_setting(&mut l, &up.header_timeout, "header_timeout", 10);
+    let body_timeout = duration_setting(&mut l, &up.body_timeout, "body_timeout", 30);
     let connection_limit = l.number(
         &up.connection_limit,
         "connection_limit",
@@ -328,6 +330,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 check_targets,
                 outbound,
                 trusted_proxies,
+                body_timeout,
             },
         }),
         _ => Err(l.errors),
@@ -486,6 +489,7 @@ mod tests {
             outbound_allow: Vec::new(),
             outbound_deny: Vec::new(),
             trusted_proxies: Vec::new(),
+            body_timeout: None,
         }
     }
 

@@ -64,3 +64,53 @@ async fn slow_headers_and_idle_connections_are_closed_and_the_cap_holds() {
     assert_eq!(r.status().as_u16(), 200);
     drop(silent);
 }
+
+/// A body sent a byte now and then is cut off at the body timeout with 408
+/// and the connection closed, however steadily it drips; an unauthenticated
+/// caller's body is never read at all.
+#[tokio::test]
+async fn a_dripping_body_is_answered_408_within_the_body_timeout() {
+    let s = Server::sqlite_with(&[
+        ("SERIN_BODY_TIMEOUT", "2s"),
+        ("SERIN_HEADER_TIMEOUT", "30s"),
+    ]);
+    let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+    let head = format!(
+        "POST /api/v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        crate::harness::ADMIN
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    let (mut rd, mut wr) = c.into_split();
+    let drip = tokio::spawn(async move {
+        // One byte a second: no read ever waits long, the whole never arrives.
+        for _ in 0..60 {
+            if wr.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer)).await;
+    drip.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("BODY_TIMEOUT"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    // Without a credential, the guard answers before any body is read.
+    let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+    c.write_all(b"POST /api/v1/products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut first))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert_eq!(&first, b"HTTP/1.1 401");
+}
