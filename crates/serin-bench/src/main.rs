@@ -11,6 +11,9 @@
 //! - `logins BIN`: `GET /api/v1/releases` latency from a few steady readers,
 //!   first alone, then with 20 logins a second (Argon2id at its production
 //!   parameters) started on a fixed schedule whatever the answers, in the same run.
+//! - `slowloris BIN`: 5,000 connections that never finish their headers while a
+//!   prober checks `/api/v1/health` on fresh connections: its latencies before
+//!   and during, and when the crowd is closed; nginx the same way (`slowloris.rs`).
 //! - `verdicts --bin BIN …`: canary verdicts live, many deployments at once on one
 //!   `serin up` with real upstream processes: the share of false rollbacks of
 //!   canaries no worse than stable, and the time to roll back worse ones
@@ -26,6 +29,7 @@ mod burn;
 mod loadgen;
 mod machine;
 mod scenarios;
+mod slowloris;
 mod stats;
 mod upstream;
 mod verdicts;
@@ -45,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         Some("burn") => return burn::main(&args[2..]),
         _ => {}
     }
-    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -76,6 +80,11 @@ fn main() -> anyhow::Result<()> {
             opt("--seconds", 20)?,
             opt("--logins-per-second", 20)?,
             opt("--readers", 4)?,
+        )),
+        "slowloris" => rt.block_on(slowloris::main(
+            bin,
+            opt("--connections", 5000)?,
+            opt("--probes", 500)?,
         )),
         _ => bail!(usage),
     }

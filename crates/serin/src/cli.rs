@@ -209,7 +209,8 @@ pub struct UpArgs {
     /// one is answered 408 and its connection closed (default 30s).
     #[arg(long, env = "SERIN_BODY_TIMEOUT", value_name = "DURATION")]
     pub body_timeout: Option<String>,
-    /// API connections open at once; more wait in the listen backlog (default 1024).
+    /// API connections open at once; more wait in the listen backlog (default:
+    /// the process's hard file-descriptor limit less 256, from 64 to 16,384).
     #[arg(long, env = "SERIN_CONNECTION_LIMIT", value_name = "N")]
     pub connection_limit: Option<String>,
     /// A product's git repository on this machine, for commit subjects in its

@@ -222,7 +222,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         &up.connection_limit,
         "connection_limit",
         "SERIN_CONNECTION_LIMIT",
-        1024,
+        default_connection_limit(),
         1..=1_000_000,
     );
     let mut git_repositories = std::collections::BTreeMap::new();
@@ -335,6 +335,16 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
         }),
         _ => Err(l.errors),
     }
+}
+
+/// The connection cap when none is set: what the process may open (its hard
+/// file-descriptor limit, to which `serin up` raises its soft one) less 256
+/// for the database, outbound calls and the proxy, at most 16,384 and at
+/// least 64. Thousands of connections that send nothing then wait out the
+/// header timeout without making anyone else queue.
+pub fn default_connection_limit() -> u64 {
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(_, hard)| hard);
+    hard.saturating_sub(256).clamp(64, 16_384)
 }
 
 /// A duration setting of at least 1s (`default_secs` when unset).

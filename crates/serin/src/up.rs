@@ -27,6 +27,11 @@ fn init_logs(settings: &Settings) {
 /// serves until SIGINT or SIGTERM.
 pub async fn up(settings: Settings) -> anyhow::Result<()> {
     init_logs(&settings);
+    // Connections are file descriptors: use what the system allows this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "file-descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file-descriptor limit"),
+    }
     let store = open(&settings.database_url, settings.max_connections).await?;
     let report = store
         .migrate()
