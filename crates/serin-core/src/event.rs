@@ -50,6 +50,10 @@ pub enum EventType {
     ApiKeyCreated,
     /// An API key was revoked.
     ApiKeyRevoked,
+    /// An admin stored or replaced a secret (its name only).
+    SecretSet,
+    /// An admin deleted a secret.
+    SecretDeleted,
     /// An outside script reported a step (seed 002's webhooks).
     ExternalReport,
     /// A rollout moved to its next step.
@@ -107,6 +111,8 @@ impl EventType {
             EventType::WorkerStatusChanged => "worker_status_changed",
             EventType::ApiKeyCreated => "api_key_created",
             EventType::ApiKeyRevoked => "api_key_revoked",
+            EventType::SecretSet => "secret_set",
+            EventType::SecretDeleted => "secret_deleted",
             EventType::ExternalReport => "external_report",
             EventType::RolloutStepStarted => "rollout_step_started",
             EventType::AnalysisCompleted => "analysis_completed",

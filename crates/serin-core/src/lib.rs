@@ -53,6 +53,7 @@ pub mod proxy;
 pub mod release;
 pub mod rollout;
 pub mod routing;
+pub mod secret;
 pub mod sequential;
 pub mod signal;
 pub mod simulate;

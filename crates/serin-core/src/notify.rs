@@ -48,6 +48,10 @@ pub struct Notification {
     /// The event types sent (default: [`DEFAULT_EVENTS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventType>,
+    /// The secret (by name) this target verifies `X-Serin-Signature` with;
+    /// without one, the server's `--webhook-secret` signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 /// What is sent when a notification names no events: the moments people act on.
@@ -64,7 +68,18 @@ pub const DEFAULT_EVENTS: [EventType; 7] = [
 impl Notification {
     /// Checks the URL.
     pub fn validate(&self) -> Result<(), DomainError> {
-        crate::rollout::check_http_url("url", &self.url)
+        crate::rollout::check_http_url("url", &self.url)?;
+        if let Some(name) = &self.signing_secret {
+            crate::secret::validate_name("signing_secret", name)?;
+        }
+        Ok(())
+    }
+
+    /// The secrets this target names (its URL's and its signing secret).
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        crate::secret::reference(&self.url)
+            .into_iter()
+            .chain(self.signing_secret.as_deref())
     }
 
     /// Whether this event type is sent.
@@ -198,6 +213,7 @@ mod tests {
             url: "https://hooks.example/x".into(),
             format: Format::Slack,
             events: vec![],
+            signing_secret: None,
         };
         n.validate().unwrap();
         assert!(n.wants(EventType::DeploymentRolledBack) && !n.wants(EventType::PercentageUpdated));

@@ -430,18 +430,64 @@ pub(crate) fn is_http_url(url: &str) -> bool {
 pub fn has_credentials(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.contains('@')
+    if authority.contains('@') {
+        return true;
+    }
+    // A token in the query string.
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let secret_param = query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
+        SECRET_PARAMS.contains(&key.as_str())
+    });
+    // Chat webhooks whose path is the credential.
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    let path = &rest[authority.len()..];
+    let secret_path = SECRET_PATHS
+        .iter()
+        .any(|(h, p)| host == *h && path.starts_with(p));
+    secret_param || secret_path
 }
+
+/// Query parameters that carry a credential.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+    "password",
+    "sig",
+    "signature",
+    "code",
+    "auth",
+];
+
+/// Hosts and paths whose URL is itself a credential.
+const SECRET_PATHS: &[(&str, &str)] = &[
+    ("hooks.slack.com", "/services/"),
+    ("hooks.slack.com", "/workflows/"),
+    ("discord.com", "/api/webhooks/"),
+    ("discordapp.com", "/api/webhooks/"),
+    ("outlook.office.com", "/webhook"),
+    ("chat.googleapis.com", "/v1/spaces/"),
+];
 
 /// Checks a URL a plan carries: http:// or https://, bounded, and without
 /// credentials — a plan is read by every viewer (deployment, events, audit
 /// log), so a password in it is a password for all. The message never repeats
 /// such a URL.
 pub fn check_http_url(field: &str, url: &str) -> Result<(), DomainError> {
+    if let Some(name) = crate::secret::reference(url) {
+        return crate::secret::validate_name(field, name);
+    }
     if has_credentials(url) {
         return Err(DomainError::invalid(
             field,
-            "a URL in a plan can't carry credentials (`user:pass@`): every viewer reads plans; webhooks are authenticated by Serin's signature (`--webhook-secret`), databases and brokers by a registered target (`--check-target`)",
+            "a URL in a plan can't carry credentials (`user:pass@`, a token in its query, a chat webhook's secret path): every viewer reads plans; store it as a secret (`PUT /api/v1/secrets/NAME`, admins) and write `secret:NAME` instead",
         ));
     }
     if !is_http_url(url) {
@@ -722,6 +768,21 @@ mod tests {
             );
         }
         check_http_url("url", "https://ci.example/gate?user=a@b").unwrap();
+        for leaky in [
+            "https://ci.example/gate?token=abc",
+            "https://ci.example/gate?x=1&API_KEY=abc",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+            "https://discord.com/api/webhooks/1/abc",
+        ] {
+            let e = check_http_url("url", leaky).unwrap_err().to_string();
+            assert!(
+                e.contains("secret:NAME") && !e.contains("abc") && !e.contains("XXXX"),
+                "{e}"
+            );
+        }
+        check_http_url("url", "secret:slack-ops").unwrap();
+        assert!(check_http_url("url", "secret:Slack Ops").is_err());
+        check_http_url("url", "https://hooks.slack.com/").unwrap();
         assert!(has_credentials("redis://:pw@cache:6379"));
         assert!(!has_credentials("nats://broker:4222"));
         let mut s = RolloutSpec::of_steps(vec![Step::Gate(Gate::Webhook {

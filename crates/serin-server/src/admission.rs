@@ -23,10 +23,57 @@ pub fn plan(config: &ServerConfig, spec: &RolloutSpec) -> Result<(), DomainError
         ));
     }
     for (field, target) in spec.outbound_targets() {
+        if serin_core::secret::reference(target).is_some() {
+            continue; // judged when it is resolved, at the call
+        }
         config
             .outbound
             .check_target(target)
             .map_err(|d| DomainError::invalid(format!("rollout.{field}"), d.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Refuses a plan that names a secret this server doesn't have (or a server
+/// without secrets): the plan would fail its calls later, silently.
+pub async fn secrets(
+    store: &serin_store::Store,
+    config: &ServerConfig,
+    spec: &RolloutSpec,
+) -> Result<(), DomainError> {
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for (field, target) in spec.outbound_targets() {
+        if let Some(name) = serin_core::secret::reference(target) {
+            named.push((format!("rollout.{field}"), name));
+        }
+    }
+    for (i, n) in spec.notifications.iter().enumerate() {
+        if let Some(name) = &n.signing_secret {
+            named.push((format!("rollout.notifications[{i}].signing_secret"), name));
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let have: std::collections::BTreeSet<String> = match config.sealer {
+        Some(_) => store
+            .list_secrets()
+            .await
+            .map_err(|e| DomainError::invalid("rollout", format!("cannot read the secrets: {e}")))?
+            .into_iter()
+            .map(|s| s.name)
+            .collect(),
+        None => Default::default(),
+    };
+    for (field, name) in named {
+        if !have.contains(name) {
+            return Err(DomainError::invalid(
+                field,
+                format!(
+                    "no secret named `{name}` on this server (an admin stores it with PUT /api/v1/secrets/{name})"
+                ),
+            ));
+        }
     }
     Ok(())
 }

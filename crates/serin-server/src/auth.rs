@@ -135,7 +135,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/api/v1/users/me" || path == "/api/v1/auth/logout" {
         return Some(Role::Viewer);
     }
-    if path.starts_with("/api/v1/api-keys") || path.starts_with("/api/v1/users") {
+    if path.starts_with("/api/v1/api-keys")
+        || path.starts_with("/api/v1/users")
+        || path.starts_with("/api/v1/secrets")
+    {
         return Some(Role::Admin);
     }
     // Environments carry the approval policies: who may change them must not be

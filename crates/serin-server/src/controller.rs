@@ -830,5 +830,5 @@ async fn judgement(
 /// Asks a webhook gate: a POST of the deployment's position; a 2xx answer is yes.
 async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> (bool, String) {
     let body = crate::hooks::position("gate", d);
-    state.outbound.post_json(url, &body, GATE_TIMEOUT).await
+    crate::hooks::post(state, url, &body, GATE_TIMEOUT).await
 }

@@ -179,6 +179,7 @@ fn entity_words(entity: Entity) -> (&'static str, &'static str, &'static str, &'
         Entity::Worker => ("WORKER_NOT_FOUND", "WORKER_EXISTS", "worker", "id"),
         Entity::ApiKey => ("API_KEY_NOT_FOUND", "API_KEY_EXISTS", "api_key", "name"),
         Entity::User => ("USER_NOT_FOUND", "USER_EXISTS", "user", "email"),
+        Entity::Secret => ("SECRET_NOT_FOUND", "SECRET_EXISTS", "secret", "name"),
     }
 }
 

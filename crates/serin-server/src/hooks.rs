@@ -90,7 +90,22 @@ async fn webhook(
     let mut body = position("hook", d);
     body["kind"] = json!(hook.kind.as_str());
     body["name"] = json!(hook.name);
-    state.outbound.post_json(url, &body, timeout).await
+    post(state, url, &body, timeout).await
+}
+
+/// POSTs a hook's or a webhook gate's body to the URL its plan gives, or to
+/// the URL the secret it names holds (`secret:NAME`, resolved for this call
+/// only); through the outbound policy.
+pub(crate) async fn post(
+    state: &AppState,
+    url: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> (bool, String) {
+    match crate::secrets::resolve_url(&state.store, state.config.sealer.as_ref(), url).await {
+        Ok(url) => state.outbound.post_json(&url, body, timeout).await,
+        Err(e) => (false, format!("not called: {e}")),
+    }
 }
 
 /// What a webhook gate or hook is sent: the deployment's position.

@@ -37,6 +37,7 @@ pub mod rate;
 pub mod releaser;
 pub mod routes;
 pub mod routewatch;
+pub mod secrets;
 pub mod state;
 pub mod telemetry;
 
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::api_keys::router())
         .merge(routes::proxies::router())
         .merge(routes::rollouts::router())
+        .merge(routes::secrets::router())
         .merge(routes::users::router())
         .merge(routes::environments::router())
         .merge(routes::deployments::router())

@@ -134,8 +134,11 @@ async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
         .and_then(|t| t.as_str())
         .unwrap_or_default()
         .to_string();
-    let outcome = match state.outbound.request(reqwest::Method::POST, &d.url).await {
-        Ok(req) => post(state, &d, req, &kind, body).await,
+    let outcome = match target(state, &d).await {
+        Ok((url, secret)) => match state.outbound.request(reqwest::Method::POST, &url).await {
+            Ok(req) => post(state, &d, req, &kind, body, secret.as_deref()).await,
+            Err(e) => Err(format!("not sent: {e}")),
+        },
         Err(e) => Err(format!("not sent: {e}")),
     };
     d.attempts += 1;
@@ -160,13 +163,40 @@ async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
     state.store.update_delivery(&d).await
 }
 
-/// Sends one delivery's body, signed when it is JSON and the server has a secret.
+/// Where a delivery goes and the key that signs it: the URL its plan wrote,
+/// or the one the secret it names holds, and the target's own signing secret
+/// if its plan names one (read from the deployment's plan at send time, so
+/// neither the URL nor the key is ever stored with the delivery).
+async fn target(state: &AppState, d: &Delivery) -> Result<(String, Option<String>), String> {
+    let sealer = state.config.sealer.as_ref();
+    let url = crate::secrets::resolve_url(&state.store, sealer, &d.url).await?;
+    let deployment = state
+        .store
+        .get_deployment(&d.deployment_id)
+        .await
+        .map_err(|e| format!("cannot read the deployment: {e}"))?;
+    let named = deployment.rollout.as_ref().and_then(|r| {
+        r.spec
+            .notifications
+            .iter()
+            .find(|n| n.url == d.url && n.format == d.format)
+            .and_then(|n| n.signing_secret.clone())
+    });
+    let key = match named {
+        Some(name) => Some(crate::secrets::value(&state.store, sealer, &name).await?),
+        None => state.config.webhook_secret.clone(),
+    };
+    Ok((url, key))
+}
+
+/// Sends one delivery's body, signed when it is JSON and there is a key.
 async fn post(
     state: &AppState,
     d: &Delivery,
     req: reqwest::RequestBuilder,
     kind: &str,
     body: Vec<u8>,
+    key: Option<&str>,
 ) -> Result<(), String> {
     let mut req = req
         .timeout(TIMEOUT)
@@ -175,7 +205,7 @@ async fn post(
     if !kind.is_empty() {
         req = req.header("x-serin-event", kind);
     }
-    if let (Format::Json, Some(secret)) = (d.format, &state.config.webhook_secret) {
+    if let (Format::Json, Some(secret)) = (d.format, key) {
         let ts = state.now().timestamp();
         req = req
             .header("x-serin-timestamp", ts.to_string())

@@ -12,7 +12,7 @@ use utoipa::openapi::path::Operation;
 use crate::error::ErrorBody;
 use crate::routes::{
     admin_canary, api_keys, audit, canary, deployments, environments, health, products, proxies,
-    releases, rollouts, signals, users, workers,
+    releases, rollouts, secrets, signals, users, workers,
 };
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
@@ -49,6 +49,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         api_keys::create, api_keys::list, api_keys::revoke,
         proxies::routes, proxies::report, proxies::list, proxies::set_routing,
         rollouts::show, rollouts::continue_, rollouts::abort, rollouts::deliveries, rollouts::create_group, rollouts::show_group,
+        secrets::list, secrets::set, secrets::remove,
         users::login, users::logout, users::me, users::create_user, users::list_users, users::show_user, users::update_user,
     ),
     components(schemas(ErrorBody, serin_core::event::StreamEvent)),
@@ -67,6 +68,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "environments", description = "Where a product's releases run, in promotion order, with approval policies (seed 003)"),
         (name = "deployments", description = "Releases entering environments, with seed 003's statuses"),
         (name = "auth", description = "API keys, users and sessions"),
+        (name = "secrets", description = "Values plans name (`secret:NAME`) and nobody reads back; admins only"),
         (name = "proxy", description = "Route sets and lane metrics for `serin proxy` instances"),
     )
 )]

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How long a request's body may take to arrive, from the end of its headers.
     pub body_timeout: std::time::Duration,
+    /// Seals secrets with the operator's key; none: the secrets API refuses.
+    pub sealer: Option<crate::secrets::Sealer>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             outbound: crate::outbound::Policy::default(),
             trusted_proxies: Vec::new(),
             body_timeout: std::time::Duration::from_secs(30),
+            sealer: None,
         }
     }
 }

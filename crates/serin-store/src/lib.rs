@@ -21,6 +21,7 @@ pub mod migrate;
 mod notify;
 mod postgres;
 mod proxy;
+mod secrets;
 mod sqlite;
 
 use serin_core::{
@@ -45,6 +46,8 @@ pub enum Entity {
     ApiKey,
     /// A user.
     User,
+    /// A secret.
+    Secret,
 }
 
 /// Why a store call failed.

@@ -65,6 +65,11 @@ pub const SQLITE: &[Migration] = &[
         name: "unique_key_names",
         sql: include_str!("../migrations/sqlite/0006_unique_key_names.sql"),
     },
+    Migration {
+        version: 7,
+        name: "secrets",
+        sql: include_str!("../migrations/sqlite/0007_secrets.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -98,6 +103,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "unique_key_names",
         sql: include_str!("../migrations/postgres/0006_unique_key_names.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "secrets",
+        sql: include_str!("../migrations/postgres/0007_secrets.sql"),
     },
 ];
 

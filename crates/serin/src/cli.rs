@@ -265,6 +265,11 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// A file holding the key that seals stored secrets (64 hex digits, e.g.
+    /// `openssl rand -hex 32`); or set SERIN_SECRET_KEY. Without a key the
+    /// secrets API refuses to store anything.
+    #[arg(long, env = "SERIN_SECRET_KEY_FILE", value_name = "PATH")]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// Settings of `serin proxy`. The API key is the global `--api-key`: a `proxy`

@@ -47,6 +47,7 @@ const FILE_KEYS: &[&str] = &[
     "outbound_allow",
     "outbound_deny",
     "trusted_proxies",
+    "secret_key_file",
 ];
 
 /// Log output format.
@@ -284,6 +285,36 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             )),
         }
     }
+    // The key itself only from the environment or a file: never a flag, which
+    // `ps` shows, and never echoed in an error.
+    let key_file = up
+        .secret_key_file
+        .clone()
+        .or_else(|| l.file.get("secret_key_file").map(std::path::PathBuf::from));
+    let key_text = match (&key_file, std::env::var("SERIN_SECRET_KEY")) {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                l.errors.push(format!(
+                    "secret_key_file: cannot read {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        },
+        (None, Ok(t)) if !t.trim().is_empty() => Some(t),
+        _ => None,
+    };
+    let sealer = match key_text.map(|t| serin_server::secrets::Sealer::from_hex(&t)) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            l.errors.push(format!(
+                "secret key: {e} (SERIN_SECRET_KEY or --secret-key-file)"
+            ));
+            None
+        }
+        None => None,
+    };
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
@@ -331,6 +362,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 outbound,
                 trusted_proxies,
                 body_timeout,
+                sealer,
             },
         }),
         _ => Err(l.errors),
@@ -500,6 +532,7 @@ mod tests {
             outbound_deny: Vec::new(),
             trusted_proxies: Vec::new(),
             body_timeout: None,
+            secret_key_file: None,
         }
     }
 

@@ -158,6 +158,7 @@ pub(crate) async fn start(
 ) -> ApiResult<Deployment> {
     if let Some(spec) = &new.rollout {
         crate::admission::plan(&state.config, spec)?;
+        crate::admission::secrets(&state.store, &state.config, spec).await?;
     }
     let id = format!("canary_{}", uuid::Uuid::new_v4());
     let (d, event) = new.resolve(id, who, state.now())?;

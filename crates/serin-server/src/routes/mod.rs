@@ -13,6 +13,7 @@ pub mod products;
 pub mod proxies;
 pub mod releases;
 pub mod rollouts;
+pub mod secrets;
 pub mod signals;
 pub mod users;
 pub mod workers;

@@ -492,6 +492,7 @@ pub async fn create_group(
     }
     new.rollout.validate().map_err(|e| e.under("rollout"))?;
     crate::admission::plan(&state.config, &new.rollout)?;
+    crate::admission::secrets(&state.store, &state.config, &new.rollout).await?;
     let id = format!("group_{}", uuid::Uuid::new_v4());
     let now = state.now();
     let size = new.targets.len();

@@ -24,6 +24,7 @@ mod canary;
 mod manager;
 mod notify;
 mod proxy;
+mod secrets;
 
 use crate::canary::{Paged, product_created, release_created, release_updated, stamp};
 use crate::migrate::{self, MigrationReport};

@@ -10,6 +10,7 @@ mod canary;
 mod manager;
 mod notify;
 mod proxy;
+mod secrets;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};

@@ -371,3 +371,166 @@ async fn revocation_reaches_the_other_replica() {
         );
     }
 }
+
+/// Secrets: an admin stores a value no API returns, a plan names it, the
+/// notifier sends to the URL it holds and signs with the target's own key
+/// (issue 16: one global secret signed every target, and plan URLs with
+/// credentials were readable by viewers). At rest the value is sealed: the
+/// database file doesn't hold it.
+#[tokio::test]
+async fn secrets_are_named_in_plans_used_in_calls_and_never_shown() {
+    use hmac::{Hmac, Mac};
+    type Got = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+    let got: Got = Default::default();
+    let log = got.clone();
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((headers, body.to_vec()));
+                axum::http::StatusCode::OK
+            }
+        },
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook/T0K3N", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let key = "ab".repeat(32);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let s = Server::start_with(
+        &db,
+        tempfile::tempdir().unwrap(),
+        &[("SERIN_RATE_LIMIT", "0"), ("SERIN_SECRET_KEY", &key)],
+    );
+    let secrets = format!("{}/api/v1/secrets", s.url);
+    let signing = "per-target-signing-key-77";
+    for (name, value) in [("ops-hook", receiver.as_str()), ("ops-signing", signing)] {
+        let (code, info) = send(
+            reqwest::Method::PUT,
+            &format!("{secrets}/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+        assert_eq!(code, 200, "{info}");
+        assert!(!info.to_string().contains(value), "{info}");
+    }
+    let (code, e) = send(
+        reqwest::Method::PUT,
+        &format!("{secrets}/Bad Name"),
+        Some(json!({"value": "x"})),
+    )
+    .await;
+    assert_eq!(code, 400, "{e}");
+    let (_, list) = get(&secrets).await;
+    assert_eq!(list["secrets"].as_array().map(Vec::len), Some(2), "{list}");
+    assert!(!list.to_string().contains("T0K3N") && !list.to_string().contains(signing));
+    // An engineer can't read or write them.
+    let (_, k) = post(
+        &format!("{}/api/v1/api-keys", s.url),
+        json!({"name": "eng", "role": "engineer"}),
+    )
+    .await;
+    let eng = k["key"].as_str().unwrap();
+    assert_eq!(
+        crate::harness::send_as(eng, reqwest::Method::GET, &secrets, None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        crate::harness::send_as(
+            eng,
+            reqwest::Method::PUT,
+            &format!("{secrets}/mine"),
+            Some(json!({"value": "x"}))
+        )
+        .await
+        .0,
+        403
+    );
+    // A plan naming a secret that doesn't exist, or carrying a token, is refused.
+    let deployments = format!("{}/api/v1/canary/deployments", s.url);
+    let create = |rollout: Value| {
+        post(
+            &deployments,
+            json!({"queue_name": "q", "stable_version": "a", "canary_version": "b", "rollout": rollout}),
+        )
+    };
+    let (code, e) =
+        create(json!({"steps": [{"set_weight": 5}], "notifications": [{"url": "secret:nope"}]}))
+            .await;
+    assert_eq!(
+        (code, e["details"]["field"].as_str()),
+        (400, Some("rollout.notifications[0].url")),
+        "{e}"
+    );
+    let (code, e) = create(json!({"steps": [{"set_weight": 5}], "notifications": [{"url": "https://hooks.slack.com/services/T0/B0/SECRETPATH"}]})).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(
+        !e.to_string().contains("SECRETPATH") && e.to_string().contains("secret:NAME"),
+        "{e}"
+    );
+    // The plan that names them.
+    let (code, d) = create(json!({"steps": [{"set_weight": 5}],
+        "notifications": [{"url": "secret:ops-hook", "signing_secret": "ops-signing", "events": ["deployment_created"]}]}))
+    .await;
+    assert_eq!(code, 201, "{d}");
+    assert!(!d.to_string().contains("T0K3N"), "{d}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the notification never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (h, raw) = got.lock().unwrap()[0].clone();
+    let ts = h["x-serin-timestamp"].to_str().unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(signing.as_bytes()).unwrap();
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(&raw);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        h["x-serin-signature"].to_str().unwrap(),
+        want,
+        "signed with the target's own key"
+    );
+    // What viewers read names the secret, never its value.
+    let id = d["id"].as_str().unwrap();
+    for path in [
+        format!("/api/v1/canary/deployments/{id}"),
+        format!("/api/v1/canary/deployments/{id}/deliveries"),
+        "/api/v1/audit-logs?page_size=100".into(),
+    ] {
+        let (_, body) = get(&format!("{}{path}", s.url)).await;
+        let text = body.to_string();
+        assert!(
+            !text.contains("T0K3N") && !text.contains(signing),
+            "{path}: {text}"
+        );
+    }
+    // At rest, sealed.
+    for f in ["serin.db", "serin.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+        for v in [signing.as_bytes(), b"T0K3N".as_slice()] {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v),
+                "{f} holds a secret in the clear"
+            );
+        }
+    }
+    // Without a key, nothing is stored.
+    let plain = Server::sqlite();
+    let (code, e) = send(
+        reqwest::Method::PUT,
+        &format!("{}/api/v1/secrets/x", plain.url),
+        Some(json!({"value": "v"})),
+    )
+    .await;
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("SECRETS_DISABLED")),
+        "{e}"
+    );
+}

@@ -35,7 +35,10 @@ fn least(method: &Method, path: &str) -> Least {
         "/api/v1/users/me" | "/api/v1/auth/logout" => return Least::Viewer,
         _ => {}
     }
-    if path.starts_with("/api/v1/api-keys") || path.starts_with("/api/v1/users") {
+    if path.starts_with("/api/v1/api-keys")
+        || path.starts_with("/api/v1/users")
+        || path.starts_with("/api/v1/secrets")
+    {
         return Least::Admin;
     }
     if !read && path.starts_with("/api/v1/products/") && path.contains("/environments") {
