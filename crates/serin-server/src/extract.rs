@@ -73,7 +73,13 @@ fn uses_seed_004_codes(path: &str) -> bool {
 }
 
 fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    body_unreadable(e.status() == StatusCode::PAYLOAD_TOO_LARGE, e.body_text())
+}
+
+/// A body that could not be read: too large (413), or broken off (400, the
+/// cause to the log).
+pub(crate) fn body_unreadable(too_large: bool, cause: String) -> ApiError {
+    if too_large {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
@@ -85,7 +91,7 @@ fn body_error(e: BytesRejection) -> ApiError {
             "MALFORMED_BODY",
             "the request body could not be read",
         )
-        .log(e.body_text())
+        .log(cause)
     }
 }
 

@@ -120,22 +120,7 @@ async fn read_body_in_time(
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_large {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    "the request body is too large",
-                )
-                .into_response()
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "MALFORMED_BODY",
-                    "the request body could not be read",
-                )
-                .log(e.to_string())
-                .into_response()
-            };
+            return extract::body_unreadable(too_large, e.to_string()).into_response();
         }
         Err(_) => {
             let mut resp = ApiError::new(

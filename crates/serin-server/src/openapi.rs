@@ -129,6 +129,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         ] {
             if let Some(op) = op {
                 add_common_responses(path, &method, op);
+                bound_paging(op);
             }
         }
     }
@@ -219,6 +220,25 @@ fn add_common_responses(path: &str, method: &axum::http::Method, op: &mut Operat
             "400",
             "`INVALID_PARAMETER`: a path or query parameter can't be read",
         );
+    }
+}
+
+/// Every list pages the same way (`serin_core::page`): `page` from 1,
+/// `page_size` from 1 to 100; the document says so on every operation that
+/// takes them, whichever struct declares them.
+fn bound_paging(op: &mut Operation) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    for p in op.parameters.iter_mut().flatten() {
+        let bounds = match p.name.as_str() {
+            "page" => (1, None),
+            "page_size" => (1, Some(100)),
+            _ => continue,
+        };
+        if let Some(RefOr::T(Schema::Object(o))) = &mut p.schema {
+            o.minimum = Some(utoipa::Number::UInt(bounds.0));
+            o.maximum = bounds.1.map(utoipa::Number::UInt);
+        }
     }
 }
 
