@@ -505,12 +505,55 @@ fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
                 && !r.contains(char::is_whitespace)
                 && r.parse::<UriAuthority>().is_ok() =>
         {
+            if inside_address(r) {
+                return Err(DomainError::invalid(
+                    field,
+                    format!(
+                        "`{url}` is a link-local, metadata, unspecified or multicast address: the proxy would serve it to every client"
+                    ),
+                ));
+            }
             Ok(())
         }
         _ => Err(DomainError::invalid(
             field,
             format!("`{url}` is not an http:// URL with a host"),
         )),
+    }
+}
+
+/// Whether an upstream's literal host is an address no service lives at and a
+/// proxy must never forward to: link-local (cloud metadata), the metadata
+/// addresses, unspecified, multicast. Loopback and private ranges are real
+/// upstreams. (A name is not resolved here.)
+fn inside_address(authority: &str) -> bool {
+    let host = authority.trim_end_matches('/');
+    let host = match host.rsplit_once(']') {
+        Some((h, _)) => h.trim_start_matches('['),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
     }
 }
 
@@ -1004,6 +1047,29 @@ mod tests {
 
     fn make(n: NewDeployment) -> Deployment {
         n.resolve("canary_x".into(), "ops", now()).unwrap().0
+    }
+
+    #[test]
+    fn upstreams_are_never_metadata_or_link_local() {
+        for bad in [
+            "http://169.254.169.254",
+            "http://169.254.169.254:80/",
+            "http://[fd00:ec2::254]",
+            "http://[fe80::1]:8080",
+            "http://[::ffff:169.254.169.254]",
+            "http://0.0.0.0:9000",
+            "http://100.100.100.200",
+        ] {
+            assert!(check_url("u", bad).is_err(), "{bad}");
+        }
+        for good in [
+            "http://127.0.0.1:9001",
+            "http://10.0.0.4",
+            "http://[::1]:80",
+            "http://api.internal:8080",
+        ] {
+            check_url("u", good).unwrap();
+        }
     }
 
     #[test]

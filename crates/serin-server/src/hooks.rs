@@ -103,6 +103,16 @@ pub(crate) async fn post(
     timeout: Duration,
 ) -> (bool, String) {
     match crate::secrets::resolve_url(&state.store, state.config.sealer.as_ref(), url).await {
+        // Failure text may name the host; a secret's URL stays unsaid.
+        Ok(resolved) if resolved != url => {
+            match state.outbound.post_json(&resolved, body, timeout).await {
+                (false, why) if why.starts_with("not called") || why.starts_with("no answer") => (
+                    false,
+                    format!("{url}: not called or no answer (the URL is a secret's)"),
+                ),
+                answer => answer,
+            }
+        }
         Ok(url) => state.outbound.post_json(&url, body, timeout).await,
         Err(e) => (false, format!("not called: {e}")),
     }

@@ -17,12 +17,14 @@ use ipnet::IpNet;
 /// The client address of a request, as text ("unknown" without a peer: only
 /// in-process tests serve without one).
 pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> String {
-    let Some(mut client) = peer else {
+    let Some(peer) = peer else {
         return "unknown".into();
     };
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    // An IPv4 balancer on a dual-stack listener shows up as `::ffff:a.b.c.d`.
+    let mut client = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&ip.to_canonical()));
     if !is_trusted(&client) {
-        return client.to_string();
+        return counted(client);
     }
     let hops = headers
         .get_all("x-forwarded-for")
@@ -33,13 +35,26 @@ pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNe
         .collect::<Vec<_>>();
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => client = ip,
-            Ok(ip) => return ip.to_string(),
+            Ok(ip) if is_trusted(&ip) => client = ip.to_canonical(),
+            Ok(ip) => return counted(ip.to_canonical()),
             // A malformed hop: what lies to its left can't be trusted either.
             Err(_) => break,
         }
     }
-    client.to_string()
+    counted(client)
+}
+
+/// The unit a client is counted as: an IPv4 address, or an IPv6 address's
+/// /64 — one host usually holds a whole /64, and counting its addresses one
+/// by one would give a guesser 2^64 fresh allowances.
+fn counted(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +113,28 @@ mod tests {
         assert_eq!(
             client_address(None, &headers(&["1.2.3.4"]), &trusted),
             "unknown"
+        );
+        // A dual-stack listener sees an IPv4 balancer as mapped IPv6.
+        assert_eq!(
+            client_address(
+                Some("::ffff:10.0.0.2".parse().unwrap()),
+                &headers(&["198.51.100.7"]),
+                &trusted
+            ),
+            "198.51.100.7"
+        );
+        // IPv6 clients are counted by their /64.
+        assert_eq!(
+            client_address(
+                Some("2001:db8:1:2:aaaa::1".parse().unwrap()),
+                &headers(&[]),
+                &[]
+            ),
+            client_address(
+                Some("2001:db8:1:2:bbbb::9".parse().unwrap()),
+                &headers(&[]),
+                &[]
+            ),
         );
     }
 }

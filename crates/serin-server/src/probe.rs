@@ -369,7 +369,12 @@ fn authority(
         },
         None => (None, None),
     };
-    let host = if host.contains(':') {
+    // `host:port`, `[v6]:port`, or a host without a port (`[v6]` included).
+    let has_port = match host.rsplit_once(']') {
+        Some((_, rest)) => rest.starts_with(':'),
+        None => host.contains(':'),
+    };
+    let host = if has_port {
         host.to_string()
     } else {
         format!("{host}:{default_port}")
@@ -546,6 +551,14 @@ mod tests {
             (Some("a".into()), Some("b".into()), "host:4222".into())
         );
         assert!(authority("http://x", "redis", 1).is_err());
+        assert_eq!(
+            authority("redis://[::1]", "redis", 6379).unwrap().2,
+            "[::1]:6379"
+        );
+        assert_eq!(
+            authority("redis://[::1]:7000", "redis", 6379).unwrap().2,
+            "[::1]:7000"
+        );
         assert_eq!(bulk(&["PING"]), "*1\r\n$4\r\nPING\r\n");
     }
 }

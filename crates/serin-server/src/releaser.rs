@@ -91,12 +91,12 @@ pub async fn ships_through_environments(
     {
         return Ok(true);
     }
-    let f = DeploymentFilter {
-        product: Some(product.to_string()),
-        ..DeploymentFilter::default()
-    };
-    let page = state.store.list_deployments(&f, 0, 1).await?;
-    Ok(page.items.iter().any(|d| d.environment.is_some()))
+    for env in state.store.environments(product).await? {
+        if latest_in(state, product, &env.name).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The most recent deployment of this version of a product to an environment.

@@ -196,10 +196,15 @@ impl Policy {
         if self.allow.iter().any(|r| r.matches_ip(ip)) {
             return Ok(());
         }
-        match special(ip) {
-            Some(reason) => denied(reason),
-            None => Ok(()),
+        if let Some(reason) = special(ip) {
+            return denied(reason);
         }
+        // Another service on this machine, reached through one of its own
+        // addresses (a database bound to 0.0.0.0, a container runtime's API).
+        if is_local(ip) {
+            return denied("it is an address of this machine");
+        }
+        Ok(())
     }
 
     fn is_own_listener(&self, ip: IpAddr, port: u16) -> bool {
@@ -283,7 +288,9 @@ fn special(ip: IpAddr) -> Option<&'static str> {
                 Some("it is a loopback address")
             } else if v4.is_link_local() {
                 Some("it is a link-local address, where clouds serve instance metadata")
-            } else if v4 == Ipv4Addr::new(100, 100, 100, 200) {
+            } else if v4 == Ipv4Addr::new(100, 100, 100, 200)
+                || v4 == Ipv4Addr::new(168, 63, 129, 16)
+            {
                 Some("it is a cloud's instance metadata address")
             } else if o[0] == 0 {
                 Some("it is an unspecified (`this network`) address")

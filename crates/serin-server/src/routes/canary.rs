@@ -290,6 +290,24 @@ pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deploym
     if !speaks_for_release(state, product, d).await {
         return;
     }
+    // A product that ships through its environments releases only by the
+    // release manager's deployment to the last one (with its approvals): a
+    // canary outside them, promoted by hand, doesn't make its version the
+    // product's release.
+    let managed = d.metadata.contains_key("release_id") && d.environment.is_some();
+    if !managed {
+        match crate::releaser::ships_through_environments(state, product).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(product, version = %d.canary_version, "promoted outside the product's environments: the release is not marked released");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(product, error = %e, "cannot tell whether the product ships through environments; the release is not marked released");
+                return;
+            }
+        }
+    }
     let r = match state
         .store
         .release_by_version(product, &d.canary_version)

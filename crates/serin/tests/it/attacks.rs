@@ -534,3 +534,66 @@ async fn secrets_are_named_in_plans_used_in_calls_and_never_shown() {
         "{e}"
     );
 }
+
+/// A canary outside a product's environments, promoted by hand, doesn't make
+/// its version the product's release (a review found this way around
+/// production's approvals, beside PATCH).
+#[tokio::test]
+async fn promoting_a_canary_outside_the_environments_releases_nothing() {
+    let s = Server::sqlite();
+    let (code, _) = post(
+        &format!("{}/api/v1/products", s.url),
+        json!({"name": "shop"}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Configuring an environment makes the product ship through them.
+    let (code, e) = send(
+        reqwest::Method::PATCH,
+        &format!("{}/api/v1/products/shop/environments/production", s.url),
+        Some(json!({"approvals": {"required": 2}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{e}");
+    let (code, r) = post(
+        &format!("{}/api/v1/releases", s.url),
+        json!({"product_name": "shop", "version": "9.9.9"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{r}");
+    let id = r["id"].as_i64().unwrap();
+    let (_, k) = post(
+        &format!("{}/api/v1/api-keys", s.url),
+        json!({"name": "eng", "role": "engineer"}),
+    )
+    .await;
+    let eng = k["key"].as_str().unwrap().to_string();
+    for environment in [None, Some("not-an-environment")] {
+        let mut body = json!({"queue_name": format!("q-{environment:?}").replace(['(', ')', '"'], ""), "product": "shop", "stable_version": "1.0.0", "canary_version": "9.9.9"});
+        if let Some(e) = environment {
+            body["environment"] = json!(e);
+        }
+        let (code, d) = crate::harness::send_as(
+            &eng,
+            reqwest::Method::POST,
+            &format!("{}/api/v1/canary/deployments", s.url),
+            Some(body),
+        )
+        .await;
+        assert_eq!(code, 201, "{d}");
+        let dep = d["id"].as_str().unwrap();
+        let (code, p) = crate::harness::send_as(
+            &eng,
+            reqwest::Method::POST,
+            &format!("{}/api/v1/canary/deployments/{dep}/promote", s.url),
+            None,
+        )
+        .await;
+        assert!(code < 300, "{p}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, r) = get(&format!("{}/api/v1/releases/{id}", s.url)).await;
+    assert_ne!(r["status"], "released", "{r}");
+    let (code, _) = get(&format!("{}/api/v1/products/shop/releases/latest", s.url)).await;
+    assert_eq!(code, 404, "no release is the latest stable");
+}
