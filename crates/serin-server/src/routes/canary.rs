@@ -290,12 +290,20 @@ pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deploym
     if !speaks_for_release(state, product, d).await {
         return;
     }
-    // A product that ships through its environments releases only by the
-    // release manager's deployment to the last one (with its approvals): a
-    // canary outside them, promoted by hand, doesn't make its version the
-    // product's release.
-    let managed = d.metadata.contains_key("release_id") && d.environment.is_some();
-    if !managed {
+    // A product that ships through its environments releases only by a
+    // deployment to the last one — the release manager's (with its
+    // approvals), or an admin's, as only they may enter an environment: a
+    // canary outside them (no environment, or a name that isn't one),
+    // promoted by hand, doesn't make its version the product's release.
+    let in_an_environment = match &d.environment {
+        Some(env) => state
+            .store
+            .environments(product)
+            .await
+            .is_ok_and(|envs| envs.iter().any(|e| &e.name == env)),
+        None => false,
+    };
+    if !in_an_environment {
         match crate::releaser::ships_through_environments(state, product).await {
             Ok(false) => {}
             Ok(true) => {
