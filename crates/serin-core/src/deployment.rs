@@ -523,9 +523,9 @@ fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
 }
 
 /// Whether an upstream's literal host is an address no service lives at and a
-/// proxy must never forward to: link-local (cloud metadata), the metadata
-/// addresses, unspecified, multicast. Loopback and private ranges are real
-/// upstreams. (A name is not resolved here.)
+/// proxy must never forward to: every special address (`crate::address`) but
+/// loopback. Loopback and private ranges are real upstreams. (A name is not
+/// resolved here.)
 fn inside_address(authority: &str) -> bool {
     let host = authority.trim_end_matches('/');
     let host = match host.rsplit_once(']') {
@@ -535,26 +535,7 @@ fn inside_address(authority: &str) -> bool {
     let Ok(ip) = host.parse::<std::net::IpAddr>() else {
         return false;
     };
-    let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
-                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
-        }
-        std::net::IpAddr::V6(v6) => {
-            v6.segments()[0] & 0xffc0 == 0xfe80
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-        }
-    }
+    crate::address::special(ip).is_some_and(|k| k != crate::address::Special::Loopback)
 }
 
 /// `host[:port]` with an optional trailing `/`: enough to tell a usable endpoint.

@@ -34,6 +34,7 @@
 //! - [`judge`]: the judges (thresholds, safety checks, CEL policies, health) and how they combine.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod auth;
 pub mod controller;
 pub mod deployment;

@@ -21,7 +21,7 @@
 //! IPv4 addresses carried inside IPv6 (mapped `::ffff:a.b.c.d`, NAT64
 //! `64:ff9b::/96`) are judged as the IPv4 address they carry.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -186,7 +186,7 @@ impl Policy {
                 reason,
             })
         };
-        let ip = carried_v4(ip).map_or(ip, IpAddr::V4);
+        let ip = serin_core::address::carried_v4(ip).map_or(ip, IpAddr::V4);
         if self.deny.iter().any(|r| r.matches_ip(ip)) {
             return denied(DENY_LIST);
         }
@@ -196,8 +196,8 @@ impl Policy {
         if self.allow.iter().any(|r| r.matches_ip(ip)) {
             return Ok(());
         }
-        if let Some(reason) = special(ip) {
-            return denied(reason);
+        if let Some(kind) = serin_core::address::special(ip) {
+            return denied(kind.reason());
         }
         // Another service on this machine, reached through one of its own
         // addresses (a database bound to 0.0.0.0, a container runtime's API).
@@ -263,60 +263,6 @@ fn is_local(ip: IpAddr) -> bool {
 /// Host names compare in lower case without a trailing dot.
 fn normalize(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// The IPv4 address inside a mapped or NAT64 IPv6 address.
-fn carried_v4(ip: IpAddr) -> Option<Ipv4Addr> {
-    let IpAddr::V6(v6) = ip else { return None };
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    let s = v6.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let o = v6.octets();
-        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-    }
-    None
-}
-
-/// What a default-denied address is, or `None` for an ordinary one.
-fn special(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            if v4.is_loopback() {
-                Some("it is a loopback address")
-            } else if v4.is_link_local() {
-                Some("it is a link-local address, where clouds serve instance metadata")
-            } else if v4 == Ipv4Addr::new(100, 100, 100, 200)
-                || v4 == Ipv4Addr::new(168, 63, 129, 16)
-            {
-                Some("it is a cloud's instance metadata address")
-            } else if o[0] == 0 {
-                Some("it is an unspecified (`this network`) address")
-            } else if v4.is_multicast() || v4.is_broadcast() || o[0] >= 240 {
-                Some("it is a multicast, broadcast or reserved address")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            if v6.is_loopback() {
-                Some("it is a loopback address")
-            } else if v6.is_unspecified() {
-                Some("it is the unspecified address")
-            } else if s[0] & 0xffc0 == 0xfe80 {
-                Some("it is a link-local address, where clouds serve instance metadata")
-            } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-                Some("it is a cloud's instance metadata address")
-            } else if v6.is_multicast() {
-                Some("it is a multicast address")
-            } else {
-                None
-            }
-        }
-    }
 }
 
 #[cfg(test)]
