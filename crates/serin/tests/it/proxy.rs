@@ -121,17 +121,23 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
     )
     .await;
     assert_eq!(st, 200, "{d}");
-    until_body(&client, &embedded, "stable\n").await;
-    let beta = client
-        .get(&embedded)
-        .header("X-Beta", "1")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(beta, "canary\n");
+    // The 0% and the rule reach the proxy as two route changes: wait for the
+    // rule itself, not for the weight that came before it.
+    let t0 = Instant::now();
+    loop {
+        let beta = client.get(&embedded).header("X-Beta", "1").send().await;
+        if let Ok(r) = beta {
+            if r.text().await.as_deref().ok() == Some("canary\n") {
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the X-Beta rule never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(body(&client, &embedded).await.as_deref(), Ok("stable\n"));
 
     // Proxy counts reach the deployment's metrics.
     for _ in 0..20 {
