@@ -14,6 +14,9 @@
 //! - `slowloris BIN`: 5,000 connections that never finish their headers while a
 //!   prober checks `/api/v1/health` on fresh connections: its latencies before
 //!   and during, and when the crowd is closed; nginx the same way (`slowloris.rs`).
+//! - `history BIN`: a percentage change's way to the embedded proxy, the
+//!   control plane's memory and the proxy's `/metrics`, with no history and
+//!   then with 10,000 finished deployments (`history.rs`).
 //! - `verdicts --bin BIN …`: canary verdicts live, many deployments at once on one
 //!   `serin up` with real upstream processes: the share of false rollbacks of
 //!   canaries no worse than stable, and the time to roll back worse ones
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod burn;
+mod history;
 mod loadgen;
 mod machine;
 mod scenarios;
@@ -49,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         Some("burn") => return burn::main(&args[2..]),
         _ => {}
     }
-    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N]";
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -80,6 +84,11 @@ fn main() -> anyhow::Result<()> {
             opt("--seconds", 20)?,
             opt("--logins-per-second", 20)?,
             opt("--readers", 4)?,
+        )),
+        "history" => rt.block_on(history::main(
+            bin,
+            opt("--deployments", 10_000)?,
+            opt("--changes", 20)?,
         )),
         "slowloris" => rt.block_on(slowloris::main(
             bin,

@@ -18,7 +18,7 @@ pub enum Plan {
     /// `serin rollout start --steps 10,25,50,100 --wait W`, default judges.
     Default,
     /// Seed 002's `canary-config.yaml` as written (24 h waits; runs are capped).
-    Seed002,
+    CanaryConfig,
 }
 
 /// One scenario.
@@ -137,9 +137,9 @@ pub fn all(k: Knobs) -> Vec<Scenario> {
     for shape in [Shape::LogNormal, Shape::Heavy] {
         let b = Behaviour::new(shape, m);
         v.push(aa(
-            &format!("aa-seed002-separate-{}", shape.name()),
+            &format!("aa-canary-config-separate-{}", shape.name()),
             format!("A/A, seed 002's plan, separate processes, {}", b.describe()),
-            Plan::Seed002,
+            Plan::CanaryConfig,
             false,
             b,
             b,

@@ -41,7 +41,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use serin_core::deployment::PROFILES;
 use serin_core::duration::GoDuration;
-use serin_core::rollout::{RolloutSpec, Seed002File};
+use serin_core::rollout::{CanaryConfigFile, RolloutSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -72,7 +72,7 @@ const DEFAULT_PARALLEL: usize = 120;
 
 const USAGE: &str =
     "usage: serin-bench verdicts --bin PATH_TO_SERIN [--runs N] [--regression-runs N]
-    [--window DURATION] [--seed002-cap DURATION] [--parallel N] [--only NAME,NAME…] [--list]
+    [--window DURATION] [--canary-config-cap DURATION] [--parallel N] [--only NAME,NAME…] [--list]
     [--json FILE] [--rps N] [--median-ms M] [--seed N] [--progress SECONDS] [--stagger SECONDS]";
 
 /// The settings of one benchmark.
@@ -82,7 +82,7 @@ struct Opts {
     runs: usize,
     regression_runs: usize,
     window: GoDuration,
-    seed002_cap: Duration,
+    canary_config_cap: Duration,
     parallel: usize,
     only: Option<Vec<String>>,
     list: bool,
@@ -100,7 +100,7 @@ impl Opts {
             "--runs",
             "--regression-runs",
             "--window",
-            "--seed002-cap",
+            "--canary-config-cap",
             "--parallel",
             "--only",
             "--json",
@@ -134,7 +134,7 @@ impl Opts {
             runs: num(args, "--runs", 40)?,
             regression_runs: num(args, "--regression-runs", 20)?,
             window: dur("--window", "60s")?,
-            seed002_cap: dur("--seed002-cap", "180s")?.to_std(),
+            canary_config_cap: dur("--canary-config-cap", "180s")?.to_std(),
             parallel: num(args, "--parallel", DEFAULT_PARALLEL)?,
             only: flag(args, "--only")?.map(|s| {
                 s.split(',')
@@ -212,10 +212,10 @@ fn default_plan(window: GoDuration) -> anyhow::Result<PlanSpec> {
 }
 
 /// Seed 002's file through the same code as `serin apply -f` (YAML read into
-/// JSON's data model, then `Seed002Canary::spec`).
-fn seed002_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
+/// JSON's data model, then `CanaryConfigSection::spec`).
+fn canary_config_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
     let value: Value = serde_yaml::from_str(serin_core::rollout::SEED_002_EXAMPLE)?;
-    let file: Seed002File = serde_json::from_value(value)?;
+    let file: CanaryConfigFile = serde_json::from_value(value)?;
     let spec = file
         .canary
         .spec()
@@ -442,7 +442,7 @@ struct Ctx {
     scenarios: Vec<Scenario>,
     states: Vec<ScenarioState>,
     default_plan: PlanSpec,
-    seed002_plan: PlanSpec,
+    canary_config_plan: PlanSpec,
     seed: u64,
     t0: Instant,
     records: Mutex<Vec<RunRecord>>,
@@ -456,7 +456,7 @@ impl Ctx {
     fn plan(&self, s: &Scenario) -> &PlanSpec {
         match s.plan {
             Plan::Default => &self.default_plan,
-            Plan::Seed002 => &self.seed002_plan,
+            Plan::CanaryConfig => &self.canary_config_plan,
         }
     }
 
@@ -729,13 +729,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     };
     let plans = Plans {
         default: default_plan(o.window)?,
-        seed002: seed002_plan(o.seed002_cap)?,
+        canary_config: canary_config_plan(o.canary_config_cap)?,
     };
     if o.list {
         for s in &chosen {
             let plan = match s.plan {
                 Plan::Default => "default plan",
-                Plan::Seed002 => "seed 002 plan",
+                Plan::CanaryConfig => "canary-config.yaml plan",
             };
             println!(
                 "{:<36} {:>2} runs  {plan}, {} req/s{}  {}",
@@ -768,7 +768,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 struct Plans {
     default: PlanSpec,
-    seed002: PlanSpec,
+    canary_config: PlanSpec,
 }
 
 impl Plans {
@@ -778,7 +778,7 @@ impl Plans {
             &phases(scenarios, runs),
             |s| match scenarios[s].plan {
                 Plan::Default => self.default.length,
-                Plan::Seed002 => self.seed002.length,
+                Plan::CanaryConfig => self.canary_config.length,
             },
             o.parallel,
             o.stagger,
@@ -799,8 +799,8 @@ async fn bench(o: Opts, scenarios: Vec<Scenario>, plans: Plans) -> anyhow::Resul
     let total: usize = runs.iter().sum();
     let est = plans.estimate(&scenarios, &runs, &o);
     println!(
-        "plans: default = {}; seed002 = {}",
-        plans.default.about, plans.seed002.about
+        "plans: default = {}; canary-config = {}",
+        plans.default.about, plans.canary_config.about
     );
     println!(
         "{} scenarios, {total} runs, up to {} at once; at most about {:.0} min (if no run ended early)",
@@ -832,7 +832,7 @@ async fn bench(o: Opts, scenarios: Vec<Scenario>, plans: Plans) -> anyhow::Resul
             .collect(),
         scenarios,
         default_plan: plans.default,
-        seed002_plan: plans.seed002,
+        canary_config_plan: plans.canary_config,
         seed: o.seed,
         t0: Instant::now(),
         records: Mutex::default(),
@@ -925,20 +925,20 @@ async fn bench(o: Opts, scenarios: Vec<Scenario>, plans: Plans) -> anyhow::Resul
         let v = json!({
             "settings": {
                 "window": o.window.to_string(),
-                "seed002_cap_s": o.seed002_cap.as_secs_f64(),
+                "canary_config_cap_s": o.canary_config_cap.as_secs_f64(),
                 "parallel": o.parallel,
                 "median_ms": o.knobs.median_ms,
                 "aa_rps": o.knobs.aa_rps,
                 "seed": o.seed,
                 "default_plan": ctx.default_plan.rollout,
-                "seed002_plan": ctx.seed002_plan.rollout,
+                "canary_config_plan": ctx.canary_config_plan.rollout,
             },
             "scenarios": ctx.scenarios.iter().zip(&ctx.states).map(|(s, st)| {
                 let (sent, transport, no_route, proxy_failed) = st.tally.read();
                 json!({
                     "name": s.name, "about": s.about,
                     "kind": if s.kind == Kind::AA { "aa" } else { "regression" },
-                    "plan": if s.plan == Plan::Default { "default" } else { "seed002" },
+                    "plan": if s.plan == Plan::Default { "default" } else { "canary-config" },
                     "rps": s.rps, "same_process": s.same_process, "neighbour": s.neighbour,
                     "stable": s.stable.to_args(), "canary": s.canary.to_args(),
                     "requests": {"sent": sent, "transport_errors": transport, "no_route": no_route, "proxy_502_504": proxy_failed},
@@ -1256,7 +1256,7 @@ mod tests {
         assert_eq!(steps[0], json!({"set_weight": 10}));
         assert_eq!(steps[1]["analysis"]["window"], "1m0s");
         assert_eq!(d.max_duration, None, "3 minutes fit the default 2 h");
-        let s = seed002_plan(Duration::from_secs(180)).unwrap();
+        let s = canary_config_plan(Duration::from_secs(180)).unwrap();
         assert_eq!(s.rollout["steps"][0], json!({"set_weight": 5}));
         assert_eq!(s.rollout["safety_checks"].as_array().unwrap().len(), 5);
         assert!(s.auto_promotion);

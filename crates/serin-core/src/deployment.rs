@@ -1089,7 +1089,7 @@ mod tests {
     }
 
     #[test]
-    fn profile_json_matches_the_seed() {
+    fn profile_json_matches_the_documented_values() {
         let v = serde_json::to_value(PROFILES).unwrap();
         assert_eq!(v["default"]["max_canary_duration"], "2h0m0s");
         assert_eq!(v["default"]["drain_timeout"], "5m0s");

@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_what_the_seed_writes() {
+    fn parses_go_durations_as_documented() {
         assert_eq!(d("2h"), GoDuration::from_hours(2));
         assert_eq!(d("30m"), GoDuration::from_mins(30));
         assert_eq!(d("5m"), GoDuration::from_mins(5));

@@ -52,6 +52,7 @@ pub mod page;
 pub mod product;
 pub mod proxy;
 pub mod release;
+pub mod release_effect;
 pub mod rollout;
 pub mod routing;
 pub mod secret;

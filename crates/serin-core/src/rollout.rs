@@ -552,8 +552,8 @@ impl SpecFile {
     /// config, or a plain `{"steps": [...]}` plan, validated.
     pub fn from_value(value: serde_json::Value) -> Result<SpecFile, String> {
         if value.get("canary").is_some() {
-            let f: Seed002File = serde_json::from_value(value)
-                .map_err(|e| format!("not a valid seed 002 canary config: {e}"))?;
+            let f: CanaryConfigFile = serde_json::from_value(value)
+                .map_err(|e| format!("not a valid canary config (`canary:`): {e}"))?;
             let spec = f.canary.spec().map_err(|e| e.to_string())?;
             let auto = f.canary.auto_progression.as_ref().map(|a| a.enabled);
             return Ok(SpecFile {
@@ -570,22 +570,22 @@ impl SpecFile {
                 auto_promotion: None,
             });
         }
-        Err("neither a `canary:` config (seed 002) nor a `steps:` list".into())
+        Err("neither a `canary:` config nor a `steps:` list".into())
     }
 }
 
 /// Seed 002's configuration file (`canary-config.yaml`), as written there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Seed002File {
+pub struct CanaryConfigFile {
     /// The one top-level key.
-    pub canary: Seed002Canary,
+    pub canary: CanaryConfigSection,
 }
 
 /// The `canary:` section of seed 002's file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Seed002Canary {
+pub struct CanaryConfigSection {
     /// Automatic progression between steps.
     #[serde(default)]
     pub auto_progression: Option<AutoProgression>,
@@ -667,7 +667,7 @@ impl SafetyCheck {
     }
 }
 
-impl Seed002Canary {
+impl CanaryConfigSection {
     /// The plan this file describes: with automatic progression each weight is
     /// analysed for `wait_time`; without it, over the metrics window and then held
     /// until a person continues. The thresholds become critical safety checks.
@@ -863,10 +863,10 @@ mod tests {
     }
 
     #[test]
-    fn seed_002_example_file_as_written() {
+    fn the_canary_config_example_parses_as_written() {
         // The example of seed 002, parsed from its JSON equivalent (the YAML reader
         // lives in the binary; this checks the model and the expansion).
-        let f: Seed002File = serde_json::from_str(
+        let f: CanaryConfigFile = serde_json::from_str(
             r#"{"canary": {
                 "auto_progression": {"enabled": true, "wait_time": "24h",
                     "thresholds": {"max_latency": "1000ms", "min_success_rate": 0.85, "max_error_rate": 0.15}},

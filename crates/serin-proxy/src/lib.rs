@@ -24,9 +24,12 @@
 //!   [`run`] (serve a listener until shutdown).
 #![forbid(unsafe_code)]
 
+mod backlog;
 pub mod failure;
 pub mod stats;
 pub mod table;
+
+pub use backlog::Backlog;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -190,7 +193,12 @@ impl Proxy {
     /// (they are left out; the others serve).
     pub fn set_routes(&self, set: &RouteSet) -> Vec<String> {
         let (table, problems) = Table::compile(set, &self.inner.registry);
-        *self.inner.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        let old = std::mem::replace(
+            &mut *self.inner.table.write().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(table),
+        );
+        drop(old);
+        self.inner.registry.forget_unused();
         problems
     }
 
@@ -230,6 +238,9 @@ impl Proxy {
             "# HELP serin_proxy_routes Routes in the table now.\n# TYPE serin_proxy_routes gauge\n",
         );
         extra.push_str(&format!("serin_proxy_routes {}\n", table.len()));
+        if !self.inner.registry.keeps_seconds() {
+            self.inner.registry.forget_unused();
+        }
         self.inner.registry.prometheus(&extra)
     }
 

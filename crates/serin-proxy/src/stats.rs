@@ -13,8 +13,12 @@
 //! The clock is an argument (`now_sec`), never read here, so tests decide which
 //! second a request falls in. A lane's stats outlive route changes: the registry
 //! hands the same [`LaneStats`] to every route table that names the deployment.
+//! A lane that no table and no request holds any more (its deployment left the
+//! route set) is forgotten once its seconds have been drained, so a proxy's
+//! memory and `/metrics` follow the routes it serves, not every deployment it
+//! ever served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -69,7 +73,7 @@ struct Inner {
     /// whose clock reading lost the race to the lock counts in a later second
     /// instead of making a second bucket of a second already sent.
     last_closed: i64,
-    finished: Vec<LaneBucket>,
+    finished: VecDeque<LaneBucket>,
     dropped: u64,
     totals: Totals,
 }
@@ -141,8 +145,14 @@ impl LaneStats {
             let done = g.current.take();
             push_finished(&mut g, done);
         }
-        out.append(&mut g.finished);
+        out.extend(g.finished.drain(..));
         std::mem::take(&mut g.dropped)
+    }
+
+    /// Whether seconds are waiting to be drained.
+    fn pending(&self) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.current.is_some() || !g.finished.is_empty()
     }
 }
 
@@ -150,10 +160,10 @@ fn push_finished(inner: &mut Inner, b: Option<LaneBucket>) {
     if let Some(b) = b {
         inner.last_closed = inner.last_closed.max(b.second);
         if inner.finished.len() >= MAX_FINISHED {
-            inner.finished.remove(0);
+            inner.finished.pop_front();
             inner.dropped += 1;
         }
-        inner.finished.push(b);
+        inner.finished.push_back(b);
     }
 }
 
@@ -202,14 +212,41 @@ impl Registry {
     }
 
     /// Takes every second finished before `now_sec`, and how many were dropped
-    /// because nobody drained them in time.
+    /// because nobody drained them in time; then forgets the lanes nothing
+    /// uses any more.
     pub fn drain(&self, now_sec: i64) -> (Vec<LaneBucket>, u64) {
         let mut out = Vec::new();
         let mut dropped = 0;
         for s in self.all() {
             dropped += s.drain(now_sec, &mut out);
         }
+        self.forget_unused();
         (out, dropped)
+    }
+
+    /// Drops the lanes that only the registry holds (no route table names
+    /// their deployment and no request is counting in them) and that have no
+    /// seconds left to drain. Holding the map's lock, nobody can take a new
+    /// handle to a lane between the check and its removal.
+    pub fn forget_unused(&self) {
+        let keep_seconds = self.keep_seconds;
+        let mut m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, s| Arc::strong_count(s) > 1 || (keep_seconds && s.pending()));
+    }
+
+    /// Whether finished seconds are kept for draining.
+    pub fn keeps_seconds(&self) -> bool {
+        self.keep_seconds
+    }
+
+    /// How many lanes are counted now.
+    pub fn len(&self) -> usize {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no lane is counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The Prometheus text exposition of the totals.
@@ -352,9 +389,49 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_nothing_holds_is_forgotten_after_its_seconds_are_drained() {
+        let r = Registry::new(true);
+        let kept = r.lane("d1", Lane::Canary);
+        let gone = r.lane("d2", Lane::Canary);
+        kept.record(10, Outcome::Status(200), 1);
+        gone.record(10, Outcome::Status(200), 1);
+        drop(gone);
+        // d2's open second still has to be sent: it stays until drained.
+        let (b, _) = r.drain(10);
+        assert!(b.is_empty());
+        assert_eq!(r.len(), 2);
+        let (b, _) = r.drain(11);
+        assert_eq!(b.len(), 2, "both lanes' second 10 is handed over");
+        assert_eq!(r.len(), 1, "then d2 is forgotten");
+        assert!(!r.prometheus("").contains("d2"));
+        assert!(r.prometheus("").contains("d1"));
+        // Without seconds to keep, only the holders count.
+        let totals = Registry::new(false);
+        totals
+            .lane("d3", Lane::Stable)
+            .record(1, Outcome::Status(200), 1);
+        totals.forget_unused();
+        assert!(totals.is_empty());
+    }
+
+    #[test]
+    fn a_full_backlog_drops_the_oldest_second() {
+        let r = Registry::new(true);
+        let s = r.lane("d", Lane::Stable);
+        for sec in 1..=(MAX_FINISHED as i64 + 6) {
+            s.record(sec, Outcome::Status(200), 1);
+        }
+        let (b, dropped) = r.drain(MAX_FINISHED as i64 + 10);
+        // The open second joins the backlog when drained: six went over.
+        assert_eq!((b.len(), dropped), (MAX_FINISHED, 6));
+        assert_eq!(b[0].second, 7, "the oldest seconds went first");
+    }
+
+    #[test]
     fn totals_only_without_draining() {
         let r = Registry::new(false);
-        r.lane("d", Lane::Stable).record(1, Outcome::Status(200), 1);
+        let lane = r.lane("d", Lane::Stable);
+        lane.record(1, Outcome::Status(200), 1);
         assert!(r.drain(10).0.is_empty());
         assert!(r.prometheus("").contains("code=\"200\"} 1"));
     }

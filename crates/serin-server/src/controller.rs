@@ -532,21 +532,10 @@ async fn reconcile(
         .update_deployment(&d.id, Some(d.revision), change, "controller", now)
         .await
     {
-        Ok((after, events)) => {
-            state.hub.publish(&events);
-            if after.status == DeploymentStatus::Completed
-                && d.status != DeploymentStatus::Completed
-            {
-                crate::routes::canary::mark_release_stable(state, "controller", &after).await;
-            }
-            // A verdict (not a failed hook) rolled it back: its release failed.
-            let by_verdict = events.iter().any(|e| {
-                e.kind == serin_core::event::EventType::DeploymentRolledBack
-                    && e.data.get("judgement").is_some()
-            });
-            if after.status == DeploymentStatus::Failed && by_verdict {
-                crate::releaser::canary_failed(state, &after).await;
-            }
+        // The release effects (a promoted release `released`, a release whose
+        // canary a verdict rolled back `rolled_back`) committed with it.
+        Ok((_, events)) => {
+            state.committed(&events);
             Ok(true)
         }
         // Someone else changed it since this tick read it: look again next tick.

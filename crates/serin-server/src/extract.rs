@@ -53,10 +53,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let seed_004 = uses_seed_004_codes(req.uri().path());
+        let one_code = uses_one_validation_code(req.uri().path());
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse(&bytes).map(ApiJson).map_err(|e| {
-            if seed_004 {
+            if one_code {
                 e.as_validation_failed()
             } else {
                 e
@@ -68,7 +68,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Seed 004's table has one code for a request that fails validation —
 /// `VALIDATION_FAILED`, 400 — so the canary routes answer a missing field, a wrong
 /// type or an unknown field with it (the finer problem goes in `details.problem`).
-fn uses_seed_004_codes(path: &str) -> bool {
+fn uses_one_validation_code(path: &str) -> bool {
     path.starts_with("/api/v1/canary") || path.starts_with("/admin/canary")
 }
 
@@ -108,14 +108,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let seed_004 = uses_seed_004_codes(req.uri().path());
+        let one_code = uses_one_validation_code(req.uri().path());
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         let text = bytes.trim_ascii();
         if text.is_empty() || text == b"null" {
             return Ok(OptionalJson(None));
         }
         parse(&bytes).map(|v| OptionalJson(Some(v))).map_err(|e| {
-            if seed_004 {
+            if one_code {
                 e.as_validation_failed()
             } else {
                 e

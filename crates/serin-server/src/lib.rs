@@ -37,6 +37,7 @@ pub mod rate;
 pub mod releaser;
 pub mod routes;
 pub mod routewatch;
+pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;

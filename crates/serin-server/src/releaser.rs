@@ -11,10 +11,9 @@
 //! finds no gate).
 //!
 //! Release statuses follow production (the last environment): when a release's
-//! deployment there is promoted, the release becomes `released` (by the same
-//! step that marks any promoted release stable, `routes::canary::mark_release_stable`,
-//! which leaves earlier environments out); when a person rolls it back there,
-//! `rolled_back`.
+//! deployment there is promoted, the release becomes `released` in the same
+//! transaction (the store applies `serin_core::release_effect`, which leaves
+//! earlier environments out); when a person rolls it back there, `rolled_back`.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -359,58 +358,6 @@ async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResu
         .await?;
     state.latest.clear();
     Ok(())
-}
-
-/// After a verdict rolled a canary back, its release (if Serin knows it, it
-/// was never released, and the canary ran outside a product's environments or
-/// in the last of them) becomes `rolled_back` with the verdict
-/// as the reason: a release that failed its canary can't then be released by
-/// hand without an admin's explicit, audited override (`override_reason`).
-pub async fn canary_failed(state: &AppState, d: &Deployment) {
-    let Some(product) = &d.product else { return };
-    if !crate::routes::canary::speaks_for_release(state, product, d).await {
-        return;
-    }
-    let r = match state
-        .store
-        .release_by_version(product, &d.canary_version)
-        .await
-    {
-        Ok(Some(r)) if matches!(r.status, ReleaseStatus::Draft | ReleaseStatus::Approved) => r,
-        Ok(_) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, product, "cannot look up the failed canary's release");
-            return;
-        }
-    };
-    let mut why = format!(
-        "its canary {} was rolled back automatically: {}",
-        d.id,
-        d.status_reason.as_deref().unwrap_or("no reason recorded")
-    );
-    if why.len() > 500 {
-        let mut end = 497;
-        while !why.is_char_boundary(end) {
-            end -= 1;
-        }
-        why.truncate(end);
-        why.push('…');
-    }
-    let patch = ReleasePatch {
-        status: Some(ReleaseStatus::RolledBack),
-        override_reason: Some(why),
-        ..Default::default()
-    };
-    match state
-        .store
-        .update_release(r.id, &patch, "controller", state.now())
-        .await
-    {
-        Ok(_) => state.latest.clear(),
-        Err(e) => {
-            tracing::warn!(error = %e, release = r.id, "cannot mark the failed canary's release")
-        }
-    }
 }
 
 /// One-click rollback of a deployment: a live one sends its traffic back to

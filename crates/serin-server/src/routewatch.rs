@@ -1,9 +1,14 @@
 //! The current route set, kept fresh for proxies.
 //!
-//! One background task per process holds the route set in a `watch` channel. It
-//! rebuilds the set when this process commits a deployment event (at once: the
-//! hub tells it) and when the event log's generation moves (checked every
-//! 250 ms, which catches changes made through another replica). Only a set whose
+//! One background task per process holds the route set in a `watch` channel.
+//! The store keeps a route generation that moves in the same transaction as
+//! every change that can alter the route set, on any replica. The task reads
+//! the generation, then the routed deployments (each target's newest, never
+//! the whole history), and reloads only when the generation has moved: it
+//! looks at once when this process commits a deployment event (the hub tells
+//! it) and every 250 ms otherwise (changes made through another replica).
+//! Reading the generation *before* the set means a change committed between
+//! the two reads is seen at the next look, never lost. Only a set whose
 //! version differs is published, so watchers wake only for real changes. The
 //! embedded proxy and the long-poll route endpoint both read this channel.
 
@@ -46,9 +51,15 @@ impl RouteWatch {
         self.started
             .get_or_try_init(|| async {
                 let events = hub.subscribe();
+                let generation = store.route_generation().await?;
                 let set = load(store).await?;
                 publish(&self.tx, set);
-                tokio::spawn(keep_fresh(store.clone(), self.tx.clone(), events));
+                tokio::spawn(keep_fresh(
+                    store.clone(),
+                    self.tx.clone(),
+                    events,
+                    generation,
+                ));
                 Ok::<(), StoreError>(())
             })
             .await?;
@@ -62,7 +73,9 @@ impl RouteWatch {
 }
 
 async fn load(store: &Store) -> Result<RouteSet, StoreError> {
-    Ok(RouteSet::from_deployments(&store.all_deployments().await?))
+    Ok(RouteSet::from_deployments(
+        &store.routed_deployments().await?,
+    ))
 }
 
 fn publish(tx: &watch::Sender<Arc<RouteSet>>, set: RouteSet) {
@@ -77,11 +90,25 @@ fn publish(tx: &watch::Sender<Arc<RouteSet>>, set: RouteSet) {
     });
 }
 
-async fn refresh(store: &Store, tx: &watch::Sender<Arc<RouteSet>>) {
-    match load(store).await {
-        Ok(set) => publish(tx, set),
+/// Reloads when the generation moved since `seen`; returns the generation the
+/// published set is known to include.
+async fn refresh(store: &Store, tx: &watch::Sender<Arc<RouteSet>>, seen: i64) -> i64 {
+    let generation = match store.route_generation().await {
+        Ok(g) if g == seen => return seen,
+        Ok(g) => g,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot load deployments for the route set; keeping the last one")
+            tracing::warn!(error = %e, "cannot read the route generation; keeping the last route set");
+            return seen;
+        }
+    };
+    match load(store).await {
+        Ok(set) => {
+            publish(tx, set);
+            generation
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load deployments for the route set; keeping the last one");
+            seen
         }
     }
 }
@@ -90,8 +117,8 @@ async fn keep_fresh(
     store: Store,
     tx: Arc<watch::Sender<Arc<RouteSet>>>,
     mut events: tokio::sync::broadcast::Receiver<Arc<serin_core::event::Event>>,
+    mut generation: i64,
 ) {
-    let mut generation = store.event_generation().await.unwrap_or(-1);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,13 +128,8 @@ async fn keep_fresh(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 _ => {}
             },
-            _ = tick.tick() => {
-                match store.event_generation().await {
-                    Ok(g) if g != generation => generation = g,
-                    _ => continue,
-                }
-            }
+            _ = tick.tick() => {}
         }
-        refresh(&store, &tx).await;
+        generation = refresh(&store, &tx, generation).await;
     }
 }

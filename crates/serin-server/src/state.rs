@@ -186,4 +186,13 @@ impl AppState {
     pub fn now(&self) -> Timestamp {
         (self.clock)()
     }
+
+    /// Publishes events the store committed; a release among them forgets the
+    /// cached latest stable releases.
+    pub fn committed(&self, events: &[serin_core::event::Event]) {
+        self.hub.publish(events);
+        if events.iter().any(|e| e.resource_type == "release") {
+            self.latest.clear();
+        }
+    }
 }

@@ -274,18 +274,14 @@ pub(crate) fn apply_change(
     Ok((!events.is_empty()).then_some((old, events)))
 }
 
+/// Whether a deployment has upstreams, so that it may be its target's route.
+pub(crate) fn is_routed(d: &Deployment) -> bool {
+    serin_core::proxy::ProxyRoute::of(d).is_some()
+}
+
 /// The change of a deployment the store applies inside its transaction.
 pub type DeploymentChange =
     Box<dyn FnOnce(&mut Deployment) -> std::result::Result<Vec<NewEvent>, DomainError> + Send>;
-
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
-}
 
 impl Store {
     /// Stores a new deployment with its creation event. `Conflict` when a live

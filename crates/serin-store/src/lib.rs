@@ -15,6 +15,17 @@
 //! - `postgres`: a connection pool, prepared statements.
 #![forbid(unsafe_code)]
 
+/// Runs `$call` on whichever backend `$self` is, binding it to `$b`: the one
+/// place the `Store` facade meets its two backends.
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($b) => $call.await,
+            Store::Postgres($b) => $call.await,
+        }
+    };
+}
+
 pub mod canary;
 pub mod manager;
 pub mod migrate;
@@ -145,15 +156,6 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     /// A PostgreSQL server.
     Postgres(postgres::PgStore),
-}
-
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
 }
 
 impl Store {

@@ -17,15 +17,6 @@ use serin_core::{Release, ReleaseStatus, Timestamp};
 use crate::canary::{Paged, stamp};
 use crate::{Result, Store};
 
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
-}
-
 /// A user with the hash of their password, for logging in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -70,6 +70,11 @@ pub const SQLITE: &[Migration] = &[
         name: "secrets",
         sql: include_str!("../migrations/sqlite/0007_secrets.sql"),
     },
+    Migration {
+        version: 8,
+        name: "routes",
+        sql: include_str!("../migrations/sqlite/0008_routes.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -108,6 +113,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "secrets",
         sql: include_str!("../migrations/postgres/0007_secrets.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "routes",
+        sql: include_str!("../migrations/postgres/0008_routes.sql"),
     },
 ];
 

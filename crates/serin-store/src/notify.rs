@@ -6,15 +6,6 @@ use serin_core::notify::{Delivery, DeliveryStatus, Format};
 
 use crate::{Result, Store, StoreError};
 
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
-}
-
 pub(crate) fn format_of(s: &str) -> Format {
     if s == "slack" {
         Format::Slack

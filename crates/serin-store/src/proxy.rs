@@ -1,6 +1,7 @@
-//! What proxies need from the store: every deployment (to build route sets), a
-//! cheap generation number that changes whenever a deployment does, the lane
-//! buckets proxies report, and the list of proxies.
+//! What proxies need from the store: each target's routed deployment (to build
+//! route sets, without reading history), a generation number that moves in the
+//! same transaction as every change to them, the lane buckets proxies report,
+//! and the list of proxies.
 
 use serin_core::Timestamp;
 use serin_core::deployment::Deployment;
@@ -8,15 +9,6 @@ use serin_core::metrics::LaneWindow;
 use serin_core::proxy::{LaneBucket, ProxyInfo};
 
 use crate::{Result, Store};
-
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
-}
 
 /// Unix seconds of an instant.
 pub(crate) fn second_of(t: Timestamp) -> i64 {
@@ -26,16 +18,19 @@ pub(crate) fn second_of(t: Timestamp) -> i64 {
 /// Which deployments to read whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeploymentSet {
-    All,
+    Routed,
     Live,
     Group(String),
     HooksPending,
 }
 
 impl Store {
-    /// Every deployment (the route set is built from them).
-    pub async fn all_deployments(&self) -> Result<Vec<Deployment>> {
-        dispatch!(self, b => b.deployment_set(&DeploymentSet::All))
+    /// Each target's newest deployment with upstreams, live or ended: what
+    /// proxies serve (the route set is built from them). Read from the `routes`
+    /// table the writes keep, so its cost follows the number of targets, not
+    /// the number of deployments ever made.
+    pub async fn routed_deployments(&self) -> Result<Vec<Deployment>> {
+        dispatch!(self, b => b.deployment_set(&DeploymentSet::Routed))
     }
 
     /// The live deployments, oldest first (the controller's work list).
@@ -72,10 +67,13 @@ impl Store {
         dispatch!(self, b => b.deployment_set(&DeploymentSet::Group(group.to_string())))
     }
 
-    /// A number that grows whenever anything is recorded in the event log (every
-    /// deployment change is): watchers reload when it moves.
-    pub async fn event_generation(&self) -> Result<i64> {
-        dispatch!(self, b => b.event_generation())
+    /// A number that grows in the same transaction as every write that can
+    /// change [`Store::routed_deployments`] (creating, changing or deleting a
+    /// deployment with upstreams): watchers reload when it moves. Read it
+    /// *before* the deployments, so a change committed in between is seen
+    /// at the next look.
+    pub async fn route_generation(&self) -> Result<i64> {
+        dispatch!(self, b => b.route_generation())
     }
 
     /// Records a proxy's finished seconds; a bucket already recorded under the

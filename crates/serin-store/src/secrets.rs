@@ -9,15 +9,6 @@ use serin_core::secret::SecretInfo;
 use crate::canary::stamp;
 use crate::{Result, Store};
 
-macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($b) => $call.await,
-            Store::Postgres($b) => $call.await,
-        }
-    };
-}
-
 pub(crate) fn event(kind: EventType, name: &str, actor: &str, now: Timestamp) -> Event {
     let verb = if kind == EventType::SecretDeleted {
         "deleted"

@@ -69,7 +69,7 @@ mod tests {
     use serin_core::controller::describe;
 
     #[test]
-    fn the_seed_002_example_works_as_written() {
+    fn the_canary_config_example_works_as_written() {
         let file = parse(serin_core::rollout::SEED_002_EXAMPLE).unwrap();
         let spec = &file.spec;
         assert_eq!(spec.steps.len(), 7);

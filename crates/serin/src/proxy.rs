@@ -10,16 +10,14 @@
 //! count of dropped seconds travels with the next report. Failed polls back off
 //! exponentially (100 ms to 5 s, with jitter).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serin_core::proxy::{LaneBucket, MetricsReport, ProxyInfo, RouteSet};
-use serin_proxy::{Proxy, ProxyConfig};
-use serin_server::AppState;
+use serin_core::proxy::{MetricsReport, RouteSet};
+use serin_proxy::{Backlog, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
 use crate::cli::{ClientArgs, ProxyArgs};
@@ -118,10 +116,24 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
             id.clone(),
             name.clone(),
         ));
-        tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics = tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer, stopped));
+        let served = serve_on_own_runtime(listener, proxy).await;
+        // Requests are finished: send every second counted, the open one too.
+        let _ = stop.send(true);
+        if tokio::time::timeout(FINAL_REPORT_WITHIN, metrics)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last lane seconds could not be sent in time");
+        }
+        return served;
     }
     serve_on_own_runtime(listener, proxy).await
 }
+
+/// How long a stopping proxy tries to send its last lane seconds.
+const FINAL_REPORT_WITHIN: Duration = Duration::from_secs(10);
 
 /// Serves the proxy on a runtime of its own: one thread per CPU this process may
 /// use, and a single-threaded runtime (no work-stealing, no cross-thread wake-ups)
@@ -197,45 +209,38 @@ async fn watch_routes(
     }
 }
 
-/// Finished lane seconds waiting to be stored or sent: at most `capacity`, the
-/// oldest dropped first, every drop counted.
-struct Pending {
-    buckets: VecDeque<LaneBucket>,
+/// Sends the proxy's finished seconds home every second; when `stopped` turns
+/// true, sends everything it has (trying until its caller's deadline) and
+/// returns.
+async fn send_metrics(
+    c: Arc<serin_client::Client>,
+    proxy: Proxy,
+    id: String,
     capacity: usize,
-    dropped: u64,
-}
-
-impl Pending {
-    fn new(capacity: usize) -> Self {
-        Pending {
-            buckets: VecDeque::new(),
-            capacity,
-            dropped: 0,
-        }
-    }
-
-    /// Takes the seconds the proxy has finished.
-    fn take_from(&mut self, proxy: &Proxy) {
-        let (fresh, dropped) = proxy.registry().drain(unix_now());
-        self.dropped += dropped;
-        for b in fresh {
-            if self.buckets.len() >= self.capacity {
-                self.buckets.pop_front();
-                self.dropped += 1;
-            }
-            self.buckets.push_back(b);
-        }
-    }
-}
-
-async fn send_metrics(c: Arc<serin_client::Client>, proxy: Proxy, id: String, capacity: usize) {
-    let mut pending = Pending::new(capacity);
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut pending = Backlog::new(capacity);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = false;
     loop {
-        tick.tick().await;
-        pending.take_from(&proxy);
-        let Pending {
+        if last {
+            if pending.buckets.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stopped.wait_for(|s| *s) => true,
+            };
+        }
+        if last {
+            pending.take_all(&proxy);
+        } else {
+            pending.take_finished(&proxy, unix_now());
+        }
+        let Backlog {
             buckets: buf,
             dropped: dropped_total,
             ..
@@ -352,63 +357,6 @@ pub async fn list(args: &ClientArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Starts the embedded proxy of `serin up`: routes from the control plane's own
-/// route watch (changes apply at once), lane seconds written straight to the store.
-pub async fn embedded(state: &AppState, listener: TcpListener, proxy: Proxy) {
-    // The first load retries until the database answers; meanwhile the proxy has
-    // no routes (it is starting).
-    let mut rx = loop {
-        match state.routes.subscribe(&state.store, &state.hub).await {
-            Ok(rx) => break rx,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load the route set yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
-    apply(&proxy, &rx.borrow_and_update(), "control plane");
-    let p = proxy.clone();
-    tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let set = rx.borrow_and_update().clone();
-            apply(&p, &set, "control plane");
-        }
-    });
-    let id = format!("embedded-{}", uuid_v4());
-    let (p, st) = (proxy.clone(), state.clone());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut pending = Pending::new(100_000);
-        loop {
-            tick.tick().await;
-            pending.take_from(&p);
-            if !pending.buckets.is_empty() {
-                let batch = pending.buckets.iter().cloned().collect();
-                match st.store.record_lane_buckets(&id, batch).await {
-                    Ok(_) => pending.buckets.clear(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, buffered = pending.buckets.len(), "cannot store lane metrics; keeping them")
-                    }
-                }
-            }
-            let info = ProxyInfo {
-                id: id.clone(),
-                name: "embedded".into(),
-                route_version: p.version(),
-                last_contact: st.now(),
-                dropped_buckets: pending.dropped,
-                kind: "embedded".into(),
-            };
-            let _ = st.store.touch_proxy(info).await;
-        }
-    });
-    tokio::spawn(async move {
-        if let Err(e) = serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await {
-            tracing::error!(error = %e, "the embedded proxy stopped");
-        }
-    });
 }
 
 fn uuid_v4() -> String {

@@ -77,28 +77,16 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         writeln!(out, "serin: listening on http://{addr}")?;
         out.flush()?;
     }
-    if let (Some(l), Some(p)) = (proxy_listener, state.proxy.clone()) {
-        let paddr = l.local_addr()?;
-        crate::proxy::embedded(&state, l, p).await;
+    let proxy_addr = proxy_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let runtime = serin_server::runtime::Runtime::start(&state, proxy_listener).await;
+    if let Some(paddr) = proxy_addr {
         let mut out = std::io::stdout().lock();
         writeln!(out, "serin: proxy listening on http://{paddr}")?;
         out.flush()?;
     }
-    let sweeper = tokio::spawn(sweep_workers(state.clone()));
-    let (halt, halted) = tokio::sync::watch::channel(false);
-    let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let controller = tokio::spawn(serin_server::controller::run(
-        state.clone(),
-        state.config.controller_interval,
-        stopping(halted.clone()),
-    ));
-    let probes = tokio::spawn(serin_server::probe::run(
-        state.clone(),
-        stopping(halted.clone()),
-    ));
-    let notifier = tokio::spawn(serin_server::notifier::run(state.clone(), stopping(halted)));
     let app = serin_server::app(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(serin_server::run_with(
@@ -111,22 +99,27 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     ));
     tokio::select! {
         ended = &mut server => {
+            runtime.shutdown(SHUTDOWN_GRACE).await;
             ended??;
             return Ok(());
         }
         () = shutdown_signal() => {}
     }
+    // The API stops taking connections and finishes its requests while the
+    // runtime stops its loops and the embedded proxy drains and stores its
+    // last lane seconds.
     let _ = stop.send(());
-    let _ = halt.send(true);
-    let _ = tokio::join!(controller, probes, notifier);
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    let (served, ()) = tokio::join!(
+        tokio::time::timeout(SHUTDOWN_GRACE, server),
+        runtime.shutdown(SHUTDOWN_GRACE)
+    );
+    match served {
         Ok(ended) => ended??,
         Err(_) => tracing::warn!(
             grace_secs = SHUTDOWN_GRACE.as_secs(),
             "requests still in flight after the grace period; exiting anyway"
         ),
     }
-    sweeper.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -187,24 +180,6 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
     .map_err(|e| anyhow::anyhow!("cannot create the first admin key: {e:?}"))?;
     tracing::warn!("created the first admin API key; it is printed once on stdout");
     Ok(Some(key))
-}
-
-/// Marks workers whose heartbeats stopped as unreachable, a few times per timeout.
-async fn sweep_workers(state: AppState) {
-    let timeout = state.config.worker_timeout;
-    let every = (timeout / 4).clamp(
-        std::time::Duration::from_millis(250),
-        std::time::Duration::from_secs(15),
-    );
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let limit = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(60));
-        match state.store.mark_unreachable(state.now(), limit).await {
-            Ok(events) => state.hub.publish(&events),
-            Err(e) => tracing::warn!(error = %e, "cannot check worker heartbeats"),
-        }
-    }
 }
 
 /// How long requests in flight may take to finish after SIGINT/SIGTERM.

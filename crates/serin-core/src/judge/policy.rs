@@ -248,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_business_hours_policy_is_stricter_by_day() {
+    fn a_business_hours_policy_is_stricter_by_day() {
         let p = Policy {
             name: "business-hours".into(),
             expression: BUSINESS_HOURS.into(),

@@ -25,7 +25,7 @@ use serin_core::page::{PageParams, Pagination};
 use serin_core::routing::{RouteDecision, route_job};
 use serin_core::signal::LaneSignal;
 use serin_core::worker::WorkerStatus;
-use serin_core::{DomainError, Lane, ReleasePatch, ReleaseStatus};
+use serin_core::{DomainError, Lane};
 use serin_store::canary::{DeploymentChange, DeploymentFilter, EventFilter, Observation};
 
 use crate::auth::Principal;
@@ -58,7 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/canary/route", get(route))
 }
 
-/// Applies a transition and publishes its events.
+/// Applies a transition and publishes its events (the release effects it
+/// carried, such as a promoted release becoming `released`, committed with it).
 pub(crate) async fn change(
     state: &AppState,
     who: &str,
@@ -70,7 +71,7 @@ pub(crate) async fn change(
         .store
         .update_deployment(id, None, f, who, state.now())
         .await?;
-    state.hub.publish(&events);
+    state.committed(&events);
     Ok(d)
 }
 
@@ -256,102 +257,12 @@ pub async fn promote(
 ) -> ApiResult<Json<ActionAnswer>> {
     let now = state.now();
     let d = change(&state, &who.name, &id, move |d| d.promote(now)).await?;
-    mark_release_stable(&state, &who.name, &d).await;
     Ok(Json(ActionAnswer {
         success: true,
         message: "Deployment promoted to 100%".into(),
         reason: None,
         timestamp: d.last_update,
     }))
-}
-
-/// Whether what happened to `d` says something about its release: in a
-/// product's environments only the last (production) does — a build that
-/// reached development is not the product's release yet, and a failure in
-/// staging is that deployment's (it blocks production already).
-pub(crate) async fn speaks_for_release(state: &AppState, product: &str, d: &Deployment) -> bool {
-    let Some(env) = &d.environment else {
-        return true;
-    };
-    match state.store.environments(product).await {
-        Ok(envs) => {
-            !envs.iter().any(|e| &e.name == env)
-                || envs.last().is_some_and(|last| &last.name == env)
-        }
-        Err(_) => true,
-    }
-}
-
-/// After a promotion: the product's release with the canary's version becomes
-/// `released` (through `approved` if it was a draft). Failures are logged: the
-/// promotion itself has happened.
-pub(crate) async fn mark_release_stable(state: &AppState, who: &str, d: &Deployment) {
-    let Some(product) = &d.product else { return };
-    if !speaks_for_release(state, product, d).await {
-        return;
-    }
-    // A product that ships through its environments releases only by a
-    // deployment to the last one — the release manager's (with its
-    // approvals), or an admin's, as only they may enter an environment: a
-    // canary outside them (no environment, or a name that isn't one),
-    // promoted by hand, doesn't make its version the product's release.
-    let in_an_environment = match &d.environment {
-        Some(env) => state
-            .store
-            .environments(product)
-            .await
-            .is_ok_and(|envs| envs.iter().any(|e| &e.name == env)),
-        None => false,
-    };
-    if !in_an_environment {
-        match crate::releaser::ships_through_environments(state, product).await {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::info!(product, version = %d.canary_version, "promoted outside the product's environments: the release is not marked released");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(product, error = %e, "cannot tell whether the product ships through environments; the release is not marked released");
-                return;
-            }
-        }
-    }
-    let r = match state
-        .store
-        .release_by_version(product, &d.canary_version)
-        .await
-    {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            tracing::info!(product, version = %d.canary_version, "promoted version is not a release Serin knows");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, product, "cannot look up the promoted release");
-            return;
-        }
-    };
-    let steps: &[ReleaseStatus] = match r.status {
-        ReleaseStatus::Draft => &[ReleaseStatus::Approved, ReleaseStatus::Released],
-        ReleaseStatus::Approved => &[ReleaseStatus::Released],
-        _ => &[],
-    };
-    for s in steps {
-        let patch = ReleasePatch {
-            status: Some(*s),
-            description: None,
-            override_reason: None,
-        };
-        let updated = state
-            .store
-            .update_release(r.id, &patch, who, state.now())
-            .await;
-        state.latest.clear();
-        if let Err(e) = updated {
-            tracing::warn!(error = %e, release = r.id, "cannot mark the promoted release as released");
-            return;
-        }
-    }
 }
 
 /// `{"reason": "..."}`.

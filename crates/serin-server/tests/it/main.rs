@@ -1,4 +1,6 @@
 //! serin-server's integration tests.
 
+mod app;
+mod lifecycle;
 mod openapi;
 mod probe;

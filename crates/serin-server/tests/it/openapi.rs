@@ -36,7 +36,7 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
 /// Each documented alias is really routed (not a 404 for an unknown route, not a
 /// 405), and the document describes it.
 #[tokio::test]
-async fn every_seed_alias_is_routed_and_documented() {
+async fn every_alias_is_routed_and_documented() {
     use tower::ServiceExt;
     let doc: serde_json::Value =
         serde_json::from_str(&serin_server::openapi::document_json()).unwrap();

@@ -13,8 +13,8 @@ use tokio_postgres::Row;
 use super::{PgStore, pg_err};
 use crate::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged,
-    apply_change, attribute, beat, check_job_queues, job_observations, json_err, not_found,
-    revoked_event, stamp, status_change, tenant_key, windows_from,
+    apply_change, attribute, beat, check_job_queues, is_routed, job_observations, json_err,
+    not_found, revoked_event, stamp, status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -64,6 +64,32 @@ pub(crate) async fn insert_event(c: &impl GenericClient, e: &Event) -> Result<()
     )
     .await
     .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Makes `routes` hold the target's newest routed deployment and moves the
+/// route generation, inside the caller's transaction. The generation's one row
+/// stays locked until commit, so route changes commit in generation order.
+async fn reroute(c: &impl GenericClient, queue: &str, tenant: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM routes WHERE queue_name = $1 AND tenant_key = $2",
+        &[&queue, &tenant],
+    )
+    .await
+    .map_err(pg_err)?;
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO routes (queue_name, tenant_key, deployment_id)
+             SELECT queue_name, tenant_key, id FROM deployments
+              WHERE routed AND queue_name = $1 AND tenant_key = $2
+              ORDER BY start_time DESC, id DESC LIMIT 1",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(&stmt, &[&queue, &tenant]).await.map_err(pg_err)?;
+    c.execute("UPDATE route_generation SET n = n + 1 WHERE id = 1", &[])
+        .await
+        .map_err(pg_err)?;
     Ok(())
 }
 
@@ -225,8 +251,8 @@ impl PgStore {
             }
         }
         tx.execute(
-            "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&d.id, &d.queue_name, &tenant, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &d.start_time, &to_json(&d)?],
+            "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body, routed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[&d.id, &d.queue_name, &tenant, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &d.start_time, &to_json(&d)?, &is_routed(&d)],
         )
         .await
         .map_err(|e| {
@@ -236,6 +262,9 @@ impl PgStore {
                 pg_err(e)
             }
         })?;
+        if is_routed(&d) {
+            reroute(&tx, &d.queue_name, &tenant).await?;
+        }
         insert_event(&tx, &event).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok((d, vec![event]))
@@ -325,13 +354,14 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         let mut d = load_deployment(&tx, id, true).await?;
+        let (was_routed, was) = (is_routed(&d), d.status);
         let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
             return Ok((d, Vec::new()));
         };
         let n = tx
             .execute(
-                "UPDATE deployments SET status = $2, live = $3, revision = $4, body = $5 WHERE id = $1 AND revision = $6",
-                &[&d.id, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &to_json(&d)?, &(old as i64)],
+                "UPDATE deployments SET status = $2, live = $3, revision = $4, body = $5, routed = $7 WHERE id = $1 AND revision = $6",
+                &[&d.id, &d.status.as_str(), &d.status.is_live(), &(d.revision as i64), &to_json(&d)?, &(old as i64), &is_routed(&d)],
             )
             .await
             .map_err(pg_err)?;
@@ -341,7 +371,14 @@ impl PgStore {
                 actual: None,
             });
         }
-        let events = record(&tx, new_events, actor, now).await?;
+        if was_routed || is_routed(&d) {
+            reroute(&tx, &d.queue_name, &tenant_key(d.tenant_id.as_deref())).await?;
+        }
+        let effect = serin_core::release_effect::candidate(was, &d, &new_events);
+        let mut events = record(&tx, new_events, actor, now).await?;
+        if let Some(effect) = effect {
+            events.extend(super::release_effect::apply(&tx, &effect, &d, actor, now).await?);
+        }
         tx.commit().await.map_err(pg_err)?;
         Ok((d, events))
     }
@@ -359,6 +396,9 @@ impl PgStore {
         tx.execute("DELETE FROM deployments WHERE id = $1", &[&id])
             .await
             .map_err(pg_err)?;
+        if is_routed(&d) {
+            reroute(&tx, &d.queue_name, &tenant_key(d.tenant_id.as_deref())).await?;
+        }
         tx.execute("DELETE FROM observations WHERE deployment_id = $1", &[&id])
             .await
             .map_err(pg_err)?;

@@ -50,7 +50,10 @@ async fn load_user(c: &impl GenericClient, id: &str, lock: bool) -> Result<User>
         .ok_or_else(|| not_found(Entity::User, id))
 }
 
-async fn load_environments(c: &impl GenericClient, product: &str) -> Result<Vec<Environment>> {
+pub(crate) async fn load_environments(
+    c: &impl GenericClient,
+    product: &str,
+) -> Result<Vec<Environment>> {
     let rows = c
         .query(
             "SELECT body FROM environments WHERE product = $1 ORDER BY position",

@@ -24,6 +24,7 @@ mod canary;
 mod manager;
 mod notify;
 mod proxy;
+mod release_effect;
 mod secrets;
 
 use crate::canary::{Paged, product_created, release_created, release_updated, stamp};
@@ -332,18 +333,7 @@ impl PgStore {
         version: &str,
     ) -> Result<Option<Release>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "{RELEASE_SELECT} WHERE p.name = $1 AND r.version = $2"
-            ))
-            .await
-            .map_err(pg_err)?;
-        client
-            .query_opt(&stmt, &[&product, &version])
-            .await
-            .map_err(pg_err)?
-            .map(|r| release_row(&r))
-            .transpose()
+        release_by_version_on(&client, product, version).await
     }
 
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
@@ -360,40 +350,7 @@ impl PgStore {
     ) -> Result<Release> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let mut r = release_by_id(&tx, id, true).await?;
-        let before = r.clone();
-        let changed = r.apply(patch, now)?;
-        if changed {
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE releases SET status = $2, description = $3, updated_at = $4, released_at = $5 WHERE id = $1",
-                )
-                .await
-                .map_err(pg_err)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &id,
-                    &r.status.as_str(),
-                    &r.description,
-                    &now,
-                    &r.released_at,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        if changed {
-            canary::insert_event(
-                &tx,
-                &stamp(
-                    release_updated(&before, &r, patch.override_reason.as_deref()),
-                    actor,
-                    now,
-                ),
-            )
-            .await?;
-        }
+        let (r, _) = update_release_on(&tx, id, patch, actor, now).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(r)
     }
@@ -623,6 +580,66 @@ pub(crate) async fn product_id(c: &impl GenericClient, name: &str) -> Result<i64
             key: name.into(),
             field: Some("product_name".into()),
         })
+}
+
+/// Applies `patch` to release `id` inside the caller's transaction (the row
+/// locked); returns the release and the event recorded, if it changed.
+pub(crate) async fn update_release_on(
+    c: &impl GenericClient,
+    id: i64,
+    patch: &ReleasePatch,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(Release, Option<serin_core::event::Event>)> {
+    let mut r = release_by_id(c, id, true).await?;
+    let before = r.clone();
+    if !r.apply(patch, now)? {
+        return Ok((r, None));
+    }
+    let stmt = c
+        .prepare_cached(
+            "UPDATE releases SET status = $2, description = $3, updated_at = $4, released_at = $5 WHERE id = $1",
+        )
+        .await
+        .map_err(pg_err)?;
+    c.execute(
+        &stmt,
+        &[
+            &id,
+            &r.status.as_str(),
+            &r.description,
+            &now,
+            &r.released_at,
+        ],
+    )
+    .await
+    .map_err(pg_err)?;
+    let event = stamp(
+        release_updated(&before, &r, patch.override_reason.as_deref()),
+        actor,
+        now,
+    );
+    canary::insert_event(c, &event).await?;
+    Ok((r, Some(event)))
+}
+
+/// The release of `product` with `version`.
+pub(crate) async fn release_by_version_on(
+    c: &impl GenericClient,
+    product: &str,
+    version: &str,
+) -> Result<Option<Release>> {
+    let stmt = c
+        .prepare_cached(&format!(
+            "{RELEASE_SELECT} WHERE p.name = $1 AND r.version = $2"
+        ))
+        .await
+        .map_err(pg_err)?;
+    c.query_opt(&stmt, &[&product, &version])
+        .await
+        .map_err(pg_err)?
+        .map(|r| release_row(&r))
+        .transpose()
 }
 
 pub(crate) async fn release_by_id(

@@ -24,7 +24,14 @@ impl PgStore {
     pub(crate) async fn deployment_set(&self, set: &DeploymentSet) -> Result<Vec<Deployment>> {
         let client = self.client().await?;
         let rows = match set {
-            DeploymentSet::All => client.query("SELECT body FROM deployments", &[]).await,
+            DeploymentSet::Routed => {
+                client
+                    .query(
+                        "SELECT d.body FROM routes r JOIN deployments d ON d.id = r.deployment_id",
+                        &[],
+                    )
+                    .await
+            }
             DeploymentSet::Live => {
                 client
                     .query(
@@ -54,10 +61,10 @@ impl PgStore {
             .collect()
     }
 
-    pub(crate) async fn event_generation(&self) -> Result<i64> {
+    pub(crate) async fn route_generation(&self) -> Result<i64> {
         let client = self.client().await?;
         let row = client
-            .query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM events", &[])
+            .query_one("SELECT n FROM route_generation WHERE id = 1", &[])
             .await
             .map_err(pg_err)?;
         Ok(row.get(0))

@@ -11,8 +11,8 @@ use serin_core::{Lane, Timestamp};
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged,
-    apply_change, attribute, beat, check_job_queues, job_observations, json_err, not_found,
-    revoked_event, stamp, status_change, tenant_key, windows_from,
+    apply_change, attribute, beat, check_job_queues, is_routed, job_observations, json_err,
+    not_found, revoked_event, stamp, status_change, tenant_key, windows_from,
 };
 use crate::{Entity, Result, StoreError};
 
@@ -55,14 +55,43 @@ fn load_deployment(c: &Connection, id: &str) -> Result<Deployment> {
     serde_json::from_str(&body.ok_or_else(|| not_found(Entity::Deployment, id))?).map_err(json_err)
 }
 
-fn save_deployment(c: &Connection, d: &Deployment, old_revision: u64) -> Result<()> {
+/// Makes `routes` hold the target's newest routed deployment and moves the
+/// route generation, inside the caller's transaction.
+fn reroute(c: &Connection, queue: &str, tenant: &str) -> Result<()> {
+    c.prepare_cached("DELETE FROM routes WHERE queue_name = ?1 AND tenant_key = ?2")
+        .and_then(|mut s| s.execute(params![queue, tenant]))
+        .map_err(sql_err)?;
+    c.prepare_cached(
+        "INSERT INTO routes (queue_name, tenant_key, deployment_id)
+         SELECT queue_name, tenant_key, id FROM deployments
+          WHERE routed = 1 AND queue_name = ?1 AND tenant_key = ?2
+          ORDER BY start_time DESC, id DESC LIMIT 1",
+    )
+    .and_then(|mut s| s.execute(params![queue, tenant]))
+    .map_err(sql_err)?;
+    c.prepare_cached("UPDATE route_generation SET n = n + 1 WHERE id = 1")
+        .and_then(|mut s| s.execute([]))
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+fn save_deployment(
+    c: &Connection,
+    d: &Deployment,
+    old_revision: u64,
+    was_routed: bool,
+) -> Result<()> {
     let body = serde_json::to_string(d).map_err(json_err)?;
+    let routed = is_routed(d);
     let n = c
-        .prepare_cached("UPDATE deployments SET status = ?2, live = ?3, revision = ?4, body = ?5 WHERE id = ?1 AND revision = ?6")
+        .prepare_cached("UPDATE deployments SET status = ?2, live = ?3, revision = ?4, body = ?5, routed = ?7 WHERE id = ?1 AND revision = ?6")
         .and_then(|mut s| {
-            s.execute(params![d.id, d.status.as_str(), d.status.is_live(), d.revision, body, old_revision])
+            s.execute(params![d.id, d.status.as_str(), d.status.is_live(), d.revision, body, old_revision, routed])
         })
         .map_err(sql_err)?;
+    if n == 1 && (routed || was_routed) {
+        reroute(c, &d.queue_name, &tenant_key(d.tenant_id.as_deref()))?;
+    }
     if n == 1 {
         Ok(())
     } else {
@@ -165,13 +194,16 @@ impl SqliteStore {
                 }
                 let body = serde_json::to_string(&d).map_err(json_err)?;
                 c.prepare_cached(
-                    "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO deployments (id, queue_name, tenant_key, status, live, revision, start_time, body, routed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![d.id, d.queue_name, tenant, d.status.as_str(), d.status.is_live(), d.revision, micros(d.start_time), body])
+                    s.execute(params![d.id, d.queue_name, tenant, d.status.as_str(), d.status.is_live(), d.revision, micros(d.start_time), body, is_routed(&d)])
                 })
                 .map_err(sql_err)?;
+                if is_routed(&d) {
+                    reroute(c, &d.queue_name, &tenant)?;
+                }
                 insert_event(c, &event)?;
                 Ok((d, vec![event]))
             })
@@ -239,11 +271,16 @@ impl SqliteStore {
         self.writer
             .write(move |c| {
                 let mut d = load_deployment(c, &id)?;
+                let (was_routed, was) = (is_routed(&d), d.status);
                 let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
                     return Ok((d, Vec::new()));
                 };
-                save_deployment(c, &d, old)?;
-                let events = record(c, new_events, &actor, now)?;
+                save_deployment(c, &d, old, was_routed)?;
+                let effect = serin_core::release_effect::candidate(was, &d, &new_events);
+                let mut events = record(c, new_events, &actor, now)?;
+                if let Some(effect) = effect {
+                    events.extend(super::release_effect::apply(c, &effect, &d, &actor, now)?);
+                }
                 Ok((d, events))
             })
             .await
@@ -262,6 +299,9 @@ impl SqliteStore {
                 let event = stamp(d.deletion()?, &actor, now);
                 c.execute("DELETE FROM deployments WHERE id = ?1", [&id])
                     .map_err(sql_err)?;
+                if is_routed(&d) {
+                    reroute(c, &d.queue_name, &tenant_key(d.tenant_id.as_deref()))?;
+                }
                 c.execute("DELETE FROM observations WHERE deployment_id = ?1", [&id])
                     .map_err(sql_err)?;
                 insert_event(c, &event)?;

@@ -44,7 +44,7 @@ fn load_user(c: &Connection, id: &str) -> Result<User> {
         .ok_or_else(|| not_found(Entity::User, id))
 }
 
-fn load_environments(c: &Connection, product: &str) -> Result<Vec<Environment>> {
+pub(crate) fn load_environments(c: &Connection, product: &str) -> Result<Vec<Environment>> {
     product_id(c, product, "product")?;
     let bodies: Vec<String> = c
         .prepare_cached("SELECT body FROM environments WHERE product = ?1 ORDER BY position")

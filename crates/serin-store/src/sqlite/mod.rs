@@ -10,6 +10,7 @@ mod canary;
 mod manager;
 mod notify;
 mod proxy;
+mod release_effect;
 mod secrets;
 mod writer;
 
@@ -343,17 +344,8 @@ impl SqliteStore {
         version: &str,
     ) -> Result<Option<Release>> {
         let (product, version) = (product.to_string(), version.to_string());
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "{RELEASE_SELECT} WHERE p.name = ?1 AND r.version = ?2"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![product, version], release_row)
-                    .optional()
-            })
-            .map_err(sql_err)
-        })
-        .await
+        self.read(move |c| release_by_version_on(c, &product, &version))
+            .await
     }
 
     pub(crate) async fn get_release(&self, id: i64) -> Result<Release> {
@@ -369,22 +361,7 @@ impl SqliteStore {
     ) -> Result<Release> {
         let (patch, actor) = (patch.clone(), actor.to_string());
         self.writer
-            .write(move |c| {
-                let mut r = release_by_id(c, id)?;
-                let before = r.clone();
-                let changed = r.apply(&patch, now)?;
-                if changed {
-                    c.prepare_cached(
-                        "UPDATE releases SET status = ?2, description = ?3, updated_at = ?4, released_at = ?5 WHERE id = ?1",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![id, r.status.as_str(), r.description, micros(now), r.released_at.map(micros)])
-                    })
-                    .map_err(sql_err)?;
-                    canary::insert_event(c, &stamp(release_updated(&before, &r, patch.override_reason.as_deref()), &actor, now))?;
-                }
-                Ok(r)
-            })
+            .write(move |c| Ok(update_release_on(c, id, &patch, &actor, now)?.0))
             .await
     }
 
@@ -580,6 +557,52 @@ pub(crate) fn product_id(c: &Connection, name: &str, field: &str) -> Result<i64>
             key: name.to_string(),
             field: Some(field.into()),
         })
+}
+
+/// Applies `patch` to release `id` inside the caller's transaction; returns
+/// the release and the event recorded, if it changed.
+pub(crate) fn update_release_on(
+    c: &Connection,
+    id: i64,
+    patch: &ReleasePatch,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(Release, Option<serin_core::event::Event>)> {
+    let mut r = release_by_id(c, id)?;
+    let before = r.clone();
+    if !r.apply(patch, now)? {
+        return Ok((r, None));
+    }
+    c.prepare_cached(
+        "UPDATE releases SET status = ?2, description = ?3, updated_at = ?4, released_at = ?5 WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![id, r.status.as_str(), r.description, micros(now), r.released_at.map(micros)])
+    })
+    .map_err(sql_err)?;
+    let event = stamp(
+        release_updated(&before, &r, patch.override_reason.as_deref()),
+        actor,
+        now,
+    );
+    canary::insert_event(c, &event)?;
+    Ok((r, Some(event)))
+}
+
+/// The release of `product` with `version`, inside the caller's transaction.
+pub(crate) fn release_by_version_on(
+    c: &Connection,
+    product: &str,
+    version: &str,
+) -> Result<Option<Release>> {
+    c.prepare_cached(&format!(
+        "{RELEASE_SELECT} WHERE p.name = ?1 AND r.version = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![product, version], release_row)
+            .optional()
+    })
+    .map_err(sql_err)
 }
 
 pub(crate) fn release_by_id(c: &Connection, id: i64) -> Result<Release> {

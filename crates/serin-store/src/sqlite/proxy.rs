@@ -17,7 +17,10 @@ impl SqliteStore {
         let set = set.clone();
         self.read(move |c| {
             let (sql, arg) = match &set {
-                DeploymentSet::All => ("SELECT body FROM deployments", None),
+                DeploymentSet::Routed => (
+                    "SELECT d.body FROM routes r JOIN deployments d ON d.id = r.deployment_id",
+                    None,
+                ),
                 DeploymentSet::Live => (
                     "SELECT body FROM deployments WHERE live = 1 ORDER BY start_time, id",
                     None,
@@ -48,9 +51,9 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn event_generation(&self) -> Result<i64> {
+    pub(crate) async fn route_generation(&self) -> Result<i64> {
         self.read(|c| {
-            c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+            c.prepare_cached("SELECT n FROM route_generation WHERE id = 1")
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(sql_err)
         })

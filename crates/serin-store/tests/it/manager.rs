@@ -319,3 +319,149 @@ async fn environments_body(s: &Store) {
             .is_empty()
     );
 }
+
+both!(a_transition_commits_its_release_effect, release_effect_body);
+async fn release_effect_body(s: &Store) {
+    use serin_core::deployment::NewDeployment;
+    s.create_product(
+        &NewProduct {
+            name: "shop".into(),
+            description: None,
+        },
+        "ada",
+        t(0),
+    )
+    .await
+    .unwrap();
+    let release = |v: &str| NewRelease {
+        product_name: "shop".into(),
+        version: v.into(),
+        description: None,
+    };
+    let deploy = |id: &str, version: &str, env: Option<&str>| {
+        let (mut d, ev) = NewDeployment {
+            queue_name: format!("q-{id}"),
+            stable_version: "1.0.0".into(),
+            canary_version: version.into(),
+            ..Default::default()
+        }
+        .resolve(id.into(), "ops", t(1))
+        .unwrap();
+        d.product = Some("shop".into());
+        d.environment = env.map(str::to_string);
+        (d, ev)
+    };
+    // Promoted in production: the draft is released by the same commit, and
+    // the change's events carry the release's.
+    let r2 = s
+        .create_release(&release("2.0.0"), "ada", t(1))
+        .await
+        .unwrap();
+    let (d, ev) = deploy("canary_prod", "2.0.0", Some("production"));
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    let now = t(2);
+    let (_, events) = s
+        .update_deployment(
+            "canary_prod",
+            None,
+            Box::new(move |d| d.promote(now)),
+            "ops",
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_release(r2.id).await.unwrap().status,
+        ReleaseStatus::Released
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.resource_type == "release")
+            .count(),
+        2,
+        "draft → approved → released, with the deployment's events"
+    );
+    assert_eq!(s.latest_stable("shop").await.unwrap().version, "2.0.0");
+
+    // Promoted in staging: not the product's release yet.
+    let r3 = s
+        .create_release(&release("3.0.0"), "ada", t(3))
+        .await
+        .unwrap();
+    let (d, ev) = deploy("canary_staging", "3.0.0", Some("staging"));
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    s.update_deployment(
+        "canary_staging",
+        None,
+        Box::new(move |d| d.promote(now)),
+        "ops",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_release(r3.id).await.unwrap().status,
+        ReleaseStatus::Draft
+    );
+
+    // Outside the environments, for a product that ships through them (it was
+    // deployed to production): a hand promotion releases nothing.
+    let (d, ev) = deploy("canary_outside", "3.0.0", None);
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    s.update_deployment(
+        "canary_outside",
+        None,
+        Box::new(move |d| d.promote(now)),
+        "ops",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_release(r3.id).await.unwrap().status,
+        ReleaseStatus::Draft
+    );
+
+    // A verdict's rollback in production fails the release; a person's doesn't.
+    let r4 = s
+        .create_release(&release("4.0.0"), "ada", t(4))
+        .await
+        .unwrap();
+    let (d, ev) = deploy("canary_judged", "4.0.0", Some("production"));
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    s.update_deployment(
+        "canary_judged",
+        None,
+        Box::new(move |d| {
+            let mut ev = d.rollback("p95 3x stable", now)?;
+            ev[0].data["judgement"] = serde_json::json!({"outcome": "fail"});
+            Ok(ev)
+        }),
+        "controller",
+        now,
+    )
+    .await
+    .unwrap();
+    let failed = s.get_release(r4.id).await.unwrap();
+    assert_eq!(failed.status, ReleaseStatus::RolledBack);
+    let r5 = s
+        .create_release(&release("5.0.0"), "ada", t(5))
+        .await
+        .unwrap();
+    let (d, ev) = deploy("canary_manual", "5.0.0", Some("production"));
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    s.update_deployment(
+        "canary_manual",
+        None,
+        Box::new(move |d| d.rollback("by hand", now)),
+        "ops",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_release(r5.id).await.unwrap().status,
+        ReleaseStatus::Draft
+    );
+}

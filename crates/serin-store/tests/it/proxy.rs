@@ -87,10 +87,10 @@ async fn buckets_body(s: &Store) {
     assert_eq!(many[1][1].success + many[1][1].errors, 0);
     assert_eq!(many[2], s.lane_windows(&d.id, t(2), t(5)).await.unwrap());
 
-    // Route sets are built from every deployment.
-    let gen0 = s.event_generation().await.unwrap();
+    // Route sets are built from each target's routed deployment.
+    let gen0 = s.route_generation().await.unwrap();
     assert!(gen0 > 0);
-    let set = RouteSet::from_deployments(&s.all_deployments().await.unwrap());
+    let set = RouteSet::from_deployments(&s.routed_deployments().await.unwrap());
     assert_eq!(set.routes.len(), 1);
     assert_eq!(set.routes[0].percent, 10);
 
@@ -116,4 +116,107 @@ async fn buckets_body(s: &Store) {
         "the most a proxy reported is kept"
     );
     assert_eq!(s.list_proxies(t(25)).await.unwrap().len(), 1);
+}
+
+fn http_deployment(
+    queue: &str,
+    id: &str,
+    at: i64,
+) -> (
+    serin_core::deployment::Deployment,
+    serin_core::event::NewEvent,
+) {
+    NewDeployment {
+        queue_name: queue.into(),
+        stable_version: "v1".into(),
+        canary_version: format!("v-{id}"),
+        percentage: Some(serde_json::json!(10)),
+        upstreams: Some(Upstreams {
+            stable: vec!["http://127.0.0.1:1".into()],
+            canary: vec!["http://127.0.0.1:2".into()],
+        }),
+        ..Default::default()
+    }
+    .resolve(id.into(), "ops", t(at))
+    .unwrap()
+}
+
+both!(route_set_reads_each_targets_newest_deployment, routes_body);
+async fn routes_body(s: &Store) {
+    let ids = |v: Vec<serin_core::deployment::Deployment>| {
+        let mut ids: Vec<String> = v.into_iter().map(|d| d.id).collect();
+        ids.sort();
+        ids
+    };
+    let g0 = s.route_generation().await.unwrap();
+    // A job deployment (no upstreams) neither routes nor moves the generation.
+    let (jobs, ev) = NewDeployment {
+        queue_name: "jobs".into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        ..Default::default()
+    }
+    .resolve("canary_jobs".into(), "ops", t(0))
+    .unwrap();
+    s.create_deployment(jobs, ev, "ops", None).await.unwrap();
+    assert_eq!(s.route_generation().await.unwrap(), g0);
+    assert!(s.routed_deployments().await.unwrap().is_empty());
+
+    // Ten finished deployments of one target and a live one of another: two
+    // routes, the newest of each target.
+    let mut g = g0;
+    for i in 0..10 {
+        let (d, ev) = http_deployment("web", &format!("canary_web_{i:02}"), i);
+        s.create_deployment(d, ev, "ops", None).await.unwrap();
+        let now = t(i);
+        s.update_deployment(
+            &format!("canary_web_{i:02}"),
+            None,
+            Box::new(move |d| d.promote(now)),
+            "ops",
+            now,
+        )
+        .await
+        .unwrap();
+        let g2 = s.route_generation().await.unwrap();
+        assert!(
+            g2 > g,
+            "each change of a routed deployment moves the generation"
+        );
+        g = g2;
+    }
+    let (d, ev) = http_deployment("api", "canary_api", 3);
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    assert_eq!(
+        ids(s.routed_deployments().await.unwrap()),
+        ["canary_api", "canary_web_09"]
+    );
+
+    // A percentage change moves the generation; the route set sees it.
+    let before = s.route_generation().await.unwrap();
+    let now = t(20);
+    s.update_deployment(
+        "canary_api",
+        None,
+        Box::new(move |d| d.set_percentage(40, now)),
+        "ops",
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(s.route_generation().await.unwrap() > before);
+    let set = RouteSet::from_deployments(&s.routed_deployments().await.unwrap());
+    assert_eq!(
+        set.routes.iter().find(|r| r.name == "api").unwrap().percent,
+        40
+    );
+
+    // Deleting the newest hands the target back to the one before it.
+    s.delete_deployment("canary_web_09", "ops", t(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(s.routed_deployments().await.unwrap()),
+        ["canary_api", "canary_web_08"]
+    );
 }

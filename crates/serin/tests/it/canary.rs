@@ -45,7 +45,7 @@ const DEPLOYMENT_FIELDS: &[&str] = &[
 ];
 
 #[tokio::test]
-async fn seed_usage_examples_run_as_written() {
+async fn the_documented_usage_examples_run_as_written() {
     let s = Server::sqlite();
     // 1. Create (seed example body, with a real token).
     let d = create(&s, json!({"queue_name": "payment-processing", "stable_version": "v1.2.0", "canary_version": "v1.3.0", "profile": "default"})).await;
@@ -174,11 +174,11 @@ async fn seed_usage_examples_run_as_written() {
 }
 
 #[tokio::test]
-async fn profiles_are_the_seeds_values() {
+async fn profiles_have_the_documented_values() {
     let s = Server::sqlite();
     let (code, p) = get(&url(&s, "/config/profiles")).await;
     assert_eq!(code, 200);
-    let seed = json!({
+    let documented = json!({
       "default": {"routing_strategy": "split_queue", "sticky_routing": true, "auto_promotion": false,
         "max_canary_duration": "2h0m0s", "min_canary_duration": "5m0s", "drain_timeout": "5m0s", "metrics_window": "5m0s",
         "rollback_thresholds": {"max_error_rate_increase": 5.0, "max_latency_increase": 50.0, "max_throughput_decrease": 20.0, "min_success_rate": 95.0, "required_sample_size": 20}},
@@ -201,7 +201,7 @@ async fn profiles_are_the_seeds_values() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(without, seed);
+    assert_eq!(without, documented);
     assert_eq!(
         margins[0],
         json!({"latency_percent": 10.0, "latency_ms": 1.0, "error_ratio": 1.25, "error_points": 0.1})
@@ -210,7 +210,7 @@ async fn profiles_are_the_seeds_values() {
 }
 
 #[tokio::test]
-async fn every_seed_error_code_over_http() {
+async fn every_documented_error_code_over_http() {
     let s = Server::sqlite_with(&[
         ("SERIN_RATE_LIMIT", "0"),
         ("SERIN_MAX_ACTIVE_DEPLOYMENTS", "2"),

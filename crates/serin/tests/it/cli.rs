@@ -312,16 +312,16 @@ fn lint_checks_rollout_specs_offline() {
 fn rollout_commands_and_watch_exit_codes() {
     let server = Server::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("canary-config.yaml");
+    let config = dir.path().join("canary-config.yaml");
     std::fs::write(
-        &seed,
+        &config,
         "canary:\n  auto_progression:\n    enabled: true\n    wait_time: \"24h\"\n    thresholds:\n      max_latency: \"1000ms\"\n      min_success_rate: 0.85\n      max_error_rate: 0.15\n  traffic_steps: [5, 25, 50, 100]\n  safety_checks:\n    - name: \"Total Latency\"\n      metric: \"p95_latency_ms\"\n      threshold: 1000\n      alert_level: \"critical\"\n",
     )
     .unwrap();
     let out = server.cli(&[
         "apply",
         "-f",
-        seed.to_str().unwrap(),
+        config.to_str().unwrap(),
         "--queue",
         "council",
         "--stable",

@@ -298,7 +298,7 @@ async fn job_routing_is_sticky_and_follows_the_strategy() {
 }
 
 #[tokio::test]
-async fn seed_002_operator_endpoints_act_on_the_same_deployments() {
+async fn operator_endpoints_act_on_the_same_deployments() {
     let s = Server::sqlite_with(&[("SERIN_RATE_LIMIT", "0"), ("SERIN_DEFAULT_QUEUE", "web")]);
     let (code, e) = get(&url(&s, "/admin/canary/metrics")).await;
     assert_eq!(
@@ -638,7 +638,7 @@ async fn a_revoked_key_stops_streaming_and_streams_are_checked() {
 }
 
 #[tokio::test]
-async fn seed_004_validation_codes_and_checked_inputs() {
+async fn canary_validation_codes_and_checked_inputs() {
     let s = Server::sqlite();
     // A missing field or a wrong type on the canary API is seed 004's VALIDATION_FAILED (400).
     let (code, e) = post(

@@ -372,3 +372,99 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
     }
     kill(&mut remote);
 }
+
+/// SIGTERM while the embedded proxy is under load: every request a client got
+/// an answer to is in the stored lane seconds (the proxy finishes its requests,
+/// then stores every second it counted, the open one too, before exiting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_stores_every_answered_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let (api_port, proxy_port) = (free_port(), free_port());
+    let api = format!("http://127.0.0.1:{api_port}");
+    let mut up = spawn(
+        &[
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{api_port}"),
+            "--database-url",
+            &db,
+            "--proxy-listen",
+            &format!("127.0.0.1:{proxy_port}"),
+        ],
+        "serin: listening on",
+    );
+    let (st, d) = post(
+        &format!("{api}/api/v1/canary/deployments"),
+        json!({"queue_name": "web", "stable_version": "v1", "canary_version": "v2", "percentage": 30,
+               "upstreams": {"stable": [stable], "canary": [canary]}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let embedded = format!("http://127.0.0.1:{proxy_port}/");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    while body(&client, &embedded).await.is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the route never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answered = Arc::new(AtomicU64::new(1));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, answered) = (client.clone(), embedded.clone(), answered.clone());
+            tokio::spawn(async move {
+                while let Ok(r) = client.get(&url).send().await {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    let _ = r.bytes().await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = up.0.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = up.0.wait();
+        (up, status)
+    });
+    let (_up, status) = tokio::time::timeout(Duration::from_secs(90), exited)
+        .await
+        .expect("serin up exits after SIGTERM")
+        .unwrap();
+    assert!(status.unwrap().success());
+    for l in load {
+        let _ = tokio::time::timeout(Duration::from_secs(10), l).await;
+    }
+    let answered = answered.load(Ordering::Relaxed);
+    let store = serin_store::Store::connect(&db, &serin_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let stored: u64 = store
+        .lane_buckets(
+            &id,
+            now - chrono::Duration::minutes(5),
+            now + chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.requests)
+        .sum();
+    assert!(answered > 100, "the load ran ({answered} answers)");
+    assert!(
+        stored >= answered,
+        "{answered} requests were answered, {stored} are in the lane metrics"
+    );
+}

@@ -419,8 +419,23 @@ async fn kill_9_at_any_moment_loses_and_repeats_nothing() {
     }
     steps.push(json!({"set_weight": 100}));
     let mut s = up_at(&db);
+    // The canary is a release Serin knows: its promotion, whenever the kills
+    // fall, must leave that release the product's latest stable.
+    let (st, p) = post(
+        &format!("{}/api/v1/products", s.api),
+        json!({"name": "shop"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let (st, r) = post(
+        &format!("{}/api/v1/releases", s.api),
+        json!({"product_name": "shop", "version": "v2"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{r}");
     let mut body = target("shop", "/", &stable, &canary);
     body["rollout"] = json!({"steps": steps});
+    body["product"] = json!("shop");
     let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
     assert_eq!(st, 201, "{d}");
     let id = d["id"].as_str().unwrap().to_string();
@@ -468,6 +483,16 @@ async fn kill_9_at_any_moment_loses_and_repeats_nothing() {
             .filter(|e| e["type"] == "deployment_promoted")
             .count(),
         1
+    );
+    // The release moved in the promotion's own transaction: a kill right
+    // after it can't leave the product's latest stable behind.
+    drop(s);
+    let s = up_at(&db);
+    let (st, latest) = get(&format!("{}/api/v1/products/shop/releases/latest", s.api)).await;
+    assert_eq!(
+        (st, latest["version"].as_str()),
+        (200, Some("v2")),
+        "{latest}"
     );
     println!("rollout completed across {kills} kill -9 restarts");
 }

@@ -1,0 +1,225 @@
+//! The runtime: every background task of a control-plane process, started and
+//! stopped in one place.
+//!
+//! `serin up` (and an in-process test) builds an [`AppState`], starts a
+//! [`Runtime`] over it, serves the router, and on shutdown stops both. The
+//! runtime owns the controller, the health-check probes, the notifier, the
+//! worker sweeper and, when the process has a proxy listener, the embedded
+//! proxy with its bridge to the store. [`Runtime::shutdown`] stops the loops
+//! at a tick boundary, then lets the embedded proxy finish its requests and
+//! stores every lane second it counted (the open one too) before it returns,
+//! so a process that exits after it loses no answered request from the lane
+//! metrics.
+//!
+//! Nothing here is spawned without being owned: each task is joined on
+//! shutdown, within the grace the caller gives.
+
+use std::time::Duration;
+
+use serin_core::proxy::ProxyInfo;
+use serin_proxy::{Backlog, Proxy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Most lane seconds the embedded proxy's bridge keeps while the store is away.
+const BRIDGE_CAPACITY: usize = 100_000;
+
+/// The background tasks of one control-plane process.
+#[derive(Debug)]
+pub struct Runtime {
+    halt: watch::Sender<bool>,
+    loops: Vec<(&'static str, JoinHandle<()>)>,
+    proxy: Option<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Starts every background task over `state`; with `proxy_listener` (and
+    /// a proxy in `state`), the embedded proxy serves it, following the route
+    /// watch and storing its lane seconds.
+    pub async fn start(state: &AppState, proxy_listener: Option<TcpListener>) -> Runtime {
+        let (halt, halted) = watch::channel(false);
+        let stopping = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let loops = vec![
+            (
+                "controller",
+                tokio::spawn(crate::controller::run(
+                    state.clone(),
+                    state.config.controller_interval,
+                    stopping(halted.clone()),
+                )),
+            ),
+            (
+                "probes",
+                tokio::spawn(crate::probe::run(state.clone(), stopping(halted.clone()))),
+            ),
+            (
+                "notifier",
+                tokio::spawn(crate::notifier::run(
+                    state.clone(),
+                    stopping(halted.clone()),
+                )),
+            ),
+            (
+                "worker sweeper",
+                tokio::spawn(sweep_workers(state.clone(), stopping(halted.clone()))),
+            ),
+        ];
+        let proxy = match (proxy_listener, state.proxy.clone()) {
+            (Some(l), Some(p)) => Some(embedded_proxy(state, l, p, stopping(halted)).await),
+            _ => None,
+        };
+        Runtime { halt, loops, proxy }
+    }
+
+    /// Stops the loops, then the embedded proxy (its requests finish and its
+    /// seconds are stored), waiting at most `grace` for each.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.halt.send(true);
+        for (name, task) in self.loops {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!(task = name, "a background task outlived the grace period");
+            }
+        }
+        if let Some(p) = self.proxy
+            && tokio::time::timeout(grace, p).await.is_err()
+        {
+            tracing::warn!(
+                "the embedded proxy's requests or lane seconds outlived the grace period"
+            );
+        }
+    }
+}
+
+/// Marks workers whose heartbeats stopped as unreachable, a few times per timeout.
+async fn sweep_workers(state: AppState, shutdown: impl Future<Output = ()>) {
+    let timeout = state.config.worker_timeout;
+    let every = (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    let mut tick = tokio::time::interval(every);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut shutdown => return,
+        }
+        let limit = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::seconds(60));
+        match state.store.mark_unreachable(state.now(), limit).await {
+            Ok(events) => state.committed(&events),
+            Err(e) => tracing::warn!(error = %e, "cannot check worker heartbeats"),
+        }
+    }
+}
+
+/// The embedded proxy: routes from this process's route watch (changes apply
+/// at once), lane seconds written straight to the store. The task ends after
+/// `shutdown`, once the proxy has finished its requests and every second it
+/// counted is stored.
+async fn embedded_proxy(
+    state: &AppState,
+    listener: TcpListener,
+    proxy: Proxy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    // The first load retries until the database answers; meanwhile the proxy
+    // has no routes (it is starting).
+    let mut rx = loop {
+        match state.routes.subscribe(&state.store, &state.hub).await {
+            Ok(rx) => break rx,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the route set yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    apply(&proxy, &rx.borrow_and_update());
+    let p = proxy.clone();
+    let follow = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let set = rx.borrow_and_update().clone();
+            apply(&p, &set);
+        }
+    });
+    let id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
+    let (stop, stopped) = watch::channel(false);
+    let seconds = tokio::spawn(store_lane_seconds(
+        state.clone(),
+        proxy.clone(),
+        id,
+        stopped,
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = serin_proxy::run(listener, proxy, shutdown).await {
+            tracing::error!(error = %e, "the embedded proxy stopped");
+        }
+        follow.abort();
+        let _ = stop.send(true);
+        let _ = seconds.await;
+    })
+}
+
+fn apply(proxy: &Proxy, set: &serin_core::proxy::RouteSet) {
+    for p in proxy.set_routes(set) {
+        tracing::warn!(problem = %p, "route left out");
+    }
+    tracing::info!(version = %set.version, routes = set.routes.len(), source = "control plane", "route version in use");
+}
+
+/// Writes the embedded proxy's finished seconds to the store every second;
+/// when `stopped` turns true, writes all it has (a few tries) and returns.
+async fn store_lane_seconds(
+    st: AppState,
+    p: Proxy,
+    id: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut backlog = Backlog::new(BRIDGE_CAPACITY);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stopped.wait_for(|s| *s) => true,
+        };
+        if last {
+            backlog.take_all(&p);
+        } else {
+            backlog.take_finished(&p, st.now().timestamp());
+        }
+        for attempt in 0..if last { 5 } else { 1 } {
+            if backlog.buckets.is_empty() {
+                break;
+            }
+            let batch = backlog.buckets.iter().cloned().collect();
+            match st.store.record_lane_buckets(&id, batch).await {
+                Ok(_) => backlog.buckets.clear(),
+                Err(e) => {
+                    tracing::warn!(error = %e, buffered = backlog.buckets.len(), attempt, "cannot store lane metrics; keeping them");
+                    if last {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        let info = ProxyInfo {
+            id: id.clone(),
+            name: "embedded".into(),
+            route_version: p.version(),
+            last_contact: st.now(),
+            dropped_buckets: backlog.dropped,
+            kind: "embedded".into(),
+        };
+        let _ = st.store.touch_proxy(info).await;
+        if last {
+            if !backlog.buckets.is_empty() {
+                tracing::error!(
+                    lost = backlog.buckets.len(),
+                    "lane seconds could not be stored before exit"
+                );
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! `TestApp`: the whole control plane in this test's process — a fresh SQLite
+//! store, the router on a port of its own, and the runtime's background tasks
+//! (controller, probes, notifier, sweeper) — without spawning the binary.
+//! Tests drive it over HTTP like any client and can read its state directly.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use serin_core::auth::Role;
+use serin_server::AppState;
+use serin_server::runtime::Runtime;
+use serin_server::state::ServerConfig;
+use serin_store::{Store, StoreOptions};
+
+/// The admin key of every `TestApp`.
+pub const ADMIN: &str = "srn_test_admin_key_0123456789abcdef";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub state: AppState,
+    http: reqwest::Client,
+    runtime: Option<Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// A control plane on a new SQLite file, its controller ticking every
+    /// 100 ms.
+    pub async fn start() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/serin.db", dir.path().display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let config = ServerConfig {
+            controller_interval: Duration::from_millis(100),
+            rate_limit: serin_server::rate::RateLimit {
+                per_minute: 0,
+                burst: 0,
+            },
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(store, config);
+        serin_server::routes::api_keys::make_key(
+            &state,
+            "admin",
+            Role::Admin,
+            "test",
+            Some(ADMIN.into()),
+        )
+        .await
+        .unwrap();
+        let runtime = Runtime::start(&state, None).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serin_server::run(
+            listener,
+            serin_server::app(state.clone()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestApp {
+            url,
+            state,
+            http: reqwest::Client::new(),
+            runtime: Some(runtime),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request as the admin; the status and the JSON answer (null when
+    /// there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Polls `path` until `done` holds, or panics after `within`.
+    pub async fn until(
+        &self,
+        path: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let t0 = std::time::Instant::now();
+        loop {
+            let (_, v) = self.get(path).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(t0.elapsed() < within, "{path} never got there: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the API and the runtime as `serin up` does on SIGTERM.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(r) = self.runtime.take() {
+            r.shutdown(Duration::from_secs(10)).await;
+        }
+        if let Some(s) = self.server.take() {
+            s.await.unwrap().unwrap();
+        }
+    }
+}

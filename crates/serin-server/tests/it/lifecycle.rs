@@ -1,0 +1,139 @@
+//! The controller, the release effects and the route watch, in process
+//! (`TestApp`): no binary, no proxy, the same code `serin up` runs.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::app::TestApp;
+
+/// A rollout the controller carries to its end makes its version the
+/// product's release in the promotion's own commit: the release's events come
+/// with the deployment's, and `latest` answers it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_promotes_and_the_release_moves_in_the_same_commit() {
+    let app = TestApp::start().await;
+    assert_eq!(
+        app.post("/api/v1/products", json!({"name": "shop"}))
+            .await
+            .0,
+        201
+    );
+    let (st, r) = app
+        .post(
+            "/api/v1/releases",
+            json!({"product_name": "shop", "version": "2.0.0"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{r}");
+    let (st, d) = app
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "orders", "stable_version": "1.0.0", "canary_version": "2.0.0",
+                   "product": "shop", "min_duration": "0s", "auto_promotion": true,
+                   "rollout": {"steps": [{"set_weight": 20}, {"pause": {"duration": "200ms"}}, {"set_weight": 100}]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let done = app
+        .until(
+            &format!("/api/v1/canary/deployments/{id}"),
+            Duration::from_secs(20),
+            |d| d["status"] == "completed" || d["status"] == "failed",
+        )
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (st, latest) = app.get("/api/v1/products/shop/releases/latest").await;
+    assert_eq!(
+        (st, latest["version"].as_str()),
+        (200, Some("2.0.0")),
+        "{latest}"
+    );
+    let stored = app.state.store.latest_stable("shop").await.unwrap();
+    assert_eq!(stored.version, "2.0.0");
+    // The audit log has the release's moves by the controller, in order.
+    let (_, audit) = app.get("/api/v1/audit-logs?resource_type=release").await;
+    let moves: Vec<String> = audit["audit_logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["actor"] == "controller")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        moves.len(),
+        2,
+        "draft → approved → released by the controller: {audit}"
+    );
+    app.stop().await;
+}
+
+/// A percentage change reaches the route set proxies poll, and a change of a
+/// deployment without upstreams doesn't move it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_changes_reach_the_route_set_and_nothing_else_does() {
+    let app = TestApp::start().await;
+    let (st, d) = app
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "web", "stable_version": "1", "canary_version": "2", "percentage": 0,
+                   "upstreams": {"stable": ["http://127.0.0.1:9"], "canary": ["http://127.0.0.1:10"]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let (_, set) = app.get("/api/v1/proxy/routes").await;
+    assert_eq!(set["routes"].as_array().unwrap().len(), 1, "{set}");
+    let version = set["version"].as_str().unwrap().to_string();
+
+    // A job deployment elsewhere: the route set stays as it is.
+    let (st, _) = app
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "jobs", "stable_version": "1", "canary_version": "2"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (_, same) = app
+        .get(&format!(
+            "/api/v1/proxy/routes?version={version}&wait=300ms"
+        ))
+        .await;
+    assert_eq!(same["version"], version.as_str(), "no route changed");
+
+    // A percentage change answers a waiting poll with the new set.
+    let poll = {
+        let (url, version) = (
+            format!("{}/api/v1/proxy/routes?version={version}&wait=10s", app.url),
+            version.clone(),
+        );
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let set: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(crate::app::ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_ne!(set["version"], version.as_str());
+            (set, t0.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (st, _) = app
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/canary/deployments/{id}/percentage"),
+            Some(json!({"percentage": 40})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (set, took) = poll.await.unwrap();
+    assert_eq!(set["routes"][0]["percent"], 40, "{set}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    app.stop().await;
+}

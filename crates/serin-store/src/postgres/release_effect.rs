@@ -1,0 +1,67 @@
+//! A deployment change's release effect on PostgreSQL, inside the change's
+//! transaction (see `serin_core::release_effect`).
+
+use deadpool_postgres::GenericClient;
+use serin_core::Timestamp;
+use serin_core::deployment::Deployment;
+use serin_core::event::Event;
+use serin_core::release_effect::{self, EffectKind, Placement, ReleaseEffect};
+
+use super::manager::load_environments;
+use super::{pg_err, product_id, release_by_version_on, update_release_on};
+use crate::{Result, StoreError};
+
+/// Carries `effect` out on its release; returns the events it recorded. An
+/// unknown product or version asks nothing.
+pub(crate) async fn apply(
+    c: &impl GenericClient,
+    effect: &ReleaseEffect,
+    d: &Deployment,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    match product_id(c, &effect.product).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    let envs = load_environments(c, &effect.product).await?;
+    let placement = release_effect::placement(d, &envs);
+    let ships = placement == Placement::Outside
+        && effect.kind == EffectKind::Promoted
+        && (envs.iter().any(|e| e.configured)
+            || deployed_to_any(
+                c,
+                &effect.product,
+                &envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            )
+            .await?);
+    if !release_effect::decide(effect, placement, ships) {
+        return Ok(Vec::new());
+    }
+    let Some(release) = release_by_version_on(c, &effect.product, &effect.version).await? else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for patch in release_effect::patches(effect, &release) {
+        events.extend(
+            update_release_on(c, release.id, &patch, actor, now)
+                .await?
+                .1,
+        );
+    }
+    Ok(events)
+}
+
+/// Whether any deployment of `product` went to one of `envs`.
+async fn deployed_to_any(c: &impl GenericClient, product: &str, envs: &[&str]) -> Result<bool> {
+    let row = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM deployments WHERE body->>'product' = $1
+              AND body->>'environment' = ANY($2))",
+            &[&product, &envs],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,65 @@
+//! A deployment change's release effect on SQLite, inside the change's
+//! transaction (see `serin_core::release_effect`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serin_core::Timestamp;
+use serin_core::deployment::Deployment;
+use serin_core::event::Event;
+use serin_core::release_effect::{self, EffectKind, Placement, ReleaseEffect};
+
+use super::manager::load_environments;
+use super::{release_by_version_on, sql_err, update_release_on};
+use crate::{Result, StoreError};
+
+/// Carries `effect` out on its release; returns the events it recorded. An
+/// unknown product or version asks nothing.
+pub(crate) fn apply(
+    c: &Connection,
+    effect: &ReleaseEffect,
+    d: &Deployment,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    let envs = match load_environments(c, &effect.product) {
+        Ok(envs) => envs,
+        Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let placement = release_effect::placement(d, &envs);
+    let ships = placement == Placement::Outside
+        && effect.kind == EffectKind::Promoted
+        && (envs.iter().any(|e| e.configured)
+            || deployed_to_any(c, &effect.product, envs.iter().map(|e| e.name.as_str()))?);
+    if !release_effect::decide(effect, placement, ships) {
+        return Ok(Vec::new());
+    }
+    let Some(release) = release_by_version_on(c, &effect.product, &effect.version)? else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    for patch in release_effect::patches(effect, &release) {
+        events.extend(update_release_on(c, release.id, &patch, actor, now)?.1);
+    }
+    Ok(events)
+}
+
+/// Whether any deployment of `product` went to one of `envs`.
+fn deployed_to_any<'a>(
+    c: &Connection,
+    product: &str,
+    envs: impl Iterator<Item = &'a str>,
+) -> Result<bool> {
+    for env in envs {
+        let found: Option<i64> = c
+            .prepare_cached(
+                "SELECT 1 FROM deployments WHERE json_extract(body, '$.product') = ?1
+                 AND json_extract(body, '$.environment') = ?2 LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![product, env], |r| r.get(0)).optional())
+            .map_err(sql_err)?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
