@@ -299,14 +299,14 @@ pub fn upsert(
             return Err(DomainError::Refused {
                 code: "ENVIRONMENT_EXISTS",
                 message: format!("{product} already has an environment `{name}`"),
-                forbidden: false,
+                kind: crate::error::Kind::Conflict,
             });
         }
         (None, false) => {
             return Err(DomainError::Refused {
                 code: "ENVIRONMENT_NOT_FOUND",
                 message: format!("{product} has no environment `{name}`"),
-                forbidden: false,
+                kind: crate::error::Kind::NotFound,
             });
         }
         (Some(i), false) => i,
@@ -349,111 +349,8 @@ pub fn upsert(
     Ok((list, changed))
 }
 
-/// An approver's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Yes.
-    Approved,
-    /// No: the release may not enter the environment.
-    Rejected,
-}
-
-/// One approval or rejection of a release for an environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Approval {
-    /// `approval_<uuid>`.
-    pub id: String,
-    /// The release.
-    pub release_id: i64,
-    /// The environment it is for.
-    pub environment: String,
-    /// Who decided (a user's email or an API key's name).
-    pub actor: String,
-    /// Their role when they decided.
-    pub role: Role,
-    /// Yes or no.
-    pub decision: Decision,
-    /// Why.
-    pub comment: Option<String>,
-    /// When.
-    pub created_at: DateTime<Utc>,
-}
-
-/// Where a release stands against an environment's approval policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ApprovalTally {
-    /// Approvals needed.
-    pub required: u32,
-    /// Distinct people whose latest decision is yes.
-    pub approved_by: Vec<String>,
-    /// Distinct people whose latest decision is no.
-    pub rejected_by: Vec<String>,
-    /// Whether the policy is met: enough approvals and no standing rejection.
-    pub met: bool,
-}
-
-/// Counts each person's latest decision (people may change their minds). A
-/// standing rejection blocks the release whatever the approvals.
-pub fn tally(policy: &ApprovalPolicy, decisions: &[Approval]) -> ApprovalTally {
-    let mut latest: BTreeMap<&str, &Approval> = BTreeMap::new();
-    for a in decisions {
-        match latest.get(a.actor.as_str()) {
-            Some(b) if b.created_at > a.created_at => {}
-            _ => {
-                latest.insert(&a.actor, a);
-            }
-        }
-    }
-    let pick = |d: Decision| {
-        latest
-            .values()
-            .filter(|a| a.decision == d)
-            .map(|a| a.actor.clone())
-            .collect::<Vec<_>>()
-    };
-    let (approved_by, rejected_by) = (pick(Decision::Approved), pick(Decision::Rejected));
-    ApprovalTally {
-        required: policy.required,
-        met: rejected_by.is_empty() && approved_by.len() as u32 >= policy.required,
-        approved_by,
-        rejected_by,
-    }
-}
-
-/// May this person decide on this release for an environment with this policy?
-pub fn may_decide(
-    policy: &ApprovalPolicy,
-    release: &Release,
-    actor: &str,
-    role: Role,
-) -> Result<(), DomainError> {
-    if role == Role::Viewer || !role.allows(policy.min_role) {
-        return Err(DomainError::Refused {
-            code: "APPROVER_ROLE",
-            message: format!(
-                "approving needs the {} role (or higher); you have {role}",
-                policy.min_role.max(Role::Engineer)
-            ),
-            forbidden: true,
-        });
-    }
-    let author = release.created_by.as_deref().unwrap_or("");
-    if !policy.author_may_approve && author.eq_ignore_ascii_case(actor) {
-        return Err(DomainError::Refused {
-            code: "SELF_APPROVAL",
-            message: format!(
-                "{actor} created release {}@{}; someone else must approve it",
-                release.product_name, release.version
-            ),
-            forbidden: true,
-        });
-    }
-    Ok(())
-}
+mod approvals;
+pub use approvals::*;
 
 /// How a release enters an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -560,7 +457,7 @@ pub fn plan(
                 "release {}@{} is {}; it can't be deployed",
                 release.product_name, release.version, release.status
             ),
-            forbidden: false,
+            kind: crate::error::Kind::Conflict,
         });
     }
     if current.is_some_and(|c| c.version == release.version) {
@@ -570,7 +467,7 @@ pub fn plan(
                 "{} already runs {} in {}",
                 release.product_name, release.version, env.name
             ),
-            forbidden: false,
+            kind: crate::error::Kind::Conflict,
         });
     }
     if req.strategy != Strategy::Direct && current.is_none() {
@@ -832,139 +729,8 @@ pub fn held(d: &Deployment) -> Option<String> {
     .then(|| "waits for its pre-deploy hook".to_string())
 }
 
-/// Seed 003's deployment statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ReleaseDeploymentStatus {
-    /// Waiting for approvals or for its pre-deploy hook; no traffic has moved.
-    Pending,
-    /// Moving traffic.
-    InProgress,
-    /// Promoted: the release runs there.
-    Succeeded,
-    /// Rolled back by the judges, a failed hook or a rejection.
-    Failed,
-    /// Undone by a person.
-    RolledBack,
-}
-
-impl ReleaseDeploymentStatus {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::InProgress => "in_progress",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::RolledBack => "rolled_back",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(Value::String(s.to_string())).ok()
-    }
-
-    /// Reads a canary deployment.
-    pub fn of(d: &Deployment) -> Self {
-        if d.metadata.contains_key("rolled_back_by") {
-            return Self::RolledBack;
-        }
-        match d.status {
-            DeploymentStatus::Completed => Self::Succeeded,
-            DeploymentStatus::Failed if d.metadata.contains_key("manual_rollback") => {
-                Self::RolledBack
-            }
-            DeploymentStatus::Failed => Self::Failed,
-            _ if d.current_percent == 0 && before_traffic(d) => Self::Pending,
-            _ => Self::InProgress,
-        }
-    }
-}
-
-/// Whether the deployment is still at its opening gates or pre-deploy hook.
-fn before_traffic(d: &Deployment) -> bool {
-    let Some(r) = &d.rollout else { return false };
-    let gate = matches!(r.current(), Some(Step::Gate(_)));
-    let hook = !r.pre_rollout_done && r.spec.has_hooks(HookKind::PreRollout);
-    r.spec.steps[..r.step.min(r.spec.steps.len())]
-        .iter()
-        .all(|s| matches!(s, Step::Gate(_)))
-        && (gate || hook)
-}
-
-/// Seed 003's deployment: one release entering one environment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ReleaseDeployment {
-    /// The canary deployment's id (the same record under `/api/v1/canary/deployments`).
-    pub id: String,
-    /// The release deployed, when the deployment came from the release manager
-    /// or names a product's known version.
-    pub release_id: Option<i64>,
-    /// The product.
-    pub product: Option<String>,
-    /// The version deployed.
-    pub version: String,
-    /// What ran before.
-    pub previous_version: String,
-    /// The environment.
-    pub environment: Option<String>,
-    /// `direct`, `canary` or `blue_green` (`canary` for deployments made with the canary API).
-    pub strategy: String,
-    /// Seed 003's status.
-    pub status: ReleaseDeploymentStatus,
-    /// The canary share now.
-    pub current_percent: u8,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// Who deployed it.
-    pub deployed_by: String,
-    /// Why it failed or was rolled back.
-    pub error_message: Option<String>,
-    /// The deployment that undid this one, if any.
-    pub rolled_back_by: Option<String>,
-}
-
-impl ReleaseDeployment {
-    /// Seed 003's reading of a canary deployment.
-    pub fn of(d: &Deployment) -> ReleaseDeployment {
-        let status = ReleaseDeploymentStatus::of(d);
-        ReleaseDeployment {
-            id: d.id.clone(),
-            release_id: d.metadata.get("release_id").and_then(Value::as_i64),
-            product: d.product.clone(),
-            version: d.canary_version.clone(),
-            previous_version: d.stable_version.clone(),
-            environment: d.environment.clone(),
-            strategy: d
-                .metadata
-                .get("strategy")
-                .and_then(Value::as_str)
-                .unwrap_or("canary")
-                .to_string(),
-            status,
-            current_percent: d.current_percent,
-            started_at: d.start_time,
-            completed_at: d.completed_at,
-            deployed_by: d.created_by.clone(),
-            error_message: match status {
-                ReleaseDeploymentStatus::Failed | ReleaseDeploymentStatus::RolledBack => {
-                    d.status_reason.clone()
-                }
-                _ => None,
-            },
-            rolled_back_by: d
-                .metadata
-                .get("rolled_back_by")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        }
-    }
-}
+mod view;
+pub use view::*;
 
 /// Checks the promotion rule: when `env` requires it, the release's latest
 /// deployment to the previous environment (`latest_there`) must have succeeded.
@@ -991,150 +757,9 @@ pub fn check_previous(
             "{} requires success in {} first: {}@{} {what}",
             env.name, prev.name, release.product_name, release.version
         ),
-        forbidden: false,
+        kind: crate::error::Kind::Conflict,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn release(status: ReleaseStatus) -> Release {
-        Release {
-            id: 7,
-            product_id: 1,
-            product_name: "shop".into(),
-            version: "1.1.0".into(),
-            description: None,
-            status,
-            created_at: Utc.timestamp_opt(1_757_851_200, 0).unwrap(),
-            updated_at: Utc.timestamp_opt(1_757_851_200, 0).unwrap(),
-            released_at: None,
-            created_by: Some("ada@example.com".into()),
-        }
-    }
-
-    fn approval(actor: &str, d: Decision, secs: i64) -> Approval {
-        Approval {
-            id: format!("a{secs}"),
-            release_id: 7,
-            environment: "production".into(),
-            actor: actor.into(),
-            role: Role::Engineer,
-            decision: d,
-            comment: None,
-            created_at: Utc.timestamp_opt(1_757_851_200 + secs, 0).unwrap(),
-        }
-    }
-
-    #[test]
-    fn tallies_count_latest_decisions_of_distinct_people() {
-        let policy = default_environments("shop")[2].approvals.clone();
-        let a = [
-            approval("bob", Decision::Approved, 1),
-            approval("bob", Decision::Approved, 2),
-        ];
-        assert!(!tally(&policy, &a).met, "one person twice is one approval");
-        let b = [
-            approval("bob", Decision::Approved, 1),
-            approval("cy", Decision::Rejected, 2),
-            approval("dee", Decision::Approved, 3),
-        ];
-        let t = tally(&policy, &b);
-        assert!(!t.met && t.rejected_by == ["cy"], "a rejection stands");
-        let c = [
-            approval("cy", Decision::Approved, 4),
-            approval("bob", Decision::Approved, 1),
-            approval("cy", Decision::Rejected, 2),
-        ];
-        assert!(tally(&policy, &c).met, "cy changed her mind");
-    }
-
-    #[test]
-    fn authors_and_viewers_may_not_approve() {
-        let policy = default_environments("shop")[2].approvals.clone();
-        let r = release(ReleaseStatus::Draft);
-        let refused = |actor, role| match may_decide(&policy, &r, actor, role) {
-            Err(DomainError::Refused { code, .. }) => code,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(refused("ADA@example.com", Role::Admin), "SELF_APPROVAL");
-        assert_eq!(refused("vic@example.com", Role::Viewer), "APPROVER_ROLE");
-        assert!(may_decide(&policy, &r, "bob@example.com", Role::Engineer).is_ok());
-    }
-
-    #[test]
-    fn plans_follow_the_strategy() {
-        let envs = default_environments("shop");
-        let r = release(ReleaseStatus::Draft);
-        let first = DeployRequest {
-            environment: "development".into(),
-            endpoints: vec!["http://127.0.0.1:9001".into()],
-            ..DeployRequest::default()
-        };
-        let d = plan(&r, &envs[0], &first, None, false).unwrap();
-        assert_eq!(d.queue_name, "shop.development");
-        assert_eq!(d.stable_version, NOTHING);
-        assert_eq!(d.rollout.unwrap().steps, vec![Step::SetWeight(100)]);
-        let canary_first = DeployRequest {
-            strategy: Strategy::Canary,
-            ..first.clone()
-        };
-        assert!(plan(&r, &envs[0], &canary_first, None, false).is_err());
-        let now = Current {
-            version: "1.0.0".into(),
-            endpoints: vec!["http://127.0.0.1:9000".into()],
-            route: Route::default(),
-        };
-        let d = plan(&r, &envs[2], &canary_first, Some(&now), true).unwrap();
-        let steps = d.rollout.unwrap().steps;
-        assert!(matches!(
-            steps[0],
-            Step::Gate(Gate::ReleaseApproval { required: 2, .. })
-        ));
-        assert_eq!(steps[1], Step::SetWeight(10));
-        assert_eq!(d.upstreams.unwrap().stable, now.endpoints);
-        let same = Current {
-            version: "1.1.0".into(),
-            ..now.clone()
-        };
-        assert!(plan(&r, &envs[0], &first, Some(&same), false).is_err());
-        let cancelled = release(ReleaseStatus::Cancelled);
-        assert!(plan(&cancelled, &envs[0], &first, None, false).is_err());
-    }
-
-    #[test]
-    fn environments_keep_their_order() {
-        let envs = default_environments("shop");
-        let spec = EnvironmentSpec {
-            position: Some(1),
-            ..EnvironmentSpec::default()
-        };
-        let (list, qa) = upsert(envs.clone(), "shop", "qa", &spec, true).unwrap();
-        let names: Vec<_> = list.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["development", "qa", "staging", "production"]);
-        assert_eq!(qa.position, 1);
-        assert!(list.iter().all(|e| e.configured));
-        assert!(upsert(list.clone(), "shop", "qa", &spec, true).is_err());
-        assert!(upsert(list, "shop", "uat", &spec, false).is_err());
-        let bad = EnvironmentSpec {
-            approvals: Some(ApprovalPolicy {
-                required: 1,
-                min_role: Role::Viewer,
-                author_may_approve: false,
-            }),
-            ..EnvironmentSpec::default()
-        };
-        assert!(upsert(envs, "shop", "production", &bad, false).is_err());
-    }
-
-    #[test]
-    fn promotion_needs_success_in_the_previous_environment() {
-        let envs = default_environments("shop");
-        let r = release(ReleaseStatus::Draft);
-        assert!(check_previous(&envs[0], None, &r, None).is_ok());
-        let err = check_previous(&envs[2], Some(&envs[1]), &r, None).unwrap_err();
-        assert!(err.to_string().contains("staging"), "{err}");
-    }
-}
+mod tests;

@@ -58,9 +58,23 @@ pub enum DomainError {
         code: &'static str,
         /// What was refused and why, for people.
         message: String,
-        /// The caller may not do this at all (403), rather than not now (409).
-        forbidden: bool,
+        /// Which kind of refusal (the server maps it to a status).
+        kind: Kind,
     },
+}
+
+/// What kind of refusal an error is, whatever protocol tells the caller:
+/// `serin-server` maps each to one HTTP status, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The thing named doesn't exist.
+    NotFound,
+    /// It exists, but its state doesn't allow the request now.
+    Conflict,
+    /// The caller may not do this at all.
+    Forbidden,
+    /// The request itself is wrong.
+    Invalid,
 }
 
 impl DomainError {

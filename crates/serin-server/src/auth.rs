@@ -52,6 +52,17 @@ pub struct Principal {
     pub session: Option<SessionInfo>,
 }
 
+impl Principal {
+    /// Who this is, for the application's services.
+    pub fn actor(&self) -> serin_app::Actor {
+        serin_app::Actor {
+            name: self.name.clone(),
+            role: self.role,
+            is_person: self.session.is_some(),
+        }
+    }
+}
+
 /// The session behind a principal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionInfo {

@@ -147,15 +147,8 @@ impl From<DomainError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_NOT_ACTIVE", message)
                     .details(json!({"deployment_id": id, "status": status}))
             }
-            DomainError::Refused {
-                code, forbidden, ..
-            } => {
-                let status = if forbidden {
-                    StatusCode::FORBIDDEN
-                } else {
-                    StatusCode::CONFLICT
-                };
-                ApiError::new(status, code, message)
+            DomainError::Refused { code, kind, .. } => {
+                ApiError::new(status_of(kind), code, message)
             }
             DomainError::StillActive { id, status } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "DEPLOYMENT_ACTIVE", message)
@@ -180,6 +173,40 @@ fn entity_words(entity: Entity) -> (&'static str, &'static str, &'static str, &'
         Entity::ApiKey => ("API_KEY_NOT_FOUND", "API_KEY_EXISTS", "api_key", "name"),
         Entity::User => ("USER_NOT_FOUND", "USER_EXISTS", "user", "email"),
         Entity::Secret => ("SECRET_NOT_FOUND", "SECRET_EXISTS", "secret", "name"),
+    }
+}
+
+/// The one status of each kind of refusal.
+fn status_of(kind: serin_core::error::Kind) -> StatusCode {
+    use serin_core::error::Kind;
+    match kind {
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::Forbidden => StatusCode::FORBIDDEN,
+        Kind::Invalid => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<serin_app::AppError> for ApiError {
+    fn from(e: serin_app::AppError) -> Self {
+        use serin_app::AppError;
+        match e {
+            AppError::Store(e) => e.into(),
+            AppError::Domain(e) => e.into(),
+            AppError::Invalid { field, reason } => ApiError::invalid(&field, &reason),
+            AppError::Refused {
+                kind,
+                code,
+                message,
+                details,
+            } => {
+                let e = ApiError::new(status_of(kind), code, message);
+                match details {
+                    Some(d) => e.details(d),
+                    None => e,
+                }
+            }
+        }
     }
 }
 

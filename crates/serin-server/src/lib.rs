@@ -5,42 +5,37 @@
 //! the server cleanly.
 //!
 //! Layout:
-//! - [`error`]: [`error::ApiError`], the single mapping from failures to responses.
+//! - [`error`]: [`error::ApiError`], the single mapping from failures (the
+//!   store's, core's and the application's [`serin_app::AppError`]) to responses.
 //! - [`extract`]: JSON, path and query extractors that reject with that body.
-//! - [`routes`]: one module per feature (health, products, releases, signals,
-//!   canary deployments, workers, seed 002's admin routes, audit log, API keys).
-//! - [`auth`], [`guard`], [`rate`]: API keys, the role policy, rate limits.
-//! - [`hub`]: live event fan-out for WebSocket subscribers.
-//! - [`routewatch`]: the current route set for proxies, kept fresh.
-//! - [`openapi`]: the generated OpenAPI document and the seed aliases.
-//! - [`state`]: [`AppState`], shared by every handler.
+//! - [`routes`]: one module and one `router()` per feature; handlers speak HTTP
+//!   and call the services of `serin-app`.
+//! - [`auth`], [`guard`], [`rate`], [`peer`], [`accounts`]: API keys and
+//!   sessions, the role policy, rate limits, client addresses, passwords.
+//! - [`openapi`]: the generated OpenAPI document and the documented aliases.
+//! - [`state`]: [`AppState`], the application ([`serin_app::App`]) and the
+//!   HTTP cross-cutting parts, shared by every handler.
+//!
+//! The services and background loops live in `serin-app`; their modules are
+//! re-exported here under their old paths for the binary and the tests.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
-pub mod admission;
 pub mod auth;
-pub mod controller;
 pub mod error;
 pub mod extract;
 pub mod guard;
-pub mod hooks;
-pub mod hub;
-pub mod lanefeed;
-pub mod latest;
-pub mod notes;
-pub mod notifier;
 pub mod openapi;
-pub mod outbound;
 pub mod peer;
-pub mod probe;
 pub mod rate;
-pub mod releaser;
 pub mod routes;
-pub mod routewatch;
-pub mod runtime;
-pub mod secrets;
 pub mod state;
 pub mod telemetry;
+
+pub use serin_app::{
+    admission, controller, hooks, hub, lanefeed, latest, notes, notifier, outbound, probe,
+    releaser, routewatch, runtime, secrets,
+};
 
 use std::future::Future;
 
@@ -177,25 +172,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         format!("{method} is not allowed on {}", uri.path()),
     )
     .details(serde_json::json!({"method": method.as_str(), "path": uri.path()}))
-}
-
-/// Runs `f` once a second (a late tick is delayed, not doubled) until `shutdown`
-/// resolves: the shape of the background loops (probes, notifier).
-pub async fn every_second<F, Fut>(shutdown: impl Future<Output = ()>, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    tokio::pin!(shutdown);
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return,
-            _ = every.tick() => {}
-        }
-        f().await;
-    }
 }
 
 /// How the API treats its clients' connections. A client that opens many

@@ -10,23 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Limits for every key.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    /// Sustained requests per minute; 0 turns limiting off.
-    pub per_minute: u32,
-    /// Requests allowed at once.
-    pub burst: u32,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        RateLimit {
-            per_minute: 100,
-            burst: 20,
-        }
-    }
-}
+pub use serin_app::RateLimit;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

@@ -41,6 +41,7 @@ use serin_core::{
 };
 
 pub use migrate::MigrationReport;
+pub use notify::FeedCursor;
 
 /// What kind of record an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

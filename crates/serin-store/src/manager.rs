@@ -338,7 +338,7 @@ pub(crate) fn was_deployed(r: &Release) -> crate::StoreError {
             "release {}@{} has been deployed to an environment; its history stays (cancel it instead)",
             r.product_name, r.version
         ),
-        forbidden: false,
+        kind: serin_core::error::Kind::Conflict,
     })
 }
 
@@ -350,6 +350,6 @@ pub(crate) fn not_a_draft(r: &Release) -> crate::StoreError {
             "release {}@{} is {}; only drafts can be deleted (cancel it instead)",
             r.product_name, r.version, r.status
         ),
-        forbidden: false,
+        kind: serin_core::error::Kind::Conflict,
     })
 }

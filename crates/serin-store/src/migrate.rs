@@ -119,6 +119,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "routes",
         sql: include_str!("../migrations/postgres/0008_routes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "commit_ordered_feed",
+        sql: include_str!("../migrations/postgres/0009_commit_ordered_feed.sql"),
+    },
 ];
 
 /// What a migration run found and did.

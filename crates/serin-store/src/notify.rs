@@ -41,21 +41,47 @@ pub(crate) fn bad_json(e: serde_json::Error) -> StoreError {
     StoreError::Backend(format!("a delivery's payload is not JSON: {e}"))
 }
 
+/// A place in the commit-ordered feed of events.
+///
+/// On SQLite one writer commits in `seq` order, so `seq` alone is the place.
+/// On PostgreSQL `seq` is taken before a transaction commits, so a later
+/// number can become visible first: the feed there is ordered by the writing
+/// transaction's id, then `seq`, and offers only events of transactions older
+/// than every one still running. A reader that moved past a place never sees
+/// an event appear behind it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// The writing transaction's id (PostgreSQL; 0 on SQLite and for events
+    /// stored before the feed existed).
+    pub xid: i64,
+    /// The event's sequence number.
+    pub seq: i64,
+}
+
 impl Store {
-    /// Where the notifier has read the event log up to (0 at first).
-    pub async fn notifier_cursor(&self) -> Result<i64> {
+    /// Where the notifier has read the feed up to (the start at first).
+    pub async fn notifier_cursor(&self) -> Result<FeedCursor> {
         dispatch!(self, b => b.notifier_cursor())
     }
 
-    /// Events after `seq`, oldest first, with their sequence numbers.
-    pub async fn events_after(&self, seq: i64, limit: u64) -> Result<Vec<(i64, Event)>> {
-        dispatch!(self, b => b.events_after(seq, limit))
+    /// Committed events after `cursor` in feed order, each with its place.
+    pub async fn events_after(
+        &self,
+        cursor: FeedCursor,
+        limit: u64,
+    ) -> Result<Vec<(FeedCursor, Event)>> {
+        dispatch!(self, b => b.events_after(cursor, limit))
     }
 
-    /// Records deliveries and moves the cursor to `seq`, in one transaction
-    /// (a delivery already recorded for the same event and URL is kept as it is).
-    pub async fn enqueue_deliveries(&self, seq: i64, deliveries: Vec<Delivery>) -> Result<()> {
-        dispatch!(self, b => b.enqueue_deliveries(seq, deliveries))
+    /// Records deliveries and moves the cursor to `cursor`, in one transaction
+    /// (a delivery already recorded for the same event and URL is kept as it
+    /// is; the cursor never moves back).
+    pub async fn enqueue_deliveries(
+        &self,
+        cursor: FeedCursor,
+        deliveries: Vec<Delivery>,
+    ) -> Result<()> {
+        dispatch!(self, b => b.enqueue_deliveries(cursor, deliveries))
     }
 
     /// Pending deliveries due at `now`, oldest first.

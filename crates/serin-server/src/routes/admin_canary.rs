@@ -15,12 +15,12 @@ use serin_core::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
 
-use super::canary::{change, lane_metrics, start as start_deployment};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::OptionalJson;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
+use serin_app::deployments::{change, lane_metrics, start as start_deployment};
 
 /// The seed 002 routes.
 pub fn router() -> Router<AppState> {

@@ -19,19 +19,19 @@ use serde_json::{Value, json};
 use serin_core::deployment::{
     Deployment, DeploymentStatus, NewDeployment, PROFILES, Profiles, parse_percentage,
 };
-use serin_core::event::{Event, EventType, NewEvent, StreamEvent};
-use serin_core::metrics::{self, HealthReport, LaneWorkers, MetricsSnapshot};
+use serin_core::event::{Event, EventType, StreamEvent};
+use serin_core::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_core::page::{PageParams, Pagination};
 use serin_core::routing::{RouteDecision, route_job};
 use serin_core::signal::LaneSignal;
-use serin_core::worker::WorkerStatus;
-use serin_core::{DomainError, Lane};
-use serin_store::canary::{DeploymentChange, DeploymentFilter, EventFilter, Observation};
+use serin_store::canary::{DeploymentFilter, EventFilter, Observation};
 
+use super::{ActionAnswer, ReasonBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::state::AppState;
+use serin_app::deployments::{change, lane_metrics, start};
 
 /// The canary routes.
 pub fn router() -> Router<AppState> {
@@ -56,23 +56,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/canary/config/profiles", get(profiles))
         .route("/api/v1/canary/route", get(route))
-}
-
-/// Applies a transition and publishes its events (the release effects it
-/// carried, such as a promoted release becoming `released`, committed with it).
-pub(crate) async fn change(
-    state: &AppState,
-    who: &str,
-    id: &str,
-    f: impl FnOnce(&mut Deployment) -> Result<Vec<NewEvent>, DomainError> + Send + 'static,
-) -> ApiResult<Deployment> {
-    let f: DeploymentChange = Box::new(f);
-    let (d, events) = state
-        .store
-        .update_deployment(id, None, f, who, state.now())
-        .await?;
-    state.committed(&events);
-    Ok(d)
 }
 
 /// Which deployments to list.
@@ -146,29 +129,9 @@ pub async fn create(
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewDeployment>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
-    crate::releaser::check_unmanaged(&state, &who, &new, "").await?;
+    crate::releaser::check_unmanaged(&state, &who.actor(), &new, "").await?;
     let d = start(&state, &who.name, new).await?;
     Ok((StatusCode::CREATED, Json(d)))
-}
-
-/// Creates a deployment and publishes its creation.
-pub(crate) async fn start(
-    state: &AppState,
-    who: &str,
-    new: NewDeployment,
-) -> ApiResult<Deployment> {
-    if let Some(spec) = &new.rollout {
-        crate::admission::plan(&state.config, spec)?;
-        crate::admission::secrets(&state.store, &state.config, spec).await?;
-    }
-    let id = format!("canary_{}", uuid::Uuid::new_v4());
-    let (d, event) = new.resolve(id, who, state.now())?;
-    let (d, events) = state
-        .store
-        .create_deployment(d, event, who, state.config.max_live_deployments)
-        .await?;
-    state.hub.publish(&events);
-    Ok(d)
 }
 
 /// One deployment.
@@ -227,20 +190,6 @@ pub async fn set_percentage(
     }))
 }
 
-/// The answer to promote, rollback, pause and resume (seed 004).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ActionAnswer {
-    /// Always true (failures are errors).
-    pub success: bool,
-    /// What happened.
-    pub message: String,
-    /// The reason given, for rollbacks and pauses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When.
-    pub timestamp: chrono::DateTime<chrono::Utc>,
-}
-
 /// Promote: canary to 100%, `completed`. When the deployment names a product, the
 /// canary's release of it becomes `released` (the new stable one).
 #[utoipa::path(post, path = "/api/v1/canary/deployments/{id}/promote", tag = "canary",
@@ -263,15 +212,6 @@ pub async fn promote(
         reason: None,
         timestamp: d.last_update,
     }))
-}
-
-/// `{"reason": "..."}`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReasonBody {
-    /// Why.
-    #[serde(default)]
-    pub reason: Option<String>,
 }
 
 /// Roll back: canary to 0%, `failed`, with the reason (body optional).
@@ -363,31 +303,6 @@ pub async fn delete(
         .await?;
     state.hub.publish(&[event]);
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Both lanes' snapshots over the deployment's window.
-pub(crate) async fn lane_metrics(
-    state: &AppState,
-    d: &Deployment,
-) -> ApiResult<(MetricsSnapshot, MetricsSnapshot)> {
-    let now = state.now();
-    let window = metrics::window(d, now);
-    let [stable, canary] = state.store.lane_windows(&d.id, window.0, window.1).await?;
-    let mut workers = [LaneWorkers::default(), LaneWorkers::default()];
-    let serving = state.store.workers_on_queue(&d.queue_name).await?;
-    for w in serving
-        .iter()
-        .filter(|w| w.status != WorkerStatus::Unreachable)
-    {
-        let lw = &mut workers[usize::from(w.lane == Lane::Canary)];
-        lw.count += 1;
-        lw.memory_mb.push(w.metrics.memory_usage_mb);
-        lw.cpu_percent.push(w.metrics.cpu_usage_percent);
-    }
-    Ok((
-        metrics::snapshot(&stable, &workers[0], &d.stable_version, window, now),
-        metrics::snapshot(&canary, &workers[1], &d.canary_version, window, now),
-    ))
 }
 
 /// Both lanes' metrics (seed 004).

@@ -18,6 +18,7 @@ pub mod signals;
 pub mod users;
 pub mod workers;
 
+use serde::{Deserialize, Serialize};
 use serin_store::{Entity, StoreError};
 
 use crate::error::ApiError;
@@ -35,4 +36,27 @@ pub(crate) fn product_in_path(name: String) -> Result<String, ApiError> {
         }
         .into()),
     }
+}
+
+/// The answer to promote, rollback, pause and resume (seed 004).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActionAnswer {
+    /// Always true (failures are errors).
+    pub success: bool,
+    /// What happened.
+    pub message: String,
+    /// The reason given, for rollbacks and pauses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+/// `{"reason": "..."}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
 }

@@ -23,8 +23,8 @@ use serin_core::proxy::{MetricsReport, ProxyInfo, RouteSet};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::canary::change;
 use crate::state::AppState;
+use serin_app::deployments::change;
 
 /// Longest a route poll may wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);

@@ -349,7 +349,7 @@ pub async fn decide(
 ) -> ApiResult<(StatusCode, Json<DecisionAnswer>)> {
     let (approval, tally) = crate::releaser::decide(
         &state,
-        &who,
+        &who.actor(),
         id,
         &body.environment,
         body.decision,

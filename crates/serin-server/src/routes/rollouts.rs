@@ -20,7 +20,7 @@ use serin_core::judge::Judgement;
 use serin_core::rollout::RolloutSpec;
 use serin_store::canary::EventFilter;
 
-use super::canary::{ActionAnswer, ReasonBody, change};
+use super::{ActionAnswer, ReasonBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::OptionalJson;
@@ -28,6 +28,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serin_app::deployments::change;
 
 /// The rollout routes.
 pub fn router() -> Router<AppState> {
@@ -506,7 +507,8 @@ pub async fn create_group(
             )
             .into());
         }
-        crate::releaser::check_unmanaged(&state, &who, &t, &format!("targets[{i}].")).await?;
+        crate::releaser::check_unmanaged(&state, &who.actor(), &t, &format!("targets[{i}]."))
+            .await?;
         let t = NewDeployment {
             rollout: Some(new.rollout.clone()),
             ..t

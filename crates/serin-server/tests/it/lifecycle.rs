@@ -137,3 +137,90 @@ async fn route_changes_reach_the_route_set_and_nothing_else_does() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     app.stop().await;
 }
+
+/// The release manager in process: a release climbs development and staging
+/// without becoming the product's release, production's policy (changed by
+/// an admin to need no approvals) lets it in, and its deployment there makes
+/// it the latest stable in the same commit. Refusals carry their kind: an
+/// environment that doesn't exist is 404, a skipped one 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_climbs_the_environments_and_production_releases_it() {
+    let app = TestApp::start().await;
+    assert_eq!(
+        app.post("/api/v1/products", json!({"name": "shop"}))
+            .await
+            .0,
+        201
+    );
+    let (_, r) = app
+        .post(
+            "/api/v1/releases",
+            json!({"product_name": "shop", "version": "1.0.0"}),
+        )
+        .await;
+    let id = r["id"].as_i64().unwrap();
+    let path = format!("/api/v1/releases/{id}/deploy");
+    let deploy = |env: &str| {
+        app.post(
+            &path,
+            json!({"environment": env, "strategy": "direct", "endpoints": ["http://10.0.0.1:80"]}),
+        )
+    };
+    let (st, e) = deploy("production").await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (409, Some("PREVIOUS_ENVIRONMENT_NOT_PASSED")),
+        "{e}"
+    );
+    let (st, e) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/products/shop/environments/nowhere",
+            Some(json!({"require_previous": false})),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (404, Some("ENVIRONMENT_NOT_FOUND")),
+        "{e}"
+    );
+    for env in ["development", "staging"] {
+        let (st, d) = deploy(env).await;
+        assert_eq!(st, 202, "{d}");
+        let did = d["id"].as_str().unwrap().to_string();
+        app.until(
+            &format!("/api/v1/deployments/{did}"),
+            Duration::from_secs(20),
+            |d| d["status"] == "succeeded",
+        )
+        .await;
+    }
+    let (st, _) = app.get("/api/v1/products/shop/releases/latest").await;
+    assert_eq!(st, 404, "only production makes a release stable");
+    let (st, e) = app
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/products/shop/environments/production",
+            Some(json!({"approvals": {"required": 0}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    let (st, d) = deploy("production").await;
+    assert_eq!(st, 202, "{d}");
+    let did = d["id"].as_str().unwrap().to_string();
+    app.until(
+        &format!("/api/v1/deployments/{did}"),
+        Duration::from_secs(20),
+        |d| d["status"] == "succeeded",
+    )
+    .await;
+    let (st, latest) = app.get("/api/v1/products/shop/releases/latest").await;
+    assert_eq!(
+        (st, latest["version"].as_str()),
+        (200, Some("1.0.0")),
+        "{latest}"
+    );
+    let (_, r) = app.get(&format!("/api/v1/releases/{id}")).await;
+    assert_eq!(r["status"], "released", "{r}");
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use super::{PgStore, pg_err};
 use crate::Result;
-use crate::notify::{format_name, format_of, status_name, status_of};
+use crate::notify::{FeedCursor, format_name, format_of, status_name, status_of};
 
 const DELIVERY_COLUMNS: &str = "id, event_id, deployment_id, url, format, status, attempts, last_error, next_attempt_at, delivered_at, payload";
 
@@ -30,25 +30,39 @@ fn delivery_row(r: &Row) -> Delivery {
 }
 
 impl PgStore {
-    pub(crate) async fn notifier_cursor(&self) -> Result<i64> {
+    pub(crate) async fn notifier_cursor(&self) -> Result<FeedCursor> {
         let client = self.client().await?;
         let row = client
-            .query_one(
-                "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM notifier_cursor WHERE name = 'notifier'",
+            .query_opt(
+                "SELECT xid, seq FROM notifier_cursor WHERE name = 'notifier'",
                 &[],
             )
             .await
             .map_err(pg_err)?;
-        Ok(row.get(0))
+        Ok(row.map_or(FeedCursor::default(), |r| FeedCursor {
+            xid: r.get(0),
+            seq: r.get(1),
+        }))
     }
 
-    pub(crate) async fn events_after(&self, seq: i64, limit: u64) -> Result<Vec<(i64, Event)>> {
+    /// Events of transactions older than every one still running, after
+    /// `cursor` in (xid, seq) order: a transaction that hasn't committed yet
+    /// has an id at or above the horizon, so nothing can appear behind a
+    /// place once the feed has offered it.
+    pub(crate) async fn events_after(
+        &self,
+        cursor: FeedCursor,
+        limit: u64,
+    ) -> Result<Vec<(FeedCursor, Event)>> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT seq, id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts
-                 FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&seq, &(limit as i64)],
+                "SELECT seq, id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts, xid
+                 FROM events
+                 WHERE (xid, seq) > ($1, $2)
+                   AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 ORDER BY xid, seq LIMIT $3",
+                &[&cursor.xid, &cursor.seq, &(limit as i64)],
             )
             .await
             .map_err(pg_err)?;
@@ -57,7 +71,10 @@ impl PgStore {
             .map(|r| {
                 let kind: &str = r.get(3);
                 (
-                    r.get(0),
+                    FeedCursor {
+                        xid: r.get(10),
+                        seq: r.get(0),
+                    },
                     Event {
                         id: r.get(1),
                         deployment_id: r.get(2),
@@ -76,7 +93,7 @@ impl PgStore {
 
     pub(crate) async fn enqueue_deliveries(
         &self,
-        seq: i64,
+        cursor: FeedCursor,
         deliveries: Vec<Delivery>,
     ) -> Result<()> {
         let mut client = self.client().await?;
@@ -106,9 +123,10 @@ impl PgStore {
             .map_err(pg_err)?;
         }
         tx.execute(
-            "INSERT INTO notifier_cursor (name, seq) VALUES ('notifier', $1)
-             ON CONFLICT (name) DO UPDATE SET seq = GREATEST(notifier_cursor.seq, excluded.seq)",
-            &[&seq],
+            "INSERT INTO notifier_cursor (name, xid, seq) VALUES ('notifier', $1, $2)
+             ON CONFLICT (name) DO UPDATE SET xid = excluded.xid, seq = excluded.seq
+             WHERE (notifier_cursor.xid, notifier_cursor.seq) < (excluded.xid, excluded.seq)",
+            &[&cursor.xid, &cursor.seq],
         )
         .await
         .map_err(pg_err)?;

@@ -7,7 +7,7 @@ use serin_core::notify::Delivery;
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;
-use crate::notify::{bad_json, format_name, format_of, status_name, status_of};
+use crate::notify::{FeedCursor, bad_json, format_name, format_of, status_name, status_of};
 
 const DELIVERY_COLUMNS: &str = "id, event_id, deployment_id, url, format, status, attempts, last_error, next_attempt_at, delivered_at, payload";
 
@@ -43,18 +43,26 @@ fn with_payload(rows: Vec<(Delivery, String)>) -> Result<Vec<Delivery>> {
 }
 
 impl SqliteStore {
-    pub(crate) async fn notifier_cursor(&self) -> Result<i64> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT COALESCE(MAX(seq), 0) FROM notifier_cursor WHERE name = 'notifier'",
-            )
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(sql_err)
-        })
-        .await
+    pub(crate) async fn notifier_cursor(&self) -> Result<FeedCursor> {
+        let seq = self
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM notifier_cursor WHERE name = 'notifier'",
+                )
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(sql_err)
+            })
+            .await?;
+        Ok(FeedCursor { xid: 0, seq })
     }
 
-    pub(crate) async fn events_after(&self, seq: i64, limit: u64) -> Result<Vec<(i64, Event)>> {
+    /// One writer commits in `seq` order here: `seq` is the feed's order.
+    pub(crate) async fn events_after(
+        &self,
+        cursor: FeedCursor,
+        limit: u64,
+    ) -> Result<Vec<(FeedCursor, Event)>> {
+        let seq = cursor.seq;
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT seq, id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts
@@ -65,7 +73,10 @@ impl SqliteStore {
                     let kind: String = r.get(3)?;
                     let data: String = r.get(8)?;
                     Ok((
-                        r.get(0)?,
+                        FeedCursor {
+                            xid: 0,
+                            seq: r.get(0)?,
+                        },
                         Event {
                             id: r.get(1)?,
                             deployment_id: r.get(2)?,
@@ -88,9 +99,10 @@ impl SqliteStore {
 
     pub(crate) async fn enqueue_deliveries(
         &self,
-        seq: i64,
+        cursor: FeedCursor,
         deliveries: Vec<Delivery>,
     ) -> Result<()> {
+        let seq = cursor.seq;
         let rows = deliveries
             .into_iter()
             .map(|d| Ok((serde_json::to_string(&d.payload).map_err(bad_json)?, d)))

@@ -9,6 +9,14 @@ pub struct Fresh {
 }
 
 impl Fresh {
+    /// The PostgreSQL URL of this store's schema (none for SQLite).
+    pub fn scoped_url(&self) -> Option<String> {
+        self.cleanup.as_ref().map(|(url, schema)| {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}options=-csearch_path%3D{schema}")
+        })
+    }
+
     pub async fn drop_schema(self) {
         if let Some((url, schema)) = self.cleanup {
             if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {

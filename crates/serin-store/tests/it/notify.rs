@@ -9,7 +9,7 @@ use serin_core::Timestamp;
 use serin_core::deployment::NewDeployment;
 use serin_core::notify::{Delivery, DeliveryStatus, Format};
 use serin_core::rollout::{RolloutSpec, Step};
-use serin_store::Store;
+use serin_store::{FeedCursor, Store};
 
 use crate::both;
 
@@ -77,9 +77,18 @@ async fn deliveries_body(s: &Store) {
     assert_eq!(pending, ["canary_b"]);
     assert_eq!(s.live_deployments().await.unwrap().len(), 1);
 
-    // The cursor starts at 0 and the events read after it come in order.
-    assert_eq!(s.notifier_cursor().await.unwrap(), 0);
-    let events = s.events_after(0, 100).await.unwrap();
+    // The cursor starts at the start and the events read after it come in order.
+    assert_eq!(s.notifier_cursor().await.unwrap(), FeedCursor::default());
+    // (On PostgreSQL another test's open transaction can hold the feed back
+    // for a moment: wait for it.)
+    let t0 = std::time::Instant::now();
+    let events = loop {
+        let events = s.events_after(FeedCursor::default(), 100).await.unwrap();
+        if events.len() >= 3 || t0.elapsed() > std::time::Duration::from_secs(10) {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(events.len(), 3);
     assert!(events.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(events[2].1.kind.as_str(), "deployment_promoted");
@@ -151,4 +160,60 @@ async fn deliveries_body(s: &Store) {
             .iter()
             .all(|d| d.id == "d2")
     );
+}
+
+/// On PostgreSQL an event's `seq` is taken before its transaction commits.
+/// The feed doesn't pass a transaction still running: an event committed
+/// after it waits, and the slow one comes first once it commits.
+#[tokio::test]
+async fn the_feed_never_passes_a_transaction_still_running() {
+    let Some(f) = crate::harness::postgres().await else {
+        return;
+    };
+    let s = &f.store;
+    let (slow, conn) = tokio_postgres::connect(&f.scoped_url().unwrap(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    slow.batch_execute(
+        "BEGIN; INSERT INTO events (id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts)
+         VALUES ('event_slow', NULL, 'product_created', 'product', 'p', 'ops', 'slow', '{}', now())",
+    )
+    .await
+    .unwrap();
+    let fast = s
+        .append_events(
+            vec![serin_core::event::NewEvent {
+                kind: serin_core::event::EventType::ProductCreated,
+                resource_type: "product",
+                resource_id: "q".into(),
+                deployment_id: None,
+                message: "fast".into(),
+                data: json!({}),
+            }],
+            "ops",
+            t(0),
+        )
+        .await
+        .unwrap();
+    let ids = |v: Vec<(FeedCursor, serin_core::event::Event)>| -> Vec<String> {
+        v.into_iter().map(|(_, e)| e.id).collect()
+    };
+    let offered = ids(s.events_after(FeedCursor::default(), 100).await.unwrap());
+    assert!(
+        !offered.contains(&fast[0].id),
+        "the fast event waits behind the running transaction: {offered:?}"
+    );
+    slow.batch_execute("COMMIT").await.unwrap();
+    // (Other tests' transactions may hold the horizon a moment longer.)
+    let t0 = std::time::Instant::now();
+    let offered = loop {
+        let offered = ids(s.events_after(FeedCursor::default(), 100).await.unwrap());
+        if offered.len() >= 2 || t0.elapsed() > std::time::Duration::from_secs(10) {
+            break offered;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(offered, ["event_slow".to_string(), fast[0].id.clone()]);
+    f.drop_schema().await;
 }

@@ -1,7 +1,7 @@
 //! The runtime: every background task of a control-plane process, started and
 //! stopped in one place.
 //!
-//! `serin up` (and an in-process test) builds an [`AppState`], starts a
+//! `serin up` (and an in-process test) builds an [`App`], starts a
 //! [`Runtime`] over it, serves the router, and on shutdown stops both. The
 //! runtime owns the controller, the health-check probes, the notifier, the
 //! worker sweeper and, when the process has a proxy listener, the embedded
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::state::AppState;
+use crate::App;
 
 /// Most lane seconds the embedded proxy's bridge keeps while the store is away.
 const BRIDGE_CAPACITY: usize = 100_000;
@@ -39,7 +39,7 @@ impl Runtime {
     /// Starts every background task over `state`; with `proxy_listener` (and
     /// a proxy in `state`), the embedded proxy serves it, following the route
     /// watch and storing its lane seconds.
-    pub async fn start(state: &AppState, proxy_listener: Option<TcpListener>) -> Runtime {
+    pub async fn start(state: &App, proxy_listener: Option<TcpListener>) -> Runtime {
         let (halt, halted) = watch::channel(false);
         let stopping = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -96,7 +96,7 @@ impl Runtime {
 }
 
 /// Marks workers whose heartbeats stopped as unreachable, a few times per timeout.
-async fn sweep_workers(state: AppState, shutdown: impl Future<Output = ()>) {
+async fn sweep_workers(state: App, shutdown: impl Future<Output = ()>) {
     let timeout = state.config.worker_timeout;
     let every = (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
     let mut tick = tokio::time::interval(every);
@@ -119,7 +119,7 @@ async fn sweep_workers(state: AppState, shutdown: impl Future<Output = ()>) {
 /// `shutdown`, once the proxy has finished its requests and every second it
 /// counted is stored.
 async fn embedded_proxy(
-    state: &AppState,
+    state: &App,
     listener: TcpListener,
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -170,12 +170,7 @@ fn apply(proxy: &Proxy, set: &serin_core::proxy::RouteSet) {
 
 /// Writes the embedded proxy's finished seconds to the store every second;
 /// when `stopped` turns true, writes all it has (a few tries) and returns.
-async fn store_lane_seconds(
-    st: AppState,
-    p: Proxy,
-    id: String,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn store_lane_seconds(st: App, p: Proxy, id: String, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut backlog = Backlog::new(BRIDGE_CAPACITY);
     loop {

@@ -65,7 +65,7 @@ use serin_core::{Lane, Timestamp};
 use serin_store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::state::AppState;
+use crate::App;
 
 /// How long a "no" from a gate or a confirmation is kept before asking again.
 const ASK_EVERY: Duration = Duration::from_secs(5);
@@ -79,7 +79,8 @@ const PARALLEL: usize = 8;
 pub const SEAL_LAG: Duration = Duration::from_secs(2);
 
 /// What the controller last saw of a deployment (shown by the rollout status route).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Seen {
     /// The latest judgement (analysis steps), with every verdict's evidence.
     pub judgement: Option<Judgement>,
@@ -138,7 +139,7 @@ fn fresh_evidence(d: &Deployment, spec: &RolloutSpec) -> Evidence {
 /// deployment's first tick). Observations reported apart from proxies (job
 /// results, signals) before a restart are not replayed.
 async fn rebuilt_evidence(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     spec: &RolloutSpec,
     to: Timestamp,
@@ -224,7 +225,7 @@ pub struct TickReport {
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(state: AppState, every: Duration, shutdown: impl Future<Output = ()>) {
+pub async fn run(state: App, every: Duration, shutdown: impl Future<Output = ()>) {
     let mut events = state.hub.subscribe();
     tokio::pin!(shutdown);
     loop {
@@ -256,7 +257,7 @@ pub async fn run(state: AppState, every: Duration, shutdown: impl Future<Output 
 
 /// Reconciles every deployment that has a plan — live, or ended with hooks still
 /// to run — once.
-pub async fn tick(state: &AppState) -> TickReport {
+pub async fn tick(state: &App) -> TickReport {
     let (live, ended) = match (
         state.store.live_deployments().await,
         state.store.deployments_with_pending_hooks().await,
@@ -330,7 +331,7 @@ struct OnceWorkers(tokio::sync::OnceCell<HashMap<String, LaneWorkersPair>>);
 type LaneWorkersPair = [LaneWorkers; 2];
 
 impl OnceWorkers {
-    async fn of(&self, state: &AppState, queue: &str) -> Result<LaneWorkersPair, StoreError> {
+    async fn of(&self, state: &App, queue: &str) -> Result<LaneWorkersPair, StoreError> {
         let all = self
             .0
             .get_or_try_init(|| async {
@@ -370,7 +371,7 @@ fn sibling(d: &Deployment) -> Sibling {
 /// being created: it then stands in as a member at step 0 that isn't ready, so
 /// nobody moves on without it.
 async fn siblings_of(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     groups: &HashMap<String, Vec<Sibling>>,
 ) -> Result<Vec<Sibling>, StoreError> {
@@ -403,7 +404,7 @@ async fn siblings_of(
 
 /// Takes an outside answer for `key`, or starts asking in the background.
 fn answer(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     key: String,
     ask: impl FnOnce() -> tokio::task::JoinHandle<Answer>,
@@ -450,7 +451,7 @@ fn is_outcome(key: &str) -> bool {
 
 /// Reconciles one deployment; true when it changed.
 async fn reconcile(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     groups: &HashMap<String, Vec<Sibling>>,
     workers: &OnceWorkers,
@@ -554,205 +555,12 @@ fn window_end(d: &Deployment, now: Timestamp) -> Timestamp {
     }
 }
 
-/// What one range read this tick is for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Part {
-    /// The step's lanes from its start to what was sealed before it began.
-    Backfill,
-    /// Sealed seconds of the previous step: tests only.
-    SealBefore,
-    /// Sealed seconds of this step: tests and the step's lanes.
-    Seal,
-    /// The unsealed tail, for this tick's judgement only.
-    Tail,
-    /// The whole window, read again at its end.
-    Whole,
-}
-
-/// What one deployment needs read this tick.
-struct Plan {
-    id: String,
-    acc: Accumulated,
-    parts: Vec<Part>,
-    /// Sealed up to here once the reads are in.
-    seal_to: Timestamp,
-}
-
-/// Whether the controller follows a deployment's lanes: an analysis step
-/// judges them, or the sequential tests run all through an active rollout.
-fn follows(d: &Deployment, now: Timestamp) -> Option<Option<Timestamp>> {
-    let judging = match controller::need(d, now) {
-        Need::Judgement { since } => Some(since),
-        _ => None,
-    };
-    let sequential = d.status == DeploymentStatus::Active
-        && d.rollout.as_ref().is_some_and(|r| r.spec.judges.sequential);
-    (judging.is_some() || sequential).then_some(judging)
-}
-
-/// The lanes every followed deployment needs this tick, read in one batch (on
-/// SQLite, one hand-off to a reading thread) and folded into the accumulators.
-/// A deployment missing from the answer (the batch failed) is read on its own
-/// by its reconcile.
-async fn prefetch(state: &AppState, work: &[Deployment], now: Timestamp) -> HashMap<String, Read> {
-    let lag = chrono::Duration::from_std(SEAL_LAG).unwrap_or_default();
-    let seal_at = chrono::DateTime::from_timestamp((now - lag).timestamp(), 0).unwrap_or(now);
-    let before = |t: Timestamp| t - chrono::Duration::microseconds(1);
-    let mut plans = Vec::new();
-    let mut ranges = Vec::new();
-    for d in work {
-        let (Some(judging), Some(r)) = (follows(d, now), &d.rollout) else {
-            continue;
-        };
-        let step = r.step_started_at;
-        let mut parts = Vec::new();
-        let mut acc = match state.controller.take_lanes(&d.id, d.start_time) {
-            Some(acc) => acc,
-            None => {
-                let sealed_to = seal_at.max(d.start_time);
-                let evidence = match rebuilt_evidence(state, d, &r.spec, sealed_to).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(deployment = %d.id, error = %e, "cannot rebuild the sequential tests");
-                        continue;
-                    }
-                };
-                Accumulated {
-                    started: d.start_time,
-                    step,
-                    sealed_to,
-                    lanes: Default::default(),
-                    backfill: (sealed_to > step).then_some(sealed_to),
-                    evidence: Arc::new(evidence),
-                }
-            }
-        };
-        if acc.step != step {
-            // A new step: its lanes start afresh (with what was sealed since it
-            // began), the promotion tests too; the rollback tests go on.
-            Arc::make_mut(&mut acc.evidence).new_step();
-            acc.step = step;
-            acc.lanes = Default::default();
-            acc.backfill = (acc.sealed_to > step).then_some(acc.sealed_to);
-        }
-        if let (Some(end), Some(_)) = (acc.backfill, judging) {
-            ranges.push((d.id.clone(), step, before(end)));
-            parts.push(Part::Backfill);
-        }
-        // Seconds are sealed whole; the second a step began in counts as the step's.
-        let step_second = chrono::DateTime::from_timestamp(step.timestamp(), 0).unwrap_or(step);
-        let seal_to = seal_at.max(acc.sealed_to);
-        if seal_to > acc.sealed_to {
-            if step_second > acc.sealed_to && step_second < seal_to {
-                ranges.push((d.id.clone(), acc.sealed_to, before(step_second)));
-                parts.push(Part::SealBefore);
-                ranges.push((d.id.clone(), step_second, before(seal_to)));
-                parts.push(Part::Seal);
-            } else {
-                let part = if step_second >= seal_to {
-                    Part::SealBefore
-                } else {
-                    Part::Seal
-                };
-                ranges.push((d.id.clone(), acc.sealed_to, before(seal_to)));
-                parts.push(part);
-            }
-        }
-        if let Some(since) = judging {
-            if now >= window_end(d, now) {
-                // The deciding judgement reads the whole window again.
-                ranges.push((d.id.clone(), since, now));
-                parts.push(Part::Whole);
-            } else {
-                ranges.push((d.id.clone(), seal_to.max(step), now));
-                parts.push(Part::Tail);
-            }
-        }
-        plans.push(Plan {
-            id: d.id.clone(),
-            acc,
-            parts,
-            seal_to,
-        });
-    }
-    if ranges.is_empty() {
-        restore(state, plans);
-        return HashMap::new();
-    }
-    let read = match state.store.lane_windows_many(ranges).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "controller could not read the lanes in one batch");
-            restore(state, plans);
-            return HashMap::new();
-        }
-    };
-    let mut read = read.into_iter();
-    let mut out = HashMap::with_capacity(plans.len());
-    let mut plans = plans.into_iter();
-    while let Some(plan) = plans.next() {
-        let got: Vec<[LaneWindow; 2]> = read.by_ref().take(plan.parts.len()).collect();
-        if got.len() < plan.parts.len() {
-            // A short answer: keep what was accumulated; the reconciles read alone.
-            restore(state, std::iter::once(plan).chain(plans));
-            break;
-        }
-        let Plan {
-            id,
-            mut acc,
-            parts,
-            seal_to,
-        } = plan;
-        let (mut tail, mut whole) = (None, None);
-        for (part, lanes) in parts.into_iter().zip(got) {
-            match part {
-                Part::Backfill => {
-                    merge(&mut acc.lanes, lanes);
-                    acc.backfill = None;
-                }
-                Part::SealBefore => Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]),
-                Part::Seal => {
-                    Arc::make_mut(&mut acc.evidence).observe(&lanes[0], &lanes[1]);
-                    merge(&mut acc.lanes, lanes);
-                }
-                Part::Tail => tail = Some(lanes),
-                Part::Whole => whole = Some(lanes),
-            }
-        }
-        acc.sealed_to = seal_to;
-        let evidence = acc.evidence.clone();
-        let lanes = match (whole, tail) {
-            (Some(w), _) => w,
-            (None, Some(t)) => {
-                let mut l = acc.lanes.clone();
-                merge(&mut l, t);
-                l
-            }
-            (None, None) => Default::default(),
-        };
-        state.controller.keep_lanes(&id, acc);
-        out.insert(id, Read { lanes, evidence });
-    }
-    out
-}
-
-fn merge(into: &mut [LaneWindow; 2], part: [LaneWindow; 2]) {
-    for (a, p) in into.iter_mut().zip(part) {
-        a.merge(p);
-    }
-}
-
-/// Puts back the accumulators of plans whose reads failed.
-fn restore(state: &AppState, plans: impl IntoIterator<Item = Plan>) {
-    let mut lanes = state.controller.lanes.lock().expect("lanes lock");
-    for plan in plans {
-        lanes.insert(plan.id, plan.acc);
-    }
-}
+mod reads;
+use reads::prefetch;
 
 /// Runs the judges over `[since, now]`.
 async fn judgement(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     since: Timestamp,
     read: Option<Read>,
@@ -817,7 +625,7 @@ async fn judgement(
 }
 
 /// Asks a webhook gate: a POST of the deployment's position; a 2xx answer is yes.
-async fn ask_gate(state: &AppState, d: &Deployment, url: &str) -> (bool, String) {
+async fn ask_gate(state: &App, d: &Deployment, url: &str) -> (bool, String) {
     let body = crate::hooks::position("gate", d);
     crate::hooks::post(state, url, &body, GATE_TIMEOUT).await
 }

@@ -12,8 +12,8 @@ use serin_core::environment::Current;
 use serin_core::notes::{self, Commit, CommitRange};
 use serin_core::{Release, ReleaseStatus};
 
-use crate::error::ApiResult;
-use crate::state::AppState;
+use crate::App;
+use crate::error::AppResult;
 
 /// How long one git command may take.
 const GIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,7 +23,8 @@ const MAX_COMMITS: usize = 500;
 const MAX_RELEASES: u64 = 1000;
 
 /// A release's notes.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notes {
     /// The release.
     pub release_id: i64,
@@ -44,11 +45,7 @@ pub struct Notes {
 }
 
 /// Builds the notes of a release, for an environment or against the latest stable release.
-pub async fn build(
-    state: &AppState,
-    release_id: i64,
-    environment: Option<String>,
-) -> ApiResult<Notes> {
+pub async fn build(state: &App, release_id: i64, environment: Option<String>) -> AppResult<Notes> {
     let target = state.store.get_release(release_id).await?;
     let product = target.product_name.clone();
     let all = state

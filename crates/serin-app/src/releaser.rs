@@ -15,7 +15,6 @@
 //! transaction (the store applies `serin_core::release_effect`, which leaves
 //! earlier environments out); when a person rolls it back there, `rolled_back`.
 
-use axum::http::StatusCode;
 use serde_json::json;
 use serin_core::controller;
 use serin_core::deployment::{Deployment, DeploymentStatus};
@@ -26,9 +25,9 @@ use serin_core::{Release, ReleasePatch, ReleaseStatus};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
 
-use crate::error::{ApiError, ApiResult};
-use crate::routes::canary::{change, start};
-use crate::state::AppState;
+use crate::App;
+use crate::deployments::{change, start};
+use crate::error::{AppError, AppResult, Kind};
 
 /// How many of an environment's most recent deployments are searched for a
 /// release's latest one.
@@ -36,14 +35,14 @@ const SEARCH: u64 = 500;
 
 /// A product's environment by name, with the one before it.
 pub async fn environment(
-    state: &AppState,
+    state: &App,
     product: &str,
     name: &str,
-) -> ApiResult<(Environment, Option<Environment>, bool)> {
+) -> AppResult<(Environment, Option<Environment>, bool)> {
     let envs = state.store.environments(product).await?;
     let i = envs.iter().position(|e| e.name == name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        AppError::new(
+            Kind::NotFound,
             "ENVIRONMENT_NOT_FOUND",
             format!(
                 "{product} has no environment `{name}`; it has {}",
@@ -62,7 +61,7 @@ pub async fn environment(
 
 /// The most recent deployment of a product to an environment, if any.
 pub async fn latest_in(
-    state: &AppState,
+    state: &App,
     product: &str,
     env: &str,
 ) -> Result<Option<Deployment>, StoreError> {
@@ -77,10 +76,7 @@ pub async fn latest_in(
 /// Whether a product ships through its environments: it has configured them, or
 /// a release of it has been deployed to one. Such a product's releases become
 /// `released` by reaching its last environment, not by a status change.
-pub async fn ships_through_environments(
-    state: &AppState,
-    product: &str,
-) -> Result<bool, StoreError> {
+pub async fn ships_through_environments(state: &App, product: &str) -> Result<bool, StoreError> {
     if state
         .store
         .environments(product)
@@ -100,7 +96,7 @@ pub async fn ships_through_environments(
 
 /// The most recent deployment of this version of a product to an environment.
 async fn latest_of_version(
-    state: &AppState,
+    state: &App,
     product: &str,
     env: &str,
     version: &str,
@@ -131,13 +127,13 @@ const RESERVED: [&str; 5] = [
 /// configured environment as its target, which only `POST /releases/{id}/deploy`
 /// enters (with its approvals and hooks). Admins may, to repair by hand.
 pub async fn check_unmanaged(
-    state: &AppState,
-    who: &crate::auth::Principal,
+    state: &App,
+    who: &crate::Actor,
     new: &serin_core::deployment::NewDeployment,
     field: &str,
-) -> ApiResult<()> {
+) -> AppResult<()> {
     if let Some(k) = RESERVED.iter().find(|k| new.metadata.contains_key(**k)) {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             &format!("{field}metadata.{k}"),
             "is written by the release manager only",
         ));
@@ -154,8 +150,8 @@ pub async fn check_unmanaged(
         Err(e) => return Err(e.into()),
     };
     if managed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(AppError::new(
+            Kind::Conflict,
             "USE_RELEASE_DEPLOY",
             format!(
                 "{env} is one of {product}'s environments: deploy a release there with POST /api/v1/releases/{{id}}/deploy, which applies its approvals and pre-deploy hook"
@@ -169,11 +165,11 @@ pub async fn check_unmanaged(
 /// Deploys a release to an environment (see the module docs of
 /// `serin_core::environment`); returns the canary deployment it started.
 pub async fn deploy(
-    state: &AppState,
+    state: &App,
     actor: &str,
     release_id: i64,
     req: DeployRequest,
-) -> ApiResult<Deployment> {
+) -> AppResult<Deployment> {
     let release = state.store.get_release(release_id).await?;
     let product = release.product_name.clone();
     let (env, previous, _) = environment(state, &product, &req.environment).await?;
@@ -183,8 +179,8 @@ pub async fn deploy(
     }
     let latest = latest_in(state, &product, &env.name).await?;
     if let Some(d) = latest.as_ref().filter(|d| d.status.is_live()) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(AppError::new(
+            Kind::Conflict,
             "DEPLOYMENT_EXISTS",
             format!(
                 "{product} has a deployment in progress in {}: {} ({} → {}); finish or roll it back first",
@@ -197,8 +193,8 @@ pub async fn deploy(
     let decisions = state.store.approvals(release.id, Some(&env.name)).await?;
     let t = environment::tally(&env.approvals, &decisions);
     if !t.rejected_by.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(AppError::new(
+            Kind::Conflict,
             "RELEASE_REJECTED",
             format!(
                 "{}@{} was rejected for {} by {}",
@@ -224,7 +220,7 @@ pub async fn deploy(
 
 /// The live deployment of a release waiting at its approval gate for `env`.
 async fn waiting(
-    state: &AppState,
+    state: &App,
     release: &Release,
     env: &str,
 ) -> Result<Option<Deployment>, StoreError> {
@@ -237,7 +233,7 @@ async fn waiting(
 
 /// Looks again at a deployment waiting at an approval gate in `env` (after its
 /// policy changed): passes it when the policy is met now.
-pub async fn recheck(state: &AppState, env: &Environment) -> ApiResult<()> {
+pub async fn recheck(state: &App, env: &Environment) -> AppResult<()> {
     let Some(d) = latest_in(state, &env.product, &env.name).await? else {
         return Ok(());
     };
@@ -251,10 +247,10 @@ pub async fn recheck(state: &AppState, env: &Environment) -> ApiResult<()> {
 /// Passes the gate of a deployment waiting for `release` in `env` if the policy
 /// is met now; returns the deployment when it moved.
 async fn pass_gate(
-    state: &AppState,
+    state: &App,
     release: &Release,
     env: &Environment,
-) -> ApiResult<Option<Deployment>> {
+) -> AppResult<Option<Deployment>> {
     let decisions = state.store.approvals(release.id, Some(&env.name)).await?;
     let t = environment::tally(&env.approvals, &decisions);
     if !t.met {
@@ -265,11 +261,11 @@ async fn pass_gate(
 
 /// Moves a deployment of `release` waiting at its gate in `env` past it.
 async fn open_gate(
-    state: &AppState,
+    state: &App,
     release: &Release,
     env: &str,
     by: Vec<String>,
-) -> ApiResult<Option<Deployment>> {
+) -> AppResult<Option<Deployment>> {
     let Some(d) = waiting(state, release, env).await? else {
         return Ok(None);
     };
@@ -285,18 +281,18 @@ async fn open_gate(
 /// acts on it: a met policy opens a waiting deployment's gate; a rejection
 /// rolls a waiting deployment back.
 pub async fn decide(
-    state: &AppState,
-    who: &crate::auth::Principal,
+    state: &App,
+    who: &crate::Actor,
     release_id: i64,
     env: &str,
     decision: Decision,
     comment: Option<String>,
-) -> ApiResult<(Approval, ApprovalTally)> {
+) -> AppResult<(Approval, ApprovalTally)> {
     // Approvals are people's: an API key is a machine, and one person with a
     // key and a session must not count twice.
-    if who.session.is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+    if !who.is_person {
+        return Err(AppError::new(
+            Kind::Forbidden,
             "APPROVAL_NEEDS_A_USER",
             "approvals are given by people: log in (POST /api/v1/auth/login) and approve with the session",
         ));
@@ -347,7 +343,7 @@ pub async fn decide(
     Ok((approval, t))
 }
 
-async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResult<()> {
+async fn set_status(state: &App, r: &Release, to: ReleaseStatus) -> AppResult<()> {
     let patch = ReleasePatch {
         status: Some(to),
         ..Default::default()
@@ -365,11 +361,11 @@ async fn set_status(state: &AppState, r: &Release, to: ReleaseStatus) -> ApiResu
 /// new direct deployment back to the version it replaced (with the health
 /// checks it had). Returns the deployment that does the work.
 pub async fn rollback(
-    state: &AppState,
+    state: &App,
     actor: &str,
     id: &str,
     reason: Option<String>,
-) -> ApiResult<Deployment> {
+) -> AppResult<Deployment> {
     let d = state.store.get_deployment(id).await?;
     if d.status.is_live() {
         let why = reason.unwrap_or_else(|| format!("rolled back by {actor}"));
@@ -380,8 +376,7 @@ pub async fn rollback(
         .await;
     }
     let refuse = |code: &'static str, message: String| {
-        Err(ApiError::new(StatusCode::CONFLICT, code, message)
-            .details(json!({"deployment_id": id})))
+        Err(AppError::new(Kind::Conflict, code, message).details(json!({"deployment_id": id})))
     };
     if d.status == DeploymentStatus::Failed || d.metadata.contains_key("rolled_back_by") {
         return refuse(

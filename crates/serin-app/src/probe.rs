@@ -20,8 +20,8 @@ use serin_core::judge::health::{CheckResult, CheckType, Condition, HealthCheckSp
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::App;
 use crate::outbound::Outbound;
-use crate::state::AppState;
 
 /// Latest results per deployment, and which probes are due or running.
 #[derive(Debug, Clone, Default)]
@@ -56,12 +56,12 @@ impl Probes {
 }
 
 /// Runs the supervisor until `shutdown` resolves.
-pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
+pub async fn run(state: App, shutdown: impl Future<Output = ()>) {
     crate::every_second(shutdown, || supervise(&state)).await;
 }
 
 /// Starts the probes that are due.
-async fn supervise(state: &AppState) {
+async fn supervise(state: &App) {
     let live = match state.store.live_deployments().await {
         Ok(l) => l,
         Err(e) => {
@@ -133,7 +133,7 @@ async fn supervise(state: &AppState) {
 /// (critical on the canary's lane, a warning on stable's), which the stream
 /// shows and the notifier sends. Once per failure, not once per probe: the
 /// next event comes after the check has passed again.
-async fn failed(state: &AppState, deployment: &str, spec: &HealthCheckSpec, r: &CheckResult) {
+async fn failed(state: &App, deployment: &str, spec: &HealthCheckSpec, r: &CheckResult) {
     let severity = match r.lane {
         serin_core::Lane::Canary => "critical",
         serin_core::Lane::Stable => "warning",

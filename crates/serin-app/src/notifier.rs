@@ -26,7 +26,7 @@ use serin_core::notify::{self, Delivery, DeliveryStatus, Format};
 use serin_store::StoreError;
 use sha2::Sha256;
 
-use crate::state::AppState;
+use crate::App;
 
 /// Events read per pass.
 const BATCH: u64 = 500;
@@ -36,7 +36,7 @@ const PARALLEL: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs until `shutdown` resolves.
-pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
+pub async fn run(state: App, shutdown: impl Future<Output = ()>) {
     crate::every_second(shutdown, || async {
         if let Err(e) = enqueue(&state).await {
             tracing::warn!(error = %e, "notifier cannot read the event log");
@@ -48,19 +48,16 @@ pub async fn run(state: AppState, shutdown: impl Future<Output = ()>) {
     .await;
 }
 
-/// Events re-read behind the cursor on each pass. On PostgreSQL an event's
-/// sequence number is taken before its transaction commits, so a later number
-/// can become visible first; re-reading a margin catches the earlier one (a
-/// delivery already recorded for an event and URL is not recorded twice).
-const OVERLAP: i64 = 1000;
-
-/// Records deliveries for the events after the cursor; returns how many.
-pub async fn enqueue(state: &AppState) -> Result<usize, StoreError> {
-    let mut cursor = (state.store.notifier_cursor().await? - OVERLAP).max(0);
+/// Records deliveries for the events after the cursor; returns how many. The
+/// store's feed is commit-ordered (`serin_store::FeedCursor`): an event
+/// committed late by a slow transaction still comes after the cursor, so
+/// nothing is re-read and nothing is missed.
+pub async fn enqueue(state: &App) -> Result<usize, StoreError> {
+    let mut cursor = state.store.notifier_cursor().await?;
     let mut total = 0;
     loop {
         let events = state.store.events_after(cursor, BATCH).await?;
-        let Some(last) = events.last().map(|(seq, _)| *seq) else {
+        let Some(last) = events.last().map(|(at, _)| *at) else {
             return Ok(total);
         };
         let mut deployments: HashMap<String, Option<Deployment>> = HashMap::new();
@@ -116,7 +113,7 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Sends the due deliveries and records each outcome.
-pub async fn deliver(state: &AppState) -> Result<(), StoreError> {
+pub async fn deliver(state: &App) -> Result<(), StoreError> {
     let due = state.store.due_deliveries(state.now(), 50).await?;
     let results: Vec<Result<(), StoreError>> = futures::stream::iter(due)
         .map(|d| send(state, d))
@@ -126,7 +123,7 @@ pub async fn deliver(state: &AppState) -> Result<(), StoreError> {
     results.into_iter().collect()
 }
 
-async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
+async fn send(state: &App, mut d: Delivery) -> Result<(), StoreError> {
     let body = serde_json::to_vec(&d.payload).unwrap_or_default();
     let kind = d
         .payload
@@ -167,7 +164,7 @@ async fn send(state: &AppState, mut d: Delivery) -> Result<(), StoreError> {
 /// or the one the secret it names holds, and the target's own signing secret
 /// if its plan names one (read from the deployment's plan at send time, so
 /// neither the URL nor the key is ever stored with the delivery).
-async fn target(state: &AppState, d: &Delivery) -> Result<(String, Option<String>), String> {
+async fn target(state: &App, d: &Delivery) -> Result<(String, Option<String>), String> {
     let sealer = state.config.sealer.as_ref();
     let url = crate::secrets::resolve_url(&state.store, sealer, &d.url).await?;
     let deployment = state
@@ -191,7 +188,7 @@ async fn target(state: &AppState, d: &Delivery) -> Result<(String, Option<String
 
 /// Sends one delivery's body, signed when it is JSON and there is a key.
 async fn post(
-    state: &AppState,
+    state: &App,
     d: &Delivery,
     req: reqwest::RequestBuilder,
     kind: &str,

@@ -18,7 +18,7 @@ use serin_core::event::StreamEvent;
 use serin_core::proxy::LanePoint;
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use crate::App;
 
 /// Seconds re-sent each time (a proxy's late report fills them in).
 const RECENT: chrono::Duration = chrono::Duration::seconds(10);
@@ -37,7 +37,7 @@ pub struct LaneFeeds {
 impl LaneFeeds {
     /// A subscription to the deployment's per-second figures, starting its
     /// reader when there is none.
-    pub fn subscribe(&self, state: &AppState, id: &str) -> Feed {
+    pub fn subscribe(&self, state: &App, id: &str) -> Feed {
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         // A feed whose reader has ended reports an error on `has_changed`.
         if let Some(rx) = feeds.get(id).filter(|rx| rx.has_changed().is_ok()) {
@@ -62,7 +62,7 @@ impl LaneFeeds {
 
 /// The lanes' per-second points over `[from, to]` as one stream message.
 pub async fn points(
-    state: &AppState,
+    state: &App,
     id: &str,
     kind: &str,
     from: chrono::DateTime<chrono::Utc>,
@@ -79,7 +79,7 @@ pub async fn points(
 }
 
 async fn read(
-    state: AppState,
+    state: App,
     id: String,
     tx: watch::Sender<Option<Arc<StreamEvent>>>,
     feeds: LaneFeeds,
@@ -127,7 +127,7 @@ mod tests {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        let state = AppState::new(store, crate::ServerConfig::default());
+        let state = App::new(store, crate::Config::default());
         let feeds = LaneFeeds::default();
         let a = feeds.subscribe(&state, "canary_x");
         let b = feeds.subscribe(&state, "canary_x");

@@ -9,11 +9,11 @@ use serin_core::environment::EnvironmentSpec;
 use serin_core::error::DomainError;
 use serin_core::rollout::RolloutSpec;
 
-use crate::state::ServerConfig;
+use crate::Config;
 
 /// Refuses a rollout plan that asks for what this server doesn't allow. Fields
 /// are named under `rollout.`.
-pub fn plan(config: &ServerConfig, spec: &RolloutSpec) -> Result<(), DomainError> {
+pub fn plan(config: &Config, spec: &RolloutSpec) -> Result<(), DomainError> {
     if !config.allow_hook_commands
         && let Some(i) = spec.hooks.iter().position(|h| h.command.is_some())
     {
@@ -38,7 +38,7 @@ pub fn plan(config: &ServerConfig, spec: &RolloutSpec) -> Result<(), DomainError
 /// without secrets): the plan would fail its calls later, silently.
 pub async fn secrets(
     store: &serin_store::Store,
-    config: &ServerConfig,
+    config: &Config,
     spec: &RolloutSpec,
 ) -> Result<(), DomainError> {
     let mut named: Vec<(String, &str)> = Vec::new();
@@ -80,7 +80,7 @@ pub async fn secrets(
 
 /// Refuses an environment whose pre-deploy hook asks for what this server
 /// doesn't allow.
-pub fn environment(config: &ServerConfig, spec: &EnvironmentSpec) -> Result<(), DomainError> {
+pub fn environment(config: &Config, spec: &EnvironmentSpec) -> Result<(), DomainError> {
     let Some(Some(h)) = &spec.pre_deploy_hook else {
         return Ok(());
     };

@@ -22,7 +22,7 @@ use serin_core::controller;
 use serin_core::deployment::Deployment;
 use serin_core::hooks::{Hook, HookKind, HookRun};
 
-use crate::state::AppState;
+use crate::App;
 
 /// The hooks a need asks for: the ending ones for an ended deployment.
 pub fn due(d: &Deployment, kind: HookKind) -> Vec<Hook> {
@@ -37,7 +37,7 @@ pub fn due(d: &Deployment, kind: HookKind) -> Vec<Hook> {
 }
 
 /// Runs the hooks of a kind, in order, each with its retries.
-pub async fn run(state: &AppState, d: &Deployment, kind: HookKind) -> Vec<HookRun> {
+pub async fn run(state: &App, d: &Deployment, kind: HookKind) -> Vec<HookRun> {
     let mut runs = Vec::new();
     for hook in due(d, kind) {
         runs.push(run_one(state, d, &hook).await);
@@ -45,7 +45,7 @@ pub async fn run(state: &AppState, d: &Deployment, kind: HookKind) -> Vec<HookRu
     runs
 }
 
-async fn run_one(state: &AppState, d: &Deployment, hook: &Hook) -> HookRun {
+async fn run_one(state: &App, d: &Deployment, hook: &Hook) -> HookRun {
     let kind = hook.kind;
     let timeout = Duration::from_secs(u64::from(hook.timeout_seconds));
     let mut attempts = 0;
@@ -81,7 +81,7 @@ async fn run_one(state: &AppState, d: &Deployment, hook: &Hook) -> HookRun {
 }
 
 async fn webhook(
-    state: &AppState,
+    state: &App,
     d: &Deployment,
     hook: &Hook,
     url: &str,
@@ -97,7 +97,7 @@ async fn webhook(
 /// the URL the secret it names holds (`secret:NAME`, resolved for this call
 /// only); through the outbound policy.
 pub(crate) async fn post(
-    state: &AppState,
+    state: &App,
     url: &str,
     body: &serde_json::Value,
     timeout: Duration,

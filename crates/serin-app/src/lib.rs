@@ -1,0 +1,166 @@
+//! Serin's application layer: the services between the HTTP API and the store.
+//!
+//! `serin-core` decides (pure functions that take `now`); `serin-store`
+//! remembers (transactions that apply core's decisions). This crate *acts*:
+//! it reads what a decision needs, asks core, has the store commit the result
+//! and publishes what was committed. It knows nothing of HTTP — no router, no
+//! status codes — so the same services serve the API, the background loops
+//! and in-process tests alike:
+//!
+//! - [`deployments`]: start a deployment, apply a transition, read its lanes;
+//! - [`releaser`]: the release manager (deploy a release to an environment,
+//!   approvals at the gate, one-click rollback);
+//! - [`controller`], [`probe`], [`hooks`], [`notifier`]: the rollout loop, its
+//!   health checks, its hooks and its notifications;
+//! - [`routewatch`] and [`lanefeed`]: the route set proxies follow and the
+//!   lane seconds streams show;
+//! - [`runtime`]: starts every background task and drains them on shutdown.
+//!
+//! Each service takes an [`App`]: the handles it needs (store, event hub,
+//! clock, outbound client, caches), cheap to clone. Failures are [`AppError`]s
+//! with a [`Kind`]; `serin-server` turns them into HTTP answers in one place.
+
+use std::sync::Arc;
+
+use serin_core::Timestamp;
+use serin_store::Store;
+
+pub mod admission;
+pub mod config;
+pub mod controller;
+pub mod deployments;
+pub mod error;
+pub mod hooks;
+pub mod hub;
+pub mod lanefeed;
+pub mod latest;
+pub mod notes;
+pub mod notifier;
+pub mod outbound;
+pub mod probe;
+pub mod releaser;
+pub mod routewatch;
+pub mod runtime;
+pub mod secrets;
+pub mod telemetry;
+
+pub use config::{Config, RateLimit};
+pub use error::{AppError, AppResult, Kind};
+
+/// Runs `f` once a second (a late tick is delayed, not doubled) until `shutdown`
+/// resolves: the shape of the background loops (probes, notifier).
+pub async fn every_second<F, Fut>(shutdown: impl Future<Output = ()>, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = every.tick() => {}
+        }
+        f().await;
+    }
+}
+
+/// A source of the current time. Services never call the system clock
+/// directly, so tests can pin it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Who asks a service to act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The name recorded in events: a key's name or a user's email.
+    pub name: String,
+    /// What it may do.
+    pub role: serin_core::auth::Role,
+    /// Whether a person logged in (a session), not a machine with a key.
+    pub is_person: bool,
+}
+
+/// The handles every service takes: cheap to clone, all `Arc`s inside.
+#[derive(Clone)]
+pub struct App {
+    /// The database.
+    pub store: Store,
+    /// Committed events, to live subscribers.
+    pub hub: hub::Hub,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Each product's latest stable release, briefly.
+    pub latest: latest::LatestCache,
+    /// The route set for proxies.
+    pub routes: routewatch::RouteWatch,
+    /// The embedded proxy, when the process runs one.
+    pub proxy: Option<serin_proxy::Proxy>,
+    /// Outbound calls (gates, webhooks, health checks) under the outbound policy.
+    pub outbound: outbound::Outbound,
+    /// Health-check results.
+    pub probes: probe::Probes,
+    /// What the controller last saw.
+    pub controller: controller::ControllerMemory,
+    /// Serin's own counters for `/metrics`.
+    pub telemetry: telemetry::Telemetry,
+    /// One reader of lane seconds per streamed deployment.
+    pub lane_feeds: lanefeed::LaneFeeds,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The services over `store`, with the system clock.
+    pub fn new(store: Store, config: Config) -> Self {
+        App {
+            outbound: outbound::Outbound::new(config.outbound.clone()),
+            store,
+            hub: hub::Hub::default(),
+            config: Arc::new(config),
+            latest: latest::LatestCache::default(),
+            routes: routewatch::RouteWatch::default(),
+            proxy: None,
+            probes: probe::Probes::default(),
+            controller: controller::ControllerMemory::default(),
+            telemetry: telemetry::Telemetry::default(),
+            lane_feeds: lanefeed::LaneFeeds::default(),
+            clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
+        }
+    }
+
+    /// The same services with an embedded proxy.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: serin_proxy::Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The same services with another clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Publishes events the store committed; a release among them forgets the
+    /// cached latest stable releases.
+    pub fn committed(&self, events: &[serin_core::event::Event]) {
+        self.hub.publish(events);
+        if events.iter().any(|e| e.resource_type == "release") {
+            self.latest.clear();
+        }
+    }
+}
