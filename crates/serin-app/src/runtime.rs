@@ -11,8 +11,10 @@
 //! so a process that exits after it loses no answered request from the lane
 //! metrics.
 //!
-//! Nothing here is spawned without being owned: each task is joined on
-//! shutdown, within the grace the caller gives.
+//! Each task started here is joined on shutdown within the grace the caller
+//! gives, and aborted past it. (The route watch's refresher, started by the
+//! first subscriber, is not one of them: it holds no work that could be lost
+//! and ends with the process.)
 
 use std::time::Duration;
 
@@ -23,6 +25,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::App;
+
+/// How long past the grace the embedded proxy's bridge may take to store the
+/// seconds counted while its last requests drained.
+pub const STORE_AFTER_DRAIN: Duration = Duration::from_secs(5);
 
 /// Most lane seconds the embedded proxy's bridge keeps while the store is away.
 const BRIDGE_CAPACITY: usize = 100_000;
@@ -76,22 +82,40 @@ impl Runtime {
         Runtime { halt, loops, proxy }
     }
 
-    /// Stops the loops, then the embedded proxy (its requests finish and its
-    /// seconds are stored), waiting at most `grace` for each.
+    /// Stops the loops and the embedded proxy together; returns when all
+    /// have ended or `grace` has passed, then aborts what is left. The proxy
+    /// lets its requests run for up to 30 s (its own drain), and gets
+    /// [`STORE_AFTER_DRAIN`] beyond `grace` to store its last seconds.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.halt.send(true);
-        for (name, task) in self.loops {
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!(task = name, "a background task outlived the grace period");
+        let deadline = tokio::time::Instant::now() + grace;
+        let proxy = async {
+            if let Some(p) = self.proxy {
+                let abort = p.abort_handle();
+                if tokio::time::timeout_at(deadline + STORE_AFTER_DRAIN, p)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                    tracing::warn!(
+                        "the embedded proxy's requests or lane seconds outlived the grace period"
+                    );
+                }
             }
-        }
-        if let Some(p) = self.proxy
-            && tokio::time::timeout(grace, p).await.is_err()
-        {
-            tracing::warn!(
-                "the embedded proxy's requests or lane seconds outlived the grace period"
-            );
-        }
+        };
+        let loops = async {
+            for (name, task) in self.loops {
+                let abort = task.abort_handle();
+                if tokio::time::timeout_at(deadline, task).await.is_err() {
+                    abort.abort();
+                    tracing::warn!(
+                        task = name,
+                        "a background task outlived the grace period; stopped"
+                    );
+                }
+            }
+        };
+        tokio::join!(proxy, loops);
     }
 }
 
@@ -181,7 +205,8 @@ async fn store_lane_seconds(st: App, p: Proxy, id: String, mut stopped: watch::R
         if last {
             backlog.take_all(&p);
         } else {
-            backlog.take_finished(&p, st.now().timestamp());
+            // The proxy counts seconds on the wall clock, whatever `App`'s is.
+            backlog.take_finished(&p, chrono::Utc::now().timestamp());
         }
         for attempt in 0..if last { 5 } else { 1 } {
             if backlog.buckets.is_empty() {

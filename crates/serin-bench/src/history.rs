@@ -3,18 +3,19 @@
 //! One `serin up` with its embedded proxy in front of two in-process upstreams
 //! (answering `stable` and `canary`). A live deployment `web` is moved between
 //! 0% and 100% `--changes` times; each change is timed from the `PUT` being
-//! sent to the proxy answering from the new lane (polled every 0.2 ms). Then
-//! `--deployments` deployments of another target are made and promoted one
-//! after the other (each becomes that target's route in turn, as a release
-//! train would), and the same changes are timed again. Printed for both: the
+//! sent to the proxy answering from the new lane (polled every 0.2 ms), with
+//! one finished deployment of another target beside it. Then the rest of
+//! `--deployments` deployments of that target are made and promoted one after
+//! the other (each becomes that target's route in turn, as a release train
+//! would), and the same changes are timed again: both sides serve the same two
+//! routes, so their proxy `/metrics` should match. Printed for both: the
 //! median and p90 of the change times, the control plane's resident memory,
 //! and the size of the proxy's part of `/metrics`; and their ratios.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::json;
 
 use crate::{KEY, median, rss_kib};
@@ -36,36 +37,19 @@ impl Drop for Up {
 fn start(bin: &str) -> anyhow::Result<Up> {
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}/serin.db", dir.path().display());
-    let mut child = Command::new(bin)
-        .args(["up", "--listen", "127.0.0.1:0", "--database-url", &db])
-        .args(["--proxy-listen", "127.0.0.1:0"])
-        .env("SERIN_LOG", "warn")
-        .env("SERIN_ADMIN_TOKEN", KEY)
-        .env("SERIN_RATE_LIMIT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {bin}"))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let (mut api, mut proxy) = (None, None);
-    while api.is_none() || proxy.is_none() {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(u) = line.strip_prefix("serin: listening on ") {
-                    api = Some(u.to_string());
-                }
-                if let Some(u) = line.strip_prefix("serin: proxy listening on ") {
-                    proxy = Some(u.to_string());
-                }
-            }
-            _ => bail!("serin exited before announcing its addresses"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let (child, mut addrs) = crate::launch(
+        bin,
+        &db,
+        &["--proxy-listen", "127.0.0.1:0"],
+        "warn",
+        &["serin: listening on ", "serin: proxy listening on "],
+    )?;
+    let proxy = addrs.pop().unwrap_or_default();
+    let api = addrs.pop().unwrap_or_default();
     Ok(Up {
         child,
-        api: api.unwrap_or_default(),
-        proxy: proxy.unwrap_or_default(),
+        api,
+        proxy,
         _dir: dir,
     })
 }
@@ -126,8 +110,9 @@ async fn measure(
         }
         change_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    // Idle a moment, then read memory and the proxy's metrics.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Idle 15 s (the allocator returns freed pages after 10 s), then read
+    // memory and the proxy's metrics.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let text = http
         .get(format!("{}/metrics", up.api))
         .bearer_auth(KEY)
@@ -146,6 +131,49 @@ async fn measure(
         proxy_metrics_bytes: proxy.iter().map(|l| l.len() + 1).sum(),
         proxy_metrics_lines: proxy.len(),
     })
+}
+
+/// Makes and promotes deployments `range` of the `train` target, one after
+/// the other, printing progress (with the control plane's memory) every 1,000.
+async fn train(
+    http: &reqwest::Client,
+    up: &Up,
+    stable: &str,
+    canary: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    for i in range {
+        let h: serde_json::Value = http
+            .post(format!("{}/api/v1/canary/deployments", up.api))
+            .bearer_auth(KEY)
+            .json(&json!({"queue_name": "train", "stable_version": format!("v{i}"),
+                          "canary_version": format!("v{}", i + 1), "percentage": 10, "route": {"path_prefix": "/train"},
+                          "upstreams": {"stable": [stable], "canary": [canary]}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let hid = h["id"].as_str().context("id")?;
+        http.post(format!(
+            "{}/api/v1/canary/deployments/{hid}/promote",
+            up.api
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .error_for_status()?;
+        if (i + 1) % 1000 == 0 {
+            println!(
+                "  {} deployments made and promoted ({:.0} s, RSS {:.1} MiB)",
+                i + 1,
+                t0.elapsed().as_secs_f64(),
+                rss_kib(up.child.id())? as f64 / 1024.0
+            );
+        }
+    }
+    Ok(())
 }
 
 fn p90(v: &[f64]) -> f64 {
@@ -174,40 +202,9 @@ pub async fn main(bin: &str, history: usize, changes: usize) -> anyhow::Result<(
         .json()
         .await?;
     let id = d["id"].as_str().context("id")?.to_string();
+    train(&http, &up, &stable, &canary, 0..1).await?;
     let before = measure(&http, &up, &id, changes).await?;
-
-    let t0 = Instant::now();
-    for i in 0..history {
-        let h: serde_json::Value = http
-            .post(format!("{}/api/v1/canary/deployments", up.api))
-            .bearer_auth(KEY)
-            .json(
-                &json!({"queue_name": "train", "stable_version": format!("v{i}"),
-                          "canary_version": format!("v{}", i + 1), "percentage": 10,
-                          "upstreams": {"stable": [stable], "canary": [canary]}}),
-            )
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let hid = h["id"].as_str().context("id")?;
-        http.post(format!(
-            "{}/api/v1/canary/deployments/{hid}/promote",
-            up.api
-        ))
-        .bearer_auth(KEY)
-        .send()
-        .await?
-        .error_for_status()?;
-        if (i + 1) % 1000 == 0 {
-            println!(
-                "  {} deployments made and promoted ({:.0} s)",
-                i + 1,
-                t0.elapsed().as_secs_f64()
-            );
-        }
-    }
+    train(&http, &up, &stable, &canary, 1..history.max(1)).await?;
     let after = measure(&http, &up, &id, changes).await?;
 
     let row = |name: &str, f: &Figures| {
@@ -220,10 +217,10 @@ pub async fn main(bin: &str, history: usize, changes: usize) -> anyhow::Result<(
             f.proxy_metrics_lines
         )
     };
-    row("no history", &before);
+    row("1 finished deployment", &before);
     row(&format!("{history} finished deployments"), &after);
     println!(
-        "  ratio (history / none): change median {:.2}x (goal <= 2x and <= 20 ms), RSS {:.2}x (goal <= 60 MB), proxy /metrics {:.2}x (goal 1 +- 0.1)",
+        "  ratio (history / one): change median {:.2}x (goal <= 2x and <= 20 ms), RSS {:.2}x (goal <= 60 MB), proxy /metrics {:.2}x (goal 1 +- 0.1)",
         median(after.change_ms.clone()) / median(before.change_ms.clone()),
         after.rss_mib / before.rss_mib,
         after.proxy_metrics_bytes as f64 / before.proxy_metrics_bytes.max(1) as f64

@@ -17,6 +17,8 @@
 //! - `history BIN`: a percentage change's way to the embedded proxy, the
 //!   control plane's memory and the proxy's `/metrics`, with no history and
 //!   then with 10,000 finished deployments (`history.rs`).
+//! - `promotions BIN`: `kill -9` the moment a promotion is seen, then ask
+//!   for the product's latest stable release, 100 times (`promotions.rs`).
 //! - `verdicts --bin BIN …`: canary verdicts live, many deployments at once on one
 //!   `serin up` with real upstream processes: the share of false rollbacks of
 //!   canaries no worse than stable, and the time to roll back worse ones
@@ -32,6 +34,7 @@ mod burn;
 mod history;
 mod loadgen;
 mod machine;
+mod promotions;
 mod scenarios;
 mod slowloris;
 mod stats;
@@ -53,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         Some("burn") => return burn::main(&args[2..]),
         _ => {}
     }
-    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N]";
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history|promotions PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             opt("--logins-per-second", 20)?,
             opt("--readers", 4)?,
         )),
+        "promotions" => rt.block_on(promotions::main(bin, opt("--runs", 100)?)),
         "history" => rt.block_on(history::main(
             bin,
             opt("--deployments", 10_000)?,
@@ -115,13 +119,27 @@ impl Drop for Server {
     }
 }
 
-fn start(bin: &str) -> anyhow::Result<(Server, Instant)> {
-    let dir = tempfile::tempdir()?;
-    let db = format!("sqlite://{}/serin.db", dir.path().display());
-    let t0 = Instant::now();
+/// Starts `serin up` on `database_url` with `extra` arguments (the admin key
+/// [`KEY`], rate limits off) and waits for each line that starts with one of
+/// `announced` (`serin: listening on `…); returns the child and the rest of
+/// each such line, in order. The child's remaining output is read and dropped.
+fn launch(
+    bin: &str,
+    database_url: &str,
+    extra: &[&str],
+    log: &str,
+    announced: &[&str],
+) -> anyhow::Result<(Child, Vec<String>)> {
     let mut child = Command::new(bin)
-        .args(["up", "--listen", "127.0.0.1:0", "--database-url", &db])
-        .env("SERIN_LOG", "warn")
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
+        .args(extra)
+        .env("SERIN_LOG", log)
         .env("SERIN_ADMIN_TOKEN", KEY)
         .env("SERIN_RATE_LIMIT", "0")
         .stdout(Stdio::piped())
@@ -129,20 +147,36 @@ fn start(bin: &str) -> anyhow::Result<(Server, Instant)> {
         .spawn()
         .with_context(|| format!("cannot start {bin}"))?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
+    let mut found: Vec<Option<String>> = vec![None; announced.len()];
+    while found.iter().any(Option::is_none) {
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(u) = line.strip_prefix("serin: listening on ") {
-                    break u.to_string();
+                for (i, prefix) in announced.iter().enumerate() {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        found[i] = Some(rest.to_string());
+                    }
                 }
             }
-            _ => bail!("serin exited before announcing its address"),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("serin exited before announcing {announced:?}")
+            }
         }
-    };
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, found.into_iter().flatten().collect()))
+}
+
+fn start(bin: &str) -> anyhow::Result<(Server, Instant)> {
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}/serin.db", dir.path().display());
+    let t0 = Instant::now();
+    let (child, mut urls) = launch(bin, &db, &[], "warn", &["serin: listening on "])?;
     Ok((
         Server {
             child,
-            url,
+            url: urls.remove(0),
             _dir: dir,
         },
         t0,

@@ -68,9 +68,14 @@ pub(crate) async fn insert_event(c: &impl GenericClient, e: &Event) -> Result<()
 }
 
 /// Makes `routes` hold the target's newest routed deployment and moves the
-/// route generation, inside the caller's transaction. The generation's one row
-/// stays locked until commit, so route changes commit in generation order.
+/// route generation, inside the caller's transaction. The generation's row is
+/// locked first and stays locked until commit, so two writers of the same
+/// target can't interleave their delete and insert (the second would insert a
+/// duplicate), and route changes commit in generation order.
 async fn reroute(c: &impl GenericClient, queue: &str, tenant: &str) -> Result<()> {
+    c.execute("UPDATE route_generation SET n = n + 1 WHERE id = 1", &[])
+        .await
+        .map_err(pg_err)?;
     c.execute(
         "DELETE FROM routes WHERE queue_name = $1 AND tenant_key = $2",
         &[&queue, &tenant],
@@ -87,9 +92,6 @@ async fn reroute(c: &impl GenericClient, queue: &str, tenant: &str) -> Result<()
         .await
         .map_err(pg_err)?;
     c.execute(&stmt, &[&queue, &tenant]).await.map_err(pg_err)?;
-    c.execute("UPDATE route_generation SET n = n + 1 WHERE id = 1", &[])
-        .await
-        .map_err(pg_err)?;
     Ok(())
 }
 
@@ -337,7 +339,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<(Deployment, Vec<Event>)> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut tx = client.transaction().await.map_err(pg_err)?;
         let mut d = load_deployment(&tx, id, true).await?;
         let (was_routed, was) = (is_routed(&d), d.status);
         let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
@@ -362,7 +364,9 @@ impl PgStore {
         let effect = serin_core::release_effect::candidate(was, &d, &new_events);
         let mut events = record(&tx, new_events, actor, now).await?;
         if let Some(effect) = effect {
-            events.extend(super::release_effect::apply(&tx, &effect, &d, actor, now).await?);
+            events.extend(
+                super::release_effect::apply_or_log(&mut tx, &effect, &d, actor, now).await?,
+            );
         }
         tx.commit().await.map_err(pg_err)?;
         Ok((d, events))

@@ -11,9 +11,34 @@ use super::manager::load_environments;
 use super::{pg_err, product_id, release_by_version_on, update_release_on};
 use crate::{Result, StoreError};
 
+/// Carries `effect` out in a savepoint of the deployment's transaction: the
+/// release moves with the deployment, or, when the release side fails (an
+/// unreadable environment, say), the deployment's change still commits and
+/// the failure is logged. A rollback must never be held up by its release.
+pub(crate) async fn apply_or_log(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    effect: &ReleaseEffect,
+    d: &Deployment,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    let sp = tx.savepoint("release_effect").await.map_err(pg_err)?;
+    match apply(&sp, effect, d, actor, now).await {
+        Ok(events) => {
+            sp.commit().await.map_err(pg_err)?;
+            Ok(events)
+        }
+        Err(e) => {
+            sp.rollback().await.map_err(pg_err)?;
+            tracing::warn!(error = %e, deployment = %d.id, product = %effect.product, version = %effect.version, "the release could not follow its deployment; the deployment's change stands");
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// Carries `effect` out on its release; returns the events it recorded. An
 /// unknown product or version asks nothing.
-pub(crate) async fn apply(
+async fn apply(
     c: &impl GenericClient,
     effect: &ReleaseEffect,
     d: &Deployment,

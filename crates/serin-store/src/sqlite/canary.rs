@@ -279,7 +279,9 @@ impl SqliteStore {
                 let effect = serin_core::release_effect::candidate(was, &d, &new_events);
                 let mut events = record(c, new_events, &actor, now)?;
                 if let Some(effect) = effect {
-                    events.extend(super::release_effect::apply(c, &effect, &d, &actor, now)?);
+                    events.extend(super::release_effect::apply_or_log(
+                        c, &effect, &d, &actor, now,
+                    )?);
                 }
                 Ok((d, events))
             })

@@ -11,9 +11,36 @@ use super::manager::load_environments;
 use super::{release_by_version_on, sql_err, update_release_on};
 use crate::{Result, StoreError};
 
+/// Carries `effect` out in a savepoint of the deployment's transaction: the
+/// release moves with the deployment, or, when the release side fails (an
+/// unreadable environment, say), the deployment's change still commits and
+/// the failure is logged. A rollback must never be held up by its release.
+pub(crate) fn apply_or_log(
+    c: &Connection,
+    effect: &ReleaseEffect,
+    d: &Deployment,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Vec<Event>> {
+    c.execute_batch("SAVEPOINT release_effect")
+        .map_err(sql_err)?;
+    match apply(c, effect, d, actor, now) {
+        Ok(events) => {
+            c.execute_batch("RELEASE release_effect").map_err(sql_err)?;
+            Ok(events)
+        }
+        Err(e) => {
+            c.execute_batch("ROLLBACK TO release_effect; RELEASE release_effect")
+                .map_err(sql_err)?;
+            tracing::warn!(error = %e, deployment = %d.id, product = %effect.product, version = %effect.version, "the release could not follow its deployment; the deployment's change stands");
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// Carries `effect` out on its release; returns the events it recorded. An
 /// unknown product or version asks nothing.
-pub(crate) fn apply(
+fn apply(
     c: &Connection,
     effect: &ReleaseEffect,
     d: &Deployment,

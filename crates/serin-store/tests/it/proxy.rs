@@ -220,3 +220,50 @@ async fn routes_body(s: &Store) {
         ["canary_api", "canary_web_08"]
     );
 }
+
+both!(
+    concurrent_writes_of_one_target_keep_its_route,
+    concurrent_routes_body
+);
+async fn concurrent_routes_body(s: &Store) {
+    // Two finished deployments of one target, written at the same time many
+    // times over: every write recomputes the target's route, and none fails.
+    for (i, id) in ["canary_a", "canary_b"].iter().enumerate() {
+        let (d, ev) = http_deployment("web", id, i as i64);
+        s.create_deployment(d, ev, "ops", None).await.unwrap();
+        let now = t(i as i64);
+        s.update_deployment(id, None, Box::new(move |d| d.promote(now)), "ops", now)
+            .await
+            .unwrap();
+    }
+    let note = |id: &str| serin_core::event::NewEvent {
+        kind: serin_core::event::EventType::ExternalReport,
+        resource_type: "deployment",
+        resource_id: id.to_string(),
+        deployment_id: Some(id.to_string()),
+        message: "a note".into(),
+        data: serde_json::json!({}),
+    };
+    let mut writes = Vec::new();
+    for _ in 0..20 {
+        for id in ["canary_a", "canary_b"] {
+            let (s, e) = (s.clone(), note(id));
+            writes.push(tokio::spawn(async move {
+                s.update_deployment(id, None, Box::new(move |_| Ok(vec![e])), "ops", t(9))
+                    .await
+                    .map(|_| ())
+            }));
+        }
+    }
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let routed: Vec<String> = s
+        .routed_deployments()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(routed, ["canary_b"]);
+}
