@@ -328,11 +328,10 @@ async fn overrides_affinity_rules_and_sticky_keys() {
 #[tokio::test]
 async fn failures_are_502_and_504_and_count_against_their_lane_only() {
     let s = upstream("stable", false).await;
-    // A port with nothing listening.
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port with nothing listening, below the ephemeral range (32768+): a
+    // port from `bind(0)` could be handed to another test's upstream as soon
+    // as it is released (a CI run lost this test to exactly that).
+    let dead = closed_port();
     let (proxy, addr) = start(vec![route(
         "d",
         50,
@@ -556,4 +555,14 @@ async fn route_swaps_leave_requests_in_flight_alone() {
         (200, "late\n"),
         "the request that started on stable finished there"
     );
+}
+
+/// A loopback address nobody listens on, below the ephemeral port range so
+/// no `bind(0)` elsewhere can take it.
+fn closed_port() -> SocketAddr {
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..2_000)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i)))
+        .find(|a| std::net::TcpListener::bind(a).is_ok())
+        .expect("a free port below the ephemeral range")
 }

@@ -72,9 +72,14 @@ async fn service(name: &str, addr: &str) -> bool {
     }
 }
 
+/// A loopback port nobody listens on, below the ephemeral range (32768+), so
+/// no other test's `bind(0)` can be handed it after it is released.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..2_000)
+        .map(|i| base + i)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 #[tokio::test]
