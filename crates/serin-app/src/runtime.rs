@@ -159,12 +159,12 @@ async fn embedded_proxy(
             }
         }
     };
-    apply(&proxy, &rx.borrow_and_update());
+    proxy.apply_routes(&rx.borrow_and_update(), "control plane");
     let p = proxy.clone();
     let follow = tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let set = rx.borrow_and_update().clone();
-            apply(&p, &set);
+            p.apply_routes(&set, "control plane");
         }
     });
     let id = format!("embedded-{}", uuid::Uuid::new_v4().simple());
@@ -183,13 +183,6 @@ async fn embedded_proxy(
         let _ = stop.send(true);
         let _ = seconds.await;
     })
-}
-
-fn apply(proxy: &Proxy, set: &serin_core::proxy::RouteSet) {
-    for p in proxy.set_routes(set) {
-        tracing::warn!(problem = %p, "route left out");
-    }
-    tracing::info!(version = %set.version, routes = set.routes.len(), source = "control plane", "route version in use");
 }
 
 /// Writes the embedded proxy's finished seconds to the store every second;

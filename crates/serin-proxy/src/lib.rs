@@ -202,6 +202,15 @@ impl Proxy {
         problems
     }
 
+    /// Replaces the route table and logs the outcome: each route left out as a
+    /// warning, the version now in use (and where it came from) as info.
+    pub fn apply_routes(&self, set: &RouteSet, source: &str) {
+        for p in self.set_routes(set) {
+            tracing::warn!(problem = %p, "route left out");
+        }
+        tracing::info!(version = %set.version, routes = set.routes.len(), source, "route version in use");
+    }
+
     /// The route table in use.
     pub fn table(&self) -> Arc<Table> {
         self.inner

@@ -59,13 +59,6 @@ fn write_cache(path: &Path, set: &RouteSet) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn apply(proxy: &Proxy, set: &RouteSet, source: &str) {
-    for p in proxy.set_routes(set) {
-        tracing::warn!(problem = %p, "route left out");
-    }
-    tracing::info!(version = %set.version, routes = set.routes.len(), source, "route version in use");
-}
-
 /// Runs `serin proxy` until SIGINT or SIGTERM.
 pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::new(args.log_level.as_deref().unwrap_or("info"));
@@ -86,10 +79,10 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let cache = state_dir.join("routes.json");
     if let Some(f) = &args.routes_file {
-        apply(&proxy, &read_routes(f)?, "file");
+        proxy.apply_routes(&read_routes(f)?, "file");
     } else if cache.exists() {
         match read_routes(&cache) {
-            Ok(set) => apply(&proxy, &set, "cache"),
+            Ok(set) => proxy.apply_routes(&set, "cache"),
             Err(e) => tracing::warn!(error = %e, "ignoring an unreadable route cache"),
         }
     }
@@ -189,7 +182,7 @@ async fn watch_routes(
                 failures = 0;
                 backoff = Duration::from_millis(100);
                 if have.as_deref() != Some(set.version.as_str()) {
-                    apply(&proxy, &set, "control plane");
+                    proxy.apply_routes(&set, "control plane");
                     if let Err(e) = write_cache(&cache, &set) {
                         tracing::warn!(error = %e, path = %cache.display(), "cannot write the route cache");
                     }
