@@ -14,9 +14,9 @@ fn check<T: serde::de::DeserializeOwned>(data: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    check::<serin_core::deployment::NewDeployment>(data);
+    check::<serin_core::canary::NewDeployment>(data);
     check::<serin_core::rollout::RolloutSpec>(data);
     check::<serin_core::ReleasePatch>(data);
     check::<serin_core::traffic::TrafficRules>(data);
-    check::<serin_core::environment::EnvironmentSpec>(data);
+    check::<serin_core::release::environment::EnvironmentSpec>(data);
 });

@@ -5,8 +5,8 @@
 //! environment handler that takes a pre-deploy hook come through here, so a
 //! refused plan changes nothing.
 
-use serin_core::environment::EnvironmentSpec;
 use serin_core::error::DomainError;
+use serin_core::release::environment::EnvironmentSpec;
 use serin_core::rollout::RolloutSpec;
 
 use crate::Config;

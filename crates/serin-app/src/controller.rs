@@ -3,8 +3,8 @@
 //! Level-triggered, like a Kubernetes controller. Every tick (one second by
 //! default, and at once when a deployment event is published) it reads the live
 //! deployments from the store and, for each with a rollout, asks
-//! `serin_core::controller::need` what the current step wants to know, finds it
-//! out, and applies `serin_core::controller::advance` through the store: one
+//! `serin_core::rollout::need` what the current step wants to know, finds it
+//! out, and applies `serin_core::rollout::advance` through the store: one
 //! transaction with its events, guarded by the revision the tick read. A person
 //! acting in between wins; the controller looks again next tick. The proxy's
 //! weights follow from the stored percentage (the route watch rebuilds on the
@@ -53,14 +53,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
-use serin_core::controller::{self, Need, Observed, Sibling};
-use serin_core::deployment::{Deployment, DeploymentStatus};
-use serin_core::hooks::HookRun;
+use serin_core::canary::metrics::{self, LaneWindow, LaneWorkers};
+use serin_core::canary::worker::{Worker, WorkerStatus};
+use serin_core::canary::{Deployment, DeploymentStatus};
 use serin_core::judge::{self, Inputs, Judgement};
-use serin_core::metrics::{self, LaneWindow, LaneWorkers};
+use serin_core::rollout::hooks::HookRun;
+use serin_core::rollout::{self, Need, Observed, Sibling};
 use serin_core::rollout::{RolloutSpec, Step};
-use serin_core::sequential::Evidence;
-use serin_core::worker::{Worker, WorkerStatus};
+use serin_core::stats::sequential::Evidence;
 use serin_core::{Lane, Timestamp};
 use serin_store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
@@ -465,7 +465,7 @@ async fn reconcile(
         let verdicts = judge::health::judge(&r.spec.health_checks, &results, now);
         observed.health = Some(judge::combine(verdicts, now));
     }
-    let need = controller::need(d, now);
+    let need = rollout::need(d, now);
     if d.status == DeploymentStatus::Active
         && r.spec.judges.sequential
         && !matches!(need, Need::Judgement { .. })
@@ -522,12 +522,12 @@ async fn reconcile(
     let siblings = siblings_of(state, d, groups).await?;
     // Dry run on a copy: most ticks change nothing and then nothing is written.
     let mut copy = d.clone();
-    let events = controller::advance(&mut copy, &observed, &siblings, now)?;
+    let events = rollout::advance(&mut copy, &observed, &siblings, now)?;
     if copy.revision == d.revision && events.is_empty() {
         return Ok(false);
     }
     let change: serin_store::canary::DeploymentChange =
-        Box::new(move |d| controller::advance(d, &observed, &siblings, now));
+        Box::new(move |d| rollout::advance(d, &observed, &siblings, now));
     match state
         .store
         .update_deployment(&d.id, Some(d.revision), change, "controller", now)

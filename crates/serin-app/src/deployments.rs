@@ -5,10 +5,10 @@
 //! decides, `serin_core::release_effect`), and only what committed is
 //! published.
 
-use serin_core::deployment::{Deployment, NewDeployment};
+use serin_core::canary::metrics::{self, LaneWorkers, MetricsSnapshot};
+use serin_core::canary::worker::WorkerStatus;
+use serin_core::canary::{Deployment, NewDeployment};
 use serin_core::event::NewEvent;
-use serin_core::metrics::{self, LaneWorkers, MetricsSnapshot};
-use serin_core::worker::WorkerStatus;
 use serin_core::{DomainError, Lane};
 use serin_store::canary::DeploymentChange;
 

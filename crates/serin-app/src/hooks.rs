@@ -18,16 +18,16 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use serin_core::controller;
-use serin_core::deployment::Deployment;
-use serin_core::hooks::{Hook, HookKind, HookRun};
+use serin_core::canary::Deployment;
+use serin_core::rollout;
+use serin_core::rollout::hooks::{Hook, HookKind, HookRun};
 
 use crate::App;
 
 /// The hooks a need asks for: the ending ones for an ended deployment.
 pub fn due(d: &Deployment, kind: HookKind) -> Vec<Hook> {
     match kind {
-        HookKind::OnRollback | HookKind::PostRollout => controller::ending_hooks(d),
+        HookKind::OnRollback | HookKind::PostRollout => rollout::ending_hooks(d),
         k => d
             .rollout
             .as_ref()

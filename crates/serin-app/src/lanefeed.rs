@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use serin_core::event::StreamEvent;
-use serin_core::proxy::LanePoint;
+use serin_core::traffic::proxy::LanePoint;
 use tokio::sync::watch;
 
 use crate::App;

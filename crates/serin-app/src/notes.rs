@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use serin_core::environment::Current;
-use serin_core::notes::{self, Commit, CommitRange};
+use serin_core::release::environment::Current;
+use serin_core::release::notes::{self, Commit, CommitRange};
 use serin_core::{Release, ReleaseStatus};
 
 use crate::App;
@@ -61,7 +61,7 @@ pub async fn build(state: &App, release_id: i64, environment: Option<String>) ->
                 // Already there: what it replaced when it arrived.
                 Some(c) if c.version == target.version => latest
                     .map(|d| d.stable_version)
-                    .filter(|v| v != serin_core::environment::NOTHING),
+                    .filter(|v| v != serin_core::release::environment::NOTHING),
                 Some(c) => Some(c.version),
                 None => None,
             }

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use serin_core::deployment::Deployment;
-use serin_core::notify::{self, Delivery, DeliveryStatus, Format};
+use serin_core::canary::Deployment;
+use serin_core::rollout::notify::{self, Delivery, DeliveryStatus, Format};
 use serin_store::StoreError;
 use sha2::Sha256;
 

@@ -16,11 +16,11 @@
 //! earlier environments out); when a person rolls it back there, `rolled_back`.
 
 use serde_json::json;
-use serin_core::controller;
-use serin_core::deployment::{Deployment, DeploymentStatus};
-use serin_core::environment::{
+use serin_core::canary::{Deployment, DeploymentStatus};
+use serin_core::release::environment::{
     self, Approval, ApprovalTally, Current, Decision, DeployRequest, Environment,
 };
+use serin_core::rollout;
 use serin_core::{Release, ReleasePatch, ReleaseStatus};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
@@ -129,7 +129,7 @@ const RESERVED: [&str; 5] = [
 pub async fn check_unmanaged(
     state: &App,
     who: &crate::Actor,
-    new: &serin_core::deployment::NewDeployment,
+    new: &serin_core::canary::NewDeployment,
     field: &str,
 ) -> AppResult<()> {
     if let Some(k) = RESERVED.iter().find(|k| new.metadata.contains_key(**k)) {
@@ -227,7 +227,9 @@ async fn waiting(
     let Some(d) = latest_in(state, &release.product_name, env).await? else {
         return Ok(None);
     };
-    let at_gate = environment::approval_gate(&d).is_some_and(|g| g.release_id == release.id);
+    let at_gate = d
+        .approval_gate()
+        .is_some_and(|g| g.release_id == release.id);
     Ok(at_gate.then_some(d))
 }
 
@@ -237,7 +239,7 @@ pub async fn recheck(state: &App, env: &Environment) -> AppResult<()> {
     let Some(d) = latest_in(state, &env.product, &env.name).await? else {
         return Ok(());
     };
-    if let Some(rid) = environment::approval_gate(&d).map(|g| g.release_id) {
+    if let Some(rid) = d.approval_gate().map(|g| g.release_id) {
         let release = state.store.get_release(rid).await?;
         pass_gate(state, &release, env).await?;
     }
@@ -271,7 +273,7 @@ async fn open_gate(
     };
     let now = state.now();
     let d = change(state, "system", &d.id, move |d| {
-        Ok(controller::pass_release_approval(d, &by, now))
+        Ok(rollout::pass_release_approval(d, &by, now))
     })
     .await?;
     Ok(Some(d))
@@ -299,7 +301,7 @@ pub async fn decide(
     }
     let (actor, role) = (who.name.as_str(), who.role);
     if let Some(c) = &comment {
-        serin_core::product::validate_description("comment", Some(c))?;
+        serin_core::release::product::validate_description("comment", Some(c))?;
     }
     let release = state.store.get_release(release_id).await?;
     let (environment, _, _) = environment(state, &release.product_name, env).await?;

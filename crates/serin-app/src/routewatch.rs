@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serin_core::proxy::RouteSet;
+use serin_core::traffic::proxy::RouteSet;
 use serin_store::{Store, StoreError};
 use tokio::sync::{OnceCell, watch};
 

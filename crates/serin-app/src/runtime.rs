@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use serin_core::proxy::ProxyInfo;
+use serin_core::traffic::proxy::ProxyInfo;
 use serin_proxy::{Backlog, Proxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use serin_core::deployment::PROFILES;
+use serin_core::canary::PROFILES;
 use serin_core::duration::GoDuration;
 use serin_core::rollout::{CanaryConfigFile, RolloutSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};

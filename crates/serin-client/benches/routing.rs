@@ -4,8 +4,8 @@
 //! `cargo bench -p serin-client --bench routing`. Goal: ≤ 100 ns per decision.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use serin_core::deployment::{Deployment, NewDeployment};
-use serin_core::routing::{bucket, choose_lane};
+use serin_core::canary::{Deployment, NewDeployment};
+use serin_core::traffic::routing::{bucket, choose_lane};
 
 fn deployment(strategy: &str) -> Deployment {
     let new: NewDeployment = serde_json::from_value(serde_json::json!({

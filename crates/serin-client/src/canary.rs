@@ -225,7 +225,7 @@ impl Client {
         wait_secs: u64,
         proxy_id: &str,
         name: &str,
-    ) -> Result<serin_core::proxy::RouteSet, ClientError> {
+    ) -> Result<serin_core::traffic::proxy::RouteSet, ClientError> {
         let mut path = format!(
             "/api/v1/proxy/routes?proxy_id={}&name={}",
             seg(proxy_id),
@@ -240,7 +240,7 @@ impl Client {
     /// Sends a proxy's finished seconds.
     pub async fn report_lane_metrics(
         &self,
-        report: &serin_core::proxy::MetricsReport,
+        report: &serin_core::traffic::proxy::MetricsReport,
     ) -> Result<Value, ClientError> {
         self.call(Method::POST, "/api/v1/proxy/metrics", Some(report))
             .await
@@ -256,7 +256,7 @@ impl Client {
     pub async fn set_routing(
         &self,
         id: &str,
-        change: &serin_core::deployment::RoutingChange,
+        change: &serin_core::canary::RoutingChange,
     ) -> Result<Deployment, ClientError> {
         self.call(
             Method::PUT,

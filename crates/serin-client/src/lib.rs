@@ -18,11 +18,11 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use serin_core::deployment::{Deployment, NewDeployment, Profiles};
+use serin_core::canary::metrics::{HealthReport, MetricsSnapshot};
+use serin_core::canary::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
+use serin_core::canary::{Deployment, NewDeployment, Profiles};
 use serin_core::event::Event;
-use serin_core::metrics::{HealthReport, MetricsSnapshot};
-use serin_core::routing::RouteDecision;
-use serin_core::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
+use serin_core::traffic::routing::RouteDecision;
 use serin_core::{
     BatchAccepted, Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch,
     ReleaseStatus, Signal, SignalBatch,

@@ -16,10 +16,9 @@ pub struct LocalRouter {
 impl LocalRouter {
     /// A router over a deployment fetched from the server.
     pub fn new(deployment: Deployment) -> Self {
-        let salt = serin_core::routing::salt_state(&deployment.id);
+        let salt = serin_core::traffic::routing::salt_state(&deployment.id);
         let keyed = deployment.config.sticky_routing
-            || deployment.config.routing_strategy
-                == serin_core::deployment::RoutingStrategy::HashRing;
+            || deployment.config.routing_strategy == serin_core::canary::RoutingStrategy::HashRing;
         LocalRouter {
             deployment,
             salt,
@@ -34,10 +33,10 @@ impl LocalRouter {
             return Lane::Stable;
         }
         let b = match key {
-            Some(k) if self.keyed => serin_core::routing::bucket_after(self.salt, k),
+            Some(k) if self.keyed => serin_core::traffic::routing::bucket_after(self.salt, k),
             _ => random_bucket,
         };
-        if serin_core::routing::in_canary(b, self.deployment.current_percent) {
+        if serin_core::traffic::routing::in_canary(b, self.deployment.current_percent) {
             Lane::Canary
         } else {
             Lane::Stable
@@ -59,5 +58,5 @@ pub fn route_locally(
     key: Option<&str>,
     random_bucket: u32,
 ) -> RouteDecision {
-    serin_core::routing::route_job(queue, deployment, key, random_bucket)
+    serin_core::traffic::routing::route_job(queue, deployment, key, random_bucket)
 }

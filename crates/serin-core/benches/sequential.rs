@@ -7,11 +7,11 @@
 //! with its JSON evidence are measured beside it.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use serin_core::canary::metrics::LaneWindow;
 use serin_core::judge::sequential;
-use serin_core::metrics::LaneWindow;
 use serin_core::rollout::Judges;
-use serin_core::sequential::Evidence;
 use serin_core::simulate::Rng;
+use serin_core::stats::sequential::Evidence;
 
 /// One second at 100 req/s, 10% canary, 1% errors, lognormal latencies.
 fn second(rng: &mut Rng) -> [LaneWindow; 2] {
@@ -33,7 +33,12 @@ fn judge_costs(c: &mut Criterion) {
     let mut rng = Rng::for_run(1, 0);
     let seconds: Vec<[LaneWindow; 2]> = (0..600).map(|_| second(&mut rng)).collect();
     // A test ten minutes into a step.
-    let mut ev = Evidence::new(1.2, 1.1, serin_core::sequential::Margins::default(), 0.0025);
+    let mut ev = Evidence::new(
+        1.2,
+        1.1,
+        serin_core::stats::sequential::Margins::default(),
+        0.0025,
+    );
     for [s, c] in &seconds {
         ev.observe(s, c);
     }

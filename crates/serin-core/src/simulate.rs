@@ -5,9 +5,9 @@
 //! rolls back a good one" is only worth what its measurement is worth, and a
 //! false-rollback rate of 1% can't be measured on a live system: it takes
 //! thousands of A/A rollouts. So this module replays the rollout loop — a
-//! [`Deployment`](crate::deployment::Deployment) with its plan, [`controller::need`], the judges of
+//! [`Deployment`](crate::canary::Deployment) with its plan, [`rollout::need`], the judges of
 //! [`judge::judge_all`] (or a Flagger-style fixed judge for comparison),
-//! [`controller::advance`] — once per virtual second, with traffic drawn from a
+//! [`rollout::advance`] — once per virtual second, with traffic drawn from a
 //! seeded generator: each request is routed to the canary with the current
 //! weight, fails with its lane's error rate and takes a lognormal latency
 //! (median 20 ms, σ = 0.5), which the canary may scale (`latency_scale`) or
@@ -26,16 +26,16 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::controller;
-use crate::deployment::{DeploymentStatus, NewDeployment};
+use crate::canary::metrics::{LaneWindow, LaneWorkers, snapshot};
+use crate::canary::{DeploymentStatus, NewDeployment};
 use crate::duration::GoDuration;
 use crate::judge::{self, Inputs, Outcome, Verdict};
-use crate::metrics::{LaneWindow, LaneWorkers, snapshot};
-use crate::proxy::LaneBucket;
+use crate::release::signal::Lane;
+use crate::rollout;
 use crate::rollout::RolloutSpec;
-use crate::sequential::Evidence;
-use crate::sequential::bound::ln_gamma;
-use crate::signal::Lane;
+use crate::stats::sequential::Evidence;
+use crate::stats::sequential::bound::ln_gamma;
+use crate::traffic::proxy::LaneBucket;
 use crate::{DomainError, Timestamp};
 
 /// Which judge decides.
@@ -349,7 +349,7 @@ fn drive(
     };
     let mut canary_requests = 0u64;
     let mut pending = std::collections::VecDeque::new();
-    controller::advance(&mut d, &controller::Observed::default(), &[], t0)?;
+    rollout::advance(&mut d, &rollout::Observed::default(), &[], t0)?;
     for t in 1..=s.horizon_s {
         let now = t0 + chrono::Duration::seconds(i64::from(t));
         let Some([stable, canary]) = traffic(d.current_percent) else {
@@ -358,14 +358,11 @@ fn drive(
         canary_requests += canary.success + canary.errors;
         let r = d.rollout.as_ref().expect("a plan");
         let step_start = r.step_started_at;
-        let mut observed = controller::Observed::default();
+        let mut observed = rollout::Observed::default();
         match s.judge {
             JudgeKind::Flagger => {
                 let j = flagger.judge(&canary, t, now);
-                if matches!(
-                    controller::need(&d, now),
-                    controller::Need::Judgement { .. }
-                ) {
+                if matches!(rollout::need(&d, now), rollout::Need::Judgement { .. }) {
                     observed.judgement = Some(j);
                 }
             }
@@ -397,7 +394,7 @@ fn drive(
                 // not even at a window's end: the tests run on one path).
                 pending.push_back((t, [stable, canary]));
                 let window_over = match r.current() {
-                    Some(crate::rollout::Step::Analysis { window }) => {
+                    Some(rollout::Step::Analysis { window }) => {
                         now >= step_start + window.unwrap_or(d.config.metrics_window).to_chrono()
                     }
                     _ => false,
@@ -410,10 +407,7 @@ fn drive(
                     let (_, [st, ca]) = pending.pop_front().expect("just seen");
                     ev.observe(&st, &ca);
                 }
-                if matches!(
-                    controller::need(&d, now),
-                    controller::Need::Judgement { .. }
-                ) {
+                if matches!(rollout::need(&d, now), rollout::Need::Judgement { .. }) {
                     let inputs = Inputs {
                         deployment: &d,
                         stable: &empty,
@@ -431,7 +425,7 @@ fn drive(
                 }
             }
         }
-        controller::advance(&mut d, &observed, &[], now)?;
+        rollout::advance(&mut d, &observed, &[], now)?;
         match d.status {
             DeploymentStatus::Failed => {
                 return Ok(RunResult::RolledBack {

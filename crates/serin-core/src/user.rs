@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::auth::Role;
-use crate::product::validate_text;
+use crate::release::product::validate_text;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8).
 pub const MIN_PASSWORD_LEN: usize = 8;

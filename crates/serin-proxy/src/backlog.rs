@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use serin_core::proxy::LaneBucket;
+use serin_core::traffic::proxy::LaneBucket;
 
 use crate::Proxy;
 

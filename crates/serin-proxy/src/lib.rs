@@ -46,7 +46,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serin_core::proxy::RouteSet;
+use serin_core::traffic::proxy::RouteSet;
 use serin_core::traffic::{RequestView, UpstreamProtocol};
 use tokio::net::TcpListener;
 

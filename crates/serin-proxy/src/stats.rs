@@ -23,8 +23,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serin_core::Lane;
-use serin_core::histogram::Histogram;
-use serin_core::proxy::LaneBucket;
+use serin_core::stats::histogram::Histogram;
+use serin_core::traffic::proxy::LaneBucket;
 
 /// Upper bounds of the Prometheus latency histogram, in microseconds (compared
 /// as integers, so a bound is exact).

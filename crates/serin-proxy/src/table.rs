@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serin_core::Lane;
 use serin_core::duration::GoDuration;
-use serin_core::proxy::{ProxyRoute, RouteSet};
+use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
 use serin_core::traffic::{Balance, LaneChooser, UpstreamProtocol};
 
 use crate::stats::{LaneStats, Registry};
@@ -265,7 +265,7 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serin_core::deployment::{DeploymentStatus, Route, Upstreams};
+    use serin_core::canary::{DeploymentStatus, Route, Upstreams};
     use serin_core::traffic::TrafficRules;
 
     fn route(id: &str, host: Option<&str>, prefix: Option<&str>) -> ProxyRoute {

@@ -14,9 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serin_core::Lane;
-use serin_core::deployment::{DeploymentStatus, Route, Upstreams};
-use serin_core::proxy::{ProxyRoute, RouteSet};
+use serin_core::canary::{DeploymentStatus, Route, Upstreams};
 use serin_core::traffic::TrafficRules;
+use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
 use serin_proxy::{Proxy, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -313,7 +313,7 @@ async fn overrides_affinity_rules_and_sticky_keys() {
     // Sticky: the same session always lands in the same lane, the one the hash says.
     for i in 0..200 {
         let key = format!("session-{i}");
-        let want = if serin_core::routing::bucket("dep1", &key) < 5000 {
+        let want = if serin_core::traffic::routing::bucket("dep1", &key) < 5000 {
             "canary\n"
         } else {
             "stable\n"

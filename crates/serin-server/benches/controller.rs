@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serin_core::Lane;
-use serin_core::deployment::NewDeployment;
+use serin_core::canary::NewDeployment;
 use serin_core::duration::GoDuration;
-use serin_core::histogram::Histogram;
-use serin_core::proxy::LaneBucket;
 use serin_core::rollout::{RolloutSpec, Step};
+use serin_core::stats::histogram::Histogram;
+use serin_core::traffic::proxy::LaneBucket;
 use serin_server::{AppState, ServerConfig};
 use serin_store::{Store, StoreOptions};
 

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use serin_core::deployment::DeploymentStatus;
+use serin_core::canary::DeploymentStatus;
 
 pub use serin_app::telemetry::Telemetry;
 

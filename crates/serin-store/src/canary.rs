@@ -11,10 +11,10 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serin_core::auth::Role;
-use serin_core::deployment::{Deployment, DeploymentStatus};
+use serin_core::canary::metrics::LaneWindow;
+use serin_core::canary::worker::{Heartbeat, Worker, WorkerStatus};
+use serin_core::canary::{Deployment, DeploymentStatus};
 use serin_core::event::{Event, NewEvent};
-use serin_core::metrics::LaneWindow;
-use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::{DomainError, Lane, SignalKind, Timestamp};
 
 use crate::{Result, Store, StoreError};
@@ -198,7 +198,7 @@ pub(crate) fn attribute(w: &Worker, live: &[(String, String)]) -> Option<String>
 /// The observations a job result becomes, in the worker's lane.
 pub(crate) fn job_observations(
     w: &Worker,
-    j: &serin_core::worker::JobResult,
+    j: &serin_core::canary::worker::JobResult,
     now: Timestamp,
 ) -> Vec<Observation> {
     let ts = j.timestamp.map_or(now, serin_core::to_micros);
@@ -276,7 +276,7 @@ pub(crate) fn apply_change(
 
 /// Whether a deployment has upstreams, so that it may be its target's route.
 pub(crate) fn is_routed(d: &Deployment) -> bool {
-    serin_core::proxy::ProxyRoute::of(d).is_some()
+    serin_core::traffic::proxy::ProxyRoute::of(d).is_some()
 }
 
 /// The change of a deployment the store applies inside its transaction.

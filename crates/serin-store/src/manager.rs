@@ -4,13 +4,13 @@
 //! Users and sessions are rows; a session's token is stored only as its
 //! SHA-256 (the server makes the token and hashes it). Environments are stored
 //! whole as JSON per product, and a product with none stored has
-//! `serin_core::environment::default_environments`. Approvals are append-only:
+//! `serin_core::release::environment::default_environments`. Approvals are append-only:
 //! a change of mind is a new row, and the tally reads each person's latest.
 
 use serde_json::json;
 use serin_core::auth::Role;
-use serin_core::environment::{Approval, Decision, Environment, EnvironmentSpec};
 use serin_core::event::{EventType, NewEvent};
+use serin_core::release::environment::{Approval, Decision, Environment, EnvironmentSpec};
 use serin_core::user::User;
 use serin_core::{Release, ReleaseStatus, Timestamp};
 

@@ -2,7 +2,7 @@
 
 use serin_core::Timestamp;
 use serin_core::event::Event;
-use serin_core::notify::{Delivery, DeliveryStatus, Format};
+use serin_core::rollout::notify::{Delivery, DeliveryStatus, Format};
 
 use crate::{Result, Store, StoreError};
 

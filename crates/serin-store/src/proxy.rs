@@ -4,9 +4,9 @@
 //! and the list of proxies.
 
 use serin_core::Timestamp;
-use serin_core::deployment::Deployment;
-use serin_core::metrics::LaneWindow;
-use serin_core::proxy::{LaneBucket, ProxyInfo};
+use serin_core::canary::Deployment;
+use serin_core::canary::metrics::LaneWindow;
+use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
 use crate::{Result, Store};
 

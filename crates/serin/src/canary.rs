@@ -4,8 +4,8 @@ use anyhow::{Context, anyhow};
 use futures::StreamExt;
 use serde_json::Value;
 use serin_core::Lane;
-use serin_core::deployment::{NewDeployment, Route, RoutingStrategy, Upstreams};
-use serin_core::worker::{NewWorker, WorkerStatus};
+use serin_core::canary::worker::{NewWorker, WorkerStatus};
+use serin_core::canary::{NewDeployment, Route, RoutingStrategy, Upstreams};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::cli::{ApiKeyCmd, CanaryCmd, CanaryCreate, ClientArgs, Output, WorkerCmd};

@@ -230,7 +230,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     for entry in &l.list(&up.git_repositories, "git_repositories") {
         match entry.split_once('=') {
             Some((product, path))
-                if serin_core::product::validate_name("product", product).is_ok()
+                if serin_core::release::product::validate_name("product", product).is_ok()
                     && !path.is_empty() =>
             {
                 git_repositories.insert(product.to_string(), std::path::PathBuf::from(path));

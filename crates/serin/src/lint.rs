@@ -50,7 +50,7 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
                 Output::Table => {
                     println!("{}: valid, {} steps", path.display(), spec.steps.len());
                     for (i, s) in spec.steps.iter().enumerate() {
-                        println!("{:>3}. {}", i + 1, serin_core::controller::describe(s));
+                        println!("{:>3}. {}", i + 1, serin_core::rollout::describe(s));
                     }
                 }
             }
@@ -66,11 +66,11 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serin_core::controller::describe;
+    use serin_core::rollout::describe;
 
     #[test]
     fn the_canary_config_example_works_as_written() {
-        let file = parse(serin_core::rollout::SEED_002_EXAMPLE).unwrap();
+        let file = parse(serin_core::rollout::CANARY_CONFIG_EXAMPLE).unwrap();
         let spec = &file.spec;
         assert_eq!(spec.steps.len(), 7);
         assert_eq!(describe(&spec.steps[0]), "set weight 5%");

@@ -1,10 +1,10 @@
 //! Printing answers: aligned tables for people, JSON for scripts.
 
 use serde::Serialize;
-use serin_core::deployment::Deployment;
+use serin_core::canary::Deployment;
+use serin_core::canary::metrics::{HealthCheck, MetricsSnapshot};
+use serin_core::canary::worker::Worker;
 use serin_core::event::Event;
-use serin_core::metrics::{HealthCheck, MetricsSnapshot};
-use serin_core::worker::Worker;
 use serin_core::{Product, Release, Signal};
 
 use crate::cli::Output;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serin_core::proxy::{MetricsReport, RouteSet};
+use serin_core::traffic::proxy::{MetricsReport, RouteSet};
 use serin_proxy::{Backlog, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
@@ -34,7 +34,7 @@ fn unix_now() -> i64 {
 fn read_routes(path: &Path) -> anyhow::Result<RouteSet> {
     #[derive(serde::Deserialize)]
     struct File {
-        routes: Vec<serin_core::proxy::ProxyRoute>,
+        routes: Vec<serin_core::traffic::proxy::ProxyRoute>,
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -77,7 +77,7 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
     // A plan longer than the profile's max_canary_duration (seed 002's example
     // waits 24 h per step) gets a max that fits it, unless one was given.
     if new.max_duration.is_none() {
-        let profiles = &serin_core::deployment::PROFILES;
+        let profiles = &serin_core::canary::PROFILES;
         if let Some(p) = profiles.get(new.profile.as_deref().unwrap_or("default")) {
             let window = new
                 .metrics_window

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use serin_core::proxy::LaneBucket;
 use serin_core::simulate::{self, JudgeKind, Rng, RunResult, Scenario};
+use serin_core::traffic::proxy::LaneBucket;
 
 use crate::cli::{SimJudge, SimulateArgs};
 

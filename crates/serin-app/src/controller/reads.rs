@@ -32,7 +32,7 @@ struct Plan {
 /// Whether the controller follows a deployment's lanes: an analysis step
 /// judges them, or the sequential tests run all through an active rollout.
 fn follows(d: &Deployment, now: Timestamp) -> Option<Option<Timestamp>> {
-    let judging = match controller::need(d, now) {
+    let judging = match rollout::need(d, now) {
         Need::Judgement { since } => Some(since),
         _ => None,
     };

@@ -52,7 +52,7 @@ pub(super) fn default_plan(window: GoDuration) -> anyhow::Result<PlanSpec> {
 /// Seed 002's file through the same code as `serin apply -f` (YAML read into
 /// JSON's data model, then `CanaryConfigSection::spec`).
 pub(super) fn canary_config_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
-    let value: Value = serde_yaml::from_str(serin_core::rollout::SEED_002_EXAMPLE)?;
+    let value: Value = serde_yaml::from_str(serin_core::rollout::CANARY_CONFIG_EXAMPLE)?;
     let file: CanaryConfigFile = serde_json::from_value(value)?;
     let spec = file
         .canary

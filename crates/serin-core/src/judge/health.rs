@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Outcome, Verdict};
-use crate::signal::Lane;
+use crate::traffic::Lane;
 use crate::{DomainError, Timestamp};
 
 /// What a health check probes.

@@ -24,7 +24,7 @@
 //! collects every chance crossing. So each such judge either uses evidence that
 //! stays valid however often it is read (the sequential judge; the critical
 //! safety checks on rates and quantiles, through the time-uniform bounds of
-//! [`crate::sequential::bound`]) or decides once per analysis window (the
+//! [`crate::stats::sequential::bound`]) or decides once per analysis window (the
 //! threshold judge, at the window's end, on bounds of that window), and
 //! [`Budget`] shares the rollout's α between them, so that the chance that
 //! *these* roll back a canary no worse than stable (by the margins, and inside
@@ -48,8 +48,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Timestamp;
-use crate::deployment::Deployment;
-use crate::metrics::{LaneWindow, MetricsSnapshot};
+use crate::canary::Deployment;
+use crate::canary::metrics::{LaneWindow, MetricsSnapshot};
 use crate::rollout::{AlertLevel, RolloutSpec};
 
 /// What one judge says. Ordered by severity: `Pass < Warn < Inconclusive < Fail`.
@@ -183,7 +183,7 @@ pub struct Inputs<'a> {
     /// When the step started.
     pub step_started_at: Timestamp,
     /// The sequential judge's running tests of this step, if read.
-    pub sequential: Option<&'a crate::sequential::Evidence>,
+    pub sequential: Option<&'a crate::stats::sequential::Evidence>,
     /// Now.
     pub now: Timestamp,
 }
@@ -299,10 +299,10 @@ mod tests {
 
     mod lanes {
         use super::super::*;
-        use crate::deployment::NewDeployment;
-        use crate::metrics::{LaneWindow, LaneWorkers, snapshot};
+        use crate::canary::NewDeployment;
+        use crate::canary::metrics::{LaneWindow, LaneWorkers, snapshot};
         use crate::rollout::{AlertLevel, SafetyCheck};
-        use crate::signal::Lane;
+        use crate::traffic::Lane;
         use chrono::{Duration, TimeZone, Utc};
         use std::collections::BTreeMap;
 

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use super::{Inputs, Outcome, Verdict};
 use crate::DomainError;
-use crate::metrics::MetricsSnapshot;
+use crate::canary::metrics::MetricsSnapshot;
 
 /// Longest expression accepted.
 pub const MAX_EXPRESSION: usize = 4096;
@@ -193,8 +193,8 @@ pub fn judge(p: &Policy, inputs: &Inputs<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::{Deployment, NewDeployment};
-    use crate::metrics::{LaneWindow, LaneWorkers, snapshot};
+    use crate::canary::metrics::{LaneWindow, LaneWorkers, snapshot};
+    use crate::canary::{Deployment, NewDeployment};
     use chrono::{TimeZone, Utc};
     use std::collections::BTreeMap;
 

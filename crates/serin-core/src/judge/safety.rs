@@ -14,7 +14,7 @@
 //! so it must not roll back on chance. On the figures that are rates or
 //! quantiles (`error_rate`, `success_rate`, `p50/p95/p99_latency_ms`) a critical
 //! check fails only when the window *proves* the crossing, by the time-uniform
-//! bounds of [`crate::sequential::bound`] at its share of the rollout's α
+//! bounds of [`crate::stats::sequential::bound`] at its share of the rollout's α
 //! (a P95 above 1000 ms is "more than 5% of requests above 1000 ms"); those
 //! stay valid however often they are read, so they are read every tick and a
 //! canary far past a limit is rolled back at once. The other figures (a mean, a
@@ -25,10 +25,10 @@
 use serde_json::json;
 
 use super::{Inputs, Outcome, Verdict};
-use crate::histogram::index_of;
-use crate::metrics::MetricsSnapshot;
+use crate::canary::metrics::MetricsSnapshot;
 use crate::rollout::{AlertLevel, SafetyCheck};
-use crate::sequential::{bound, latencies};
+use crate::stats::histogram::index_of;
+use crate::stats::sequential::{bound, latencies};
 
 /// The metrics a safety check can name besides gauges.
 pub const LANE_METRICS: [&str; 8] = [

@@ -1,13 +1,13 @@
 //! The sequential judge: anytime-valid evidence about error rate and latency.
 //!
-//! The statistics are in [`crate::sequential`]; this turns a rollout's running
+//! The statistics are in [`crate::stats::sequential`]; this turns a rollout's running
 //! tests into a verdict. Each metric's rollback test runs on one path for the
 //! whole rollout with its share of the rollout's α ([`super::Budget`]), so
 //! crossing its `1/α` is a `fail` whose sentence says what was seen and the
 //! margin it was judged against ("canary error rate 4.8% vs 1.0% (margin ×1.25
 //! and a 0.1% floor), Bayes factor 210 > 200 after 412 canary requests"). An
 //! error-rate failure also needs the canary's rate proven above the floor (the
-//! intersection-union test of the module docs of [`crate::sequential`]).
+//! intersection-union test of the module docs of [`crate::stats::sequential`]).
 //! Without enough canary requests for the profile's sample size it is
 //! `inconclusive`, like the threshold judge; otherwise `pass` — and a *settled*
 //! pass when both of the step's promotion tests have crossed their bar (α over
@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{Outcome, Verdict};
 use crate::rollout::Judges;
-use crate::sequential::Evidence;
+use crate::stats::sequential::Evidence;
 
 /// The α of one step's promotion evidence: the rollout's α over its analysis
 /// steps (both `within` tests must reject, so the metrics need no split).
@@ -162,8 +162,8 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::Histogram;
-    use crate::metrics::LaneWindow;
+    use crate::canary::metrics::LaneWindow;
+    use crate::stats::histogram::Histogram;
 
     /// A lane whose latencies are spread evenly over [us, 1.5 × us].
     fn lane(ok: u64, errors: u64, us: u64) -> LaneWindow {
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn fails_with_a_readable_sentence_and_settles_when_within_tolerance() {
         let judges = Judges::default();
-        let margins = crate::sequential::Margins::default();
+        let margins = crate::stats::sequential::Margins::default();
         let mut ev = Evidence::new(1.2, 1.1, margins, 0.005);
         for _ in 0..60 {
             ev.observe(&lane(891, 9, 20_000), &lane(95, 5, 20_000));
@@ -226,7 +226,12 @@ mod tests {
         // 0.05% vs 0.01% errors: five times stable's rate, but under the
         // 0.1% floor: never a regression.
         let judges = Judges::default();
-        let mut ev = Evidence::new(1.2, 1.1, crate::sequential::Margins::default(), 0.005);
+        let mut ev = Evidence::new(
+            1.2,
+            1.1,
+            crate::stats::sequential::Margins::default(),
+            0.005,
+        );
         for _ in 0..2000 {
             ev.observe(&lane(9_999, 1, 20_000), &lane(9_995, 5, 20_000));
         }

@@ -10,7 +10,7 @@
 //! judge **decides once per analysis window**, at its end (or when the step is
 //! about to end early on the sequential judge's promotion evidence), and then
 //! only on what the window *proves*: each check compares time-uniform bounds
-//! ([`crate::sequential::bound`]) at its share of the rollout's α
+//! ([`crate::stats::sequential::bound`]) at its share of the rollout's α
 //! ([`super::Budget`]):
 //!
 //! - error rate: the canary's lower bound minus stable's upper bound above
@@ -28,9 +28,9 @@
 use serde_json::json;
 
 use super::{Inputs, Outcome, Verdict};
-use crate::histogram::{Histogram, bounds_of};
-use crate::metrics::{CheckStatus, evaluate};
-use crate::sequential::{bound, latencies};
+use crate::canary::metrics::{CheckStatus, evaluate};
+use crate::stats::histogram::{Histogram, bounds_of};
+use crate::stats::sequential::{bound, latencies};
 
 /// What the window proves about the canary's P95: its lower bound and stable's
 /// upper bound, ms (`None`: too few requests to bound it).

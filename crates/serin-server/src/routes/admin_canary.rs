@@ -9,9 +9,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use serin_core::deployment::{Deployment, DeploymentStatus, NewDeployment};
+use serin_core::canary::metrics::{self, HealthReport, MetricsSnapshot};
+use serin_core::canary::{Deployment, DeploymentStatus, NewDeployment};
 use serin_core::event::{EventType, NewEvent};
-use serin_core::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_store::StoreError;
 use serin_store::canary::DeploymentFilter;
 
@@ -146,7 +146,7 @@ pub async fn scale(
     ApiPath(percent): ApiPath<String>,
 ) -> ApiResult<Json<Deployment>> {
     let value = numeric(json!(percent));
-    let p = serin_core::deployment::parse_percentage(&value)?;
+    let p = serin_core::canary::parse_percentage(&value)?;
     let d = live(&state).await?;
     let now = state.now();
     Ok(Json(

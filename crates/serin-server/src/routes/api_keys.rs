@@ -103,7 +103,7 @@ pub async fn make_key(
     if name.trim().is_empty() || name.len() > 100 {
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
-    serin_core::product::validate_text("name", name)?;
+    serin_core::release::product::validate_text("name", name)?;
     // The name is the key's actor in the audit log: it may not pass for a
     // person (whose actor is their email) or for Serin itself, and the store
     // keeps it unique for good.

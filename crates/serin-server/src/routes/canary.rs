@@ -16,14 +16,14 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use serin_core::deployment::{
+use serin_core::canary::metrics::{self, HealthReport, MetricsSnapshot};
+use serin_core::canary::{
     Deployment, DeploymentStatus, NewDeployment, PROFILES, Profiles, parse_percentage,
 };
 use serin_core::event::{Event, EventType, StreamEvent};
-use serin_core::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_core::page::{PageParams, Pagination};
-use serin_core::routing::{RouteDecision, route_job};
-use serin_core::signal::LaneSignal;
+use serin_core::release::signal::LaneSignal;
+use serin_core::traffic::routing::{RouteDecision, route_job};
 use serin_store::canary::{DeploymentFilter, EventFilter, Observation};
 
 use super::{ActionAnswer, ReasonBody};
@@ -347,13 +347,13 @@ const MAX_SECONDS_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(6);
 /// `serin simulate --replay` replays. At most six hours per request.
 #[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/seconds", tag = "canary",
     params(("id" = String, Path, description = "the deployment's id"), SecondsParams),
-    responses((status = 200, body = Vec<serin_core::proxy::LaneBucket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<serin_core::traffic::proxy::LaneBucket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn seconds(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(p): ApiQuery<SecondsParams>,
-) -> ApiResult<Json<Vec<serin_core::proxy::LaneBucket>>> {
+) -> ApiResult<Json<Vec<serin_core::traffic::proxy::LaneBucket>>> {
     let d = state.store.get_deployment(&id).await?;
     let since = p.since.unwrap_or(d.start_time);
     let until = p.until.or(d.completed_at).unwrap_or_else(|| state.now());
@@ -582,7 +582,7 @@ pub async fn record_signals(
     ApiJson(body): ApiJson<LaneSignals>,
 ) -> ApiResult<(StatusCode, Json<serin_core::BatchAccepted>)> {
     let now = state.now();
-    if body.signals.is_empty() || body.signals.len() > serin_core::signal::MAX_BATCH {
+    if body.signals.is_empty() || body.signals.len() > serin_core::release::signal::MAX_BATCH {
         return Err(ApiError::invalid("signals", "send 1 to 50000 signals"));
     }
     for (i, s) in body.signals.iter().enumerate() {
@@ -643,7 +643,7 @@ pub async fn route(
         .live_deployment(&p.queue, p.tenant_id.as_deref())
         .await?;
     let random = getrandom::u32().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?
-        % serin_core::routing::BUCKETS;
+        % serin_core::traffic::routing::BUCKETS;
     Ok(Json(route_job(
         &p.queue,
         live.as_ref(),

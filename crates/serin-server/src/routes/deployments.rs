@@ -7,9 +7,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serin_core::environment::{ApprovalTally, ReleaseDeployment, approval_gate, tally};
 use serin_core::event::EventType;
 use serin_core::page::{PageParams, Pagination};
+use serin_core::release::environment::{ApprovalTally, ReleaseDeployment, tally};
 use serin_store::canary::{DeploymentFilter, EventFilter};
 
 use crate::auth::Principal;
@@ -125,7 +125,9 @@ pub async fn show(
         .rev()
         .map(|mut e| e.data.get_mut("hook").map(Value::take).unwrap_or(e.data))
         .collect();
-    let gate = approval_gate(&d).map(|g| (g.release_id, g.environment.to_string()));
+    let gate = d
+        .approval_gate()
+        .map(|g| (g.release_id, g.environment.to_string()));
     let (mut waiting_for, mut approvals) = (None, None);
     if let Some((rid, env)) = gate {
         let product = d.product.clone().unwrap_or_default();
@@ -141,7 +143,8 @@ pub async fn show(
     } else if let Some(r) = &d.rollout
         && d.status.is_live()
         && !r.pre_rollout_done
-        && r.spec.has_hooks(serin_core::hooks::HookKind::PreRollout)
+        && r.spec
+            .has_hooks(serin_core::rollout::hooks::HookKind::PreRollout)
     {
         waiting_for = Some("its pre-deploy hook".into());
     }
@@ -184,7 +187,7 @@ pub async fn rollback(
 ) -> ApiResult<(StatusCode, Json<ReleaseDeployment>)> {
     let reason = body.unwrap_or_default().reason;
     if let Some(r) = &reason {
-        serin_core::product::validate_description("reason", Some(r))?;
+        serin_core::release::product::validate_description("reason", Some(r))?;
     }
     let d = crate::releaser::rollback(&state, &who.name, &id, reason).await?;
     Ok((StatusCode::ACCEPTED, Json(ReleaseDeployment::of(&d))))

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Serialize;
-use serin_core::environment::{Environment, EnvironmentSpec};
+use serin_core::release::environment::{Environment, EnvironmentSpec};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 /// created (bad characters, NUL, too long) names no product: 404, like any other
 /// unknown name, without asking the database.
 pub(crate) fn product_in_path(name: String) -> Result<String, ApiError> {
-    match serin_core::product::validate_name("name", &name) {
+    match serin_core::release::product::validate_name("name", &name) {
         Ok(()) => Ok(name),
         Err(_) => Err(StoreError::NotFound {
             entity: Entity::Product,

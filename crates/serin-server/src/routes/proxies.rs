@@ -16,9 +16,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
-use serin_core::deployment::{Deployment, RoutingChange};
+use serin_core::canary::{Deployment, RoutingChange};
 use serin_core::duration::GoDuration;
-use serin_core::proxy::{MetricsReport, ProxyInfo, RouteSet};
+use serin_core::traffic::proxy::{MetricsReport, ProxyInfo, RouteSet};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};

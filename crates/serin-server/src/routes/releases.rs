@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
-use serin_core::environment::{
+use serin_core::page::{PageParams, Pagination};
+use serin_core::release::environment::{
     Approval, ApprovalTally, Decision, DeployRequest, ReleaseDeployment, tally,
 };
-use serin_core::page::{PageParams, Pagination};
 use serin_core::{NewRelease, Release, ReleasePatch, ReleaseStatus};
 use serin_store::manager::ReleaseFilter;
 

@@ -13,11 +13,11 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serin_core::DomainError;
-use serin_core::controller::{self, Rollout};
-use serin_core::deployment::{Deployment, DeploymentStatus, NewDeployment};
+use serin_core::canary::{Deployment, DeploymentStatus, NewDeployment};
 use serin_core::event::{Event, EventType, NewEvent};
 use serin_core::judge::Judgement;
 use serin_core::rollout::RolloutSpec;
+use serin_core::rollout::{self, Rollout};
 use serin_store::canary::EventFilter;
 
 use super::{ActionAnswer, ReasonBody};
@@ -217,8 +217,8 @@ async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
                 StepState::Pending
             };
             let length = match s {
-                serin_core::rollout::Step::Pause { duration: Some(p) } => Some(*p),
-                serin_core::rollout::Step::Analysis { window } => {
+                rollout::Step::Pause { duration: Some(p) } => Some(*p),
+                rollout::Step::Analysis { window } => {
                     Some(window.unwrap_or(d.config.metrics_window))
                 }
                 _ => None,
@@ -233,7 +233,7 @@ async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
                 });
             StepView {
                 index: i,
-                description: controller::describe(s),
+                description: rollout::describe(s),
                 state: st,
                 seconds_left,
             }
@@ -248,17 +248,17 @@ async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
                 .unwrap_or_default()
         )),
         (DeploymentStatus::Active, _) if r.ready => Some("the other targets of its group".into()),
-        (DeploymentStatus::Active, Some(serin_core::rollout::Step::Pause { duration: None })) => {
+        (DeploymentStatus::Active, Some(rollout::Step::Pause { duration: None })) => {
             Some("a person to continue".into())
         }
-        (DeploymentStatus::Active, Some(serin_core::rollout::Step::Gate(g))) => Some(match g {
-            serin_core::rollout::Gate::Approval => "an approval (continue)".into(),
-            serin_core::rollout::Gate::ReleaseApproval {
+        (DeploymentStatus::Active, Some(rollout::Step::Gate(g))) => Some(match g {
+            rollout::Gate::Approval => "an approval (continue)".into(),
+            rollout::Gate::ReleaseApproval {
                 release_id,
                 environment,
                 required,
             } => format!("{required} approval(s) of release {release_id} for {environment}"),
-            serin_core::rollout::Gate::Webhook { url } => format!(
+            rollout::Gate::Webhook { url } => format!(
                 "the gate {url} to answer 2xx{}",
                 r.gate_refusal
                     .as_deref()
@@ -285,8 +285,13 @@ async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
     let [stable, canary] = state.store.lane_windows(&d.id, since, until).await?;
     let mut both = stable;
     both.merge(canary);
-    let whole =
-        serin_core::metrics::snapshot(&both, &Default::default(), "", (since, until), until);
+    let whole = serin_core::canary::metrics::snapshot(
+        &both,
+        &Default::default(),
+        "",
+        (since, until),
+        until,
+    );
     let (health_status, confidence_score) = health_of(d, judgement.as_ref());
     let summary = StatusSummary {
         current_traffic_percent: f64::from(d.current_percent),
@@ -338,7 +343,7 @@ pub async fn continue_(
 ) -> ApiResult<Json<RolloutView>> {
     let (now, actor) = (state.now(), who.name.clone());
     let d = change(&state, &who.name, &id, move |d| {
-        controller::continue_step(d, &actor, now)
+        rollout::continue_step(d, &actor, now)
     })
     .await?;
     Ok(Json(view(&state, &d).await?))
@@ -384,7 +389,7 @@ pub async fn abort(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryList {
     /// The deliveries.
-    pub deliveries: Vec<serin_core::notify::Delivery>,
+    pub deliveries: Vec<rollout::notify::Delivery>,
 }
 
 /// A deployment's notification deliveries: each event sent to each target, with

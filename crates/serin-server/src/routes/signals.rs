@@ -105,10 +105,10 @@ pub async fn list(
     }
     .check()?;
     if let Some(name) = &p.name {
-        serin_core::signal::validate_signal_name("name", name)?;
+        serin_core::release::signal::validate_signal_name("name", name)?;
     }
     if let Some(since) = p.since {
-        serin_core::signal::validate_instant("since", since)?;
+        serin_core::release::signal::validate_instant("since", since)?;
     }
     let q = SignalQuery {
         lane: p.lane,

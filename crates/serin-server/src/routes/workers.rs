@@ -6,8 +6,8 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serin_core::Lane;
+use serin_core::canary::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
 use serin_core::page::{PageParams, Pagination};
-use serin_core::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
 
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};

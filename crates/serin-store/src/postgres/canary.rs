@@ -3,10 +3,10 @@
 //! revision it had.
 
 use deadpool_postgres::GenericClient;
-use serin_core::deployment::Deployment;
+use serin_core::canary::Deployment;
+use serin_core::canary::metrics::LaneWindow;
+use serin_core::canary::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::event::{Event, EventType, NewEvent};
-use serin_core::metrics::LaneWindow;
-use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
 use tokio_postgres::Row;
 
@@ -361,7 +361,7 @@ impl PgStore {
         if was_routed || is_routed(&d) {
             reroute(&tx, &d.queue_name, &tenant_key(d.tenant_id.as_deref())).await?;
         }
-        let effect = serin_core::release_effect::candidate(was, &d, &new_events);
+        let effect = serin_core::release::effect::candidate(was, &d, &new_events);
         let mut events = record(&tx, new_events, actor, now).await?;
         if let Some(effect) = effect {
             events.extend(

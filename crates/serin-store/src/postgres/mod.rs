@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use serin_core::signal::ReleaseRef;
+use serin_core::release::signal::ReleaseRef;
 use serin_core::{
     Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus, Signal,
     SignalKind, Timestamp,

@@ -2,7 +2,7 @@
 
 use serin_core::Timestamp;
 use serin_core::event::{Event, EventType};
-use serin_core::notify::Delivery;
+use serin_core::rollout::notify::Delivery;
 use tokio_postgres::Row;
 
 use super::{PgStore, pg_err};

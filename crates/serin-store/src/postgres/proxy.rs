@@ -2,8 +2,8 @@
 
 use serin_core::Lane;
 use serin_core::Timestamp;
-use serin_core::deployment::Deployment;
-use serin_core::proxy::{LaneBucket, ProxyInfo};
+use serin_core::canary::Deployment;
+use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
 use super::{PgStore, pg_err};
 use crate::Result;

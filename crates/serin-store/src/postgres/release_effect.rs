@@ -3,9 +3,9 @@
 
 use deadpool_postgres::GenericClient;
 use serin_core::Timestamp;
-use serin_core::deployment::Deployment;
+use serin_core::canary::Deployment;
 use serin_core::event::Event;
-use serin_core::release_effect::{self, EffectKind, Placement, ReleaseEffect};
+use serin_core::release::effect::{self, EffectKind, Placement, ReleaseEffect};
 
 use super::manager::load_environments;
 use super::{pg_err, product_id, release_by_version_on, update_release_on};
@@ -51,7 +51,7 @@ async fn apply(
         Err(e) => return Err(e),
     }
     let envs = load_environments(c, &effect.product).await?;
-    let placement = release_effect::placement(d, &envs);
+    let placement = effect::placement(d, &envs);
     let ships = placement == Placement::Outside
         && effect.kind == EffectKind::Promoted
         && (envs.iter().any(|e| e.configured)
@@ -61,14 +61,14 @@ async fn apply(
                 &envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             )
             .await?);
-    if !release_effect::decide(effect, placement, ships) {
+    if !effect::decide(effect, placement, ships) {
         return Ok(Vec::new());
     }
     let Some(release) = release_by_version_on(c, &effect.product, &effect.version).await? else {
         return Ok(Vec::new());
     };
     let mut events = Vec::new();
-    for patch in release_effect::patches(effect, &release) {
+    for patch in effect::patches(effect, &release) {
         events.extend(
             update_release_on(c, release.id, &patch, actor, now)
                 .await?

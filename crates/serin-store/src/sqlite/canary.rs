@@ -2,10 +2,10 @@
 //! read-check-write is one transaction); reads on a reader connection.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serin_core::deployment::Deployment;
+use serin_core::canary::Deployment;
+use serin_core::canary::metrics::LaneWindow;
+use serin_core::canary::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::event::{Event, EventType, NewEvent};
-use serin_core::metrics::LaneWindow;
-use serin_core::worker::{Heartbeat, Worker, WorkerStatus};
 use serin_core::{Lane, Timestamp};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
@@ -276,7 +276,7 @@ impl SqliteStore {
                     return Ok((d, Vec::new()));
                 };
                 save_deployment(c, &d, old, was_routed)?;
-                let effect = serin_core::release_effect::candidate(was, &d, &new_events);
+                let effect = serin_core::release::effect::candidate(was, &d, &new_events);
                 let mut events = record(c, new_events, &actor, now)?;
                 if let Some(effect) = effect {
                     events.extend(super::release_effect::apply_or_log(

@@ -2,10 +2,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serin_core::auth::Role;
-use serin_core::environment::{
+use serin_core::event::Event;
+use serin_core::release::environment::{
     Approval, Decision, Environment, EnvironmentSpec, default_environments, upsert,
 };
-use serin_core::event::Event;
 use serin_core::user::User;
 use serin_core::{Release, ReleaseStatus, Timestamp};
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use serin_core::signal::ReleaseRef;
+use serin_core::release::signal::ReleaseRef;
 use serin_core::{
     Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, ReleaseStatus, Signal,
     SignalKind, Timestamp,

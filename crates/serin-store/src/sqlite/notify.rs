@@ -3,7 +3,7 @@
 use rusqlite::{Row, params};
 use serin_core::Timestamp;
 use serin_core::event::{Event, EventType};
-use serin_core::notify::Delivery;
+use serin_core::rollout::notify::Delivery;
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;

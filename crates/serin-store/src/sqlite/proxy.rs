@@ -3,9 +3,9 @@
 use rusqlite::params;
 use serin_core::Lane;
 use serin_core::Timestamp;
-use serin_core::deployment::Deployment;
-use serin_core::metrics::LaneWindow;
-use serin_core::proxy::{LaneBucket, ProxyInfo};
+use serin_core::canary::Deployment;
+use serin_core::canary::metrics::LaneWindow;
+use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;

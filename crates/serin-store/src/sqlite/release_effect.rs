@@ -3,9 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serin_core::Timestamp;
-use serin_core::deployment::Deployment;
+use serin_core::canary::Deployment;
 use serin_core::event::Event;
-use serin_core::release_effect::{self, EffectKind, Placement, ReleaseEffect};
+use serin_core::release::effect::{self, EffectKind, Placement, ReleaseEffect};
 
 use super::manager::load_environments;
 use super::{release_by_version_on, sql_err, update_release_on};
@@ -52,19 +52,19 @@ fn apply(
         Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let placement = release_effect::placement(d, &envs);
+    let placement = effect::placement(d, &envs);
     let ships = placement == Placement::Outside
         && effect.kind == EffectKind::Promoted
         && (envs.iter().any(|e| e.configured)
             || deployed_to_any(c, &effect.product, envs.iter().map(|e| e.name.as_str()))?);
-    if !release_effect::decide(effect, placement, ships) {
+    if !effect::decide(effect, placement, ships) {
         return Ok(Vec::new());
     }
     let Some(release) = release_by_version_on(c, &effect.product, &effect.version)? else {
         return Ok(Vec::new());
     };
     let mut events = Vec::new();
-    for patch in release_effect::patches(effect, &release) {
+    for patch in effect::patches(effect, &release) {
         events.extend(update_release_on(c, release.id, &patch, actor, now)?.1);
     }
     Ok(events)

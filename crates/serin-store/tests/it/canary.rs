@@ -3,8 +3,8 @@
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 use serin_core::auth::Role;
-use serin_core::deployment::{Deployment, DeploymentStatus, NewDeployment};
-use serin_core::worker::{Heartbeat, JobResult, NewWorker, WorkerStatus};
+use serin_core::canary::worker::{Heartbeat, JobResult, NewWorker, WorkerStatus};
+use serin_core::canary::{Deployment, DeploymentStatus, NewDeployment};
 use serin_core::{DomainError, Lane, NewProduct, SignalKind, Timestamp};
 use serin_store::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation,
@@ -309,7 +309,7 @@ async fn workers_body(s: &Store) {
     let (w, created, _) = s.upsert_worker(w, "w-1", t(0)).await.unwrap();
     assert!(created);
     let hb = Heartbeat {
-        metrics: Some(serin_core::worker::WorkerMetrics {
+        metrics: Some(serin_core::canary::worker::WorkerMetrics {
             jobs_processed: 3,
             memory_usage_mb: 128.0,
             ..Default::default()

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use serin_core::auth::Role;
-use serin_core::environment::{Approval, Decision, EnvironmentSpec, tally};
+use serin_core::release::environment::{Approval, Decision, EnvironmentSpec, tally};
 use serin_core::user::User;
 use serin_core::{DomainError, NewProduct, NewRelease, ReleasePatch, ReleaseStatus, Timestamp};
 use serin_store::manager::{Credentials, NewSession, ReleaseFilter, UserChange};
@@ -322,7 +322,7 @@ async fn environments_body(s: &Store) {
 
 both!(a_transition_commits_its_release_effect, release_effect_body);
 async fn release_effect_body(s: &Store) {
-    use serin_core::deployment::NewDeployment;
+    use serin_core::canary::NewDeployment;
     s.create_product(
         &NewProduct {
             name: "shop".into(),

@@ -6,8 +6,8 @@
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 use serin_core::Timestamp;
-use serin_core::deployment::NewDeployment;
-use serin_core::notify::{Delivery, DeliveryStatus, Format};
+use serin_core::canary::NewDeployment;
+use serin_core::rollout::notify::{Delivery, DeliveryStatus, Format};
 use serin_core::rollout::{RolloutSpec, Step};
 use serin_store::{FeedCursor, Store};
 

@@ -2,9 +2,9 @@
 //! across sources, feeding lane windows), proxies, route-set inputs.
 
 use chrono::{TimeZone, Utc};
-use serin_core::deployment::{NewDeployment, Upstreams};
-use serin_core::histogram::Histogram;
-use serin_core::proxy::{LaneBucket, ProxyInfo, RouteSet};
+use serin_core::canary::{NewDeployment, Upstreams};
+use serin_core::stats::histogram::Histogram;
+use serin_core::traffic::proxy::{LaneBucket, ProxyInfo, RouteSet};
 use serin_core::{Lane, Timestamp};
 use serin_store::Store;
 
@@ -122,10 +122,7 @@ fn http_deployment(
     queue: &str,
     id: &str,
     at: i64,
-) -> (
-    serin_core::deployment::Deployment,
-    serin_core::event::NewEvent,
-) {
+) -> (serin_core::canary::Deployment, serin_core::event::NewEvent) {
     NewDeployment {
         queue_name: queue.into(),
         stable_version: "v1".into(),
@@ -143,7 +140,7 @@ fn http_deployment(
 
 both!(route_set_reads_each_targets_newest_deployment, routes_body);
 async fn routes_body(s: &Store) {
-    let ids = |v: Vec<serin_core::deployment::Deployment>| {
+    let ids = |v: Vec<serin_core::canary::Deployment>| {
         let mut ids: Vec<String> = v.into_iter().map(|d| d.id).collect();
         ids.sort();
         ids

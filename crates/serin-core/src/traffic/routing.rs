@@ -25,8 +25,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::{Deployment, RoutingStrategy};
-use crate::signal::Lane;
+use super::Lane;
+use crate::canary::{Deployment, RoutingStrategy};
 
 /// Buckets a key is hashed into.
 pub const BUCKETS: u32 = 10_000;

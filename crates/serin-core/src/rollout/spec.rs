@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::duration::GoDuration;
-use crate::hooks::{Hook, HookKind};
 use crate::judge::health::HealthCheckSpec;
 use crate::judge::policy::Policy;
-use crate::notify::Notification;
+use crate::rollout::hooks::{Hook, HookKind};
+use crate::rollout::notify::Notification;
 
 /// Most steps in one plan.
 pub const MAX_STEPS: usize = 200;
@@ -137,7 +137,7 @@ pub struct Judges {
     /// How much worse than stable is not yet a regression (default: the
     /// deployment profile's margins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub margins: Option<crate::sequential::Margins>,
+    pub margins: Option<crate::stats::sequential::Margins>,
 }
 
 fn yes() -> bool {
@@ -197,7 +197,10 @@ impl Judges {
     }
 
     /// The margins the judges use: the plan's, else the deployment's profile's.
-    pub fn margins_or(&self, profile: crate::sequential::Margins) -> crate::sequential::Margins {
+    pub fn margins_or(
+        &self,
+        profile: crate::stats::sequential::Margins,
+    ) -> crate::stats::sequential::Margins {
         self.margins.unwrap_or(profile)
     }
 }
@@ -512,7 +515,7 @@ pub(crate) fn check_item_name(name: &str) -> Result<(), DomainError> {
 
 /// Seed 002's example `canary-config.yaml`, character for character (what
 /// `serin lint` and the live verdict benchmark read as the seed's plan).
-pub const SEED_002_EXAMPLE: &str = r#"# canary-config.yaml
+pub const CANARY_CONFIG_EXAMPLE: &str = r#"# canary-config.yaml
 canary:
   auto_progression:
     enabled: true

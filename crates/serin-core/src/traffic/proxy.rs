@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Lane;
 use crate::Timestamp;
-use crate::deployment::{Deployment, DeploymentStatus, Route, Upstreams};
-use crate::histogram::Histogram;
-use crate::signal::Lane;
+use crate::canary::{Deployment, DeploymentStatus, Route, Upstreams};
+use crate::stats::histogram::Histogram;
 use crate::traffic::TrafficRules;
 
 /// One deployment's HTTP route, as a proxy needs it.
@@ -114,7 +114,7 @@ impl RouteSet {
     /// A set with its fingerprint.
     pub fn new(routes: Vec<ProxyRoute>) -> Self {
         let json = serde_json::to_vec(&routes).unwrap_or_default();
-        let h = crate::routing::fnv(0xcbf2_9ce4_8422_2325, &json);
+        let h = crate::traffic::routing::fnv(0xcbf2_9ce4_8422_2325, &json);
         RouteSet {
             version: format!("{h:016x}"),
             routes,

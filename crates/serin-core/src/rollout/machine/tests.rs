@@ -1,6 +1,7 @@
 use super::*;
-use crate::deployment::NewDeployment;
+use crate::canary::NewDeployment;
 use crate::judge::{Verdict, combine};
+use crate::rollout::RolloutSpec;
 use chrono::{Duration, TimeZone, Utc};
 
 fn t0() -> Timestamp {

@@ -35,10 +35,10 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::Lane;
 use crate::DomainError;
 use crate::duration::GoDuration;
-use crate::routing::{bucket_after, in_canary, salt_state};
-use crate::signal::Lane;
+use crate::traffic::routing::{bucket_after, in_canary, salt_state};
 
 fn default_override_header() -> String {
     "X-Canary".into()
@@ -665,7 +665,7 @@ mod tests {
     #[test]
     fn sticky_key_uses_the_documented_hash() {
         let c = rules(r#"{"sticky_key": {"header": "X-User-Id"}, "affinity": null}"#);
-        let b = crate::routing::bucket("canary_x", "user-42");
+        let b = crate::traffic::routing::bucket("canary_x", "user-42");
         let r = c.choose(&h(&[("x-user-id", "user-42")]), 50, 0);
         assert_eq!(r.reason, Reason::Sticky(b));
         assert_eq!(r.lane == Lane::Canary, b < 5000);

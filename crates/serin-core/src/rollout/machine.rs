@@ -36,76 +36,15 @@
 //! other target is ready at that step or past it. When any target of a group has
 //! been rolled back, every other target rolls back too.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::deployment::{Deployment, DeploymentStatus};
+use crate::canary::{Deployment, DeploymentStatus};
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
-use crate::hooks::{HookKind, HookRun};
 use crate::judge::{Judgement, Outcome};
-use crate::rollout::{Gate, MaxDurationAction, RolloutSpec, Step};
+use crate::rollout::hooks::{HookKind, HookRun};
+use crate::rollout::{Gate, MaxDurationAction, Rollout, Step};
 use crate::{DomainError, Timestamp};
-
-/// A deployment's rollout: the plan and its position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Rollout {
-    /// The plan.
-    pub spec: RolloutSpec,
-    /// Index of the current step; `spec.steps.len()` once every step is done.
-    pub step: usize,
-    /// When the current step started.
-    pub step_started_at: chrono::DateTime<chrono::Utc>,
-    /// The group this rollout advances with, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// How many targets the group has.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub group_size: usize,
-    /// In a group: this target has finished its current step and waits for the others.
-    #[serde(default)]
-    pub ready: bool,
-    /// A gate's latest "no", so the waiting is recorded once, not on every tick.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate_refusal: Option<String>,
-    /// The pre-rollout hooks have succeeded.
-    #[serde(default)]
-    pub pre_rollout_done: bool,
-    /// The step whose weight change the confirm-step hooks approved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confirmed_step: Option<usize>,
-    /// The deployment has ended and its post-rollout (or on-rollback) hooks haven't run yet.
-    #[serde(default)]
-    pub hooks_pending: bool,
-}
-
-impl Rollout {
-    /// A rollout at its first step.
-    pub fn start(spec: RolloutSpec, group: Option<String>, now: Timestamp) -> Rollout {
-        Rollout {
-            spec,
-            step: 0,
-            step_started_at: now,
-            group,
-            group_size: 0,
-            ready: false,
-            gate_refusal: None,
-            pre_rollout_done: false,
-            confirmed_step: None,
-            hooks_pending: false,
-        }
-    }
-
-    /// The current step, if any is left.
-    pub fn current(&self) -> Option<&Step> {
-        self.spec.steps.get(self.step)
-    }
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
 
 /// What the controller must find out before it can advance a deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -600,7 +539,7 @@ pub fn mark_ended(d: &mut Deployment) {
 }
 
 /// The hooks an ended deployment runs, in order: on-rollback ones first after a rollback.
-pub fn ending_hooks(d: &Deployment) -> Vec<crate::hooks::Hook> {
+pub fn ending_hooks(d: &Deployment) -> Vec<crate::rollout::hooks::Hook> {
     let Some(r) = &d.rollout else {
         return Vec::new();
     };
@@ -655,7 +594,7 @@ pub fn pass_release_approval(
     approvers: &[String],
     now: Timestamp,
 ) -> Vec<NewEvent> {
-    if crate::environment::approval_gate(d).is_none() {
+    if d.approval_gate().is_none() {
         return Vec::new();
     }
     let r = d.rollout.as_mut().expect("checked above");

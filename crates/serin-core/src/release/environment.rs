@@ -34,12 +34,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::Role;
-use crate::deployment::{Deployment, DeploymentStatus, NewDeployment, Route, Upstreams};
+use crate::canary::{Deployment, DeploymentStatus, NewDeployment, Route, Upstreams};
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
-use crate::hooks::{Hook, HookKind};
-use crate::notify::Notification;
-use crate::product::validate_name;
+use crate::release::product::validate_name;
+use crate::rollout::hooks::{Hook, HookKind};
+use crate::rollout::notify::Notification;
 use crate::rollout::{Gate, RolloutSpec, Step};
 use crate::{DomainError, Release, ReleaseStatus};
 
@@ -577,6 +577,7 @@ pub fn plan(
         upstreams,
         route: (route != Route::default()).then_some(route),
         rollout: Some(spec),
+        hold_for_pre_rollout: true,
         ..NewDeployment::default()
     })
 }
@@ -678,55 +679,6 @@ pub fn revert(
         ),
         json!({"rolled_back_by": by, "restored_version": d.stable_version}),
     )])
-}
-
-/// The release-approval gate a live deployment waits at, if it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitingGate<'a> {
-    /// The release whose approvals it waits for.
-    pub release_id: i64,
-    /// The environment whose policy applies.
-    pub environment: &'a str,
-    /// Approvals the policy needed when the deployment was planned.
-    pub required: u32,
-}
-
-/// The one place that says whether a deployment waits at its release's
-/// approval gate: live, and the current step is that gate.
-pub fn approval_gate(d: &Deployment) -> Option<WaitingGate<'_>> {
-    if !d.status.is_live() {
-        return None;
-    }
-    match d.rollout.as_ref()?.current()? {
-        Step::Gate(Gate::ReleaseApproval {
-            release_id,
-            environment,
-            required,
-        }) => Some(WaitingGate {
-            release_id: *release_id,
-            environment,
-            required: *required,
-        }),
-        _ => None,
-    }
-}
-
-/// Why no traffic may move to a deployment yet, if it may not: it waits at its
-/// release's approval gate, or (a release-manager deployment) its pre-deploy
-/// hook has not run. Promotion and raising the percentage by hand are refused
-/// then, so the approval policy can't be stepped around.
-pub fn held(d: &Deployment) -> Option<String> {
-    if let Some(g) = approval_gate(d) {
-        return Some(format!(
-            "waits for {} approval(s) of release {} for {}",
-            g.required, g.release_id, g.environment
-        ));
-    }
-    let r = d.rollout.as_ref()?;
-    (d.metadata.contains_key("release_id")
-        && !r.pre_rollout_done
-        && r.spec.has_hooks(HookKind::PreRollout))
-    .then(|| "waits for its pre-deploy hook".to_string())
 }
 
 mod view;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::product::validate_text;
-use crate::signal::Lane;
+use crate::traffic::Lane;
+use crate::validate::validate_text;
 use crate::{DomainError, Timestamp};
 
 /// A worker's health.
@@ -206,8 +206,8 @@ impl Heartbeat {
                 ));
             }
             if let Some(ts) = j.timestamp {
-                crate::signal::validate_instant(&format!("job_results[{i}].timestamp"), ts)?;
-                if (ts - now).num_seconds() > crate::signal::MAX_CLOCK_SKEW_SECS {
+                crate::validate::validate_instant(&format!("job_results[{i}].timestamp"), ts)?;
+                if (ts - now).num_seconds() > crate::validate::MAX_CLOCK_SKEW_SECS {
                     return Err(DomainError::invalid(
                         format!("job_results[{i}].timestamp"),
                         "is in the future",

@@ -22,10 +22,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
-use crate::deployment::Deployment;
+use crate::canary::Deployment;
 use crate::duration::GoDuration;
-use crate::histogram::Histogram;
-use crate::proxy::LaneBucket;
+use crate::stats::histogram::Histogram;
+use crate::traffic::proxy::LaneBucket;
 
 /// What one lane did in the window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -431,7 +431,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::NewDeployment;
+    use crate::canary::NewDeployment;
     use chrono::{Duration, TimeZone};
 
     fn t0() -> Timestamp {

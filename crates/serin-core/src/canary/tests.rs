@@ -205,3 +205,53 @@ fn bad_requests_name_the_field() {
         "route.path_prefix"
     );
 }
+
+#[test]
+fn a_release_plan_holds_traffic_until_its_pre_deploy_hook_ran_and_a_request_cannot() {
+    use crate::rollout::hooks::{Hook, HookKind};
+    use crate::rollout::{RolloutSpec, Step};
+    let spec = || {
+        let mut s = RolloutSpec::of_steps(vec![Step::SetWeight(10), Step::SetWeight(100)]);
+        s.hooks.push(Hook {
+            name: "migrate".into(),
+            kind: HookKind::PreRollout,
+            webhook: Some("http://127.0.0.1:9/hook".into()),
+            command: None,
+            timeout_seconds: 5,
+            retry_count: 0,
+        });
+        s
+    };
+    // Planned by the release manager: held until the hook has run.
+    let mut held = make(NewDeployment {
+        rollout: Some(spec()),
+        hold_for_pre_rollout: true,
+        ..new()
+    });
+    assert_eq!(
+        held.held().as_deref(),
+        Some("waits for its pre-deploy hook")
+    );
+    match held.set_percentage(50, now()) {
+        Err(DomainError::Refused { code, .. }) => assert_eq!(code, "DEPLOYMENT_HELD"),
+        other => panic!("{other:?}"),
+    }
+    held.rollout.as_mut().unwrap().pre_rollout_done = true;
+    assert_eq!(held.held(), None);
+    assert!(held.set_percentage(50, now()).is_ok());
+    // The flag is never read from a request, and an ordinary plan with the
+    // same hook is not held (its hook runs when the controller starts it).
+    let body = serde_json::json!({
+        "queue_name": "q", "stable_version": "a", "canary_version": "b",
+        "hold_for_pre_rollout": true,
+    });
+    assert!(serde_json::from_value::<NewDeployment>(body).is_err());
+    let free = make(NewDeployment {
+        rollout: Some(spec()),
+        ..new()
+    });
+    assert_eq!(free.held(), None);
+    // It survives the store: the progress is part of the stored body.
+    let back: Deployment = serde_json::from_value(serde_json::to_value(&held).unwrap()).unwrap();
+    assert!(back.rollout.unwrap().hold_for_pre_rollout);
+}

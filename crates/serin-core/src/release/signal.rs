@@ -11,19 +11,15 @@
 //! server's clock (passed in as `now`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::product::{validate_name, validate_text};
 use crate::release::validate_version;
+pub use crate::validate::{MAX_CLOCK_SKEW_SECS, MIN_TIMESTAMP_SECS, validate_instant};
+use crate::validate::{validate_name, validate_text};
 use crate::{DomainError, Timestamp};
 
-/// How far ahead of the server's clock a signal's timestamp may be.
-pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
-/// The earliest timestamp accepted: the Unix epoch (both databases store it).
-pub const MIN_TIMESTAMP_SECS: i64 = 0;
 /// Most signals in one batch.
 pub const MAX_BATCH: usize = 50_000;
 /// Most tags on one signal.
@@ -33,41 +29,7 @@ pub const MAX_SIGNAL_NAME_LEN: usize = 200;
 /// Longest tag value.
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 
-/// One side of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Lane {
-    /// The version currently trusted.
-    Stable,
-    /// The version being tried.
-    Canary,
-}
-
-impl Lane {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Stable => "stable",
-            Lane::Canary => "canary",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(s: &str) -> Option<Lane> {
-        match s {
-            "stable" => Some(Lane::Stable),
-            "canary" => Some(Lane::Canary),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Lane {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::traffic::Lane;
 
 /// What a signal's value means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -253,18 +215,6 @@ impl NewSignal {
             )),
         }
     }
-}
-
-/// Checks that an instant is not before [`MIN_TIMESTAMP_SECS`] nor after 9999.
-pub fn validate_instant(field: &str, t: Timestamp) -> Result<(), DomainError> {
-    use chrono::Datelike;
-    if t.timestamp() < MIN_TIMESTAMP_SECS || t.year() > 9999 {
-        return Err(DomainError::invalid(
-            field,
-            "must lie between 1970-01-01 and 9999-12-31",
-        ));
-    }
-    Ok(())
 }
 
 /// Checks a value against what its kind means.

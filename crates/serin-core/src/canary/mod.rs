@@ -17,19 +17,25 @@
 //! with the request's explicit fields laid over it. Every transition returns the
 //! events it causes; the store writes them in the same transaction.
 
+mod hold;
+pub mod metrics;
+pub mod worker;
+
+pub use hold::WaitingGate;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::controller::Rollout;
 use crate::duration::GoDuration;
 use crate::event::{EventType, NewEvent};
-use crate::product::{validate_description, validate_text};
+use crate::rollout::Rollout;
 use crate::rollout::RolloutSpec;
-use crate::sequential::Margins;
+use crate::stats::sequential::Margins;
 use crate::traffic::TrafficRules;
+use crate::validate::{validate_description, validate_text};
 use crate::{DomainError, Timestamp};
 
 /// The longest metrics window: metrics are computed from the window's raw
@@ -301,6 +307,10 @@ pub struct NewDeployment {
     /// A plan for the controller to drive (leave `percentage` out: its steps set the weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+    /// Raising traffic by hand waits for the pre-rollout hooks (see
+    /// [`Deployment::held`]): set by a release plan, never by a request.
+    #[serde(skip)]
+    pub hold_for_pre_rollout: bool,
 }
 
 /// A change of a deployment's HTTP routing (`PUT …/routing`): each field given
@@ -436,7 +446,7 @@ impl NewDeployment {
             ("environment", &self.environment),
         ] {
             if let Some(v) = v {
-                crate::product::validate_name(field, v)?;
+                crate::validate::validate_name(field, v)?;
             }
         }
         let created_by = self.created_by.unwrap_or_else(|| actor.to_string());
@@ -464,7 +474,10 @@ impl NewDeployment {
             status_reason: None,
             revision: 1,
             split_since: None,
-            rollout: self.rollout.map(|spec| Rollout::start(spec, None, now)),
+            rollout: self.rollout.map(|spec| Rollout {
+                hold_for_pre_rollout: self.hold_for_pre_rollout,
+                ..Rollout::start(spec, None, now)
+            }),
         };
         let event = d.event(
             EventType::DeploymentCreated,
@@ -554,9 +567,9 @@ impl Deployment {
     }
 
     /// Refuses to move traffic to a release that waits for its approvals or its
-    /// pre-deploy hook (see `environment::held`).
+    /// pre-deploy hook (see [`Deployment::held`]).
     fn require_not_held(&self) -> Result<(), DomainError> {
-        match crate::environment::held(self) {
+        match self.held() {
             Some(why) => Err(DomainError::Refused {
                 code: "DEPLOYMENT_HELD",
                 message: format!("deployment {} {why}; no traffic moves until then", self.id),
@@ -618,7 +631,7 @@ impl Deployment {
         self.target_percent = 100;
         self.completed_at = Some(now);
         self.status_reason = None;
-        crate::controller::mark_ended(self);
+        crate::rollout::mark_ended(self);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentPromoted,
@@ -643,7 +656,7 @@ impl Deployment {
         self.target_percent = 0;
         self.completed_at = Some(now);
         self.status_reason = Some(reason.to_string());
-        crate::controller::mark_ended(self);
+        crate::rollout::mark_ended(self);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentRolledBack,
@@ -689,7 +702,7 @@ impl Deployment {
         }
         self.status = DeploymentStatus::Active;
         self.status_reason = None;
-        crate::controller::restart_step(self, now);
+        crate::rollout::restart_step(self, now);
         self.touch(now);
         Ok(vec![self.event(
             EventType::DeploymentResumed,

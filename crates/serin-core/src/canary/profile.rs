@@ -29,7 +29,7 @@ pub struct Profile {
     /// When to roll back.
     pub rollback_thresholds: RollbackThresholds,
     /// How much worse than stable is not yet a regression (Serin's addition to
-    /// the seed's profiles: see `serin_core::sequential::Margins`).
+    /// the seed's profiles: see `serin_core::stats::sequential::Margins`).
     pub margins: Margins,
 }
 

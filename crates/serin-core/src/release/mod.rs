@@ -19,6 +19,12 @@
 //! Mixing orders within one product would make "latest" depend on which releases
 //! happen to parse, so the rule is all-or-nothing.
 
+pub mod effect;
+pub mod environment;
+pub mod notes;
+pub mod product;
+pub mod signal;
+
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
@@ -27,7 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
-use crate::product::{validate_description, validate_text};
+use crate::release::product::{validate_description, validate_text};
 
 /// Longest version string accepted.
 pub const MAX_VERSION_LEN: usize = 100;
@@ -166,7 +172,7 @@ pub struct NewRelease {
 impl NewRelease {
     /// Checks the fields; the store relies on this having been called.
     pub fn validate(&self) -> Result<(), DomainError> {
-        crate::product::validate_name("product_name", &self.product_name)?;
+        product::validate_name("product_name", &self.product_name)?;
         validate_version("version", &self.version)?;
         validate_description("description", self.description.as_deref())
     }

@@ -53,7 +53,7 @@ use serde::Serialize;
 
 use super::Margins;
 use super::share::ShareTest;
-use crate::histogram::{Histogram, bounds_of, index_of};
+use crate::stats::histogram::{Histogram, bounds_of, index_of};
 
 /// The points of stable's distribution tested.
 pub const LEVELS: [f64; 5] = [0.50, 0.75, 0.90, 0.95, 0.99];

@@ -1,53 +1,17 @@
-//! Products: the deployable things (a service, a worker, a pipeline) that have releases.
-//!
-//! A product is addressed by its name in URLs (`/release/{product_name}/latest`), so
-//! names are restricted to characters that need no escaping in a path segment.
+//! Rules for the words people type: names, free text, instants. Shared by
+//! every room (a deployment's target, a product's name and a signal's tag
+//! obey the same name rule), so none of them has to import another for it.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use crate::{DomainError, Timestamp};
 
-use crate::DomainError;
-
-/// Longest product name accepted.
+/// Longest name accepted (products, targets, tags given as names).
 pub const MAX_NAME_LEN: usize = 100;
 /// Longest description accepted, for products and releases.
 pub const MAX_DESCRIPTION_LEN: usize = 10_000;
-
-/// A deployable thing that has releases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Product {
-    /// Stable numeric identifier.
-    pub id: i64,
-    /// Unique name, used in URLs.
-    pub name: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// When the product was created.
-    pub created_at: DateTime<Utc>,
-    /// When the product last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What a client sends to create a product.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct NewProduct {
-    /// Unique name: 1–100 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
-    pub name: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-impl NewProduct {
-    /// Checks the fields; the store relies on this having been called.
-    pub fn validate(&self) -> Result<(), DomainError> {
-        validate_name("name", &self.name)?;
-        validate_description("description", self.description.as_deref())
-    }
-}
+/// How far ahead of the server's clock a reported timestamp may be.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+/// The earliest timestamp accepted: the Unix epoch (both databases store it).
+pub const MIN_TIMESTAMP_SECS: i64 = 0;
 
 /// Checks a product name (also used for names given in paths and signals).
 pub fn validate_name(field: &str, name: &str) -> Result<(), DomainError> {
@@ -107,25 +71,14 @@ pub fn validate_text(field: &str, text: &str) -> Result<(), DomainError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        for ok in ["web", "Web-1", "a", "svc_2.api", "0day"] {
-            assert!(validate_name("name", ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "-web",
-            ".x",
-            "has space",
-            "slash/x",
-            "é",
-            &"a".repeat(101),
-        ] {
-            assert!(validate_name("name", bad).is_err(), "{bad}");
-        }
+/// Checks that an instant is not before [`MIN_TIMESTAMP_SECS`] nor after 9999.
+pub fn validate_instant(field: &str, t: Timestamp) -> Result<(), DomainError> {
+    use chrono::Datelike;
+    if t.timestamp() < MIN_TIMESTAMP_SECS || t.year() > 9999 {
+        return Err(DomainError::invalid(
+            field,
+            "must lie between 1970-01-01 and 9999-12-31",
+        ));
     }
+    Ok(())
 }

@@ -75,8 +75,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::histogram::Histogram;
-use crate::metrics::LaneWindow;
+use crate::canary::metrics::LaneWindow;
+use crate::stats::histogram::Histogram;
 use latency::LatencyTest;
 use share::ShareTest;
 

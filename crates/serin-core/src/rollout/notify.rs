@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::DomainError;
-use crate::deployment::Deployment;
+use crate::canary::Deployment;
 use crate::event::{Event, EventType};
 
 /// Attempts before a delivery is given up as failed.

@@ -20,9 +20,9 @@
 //!   elsewhere must not step around them. A verdict's rollback outside them
 //!   still marks the release as failed.
 
-use crate::deployment::{Deployment, DeploymentStatus};
-use crate::environment::Environment;
+use crate::canary::{Deployment, DeploymentStatus};
 use crate::event::{EventType, NewEvent};
+use crate::release::environment::Environment;
 use crate::release::{Release, ReleasePatch, ReleaseStatus};
 
 /// Longest reason recorded on a release that failed its canary.
@@ -167,8 +167,8 @@ fn failure_reason(d: &Deployment) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::NewDeployment;
-    use crate::environment::default_environments;
+    use crate::canary::NewDeployment;
+    use crate::release::environment::default_environments;
     use chrono::{TimeZone, Utc};
 
     fn deployment(env: Option<&str>) -> Deployment {
