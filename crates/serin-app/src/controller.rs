@@ -27,7 +27,7 @@
 //! pass) reads the whole window again, so it misses nothing.
 //!
 //! The sequential judge's rollback tests run on one path for the whole rollout
-//! (see `serin_core::sequential`): every tick, the newly sealed second(s) of
+//! (see `serin_core::stats::sequential`): every tick, the newly sealed second(s) of
 //! every active rollout — at any step, not only during analyses — are fed to its
 //! tests, split where a step began so that each interval has one weight. A
 //! rollout whose tests prove a regression is rolled back at whatever step it

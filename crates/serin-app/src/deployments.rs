@@ -2,7 +2,7 @@
 //!
 //! Every change of a deployment goes through [`change`]: the store applies
 //! core's transition inside its transaction (with the release effects it
-//! decides, `serin_core::release_effect`), and only what committed is
+//! decides, `serin_core::release::effect`), and only what committed is
 //! published.
 
 use serin_core::canary::metrics::{self, LaneWorkers, MetricsSnapshot};

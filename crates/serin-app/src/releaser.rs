@@ -1,6 +1,6 @@
 //! The release manager's actions: deploy a release to an environment, decide
 //! on it, roll an environment back, and keep releases' statuses in step with
-//! what their deployments did. The rules are `serin_core::environment`'s; this
+//! what their deployments did. The rules are `serin_core::release::environment`'s; this
 //! module reads what they need from the store and writes what they decide.
 //!
 //! Approvals and deployments meet at the deployment's approval gate, and they
@@ -12,7 +12,7 @@
 //!
 //! Release statuses follow production (the last environment): when a release's
 //! deployment there is promoted, the release becomes `released` in the same
-//! transaction (the store applies `serin_core::release_effect`, which leaves
+//! transaction (the store applies `serin_core::release::effect`, which leaves
 //! earlier environments out); when a person rolls it back there, `rolled_back`.
 
 use serde_json::json;
@@ -163,7 +163,7 @@ pub async fn check_unmanaged(
 }
 
 /// Deploys a release to an environment (see the module docs of
-/// `serin_core::environment`); returns the canary deployment it started.
+/// `serin_core::release::environment`); returns the canary deployment it started.
 pub async fn deploy(
     state: &App,
     actor: &str,

@@ -2,17 +2,24 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use serin_app::App;
 use serin_store::Store;
 
+use crate::accounts::{Passwords, Throttle};
 use crate::auth::Authenticator;
 use crate::rate::{RateLimit, RateLimiter};
 
 pub use serin_app::{Clock, Config as ServerConfig};
 
 /// Shared handler state: the application's services and the HTTP
-/// cross-cutting parts. It dereferences to [`App`], so a handler reaches the
-/// store, the hub or the clock as `state.store`, `state.hub`, `state.now()`.
+/// cross-cutting parts.
+///
+/// Handlers take the narrow part they need as a sub-state (`State<App>` for
+/// the services, `State<Authenticator>` to forget a revoked key,
+/// `State<Logins>` for logins and accounts, `State<Streams>` for
+/// live streams), each extracted with [`FromRef`]; only the guard and the
+/// router builder see the whole. It also dereferences to [`App`] for them.
 #[derive(Clone)]
 pub struct AppState {
     /// The application's services.
@@ -27,11 +34,11 @@ pub struct AppState {
     /// Failed authentications per client address.
     pub auth_failures: RateLimiter,
     /// Open live event streams (WebSocket), bounded.
-    pub streams: Arc<tokio::sync::Semaphore>,
+    pub streams: Streams,
     /// Password hashing, a few at a time.
-    pub passwords: crate::accounts::Passwords,
+    pub passwords: Passwords,
     /// Wrong passwords per email.
-    pub throttle: crate::accounts::Throttle,
+    pub throttle: Throttle,
 }
 
 impl std::ops::Deref for AppState {
@@ -39,6 +46,52 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &App {
         &self.app
+    }
+}
+
+/// The permits of open live event streams, bounded by [`MAX_STREAMS`].
+#[derive(Clone, Debug)]
+pub struct Streams(pub Arc<tokio::sync::Semaphore>);
+
+macro_rules! sub_state {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(s: &AppState) -> $ty {
+                s.$field.clone()
+            }
+        }
+    )*};
+}
+
+sub_state! {
+    app: App,
+    auth: Authenticator,
+    streams: Streams,
+}
+
+/// What logging in needs besides the services: the password hasher, the
+/// per-email back-off, the per-address failure limit, and the key cache that
+/// a changed account must clear.
+#[derive(Clone, Debug)]
+pub struct Logins {
+    /// Password hashing, a few at a time.
+    pub passwords: Passwords,
+    /// Wrong passwords per email.
+    pub throttle: Throttle,
+    /// Failed authentications per client address.
+    pub failures: RateLimiter,
+    /// Sessions and keys, cached.
+    pub auth: Authenticator,
+}
+
+impl FromRef<AppState> for Logins {
+    fn from_ref(s: &AppState) -> Logins {
+        Logins {
+            passwords: s.passwords.clone(),
+            throttle: s.throttle.clone(),
+            failures: s.auth_failures.clone(),
+            auth: s.auth.clone(),
+        }
     }
 }
 
@@ -73,9 +126,9 @@ impl AppState {
                 per_minute: failures,
                 burst: (failures / 3).max(1),
             }),
-            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
-            passwords: crate::accounts::Passwords::default(),
-            throttle: crate::accounts::Throttle::default(),
+            streams: Streams(Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS))),
+            passwords: Passwords::default(),
+            throttle: Throttle::default(),
         }
     }
 

@@ -35,7 +35,7 @@ pub async fn count(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// Deployments by status, in Prometheus text (a status the store can't count
 /// now is left out, never reported as zero).
-pub async fn deployments(state: &AppState, out: &mut String) {
+pub async fn deployments(state: &serin_app::App, out: &mut String) {
     out.push_str(
         "# HELP serin_deployments Canary deployments by status.\n# TYPE serin_deployments gauge\n",
     );

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use serin_app::App;
 use serin_core::canary::metrics::{self, HealthReport, MetricsSnapshot};
 use serin_core::canary::{Deployment, DeploymentStatus, NewDeployment};
 use serin_core::event::{EventType, NewEvent};
@@ -42,7 +43,7 @@ fn numeric(v: Value) -> Value {
     }
 }
 
-async fn live(state: &AppState) -> ApiResult<Deployment> {
+async fn live(state: &App) -> ApiResult<Deployment> {
     let c = &state.config;
     state
         .store
@@ -81,7 +82,7 @@ pub struct StartParams {
     responses((status = 201, body = Deployment), (status = 400, body = ErrorBody), (status = 409, description = "`DEPLOYMENT_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn start(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiQuery(q): ApiQuery<StartParams>,
     OptionalJson(body): OptionalJson<StartParams>,
@@ -118,7 +119,7 @@ pub async fn start(
     ))
 }
 
-async fn last_promoted(state: &AppState) -> Result<Option<String>, StoreError> {
+async fn last_promoted(state: &App) -> Result<Option<String>, StoreError> {
     let f = DeploymentFilter {
         status: Some(DeploymentStatus::Completed),
         queue_name: Some(state.config.default_queue.clone()),
@@ -141,7 +142,7 @@ async fn last_promoted(state: &AppState) -> Result<Option<String>, StoreError> {
     responses((status = 200, body = Deployment), (status = 400, description = "`INVALID_PERCENTAGE`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn scale(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(percent): ApiPath<String>,
 ) -> ApiResult<Json<Deployment>> {
@@ -159,7 +160,7 @@ pub async fn scale(
     responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn stop(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Json<Deployment>> {
     let d = live(&state).await?;
@@ -182,7 +183,7 @@ pub struct CanaryStatus {
 
 /// The default target's canary: live or last deployment and its health.
 #[utoipa::path(get, path = "/admin/canary/status", tag = "admin", responses((status = 200, body = CanaryStatus)))]
-pub async fn status(State(state): State<AppState>) -> ApiResult<Json<CanaryStatus>> {
+pub async fn status(State(state): State<App>) -> ApiResult<Json<CanaryStatus>> {
     let c = &state.config;
     if let Some(d) = state
         .store
@@ -233,7 +234,7 @@ pub struct Comparison {
 
 /// Live comparison of the default target's lanes.
 #[utoipa::path(get, path = "/admin/canary/metrics", tag = "admin", responses((status = 200, body = Comparison), (status = 404, body = ErrorBody)))]
-pub async fn metrics_of(State(state): State<AppState>) -> ApiResult<Json<Comparison>> {
+pub async fn metrics_of(State(state): State<App>) -> ApiResult<Json<Comparison>> {
     let d = live(&state).await?;
     let (stable, canary) = lane_metrics(&state, &d).await?;
     let error_rate_delta = stable
@@ -262,7 +263,7 @@ pub async fn metrics_of(State(state): State<AppState>) -> ApiResult<Json<Compari
     responses((status = 202, description = "recorded"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, payload))]
 pub async fn webhook(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(event): ApiPath<String>,
     OptionalJson(payload): OptionalJson<Value>,

@@ -1,5 +1,8 @@
 //! API keys (admins only): create (the key is shown once), list, revoke.
 
+use serin_app::App;
+
+use crate::auth::Authenticator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -94,7 +97,7 @@ const RESERVED_ACTORS: &[&str] = &["system", "controller", "health-monitor", "se
 
 /// Makes a key record and the key.
 pub async fn make_key(
-    state: &AppState,
+    state: &App,
     name: &str,
     role: Role,
     actor: &str,
@@ -136,7 +139,7 @@ pub async fn make_key(
     responses((status = 201, body = CreatedApiKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "`API_KEY_EXISTS`: the name is taken (names are unique for good, without case)", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name, role = %new.role))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
@@ -165,7 +168,7 @@ pub struct ApiKeyList {
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "auth", params(PageParams),
     responses((status = 200, body = ApiKeyList), (status = 403, body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> ApiResult<Json<ApiKeyList>> {
     let page = p.check()?;
@@ -187,7 +190,8 @@ pub async fn list(
     params(("id" = String, Path, description = "the key's id")),
     responses((status = 200, body = ApiKeyInfo), (status = 404, description = "`API_KEY_NOT_FOUND`", body = ErrorBody)))]
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<App>,
+    State(auth): State<Authenticator>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKeyInfo>> {
@@ -195,6 +199,6 @@ pub async fn revoke(
         .store
         .revoke_api_key(&id, &who.name, state.now())
         .await?;
-    state.auth.forget_all();
+    auth.forget_all();
     Ok(Json(k.into()))
 }

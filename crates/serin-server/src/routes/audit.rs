@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serin_app::App;
 use serin_core::event::Event;
 use serin_core::page::{PageParams, Pagination};
 use serin_store::canary::EventFilter;
@@ -95,7 +96,7 @@ pub struct AuditList {
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<AuditList>> {
     let page = PageParams {

@@ -6,6 +6,7 @@
 //! subscribers. Metrics and health are computed on request from the lanes'
 //! observations over the deployment's `metrics_window`.
 
+use serin_app::App;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -27,10 +28,11 @@ use serin_core::traffic::routing::{RouteDecision, route_job};
 use serin_store::canary::{DeploymentFilter, EventFilter, Observation};
 
 use super::{ActionAnswer, ReasonBody};
+use crate::auth::Authenticator;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
-use crate::state::AppState;
+use crate::state::{AppState, Streams};
 use serin_app::deployments::{change, lane_metrics, start};
 
 /// The canary routes.
@@ -91,7 +93,7 @@ pub struct DeploymentList {
     responses((status = 200, body = DeploymentList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<DeploymentParams>,
 ) -> ApiResult<Json<DeploymentList>> {
     let page = PageParams {
@@ -125,7 +127,7 @@ pub async fn list(
         (status = 429, description = "`CONCURRENCY_LIMIT`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(queue = %new.queue_name))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewDeployment>,
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
@@ -140,7 +142,7 @@ pub async fn create(
     responses((status = 200, body = Deployment), (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Deployment>> {
     Ok(Json(state.store.get_deployment(&id).await?))
@@ -175,7 +177,7 @@ pub struct PercentageAnswer {
         (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn set_percentage(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PercentageBody>,
@@ -200,7 +202,7 @@ pub async fn set_percentage(
         (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn promote(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ActionAnswer>> {
@@ -223,7 +225,7 @@ pub async fn promote(
         (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn rollback(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<ReasonBody>,
@@ -248,7 +250,7 @@ pub async fn rollback(
     responses((status = 200, body = ActionAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn pause(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<ReasonBody>,
@@ -270,7 +272,7 @@ pub async fn pause(
     responses((status = 200, body = ActionAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn resume(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ActionAnswer>> {
@@ -293,7 +295,7 @@ pub async fn resume(
         (status = 400, description = "`DEPLOYMENT_ACTIVE`: promote or roll back first", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
@@ -320,7 +322,7 @@ pub struct LaneMetrics {
     responses((status = 200, body = LaneMetrics), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn metrics_of(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<LaneMetrics>> {
     let d = state.store.get_deployment(&id).await?;
@@ -350,7 +352,7 @@ const MAX_SECONDS_RANGE: chrono::TimeDelta = chrono::TimeDelta::hours(6);
     responses((status = 200, body = Vec<serin_core::traffic::proxy::LaneBucket>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn seconds(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(p): ApiQuery<SecondsParams>,
 ) -> ApiResult<Json<Vec<serin_core::traffic::proxy::LaneBucket>>> {
@@ -375,7 +377,7 @@ pub async fn seconds(
     responses((status = 200, body = HealthReport), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn health(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<HealthReport>> {
     let d = state.store.get_deployment(&id).await?;
@@ -403,19 +405,29 @@ pub struct EventList {
 #[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/events", tag = "canary",
     params(("id" = String, Path, description = "the deployment's id"), PageParams),
     responses((status = 200, body = EventList), (status = 101, description = "WebSocket stream of StreamEvent"), (status = 404, body = ErrorBody)))]
-pub async fn events(State(state): State<AppState>, req: Request) -> Response {
-    match events_inner(state, req).await {
+pub async fn events(
+    State(state): State<App>,
+    State(streams): State<Streams>,
+    State(auth): State<Authenticator>,
+    req: Request,
+) -> Response {
+    match events_inner(state, streams, auth, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn events_inner(state: AppState, req: Request) -> ApiResult<Response> {
+async fn events_inner(
+    state: App,
+    streams: Streams,
+    auth: Authenticator,
+    req: Request,
+) -> ApiResult<Response> {
     let (mut parts, _) = req.into_parts();
     let ApiPath(id) = ApiPath::<String>::from_request_parts(&mut parts, &state).await?;
     let d = state.store.get_deployment(&id).await?;
     if is_websocket(&parts.headers) {
-        let slot = state.streams.clone().try_acquire_owned().map_err(|_| {
+        let slot = streams.0.try_acquire_owned().map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_STREAMS",
@@ -432,7 +444,7 @@ async fn events_inner(state: AppState, req: Request) -> ApiResult<Response> {
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_WEBSOCKET", e.to_string()))?
             .protocols([crate::auth::WS_PROTOCOL]);
         return Ok(ws.on_upgrade(move |socket| async move {
-            stream(state, d, key, socket).await;
+            stream(state, auth, d, key, socket).await;
             drop(slot);
         }));
     }
@@ -466,7 +478,13 @@ const METRICS_EVERY: Duration = Duration::from_secs(5);
 /// How much lane history a new stream gets.
 const LANES_HISTORY: chrono::Duration = chrono::Duration::minutes(5);
 
-async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSocket) {
+async fn stream(
+    state: App,
+    auth: Authenticator,
+    d: Deployment,
+    key: String,
+    mut socket: WebSocket,
+) {
     let mut events = state.hub.subscribe();
     let mut tick = tokio::time::interval(METRICS_EVERY);
     let mut live = d.status.is_live();
@@ -508,7 +526,7 @@ async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSock
                 Err(_) => break,
             },
                         _ = tick.tick() => {
-                if state.auth.authenticate(&state.store, Some(&key)).await.is_err() {
+                if auth.authenticate(&state.store, Some(&key)).await.is_err() {
                     let _ = socket.send(Message::Close(None)).await;
                     break;
                 }
@@ -534,7 +552,7 @@ async fn stream(state: AppState, d: Deployment, key: String, mut socket: WebSock
 }
 
 async fn snapshot_messages(
-    state: &AppState,
+    state: &App,
     id: &str,
     last: &mut Option<metrics::HealthStatus>,
 ) -> Option<Vec<StreamEvent>> {
@@ -577,7 +595,7 @@ pub struct LaneSignals {
     responses((status = 201, body = serin_core::BatchAccepted), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, body), fields(count = body.signals.len()))]
 pub async fn record_signals(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LaneSignals>,
 ) -> ApiResult<(StatusCode, Json<serin_core::BatchAccepted>)> {
@@ -632,7 +650,7 @@ pub struct RouteParams {
 #[utoipa::path(get, path = "/api/v1/canary/route", tag = "canary", params(RouteParams),
     responses((status = 200, body = RouteDecision), (status = 400, body = ErrorBody)))]
 pub async fn route(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<RouteParams>,
 ) -> ApiResult<Json<RouteDecision>> {
     if p.queue.is_empty() || p.queue.len() > 200 {

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serin_app::App;
 use serin_core::event::EventType;
 use serin_core::page::{PageParams, Pagination};
 use serin_core::release::environment::{ApprovalTally, ReleaseDeployment, tally};
@@ -58,7 +59,7 @@ pub struct ReleaseDeploymentList {
     responses((status = 200, body = ReleaseDeploymentList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<DeploymentParams>,
 ) -> ApiResult<Json<ReleaseDeploymentList>> {
     let page = PageParams {
@@ -107,7 +108,7 @@ pub struct DeploymentDetail {
     responses((status = 200, body = DeploymentDetail), (status = 404, description = "`DEPLOYMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeploymentDetail>> {
     let d = state.store.get_deployment(&id).await?;
@@ -180,7 +181,7 @@ pub struct RollbackBody {
         (status = 409, description = "`ALREADY_ROLLED_BACK`, `NOT_CURRENT`, `NO_PREVIOUS_RELEASE`, `NOT_AN_ENVIRONMENT_DEPLOYMENT`, `RELEASE_NOT_DEPLOYABLE` (the release it would restore was rolled back or cancelled)", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn rollback(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<RollbackBody>,

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Serialize;
+use serin_app::App;
 use serin_core::release::environment::{Environment, EnvironmentSpec};
 
 use crate::auth::Principal;
@@ -41,7 +42,7 @@ pub struct EnvironmentList {
     responses((status = 200, body = EnvironmentList), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<EnvironmentList>> {
     let name = super::product_in_path(name)?;
@@ -58,7 +59,7 @@ pub async fn list(
     responses((status = 200, body = Environment), (status = 404, description = "`PRODUCT_NOT_FOUND` or `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath((name, env)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Environment>> {
     let name = super::product_in_path(name)?;
@@ -78,7 +79,7 @@ pub async fn show(
         (status = 409, description = "`ENVIRONMENT_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, spec))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(name): ApiPath<String>,
     ApiJson(spec): ApiJson<EnvironmentSpec>,
@@ -106,7 +107,7 @@ pub async fn create(
         (status = 404, description = "`PRODUCT_NOT_FOUND` or `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, spec))]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath((name, env)): ApiPath<(String, String)>,
     ApiJson(spec): ApiJson<EnvironmentSpec>,

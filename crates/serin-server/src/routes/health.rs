@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use serin_app::App;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -51,7 +52,7 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(get, path = "/api/v1/ready", tag = "health", security(()),
     responses((status = 200, body = Ready), (status = 503, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
+pub async fn ready(State(state): State<App>) -> ApiResult<Json<Ready>> {
     state.store.ping().await?;
     Ok(Json(Ready {
         status: "ready",

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Serialize;
+use serin_app::App;
 use serin_core::page::{PageParams, Pagination};
 use serin_core::{NewProduct, Product};
 
@@ -41,7 +42,7 @@ pub struct ProductList {
         (status = 422, description = "missing field or wrong type", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
@@ -58,7 +59,7 @@ pub async fn create(
     responses((status = 200, body = ProductList)))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> ApiResult<Json<ProductList>> {
     let page = p.check()?;
@@ -79,7 +80,7 @@ pub async fn list(
     responses((status = 200, body = Product), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Product>> {
     let name = super::product_in_path(name)?;

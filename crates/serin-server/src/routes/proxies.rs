@@ -8,6 +8,7 @@
 //! takes as "nothing new"). Each poll and each metrics report records the proxy's
 //! last contact, which `GET /api/v1/proxies` lists.
 
+use serin_app::App;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -73,7 +74,7 @@ fn check_proxy_field(field: &str, v: &str) -> ApiResult<()> {
     responses((status = 200, body = RouteSet), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn routes(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(q): ApiQuery<RoutesQuery>,
 ) -> ApiResult<Json<RouteSet>> {
     let wait = q.wait.map(GoDuration::to_std).unwrap_or_default();
@@ -97,7 +98,7 @@ pub async fn routes(
     Ok(Json((*set).clone()))
 }
 
-async fn touch(state: &AppState, id: String, name: String, version: String, dropped: Option<u64>) {
+async fn touch(state: &App, id: String, name: String, version: String, dropped: Option<u64>) {
     let info = ProxyInfo {
         id,
         name,
@@ -125,7 +126,7 @@ pub struct ReportAccepted {
     responses((status = 202, body = ReportAccepted), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, report), fields(buckets = report.buckets.len()))]
 pub async fn report(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(report): ApiJson<MetricsReport>,
 ) -> ApiResult<impl IntoResponse> {
@@ -194,7 +195,7 @@ pub struct ProxyList {
 #[utoipa::path(get, path = "/api/v1/proxies", tag = "proxy",
     responses((status = 200, body = ProxyList)))]
 #[tracing::instrument(skip(state))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ProxyList>> {
+pub async fn list(State(state): State<App>) -> ApiResult<Json<ProxyList>> {
     let current = state
         .routes
         .subscribe(&state.store, &state.hub)
@@ -229,7 +230,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ProxyList>> {
     responses((status = 200, body = Deployment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn set_routing(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RoutingChange>,
@@ -242,7 +243,7 @@ pub async fn set_routing(
 /// Prometheus text: the embedded proxy's counters (when it runs), the route
 /// set's size, and Serin's own (`crate::telemetry`): API requests, deployments
 /// by status, controller ticks.
-pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn prometheus(State(state): State<App>) -> impl IntoResponse {
     let routes = state.routes.current().map_or(0, |s| s.routes.len());
     let mut text = match &state.proxy {
         Some(p) => p.prometheus(),

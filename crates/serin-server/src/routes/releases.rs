@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use serin_app::App;
 use serin_core::page::{PageParams, Pagination};
 use serin_core::release::environment::{
     Approval, ApprovalTally, Decision, DeployRequest, ReleaseDeployment, tally,
@@ -73,7 +74,7 @@ pub struct ReleaseList {
         (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(product = %new.product_name, version = %new.version))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewRelease>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
@@ -94,7 +95,7 @@ pub async fn create(
         (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`RELEASE_EXISTS`", body = ErrorBody)))]
 pub async fn create_for_product(
-    state: State<AppState>,
+    state: State<App>,
     who: Extension<Principal>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ProductRelease>,
@@ -113,7 +114,7 @@ pub async fn create_for_product(
     responses((status = 200, body = ReleaseList), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> ApiResult<Json<ReleaseList>> {
@@ -140,7 +141,7 @@ pub async fn list(
         (status = 404, description = "`PRODUCT_NOT_FOUND` or `NO_STABLE_RELEASE`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn latest(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Release>> {
     let name = super::product_in_path(name)?;
@@ -157,10 +158,7 @@ pub async fn latest(
     params(("id" = i64, Path, description = "the release's id")),
     responses((status = 200, body = Release), (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
-pub async fn show(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult<Json<Release>> {
+pub async fn show(State(state): State<App>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Release>> {
     Ok(Json(state.store.get_release(id).await?))
 }
 
@@ -177,7 +175,7 @@ pub async fn show(
         (status = 409, description = "`INVALID_STATUS_TRANSITION`, `RELEASE_SHIPS_THROUGH_ENVIRONMENTS` (a product with environments releases by deploying to the last one; an admin may override with a reason)", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, patch), fields(status = ?patch.status))]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ReleasePatch>,
@@ -234,7 +232,7 @@ pub struct ReleaseParams {
     responses((status = 200, body = ReleaseList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list_all(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<ReleaseParams>,
 ) -> ApiResult<Json<ReleaseList>> {
     let page = PageParams {
@@ -271,7 +269,7 @@ pub async fn list_all(
         (status = 409, description = "`RELEASE_NOT_DRAFT`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn delete_release(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
@@ -298,7 +296,7 @@ pub async fn delete_release(
         (status = 409, description = "`PREVIOUS_ENVIRONMENT_NOT_PASSED`, `RELEASE_REJECTED`, `RELEASE_NOT_DEPLOYABLE`, `ALREADY_DEPLOYED`, `DEPLOYMENT_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, req), fields(environment = %req.environment))]
 pub async fn deploy(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<DeployRequest>,
@@ -342,7 +340,7 @@ pub struct DecisionAnswer {
         (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body), fields(environment = %body.environment))]
 pub async fn decide(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<DecisionBody>,
@@ -387,7 +385,7 @@ pub struct EnvironmentTally {
     responses((status = 200, body = ApprovalsAnswer), (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn approvals(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ApprovalsAnswer>> {
     let release = state.store.get_release(id).await?;
@@ -438,7 +436,7 @@ pub struct NotesParams {
         (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn notes(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<NotesParams>,
 ) -> ApiResult<axum::response::Response> {
@@ -484,7 +482,7 @@ pub struct PublishBody {
         (status = 404, description = "`RELEASE_NOT_FOUND`, `ENVIRONMENT_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn publish_notes(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<PublishBody>,

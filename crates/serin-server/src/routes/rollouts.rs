@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serin_app::App;
 use serin_core::DomainError;
 use serin_core::canary::{Deployment, DeploymentStatus, NewDeployment};
 use serin_core::event::{Event, EventType, NewEvent};
@@ -168,7 +169,7 @@ fn health_of(d: &Deployment, j: Option<&Judgement>) -> (&'static str, Option<f64
 
 /// The judgement that decided an ended rollout: its rollback's, or its last
 /// analysis's.
-async fn deciding_judgement(state: &AppState, d: &Deployment) -> ApiResult<Option<Judgement>> {
+async fn deciding_judgement(state: &App, d: &Deployment) -> ApiResult<Option<Judgement>> {
     let action = match d.status {
         DeploymentStatus::Failed => "deployment_rolled_back",
         DeploymentStatus::Completed => "analysis_completed",
@@ -187,7 +188,7 @@ async fn deciding_judgement(state: &AppState, d: &Deployment) -> ApiResult<Optio
         .and_then(|j| serde_json::from_value(j.clone()).ok()))
 }
 
-async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
+async fn view(state: &App, d: &Deployment) -> ApiResult<RolloutView> {
     let r = d.rollout.clone().ok_or_else(|| {
         ApiError::from(DomainError::invalid(
             "id",
@@ -323,7 +324,7 @@ async fn view(state: &AppState, d: &Deployment) -> ApiResult<RolloutView> {
     responses((status = 200, body = RolloutView), (status = 400, description = "`VALIDATION_FAILED`: no plan", body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RolloutView>> {
     let d = state.store.get_deployment(&id).await?;
@@ -337,7 +338,7 @@ pub async fn show(
     responses((status = 200, body = RolloutView), (status = 400, description = "`DEPLOYMENT_NOT_ACTIVE`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who))]
 pub async fn continue_(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RolloutView>> {
@@ -356,7 +357,7 @@ pub async fn continue_(
     responses((status = 200, body = ActionAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn abort(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     OptionalJson(body): OptionalJson<ReasonBody>,
@@ -399,7 +400,7 @@ pub struct DeliveryList {
     responses((status = 200, body = DeliveryList), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn deliveries(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeliveryList>> {
     state.store.get_deployment(&id).await?;
@@ -446,7 +447,7 @@ fn group_status(ds: &[Deployment]) -> &'static str {
     }
 }
 
-async fn group(state: &AppState, id: &str) -> ApiResult<Group> {
+async fn group(state: &App, id: &str) -> ApiResult<Group> {
     let deployments = state.store.group_deployments(id).await?;
     if deployments.is_empty() {
         return Err(ApiError::new(
@@ -485,7 +486,7 @@ async fn group(state: &AppState, id: &str) -> ApiResult<Group> {
     responses((status = 201, body = Group), (status = 400, description = "`VALIDATION_FAILED`", body = ErrorBody), (status = 409, description = "`DEPLOYMENT_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create_group(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewGroup>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
@@ -571,7 +572,7 @@ pub async fn create_group(
     responses((status = 200, body = Group), (status = 404, description = "`ROLLOUT_GROUP_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show_group(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Group>> {
     Ok(Json(group(&state, &id).await?))

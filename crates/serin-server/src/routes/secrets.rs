@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
+use serin_app::App;
 use serin_core::secret::{SecretInfo, SecretValue, validate_name};
 
 use crate::auth::Principal;
@@ -30,7 +31,7 @@ pub struct SecretList {
 /// The secrets' names and when they changed (admin).
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets",
     responses((status = 200, body = SecretList)))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<SecretList>> {
+pub async fn list(State(state): State<App>) -> ApiResult<Json<SecretList>> {
     Ok(Json(SecretList {
         secrets: state.store.list_secrets().await?,
     }))
@@ -45,7 +46,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<SecretList>> 
         (status = 409, description = "`SECRETS_DISABLED`: the server has no secret key", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %name))]
 pub async fn set(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SecretValue>,
@@ -68,7 +69,7 @@ pub async fn set(
     params(("name" = String, Path, description = "the secret's name")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "`SECRET_NOT_FOUND`", body = ErrorBody)))]
 pub async fn remove(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {

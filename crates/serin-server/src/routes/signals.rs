@@ -6,6 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::Serialize;
+use serin_app::App;
 use serin_core::page::{PageParams, Pagination};
 use serin_core::{BatchAccepted, Lane, NewSignal, Signal, SignalBatch};
 use serin_store::SignalQuery;
@@ -42,7 +43,7 @@ pub fn router() -> Router<AppState> {
         (status = 404, description = "`RELEASE_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(name = %new.name, lane = %new.lane))]
 pub async fn record(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiJson(new): ApiJson<NewSignal>,
 ) -> ApiResult<(StatusCode, Json<Signal>)> {
     let now = state.now();
@@ -63,7 +64,7 @@ pub async fn record(
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(count = batch.signals.len()))]
 pub async fn record_batch(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiJson(batch): ApiJson<SignalBatch>,
 ) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
     let now = state.now();
@@ -95,7 +96,7 @@ pub struct SignalParams {
     responses((status = 200, body = SignalList), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<SignalParams>,
 ) -> ApiResult<Json<SignalList>> {

@@ -1,5 +1,8 @@
 //! People (seed 003): log in and out, who am I, and users managed by admins.
 
+use serin_app::App;
+
+use crate::state::Logins;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -66,7 +69,8 @@ pub struct Session {
         (status = 503, description = "`LOGIN_BUSY`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<App>,
+    State(logins): State<Logins>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<Login>,
@@ -77,19 +81,19 @@ pub async fn login(
         &state.config.trusted_proxies,
     );
     let now = state.now().timestamp_micros() as f64 / 1e6;
-    if state.auth_failures.exhausted(&client, now) {
+    if logins.failures.exhausted(&client, now) {
         return too_many(
             &state,
             "too many failed logins from this address; retry in a minute",
             60,
         );
     }
-    match try_login(&state, &client, body).await {
+    match try_login(&state, &logins, &client, body).await {
         Ok(s) => Json(s).into_response(),
         Err(e) => {
             if e.status() == StatusCode::UNAUTHORIZED {
                 // Counted against the address; nothing when the limit is off.
-                let _ = state.auth_failures.check(&client, now);
+                let _ = logins.failures.check(&client, now);
             }
             e
         }
@@ -97,7 +101,7 @@ pub async fn login(
 }
 
 /// A 429 with `Retry-After`.
-fn too_many(state: &AppState, message: &str, secs: u64) -> Response {
+fn too_many(state: &App, message: &str, secs: u64) -> Response {
     state.telemetry.login("throttled");
     let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "LOGIN_THROTTLED", message)
         .details(json!({"retry_after_seconds": secs}))
@@ -110,7 +114,12 @@ fn too_many(state: &AppState, message: &str, secs: u64) -> Response {
 
 /// A login attempt. Wrong passwords slow down further attempts for this email
 /// from this address only: a guesser elsewhere can't lock the owner out.
-async fn try_login(state: &AppState, client: &str, body: Login) -> Result<Session, Response> {
+async fn try_login(
+    state: &App,
+    logins: &Logins,
+    client: &str,
+    body: Login,
+) -> Result<Session, Response> {
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -127,7 +136,7 @@ async fn try_login(state: &AppState, client: &str, body: Login) -> Result<Sessio
         return Err(bad().into_response());
     }
     let throttled = format!("{client} {email}");
-    if let Err(wait) = state.throttle.begin(&throttled) {
+    if let Err(wait) = logins.throttle.begin(&throttled) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(too_many(
             state,
@@ -136,7 +145,7 @@ async fn try_login(state: &AppState, client: &str, body: Login) -> Result<Sessio
         ));
     }
     let found = state.store.credentials(&email).await.map_err(err)?;
-    let ok = state
+    let ok = logins
         .passwords
         .verify(
             body.password,
@@ -173,7 +182,7 @@ async fn try_login(state: &AppState, client: &str, body: Login) -> Result<Sessio
             return Err(bad().into_response());
         }
     };
-    state.throttle.succeeded(&throttled);
+    logins.throttle.succeeded(&throttled);
     let token = random_token(SESSION_PREFIX).map_err(IntoResponse::into_response)?;
     let ttl =
         chrono::Duration::from_std(state.config.session_ttl).unwrap_or(chrono::Duration::hours(12));
@@ -220,7 +229,8 @@ fn err(e: serin_store::StoreError) -> Response {
         (status = 401, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<App>,
+    State(logins): State<Logins>,
     Extension(who): Extension<Principal>,
 ) -> ApiResult<StatusCode> {
     let Some(s) = &who.session else {
@@ -234,7 +244,7 @@ pub async fn logout(
         .store
         .end_session(&s.id, &s.user_id, &who.name, state.now())
         .await?;
-    state.auth.forget_all();
+    logins.auth.forget_all();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -260,7 +270,7 @@ pub struct Me {
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn me(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Json<Me>> {
     let user = match &who.session {
@@ -295,7 +305,8 @@ pub struct UserList {
         (status = 409, description = "`USER_EXISTS`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create_user(
-    State(state): State<AppState>,
+    State(state): State<App>,
+    State(logins): State<Logins>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
@@ -307,7 +318,7 @@ pub async fn create_user(
         }
         .into());
     }
-    let password_hash = state.passwords.hash(new.password).await?;
+    let password_hash = logins.passwords.hash(new.password).await?;
     let user = User {
         id: format!("user_{}", uuid::Uuid::new_v4()),
         email,
@@ -336,7 +347,7 @@ pub async fn create_user(
     responses((status = 200, body = UserList)))]
 #[tracing::instrument(skip_all)]
 pub async fn list_users(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> ApiResult<Json<UserList>> {
     let page = p.check()?;
@@ -354,7 +365,7 @@ pub async fn list_users(
     responses((status = 200, body = User), (status = 404, description = "`USER_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state))]
 pub async fn show_user(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(state.store.get_user(&id).await?))
@@ -370,14 +381,15 @@ pub async fn show_user(
         (status = 404, description = "`USER_NOT_FOUND`", body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, patch))]
 pub async fn update_user(
-    State(state): State<AppState>,
+    State(state): State<App>,
+    State(logins): State<Logins>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult<Json<User>> {
     patch.validate()?;
     let password_hash = match patch.password {
-        Some(p) => Some(state.passwords.hash(p).await?),
+        Some(p) => Some(logins.passwords.hash(p).await?),
         None => None,
     };
     let change = UserChange {
@@ -392,7 +404,7 @@ pub async fn update_user(
         .update_user(&id, change, &who.name, state.now())
         .await?;
     if ends {
-        state.auth.forget_all();
+        logins.auth.forget_all();
     }
     Ok(Json(user))
 }

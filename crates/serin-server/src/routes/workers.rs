@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
+use serin_app::App;
 use serin_core::Lane;
 use serin_core::canary::worker::{Heartbeat, NewWorker, Worker, WorkerStatus};
 use serin_core::page::{PageParams, Pagination};
@@ -52,7 +53,7 @@ pub struct WorkerList {
     responses((status = 200, body = WorkerList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiQuery(p): ApiQuery<WorkerParams>,
 ) -> ApiResult<Json<WorkerList>> {
     let page = PageParams {
@@ -78,7 +79,7 @@ pub async fn list(
     responses((status = 201, body = Worker),  (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(id = %new.id))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiJson(new): ApiJson<NewWorker>,
 ) -> ApiResult<(StatusCode, Json<Worker>)> {
@@ -95,7 +96,7 @@ pub async fn register(
     params(("id" = String, Path, description = "the worker's id")),
     responses((status = 200, body = Worker), (status = 404, description = "`WORKER_NOT_FOUND`", body = ErrorBody)))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Worker>> {
     Ok(Json(state.store.get_worker(&id).await?))
@@ -126,7 +127,7 @@ pub struct StatusAnswer {
     responses((status = 200, body = StatusAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, who, body))]
 pub async fn set_status(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<StatusBody>,
@@ -151,7 +152,7 @@ pub async fn set_status(
     responses((status = 200, body = Worker), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip(state, hb), fields(jobs = hb.job_results.len()))]
 pub async fn heartbeat(
-    State(state): State<AppState>,
+    State(state): State<App>,
     ApiPath(id): ApiPath<String>,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> ApiResult<Json<Worker>> {

@@ -1,5 +1,5 @@
 //! A deployment change's release effect on PostgreSQL, inside the change's
-//! transaction (see `serin_core::release_effect`).
+//! transaction (see `serin_core::release::effect`).
 
 use deadpool_postgres::GenericClient;
 use serin_core::Timestamp;

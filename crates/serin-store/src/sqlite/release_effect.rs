@@ -1,5 +1,5 @@
 //! A deployment change's release effect on SQLite, inside the change's
-//! transaction (see `serin_core::release_effect`).
+//! transaction (see `serin_core::release::effect`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serin_core::Timestamp;
