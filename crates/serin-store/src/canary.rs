@@ -62,6 +62,32 @@ pub struct Paged<T> {
     pub total: u64,
 }
 
+impl<T> Paged<T> {
+    /// The same page with each item converted, or the first conversion's error.
+    pub fn try_map<U, E>(
+        self,
+        f: impl FnMut(T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<Paged<U>, E> {
+        Ok(Paged {
+            items: self
+                .items
+                .into_iter()
+                .map(f)
+                .collect::<std::result::Result<_, E>>()?,
+            total: self.total,
+        })
+    }
+}
+
+/// Where a page starts and how many rows it holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    /// Rows skipped.
+    pub offset: u64,
+    /// Rows at most.
+    pub limit: u64,
+}
+
 /// An API key as stored: never the key itself, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {

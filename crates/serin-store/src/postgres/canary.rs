@@ -2,6 +2,8 @@
 //! row is locked (`FOR UPDATE`) while core decides, and written back guarded by the
 //! revision it had.
 
+use super::page::paged;
+use crate::canary::Window;
 use deadpool_postgres::GenericClient;
 use serin_core::canary::Deployment;
 use serin_core::canary::metrics::LaneWindow;
@@ -273,41 +275,19 @@ impl PgStore {
         let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
         let where_ = "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue_name = $2) AND ($3::text IS NULL OR tenant_key = $3)
             AND ($4::text IS NULL OR body->>'product' = $4) AND ($5::text IS NULL OR body->>'environment' = $5)";
-        let total: i64 = client
-            .query_one(
-                &format!("SELECT COUNT(*) FROM deployments {where_}"),
-                &[&status, &f.queue_name, &tenant, &f.product, &f.environment],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT $6 OFFSET $7"))
-            .await
-            .map_err(pg_err)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &status,
-                    &f.queue_name,
-                    &tenant,
-                    &f.product,
-                    &f.environment,
-                    &(limit as i64),
-                    &(offset as i64),
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        let items = rows
-            .into_iter()
-            .map(|r| from_json(r.get(0)))
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&status, &f.queue_name, &tenant, &f.product, &f.environment];
+        let order = "start_time DESC, id DESC";
+        paged(
+            &client,
+            "SELECT body FROM deployments",
+            where_,
+            order,
+            &args,
+            Window { offset, limit },
+            |r| from_json(r.get(0)),
+        )
+        .await
     }
 
     pub(crate) async fn live_deployment(
@@ -416,50 +396,26 @@ impl PgStore {
         let where_ = "WHERE ($1::text IS NULL OR deployment_id = $1) AND ($2::text IS NULL OR resource_type = $2)
             AND ($3::text IS NULL OR resource_id = $3) AND ($4::text IS NULL OR actor = $4) AND ($5::text IS NULL OR kind = $5)
             AND ($6::timestamptz IS NULL OR ts >= $6) AND ($7::timestamptz IS NULL OR ts < $7)";
-        let total: i64 = client
-            .query_one(
-                &format!("SELECT COUNT(*) FROM events {where_}"),
-                &[
-                    &f.deployment_id,
-                    &f.resource_type,
-                    &f.resource_id,
-                    &f.actor,
-                    &f.action,
-                    &f.since,
-                    &f.until,
-                ],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events {where_}
-                 ORDER BY seq DESC LIMIT $8 OFFSET $9"
-            ))
-            .await
-            .map_err(pg_err)?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &f.deployment_id,
-                    &f.resource_type,
-                    &f.resource_id,
-                    &f.actor,
-                    &f.action,
-                    &f.since,
-                    &f.until,
-                    &(limit as i64),
-                    &(offset as i64),
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(Paged {
-            items: rows.iter().map(event_row).collect(),
-            total: total as u64,
-        })
+        let select = "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events";
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &f.deployment_id,
+            &f.resource_type,
+            &f.resource_id,
+            &f.actor,
+            &f.action,
+            &f.since,
+            &f.until,
+        ];
+        paged(
+            &client,
+            select,
+            where_,
+            "seq DESC",
+            &args,
+            Window { offset, limit },
+            |r| Ok(event_row(r)),
+        )
+        .await
     }
 
     pub(crate) async fn upsert_worker(
@@ -526,26 +482,17 @@ impl PgStore {
     ) -> Result<Paged<Worker>> {
         let client = self.client().await?;
         let lane = lane.map(Lane::as_str);
-        let total: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM workers WHERE ($1::text IS NULL OR lane = $1)",
-                &[&lane],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let rows = client
-            .query("SELECT body FROM workers WHERE ($1::text IS NULL OR lane = $1) ORDER BY id LIMIT $2 OFFSET $3", &[&lane, &(limit as i64), &(offset as i64)])
-            .await
-            .map_err(pg_err)?;
-        let items = rows
-            .into_iter()
-            .map(|r| from_json(r.get(0)))
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let filter = "WHERE ($1::text IS NULL OR lane = $1)";
+        paged(
+            &client,
+            "SELECT body FROM workers",
+            filter,
+            "id",
+            &[&lane],
+            Window { offset, limit },
+            |r| from_json(r.get(0)),
+        )
+        .await
     }
 
     pub(crate) async fn set_worker_status(

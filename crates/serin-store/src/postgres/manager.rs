@@ -1,5 +1,7 @@
 //! The release manager's storage on PostgreSQL (see `crate::manager`).
 
+use super::page::paged;
+use crate::canary::Window;
 use deadpool_postgres::GenericClient;
 use serin_core::auth::Role;
 use serin_core::event::Event;
@@ -114,22 +116,16 @@ impl PgStore {
 
     pub(crate) async fn list_users(&self, offset: u64, limit: u64) -> Result<Paged<User>> {
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one("SELECT COUNT(*) FROM users", &[])
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let rows = client
-            .query(
-                &format!("{USER_SELECT} ORDER BY email LIMIT $1 OFFSET $2"),
-                &[&(limit as i64), &(offset as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(Paged {
-            items: rows.iter().map(user_row).collect(),
-            total: total as u64,
-        })
+        paged(
+            &client,
+            USER_SELECT,
+            "",
+            "email",
+            &[],
+            Window { offset, limit },
+            |r| Ok(user_row(r)),
+        )
+        .await
     }
 
     pub(crate) async fn get_user(&self, id: &str) -> Result<User> {
@@ -391,36 +387,17 @@ impl PgStore {
         let status = f.status.map(ReleaseStatus::as_str);
         let where_ =
             "WHERE ($1::text IS NULL OR p.name = $1) AND ($2::text IS NULL OR r.status = $2)";
-        let total: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT COUNT(*) FROM releases r JOIN products p ON p.id = r.product_id {where_}"
-                ),
-                &[&f.product, &status],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!(
-                "{RELEASE_SELECT} {where_} ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
-            ))
-            .await
-            .map_err(pg_err)?;
-        let items = client
-            .query(
-                &stmt,
-                &[&f.product, &status, &(limit as i64), &(offset as i64)],
-            )
-            .await
-            .map_err(pg_err)?
-            .iter()
-            .map(release_row)
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let order = "r.created_at DESC, r.id DESC";
+        paged(
+            &client,
+            RELEASE_SELECT,
+            where_,
+            order,
+            &[&f.product, &status],
+            Window { offset, limit },
+            release_row,
+        )
+        .await
     }
 
     pub(crate) async fn delete_release(

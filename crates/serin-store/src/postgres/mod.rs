@@ -7,6 +7,8 @@
 //! Migrations hold an advisory lock so that replicas starting together apply each
 //! version once.
 
+use crate::canary::Window;
+use page::paged;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
@@ -23,6 +25,7 @@ use tokio_postgres::{NoTls, Row};
 mod canary;
 mod manager;
 mod notify;
+mod page;
 mod proxy;
 mod release_effect;
 mod secrets;
@@ -197,28 +200,17 @@ impl PgStore {
 
     pub(crate) async fn list_products(&self, offset: u64, limit: u64) -> Result<Paged<Product>> {
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one("SELECT COUNT(*) FROM products", &[])
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!(
-                "{PRODUCT_SELECT} ORDER BY name COLLATE \"C\" LIMIT $1 OFFSET $2"
-            ))
-            .await
-            .map_err(pg_err)?;
-        let items = client
-            .query(&stmt, &[&(limit as i64), &(offset as i64)])
-            .await
-            .map_err(pg_err)?
-            .iter()
-            .map(product_row)
-            .collect();
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let w = Window { offset, limit };
+        paged(
+            &client,
+            PRODUCT_SELECT,
+            "",
+            "name COLLATE \"C\"",
+            &[],
+            w,
+            |r| Ok(product_row(r)),
+        )
+        .await
     }
 
     pub(crate) async fn get_product(&self, name: &str) -> Result<Product> {
@@ -302,29 +294,17 @@ impl PgStore {
     ) -> Result<Paged<Release>> {
         let client = self.client().await?;
         let pid = product_id(&client, product).await?;
-        let total: i64 = client
-            .query_one(
-                "SELECT COUNT(*) FROM releases WHERE product_id = $1",
-                &[&pid],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!("{RELEASE_SELECT} WHERE r.product_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2 OFFSET $3"))
-            .await
-            .map_err(pg_err)?;
-        let items = client
-            .query(&stmt, &[&pid, &(limit as i64), &(offset as i64)])
-            .await
-            .map_err(pg_err)?
-            .iter()
-            .map(release_row)
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let order = "r.created_at DESC, r.id DESC";
+        paged(
+            &client,
+            RELEASE_SELECT,
+            "WHERE r.product_id = $1",
+            order,
+            &[&pid],
+            Window { offset, limit },
+            release_row,
+        )
+        .await
     }
 
     pub(crate) async fn release_by_version(
@@ -476,46 +456,25 @@ impl PgStore {
     ) -> Result<Paged<Signal>> {
         let client = self.client().await?;
         release_by_id(&client, release_id, false).await?;
-        let filter = "s.release_id = $1 AND ($2::text IS NULL OR s.lane = $2) AND ($3::text IS NULL OR s.name = $3)
+        let select = "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
+                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id";
+        let filter = "WHERE s.release_id = $1 AND ($2::text IS NULL OR s.lane = $2) AND ($3::text IS NULL OR s.name = $3)
                       AND ($4::timestamptz IS NULL OR s.ts >= $4)";
         let lane = q.lane.map(Lane::as_str);
-        let total: i64 = client
-            .query_one(
-                &format!("SELECT COUNT(*) FROM signals s WHERE {filter}"),
-                &[&release_id, &lane, &q.name, &q.since],
-            )
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
-                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id
-                 WHERE {filter} ORDER BY s.ts DESC, s.id DESC LIMIT $5 OFFSET $6"
-            ))
-            .await
-            .map_err(pg_err)?;
-        let items = client
-            .query(
-                &stmt,
-                &[
-                    &release_id,
-                    &lane,
-                    &q.name,
-                    &q.since,
-                    &i64::from(q.limit),
-                    &(q.offset as i64),
-                ],
-            )
-            .await
-            .map_err(pg_err)?
-            .iter()
-            .map(signal_row)
-            .collect::<Result<_>>()?;
-        Ok(Paged {
-            items,
-            total: total as u64,
-        })
+        let w = Window {
+            offset: q.offset,
+            limit: u64::from(q.limit),
+        };
+        paged(
+            &client,
+            select,
+            filter,
+            "s.ts DESC, s.id DESC",
+            &[&release_id, &lane, &q.name, &q.since],
+            w,
+            signal_row,
+        )
+        .await
     }
 }
 

@@ -1,6 +1,8 @@
 //! The canary side on SQLite. Writes run on the writer thread (so each
 //! read-check-write is one transaction); reads on a reader connection.
 
+use super::page::paged;
+use crate::canary::Window;
 use rusqlite::{Connection, OptionalExtension, params};
 use serin_core::canary::Deployment;
 use serin_core::canary::metrics::LaneWindow;
@@ -227,18 +229,10 @@ impl SqliteStore {
             let tenant = f.tenant_id.as_deref().map(|t| tenant_key(Some(t)));
             let where_ = "WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue_name = ?2) AND (?3 IS NULL OR tenant_key = ?3)
                 AND (?4 IS NULL OR json_extract(body, '$.product') = ?4) AND (?5 IS NULL OR json_extract(body, '$.environment') = ?5)";
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM deployments {where_}"))
-                .and_then(|mut s| s.query_row(params![status, f.queue_name, tenant, f.product, f.environment], |r| r.get(0)))
-                .map_err(sql_err)?;
-            let bodies: Vec<String> = c
-                .prepare_cached(&format!("SELECT body FROM deployments {where_} ORDER BY start_time DESC, id DESC LIMIT ?6 OFFSET ?7"))
-                .and_then(|mut s| {
-                    s.query_map(params![status, f.queue_name, tenant, f.product, f.environment, limit as i64, offset as i64], |r| r.get(0))?.collect()
-                })
-                .map_err(sql_err)?;
-            let items = bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect::<Result<_>>()?;
-            Ok(Paged { items, total: total as u64 })
+            let order = "start_time DESC, id DESC";
+            let args: [&dyn rusqlite::ToSql; 5] = [&status, &f.queue_name, &tenant, &f.product, &f.environment];
+            paged(c, "SELECT body FROM deployments", where_, order, &args, Window { offset, limit }, |r| r.get::<_, String>(0))?
+                .try_map(|b| serde_json::from_str(&b).map_err(json_err))
         })
         .await
     }
@@ -334,57 +328,25 @@ impl SqliteStore {
             let where_ = "WHERE (?1 IS NULL OR deployment_id = ?1) AND (?2 IS NULL OR resource_type = ?2)
                 AND (?3 IS NULL OR resource_id = ?3) AND (?4 IS NULL OR actor = ?4) AND (?5 IS NULL OR kind = ?5)
                 AND (?6 IS NULL OR ts >= ?6) AND (?7 IS NULL OR ts < ?7)";
-            let args = params![
-                f.deployment_id,
-                f.resource_type,
-                f.resource_id,
-                f.actor,
-                f.action,
-                f.since.map(micros),
-                f.until.map(micros)
-            ];
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM events {where_}"))
-                .and_then(|mut s| s.query_row(args, |r| r.get(0)))
-                .map_err(sql_err)?;
-            let rows: Vec<Event> = c
-                .prepare_cached(&format!(
-                    "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events {where_}
-                     ORDER BY seq DESC LIMIT ?8 OFFSET ?9"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(
-                        params![
-                            f.deployment_id,
-                            f.resource_type,
-                            f.resource_id,
-                            f.actor,
-                            f.action,
-                            f.since.map(micros),
-                            f.until.map(micros),
-                            limit as i64,
-                            offset as i64
-                        ],
-                        |r| {
-                            let kind: String = r.get(2)?;
-                            let data: String = r.get(7)?;
-                            Ok(Event {
-                                id: r.get(0)?,
-                                deployment_id: r.get(1)?,
-                                kind: EventType::parse(&kind).unwrap_or(EventType::DeploymentCreated),
-                                resource_type: r.get(3)?,
-                                resource_id: r.get(4)?,
-                                actor: r.get(5)?,
-                                message: r.get(6)?,
-                                data: serde_json::from_str(&data).unwrap_or_default(),
-                                timestamp: instant_of(r.get(8)?),
-                            })
-                        },
-                    )?
-                    .collect()
+            let (since, until) = (f.since.map(micros), f.until.map(micros));
+            let args: [&dyn rusqlite::ToSql; 7] =
+                [&f.deployment_id, &f.resource_type, &f.resource_id, &f.actor, &f.action, &since, &until];
+            let select = "SELECT id, deployment_id, kind, resource_type, resource_id, actor, message, data, ts FROM events";
+            paged(c, select, where_, "seq DESC", &args, Window { offset, limit }, |r| {
+                let kind: String = r.get(2)?;
+                let data: String = r.get(7)?;
+                Ok(Event {
+                    id: r.get(0)?,
+                    deployment_id: r.get(1)?,
+                    kind: EventType::parse(&kind).unwrap_or(EventType::DeploymentCreated),
+                    resource_type: r.get(3)?,
+                    resource_id: r.get(4)?,
+                    actor: r.get(5)?,
+                    message: r.get(6)?,
+                    data: serde_json::from_str(&data).unwrap_or_default(),
+                    timestamp: instant_of(r.get(8)?),
                 })
-                .map_err(sql_err)?;
-            Ok(Paged { items: rows, total: total as u64 })
+            })
         })
         .await
     }
@@ -438,16 +400,17 @@ impl SqliteStore {
     ) -> Result<Paged<Worker>> {
         self.read(move |c| {
             let lane = lane.map(Lane::as_str);
-            let total: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM workers WHERE (?1 IS NULL OR lane = ?1)")
-                .and_then(|mut s| s.query_row(params![lane], |r| r.get(0)))
-                .map_err(sql_err)?;
-            let bodies: Vec<String> = c
-                .prepare_cached("SELECT body FROM workers WHERE (?1 IS NULL OR lane = ?1) ORDER BY id LIMIT ?2 OFFSET ?3")
-                .and_then(|mut s| s.query_map(params![lane, limit as i64, offset as i64], |r| r.get(0))?.collect())
-                .map_err(sql_err)?;
-            let items = bodies.iter().map(|b| serde_json::from_str(b).map_err(json_err)).collect::<Result<_>>()?;
-            Ok(Paged { items, total: total as u64 })
+            let w = Window { offset, limit };
+            paged(
+                c,
+                "SELECT body FROM workers",
+                "WHERE (?1 IS NULL OR lane = ?1)",
+                "id",
+                &[&lane],
+                w,
+                |r| r.get::<_, String>(0),
+            )?
+            .try_map(|b| serde_json::from_str(&b).map_err(json_err))
         })
         .await
     }
@@ -603,22 +566,15 @@ impl SqliteStore {
         limit: u64,
     ) -> Result<Paged<ApiKeyRecord>> {
         self.read(move |c| {
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))
-                .map_err(sql_err)?;
-            let items = c
-                .prepare_cached(&format!(
-                    "{KEY_SELECT} ORDER BY created_at DESC, id LIMIT ?1 OFFSET ?2"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64, offset as i64], key_row)?
-                        .collect()
-                })
-                .map_err(sql_err)?;
-            Ok(Paged {
-                items,
-                total: total as u64,
-            })
+            paged(
+                c,
+                KEY_SELECT,
+                "",
+                "created_at DESC, id",
+                &[],
+                Window { offset, limit },
+                key_row,
+            )
         })
         .await
     }

@@ -1,5 +1,7 @@
 //! The release manager's storage on SQLite (see `crate::manager`).
 
+use super::page::paged;
+use crate::canary::Window;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serin_core::auth::Role;
 use serin_core::event::Event;
@@ -103,20 +105,15 @@ impl SqliteStore {
 
     pub(crate) async fn list_users(&self, offset: u64, limit: u64) -> Result<Paged<User>> {
         self.read(move |c| {
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-                .map_err(sql_err)?;
-            let items = c
-                .prepare_cached(&format!("{USER_SELECT} ORDER BY email LIMIT ?1 OFFSET ?2"))
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64, offset as i64], user_row)?
-                        .collect()
-                })
-                .map_err(sql_err)?;
-            Ok(Paged {
-                items,
-                total: total as u64,
-            })
+            paged(
+                c,
+                USER_SELECT,
+                "",
+                "email",
+                &[],
+                Window { offset, limit },
+                user_row,
+            )
         })
         .await
     }
@@ -354,25 +351,16 @@ impl SqliteStore {
         let (product, status) = (f.product.clone(), f.status.map(ReleaseStatus::as_str));
         self.read(move |c| {
             let where_ = "WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR r.status = ?2)";
-            let total: i64 = c
-                .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM releases r JOIN products p ON p.id = r.product_id {where_}"
-                ))
-                .and_then(|mut s| s.query_row(params![product, status], |r| r.get(0)))
-                .map_err(sql_err)?;
-            let items = c
-                .prepare_cached(&format!(
-                    "{RELEASE_SELECT} {where_} ORDER BY r.created_at DESC, r.id DESC LIMIT ?3 OFFSET ?4"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![product, status, limit as i64, offset as i64], release_row)?
-                        .collect()
-                })
-                .map_err(sql_err)?;
-            Ok(Paged {
-                items,
-                total: total as u64,
-            })
+            let order = "r.created_at DESC, r.id DESC";
+            paged(
+                c,
+                RELEASE_SELECT,
+                where_,
+                order,
+                &[&product, &status],
+                Window { offset, limit },
+                release_row,
+            )
         })
         .await
     }

@@ -9,11 +9,14 @@
 mod canary;
 mod manager;
 mod notify;
+mod page;
 mod proxy;
 mod release_effect;
 mod secrets;
 mod writer;
 
+use crate::canary::Window;
+use page::paged;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -236,22 +239,15 @@ impl SqliteStore {
 
     pub(crate) async fn list_products(&self, offset: u64, limit: u64) -> Result<Paged<Product>> {
         self.read(move |c| {
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
-                .map_err(sql_err)?;
-            let items = c
-                .prepare_cached(&format!(
-                    "{PRODUCT_SELECT} ORDER BY name LIMIT ?1 OFFSET ?2"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64, offset as i64], product_row)?
-                        .collect()
-                })
-                .map_err(sql_err)?;
-            Ok(Paged {
-                items,
-                total: total as u64,
-            })
+            paged(
+                c,
+                PRODUCT_SELECT,
+                "",
+                "name",
+                &[],
+                Window { offset, limit },
+                product_row,
+            )
         })
         .await
     }
@@ -324,16 +320,16 @@ impl SqliteStore {
         let product = product.to_string();
         self.read(move |c| {
             let pid = product_id(c, &product, "product_name")?;
-            let total: i64 = c
-                .query_row("SELECT COUNT(*) FROM releases WHERE product_id = ?1", [pid], |r| r.get(0))
-                .map_err(sql_err)?;
-            let items = c
-                .prepare_cached(&format!(
-                    "{RELEASE_SELECT} WHERE r.product_id = ?1 ORDER BY r.created_at DESC, r.id DESC LIMIT ?2 OFFSET ?3"
-                ))
-                .and_then(|mut s| s.query_map(params![pid, limit as i64, offset as i64], release_row)?.collect())
-                .map_err(sql_err)?;
-            Ok(Paged { items, total: total as u64 })
+            let order = "r.created_at DESC, r.id DESC";
+            paged(
+                c,
+                RELEASE_SELECT,
+                "WHERE r.product_id = ?1",
+                order,
+                &[&pid],
+                Window { offset, limit },
+                release_row,
+            )
         })
         .await
     }
@@ -442,31 +438,13 @@ impl SqliteStore {
         let q = q.clone();
         self.read(move |c| {
             release_by_id(c, release_id)?;
-            let total: i64 = c
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM signals s WHERE s.release_id = ?1 AND (?2 IS NULL OR s.lane = ?2)
-                     AND (?3 IS NULL OR s.name = ?3) AND (?4 IS NULL OR s.ts >= ?4)",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![release_id, q.lane.map(Lane::as_str), q.name, q.since.map(micros)], |r| r.get(0))
-                })
-                .map_err(sql_err)?;
-            let items = c.prepare_cached(
-                "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
-                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id
-                 WHERE s.release_id = ?1 AND (?2 IS NULL OR s.lane = ?2) AND (?3 IS NULL OR s.name = ?3)
-                   AND (?4 IS NULL OR s.ts >= ?4)
-                 ORDER BY s.ts DESC, s.id DESC LIMIT ?5 OFFSET ?6",
-            )
-            .and_then(|mut s| {
-                s.query_map(
-                    params![release_id, q.lane.map(Lane::as_str), q.name, q.since.map(micros), q.limit, q.offset as i64],
-                    signal_row,
-                )?
-                .collect()
-            })
-            .map_err(sql_err)?;
-            Ok(Paged { items, total: total as u64 })
+            let select = "SELECT s.id, s.release_id, p.name, r.version, s.lane, s.name, s.kind, s.value, s.tags, s.ts
+                 FROM signals s JOIN releases r ON r.id = s.release_id JOIN products p ON p.id = r.product_id";
+            let filter = "WHERE s.release_id = ?1 AND (?2 IS NULL OR s.lane = ?2) AND (?3 IS NULL OR s.name = ?3)
+                   AND (?4 IS NULL OR s.ts >= ?4)";
+            let (lane, since) = (q.lane.map(Lane::as_str), q.since.map(micros));
+            let w = Window { offset: q.offset, limit: q.limit as u64 };
+            paged(c, select, filter, "s.ts DESC, s.id DESC", &[&release_id as &dyn rusqlite::ToSql, &lane, &q.name, &since], w, signal_row)
         })
         .await
     }

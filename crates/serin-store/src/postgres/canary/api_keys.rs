@@ -1,7 +1,9 @@
 //! API keys on PostgreSQL: stored as hashes, listed, revoked.
 
-#[allow(unused_imports)]
 use super::*;
+use crate::canary::Window;
+#[allow(unused_imports)]
+use crate::postgres::page::paged;
 
 fn key_row(r: &Row) -> ApiKeyRecord {
     let role: &str = r.get(2);
@@ -51,22 +53,17 @@ impl PgStore {
         limit: u64,
     ) -> Result<Paged<ApiKeyRecord>> {
         let client = self.client().await?;
-        let total: i64 = client
-            .query_one("SELECT COUNT(*) FROM api_keys", &[])
-            .await
-            .map_err(pg_err)?
-            .get(0);
-        let rows = client
-            .query(
-                &format!("{KEY_SELECT} ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"),
-                &[&(limit as i64), &(offset as i64)],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(Paged {
-            items: rows.iter().map(key_row).collect(),
-            total: total as u64,
-        })
+        let order = "created_at DESC, id";
+        paged(
+            &client,
+            KEY_SELECT,
+            "",
+            order,
+            &[],
+            Window { offset, limit },
+            |r| Ok(key_row(r)),
+        )
+        .await
     }
 
     pub(crate) async fn revoke_api_key(
