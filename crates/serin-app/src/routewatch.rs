@@ -12,12 +12,13 @@
 //! version differs is published, so watchers wake only for real changes. The
 //! embedded proxy and the long-poll route endpoint both read this channel.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serin_core::traffic::proxy::RouteSet;
 use serin_store::{Store, StoreError};
 use tokio::sync::{OnceCell, watch};
+use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
 
@@ -26,6 +27,10 @@ use crate::hub::Hub;
 pub struct RouteWatch {
     tx: Arc<watch::Sender<Arc<RouteSet>>>,
     started: Arc<OnceCell<()>>,
+    /// Tells the refresher to end.
+    halt: Arc<watch::Sender<bool>>,
+    /// The refresher, once started; the runtime joins it on shutdown.
+    refresher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Default for RouteWatch {
@@ -33,6 +38,8 @@ impl Default for RouteWatch {
         RouteWatch {
             tx: Arc::new(watch::channel(Arc::new(RouteSet::new(Vec::new()))).0),
             started: Arc::new(OnceCell::new()),
+            halt: Arc::new(watch::channel(false).0),
+            refresher: Arc::default(),
         }
     }
 }
@@ -54,16 +61,25 @@ impl RouteWatch {
                 let generation = store.route_generation().await?;
                 let set = load(store).await?;
                 publish(&self.tx, set);
-                tokio::spawn(keep_fresh(
+                let task = tokio::spawn(keep_fresh(
                     store.clone(),
                     self.tx.clone(),
                     events,
                     generation,
+                    self.halt.subscribe(),
                 ));
+                *self.refresher.lock().expect("refresher lock") = Some(task);
                 Ok::<(), StoreError>(())
             })
             .await?;
         Ok(self.tx.subscribe())
+    }
+
+    /// Stops the refresher (the runtime does, on shutdown): the task, if it
+    /// was started, to join. Subscribers keep the last set published.
+    pub fn stop(&self) -> Option<JoinHandle<()>> {
+        self.halt.send_replace(true);
+        self.refresher.lock().expect("refresher lock").take()
     }
 
     /// The current set, when one has been loaded.
@@ -118,6 +134,7 @@ async fn keep_fresh(
     tx: Arc<watch::Sender<Arc<RouteSet>>>,
     mut events: tokio::sync::broadcast::Receiver<Arc<serin_core::event::Event>>,
     mut generation: i64,
+    mut halt: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -129,6 +146,7 @@ async fn keep_fresh(
                 _ => {}
             },
             _ = tick.tick() => {}
+            _ = halt.wait_for(|stop| *stop) => return,
         }
         generation = refresh(&store, &tx, generation).await;
     }

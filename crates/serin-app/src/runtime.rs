@@ -12,9 +12,8 @@
 //! metrics.
 //!
 //! Each task started here is joined on shutdown within the grace the caller
-//! gives, and aborted past it. (The route watch's refresher, started by the
-//! first subscriber, is not one of them: it holds no work that could be lost
-//! and ends with the process.)
+//! gives, and aborted past it; so is the route watch's refresher, which the
+//! first subscriber starts (a proxy's long poll or the embedded proxy).
 
 use std::time::Duration;
 
@@ -39,6 +38,7 @@ pub struct Runtime {
     halt: watch::Sender<bool>,
     loops: Vec<(&'static str, JoinHandle<()>)>,
     proxy: Option<JoinHandle<()>>,
+    routes: crate::routewatch::RouteWatch,
 }
 
 impl Runtime {
@@ -79,7 +79,12 @@ impl Runtime {
             (Some(l), Some(p)) => Some(embedded_proxy(state, l, p, stopping(halted)).await),
             _ => None,
         };
-        Runtime { halt, loops, proxy }
+        Runtime {
+            halt,
+            loops,
+            proxy,
+            routes: state.routes.clone(),
+        }
     }
 
     /// Stops the loops and the embedded proxy together; returns when all
@@ -103,8 +108,10 @@ impl Runtime {
                 }
             }
         };
+        let routes = self.routes;
         let loops = async {
-            for (name, task) in self.loops {
+            let watch = routes.stop().map(|t| ("route watch", t));
+            for (name, task) in self.loops.into_iter().chain(watch) {
                 let abort = task.abort_handle();
                 if tokio::time::timeout_at(deadline, task).await.is_err() {
                     abort.abort();

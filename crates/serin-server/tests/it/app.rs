@@ -30,13 +30,18 @@ impl TestApp {
     /// A control plane on a new SQLite file, its controller ticking every
     /// 100 ms.
     pub async fn start() -> TestApp {
+        TestApp::start_with(|_| {}).await
+    }
+
+    /// The same, with the configuration changed by `tune` first.
+    pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/serin.db", dir.path().display());
         let store = Store::connect(&url, &StoreOptions::default())
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             controller_interval: Duration::from_millis(100),
             rate_limit: serin_server::rate::RateLimit {
                 per_minute: 0,
@@ -44,6 +49,7 @@ impl TestApp {
             },
             ..ServerConfig::default()
         };
+        tune(&mut config);
         let state = AppState::new(store, config);
         serin_server::routes::api_keys::make_key(
             &state,
@@ -104,6 +110,14 @@ impl TestApp {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     /// Polls `path` until `done` holds, or panics after `within`.
     pub async fn until(
         &self,
@@ -130,6 +144,10 @@ impl TestApp {
         if let Some(r) = self.runtime.take() {
             r.shutdown(Duration::from_secs(10)).await;
         }
+        assert!(
+            self.state.routes.stop().is_none(),
+            "the runtime joined the route watch's refresher"
+        );
         if let Some(s) = self.server.take() {
             s.await.unwrap().unwrap();
         }

@@ -4,3 +4,4 @@ mod app;
 mod lifecycle;
 mod openapi;
 mod probe;
+mod services;
