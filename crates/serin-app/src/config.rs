@@ -55,6 +55,20 @@ pub struct Config {
     pub body_timeout: std::time::Duration,
     /// Seals secrets with the operator's key; none: the secrets API refuses.
     pub sealer: Option<crate::secrets::Sealer>,
+    /// This replica's name in the cluster's list (`--name`).
+    pub replica_name: String,
+    /// The leader lease's term and renewal (see `leadership`).
+    pub lease: crate::leadership::LeaseTerms,
+}
+
+/// A replica's default name: the host's, and the process id.
+pub fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "serin".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 impl Default for Config {
@@ -76,6 +90,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             body_timeout: std::time::Duration::from_secs(30),
             sealer: None,
+            replica_name: default_replica_name(),
+            lease: crate::leadership::LeaseTerms::default(),
         }
     }
 }

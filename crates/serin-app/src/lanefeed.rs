@@ -95,7 +95,7 @@ async fn read(
             break;
         }
         n = n.wrapping_add(1);
-        if n % STATUS_EVERY == 0
+        if n.is_multiple_of(STATUS_EVERY)
             && state
                 .store
                 .get_deployment(&id)

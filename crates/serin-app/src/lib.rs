@@ -30,10 +30,12 @@ pub mod config;
 pub mod controller;
 pub mod deployments;
 pub mod error;
+pub mod feed;
 pub mod hooks;
 pub mod hub;
 pub mod lanefeed;
 pub mod latest;
+pub mod leadership;
 pub mod notes;
 pub mod notifier;
 pub mod outbound;
@@ -106,6 +108,8 @@ pub struct App {
     pub telemetry: telemetry::Telemetry,
     /// One reader of lane seconds per streamed deployment.
     pub lane_feeds: lanefeed::LaneFeeds,
+    /// This replica and whether it leads.
+    pub leadership: leadership::Leadership,
     clock: Clock,
 }
 
@@ -120,6 +124,7 @@ impl std::fmt::Debug for App {
 impl App {
     /// The services over `store`, with the system clock.
     pub fn new(store: Store, config: Config) -> Self {
+        let config_name = config.replica_name.clone();
         App {
             outbound: outbound::Outbound::new(config.outbound.clone()),
             store,
@@ -132,7 +137,18 @@ impl App {
             controller: controller::ControllerMemory::default(),
             telemetry: telemetry::Telemetry::default(),
             lane_feeds: lanefeed::LaneFeeds::default(),
+            leadership: leadership::Leadership::new(&config_name, chrono::Utc::now()),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
+        }
+    }
+
+    /// The same services writing through a store fenced by `epoch` (see
+    /// `serin_store::lease`): what the acting loops of a leader's term get.
+    #[must_use]
+    pub fn fenced(&self, epoch: i64) -> Self {
+        App {
+            store: self.store.fenced(epoch),
+            ..self.clone()
         }
     }
 

@@ -34,6 +34,9 @@ const BATCH: u64 = 500;
 const PARALLEL: usize = 8;
 /// How long a target may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claimed delivery waits before it is due again (its sender
+/// died): the send's timeout and some.
+const CLAIM: Duration = Duration::from_secs(15);
 
 /// Runs until `shutdown` resolves.
 pub async fn run(state: App, shutdown: impl Future<Output = ()>) {
@@ -131,6 +134,17 @@ async fn send(state: &App, mut d: Delivery) -> Result<(), StoreError> {
         .and_then(|t| t.as_str())
         .unwrap_or_default()
         .to_string();
+    // Claimed before it is sent: the attempt is counted and the delivery is
+    // not due again until the send has had its time. The write goes through
+    // the leader's fenced store, so a replaced leader stops here; a leader
+    // that dies mid-send leaves the delivery due again after the claim, to be
+    // sent by its successor with the same `X-Serin-Delivery` id.
+    d.attempts += 1;
+    let claim = Delivery {
+        next_attempt_at: state.now() + chrono::Duration::from_std(CLAIM).unwrap_or_default(),
+        ..d.clone()
+    };
+    state.store.update_delivery(&claim).await?;
     let outcome = match target(state, &d).await {
         Ok((url, secret)) => match state.outbound.request(reqwest::Method::POST, &url).await {
             Ok(req) => post(state, &d, req, &kind, body, secret.as_deref()).await,
@@ -138,7 +152,6 @@ async fn send(state: &App, mut d: Delivery) -> Result<(), StoreError> {
         },
         Err(e) => Err(format!("not sent: {e}")),
     };
-    d.attempts += 1;
     let now = state.now();
     match outcome {
         Ok(()) => {

@@ -6,7 +6,8 @@
 //! the generation, then the routed deployments (each target's newest, never
 //! the whole history), and reloads only when the generation has moved: it
 //! looks at once when this process commits a deployment event (the hub tells
-//! it) and every 250 ms otherwise (changes made through another replica).
+//! it, and on PostgreSQL the event feed tells it of other replicas' commits
+//! within 100 ms) and every 100 ms otherwise.
 //! Reading the generation *before* the set means a change committed between
 //! the two reads is seen at the next look, never lost. Only a set whose
 //! version differs is published, so watchers wake only for real changes. The
@@ -136,7 +137,7 @@ async fn keep_fresh(
     mut generation: i64,
     mut halt: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -3,9 +3,11 @@
 //!
 //! `serin up` (and an in-process test) builds an [`App`], starts a
 //! [`Runtime`] over it, serves the router, and on shutdown stops both. The
-//! runtime owns the controller, the health-check probes, the notifier, the
-//! worker sweeper and, when the process has a proxy listener, the embedded
-//! proxy with its bridge to the store. [`Runtime::shutdown`] stops the loops
+//! runtime owns the leadership task (which runs the controller, the
+//! health-check probes, the notifier and the worker sweeper while this
+//! replica holds the leader lease: see [`crate::leadership`]) and, when the
+//! process has a proxy listener, the embedded proxy with its bridge to the
+//! store. [`Runtime::shutdown`] stops the loops
 //! at a tick boundary, then lets the embedded proxy finish its requests and
 //! stores every lane second it counted (the open one too) before it returns,
 //! so a process that exits after it loses no answered request from the lane
@@ -50,31 +52,20 @@ impl Runtime {
         let stopping = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let loops = vec![
-            (
-                "controller",
-                tokio::spawn(crate::controller::run(
-                    state.clone(),
-                    state.config.controller_interval,
-                    stopping(halted.clone()),
-                )),
-            ),
-            (
-                "probes",
-                tokio::spawn(crate::probe::run(state.clone(), stopping(halted.clone()))),
-            ),
-            (
-                "notifier",
-                tokio::spawn(crate::notifier::run(
-                    state.clone(),
-                    stopping(halted.clone()),
-                )),
-            ),
-            (
-                "worker sweeper",
-                tokio::spawn(sweep_workers(state.clone(), stopping(halted.clone()))),
-            ),
-        ];
+        let mut loops = vec![(
+            "leadership",
+            tokio::spawn(crate::leadership::lead(
+                state.clone(),
+                state.config.lease,
+                halted.clone(),
+            )),
+        )];
+        if state.store.backend() == "postgres" {
+            loops.push((
+                "event feed",
+                tokio::spawn(crate::feed::follow(state.clone(), stopping(halted.clone()))),
+            ));
+        }
         let proxy = match (proxy_listener, state.proxy.clone()) {
             (Some(l), Some(p)) => Some(embedded_proxy(state, l, p, stopping(halted)).await),
             _ => None,
@@ -84,6 +75,21 @@ impl Runtime {
             loops,
             proxy,
             routes: state.routes.clone(),
+        }
+    }
+
+    /// Ends every task at once, as a crash would: nothing is drained or
+    /// stored and the leader lease is not handed over (it lapses by its
+    /// term). For tests of what the other replicas do then.
+    pub fn abort(self) {
+        for (_, task) in &self.loops {
+            task.abort();
+        }
+        if let Some(p) = &self.proxy {
+            p.abort();
+        }
+        if let Some(t) = self.routes.stop() {
+            t.abort();
         }
     }
 
@@ -127,7 +133,7 @@ impl Runtime {
 }
 
 /// Marks workers whose heartbeats stopped as unreachable, a few times per timeout.
-async fn sweep_workers(state: App, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn sweep_workers(state: App, shutdown: impl Future<Output = ()>) {
     let timeout = state.config.worker_timeout;
     let every = (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
     let mut tick = tokio::time::interval(every);

@@ -248,7 +248,7 @@ fn batch_body(release_id: i64, batch: usize, size: usize) -> Vec<u8> {
             let n = batch * size + i;
             serde_json::json!({
                 "release_id": release_id,
-                "lane": if n % 10 == 0 { "canary" } else { "stable" },
+                "lane": if n.is_multiple_of(10) { "canary" } else { "stable" },
                 "name": "http.request.duration",
                 "kind": "latency",
                 "value": (n % 977) as f64 * 0.25,
@@ -372,7 +372,11 @@ fn raw_sqlite(
             )?;
             for i in 0..size {
                 let n = b * size + i;
-                let lane = if n % 10 == 0 { "canary" } else { "stable" };
+                let lane = if n.is_multiple_of(10) {
+                    "canary"
+                } else {
+                    "stable"
+                };
                 stmt.execute(rusqlite::params![
                     release_id,
                     lane,

@@ -28,6 +28,12 @@ impl Client {
             .await
     }
 
+    /// The replicas on the server's database, the leader and its epoch.
+    pub async fn cluster(&self) -> Result<Value, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/v1/cluster", None)
+            .await
+    }
+
     /// Creates a user (admin).
     pub async fn create_user(&self, body: &Value) -> Result<Value, ClientError> {
         self.call(Method::POST, "/api/v1/users", Some(body)).await

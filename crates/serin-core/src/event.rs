@@ -88,6 +88,8 @@ pub enum EventType {
     ReleaseNotesPublished,
     /// A finished deployment was undone by a one-click rollback.
     DeploymentReverted,
+    /// A replica took the leader lease of the cluster (PostgreSQL only).
+    LeaderElected,
 }
 
 impl EventType {
@@ -130,6 +132,7 @@ impl EventType {
             EventType::ReleaseDeployRequested => "release_deploy_requested",
             EventType::ReleaseNotesPublished => "release_notes_published",
             EventType::DeploymentReverted => "deployment_reverted",
+            EventType::LeaderElected => "leader_elected",
         }
     }
 

@@ -253,7 +253,7 @@ impl Flagger {
     fn judge(&mut self, canary: &LaneWindow, elapsed_s: u32, now: Timestamp) -> judge::Judgement {
         self.minute[0] += canary.success;
         self.minute[1] += canary.errors;
-        if elapsed_s % 60 == 0 {
+        if elapsed_s.is_multiple_of(60) {
             let n = self.minute[0] + self.minute[1];
             if n > 0 && (self.minute[0] as f64 / n as f64) * 100.0 < self.min_success {
                 self.failed += 1;

@@ -275,6 +275,12 @@ impl From<StoreError> for ApiError {
                 "the database schema is not current; run `serin migrate`",
             )
             .log(detail),
+            StoreError::Fenced { epoch } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_LEADER",
+                "this replica no longer leads the cluster; retry shortly",
+            )
+            .log(format!("fenced write at epoch {epoch}")),
             StoreError::Backend(detail) => ApiError::internal(detail),
         }
     }

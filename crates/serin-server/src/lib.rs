@@ -33,8 +33,8 @@ pub mod state;
 pub mod telemetry;
 
 pub use serin_app::{
-    admission, controller, hooks, hub, lanefeed, latest, notes, notifier, outbound, probe,
-    releaser, routewatch, runtime, secrets,
+    admission, config, controller, hooks, hub, lanefeed, latest, leadership, notes, notifier,
+    outbound, probe, releaser, routewatch, runtime, secrets,
 };
 
 use std::future::Future;
@@ -57,6 +57,7 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::cluster::router())
         .merge(routes::products::router())
         .merge(routes::releases::router())
         .merge(routes::signals::router())

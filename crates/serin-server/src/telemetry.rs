@@ -64,3 +64,34 @@ pub async fn deployments(state: &serin_app::App, out: &mut String) {
         }
     }
 }
+
+/// This replica's leadership, in Prometheus text: whether it leads, the
+/// epoch it leads at, the age of its lease's last renewal, and how many times
+/// it gained or lost the lease.
+pub fn leadership(state: &serin_app::App, out: &mut String) {
+    let l = &state.leadership;
+    let epoch = l.epoch();
+    let _ = writeln!(
+        out,
+        "# HELP serin_leader 1 while this replica holds the leader lease and acts.\n# TYPE serin_leader gauge\nserin_leader {}",
+        u8::from(epoch.is_some())
+    );
+    if let Some(e) = epoch {
+        let _ = writeln!(
+            out,
+            "# HELP serin_leader_epoch The lease epoch this replica leads at.\n# TYPE serin_leader_epoch gauge\nserin_leader_epoch {e}"
+        );
+    }
+    if let Some(age) = l.lease_age() {
+        let _ = writeln!(
+            out,
+            "# HELP serin_lease_age_seconds Time since this leader last renewed its lease.\n# TYPE serin_lease_age_seconds gauge\nserin_lease_age_seconds {:.3}",
+            age.as_secs_f64()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP serin_leadership_changes_total Times this replica gained or lost the leader lease.\n# TYPE serin_leadership_changes_total counter\nserin_leadership_changes_total {}",
+        l.changes()
+    );
+}

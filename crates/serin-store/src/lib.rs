@@ -27,6 +27,7 @@ macro_rules! dispatch {
 }
 
 pub mod canary;
+pub mod lease;
 pub mod manager;
 pub mod migrate;
 mod notify;
@@ -114,6 +115,13 @@ pub enum StoreError {
     /// The schema can't be brought up to date.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// A fenced write (see [`Store::fenced`]) whose epoch no longer holds the
+    /// leader lease: another replica leads now, and nothing was written.
+    #[error("lease epoch {epoch} no longer leads; nothing was written")]
+    Fenced {
+        /// The epoch the write carried.
+        epoch: i64,
+    },
     /// Any other database failure. The text is for logs, not clients.
     #[error("database error: {0}")]
     Backend(String),
@@ -320,6 +328,14 @@ fn parse_url(url: &str) -> std::result::Result<DatabaseUrl, String> {
         ));
     }
     Ok(DatabaseUrl::Sqlite(path.into()))
+}
+
+/// The file a SQLite URL names; `None` for PostgreSQL or a bad URL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    match parse_url(url).ok()? {
+        DatabaseUrl::Sqlite(p) => Some(p),
+        DatabaseUrl::Postgres(_) => None,
+    }
 }
 
 /// Checks a database URL without connecting: the scheme, and for PostgreSQL the

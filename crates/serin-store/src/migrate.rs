@@ -124,6 +124,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "commit_ordered_feed",
         sql: include_str!("../migrations/postgres/0009_commit_ordered_feed.sql"),
     },
+    Migration {
+        version: 10,
+        name: "leadership",
+        sql: include_str!("../migrations/postgres/0010_leadership.sql"),
+    },
 ];
 
 /// What a migration run found and did.

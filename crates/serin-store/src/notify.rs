@@ -64,6 +64,12 @@ impl Store {
         dispatch!(self, b => b.notifier_cursor())
     }
 
+    /// The place of the newest event the feed offers now: following from
+    /// here yields only events committed later.
+    pub async fn feed_head(&self) -> Result<FeedCursor> {
+        dispatch!(self, b => b.feed_head())
+    }
+
     /// Committed events after `cursor` in feed order, each with its place.
     pub async fn events_after(
         &self,

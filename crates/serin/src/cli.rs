@@ -95,6 +95,9 @@ pub enum Command {
     Logout,
     /// Who the server thinks you are (the stored session, or the API key).
     Whoami,
+    /// The replicas on the server's database: which one leads, at which epoch,
+    /// and how recently each was heard from.
+    Cluster,
     /// Users (admin): add, list, set-role, disable, enable.
     #[command(subcommand)]
     User(UserCmd),
@@ -195,6 +198,9 @@ pub struct UpArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
+    /// This replica's name in `serin cluster` (default: host name and process id).
+    #[arg(long, env = "SERIN_NAME", value_name = "NAME")]
+    pub name: Option<String>,
     /// Also run the traffic-splitting proxy on this address (off unless set).
     #[arg(long, env = "SERIN_PROXY_LISTEN", value_name = "ADDR")]
     pub proxy_listen: Option<String>,

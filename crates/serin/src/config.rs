@@ -37,6 +37,7 @@ const FILE_KEYS: &[&str] = &[
     "controller_interval",
     "allow_hook_commands",
     "webhook_secret",
+    "name",
     "proxy_listen",
     "session_ttl",
     "header_timeout",
@@ -318,6 +319,11 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
     let webhook_secret = l
         .get(&up.webhook_secret, "webhook_secret")
         .filter(|s| !s.is_empty());
+    let replica_name = l
+        .get(&up.name, "name")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(serin_server::config::default_replica_name);
     let allow_hook_commands = match l
         .get(&up.allow_hook_commands, "allow_hook_commands")
         .as_deref()
@@ -363,6 +369,8 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 trusted_proxies,
                 body_timeout,
                 sealer,
+                replica_name,
+                lease: serin_server::leadership::LeaseTerms::default(),
             },
         }),
         _ => Err(l.errors),
@@ -522,6 +530,7 @@ mod tests {
             controller_interval: None,
             allow_hook_commands: None,
             webhook_secret: None,
+            name: None,
             proxy_listen: None,
             session_ttl: None,
             header_timeout: None,

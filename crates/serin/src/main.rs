@@ -82,6 +82,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(a) => manage::login(args, a).await?,
         Command::Logout => manage::logout(args).await?,
         Command::Whoami => manage::whoami(args).await?,
+        Command::Cluster => manage::cluster(args).await?,
         Command::User(cmd) => manage::user(args, cmd).await?,
         Command::Env(cmd) => manage::env(args, cmd).await?,
         Command::Deploy(a) => return manage::deploy(args, a).await,

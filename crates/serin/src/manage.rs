@@ -175,6 +175,43 @@ pub async fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `serin cluster`: the leader, then one line per replica.
+pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
+    let c = client(args)?.cluster().await?;
+    if args.output == Output::Json {
+        return print_value(args.output, &c);
+    }
+    let leader = &c["leader"];
+    match leader["replica"].as_str() {
+        Some(id) => println!(
+            "leader: {} ({id}), epoch {}, renewed {:.1}s ago{}",
+            leader["name"].as_str().unwrap_or("?"),
+            leader["epoch"],
+            leader["lease_age_seconds"].as_f64().unwrap_or(0.0),
+            if leader["expired"] == true {
+                ", LAPSED"
+            } else {
+                ""
+            }
+        ),
+        None => println!("leader: none yet"),
+    }
+    let replicas = c["replicas"].as_array().cloned().unwrap_or_default();
+    rows(
+        args.output,
+        &replicas,
+        &[
+            ("NAME", "name"),
+            ("ID", "id"),
+            ("LEADER", "leader"),
+            ("THIS", "this"),
+            ("VERSION", "version"),
+            ("STARTED", "started_at"),
+            ("LAG_S", "lag_seconds"),
+        ],
+    )
+}
+
 /// Prints JSON rows as a table of the given (header, field) columns.
 fn rows(output: Output, items: &[Value], cols: &[(&str, &str)]) -> anyhow::Result<()> {
     if output == Output::Json {

@@ -94,7 +94,7 @@ fn run_all(
                         let r = simulate::run_one(s, &mut Rng::for_run(seed, i))?;
                         mine.push((i, r));
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if show && (n % 20 == 0 || n == runs) {
+                        if show && (n.is_multiple_of(20) || n == runs) {
                             eprint!("\r  simulated {n}/{runs} rollouts");
                             let _ = std::io::stderr().flush();
                         }

@@ -32,6 +32,14 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "file-descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the file-descriptor limit"),
     }
+    // The port first: a busy one fails before the database is touched.
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let _only_replica = match serin_store::sqlite_file(&settings.database_url) {
+        Some(file) => Some(lock_sqlite(&file)?),
+        None => None,
+    };
     let store = open(&settings.database_url, settings.max_connections).await?;
     let report = store
         .migrate()
@@ -40,9 +48,6 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     if !report.applied.is_empty() {
         tracing::info!(applied = ?report.applied, "applied migrations");
     }
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&settings.database_url), version = env!("CARGO_PKG_VERSION"), "serin is up");
     let proxy_listener = match settings.proxy_listen {
@@ -184,6 +189,42 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
 
 /// How long requests in flight may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes this process the only `serin up` on a SQLite file: an exclusive lock
+/// on `FILE.lock` (holding this process's id), released when the process
+/// ends, however it ends. SQLite runs one replica; several share PostgreSQL.
+fn lock_sqlite(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    if let Err(e) = lock.try_lock() {
+        let mut holder = String::new();
+        let _ = lock.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        };
+        anyhow::bail!(
+            "{} is in use by another `serin up`{who}: SQLite runs one replica; to run several, give them one PostgreSQL database ({e})",
+            file.display()
+        );
+    }
+    lock.set_len(0)?;
+    lock.rewind()?;
+    write!(lock, "{}", std::process::id())?;
+    lock.flush()?;
+    Ok(lock)
+}
 
 /// `serin migrate`.
 pub async fn migrate(url: &str, max_connections: usize, json: bool) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ pub mod admin_canary;
 pub mod api_keys;
 pub mod audit;
 pub mod canary;
+pub mod cluster;
 pub mod dashboard;
 pub mod deployments;
 pub mod docs;

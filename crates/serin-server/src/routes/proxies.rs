@@ -253,6 +253,7 @@ pub async fn prometheus(State(state): State<App>) -> impl IntoResponse {
     text.push_str(&format!("serin_route_set_routes {routes}\n"));
     state.telemetry.render(&mut text);
     crate::telemetry::deployments(&state, &mut text).await;
+    crate::telemetry::leadership(&state, &mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -37,9 +37,17 @@ impl TestApp {
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/serin.db", dir.path().display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
+        TestApp::start_on(&url, dir, tune).await
+    }
+
+    /// A control plane on the database at `url` (another replica when one
+    /// already runs there).
+    pub async fn start_on(
+        url: &str,
+        dir: tempfile::TempDir,
+        tune: impl FnOnce(&mut ServerConfig),
+    ) -> TestApp {
+        let store = Store::connect(url, &StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
         let mut config = ServerConfig {
             controller_interval: Duration::from_millis(100),
@@ -51,15 +59,17 @@ impl TestApp {
         };
         tune(&mut config);
         let state = AppState::new(store, config);
-        serin_server::routes::api_keys::make_key(
-            &state,
-            "admin",
-            Role::Admin,
-            "test",
-            Some(ADMIN.into()),
-        )
-        .await
-        .unwrap();
+        if state.store.count_api_keys().await.unwrap() == 0 {
+            serin_server::routes::api_keys::make_key(
+                &state,
+                "admin",
+                Role::Admin,
+                "test",
+                Some(ADMIN.into()),
+            )
+            .await
+            .unwrap();
+        }
         let runtime = Runtime::start(&state, None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -102,6 +112,18 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET as the admin; the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -136,6 +158,20 @@ impl TestApp {
         }
     }
 
+    /// Ends the runtime as a crash would (no drain, the lease not handed
+    /// over) and stops the API.
+    pub async fn crash(mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.abort();
+        }
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+
     /// Stops the API and the runtime as `serin up` does on SIGTERM.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
@@ -152,4 +188,37 @@ impl TestApp {
             s.await.unwrap().unwrap();
         }
     }
+}
+
+/// A PostgreSQL URL scoped to a new, empty schema; `None` (outside CI) when
+/// the server is unreachable.
+pub async fn postgres_schema() -> Option<String> {
+    let url = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL at {url} is required in CI: {e}"
+            );
+            eprintln!("SKIPPED: PostgreSQL at {url} unreachable: {e}");
+            return None;
+        }
+    };
+    tokio::spawn(conn);
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let schema = format!(
+        "serin_app_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
 }

@@ -201,7 +201,7 @@ impl PgStore {
         max_live: Option<u32>,
     ) -> Result<(Deployment, Vec<Event>)> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let tenant = tenant_key(d.tenant_id.as_deref());
         // Serialise creations per tenant so the count below can't race.
         tx.execute(
@@ -319,7 +319,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<(Deployment, Vec<Event>)> {
         let mut client = self.client().await?;
-        let mut tx = client.transaction().await.map_err(pg_err)?;
+        let mut tx = self.begin(&mut client).await?;
         let mut d = load_deployment(&tx, id, true).await?;
         let (was_routed, was) = (is_routed(&d), d.status);
         let Some((old, new_events)) = apply_change(&mut d, expected, change)? else {
@@ -359,7 +359,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Event> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let d = load_deployment(&tx, id, true).await?;
         let event = stamp(d.deletion()?, actor, now);
         tx.execute("DELETE FROM deployments WHERE id = $1", &[&id])
@@ -378,7 +378,7 @@ impl PgStore {
 
     pub(crate) async fn append_events(&self, events: Vec<Event>) -> Result<Vec<Event>> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         for e in &events {
             insert_event(&tx, e).await?;
         }
@@ -425,7 +425,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<(Worker, bool, Vec<Event>)> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         // Take the row (inserting it if absent) before reading it, so that two first
         // registrations racing each other see one creation, as on SQLite.
         let inserted = tx
@@ -503,7 +503,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<(Worker, Vec<Event>)> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let mut w = load_worker(&tx, id, true)
             .await?
             .ok_or_else(|| not_found(Entity::Worker, id))?;
@@ -521,7 +521,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<(Worker, Vec<Event>)> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let mut w = load_worker(&tx, id, true)
             .await?
             .ok_or_else(|| not_found(Entity::Worker, id))?;
@@ -564,7 +564,7 @@ impl PgStore {
         timeout: chrono::Duration,
     ) -> Result<Vec<Event>> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let rows = tx
             .query("SELECT body FROM workers WHERE status <> 'unreachable' AND last_seen < $1 FOR UPDATE", &[&(now - timeout)])
             .await
@@ -589,7 +589,7 @@ impl PgStore {
         obs: Vec<Observation>,
     ) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         load_deployment(&tx, deployment_id, false).await?;
         insert_observations(&tx, deployment_id, &obs).await?;
         tx.commit().await.map_err(pg_err)

@@ -92,7 +92,7 @@ fn approval_row(r: &Row) -> Approval {
 impl PgStore {
     pub(crate) async fn create_user(&self, c: Credentials, event: Event) -> Result<User> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let u = &c.user;
         tx.execute(
             "INSERT INTO users (id, email, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -157,7 +157,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<User> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let old = load_user(&tx, id, true).await?;
         let disabled_at = match change.disabled {
             Some(true) => old.disabled_at.or(Some(now)),
@@ -221,7 +221,7 @@ impl PgStore {
 
     pub(crate) async fn create_session(&self, s: NewSession, event: Event) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         tx.execute(
             "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             &[&s.id, &s.token_hash, &s.user_id, &s.created_at, &s.expires_at],
@@ -271,7 +271,7 @@ impl PgStore {
 
     pub(crate) async fn end_session(&self, id: &str, event: Event, now: Timestamp) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let n = tx
             .execute(
                 "UPDATE sessions SET ended_at = $2 WHERE id = $1 AND ended_at IS NULL",
@@ -301,7 +301,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Environment> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         // The product's row serialises changes of its environments.
         let locked = tx
             .query_opt(
@@ -338,7 +338,7 @@ impl PgStore {
 
     pub(crate) async fn record_approval(&self, a: Approval, event: Event) -> Result<Approval> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         tx.execute(
             "INSERT INTO approvals (id, release_id, environment, actor, role, decision, comment, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -407,7 +407,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Release> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let r = release_by_id(&tx, id, true).await?;
         if r.status != ReleaseStatus::Draft {
             return Err(not_a_draft(&r));

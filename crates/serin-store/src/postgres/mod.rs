@@ -23,6 +23,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 mod canary;
+mod lease;
 mod manager;
 mod notify;
 mod page;
@@ -39,6 +40,8 @@ use crate::{Entity, Result, SignalQuery, StoreError, StoreOptions};
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The lease epoch every write must still hold (see `crate::lease`).
+    fence: Option<i64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -96,7 +99,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, fence: None })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -168,7 +171,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Product> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let stmt = tx
             .prepare_cached("INSERT INTO products (name, description, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id")
             .await
@@ -238,7 +241,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Release> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let product_id = product_id(&tx, &new.product_name).await?;
         let stmt = tx
             .prepare_cached(
@@ -329,7 +332,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Release> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let (r, _) = update_release_on(&tx, id, patch, actor, now).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(r)
@@ -365,7 +368,7 @@ impl PgStore {
         want_rows: bool,
     ) -> Result<Vec<Signal>> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let single = want_rows;
         // Resolve every distinct release named in the batch once.
         let mut cache: HashMap<ReleaseRef<'_>, (i64, String, String)> = HashMap::new();

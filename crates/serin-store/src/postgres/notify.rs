@@ -49,6 +49,23 @@ impl PgStore {
     /// `cursor` in (xid, seq) order: a transaction that hasn't committed yet
     /// has an id at or above the horizon, so nothing can appear behind a
     /// place once the feed has offered it.
+    pub(crate) async fn feed_head(&self) -> Result<FeedCursor> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT xid, seq FROM events
+                 WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 ORDER BY xid DESC, seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map_or(FeedCursor { xid: 0, seq: 0 }, |r| FeedCursor {
+            xid: r.get(0),
+            seq: r.get(1),
+        }))
+    }
+
     pub(crate) async fn events_after(
         &self,
         cursor: FeedCursor,
@@ -97,7 +114,7 @@ impl PgStore {
         deliveries: Vec<Delivery>,
     ) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let insert = format!(
             "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (event_id, url) DO NOTHING"
@@ -149,9 +166,9 @@ impl PgStore {
     }
 
     pub(crate) async fn update_delivery(&self, d: &Delivery) -> Result<()> {
-        let client = self.client().await?;
-        client
-            .execute(
+        let mut client = self.client().await?;
+        let tx = self.begin(&mut client).await?;
+        tx.execute(
                 "UPDATE deliveries SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5, delivered_at = $6
                  WHERE id = $1",
                 &[
@@ -165,7 +182,7 @@ impl PgStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(())
+        tx.commit().await.map_err(pg_err)
     }
 
     pub(crate) async fn deliveries_for(&self, deployment_id: &str) -> Result<Vec<Delivery>> {

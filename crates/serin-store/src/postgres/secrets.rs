@@ -27,7 +27,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<SecretInfo> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let row = tx
             .query_one(
                 "INSERT INTO secrets (name, sealed, created_at, updated_at, updated_by) VALUES ($1, $2, $3, $3, $4)
@@ -70,7 +70,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<()> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let n = tx
             .execute("DELETE FROM secrets WHERE name = $1", &[&name])
             .await

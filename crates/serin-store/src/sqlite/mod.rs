@@ -39,6 +39,16 @@ use writer::Writer;
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// The one process's lease and beat (see `crate::lease`).
+    leader: Arc<Mutex<Leader>>,
+}
+
+/// What a single-process database knows of leadership: it leads from its
+/// first question on.
+#[derive(Debug, Default)]
+struct Leader {
+    lease: Option<crate::lease::LeaseInfo>,
+    me: Option<crate::lease::ReplicaInfo>,
 }
 
 #[derive(Debug)]
@@ -94,12 +104,56 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         .map_err(sql_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     let pragmas = if read_only {
-        "PRAGMA foreign_keys = ON; PRAGMA query_only = ON;"
+        // A reader's page cache is kept small (512 KiB, not SQLite's 2 MB):
+        // there are several readers and the kernel caches the file for all.
+        "PRAGMA foreign_keys = ON; PRAGMA query_only = ON; PRAGMA cache_size = -512;"
     } else {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
     };
     conn.execute_batch(pragmas).map_err(sql_err)?;
     Ok(conn)
+}
+
+impl SqliteStore {
+    /// The lease's epoch: 1, granted on the first call.
+    pub(crate) fn lease_epoch(&self) -> i64 {
+        let mut l = self.leader.lock().expect("leader lock");
+        let now = chrono::Utc::now();
+        let holder =
+            l.me.as_ref()
+                .map_or_else(|| "this process".to_string(), |r| r.id.clone());
+        l.lease.get_or_insert(crate::lease::LeaseInfo {
+            holder,
+            epoch: 1,
+            acquired_at: now,
+            renewed_at: now,
+            expires_at: now,
+            now,
+        });
+        1
+    }
+
+    pub(crate) fn lease(&self) -> Option<crate::lease::LeaseInfo> {
+        let l = self.leader.lock().expect("leader lock");
+        let now = chrono::Utc::now();
+        // Held for as long as the process runs: its term is always ahead.
+        l.lease.clone().map(|mut x| {
+            (x.renewed_at, x.expires_at, x.now) = (now, now + chrono::Duration::seconds(3), now);
+            x
+        })
+    }
+
+    pub(crate) fn beat(&self, r: &crate::lease::ReplicaInfo) {
+        let mut l = self.leader.lock().expect("leader lock");
+        let mut me = r.clone();
+        me.seen_at = chrono::Utc::now();
+        l.me = Some(me);
+    }
+
+    pub(crate) fn replicas(&self) -> Vec<crate::lease::ReplicaInfo> {
+        let l = self.leader.lock().expect("leader lock");
+        l.me.iter().cloned().collect()
+    }
 }
 
 impl SqliteStore {
@@ -127,6 +181,7 @@ impl SqliteStore {
                     conns,
                     next: AtomicUsize::new(0),
                 }),
+                leader: Arc::default(),
             })
         })
         .await

@@ -57,6 +57,15 @@ impl SqliteStore {
     }
 
     /// One writer commits in `seq` order here: `seq` is the feed's order.
+    pub(crate) async fn feed_head(&self) -> Result<FeedCursor> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+                .map(|seq| FeedCursor { xid: 0, seq })
+                .map_err(sql_err)
+        })
+        .await
+    }
+
     pub(crate) async fn events_after(
         &self,
         cursor: FeedCursor,

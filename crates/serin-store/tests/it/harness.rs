@@ -18,13 +18,13 @@ impl Fresh {
     }
 
     pub async fn drop_schema(self) {
-        if let Some((url, schema)) = self.cleanup {
-            if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                tokio::spawn(conn);
-                let _ = client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await;
-            }
+        if let Some((url, schema)) = self.cleanup
+            && let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await;
         }
     }
 }

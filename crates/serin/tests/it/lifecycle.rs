@@ -200,3 +200,49 @@ async fn openapi_is_served_and_matches_the_golden_file() {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
 }
+
+/// SQLite runs one replica: a second `serin up` on the same file refuses to
+/// start and says why, and a busy port fails before the database is touched.
+#[test]
+fn a_second_serin_up_on_one_sqlite_file_refuses_to_start() {
+    let mut first = Server::sqlite();
+    let url = format!("sqlite://{}/serin.db", first.dir.path().display());
+    let second = std::process::Command::new(crate::harness::BIN)
+        .args(["up", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .env("SERIN_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    assert!(
+        err.contains("in use by another `serin up`")
+            && err.contains(&format!("pid {}", first.child.id())),
+        "{err}"
+    );
+    // The first is untouched.
+    let (st, _) = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(get(&format!("{}/api/v1/ready", first.url)));
+    assert_eq!(st, 200);
+    // A busy port: no database file appears.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("never.db");
+    let busy = first.url.trim_start_matches("http://").to_string();
+    let third = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "up",
+            "--listen",
+            &busy,
+            "--database-url",
+            &format!("sqlite://{}", fresh.display()),
+        ])
+        .env("SERIN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!third.status.success());
+    assert!(
+        !fresh.exists(),
+        "the database was created before the port failed"
+    );
+    assert!(first.terminate());
+}

@@ -126,10 +126,10 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
     let t0 = Instant::now();
     loop {
         let beta = client.get(&embedded).header("X-Beta", "1").send().await;
-        if let Ok(r) = beta {
-            if r.text().await.as_deref().ok() == Some("canary\n") {
-                break;
-            }
+        if let Ok(r) = beta
+            && r.text().await.as_deref().ok() == Some("canary\n")
+        {
+            break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(10),

@@ -29,7 +29,7 @@ impl PgStore {
         event: Event,
     ) -> Result<ApiKeyRecord> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         tx.execute(
             "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[&key.id, &key.name, &key.role.as_str(), &key.key_hash, &key.prefix, &key.created_at, &key.created_by],
@@ -73,7 +73,7 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<ApiKeyRecord> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
+        let tx = self.begin(&mut client).await?;
         let mut key = tx
             .query_opt(&format!("{KEY_SELECT} WHERE id = $1 FOR UPDATE"), &[&id])
             .await

@@ -1,0 +1,257 @@
+//! Leadership: on a database shared by several replicas, one leads and acts
+//! (the controller, probes, hooks, gates, notifier and worker sweeper), the
+//! others serve the API, route sets and ingestion.
+//!
+//! Every replica runs [`lead`]. As a follower it beats (so the cluster can be
+//! listed) and asks for the lease every `renew_every`; the database grants it
+//! only once the holder's term has lapsed. As the leader it renews every
+//! `renew_every`, and **acts only while its own deadline has not passed**:
+//! the deadline is the moment it *sent* its last successful renewal plus the
+//! term, minus a margin. The database's expiry is that renewal's commit plus
+//! the term, which is later, so a leader that can't renew (the database is
+//! away, the network is cut) stops acting before anybody else can be granted
+//! the lease. A leader that was paused (`SIGSTOP`, a long GC-like stall) can
+//! wake up after it was replaced without knowing; every write its loops make
+//! goes through a store fenced by its epoch, which the database refuses.
+//!
+//! The acting loops run in a `JoinSet`: losing the lease drops it, which
+//! aborts them at once; a shutdown stops them at a tick boundary first and
+//! then hands the lease over (`release_lease`), so a follower takes over
+//! within one `renew_every` instead of a whole term.
+//!
+//! Anchors: Argo Rollouts' lease is 15 s (renew 10 s, retry 2 s) and a
+//! failover waits for expiry; Flagger's is 60 s. Serin's defaults: a 3 s term,
+//! renewed every 500 ms, acting until 1 s before the term could end.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serin_core::event::{EventType, NewEvent};
+use serin_store::lease::ReplicaInfo;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::App;
+
+/// How long a lease lasts and how it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerms {
+    /// How long a grant or renewal lasts on the database's clock.
+    pub term: Duration,
+    /// How often the leader renews and a follower asks.
+    pub renew_every: Duration,
+    /// How long before its term could end the leader stops acting.
+    pub margin: Duration,
+}
+
+impl Default for LeaseTerms {
+    fn default() -> Self {
+        LeaseTerms {
+            term: Duration::from_secs(3),
+            renew_every: Duration::from_millis(500),
+            margin: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What this replica knows of itself and of its leadership.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    me: ReplicaInfo,
+    state: Arc<Mutex<Held>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    epoch: Option<i64>,
+    renewed: Option<std::time::Instant>,
+    changes: u64,
+}
+
+impl Leadership {
+    /// This replica, named `name`, started now.
+    pub fn new(name: &str, now: serin_core::Timestamp) -> Leadership {
+        Leadership {
+            me: ReplicaInfo {
+                id: format!("replica_{}", uuid::Uuid::new_v4().simple()),
+                name: name.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: now,
+                seen_at: now,
+            },
+            state: Arc::default(),
+        }
+    }
+
+    /// This replica as the cluster lists it.
+    pub fn me(&self) -> &ReplicaInfo {
+        &self.me
+    }
+
+    /// The epoch this replica leads at, if it leads.
+    pub fn epoch(&self) -> Option<i64> {
+        self.state.lock().expect("leadership lock").epoch
+    }
+
+    /// Time since this replica last renewed its lease, if it leads.
+    pub fn lease_age(&self) -> Option<Duration> {
+        let s = self.state.lock().expect("leadership lock");
+        s.epoch.and(s.renewed).map(|t| t.elapsed())
+    }
+
+    /// How many times this replica has gained or lost the lease.
+    pub fn changes(&self) -> u64 {
+        self.state.lock().expect("leadership lock").changes
+    }
+
+    fn set(&self, epoch: Option<i64>) {
+        let mut s = self.state.lock().expect("leadership lock");
+        if s.epoch != epoch {
+            s.changes += 1;
+        }
+        s.epoch = epoch;
+        s.renewed = epoch.map(|_| std::time::Instant::now());
+    }
+
+    fn renewed(&self) {
+        self.state.lock().expect("leadership lock").renewed = Some(std::time::Instant::now());
+    }
+}
+
+/// The acting loops of one term.
+struct Acting {
+    halt: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Acting {
+    fn start(app: &App) -> Acting {
+        let (halt, halted) = watch::channel(false);
+        let stopping = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut tasks = JoinSet::new();
+        tasks.spawn(crate::controller::run(
+            app.clone(),
+            app.config.controller_interval,
+            stopping(halted.clone()),
+        ));
+        tasks.spawn(crate::probe::run(app.clone(), stopping(halted.clone())));
+        tasks.spawn(crate::notifier::run(app.clone(), stopping(halted.clone())));
+        tasks.spawn(crate::runtime::sweep_workers(app.clone(), stopping(halted)));
+        Acting { halt, tasks }
+    }
+
+    /// Stops the loops at a tick boundary and waits for them.
+    async fn stop(mut self) {
+        let _ = self.halt.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Keeps, loses and retakes the lease until `halt` turns true; acts while
+/// it holds it. On halt, stops acting and hands the lease over.
+pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) {
+    let me = app.leadership.me().clone();
+    loop {
+        let Some((epoch, asked)) = follow(&app, &me, terms, &mut halt).await else {
+            return;
+        };
+        let mut valid_until = asked + terms.term.saturating_sub(terms.margin);
+        let fenced = app.fenced(epoch);
+        app.leadership.set(Some(epoch));
+        tracing::info!(epoch, replica = %me.name, "this replica leads");
+        if app.store.backend() == "postgres" {
+            announce(&fenced, &me, epoch).await;
+        }
+        let acting = Acting::start(&fenced);
+        let lost = loop {
+            tokio::select! {
+                () = tokio::time::sleep(terms.renew_every) => {}
+                _ = halt.wait_for(|stop| *stop) => break false,
+            }
+            let sent = Instant::now();
+            let left = valid_until.saturating_duration_since(sent);
+            match tokio::time::timeout(left, app.store.renew_lease(&me.id, epoch, terms.term)).await
+            {
+                Ok(Ok(true)) => {
+                    valid_until = sent + terms.term.saturating_sub(terms.margin);
+                    app.leadership.renewed();
+                }
+                Ok(Ok(false)) => break true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew the leader lease");
+                    if Instant::now() >= valid_until {
+                        break true;
+                    }
+                }
+                Err(_) => break true,
+            }
+            beat(&app, &me).await;
+        };
+        app.leadership.set(None);
+        if lost {
+            drop(acting);
+            tracing::warn!(epoch, "lost the leader lease; stopped acting");
+            continue;
+        }
+        acting.stop().await;
+        if let Err(e) = app.store.release_lease(&me.id, epoch).await {
+            tracing::warn!(error = %e, "cannot hand the leader lease over; it lapses by itself");
+        }
+        return;
+    }
+}
+
+/// Follows until granted the lease: its epoch and when it was asked for;
+/// `None` on halt.
+async fn follow(
+    app: &App,
+    me: &ReplicaInfo,
+    terms: LeaseTerms,
+    halt: &mut watch::Receiver<bool>,
+) -> Option<(i64, Instant)> {
+    loop {
+        if *halt.borrow() {
+            return None;
+        }
+        beat(app, me).await;
+        let asked = Instant::now();
+        match app.store.acquire_lease(&me.id, terms.term).await {
+            Ok(Some(epoch)) => return Some((epoch, asked)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot ask for the leader lease"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(terms.renew_every) => {}
+            _ = halt.wait_for(|stop| *stop) => return None,
+        }
+    }
+}
+
+async fn beat(app: &App, me: &ReplicaInfo) {
+    if let Err(e) = app.store.beat_replica(me).await {
+        tracing::debug!(error = %e, "cannot record this replica's beat");
+    }
+}
+
+/// Records the new leader in the audit log, fenced by its epoch.
+async fn announce(app: &App, me: &ReplicaInfo, epoch: i64) {
+    let event = NewEvent {
+        kind: EventType::LeaderElected,
+        resource_type: "cluster",
+        resource_id: me.id.clone(),
+        deployment_id: None,
+        message: format!("{} leads the cluster at epoch {epoch}", me.name),
+        data: serde_json::json!({"replica": me.id, "name": me.name, "epoch": epoch}),
+    };
+    match app
+        .store
+        .append_events(vec![event], "serin", app.now())
+        .await
+    {
+        Ok(events) => app.committed(&events),
+        Err(e) => tracing::warn!(error = %e, "cannot record the leader's election"),
+    }
+}

@@ -1,0 +1,252 @@
+//! Several replicas on one PostgreSQL database: one leads and acts, the
+//! others serve; a crashed leader is replaced within its lease's term; a
+//! replaced leader's writes are refused.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use serin_store::StoreError;
+
+use crate::app::{TestApp, postgres_schema};
+
+async fn replica(url: &str, name: &str) -> TestApp {
+    let name = name.to_string();
+    TestApp::start_on(url, tempfile::tempdir().unwrap(), move |c| {
+        c.replica_name = name;
+    })
+    .await
+}
+
+/// Waits until exactly one of `apps` leads; its index.
+async fn one_leader(apps: &[&TestApp], within: Duration) -> usize {
+    let t0 = Instant::now();
+    loop {
+        let leading: Vec<usize> = (0..apps.len())
+            .filter(|&i| apps[i].state.leadership.epoch().is_some())
+            .collect();
+        if leading.len() == 1 {
+            return leading[0];
+        }
+        assert!(leading.len() <= 1, "two replicas lead at once: {leading:?}");
+        assert!(t0.elapsed() < within, "no replica leads after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_a_crashed_leader_is_replaced_and_its_writes_are_fenced() {
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let a = replica(&url, "a").await;
+    let b = replica(&url, "b").await;
+    let first = one_leader(&[&a, &b], Duration::from_secs(10)).await;
+    let (leader, follower) = if first == 0 { (a, b) } else { (b, a) };
+    let epoch = leader.state.leadership.epoch().unwrap();
+
+    // Both list the cluster the same way.
+    let cluster = follower
+        .until("/api/v1/cluster", Duration::from_secs(5), |c| {
+            c["replicas"].as_array().map_or(0, Vec::len) == 2
+        })
+        .await;
+    assert_eq!(cluster["database"], "postgres", "{cluster}");
+    assert_eq!(cluster["leader"]["epoch"], epoch, "{cluster}");
+    assert_eq!(
+        cluster["leader"]["replica"],
+        Value::String(leader.state.leadership.me().id.clone()),
+        "{cluster}"
+    );
+    let flagged: Vec<&Value> = cluster["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["leader"] == true)
+        .collect();
+    assert_eq!(flagged.len(), 1, "{cluster}");
+    let (_, metrics) = follower.get_text("/api/v1/metrics").await;
+    assert!(metrics.contains("serin_leader 0"), "{metrics}");
+    let (_, metrics) = leader.get_text("/api/v1/metrics").await;
+    assert!(metrics.contains("serin_leader 1"), "{metrics}");
+
+    // A rollout started through the follower is carried out by the leader.
+    let (st, d) = follower
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "orders", "stable_version": "1", "canary_version": "2",
+                   "min_duration": "0s", "auto_promotion": true,
+                   "rollout": {"steps": [{"set_weight": 20}, {"pause": {"duration": "300ms"}}, {"set_weight": 100}]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let done = follower
+        .until(
+            &format!("/api/v1/canary/deployments/{id}"),
+            Duration::from_secs(20),
+            |d| d["status"] == "completed",
+        )
+        .await;
+    assert_eq!(done["current_percent"], 100, "{done}");
+
+    // The leader crashes: the lease isn't handed over, it lapses. The
+    // follower takes over within the term and a renewal or two.
+    let stale = leader.state.store.fenced(epoch);
+    let crashed = Instant::now();
+    leader.crash().await;
+    let t0 = Instant::now();
+    while follower.state.leadership.epoch().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nobody took over after the leader crashed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = crashed.elapsed();
+    eprintln!("takeover after a crash: {takeover:?}");
+    let terms = follower.state.config.lease;
+    assert!(
+        takeover <= terms.term + terms.renew_every * 3,
+        "takeover took {takeover:?} (term {:?})",
+        terms.term
+    );
+    let new_epoch = follower.state.leadership.epoch().unwrap();
+    assert!(new_epoch > epoch, "epoch {epoch} → {new_epoch}");
+
+    // The old leader's acting store, woken up late, writes nothing.
+    let (st, d) = follower
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "fenced", "stable_version": "1", "canary_version": "2", "percentage": 0}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let target = d["id"].as_str().unwrap().to_string();
+    let before = follower
+        .get(&format!("/api/v1/canary/deployments/{target}"))
+        .await
+        .1;
+    let write = stale
+        .update_deployment(
+            &target,
+            None,
+            Box::new(|d| d.set_percentage(50, chrono::Utc::now())),
+            "controller",
+            chrono::Utc::now(),
+        )
+        .await;
+    assert!(
+        matches!(write, Err(StoreError::Fenced { epoch: e }) if e == epoch),
+        "{write:?}"
+    );
+    let after = follower
+        .get(&format!("/api/v1/canary/deployments/{target}"))
+        .await
+        .1;
+    assert_eq!(before["revision"], after["revision"], "{after}");
+    assert_eq!(after["current_percent"], 0, "{after}");
+    // The new leader's own store still writes.
+    let fresh = follower.state.store.fenced(new_epoch);
+    fresh
+        .update_deployment(
+            &target,
+            None,
+            Box::new(|d| d.set_percentage(10, chrono::Utc::now())),
+            "controller",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    // The election is in the audit log.
+    let (_, audit) = follower
+        .get("/api/v1/audit-logs?action=leader_elected")
+        .await;
+    let elected = audit["audit_logs"].as_array().map_or(0, Vec::len);
+    assert!(elected >= 2, "{audit}");
+    follower.stop().await;
+}
+
+/// A replica that stops cleanly hands the lease over at once: the other
+/// takes it within a renewal or two, not a whole term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_hands_the_lease_over_at_once() {
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let a = replica(&url, "a").await;
+    let b = replica(&url, "b").await;
+    let first = one_leader(&[&a, &b], Duration::from_secs(10)).await;
+    let (leader, follower) = if first == 0 { (a, b) } else { (b, a) };
+    let stopped = Instant::now();
+    leader.stop().await;
+    while follower.state.leadership.epoch().is_none() {
+        assert!(stopped.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = stopped.elapsed();
+    eprintln!("takeover after a clean stop: {took:?}");
+    let terms = follower.state.config.lease;
+    assert!(
+        took < terms.term,
+        "took {took:?}: the lease was not handed over"
+    );
+    follower.stop().await;
+}
+
+/// An event committed through one replica reaches the live hub of the other
+/// (through the database's feed) within a fraction of a second, and each hub
+/// carries it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_on_one_replica_reach_the_others_hub_once() {
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let a = replica(&url, "a").await;
+    let b = replica(&url, "b").await;
+    // Let both feeds find their starting place.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut on_a = a.state.hub.subscribe();
+    let mut on_b = b.state.hub.subscribe();
+    let sent = Instant::now();
+    let (st, d) = a
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "web", "stable_version": "1", "canary_version": "2", "percentage": 0}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let created = |e: &serin_core::event::Event| {
+        e.deployment_id.as_deref() == Some(id.as_str())
+            && e.kind == serin_core::event::EventType::DeploymentCreated
+    };
+    let seen_on_b = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), on_b.recv())
+            .await
+            .expect("replica b never saw the event")
+            .unwrap();
+        if created(&e) {
+            break sent.elapsed();
+        }
+    };
+    eprintln!("replica a → replica b's hub: {seen_on_b:?}");
+    assert!(seen_on_b < Duration::from_secs(2), "{seen_on_b:?}");
+    // Each hub had it once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count =
+        |rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<serin_core::event::Event>>| {
+            let mut n = 0;
+            while let Ok(e) = rx.try_recv() {
+                n += usize::from(created(&e));
+            }
+            n
+        };
+    assert_eq!(
+        count(&mut on_a),
+        1,
+        "replica a published it twice (or never)"
+    );
+    assert_eq!(count(&mut on_b), 0, "replica b published it twice");
+    a.stop().await;
+    b.stop().await;
+}
