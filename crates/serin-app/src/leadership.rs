@@ -23,6 +23,7 @@
 //! failover waits for expiry; Flagger's is 60 s. Serin's defaults: a 3 s term,
 //! renewed every 500 ms, acting until 1 s before the term could end.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ impl Default for LeaseTerms {
 pub struct Leadership {
     me: ReplicaInfo,
     state: Arc<Mutex<Held>>,
+    /// Replicas heard from lately (1 until known), for limits they share.
+    replicas: Arc<AtomicU32>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -81,7 +84,14 @@ impl Leadership {
                 seen_at: now,
             },
             state: Arc::default(),
+            replicas: Arc::new(AtomicU32::new(1)),
         }
+    }
+
+    /// How many replicas serve the cluster (heard from in the last 30 s; 1
+    /// until known), kept fresh by [`lead`]: what rate limits divide by.
+    pub fn live_replicas(&self) -> Arc<AtomicU32> {
+        self.replicas.clone()
     }
 
     /// This replica as the cluster lists it.
@@ -230,11 +240,23 @@ async fn follow(
     }
 }
 
+/// Records this replica's beat and counts the live replicas.
 async fn beat(app: &App, me: &ReplicaInfo) {
     if let Err(e) = app.store.beat_replica(me).await {
         tracing::debug!(error = %e, "cannot record this replica's beat");
+        return;
+    }
+    match app.store.replicas(LIVE_WITHIN).await {
+        Ok(list) => {
+            let n = u32::try_from(list.len()).unwrap_or(u32::MAX).max(1);
+            app.leadership.replicas.store(n, Ordering::Relaxed);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count the replicas"),
     }
 }
+
+/// A replica counts as live while its last beat is younger than this.
+const LIVE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Records the new leader in the audit log, fenced by its epoch.
 async fn announce(app: &App, me: &ReplicaInfo, epoch: i64) {

@@ -8,6 +8,7 @@
 //! so tests drive it by hand.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use serin_app::RateLimit;
@@ -38,6 +39,8 @@ pub struct Verdict {
 pub struct RateLimiter {
     limit: RateLimit,
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+    /// How many replicas share the limit (each enforces its part); 1 alone.
+    replicas: Arc<AtomicU32>,
 }
 
 impl RateLimiter {
@@ -46,30 +49,52 @@ impl RateLimiter {
         RateLimiter {
             limit,
             buckets: Arc::default(),
+            replicas: Arc::new(AtomicU32::new(1)),
         }
+    }
+
+    /// The same limiter, its limit shared by the `replicas` that serve the
+    /// cluster: each enforces `1/replicas` of the rate and of the burst (at
+    /// least one request), so a key spread over the replicas by a balancer
+    /// gets its limit in all, never more; a key that reaches one replica only
+    /// gets that replica's part. The counter is the cluster's live replicas,
+    /// kept by the leadership task.
+    #[must_use]
+    pub fn shared_by(mut self, replicas: Arc<AtomicU32>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// This replica's part of the limit: tokens per second and the burst.
+    fn part(&self) -> (f64, f64) {
+        let n = f64::from(self.replicas.load(Ordering::Relaxed).max(1));
+        let RateLimit { per_minute, burst } = self.limit;
+        (
+            f64::from(per_minute) / 60.0 / n,
+            (f64::from(burst.max(1)) / n).max(1.0),
+        )
     }
 
     /// Whether `key` has no token left at `now`, without taking one.
     pub fn exhausted(&self, key: &str, now: f64) -> bool {
-        let RateLimit { per_minute, burst } = self.limit;
-        if per_minute == 0 {
+        if self.limit.per_minute == 0 {
             return false;
         }
+        let (rate, cap) = self.part();
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets.get(key).is_some_and(|b| {
-            let refilled = b.tokens + (now - b.at).max(0.0) * f64::from(per_minute) / 60.0;
-            refilled.min(f64::from(burst.max(1))) < 1.0
+            let refilled = b.tokens + (now - b.at).max(0.0) * rate;
+            refilled.min(cap) < 1.0
         })
     }
 
     /// Takes a token for `key` at `now` (Unix seconds, fractional).
     pub fn check(&self, key: &str, now: f64) -> Option<Verdict> {
-        let RateLimit { per_minute, burst } = self.limit;
+        let per_minute = self.limit.per_minute;
         if per_minute == 0 {
             return None;
         }
-        let rate = f64::from(per_minute) / 60.0;
-        let cap = f64::from(burst.max(1));
+        let (rate, cap) = self.part();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: cap,
@@ -99,6 +124,29 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_share_the_limit_and_each_keeps_at_least_one() {
+        let n = Arc::new(AtomicU32::new(2));
+        let r = RateLimiter::new(RateLimit {
+            per_minute: 60,
+            burst: 4,
+        })
+        .shared_by(n.clone());
+        let t = 1_000.0;
+        let allowed = (0..4).filter(|_| r.check("k", t).unwrap().allowed).count();
+        assert_eq!(allowed, 2, "half the burst on each of two replicas");
+        // Half the rate: one token every two seconds.
+        assert!(!r.check("k", t + 1.5).unwrap().allowed);
+        assert!(r.check("k", t + 2.1).unwrap().allowed);
+        // Alone again: the whole limit.
+        n.store(1, Ordering::Relaxed);
+        let allowed = (0..5).filter(|_| r.check("j", t).unwrap().allowed).count();
+        assert_eq!(allowed, 4);
+        // Many replicas: each still lets one through.
+        n.store(1_000, Ordering::Relaxed);
+        assert!(r.check("i", t).unwrap().allowed);
+    }
 
     #[test]
     fn burst_then_refill() {

@@ -114,18 +114,23 @@ impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let limit = config.rate_limit;
         let failures = config.auth_failures_per_minute;
+        let app = App::new(store, config);
+        // Limits hold across the replicas: each enforces its share.
+        let replicas = app.leadership.live_replicas();
         AppState {
-            app: App::new(store, config),
             auth: Authenticator::default(),
-            rate: RateLimiter::new(limit),
+            rate: RateLimiter::new(limit).shared_by(replicas.clone()),
             session_rate: RateLimiter::new(RateLimit {
                 per_minute: limit.per_minute.saturating_mul(SESSION_RATE_FACTOR),
                 burst: limit.burst.saturating_mul(SESSION_RATE_FACTOR),
-            }),
+            })
+            .shared_by(replicas.clone()),
             auth_failures: RateLimiter::new(RateLimit {
                 per_minute: failures,
                 burst: (failures / 3).max(1),
-            }),
+            })
+            .shared_by(replicas),
+            app,
             streams: Streams(Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS))),
             passwords: Passwords::default(),
             throttle: Throttle::default(),

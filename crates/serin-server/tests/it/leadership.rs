@@ -250,3 +250,49 @@ async fn events_committed_on_one_replica_reach_the_others_hub_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A key's rate limit holds across two replicas: each enforces half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_shared_by_the_replicas() {
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let limited = |name: &'static str| {
+        let url = url.clone();
+        async move {
+            TestApp::start_on(&url, tempfile::tempdir().unwrap(), move |c| {
+                c.replica_name = name.into();
+                c.rate_limit = serin_server::rate::RateLimit {
+                    per_minute: 6,
+                    burst: 10,
+                };
+            })
+            .await
+        }
+    };
+    let a = limited("a").await;
+    let b = limited("b").await;
+    let t0 = Instant::now();
+    while a
+        .state
+        .leadership
+        .live_replicas()
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 2
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "a never counted b");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut allowed = 0;
+    for _ in 0..10 {
+        let (st, _) = a.get("/api/v1/products").await;
+        if st == 200 {
+            allowed += 1;
+        } else {
+            assert_eq!(st, 429);
+        }
+    }
+    assert_eq!(allowed, 5, "half the burst of 10 on each of two replicas");
+    a.stop().await;
+    b.stop().await;
+}
