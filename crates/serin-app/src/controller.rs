@@ -194,6 +194,14 @@ impl ControllerMemory {
             .insert(id.to_string(), acc);
     }
 
+    /// Forgets the answers of gates and hooks still being asked and the
+    /// lane accumulators: what a term that ended leaves behind (its tasks
+    /// were aborted, so an answer "being asked" would never come).
+    pub fn forget_term(&self) {
+        self.answers.lock().expect("answers lock").clear();
+        self.lanes.lock().expect("lanes lock").clear();
+    }
+
     fn forget_except(&self, keep: &std::collections::HashSet<&str>) {
         self.seen
             .lock()
@@ -298,7 +306,7 @@ pub async fn tick(state: &App) -> TickReport {
             let id = d.id.clone();
             let read = lanes.lock().expect("prefetch lock").remove(&id);
             async move {
-                let task = tokio::spawn(async move {
+                let task = state.term.clone().spawn(async move {
                     reconcile(&state, &d, &groups, &workers, read, now).await
                 });
                 (id, task.await)
@@ -432,7 +440,7 @@ fn answer(
             drop(answers);
             let memory = state.controller.answers.clone();
             let handle = ask();
-            tokio::spawn(async move {
+            state.term.spawn(async move {
                 let a = handle.await.unwrap_or_else(|_| {
                     Answer::Gate(false, "the call failed".into(), Instant::now())
                 });
@@ -499,7 +507,7 @@ async fn reconcile(
             let key = format!("gate:{}:{url}", r.step);
             let (state2, d2) = (state.clone(), d.clone());
             if let Some(Answer::Gate(ok, said, _)) = answer(state, d, key, move || {
-                tokio::spawn(async move {
+                state2.term.clone().spawn(async move {
                     let (ok, said) = ask_gate(&state2, &d2, &url).await;
                     Answer::Gate(ok, said, Instant::now())
                 })
@@ -511,7 +519,7 @@ async fn reconcile(
             let key = format!("hooks:{}:{}", kind.as_str(), r.step);
             let (state2, d2) = (state.clone(), d.clone());
             if let Some(Answer::Hooks(runs, _)) = answer(state, d, key, move || {
-                tokio::spawn(async move {
+                state2.term.clone().spawn(async move {
                     Answer::Hooks(crate::hooks::run(&state2, &d2, kind).await, Instant::now())
                 })
             }) {

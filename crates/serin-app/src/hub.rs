@@ -14,8 +14,8 @@ use tokio::sync::broadcast;
 
 /// Buffered events per subscriber.
 const CAPACITY: usize = 1024;
-/// Ids of events this process published itself, remembered so the feed of
-/// other replicas' events doesn't publish them twice.
+/// Ids of events sent on this hub, remembered so that an event this process
+/// committed and the feed also offers is sent once.
 const REMEMBERED: usize = 16_384;
 
 /// Publishes committed events to live subscribers.
@@ -25,10 +25,31 @@ pub struct Hub {
     mine: Arc<Mutex<Remembered>>,
 }
 
+/// The ids of events already sent on this hub (by either path), as 64-bit
+/// hashes: 16,384 of them take a few hundred KiB.
 #[derive(Debug, Default)]
 struct Remembered {
-    ids: HashSet<String>,
-    order: VecDeque<String>,
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Remembered {
+    /// Remembers `id`; `false` when it was already sent.
+    fn first(&mut self, id: &str) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h =
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id);
+        if !self.ids.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 impl Default for Hub {
@@ -41,31 +62,22 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// Publishes events this process committed.
+    /// Publishes events this process committed (each once: the feed may
+    /// have offered one already).
     pub fn publish(&self, events: &[Event]) {
-        {
-            let mut m = self.mine.lock().expect("hub lock");
-            for e in events {
-                if m.ids.insert(e.id.clone()) {
-                    m.order.push_back(e.id.clone());
-                }
-            }
-            while m.order.len() > REMEMBERED {
-                if let Some(old) = m.order.pop_front() {
-                    m.ids.remove(&old);
-                }
-            }
-        }
-        self.send(events.iter());
+        self.publish_new(events);
     }
 
     /// Publishes events read from the database's feed (committed by any
-    /// replica), except those this process published itself; returns how
-    /// many were new here.
+    /// replica), except those already sent here; returns how many were new.
     pub fn publish_from_feed(&self, events: &[Event]) -> usize {
+        self.publish_new(events)
+    }
+
+    fn publish_new(&self, events: &[Event]) -> usize {
         let fresh: Vec<&Event> = {
-            let m = self.mine.lock().expect("hub lock");
-            events.iter().filter(|e| !m.ids.contains(&e.id)).collect()
+            let mut m = self.mine.lock().expect("hub lock");
+            events.iter().filter(|e| m.first(&e.id)).collect()
         };
         let n = fresh.len();
         self.send(fresh.into_iter());

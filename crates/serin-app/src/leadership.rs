@@ -129,10 +129,70 @@ impl Leadership {
     }
 }
 
-/// The acting loops of one term.
+/// A leader's term, as the tasks its services spawn see it: ending it aborts
+/// every task spawned through it that is still running. Outside a term
+/// (the API's services) tasks are spawned untracked.
+#[derive(Debug, Clone, Default)]
+pub struct Term(Option<Arc<Mutex<TermTasks>>>);
+
+#[derive(Debug, Default)]
+struct TermTasks {
+    ended: bool,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Term {
+    /// A new term.
+    pub fn begin() -> Term {
+        Term(Some(Arc::default()))
+    }
+
+    /// Spawns `fut`, to be aborted when the term ends (at once if it has).
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let task = tokio::spawn(fut);
+        if let Some(t) = &self.0 {
+            let mut t = t.lock().expect("term lock");
+            if t.ended {
+                task.abort();
+            } else {
+                t.tasks.retain(|h| !h.is_finished());
+                t.tasks.push(task.abort_handle());
+            }
+        }
+        task
+    }
+
+    /// Ends the term: aborts what its tasks still run.
+    pub fn end(&self) {
+        if let Some(t) = &self.0 {
+            let mut t = t.lock().expect("term lock");
+            t.ended = true;
+            for h in t.tasks.drain(..) {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// The acting loops of one term. Dropping it aborts them and everything
+/// they spawned.
 struct Acting {
     halt: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    term: Term,
+    memory: crate::controller::ControllerMemory,
+}
+
+impl Drop for Acting {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+        self.term.end();
+        self.memory.forget_term();
+    }
 }
 
 impl Acting {
@@ -150,10 +210,16 @@ impl Acting {
         tasks.spawn(crate::probe::run(app.clone(), stopping(halted.clone())));
         tasks.spawn(crate::notifier::run(app.clone(), stopping(halted.clone())));
         tasks.spawn(crate::runtime::sweep_workers(app.clone(), stopping(halted)));
-        Acting { halt, tasks }
+        Acting {
+            halt,
+            tasks,
+            term: app.term.clone(),
+            memory: app.controller.clone(),
+        }
     }
 
-    /// Stops the loops at a tick boundary and waits for them.
+    /// Stops the loops at a tick boundary and waits for them (then the
+    /// term's tasks are aborted as it drops).
     async fn stop(mut self) {
         let _ = self.halt.send(true);
         while self.tasks.join_next().await.is_some() {}
@@ -173,12 +239,13 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
         app.leadership.set(Some(epoch));
         tracing::info!(epoch, replica = %me.name, "this replica leads");
         if app.store.backend() == "postgres" {
-            announce(&fenced, &me, epoch).await;
+            let _ = tokio::time::timeout(terms.renew_every, announce(&fenced, &me, epoch)).await;
         }
         let acting = Acting::start(&fenced);
         let lost = loop {
             tokio::select! {
                 () = tokio::time::sleep(terms.renew_every) => {}
+                () = tokio::time::sleep_until(valid_until) => break true,
                 _ = halt.wait_for(|stop| *stop) => break false,
             }
             let sent = Instant::now();
@@ -198,7 +265,8 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
                 }
                 Err(_) => break true,
             }
-            beat(&app, &me).await;
+            // Bounded, so nothing but the renewal decides how long we act.
+            let _ = tokio::time::timeout(terms.renew_every, beat(&app, &me)).await;
         };
         app.leadership.set(None);
         if lost {
@@ -206,7 +274,17 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
             tracing::warn!(epoch, "lost the leader lease; stopped acting");
             continue;
         }
-        acting.stop().await;
+        // Stopping renews nothing: the loops get until the deadline, then
+        // are aborted with everything they started.
+        if tokio::time::timeout_at(valid_until, acting.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                epoch,
+                "the acting loops outlived the lease while stopping; aborted"
+            );
+        }
         if let Err(e) = app.store.release_lease(&me.id, epoch).await {
             tracing::warn!(error = %e, "cannot hand the leader lease over; it lapses by itself");
         }
@@ -226,12 +304,13 @@ async fn follow(
         if *halt.borrow() {
             return None;
         }
-        beat(app, me).await;
+        let _ = tokio::time::timeout(terms.renew_every, beat(app, me)).await;
         let asked = Instant::now();
-        match app.store.acquire_lease(&me.id, terms.term).await {
-            Ok(Some(epoch)) => return Some((epoch, asked)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot ask for the leader lease"),
+        match tokio::time::timeout(terms.term, app.store.acquire_lease(&me.id, terms.term)).await {
+            Ok(Ok(Some(epoch))) => return Some((epoch, asked)),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot ask for the leader lease"),
+            Err(_) => tracing::warn!("asking for the leader lease timed out"),
         }
         tokio::select! {
             () = tokio::time::sleep(terms.renew_every) => {}

@@ -110,6 +110,9 @@ pub struct App {
     pub lane_feeds: lanefeed::LaneFeeds,
     /// This replica and whether it leads.
     pub leadership: leadership::Leadership,
+    /// The leader's term these services act in, if any: tasks they spawn
+    /// through [`App::spawn`] end with it.
+    pub term: leadership::Term,
     clock: Clock,
 }
 
@@ -138,6 +141,7 @@ impl App {
             telemetry: telemetry::Telemetry::default(),
             lane_feeds: lanefeed::LaneFeeds::default(),
             leadership: leadership::Leadership::new(&config_name, chrono::Utc::now()),
+            term: leadership::Term::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
         }
     }
@@ -148,8 +152,20 @@ impl App {
     pub fn fenced(&self, epoch: i64) -> Self {
         App {
             store: self.store.fenced(epoch),
+            term: leadership::Term::begin(),
             ..self.clone()
         }
+    }
+
+    /// Spawns a task that ends with this services' term (a gate's call, a
+    /// hook, a reconcile): when the leader loses its lease, nothing it
+    /// started keeps calling the outside world.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.term.spawn(fut)
     }
 
     /// The same services with an embedded proxy.

@@ -105,7 +105,7 @@ async fn supervise(state: &App) {
                 );
             }
             let (state, spec) = (state.clone(), spec.clone());
-            tokio::spawn(async move {
+            state.term.clone().spawn(async move {
                 let result = check(
                     &state.outbound,
                     &state.config.check_targets,

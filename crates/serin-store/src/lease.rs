@@ -5,11 +5,14 @@
 //! the replicas' clocks never have to agree. A follower takes the lease only
 //! once it has expired; the holder renews it well inside its term. A write
 //! made by the acting loops goes through a store [`fenced`](Store::fenced)
-//! with the epoch it was granted: its transaction first takes a share lock on
-//! the lease row and checks the epoch, so a holder that was paused past its
-//! term (and replaced) finds a newer epoch and writes nothing. The share lock
-//! also means a new holder is granted the lease only after every write of the
-//! old one has committed or rolled back, so their writes never interleave.
+//! with the epoch it was granted: its transaction first takes a key-share
+//! lock on the lease row and checks the epoch, so a holder that was paused
+//! past its term (and replaced) finds a newer epoch and writes nothing. A new
+//! holder locks the row `FOR UPDATE` before it raises the epoch, so it is
+//! granted the lease only after every write of the old one has committed or
+//! rolled back, and their writes never interleave. Renewals are no-key
+//! updates on their own two connections: neither the fenced writes nor a
+//! busy pool can hold one back.
 //!
 //! SQLite is one process (`serin up` locks the file): its lease is granted at
 //! once and never lost, and fencing has nothing to guard.

@@ -17,27 +17,65 @@ fn millis(d: Duration) -> f64 {
 
 impl PgStore {
     pub(crate) async fn acquire_lease(&self, holder: &str, term: Duration) -> Result<Option<i64>> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        // A holder's write in flight holds the row; don't wait behind it for long.
-        tx.batch_execute("SET LOCAL lock_timeout = '1s'")
-            .await
-            .map_err(pg_err)?;
-        let row = tx
+        let mut client = self.lease_client().await?;
+        // Most asks find a live holder: a plain read, no lock, so a follower
+        // never stands in the holder's way.
+        let lapsed: Option<bool> = client
             .query_opt(
-                "INSERT INTO leader_lease (name, holder, epoch, acquired_at, renewed_at, expires_at)
-                 VALUES ($1, $2, 1, now(), now(), now() + $3 * interval '1 millisecond')
-                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = leader_lease.epoch + 1,
-                     acquired_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at
-                 WHERE leader_lease.expires_at <= now()
-                 RETURNING epoch",
-                &[&LEASE, &holder, &millis(term)],
+                "SELECT expires_at <= now() FROM leader_lease WHERE name = $1",
+                &[&LEASE],
             )
-            .await;
-        match row {
-            Ok(row) => {
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0));
+        if lapsed == Some(false) {
+            return Ok(None);
+        }
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // The old holder's fenced writes in flight hold a key-share lock on
+        // the row: wait for them a little, never for long, and never keep
+        // the row locked if this process stalls.
+        tx.batch_execute(
+            "SET LOCAL lock_timeout = '1s'; SET LOCAL idle_in_transaction_session_timeout = '2s'",
+        )
+        .await
+        .map_err(pg_err)?;
+        let granted = async {
+            let row = tx
+                .query_opt(
+                    "SELECT expires_at <= now() FROM leader_lease WHERE name = $1 FOR UPDATE",
+                    &[&LEASE],
+                )
+                .await?;
+            let epoch: Option<i64> = match row.map(|r| r.get::<_, bool>(0)) {
+                Some(false) => None,
+                Some(true) => Some(
+                    tx.query_one(
+                        "UPDATE leader_lease SET holder = $2, epoch = epoch + 1, acquired_at = now(),
+                             renewed_at = now(), expires_at = now() + $3 * interval '1 millisecond'
+                         WHERE name = $1 RETURNING epoch",
+                        &[&LEASE, &holder, &millis(term)],
+                    )
+                    .await?
+                    .get(0),
+                ),
+                None => tx
+                    .query_opt(
+                        "INSERT INTO leader_lease (name, holder, epoch, acquired_at, renewed_at, expires_at)
+                         VALUES ($1, $2, 1, now(), now(), now() + $3 * interval '1 millisecond')
+                         ON CONFLICT (name) DO NOTHING RETURNING epoch",
+                        &[&LEASE, &holder, &millis(term)],
+                    )
+                    .await?
+                    .map(|r| r.get(0)),
+            };
+            Ok::<_, tokio_postgres::Error>(epoch)
+        }
+        .await;
+        match granted {
+            Ok(epoch) => {
                 tx.commit().await.map_err(pg_err)?;
-                Ok(row.map(|r| r.get(0)))
+                Ok(epoch)
             }
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
                 Ok(None)
@@ -65,7 +103,7 @@ impl PgStore {
     }
 
     pub(crate) async fn release_lease(&self, holder: &str, epoch: i64) -> Result<()> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         client
             .execute(
                 "UPDATE leader_lease SET expires_at = now() WHERE name = $1 AND holder = $2 AND epoch = $3",
@@ -77,7 +115,7 @@ impl PgStore {
     }
 
     pub(crate) async fn lease(&self) -> Result<Option<LeaseInfo>> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let row = client
             .query_opt(
                 "SELECT holder, epoch, acquired_at, renewed_at, expires_at, now() FROM leader_lease WHERE name = $1",
@@ -96,7 +134,7 @@ impl PgStore {
     }
 
     pub(crate) async fn beat_replica(&self, r: &ReplicaInfo) -> Result<()> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         client
             .execute(
                 "INSERT INTO replicas (id, name, version, started_at, seen_at) VALUES ($1, $2, $3, $4, now())
@@ -117,7 +155,7 @@ impl PgStore {
     }
 
     pub(crate) async fn replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
-        let client = self.client().await?;
+        let client = self.lease_client().await?;
         let rows = client
             .query(
                 "SELECT id, name, version, started_at, seen_at FROM replicas
@@ -137,24 +175,41 @@ impl PgStore {
         }
     }
 
-    /// Begins a write transaction. On a fenced store, it first takes a share
-    /// lock on the lease row and checks that the fence's epoch still holds
-    /// it; a transaction left idle (its process paused) is ended by the
-    /// server after two seconds, so it can't keep a new holder waiting.
+    /// Begins a write transaction. On a fenced store, it first takes a
+    /// key-share lock on the lease row and checks that the fence's epoch
+    /// still holds it. A new holder takes the row `FOR UPDATE` before it
+    /// raises the epoch, so it waits for these transactions to end, and a
+    /// transaction that starts later waits for the grant and then finds the
+    /// new epoch. Renewals are no-key updates and never wait for them. A
+    /// fenced transaction left idle (its process paused) is ended by the
+    /// server after two seconds, and one that can't get the lock within two
+    /// seconds gives up (`Unavailable`, retried by the next tick).
     pub(crate) async fn begin<'a>(
         &self,
         client: &'a mut deadpool_postgres::Client,
     ) -> Result<deadpool_postgres::Transaction<'a>> {
         let tx = client.transaction().await.map_err(pg_err)?;
         if let Some(epoch) = self.fence {
-            tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = '2s'")
-                .await
-                .map_err(pg_err)?;
+            tx.batch_execute(
+                "SET LOCAL idle_in_transaction_session_timeout = '2s'; SET LOCAL lock_timeout = '2s'",
+            )
+            .await
+            .map_err(pg_err)?;
             let held = tx
                 .query_opt(
-                    "SELECT 1 FROM leader_lease WHERE name = $1 AND epoch = $2 FOR SHARE",
+                    "SELECT 1 FROM leader_lease WHERE name = $1 AND epoch = $2 FOR KEY SHARE",
                     &[&LEASE, &epoch],
                 )
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                        StoreError::Unavailable(format!("the lease row is locked: {e}"))
+                    } else {
+                        pg_err(e)
+                    }
+                })?;
+            // Later statements of this transaction wait for row locks as usual.
+            tx.batch_execute("SET LOCAL lock_timeout = 0")
                 .await
                 .map_err(pg_err)?;
             if held.is_none() {

@@ -40,6 +40,9 @@ use crate::{Entity, Result, SignalQuery, StoreError, StoreOptions};
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Two connections of its own for the lease and the beats, so a busy
+    /// pool never delays a renewal.
+    lease_pool: Pool,
     /// The lease epoch every write must still hold (see `crate::lease`).
     fence: Option<i64>,
 }
@@ -85,25 +88,38 @@ impl PgStore {
     pub(crate) fn connect(url: &str, options: &StoreOptions) -> Result<PgStore> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections.max(1))
-            .wait_timeout(Some(std::time::Duration::from_secs(10)))
-            .create_timeout(Some(std::time::Duration::from_secs(5)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(PgStore { pool, fence: None })
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(std::time::Duration::from_secs(10)))
+                .create_timeout(Some(std::time::Duration::from_secs(5)))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        };
+        let pool = build(options.max_connections.max(1))?;
+        let lease_pool = build(2)?;
+        Ok(PgStore {
+            pool,
+            lease_pool,
+            fence: None,
+        })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_err)
+    }
+
+    /// A connection of the lease's own pool.
+    pub(crate) async fn lease_client(&self) -> Result<deadpool_postgres::Client> {
+        self.lease_pool.get().await.map_err(pool_err)
     }
 
     pub(crate) async fn migrate(&self) -> Result<MigrationReport> {
