@@ -90,6 +90,16 @@ async fn webhook(
     let mut body = position("hook", d);
     body["kind"] = json!(hook.kind.as_str());
     body["name"] = json!(hook.name);
+    // The same for every try of this hook at this step, on any leader: a
+    // receiver that keeps the ids it has seen runs it once even when a new
+    // leader calls again after the old one died mid-call.
+    body["delivery_id"] = json!(format!(
+        "hook:{}:{}:{}:{}",
+        d.id,
+        hook.kind.as_str(),
+        hook.name,
+        d.rollout.as_ref().map_or(0, |r| r.step)
+    ));
     post(state, url, &body, timeout).await
 }
 

@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod burn;
+mod failover;
 mod history;
 mod loadgen;
 mod machine;
@@ -56,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         Some("burn") => return burn::main(&args[2..]),
         _ => {}
     }
-    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history|promotions PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N]";
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history|promotions|failover PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N] [--kills N] [--stops N] [--check]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -89,6 +90,12 @@ fn main() -> anyhow::Result<()> {
             opt("--readers", 4)?,
         )),
         "promotions" => rt.block_on(promotions::main(bin, opt("--runs", 100)?)),
+        "failover" => rt.block_on(failover::main(
+            bin,
+            opt("--kills", 100)?,
+            opt("--stops", 3)?,
+            args.iter().any(|a| a == "--check"),
+        )),
         "history" => rt.block_on(history::main(
             bin,
             opt("--deployments", 10_000)?,
