@@ -201,11 +201,15 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))
         .route("/notify", axum::routing::post(note))
-        .route("/", axum::routing::get(|| async { "ok" }))
+        .fallback(|| async { "ok" })
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let outside = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let canary_app = axum::Router::new().fallback(|| async { "canary" });
+    let canary_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let canary_upstream = format!("http://{}", canary_listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(canary_listener, canary_app).await });
 
     let mut replicas = Vec::new();
     for i in 0..REPLICAS {
@@ -277,6 +281,14 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let propagation = propagation(
+        &http,
+        &replicas[1].url(),
+        &through,
+        &outside,
+        &canary_upstream,
+    )
+    .await?;
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let stop_load = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut loaders = Vec::new();
@@ -544,6 +556,10 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
     );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     println!("  proxy: {ok} requests answered, {failed} failed (goal 0)");
+    let (c50, c99, cmax) = propagation;
+    println!(
+        "  a change made on r2 reaching the proxy attached to r1: p50 {c50:.1} ms, p99 {c99:.1} ms, max {cmax:.1} ms (goal p99 <= 200 ms)"
+    );
     if check {
         let mut missed = Vec::new();
         if n > 0 && p99 > 5.0 {
@@ -561,6 +577,9 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
         if failed > 0 {
             missed.push(format!("{failed} failed proxy requests"));
         }
+        if c99 > 200.0 {
+            missed.push(format!("change propagation p99 {c99:.1} ms > 200 ms"));
+        }
         if unfinished > 0 {
             missed.push(format!("{unfinished} rollouts never finished"));
         }
@@ -569,4 +588,70 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
         }
     }
     Ok(())
+}
+
+/// A percentage flipped 20 times through `other` (not the replica the proxy
+/// follows), each timed until the proxy answers from the new lane: the
+/// median, p99 and max in milliseconds.
+async fn propagation(
+    http: &reqwest::Client,
+    other: &str,
+    through: &str,
+    stable: &str,
+    canary: &str,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let d: Value = http
+        .post(format!("{other}/api/v1/canary/deployments"))
+        .bearer_auth(KEY)
+        .json(&json!({"queue_name": "flip", "stable_version": "1", "canary_version": "2", "percentage": 0,
+                      "route": {"path_prefix": "/flip"},
+                      "upstreams": {"stable": [stable], "canary": [canary]}, "traffic": {"affinity": null}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = d["id"].as_str().context("flip deployment")?.to_string();
+    let url = format!("{through}flip");
+    let answers = |want: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let t0 = Instant::now();
+            loop {
+                if let Ok(r) = http.get(&url).send().await
+                    && let Ok(body) = r.text().await
+                    && body == want
+                {
+                    return Ok::<_, anyhow::Error>(t0.elapsed());
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    bail!("the proxy never answered {want}");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    answers("ok").await?;
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let (percent, want) = if i % 2 == 0 {
+            (100, "canary")
+        } else {
+            (0, "ok")
+        };
+        let sent = Instant::now();
+        http.put(format!("{other}/api/v1/canary/deployments/{id}/percentage"))
+            .bearer_auth(KEY)
+            .json(&json!({"percentage": percent}))
+            .send()
+            .await?
+            .error_for_status()?;
+        answers(want).await?;
+        took.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    Ok((
+        crate::stats::quantile(&took, 0.5),
+        crate::stats::quantile(&took, 0.99),
+        took[took.len() - 1],
+    ))
 }
