@@ -8,7 +8,11 @@
 //! (median, p99, max) and the CPU the process used per second of wall time
 //! (user + system from /proc/self/stat, in clock ticks of 1/100 s).
 //!
-//! `cargo bench -p serin-server --bench controller [-- --deployments N --seconds S]`
+//! With `--postgres`, the store is a fresh schema of `SERIN_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`) and the tick runs as
+//! the leader's does: over a store fenced by the lease's epoch.
+//!
+//! `cargo bench -p serin-server --bench controller [-- --deployments N --seconds S --postgres]`
 
 use std::time::{Duration, Instant};
 
@@ -47,9 +51,32 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
-async fn setup(n: usize, mixed: bool) -> (AppState, tempfile::TempDir) {
+/// A fresh PostgreSQL schema's URL.
+async fn postgres_schema() -> String {
+    let base = std::env::var("SERIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL for --postgres");
+    tokio::spawn(conn);
+    let schema = format!("serin_bench_controller_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-csearch_path%3D{schema}")
+}
+
+async fn setup(n: usize, mixed: bool, postgres: bool) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/serin.db", dir.path().display());
+    let url = if postgres {
+        postgres_schema().await
+    } else {
+        format!("sqlite://{}/serin.db", dir.path().display())
+    };
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
@@ -113,8 +140,19 @@ async fn setup(n: usize, mixed: bool) -> (AppState, tempfile::TempDir) {
     (AppState::new(store, config), dir)
 }
 
-async fn run(n: usize, seconds: usize, mixed: bool) {
-    let (state, _dir) = setup(n, mixed).await;
+async fn run(n: usize, seconds: usize, mixed: bool, postgres: bool) {
+    let (state, _dir) = setup(n, mixed, postgres).await;
+    // The leader's tick: its writes fenced by the lease's epoch.
+    let epoch = state
+        .store
+        .acquire_lease("bench", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("the lease of a fresh database");
+    let state = AppState {
+        app: state.app.fenced(epoch),
+        ..state
+    };
     // One tick to warm caches, not counted.
     serin_server::controller::tick(&state).await;
     let mut durations = Vec::with_capacity(seconds);
@@ -135,7 +173,8 @@ async fn run(n: usize, seconds: usize, mixed: bool) {
     let read_live = t.elapsed().as_secs_f64() * 100.0;
     durations.sort_by(f64::total_cmp);
     println!(
-        "{:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core; reading the live set alone {:.1} ms",
+        "{} {:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core; reading the live set alone {:.1} ms",
+        state.store.backend(),
         if mixed {
             "mixed (1/4 pause, 1/2 analysis, 1/4 end):"
         } else {
@@ -153,12 +192,13 @@ async fn run(n: usize, seconds: usize, mixed: bool) {
 fn main() {
     let n = opt("--deployments", 1000);
     let seconds = opt("--seconds", 30);
+    let postgres = std::env::args().any(|a| a == "--postgres");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        run(n, seconds, false).await;
-        run(n, seconds, true).await;
+        run(n, seconds, false, postgres).await;
+        run(n, seconds, true, postgres).await;
     });
 }
