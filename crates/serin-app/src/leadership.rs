@@ -274,16 +274,31 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
             tracing::warn!(epoch, "lost the leader lease; stopped acting");
             continue;
         }
-        // Stopping renews nothing: the loops get until the deadline, then
-        // are aborted with everything they started.
-        if tokio::time::timeout_at(valid_until, acting.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                epoch,
-                "the acting loops outlived the lease while stopping; aborted"
-            );
+        // The loops stop at a tick boundary (a notification being sent is
+        // let finish) while the lease is still renewed; if the lease is
+        // lost meanwhile, they are aborted with everything they started.
+        let stopping = acting.stop();
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                () = &mut stopping => break,
+                () = tokio::time::sleep_until(valid_until) => {
+                    tracing::warn!(epoch, "the lease ran out while the acting loops stopped; aborted");
+                    break;
+                }
+                () = tokio::time::sleep(terms.renew_every) => {
+                    let sent = Instant::now();
+                    let left = valid_until.saturating_duration_since(sent);
+                    if let Ok(Ok(true)) = tokio::time::timeout(
+                        left,
+                        app.store.renew_lease(&me.id, epoch, terms.term),
+                    )
+                    .await
+                    {
+                        valid_until = sent + terms.term.saturating_sub(terms.margin);
+                    }
+                }
+            }
         }
         if let Err(e) = app.store.release_lease(&me.id, epoch).await {
             tracing::warn!(error = %e, "cannot hand the leader lease over; it lapses by itself");
