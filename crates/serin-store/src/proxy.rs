@@ -40,21 +40,16 @@ impl Store {
 
     /// Several deployments' lanes, each over its own `[from, to]` (as
     /// [`Store::lane_windows`]), read together: on SQLite in one hand-off to a
-    /// reading thread, which is what a controller tick over many deployments needs.
+    /// reading thread, on PostgreSQL in four queries; what a controller tick
+    /// over many deployments needs.
     pub async fn lane_windows_many(
         &self,
         ranges: Vec<(String, Timestamp, Timestamp)>,
     ) -> Result<Vec<[LaneWindow; 2]>> {
-        match self {
-            Store::Sqlite(b) => b.lane_windows_many(ranges).await,
-            Store::Postgres(_) => {
-                let mut out = Vec::with_capacity(ranges.len());
-                for (id, from, to) in &ranges {
-                    out.push(self.lane_windows(id, *from, *to).await?);
-                }
-                Ok(out)
-            }
+        if ranges.is_empty() {
+            return Ok(Vec::new());
         }
+        dispatch!(self, b => b.lane_windows_many(ranges))
     }
 
     /// Ended deployments whose post-rollout or on-rollback hooks haven't run yet.

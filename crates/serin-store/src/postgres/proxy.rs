@@ -7,8 +7,10 @@ use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
 use super::{PgStore, pg_err};
 use crate::Result;
-use crate::canary::json_err;
+use crate::canary::{json_err, windows_from};
 use crate::proxy::DeploymentSet;
+use crate::proxy::second_of;
+use serin_core::canary::metrics::LaneWindow;
 
 /// Lane buckets as column arrays for one `unnest` insert: deployment ids, seconds,
 /// lanes, the four counters, latency histograms.
@@ -18,6 +20,13 @@ type Columns = (
     Vec<String>,
     [Vec<i64>; 4],
     Vec<serde_json::Value>,
+);
+
+/// One range's outcome counts, latencies and gauges, as `windows_from` takes them.
+type RangeRows = (
+    Vec<(Lane, u64, u64)>,
+    Vec<(Lane, f64)>,
+    Vec<(Lane, String, f64)>,
 );
 
 impl PgStore {
@@ -142,6 +151,103 @@ impl PgStore {
                 )
             })
             .collect()
+    }
+
+    /// Many deployments' lanes, each over its own range, in four queries
+    /// whatever their number (`unnest` of the ranges joined to the tables):
+    /// a controller tick over a thousand rollouts is four round trips, not
+    /// four thousand.
+    pub(crate) async fn lane_windows_many(
+        &self,
+        ranges: Vec<(String, Timestamp, Timestamp)>,
+    ) -> Result<Vec<[LaneWindow; 2]>> {
+        let client = self.client().await?;
+        let ids: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
+        let from: Vec<Timestamp> = ranges.iter().map(|r| r.1).collect();
+        let to: Vec<Timestamp> = ranges.iter().map(|r| r.2).collect();
+        let lo: Vec<i64> = from.iter().map(|t| second_of(*t)).collect();
+        let hi: Vec<i64> = to.iter().map(|t| second_of(*t)).collect();
+        let obs = "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS r(id, lo, hi, i)
+                   JOIN observations o ON o.deployment_id = r.id AND o.ts >= r.lo AND o.ts <= r.hi";
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&ids, &from, &to];
+        let outcomes = client
+            .query(
+                &format!("SELECT r.i, o.lane, COUNT(*) FILTER (WHERE o.value >= 1), COUNT(*) FILTER (WHERE o.value < 1)
+                          {obs} AND o.kind = 'outcome' GROUP BY r.i, o.lane"),
+                &args,
+            )
+            .await
+            .map_err(pg_err)?;
+        let latencies = client
+            .query(
+                &format!("SELECT r.i, o.lane, o.value {obs} AND o.kind = 'latency'"),
+                &args,
+            )
+            .await
+            .map_err(pg_err)?;
+        let gauges = client
+            .query(
+                &format!("SELECT r.i, o.lane, o.name, o.value {obs} AND o.kind = 'gauge' ORDER BY r.i, o.ts, o.id"),
+                &args,
+            )
+            .await
+            .map_err(pg_err)?;
+        let buckets = client
+            .query(
+                "SELECT r.i, b.second, b.lane, b.requests, b.errors_5xx, b.errors_connect, b.errors_timeout, b.latency
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(id, lo, hi, i)
+                 JOIN lane_buckets b ON b.deployment_id = r.id AND b.second >= r.lo AND b.second <= r.hi
+                 ORDER BY r.i, b.second, b.lane",
+                &[&ids, &lo, &hi],
+            )
+            .await
+            .map_err(pg_err)?;
+        let n = ranges.len();
+        let at = |r: &tokio_postgres::Row| {
+            usize::try_from(r.get::<_, i64>(0) - 1)
+                .ok()
+                .filter(|i| *i < n)
+        };
+        let lane = |r: &tokio_postgres::Row| Lane::parse(r.get::<_, &str>(1));
+        let mut parts: Vec<RangeRows> = (0..n).map(|_| Default::default()).collect();
+        for r in &outcomes {
+            if let (Some(i), Some(l)) = (at(r), lane(r)) {
+                parts[i]
+                    .0
+                    .push((l, r.get::<_, i64>(2) as u64, r.get::<_, i64>(3) as u64));
+            }
+        }
+        for r in &latencies {
+            if let (Some(i), Some(l)) = (at(r), lane(r)) {
+                parts[i].1.push((l, r.get(2)));
+            }
+        }
+        for r in &gauges {
+            if let (Some(i), Some(l)) = (at(r), lane(r)) {
+                parts[i].2.push((l, r.get(2), r.get(3)));
+            }
+        }
+        let mut out: Vec<[LaneWindow; 2]> = parts
+            .into_iter()
+            .map(|(o, l, g)| windows_from(o, l, g))
+            .collect();
+        for r in &buckets {
+            let (Some(i), Some(l)) = (at(r), Lane::parse(r.get::<_, &str>(2))) else {
+                continue;
+            };
+            let b = LaneBucket {
+                deployment_id: ranges[i].0.clone(),
+                lane: l,
+                second: r.get(1),
+                requests: r.get::<_, i64>(3) as u64,
+                errors_5xx: r.get::<_, i64>(4) as u64,
+                errors_connect: r.get::<_, i64>(5) as u64,
+                errors_timeout: r.get::<_, i64>(6) as u64,
+                latency: serde_json::from_value(r.get(7)).map_err(json_err)?,
+            };
+            out[i][usize::from(l == Lane::Canary)].add_bucket(&b);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn touch_proxy(&self, p: ProxyInfo) -> Result<()> {

@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use serin_core::canary::{NewDeployment, Upstreams};
 use serin_core::stats::histogram::Histogram;
 use serin_core::traffic::proxy::{LaneBucket, ProxyInfo, RouteSet};
-use serin_core::{Lane, Timestamp};
+use serin_core::{Lane, SignalKind, Timestamp};
 use serin_store::Store;
 
 use crate::both;
@@ -73,6 +73,29 @@ async fn buckets_body(s: &Store) {
     assert_eq!((canary.success, canary.errors), (13, 2));
     assert_eq!(canary.latency.max_ms(), Some(40.0));
     assert!(s.lane_buckets(&d.id, t(2), t(5)).await.unwrap().is_empty());
+    // Signals and job results of both lanes, read with the buckets.
+    let obs = |lane, name: &str, kind, value, at| serin_store::canary::Observation {
+        lane,
+        name: name.into(),
+        kind,
+        value,
+        ts: t(at),
+    };
+    s.record_observations(
+        &d.id,
+        vec![
+            obs(Lane::Canary, "ok", SignalKind::Outcome, 1.0, 1),
+            obs(Lane::Canary, "ok", SignalKind::Outcome, 0.0, 3),
+            obs(Lane::Stable, "ms", SignalKind::Latency, 12.5, 2),
+            obs(Lane::Stable, "queue_depth", SignalKind::Gauge, 4.0, 1),
+            obs(Lane::Stable, "queue_depth", SignalKind::Gauge, 7.0, 4),
+        ],
+    )
+    .await
+    .unwrap();
+    let [stable, canary] = s.lane_windows(&d.id, t(0), t(5)).await.unwrap();
+    assert_eq!((canary.success, canary.errors), (14, 3));
+    assert_eq!(stable.queue_depth, Some(7.0), "the latest gauge");
     // Read in a batch, each range gives what it gives alone.
     let many = s
         .lane_windows_many(vec![
@@ -86,6 +109,7 @@ async fn buckets_body(s: &Store) {
     assert_eq!(many[0], [stable.clone(), canary.clone()]);
     assert_eq!(many[1][1].success + many[1][1].errors, 0);
     assert_eq!(many[2], s.lane_windows(&d.id, t(2), t(5)).await.unwrap());
+    assert_ne!(many[0], many[2], "the ranges differ");
 
     // Route sets are built from each target's routed deployment.
     let gen0 = s.route_generation().await.unwrap();
