@@ -91,8 +91,8 @@ pub struct Seen {
 /// An outside answer a step waits for.
 #[derive(Debug, Clone)]
 enum Answer {
-    /// Being asked in the background.
-    Asking,
+    /// Being asked in the background, by the leader's term with this id.
+    Asking(u64),
     /// A webhook gate's yes or no, and when.
     Gate(bool, String, Instant),
     /// Hook runs, and when.
@@ -419,12 +419,16 @@ fn answer(
 ) -> Option<Answer> {
     let slot = (d.id.clone(), key);
     let mut answers = state.controller.answers.lock().expect("answers lock");
-    let held = answers.get(&slot).cloned();
+    let held = match answers.get(&slot).cloned() {
+        Some(Answer::Asking(term)) if term == state.term.id() => return None,
+        // Asked by a term that ended (its task was aborted): ask again.
+        Some(Answer::Asking(_)) => None,
+        other => other,
+    };
     let (said_no, at) = match &held {
-        Some(Answer::Asking) => return None,
         Some(Answer::Gate(ok, _, at)) => (!ok, *at),
         Some(Answer::Hooks(runs, at)) => (runs.iter().any(|r| !r.ok), *at),
-        None => (false, Instant::now()),
+        Some(Answer::Asking(_)) | None => (false, Instant::now()),
     };
     let not_yet = said_no && !is_outcome(&slot.1);
     match held {
@@ -436,7 +440,7 @@ fn answer(
             Some(a)
         }
         _ => {
-            answers.insert(slot.clone(), Answer::Asking);
+            answers.insert(slot.clone(), Answer::Asking(state.term.id()));
             drop(answers);
             let memory = state.controller.answers.clone();
             let handle = ask();

@@ -137,6 +137,7 @@ pub struct Term(Option<Arc<Mutex<TermTasks>>>);
 
 #[derive(Debug, Default)]
 struct TermTasks {
+    id: u64,
     ended: bool,
     tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -144,7 +145,18 @@ struct TermTasks {
 impl Term {
     /// A new term.
     pub fn begin() -> Term {
-        Term(Some(Arc::default()))
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Term(Some(Arc::new(Mutex::new(TermTasks {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            ..TermTasks::default()
+        }))))
+    }
+
+    /// This term's id, unique in the process (0 outside a term).
+    pub fn id(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |t| t.lock().expect("term lock").id)
     }
 
     /// Spawns `fut`, to be aborted when the term ends (at once if it has).

@@ -195,9 +195,21 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// ends, however it ends. SQLite runs one replica; several share PostgreSQL.
 fn lock_sqlite(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
-    let mut name = file.as_os_str().to_owned();
-    name.push(".lock");
-    let path = std::path::PathBuf::from(name);
+    // One lock per file however it is named (relative, through a symlink).
+    let dir = match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.canonicalize().with_context(|| {
+            format!(
+                "the directory {} for the SQLite file does not exist",
+                d.display()
+            )
+        })?,
+        None => std::env::current_dir()?,
+    };
+    let name = file.file_name().context("the SQLite path names no file")?;
+    let real = std::fs::canonicalize(dir.join(name)).unwrap_or_else(|_| dir.join(name));
+    let mut lock_name = real.as_os_str().to_owned();
+    lock_name.push(".lock");
+    let path = std::path::PathBuf::from(lock_name);
     let mut lock = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -205,19 +217,25 @@ fn lock_sqlite(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    if let Err(e) = lock.try_lock() {
-        let mut holder = String::new();
-        let _ = lock.read_to_string(&mut holder);
-        let holder = holder.trim();
-        let who = if holder.is_empty() {
-            String::new()
-        } else {
-            format!(" (pid {holder})")
-        };
-        anyhow::bail!(
-            "{} is in use by another `serin up`{who}: SQLite runs one replica; to run several, give them one PostgreSQL database ({e})",
-            file.display()
-        );
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            anyhow::bail!(
+                "{} is in use by another `serin up`{who}: SQLite runs one replica; to run several, give them one PostgreSQL database",
+                file.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
     }
     lock.set_len(0)?;
     lock.rewind()?;

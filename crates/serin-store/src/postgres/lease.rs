@@ -90,7 +90,8 @@ impl PgStore {
         epoch: i64,
         term: Duration,
     ) -> Result<bool> {
-        let client = self.client().await?;
+        // A no-key update: it never waits for the fenced writes' key-share locks.
+        let client = self.lease_client().await?;
         let n = client
             .execute(
                 "UPDATE leader_lease SET renewed_at = now(), expires_at = now() + $4 * interval '1 millisecond'
@@ -115,7 +116,7 @@ impl PgStore {
     }
 
     pub(crate) async fn lease(&self) -> Result<Option<LeaseInfo>> {
-        let client = self.lease_client().await?;
+        let client = self.client().await?;
         let row = client
             .query_opt(
                 "SELECT holder, epoch, acquired_at, renewed_at, expires_at, now() FROM leader_lease WHERE name = $1",
@@ -155,7 +156,7 @@ impl PgStore {
     }
 
     pub(crate) async fn replicas(&self, within: Duration) -> Result<Vec<ReplicaInfo>> {
-        let client = self.lease_client().await?;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id, name, version, started_at, seen_at FROM replicas
