@@ -568,6 +568,9 @@ fn window_end(d: &Deployment, now: Timestamp) -> Timestamp {
 }
 
 mod reads;
+
+#[cfg(test)]
+mod tests;
 use reads::prefetch;
 
 /// Runs the judges over `[since, now]`.
