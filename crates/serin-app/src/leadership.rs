@@ -260,22 +260,14 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
                 () = tokio::time::sleep_until(valid_until) => break true,
                 _ = halt.wait_for(|stop| *stop) => break false,
             }
-            let sent = Instant::now();
-            let left = valid_until.saturating_duration_since(sent);
-            match tokio::time::timeout(left, app.store.renew_lease(&me.id, epoch, terms.term)).await
-            {
-                Ok(Ok(true)) => {
-                    valid_until = sent + terms.term.saturating_sub(terms.margin);
+            match renew(&app, &me, epoch, terms, valid_until).await {
+                Renewal::Until(t) => {
+                    valid_until = t;
                     app.leadership.renewed();
                 }
-                Ok(Ok(false)) => break true,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot renew the leader lease");
-                    if Instant::now() >= valid_until {
-                        break true;
-                    }
-                }
-                Err(_) => break true,
+                Renewal::Lost => break true,
+                Renewal::Failed if Instant::now() >= valid_until => break true,
+                Renewal::Failed => {}
             }
             // Bounded, so nothing but the renewal decides how long we act.
             let _ = tokio::time::timeout(terms.renew_every, beat(&app, &me)).await;
@@ -299,15 +291,8 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
                     break;
                 }
                 () = tokio::time::sleep(terms.renew_every) => {
-                    let sent = Instant::now();
-                    let left = valid_until.saturating_duration_since(sent);
-                    if let Ok(Ok(true)) = tokio::time::timeout(
-                        left,
-                        app.store.renew_lease(&me.id, epoch, terms.term),
-                    )
-                    .await
-                    {
-                        valid_until = sent + terms.term.saturating_sub(terms.margin);
+                    if let Renewal::Until(t) = renew(&app, &me, epoch, terms, valid_until).await {
+                        valid_until = t;
                     }
                 }
             }
@@ -316,6 +301,38 @@ pub async fn lead(app: App, terms: LeaseTerms, mut halt: watch::Receiver<bool>) 
             tracing::warn!(error = %e, "cannot hand the leader lease over; it lapses by itself");
         }
         return;
+    }
+}
+
+/// What one renewal came to.
+enum Renewal {
+    /// Renewed: acting may go on until this instant.
+    Until(Instant),
+    /// Refused (the lease lapsed or another replica holds it), or no answer
+    /// before the acting deadline.
+    Lost,
+    /// An error before the deadline: the deadline stands.
+    Failed,
+}
+
+/// Renews the lease at `epoch`, waiting no longer than the acting deadline
+/// `valid_until`. The new deadline counts from when the renewal was sent.
+async fn renew(
+    app: &App,
+    me: &ReplicaInfo,
+    epoch: i64,
+    terms: LeaseTerms,
+    valid_until: Instant,
+) -> Renewal {
+    let sent = Instant::now();
+    let left = valid_until.saturating_duration_since(sent);
+    match tokio::time::timeout(left, app.store.renew_lease(&me.id, epoch, terms.term)).await {
+        Ok(Ok(true)) => Renewal::Until(sent + terms.term.saturating_sub(terms.margin)),
+        Ok(Ok(false)) | Err(_) => Renewal::Lost,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot renew the leader lease");
+            Renewal::Failed
+        }
     }
 }
 

@@ -110,8 +110,8 @@ pub struct App {
     pub lane_feeds: lanefeed::LaneFeeds,
     /// This replica and whether it leads.
     pub leadership: leadership::Leadership,
-    /// The leader's term these services act in, if any: tasks they spawn
-    /// through [`App::spawn`] end with it.
+    /// The leader's term these services act in, if any: tasks spawned
+    /// through it end with it.
     pub term: leadership::Term,
     clock: Clock,
 }
@@ -155,17 +155,6 @@ impl App {
             term: leadership::Term::begin(),
             ..self.clone()
         }
-    }
-
-    /// Spawns a task that ends with this services' term (a gate's call, a
-    /// hook, a reconcile): when the leader loses its lease, nothing it
-    /// started keeps calling the outside world.
-    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.term.spawn(fut)
     }
 
     /// The same services with an embedded proxy.

@@ -99,13 +99,8 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Starts `r` on its port and name; returns once it listens.
 fn start_replica(bin: &str, db: &str, r: &mut Replica) -> anyhow::Result<()> {
-    let (child, _) = launch_named(bin, db, r)?;
-    r.child = Some(child);
-    Ok(())
-}
-
-fn launch_named(bin: &str, db: &str, r: &Replica) -> anyhow::Result<(Child, ())> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(bin)
         .args(["up", "--listen", &format!("127.0.0.1:{}", r.port)])
@@ -130,7 +125,8 @@ fn launch_named(bin: &str, db: &str, r: &Replica) -> anyhow::Result<(Child, ())>
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    Ok((child, ()))
+    r.child = Some(child);
+    Ok(())
 }
 
 fn signal(pid: u32, sig: &str) {
