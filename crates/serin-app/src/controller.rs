@@ -170,10 +170,13 @@ impl ControllerMemory {
     }
 
     fn remember(&self, id: &str, seen: Seen) {
-        self.seen
+        let old = self
+            .seen
             .lock()
             .expect("seen lock")
             .insert(id.to_string(), seen);
+        // The old judgement (a tree of evidence) is freed outside the lock.
+        drop(old);
     }
 
     /// Takes a deployment's accumulator out, if it belongs to the deployment
@@ -266,9 +269,9 @@ pub async fn run(state: App, every: Duration, shutdown: impl Future<Output = ()>
 /// Reconciles every deployment that has a plan — live, or ended with hooks still
 /// to run — once.
 pub async fn tick(state: &App) -> TickReport {
-    let (live, ended) = match (
-        state.store.live_deployments().await,
-        state.store.deployments_with_pending_hooks().await,
+    let (live, ended) = match tokio::join!(
+        state.store.live_deployments(),
+        state.store.deployments_with_pending_hooks(),
     ) {
         (Ok(l), Ok(e)) => (l, e),
         (Err(e), _) | (_, Err(e)) => {
@@ -497,15 +500,7 @@ async fn reconcile(
     match need {
         Need::Clock => {}
         Need::Judgement { since } => {
-            let j = judgement(state, d, since, read, workers, now).await?;
-            state.controller.remember(
-                &d.id,
-                Seen {
-                    judgement: Some(j.clone()),
-                    at: now,
-                },
-            );
-            observed.judgement = Some(j);
+            observed.judgement = Some(judgement(state, d, since, read, workers, now).await?);
         }
         Need::Gate { url } => {
             let key = format!("gate:{}:{url}", r.step);
@@ -535,7 +530,22 @@ async fn reconcile(
     // Dry run on a copy: most ticks change nothing and then nothing is written.
     let mut copy = d.clone();
     let events = rollout::advance(&mut copy, &observed, &siblings, now)?;
-    if copy.revision == d.revision && events.is_empty() {
+    let unchanged = copy.revision == d.revision && events.is_empty();
+    // The judgement is shown by the rollout status route: moved there, not
+    // copied, when it changes nothing (most ticks).
+    let shown = if unchanged {
+        observed.judgement.take()
+    } else {
+        observed.judgement.clone()
+    };
+    if shown.is_some() {
+        let seen = Seen {
+            judgement: shown,
+            at: now,
+        };
+        state.controller.remember(&d.id, seen);
+    }
+    if unchanged {
         return Ok(false);
     }
     let change: serin_store::canary::DeploymentChange =

@@ -297,7 +297,16 @@ pub(crate) fn apply_change(
         });
     }
     let events = change(d)?;
-    Ok((!events.is_empty()).then_some((old, events)))
+    if events.is_empty() {
+        return Ok(None);
+    }
+    // Every stored change moves the revision, whatever the change did: the
+    // revision names the body (revision guards and the PostgreSQL live-set
+    // cache rely on it).
+    if d.revision == old {
+        d.revision = old + 1;
+    }
+    Ok(Some((old, events)))
 }
 
 /// Whether a deployment has upstreams, so that it may be its target's route.

@@ -12,7 +12,7 @@ use serin_core::event::{Event, EventType, NewEvent};
 use serin_core::{Lane, Timestamp};
 use tokio_postgres::Row;
 
-use super::{PgStore, pg_err};
+use super::{PgStore, json_col, pg_err};
 use crate::canary::{
     ApiKeyRecord, DeploymentChange, DeploymentFilter, EventFilter, Observation, Paged,
     apply_change, attribute, beat, check_job_queues, is_routed, job_observations, json_err,
@@ -22,10 +22,6 @@ use crate::{Entity, Result, StoreError};
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v).map_err(json_err)
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(json_err)
 }
 
 /// Stamps new events with the actor and time and records them.
@@ -109,7 +105,7 @@ async fn load_deployment(c: &impl GenericClient, id: &str, lock: bool) -> Result
         .await
         .map_err(pg_err)?
         .ok_or_else(|| not_found(Entity::Deployment, id))?;
-    from_json(row.get(0))
+    json_col(&row, 0)
 }
 
 async fn load_worker(c: &impl GenericClient, id: &str, lock: bool) -> Result<Option<Worker>> {
@@ -122,7 +118,7 @@ async fn load_worker(c: &impl GenericClient, id: &str, lock: bool) -> Result<Opt
     c.query_opt(&stmt, &[&id])
         .await
         .map_err(pg_err)?
-        .map(|r| from_json(r.get(0)))
+        .map(|r| json_col(&r, 0))
         .transpose()
 }
 
@@ -285,7 +281,7 @@ impl PgStore {
             order,
             &args,
             Window { offset, limit },
-            |r| from_json(r.get(0)),
+            |r| json_col(r, 0),
         )
         .await
     }
@@ -306,7 +302,7 @@ impl PgStore {
             .query_opt(&stmt, &[&queue, &tenant_key(tenant)])
             .await
             .map_err(pg_err)?
-            .map(|r| from_json(r.get(0)))
+            .map(|r| json_col(&r, 0))
             .transpose()
     }
 
@@ -490,7 +486,7 @@ impl PgStore {
             "id",
             &[&lane],
             Window { offset, limit },
-            |r| from_json(r.get(0)),
+            |r| json_col(r, 0),
         )
         .await
     }
@@ -571,7 +567,7 @@ impl PgStore {
             .map_err(pg_err)?;
         let mut events = Vec::new();
         for r in rows {
-            let mut w: Worker = from_json(r.get(0))?;
+            let mut w: Worker = json_col(&r, 0)?;
             for e in status_change(&mut w, WorkerStatus::Unreachable) {
                 let e = stamp(e, "system", now);
                 insert_event(&tx, &e).await?;
@@ -654,6 +650,6 @@ impl PgStore {
             )
             .await
             .map_err(pg_err)?;
-        rows.into_iter().map(|r| from_json(r.get(0))).collect()
+        rows.into_iter().map(|r| json_col(&r, 0)).collect()
     }
 }

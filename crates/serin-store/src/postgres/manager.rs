@@ -14,7 +14,8 @@ use tokio_postgres::Row;
 
 use super::canary::insert_event;
 use super::{
-    PgStore, RELEASE_SELECT, is_unique_violation, pg_err, product_id, release_by_id, release_row,
+    PgStore, RELEASE_SELECT, is_unique_violation, json_col, pg_err, product_id, release_by_id,
+    release_row,
 };
 use crate::canary::{Paged, json_err, not_found, stamp};
 use crate::manager::{
@@ -66,9 +67,7 @@ pub(crate) async fn load_environments(
     if rows.is_empty() {
         return Ok(default_environments(product));
     }
-    rows.into_iter()
-        .map(|r| serde_json::from_value(r.get(0)).map_err(json_err))
-        .collect()
+    rows.into_iter().map(|r| json_col(&r, 0)).collect()
 }
 
 fn approval_row(r: &Row) -> Approval {

@@ -5,12 +5,13 @@ use serin_core::Timestamp;
 use serin_core::canary::Deployment;
 use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
-use super::{PgStore, pg_err};
+use super::{PgStore, json_col, pg_err};
 use crate::Result;
 use crate::canary::{json_err, windows_from};
 use crate::proxy::DeploymentSet;
 use crate::proxy::second_of;
 use serin_core::canary::metrics::LaneWindow;
+use tokio_postgres::types::Json;
 
 /// Lane buckets as column arrays for one `unnest` insert: deployment ids, seconds,
 /// lanes, the four counters, latency histograms.
@@ -41,14 +42,7 @@ impl PgStore {
                     )
                     .await
             }
-            DeploymentSet::Live => {
-                client
-                    .query(
-                        "SELECT body FROM deployments WHERE live ORDER BY start_time, id",
-                        &[],
-                    )
-                    .await
-            }
+            DeploymentSet::Live => return self.live_set(&client).await,
             DeploymentSet::HooksPending => {
                 client
                     .query(
@@ -65,9 +59,79 @@ impl PgStore {
                 .await,
         }
         .map_err(pg_err)?;
-        rows.into_iter()
-            .map(|r| serde_json::from_value(r.get(0)).map_err(json_err))
-            .collect()
+        rows.into_iter().map(|r| json_col(&r, 0)).collect()
+    }
+
+    /// The live deployments, parsing only the bodies that changed since the
+    /// last read: the query sends the revisions this store holds and gets a
+    /// body back only where the row's revision differs. A controller tick
+    /// reads the live set every second, and most of a thousand rollouts
+    /// don't change between two ticks. Sound because every stored change of a
+    /// body moves its revision (`crate::canary::apply_change`).
+    async fn live_set(&self, client: &deadpool_postgres::Client) -> Result<Vec<Deployment>> {
+        let (ids, revisions): (Vec<String>, Vec<i64>) = {
+            let held = self.live.lock().expect("live set lock");
+            held.iter()
+                .map(|(id, d)| (id.clone(), d.revision as i64))
+                .unzip()
+        };
+        let rows = client
+            .query(
+                "SELECT d.id, CASE WHEN k.revision IS DISTINCT FROM d.revision THEN d.body END
+                 FROM deployments d
+                 LEFT JOIN unnest($1::text[], $2::bigint[]) AS k(id, revision) ON k.id = d.id
+                 WHERE d.live ORDER BY d.start_time, d.id",
+                &[&ids, &revisions],
+            )
+            .await
+            .map_err(pg_err)?;
+        // Each row's body: sent (it changed), or the one held (it didn't).
+        let mut got: Vec<(String, Option<Deployment>)> = {
+            let mut held = self.live.lock().expect("live set lock");
+            rows.iter()
+                .map(|r| {
+                    let id: String = r.get(0);
+                    let body = r.get::<_, Option<Json<Deployment>>>(1).map(|b| b.0);
+                    let d = body.or_else(|| held.remove(&id));
+                    (id, d)
+                })
+                .collect()
+        };
+        // Held no longer (a concurrent read replaced the set in between): read whole.
+        let missing: Vec<&str> = got
+            .iter()
+            .filter(|(_, d)| d.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let rows = client
+                .query(
+                    "SELECT id, body FROM deployments WHERE id = ANY($1)",
+                    &[&missing],
+                )
+                .await
+                .map_err(pg_err)?;
+            let mut read = std::collections::HashMap::with_capacity(rows.len());
+            for r in &rows {
+                read.insert(r.get::<_, String>(0), json_col::<Deployment>(r, 1)?);
+            }
+            for (id, d) in &mut got {
+                if d.is_none() {
+                    *d = read.remove(id.as_str());
+                }
+            }
+        }
+        let mut now_live = std::collections::HashMap::with_capacity(got.len());
+        let mut out = Vec::with_capacity(got.len());
+        for (id, d) in got {
+            // A row deleted in between has nothing to read: it isn't live.
+            if let Some(d) = d {
+                out.push(d.clone());
+                now_live.insert(id, d);
+            }
+        }
+        *self.live.lock().expect("live set lock") = now_live;
+        Ok(out)
     }
 
     pub(crate) async fn route_generation(&self) -> Result<i64> {
@@ -135,20 +199,16 @@ impl PgStore {
         rows.into_iter()
             .filter_map(|r| {
                 let lane = Lane::parse(r.get::<_, &str>(1))?;
-                Some(
-                    serde_json::from_value(r.get(6))
-                        .map_err(json_err)
-                        .map(|latency| LaneBucket {
-                            deployment_id: deployment_id.to_string(),
-                            lane,
-                            second: r.get(0),
-                            requests: r.get::<_, i64>(2) as u64,
-                            errors_5xx: r.get::<_, i64>(3) as u64,
-                            errors_connect: r.get::<_, i64>(4) as u64,
-                            errors_timeout: r.get::<_, i64>(5) as u64,
-                            latency,
-                        }),
-                )
+                Some(json_col(&r, 6).map(|latency| LaneBucket {
+                    deployment_id: deployment_id.to_string(),
+                    lane,
+                    second: r.get(0),
+                    requests: r.get::<_, i64>(2) as u64,
+                    errors_5xx: r.get::<_, i64>(3) as u64,
+                    errors_connect: r.get::<_, i64>(4) as u64,
+                    errors_timeout: r.get::<_, i64>(5) as u64,
+                    latency,
+                }))
             })
             .collect()
     }
@@ -161,7 +221,6 @@ impl PgStore {
         &self,
         ranges: Vec<(String, Timestamp, Timestamp)>,
     ) -> Result<Vec<[LaneWindow; 2]>> {
-        let client = self.client().await?;
         let ids: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
         let from: Vec<Timestamp> = ranges.iter().map(|r| r.1).collect();
         let to: Vec<Timestamp> = ranges.iter().map(|r| r.2).collect();
@@ -170,38 +229,29 @@ impl PgStore {
         let obs = "FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS r(id, lo, hi, i)
                    JOIN observations o ON o.deployment_id = r.id AND o.ts >= r.lo AND o.ts <= r.hi";
         let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&ids, &from, &to];
-        let outcomes = client
-            .query(
-                &format!("SELECT r.i, o.lane, COUNT(*) FILTER (WHERE o.value >= 1), COUNT(*) FILTER (WHERE o.value < 1)
-                          {obs} AND o.kind = 'outcome' GROUP BY r.i, o.lane"),
-                &args,
-            )
-            .await
-            .map_err(pg_err)?;
-        let latencies = client
-            .query(
-                &format!("SELECT r.i, o.lane, o.value {obs} AND o.kind = 'latency'"),
-                &args,
-            )
-            .await
-            .map_err(pg_err)?;
-        let gauges = client
-            .query(
-                &format!("SELECT r.i, o.lane, o.name, o.value {obs} AND o.kind = 'gauge' ORDER BY r.i, o.ts, o.id"),
-                &args,
-            )
-            .await
-            .map_err(pg_err)?;
-        let buckets = client
-            .query(
+        // The four reads go out together, each on its own connection, so the
+        // tick waits for the slowest of them rather than for their sum.
+        let outcome_sql = format!(
+            "SELECT r.i, o.lane, COUNT(*) FILTER (WHERE o.value >= 1), COUNT(*) FILTER (WHERE o.value < 1)
+             {obs} AND o.kind = 'outcome' GROUP BY r.i, o.lane"
+        );
+        let latency_sql = format!("SELECT r.i, o.lane, o.value {obs} AND o.kind = 'latency'");
+        let gauge_sql = format!(
+            "SELECT r.i, o.lane, o.name, o.value {obs} AND o.kind = 'gauge' ORDER BY r.i, o.ts, o.id"
+        );
+        let bucket_args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&ids, &lo, &hi];
+        let (outcomes, latencies, gauges, buckets) = tokio::try_join!(
+            self.query_on_own(&outcome_sql, &args),
+            self.query_on_own(&latency_sql, &args),
+            self.query_on_own(&gauge_sql, &args),
+            self.query_on_own(
                 "SELECT r.i, b.second, b.lane, b.requests, b.errors_5xx, b.errors_connect, b.errors_timeout, b.latency
                  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(id, lo, hi, i)
                  JOIN lane_buckets b ON b.deployment_id = r.id AND b.second >= r.lo AND b.second <= r.hi
                  ORDER BY r.i, b.second, b.lane",
-                &[&ids, &lo, &hi],
-            )
-            .await
-            .map_err(pg_err)?;
+                &bucket_args,
+            ),
+        )?;
         let n = ranges.len();
         let at = |r: &tokio_postgres::Row| {
             usize::try_from(r.get::<_, i64>(0) - 1)
@@ -243,11 +293,21 @@ impl PgStore {
                 errors_5xx: r.get::<_, i64>(4) as u64,
                 errors_connect: r.get::<_, i64>(5) as u64,
                 errors_timeout: r.get::<_, i64>(6) as u64,
-                latency: serde_json::from_value(r.get(7)).map_err(json_err)?,
+                latency: json_col(r, 7)?,
             };
             out[i][usize::from(l == Lane::Canary)].add_bucket(&b);
         }
         Ok(out)
+    }
+
+    /// One query on a connection of its own from the pool.
+    async fn query_on_own(
+        &self,
+        sql: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let client = self.client().await?;
+        client.query(sql, args).await.map_err(pg_err)
     }
 
     pub(crate) async fn touch_proxy(&self, p: ProxyInfo) -> Result<()> {

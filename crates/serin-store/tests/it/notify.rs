@@ -217,3 +217,79 @@ async fn the_feed_never_passes_a_transaction_still_running() {
     assert_eq!(offered, ["event_slow".to_string(), fast[0].id.clone()]);
     f.drop_schema().await;
 }
+
+/// The live set on PostgreSQL sends a body only when its revision moved since
+/// the reading store last saw it. Written through one replica's store and read
+/// through another's, every change shows: a new deployment, a changed one
+/// (including a change that did not move the revision itself), an ended one.
+#[tokio::test]
+async fn the_live_set_follows_writes_made_elsewhere() {
+    let Some(f) = crate::harness::postgres().await else {
+        return;
+    };
+    let writer = &f.store;
+    let reader = Store::connect(
+        &f.scoped_url().unwrap(),
+        &serin_store::StoreOptions { max_connections: 2 },
+    )
+    .await
+    .unwrap();
+    let new = |q: &str| NewDeployment {
+        queue_name: q.into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        ..Default::default()
+    };
+    for q in ["a", "b", "c"] {
+        let (d, ev) = new(q).resolve(format!("canary_{q}"), "ops", t(0)).unwrap();
+        writer.create_deployment(d, ev, "ops", None).await.unwrap();
+    }
+    let ids = |v: &[serin_core::canary::Deployment]| -> Vec<(String, u64)> {
+        v.iter().map(|d| (d.id.clone(), d.revision)).collect()
+    };
+    let first = reader.live_deployments().await.unwrap();
+    assert_eq!(first.len(), 3);
+    // Read again with nothing changed: the same bodies, from the held set.
+    assert_eq!(ids(&reader.live_deployments().await.unwrap()), ids(&first));
+
+    writer
+        .update_deployment("canary_a", None, Box::new(|d| d.promote(t(5))), "ops", t(5))
+        .await
+        .unwrap();
+    // A change that emits an event but leaves the revision where it was: the
+    // store moves it, so the new body is still seen.
+    let (b, _) = writer
+        .update_deployment(
+            "canary_b",
+            None,
+            Box::new(|d| {
+                d.canary_version = "v3".into();
+                Ok(vec![serin_core::event::NewEvent {
+                    kind: serin_core::event::EventType::RoutingUpdated,
+                    resource_type: "deployment",
+                    resource_id: d.id.clone(),
+                    deployment_id: Some(d.id.clone()),
+                    message: "renamed".into(),
+                    data: json!({}),
+                }])
+            }),
+            "ops",
+            t(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.revision, first[1].revision + 1);
+    let (d, ev) = new("d").resolve("canary_d".into(), "ops", t(7)).unwrap();
+    writer.create_deployment(d, ev, "ops", None).await.unwrap();
+
+    let after = reader.live_deployments().await.unwrap();
+    let names: Vec<(&str, &str)> = after
+        .iter()
+        .map(|d| (d.id.as_str(), d.canary_version.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("canary_b", "v3"), ("canary_c", "v2"), ("canary_d", "v2")]
+    );
+    f.drop_schema().await;
+}
