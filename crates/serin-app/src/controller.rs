@@ -42,9 +42,10 @@
 //! The controller keeps nothing that matters in memory: after a crash it resumes
 //! each deployment from its recorded step. What it keeps — accumulators, the
 //! latest judgement of each deployment, outside answers — is rebuilt by asking
-//! again. Several replicas may run controllers against one database: every write
-//! is revision-guarded, so two controllers can't both move a step; a gate or a
-//! hook may then be run twice, which is why hooks must be idempotent.
+//! again. Only the leader of a cluster runs a controller, and every write is
+//! revision-guarded and fenced by its epoch, so no step moves twice; gates and
+//! hooks are claimed in the store before they are called (`crate::hooks`), so a
+//! new leader reuses their recorded answers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::App;
 
 /// How long a "no" from a gate or a confirmation is kept before asking again.
-const ASK_EVERY: Duration = Duration::from_secs(5);
+const ASK_EVERY: Duration = crate::hooks::ASK_AGAIN;
 /// How long a gate may take to answer.
 const GATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deployments reconciled at once.
@@ -650,7 +651,26 @@ async fn judgement(
 }
 
 /// Asks a webhook gate: a POST of the deployment's position; a 2xx answer is yes.
+/// Claimed like a hook (see `crate::hooks::claimed`): a leader that takes over
+/// reuses a recorded answer while it stands.
 async fn ask_gate(state: &App, d: &Deployment, url: &str) -> (bool, String) {
-    let body = crate::hooks::position("gate", d);
-    crate::hooks::post(state, url, &body, GATE_TIMEOUT).await
+    let key = format!(
+        "gate:{}:{}:{url}",
+        d.id,
+        d.rollout.as_ref().map_or(0, |r| r.step)
+    );
+    let mut body = crate::hooks::position("gate", d);
+    body["delivery_id"] = json!(key);
+    let call = crate::hooks::Call {
+        key: &key,
+        deployment_id: &d.id,
+        reuse: serin_store::calls::Reuse::NoFor(ASK_EVERY),
+        attempts: 1,
+        timeout: GATE_TIMEOUT,
+    };
+    let (ok, said, _) = crate::hooks::claimed(state, call, |_| {
+        crate::hooks::post(state, url, &body, GATE_TIMEOUT)
+    })
+    .await;
+    (ok, said)
 }

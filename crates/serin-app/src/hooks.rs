@@ -13,7 +13,15 @@
 //! Commands run on the server's machine with the server's rights, so they are
 //! off unless the server is started with `--allow-hook-commands`; a plan that
 //! asks for one is refused at creation otherwise.
+//!
+//! Every call is claimed in the store before it is made (see
+//! `serin_store::calls`): each attempt is counted before it is sent and the
+//! answer recorded after, so a leader that takes over reuses a recorded answer
+//! instead of calling again, waits out the claim of a leader that may still
+//! be calling, and sends again only the attempt whose answer died with its
+//! leader. The key is the `delivery_id` the receiver sees.
 
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,6 +29,8 @@ use serde_json::json;
 use serin_core::canary::Deployment;
 use serin_core::rollout;
 use serin_core::rollout::hooks::{Hook, HookKind, HookRun};
+use serin_store::StoreError;
+use serin_store::calls::{Claim, Reuse};
 
 use crate::App;
 
@@ -48,15 +58,22 @@ pub async fn run(state: &App, d: &Deployment, kind: HookKind) -> Vec<HookRun> {
 async fn run_one(state: &App, d: &Deployment, hook: &Hook) -> HookRun {
     let kind = hook.kind;
     let timeout = Duration::from_secs(u64::from(hook.timeout_seconds));
-    let mut attempts = 0;
-    let mut result = (false, String::new());
-    for attempt in 0..=hook.retry_count {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        attempts += 1;
-        result = match (&hook.webhook, &hook.command) {
-            (Some(url), _) => webhook(state, d, hook, url, timeout).await,
+    let key = delivery_id(d, hook);
+    // A confirmation is a question asked until it says yes; the others run once.
+    let reuse = match kind {
+        HookKind::ConfirmStep | HookKind::ConfirmPromotion => Reuse::NoFor(ASK_AGAIN),
+        _ => Reuse::Always,
+    };
+    let call = Call {
+        key: &key,
+        deployment_id: &d.id,
+        reuse,
+        attempts: hook.retry_count + 1,
+        timeout,
+    };
+    let (ok, output, attempts) = claimed(state, call, |_| async {
+        match (&hook.webhook, &hook.command) {
+            (Some(url), _) => webhook(state, d, hook, url, &key, timeout).await,
             (None, Some(argv)) if state.config.allow_hook_commands => {
                 command(d, kind, argv, timeout).await
             }
@@ -65,19 +82,155 @@ async fn run_one(state: &App, d: &Deployment, hook: &Hook) -> HookRun {
                 "command hooks are disabled on this server (--allow-hook-commands)".into(),
             ),
             (None, None) => (false, "the hook has neither a webhook nor a command".into()),
-        };
-        if result.0 {
-            break;
         }
-    }
-    tracing::info!(deployment = %d.id, hook = %hook.name, kind = kind.as_str(), ok = result.0, attempts, "hook ran");
+    })
+    .await;
+    tracing::info!(deployment = %d.id, hook = %hook.name, kind = kind.as_str(), ok, attempts, "hook ran");
     HookRun {
         name: hook.name.clone(),
         kind,
-        ok: result.0,
+        ok,
         attempts,
-        output: result.1,
+        output,
     }
+}
+
+/// How long a recorded "no" of a question (a confirmation, a gate) stands
+/// before it is asked again, as the controller paces its asking.
+pub(crate) const ASK_AGAIN: Duration = Duration::from_secs(5);
+
+/// The same for every try of this hook at this step, on any leader: a
+/// receiver that keeps the ids it has seen acts once even when a new leader
+/// calls again after the old one died mid-call.
+fn delivery_id(d: &Deployment, hook: &Hook) -> String {
+    format!(
+        "hook:{}:{}:{}:{}",
+        d.id,
+        hook.kind.as_str(),
+        hook.name,
+        d.rollout.as_ref().map_or(0, |r| r.step)
+    )
+}
+
+/// One outside call to make through [`claimed`].
+pub(crate) struct Call<'a> {
+    /// The call's key: its `delivery_id`.
+    pub key: &'a str,
+    pub deployment_id: &'a str,
+    pub reuse: Reuse,
+    /// Attempts allowed in all (on every leader).
+    pub attempts: u32,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
+/// Makes a call at most once per attempt across leaders: claims it, counts
+/// each attempt before `attempt` sends it, records the answer (see the module
+/// docs). Returns yes or no, what was said, and the attempts on record. A
+/// store that can't be reached is waited for (the leader's term aborts this
+/// when it ends); a store that refuses the call answers no without calling.
+pub(crate) async fn claimed<F, Fut>(
+    state: &App,
+    call: Call<'_>,
+    mut attempt: F,
+) -> (bool, String, u32)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = (bool, String)>,
+{
+    // An attempt, the pause before the next, and a margin.
+    let per_attempt = call.timeout + Duration::from_secs(6);
+    let until = |left: u32| {
+        state.now() + chrono::Duration::from_std(per_attempt * left.max(1)).unwrap_or_default()
+    };
+    let mut sent = loop {
+        let now = state.now();
+        match state
+            .store
+            .claim_call(
+                call.key,
+                call.deployment_id,
+                until(call.attempts),
+                now,
+                call.reuse,
+            )
+            .await
+        {
+            Ok(Claim::Mine { attempts }) => break attempts,
+            Ok(Claim::Answered {
+                ok,
+                output,
+                attempts,
+                ..
+            }) => return (ok, output, attempts),
+            Ok(Claim::Held { until }) => {
+                let wait = (until - now).to_std().unwrap_or_default();
+                tokio::time::sleep(wait.max(Duration::from_millis(200))).await;
+            }
+            Err(e) => match retry_after(&e) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return (false, format!("not called: {e}"), 0),
+            },
+        }
+    };
+    // An attempt counted by a leader that died before its answer was
+    // recorded is sent again, under the same count: the one way a receiver
+    // sees a call twice.
+    let mut again = sent > 0;
+    let mut answer = (false, "no attempt left".to_string());
+    loop {
+        if !again {
+            if sent >= call.attempts {
+                break;
+            }
+            if sent > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            sent = loop {
+                match state
+                    .store
+                    .count_call_attempt(call.key, until(call.attempts - sent))
+                    .await
+                {
+                    Ok(n) => break n,
+                    Err(e) => match retry_after(&e) {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => return (false, format!("not called: {e}"), sent),
+                    },
+                }
+            };
+        }
+        again = false;
+        answer = attempt(sent).await;
+        if answer.0 {
+            break;
+        }
+    }
+    loop {
+        match state
+            .store
+            .finish_call(call.key, answer.0, &answer.1, state.now())
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => match retry_after(&e) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => {
+                    tracing::warn!(call = call.key, error = %e, "an outside call's answer was not recorded");
+                    break;
+                }
+            },
+        }
+    }
+    (answer.0, answer.1, sent)
+}
+
+/// Whether a store error passes (the database is away, or this replica is
+/// no longer the leader, in which case its term aborts the caller): then how
+/// long to wait before trying again.
+fn retry_after(e: &StoreError) -> Option<Duration> {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Fenced { .. })
+        .then_some(Duration::from_secs(1))
 }
 
 async fn webhook(
@@ -85,21 +238,13 @@ async fn webhook(
     d: &Deployment,
     hook: &Hook,
     url: &str,
+    delivery_id: &str,
     timeout: Duration,
 ) -> (bool, String) {
     let mut body = position("hook", d);
     body["kind"] = json!(hook.kind.as_str());
     body["name"] = json!(hook.name);
-    // The same for every try of this hook at this step, on any leader: a
-    // receiver that keeps the ids it has seen runs it once even when a new
-    // leader calls again after the old one died mid-call.
-    body["delivery_id"] = json!(format!(
-        "hook:{}:{}:{}:{}",
-        d.id,
-        hook.kind.as_str(),
-        hook.name,
-        d.rollout.as_ref().map_or(0, |r| r.step)
-    ));
+    body["delivery_id"] = json!(delivery_id);
     post(state, url, &body, timeout).await
 }
 

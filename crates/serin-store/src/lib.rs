@@ -26,6 +26,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod calls;
 pub mod canary;
 pub mod lease;
 pub mod manager;

@@ -75,6 +75,11 @@ pub const SQLITE: &[Migration] = &[
         name: "routes",
         sql: include_str!("../migrations/sqlite/0008_routes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "outside_calls",
+        sql: include_str!("../migrations/sqlite/0009_outside_calls.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -128,6 +133,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "leadership",
         sql: include_str!("../migrations/postgres/0010_leadership.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "outside_calls",
+        sql: include_str!("../migrations/postgres/0011_outside_calls.sql"),
     },
 ];
 

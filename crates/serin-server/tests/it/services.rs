@@ -115,6 +115,50 @@ async fn a_pre_deploy_hook_holds_manual_traffic_until_it_has_run() {
     app.stop().await;
 }
 
+/// A hook's answer is recorded with its call: asked again for the same step
+/// (as a new leader would after the old one died between the answer and the
+/// step's commit, or a restarted server), the recorded answer comes back and
+/// the hook is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_hook_answer_is_reused_not_run_again() {
+    let app = TestApp::start_with(|c| c.allow_hook_commands = true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let script = format!("echo $SERIN_HOOK_KIND >> {}", ran.display());
+    let (st, d) = app
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "hooked", "stable_version": "1", "canary_version": "2",
+                   "rollout": {"steps": [{"set_weight": 10}, {"pause": {}}],
+                               "hooks": [{"name": "count", "kind": "pre_rollout", "command": ["sh", "-c", script]}]}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    app.until(
+        &format!("/api/v1/canary/deployments/{id}"),
+        Duration::from_secs(20),
+        |d| d["current_percent"] == 10,
+    )
+    .await;
+    let lines = || std::fs::read_to_string(&ran).unwrap_or_default().lines().count();
+    assert_eq!(lines(), 1);
+    // Asked again at the step the hook ran for.
+    let mut d = app.state.app.store.get_deployment(&id).await.unwrap();
+    d.rollout.as_mut().unwrap().step = 0;
+    let runs = serin_app::hooks::run(
+        &app.state.app,
+        &d,
+        serin_core::rollout::hooks::HookKind::PreRollout,
+    )
+    .await;
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].ok, "{runs:?}");
+    assert_eq!(runs[0].attempts, 1, "{runs:?}");
+    assert_eq!(lines(), 1, "the hook ran again");
+    app.stop().await;
+}
+
 /// Each failure kind has one status wherever it is raised: a missing thing is
 /// 404, a conflict 409, bad input 400 with the field, all in the error body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

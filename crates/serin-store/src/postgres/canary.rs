@@ -367,6 +367,9 @@ impl PgStore {
         tx.execute("DELETE FROM observations WHERE deployment_id = $1", &[&id])
             .await
             .map_err(pg_err)?;
+        tx.execute("DELETE FROM outside_calls WHERE deployment_id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
         insert_event(&tx, &event).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(event)

@@ -22,6 +22,7 @@ use serin_core::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+mod calls;
 mod canary;
 mod lease;
 mod manager;

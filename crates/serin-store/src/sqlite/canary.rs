@@ -300,6 +300,8 @@ impl SqliteStore {
                 }
                 c.execute("DELETE FROM observations WHERE deployment_id = ?1", [&id])
                     .map_err(sql_err)?;
+                c.execute("DELETE FROM outside_calls WHERE deployment_id = ?1", [&id])
+                    .map_err(sql_err)?;
                 insert_event(c, &event)?;
                 Ok(event)
             })

@@ -6,6 +6,7 @@
 //! blocking mutex around a reader is only ever held inside `spawn_blocking`, never
 //! across an `.await`.
 
+mod calls;
 mod canary;
 mod manager;
 mod notify;

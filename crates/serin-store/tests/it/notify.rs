@@ -293,3 +293,119 @@ async fn the_live_set_follows_writes_made_elsewhere() {
     );
     f.drop_schema().await;
 }
+
+both!(outside_calls_are_claimed_counted_and_recorded, calls_body);
+async fn calls_body(s: &Store) {
+    use serin_store::calls::{Claim, Reuse};
+    let (d, ev) = NewDeployment {
+        queue_name: "calls".into(),
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        ..Default::default()
+    }
+    .resolve("canary_calls".into(), "ops", t(0))
+    .unwrap();
+    s.create_deployment(d, ev, "ops", None).await.unwrap();
+    let key = "hook:canary_calls:pre_rollout:migrate:0";
+    let claim = |until, now, reuse| s.claim_call(key, "canary_calls", t(until), t(now), reuse);
+    assert_eq!(
+        claim(30, 0, Reuse::Always).await.unwrap(),
+        Claim::Mine { attempts: 0 }
+    );
+    assert_eq!(s.count_call_attempt(key, t(30)).await.unwrap(), 1);
+    // Another claimant waits while the claim stands, and takes over after,
+    // with the attempt already sent on record.
+    assert_eq!(
+        claim(60, 10, Reuse::Always).await.unwrap(),
+        Claim::Held { until: t(30) }
+    );
+    assert_eq!(
+        claim(60, 31, Reuse::Always).await.unwrap(),
+        Claim::Mine { attempts: 1 }
+    );
+    assert_eq!(s.count_call_attempt(key, t(60)).await.unwrap(), 2);
+    s.finish_call(key, true, "200 OK", t(32)).await.unwrap();
+    // Answered: nobody calls again; an answer isn't recorded twice.
+    let answered = Claim::Answered {
+        ok: true,
+        output: "200 OK".into(),
+        attempts: 2,
+        at: t(32),
+    };
+    assert_eq!(claim(99, 90, Reuse::Always).await.unwrap(), answered);
+    assert!(s.finish_call(key, false, "late", t(33)).await.is_err());
+    assert!(s.count_call_attempt(key, t(99)).await.is_err());
+
+    // A question's "no" stands for a while, then it is asked again afresh.
+    let gate = "gate:canary_calls:1:http://gate";
+    let ask = |now| {
+        s.claim_call(
+            gate,
+            "canary_calls",
+            t(now + 10),
+            t(now),
+            Reuse::NoFor(std::time::Duration::from_secs(5)),
+        )
+    };
+    assert_eq!(ask(0).await.unwrap(), Claim::Mine { attempts: 0 });
+    s.count_call_attempt(gate, t(10)).await.unwrap();
+    s.finish_call(gate, false, "503", t(1)).await.unwrap();
+    assert!(matches!(
+        ask(4).await.unwrap(),
+        Claim::Answered { ok: false, .. }
+    ));
+    assert_eq!(ask(6).await.unwrap(), Claim::Mine { attempts: 0 });
+
+    // Deleting the deployment deletes its calls.
+    s.update_deployment(
+        "canary_calls",
+        None,
+        Box::new(|d| d.promote(t(40))),
+        "ops",
+        t(40),
+    )
+    .await
+    .unwrap();
+    s.delete_deployment("canary_calls", "ops", t(41))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(99, 95, Reuse::Always).await.unwrap(),
+        Claim::Mine { attempts: 0 }
+    );
+}
+
+/// A replaced leader's store can't claim, count or record a call.
+#[tokio::test]
+async fn a_replaced_leader_cannot_claim_a_call() {
+    use serin_store::calls::Reuse;
+    let Some(f) = crate::harness::postgres().await else {
+        return;
+    };
+    let s = &f.store;
+    let lease = std::time::Duration::from_secs(60);
+    let old = s.acquire_lease("a", lease).await.unwrap().unwrap();
+    let stale = s.fenced(old);
+    let key = "hook:d:pre_rollout:h:0";
+    stale
+        .claim_call(key, "d", t(30), t(0), Reuse::Always)
+        .await
+        .unwrap();
+    s.release_lease("a", old).await.unwrap();
+    let new = s.acquire_lease("b", lease).await.unwrap().unwrap();
+    assert!(new > old);
+    for e in [
+        stale
+            .claim_call("hook:d:pre_rollout:h2:0", "d", t(30), t(0), Reuse::Always)
+            .await
+            .err(),
+        stale.count_call_attempt(key, t(30)).await.err(),
+        stale.finish_call(key, true, "ok", t(1)).await.err(),
+    ] {
+        assert!(
+            matches!(e, Some(serin_store::StoreError::Fenced { .. })),
+            "{e:?}"
+        );
+    }
+    f.drop_schema().await;
+}
