@@ -7,20 +7,30 @@
 //! publishes every event it has not published itself. So a dashboard's live
 //! stream on replica B shows a rollout the leader on replica A moves, the
 //! route watch on B reloads at once when A changes a route, and B's cache of
-//! latest stable releases forgets a release A changed. It reads every 100 ms;
-//! a batch that fills up is followed at once.
+//! latest stable releases forgets a release A changed.
+//!
+//! It reads when PostgreSQL says events were committed (`LISTEN
+//! serin_events`, notified by a trigger at commit), and every second besides:
+//! the feed offers an event only once every older transaction has ended, and
+//! that end may come with no notification. Without a listening connection
+//! (it failed; another is tried every few seconds) it reads every 100 ms. A
+//! batch that fills up is followed at once.
 //!
 //! SQLite is one process: everything it commits is published when it commits,
 //! and this task is not started.
 
 use std::time::Duration;
 
-use serin_store::FeedCursor;
+use serin_store::{FeedCursor, FeedListener};
 
 use crate::App;
 
-/// How often the feed is read.
-const EVERY: Duration = Duration::from_millis(100);
+/// How often the feed is read while a listener wakes it on commits.
+const LISTENING: Duration = Duration::from_secs(1);
+/// How often the feed is read without one.
+const POLLING: Duration = Duration::from_millis(100);
+/// How often a lost listener is replaced.
+const RELISTEN: Duration = Duration::from_secs(5);
 /// Most events read at once.
 const BATCH: u64 = 1000;
 
@@ -28,7 +38,19 @@ const BATCH: u64 = 1000;
 pub async fn follow(app: App, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut cursor: Option<FeedCursor> = None;
+    let mut listener: Option<FeedListener> = None;
+    let mut listen_at = tokio::time::Instant::now();
     loop {
+        if listener.is_none() && tokio::time::Instant::now() >= listen_at {
+            listen_at = tokio::time::Instant::now() + RELISTEN;
+            listener = match app.store.feed_listener().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for commits; reading the feed every 100 ms");
+                    None
+                }
+            };
+        }
         let full = match cursor {
             None => match app.store.feed_head().await {
                 Ok(head) => {
@@ -63,8 +85,23 @@ pub async fn follow(app: App, shutdown: impl Future<Output = ()>) {
         if full {
             continue;
         }
+        let every = if listener.is_some() {
+            LISTENING
+        } else {
+            POLLING
+        };
         tokio::select! {
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(every) => {}
+            woke = async {
+                match listener.as_mut() {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !woke {
+                    listener = None;
+                }
+            }
             () = &mut shutdown => return,
         }
     }

@@ -23,12 +23,12 @@
 //! across many emails. The count is kept on the user (`failed_logins`,
 //! written after the answer) and in `serin_logins_total`. An unknown email
 //! costs the same hash as a known one, so timing doesn't tell which emails
-//! exist. The throttle lives in each replica's memory: behind a load balancer
-//! each replica slows guessing on its own.
+//! exist. The throttle's counts are in the database (`serin_store::throttle`,
+//! under a hash of the address and email), so every replica of a cluster
+//! slows the same guesser the same way and a restart doesn't reset them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -38,8 +38,6 @@ use crate::error::ApiError;
 
 /// How long a login may wait for a hashing permit.
 const PERMIT_WAIT: Duration = Duration::from_secs(5);
-/// Most emails tracked by the throttle.
-const MAX_TRACKED: usize = 100_000;
 
 /// Hashes and checks passwords, a few at a time.
 #[derive(Debug, Clone)]
@@ -120,41 +118,45 @@ impl Passwords {
     }
 }
 
-/// Consecutive failures per email and when the last one was.
-#[derive(Debug, Clone, Default)]
+/// Consecutive wrong passwords per client address and email, in the store.
+#[derive(Debug, Clone)]
 pub struct Throttle {
-    seen: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    store: serin_store::Store,
 }
 
 impl Throttle {
-    /// Starts an attempt for `email`: refused with the time left while it must
-    /// wait; otherwise counted as a failure at once (under the lock, so a burst
-    /// of parallel guesses can't all slip past the check), until
+    /// The throttle over `store`'s counts.
+    pub fn new(store: serin_store::Store) -> Throttle {
+        Throttle { store }
+    }
+
+    /// The stored key: a hash, so the table names no address or email.
+    fn key(client_and_email: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(client_and_email.as_bytes()))
+    }
+
+    /// Starts an attempt: refused with the time left while it must wait;
+    /// otherwise counted as a failure at once (parallel guesses are decided
+    /// one at a time, so none slips past the check), until
     /// [`Throttle::succeeded`] forgets it.
-    pub fn begin(&self, email: &str) -> Result<(), Duration> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((n, at)) = seen.get(email)
-            && let Some(left) = serin_core::user::login_delay(*n).checked_sub(at.elapsed())
-            && !left.is_zero()
-        {
-            return Err(left);
-        }
-        if seen.len() >= MAX_TRACKED {
-            let max = serin_core::user::login_delay(u32::MAX);
-            seen.retain(|_, (_, at)| at.elapsed() < max);
-        }
-        let e = seen.entry(email.to_string()).or_insert((0, Instant::now()));
-        e.0 = e.0.saturating_add(1);
-        e.1 = Instant::now();
-        Ok(())
+    pub async fn begin(
+        &self,
+        client_and_email: &str,
+        now: serin_core::Timestamp,
+    ) -> Result<Result<(), Duration>, serin_store::StoreError> {
+        let wait = self
+            .store
+            .login_attempt(&Self::key(client_and_email), now)
+            .await?;
+        Ok(wait.map_or(Ok(()), Err))
     }
 
     /// Forgets the failures after a success.
-    pub fn succeeded(&self, email: &str) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(email);
+    pub async fn succeeded(&self, client_and_email: &str) -> Result<(), serin_store::StoreError> {
+        self.store
+            .login_succeeded(&Self::key(client_and_email))
+            .await
     }
 }
 
@@ -180,18 +182,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_throttle_waits_after_five_failures() {
-        let t = Throttle::default();
+    #[tokio::test]
+    async fn the_throttle_waits_after_five_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/serin.db", dir.path().display());
+        let store = serin_store::Store::connect(&url, &serin_store::StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let t = Throttle::new(store);
+        let now = chrono::Utc::now();
         for _ in 0..5 {
-            assert_eq!(t.begin("a@b.co"), Ok(()));
+            assert_eq!(t.begin("a@b.co", now).await.unwrap(), Ok(()));
         }
         assert!(
-            t.begin("a@b.co")
+            t.begin("a@b.co", now)
+                .await
+                .unwrap()
                 .is_err_and(|d| d <= Duration::from_secs(1))
         );
-        assert_eq!(t.begin("other@b.co"), Ok(()), "per email");
-        t.succeeded("a@b.co");
-        assert_eq!(t.begin("a@b.co"), Ok(()));
+        assert_eq!(
+            t.begin("other@b.co", now).await.unwrap(),
+            Ok(()),
+            "per email"
+        );
+        t.succeeded("a@b.co").await.unwrap();
+        assert_eq!(t.begin("a@b.co", now).await.unwrap(), Ok(()));
     }
 }

@@ -37,7 +37,7 @@ pub struct AppState {
     pub streams: Streams,
     /// Password hashing, a few at a time.
     pub passwords: Passwords,
-    /// Wrong passwords per email.
+    /// Wrong passwords per address and email (in the store: shared by replicas).
     pub throttle: Throttle,
 }
 
@@ -76,7 +76,7 @@ sub_state! {
 pub struct Logins {
     /// Password hashing, a few at a time.
     pub passwords: Passwords,
-    /// Wrong passwords per email.
+    /// Wrong passwords per address and email (in the store: shared by replicas).
     pub throttle: Throttle,
     /// Failed authentications per client address.
     pub failures: RateLimiter,
@@ -114,6 +114,7 @@ impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let limit = config.rate_limit;
         let failures = config.auth_failures_per_minute;
+        let throttle = Throttle::new(store.clone());
         let app = App::new(store, config);
         // Limits hold across the replicas: each enforces its share.
         let replicas = app.leadership.live_replicas();
@@ -133,7 +134,7 @@ impl AppState {
             app,
             streams: Streams(Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS))),
             passwords: Passwords::default(),
-            throttle: Throttle::default(),
+            throttle,
         }
     }
 

@@ -36,6 +36,7 @@ mod postgres;
 mod proxy;
 mod secrets;
 mod sqlite;
+mod throttle;
 
 use serin_core::{
     DomainError, Lane, NewProduct, NewRelease, NewSignal, Product, Release, ReleasePatch, Signal,
@@ -43,7 +44,7 @@ use serin_core::{
 };
 
 pub use migrate::MigrationReport;
-pub use notify::FeedCursor;
+pub use notify::{FeedCursor, FeedListener};
 
 /// What kind of record an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

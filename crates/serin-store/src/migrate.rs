@@ -80,6 +80,11 @@ pub const SQLITE: &[Migration] = &[
         name: "outside_calls",
         sql: include_str!("../migrations/sqlite/0009_outside_calls.sql"),
     },
+    Migration {
+        version: 10,
+        name: "login_throttle",
+        sql: include_str!("../migrations/sqlite/0010_login_throttle.sql"),
+    },
 ];
 
 /// PostgreSQL's migrations, in order.
@@ -138,6 +143,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 11,
         name: "outside_calls",
         sql: include_str!("../migrations/postgres/0011_outside_calls.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "login_throttle",
+        sql: include_str!("../migrations/postgres/0012_login_throttle.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "feed_notify",
+        sql: include_str!("../migrations/postgres/0013_feed_notify.sql"),
     },
 ];
 

@@ -58,7 +58,61 @@ pub struct FeedCursor {
     pub seq: i64,
 }
 
+/// Wake-ups when events commit on any replica (PostgreSQL's `LISTEN` on a
+/// connection of its own). Each `changed()` resolves after at least one commit
+/// of events since the last; several commits may wake it once. The
+/// connection is closed when this is dropped.
+pub struct FeedListener {
+    wakes: tokio::sync::mpsc::Receiver<()>,
+    /// Drives the listening connection.
+    task: tokio::task::JoinHandle<()>,
+    /// The connection's client, kept so that the connection stays open.
+    _client: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for FeedListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedListener").finish_non_exhaustive()
+    }
+}
+
+impl FeedListener {
+    pub(crate) fn new(
+        wakes: tokio::sync::mpsc::Receiver<()>,
+        task: tokio::task::JoinHandle<()>,
+        client: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        FeedListener {
+            wakes,
+            task,
+            _client: client,
+        }
+    }
+
+    /// Resolves when events were committed since the last call; `false` when
+    /// the listening connection is gone (listen again).
+    pub async fn changed(&mut self) -> bool {
+        self.wakes.recv().await.is_some()
+    }
+}
+
+impl Drop for FeedListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl Store {
+    /// A listener for commits of events, where the backend has one
+    /// (PostgreSQL); `None` on SQLite, whose one process publishes what it
+    /// commits itself.
+    pub async fn feed_listener(&self) -> Result<Option<FeedListener>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(b) => b.feed_listener().await.map(Some),
+        }
+    }
+
     /// Where the notifier has read the feed up to (the start at first).
     pub async fn notifier_cursor(&self) -> Result<FeedCursor> {
         dispatch!(self, b => b.notifier_cursor())

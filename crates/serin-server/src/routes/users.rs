@@ -136,7 +136,8 @@ async fn try_login(
         return Err(bad().into_response());
     }
     let throttled = format!("{client} {email}");
-    if let Err(wait) = logins.throttle.begin(&throttled) {
+    let began = logins.throttle.begin(&throttled, state.now()).await;
+    if let Err(wait) = began.map_err(err)? {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(too_many(
             state,
@@ -182,7 +183,11 @@ async fn try_login(
             return Err(bad().into_response());
         }
     };
-    logins.throttle.succeeded(&throttled);
+    if let Err(e) = logins.throttle.succeeded(&throttled).await {
+        // The failures stay counted: the next attempt from here waits
+        // longer than it should, and no one gets in who shouldn't.
+        tracing::warn!(error = %e, "cannot clear the login throttle");
+    }
     let token = random_token(SESSION_PREFIX).map_err(IntoResponse::into_response)?;
     let ttl =
         chrono::Duration::from_std(state.config.session_ttl).unwrap_or(chrono::Duration::hours(12));

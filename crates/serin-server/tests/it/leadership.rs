@@ -231,6 +231,27 @@ async fn events_committed_on_one_replica_reach_the_others_hub_once() {
     };
     eprintln!("replica a → replica b's hub: {seen_on_b:?}");
     assert!(seen_on_b < Duration::from_secs(2), "{seen_on_b:?}");
+    // Woken by the commit, not by the feed's once-a-second read: five more
+    // events at uneven moments each arrive well within that second.
+    for k in 0..5u64 {
+        tokio::time::sleep(Duration::from_millis(130 + 70 * k)).await;
+        let sent = Instant::now();
+        let (st, p) = a
+            .post("/api/v1/products", json!({"name": format!("feed-{k}")}))
+            .await;
+        assert_eq!(st, 201, "{p}");
+        let took = loop {
+            let e = tokio::time::timeout(Duration::from_secs(5), on_b.recv())
+                .await
+                .expect("replica b never saw the product")
+                .unwrap();
+            if e.resource_id == format!("feed-{k}") {
+                break sent.elapsed();
+            }
+        };
+        eprintln!("product {k}: replica a → replica b's hub: {took:?}");
+        assert!(took < Duration::from_millis(400), "{took:?}");
+    }
     // Each hub had it once.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let count =

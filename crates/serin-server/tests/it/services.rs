@@ -141,7 +141,12 @@ async fn a_recorded_hook_answer_is_reused_not_run_again() {
         |d| d["current_percent"] == 10,
     )
     .await;
-    let lines = || std::fs::read_to_string(&ran).unwrap_or_default().lines().count();
+    let lines = || {
+        std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     assert_eq!(lines(), 1);
     // Asked again at the step the hook ran for.
     let mut d = app.state.app.store.get_deployment(&id).await.unwrap();

@@ -31,6 +31,7 @@ mod page;
 mod proxy;
 mod release_effect;
 mod secrets;
+mod throttle;
 
 use crate::canary::{Paged, product_created, release_created, release_updated, stamp};
 use crate::migrate::{self, MigrationReport};
@@ -41,6 +42,8 @@ use crate::{Entity, Result, SignalQuery, StoreError, StoreOptions};
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Where the pool connects, for connections of their own (`listen`).
+    config: std::sync::Arc<tokio_postgres::Config>,
     /// Two connections of its own for the lease and the beats, so a busy
     /// pool never delays a renewal.
     lease_pool: Pool,
@@ -121,6 +124,7 @@ impl PgStore {
         let lease_pool = build(2)?;
         Ok(PgStore {
             pool,
+            config: std::sync::Arc::new(config),
             lease_pool,
             fence: None,
             live: Default::default(),

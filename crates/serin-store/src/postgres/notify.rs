@@ -196,4 +196,49 @@ impl PgStore {
             .map_err(pg_err)?;
         Ok(rows.iter().map(delivery_row).collect())
     }
+
+    /// `LISTEN serin_events` on a connection of its own, driven by a task the
+    /// listener owns; wakes only for notifications from this store's schema.
+    pub(crate) async fn feed_listener(&self) -> Result<crate::notify::FeedListener> {
+        let (client, mut connection) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(pg_err)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let schema = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+        let ours = schema.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        // Until the schema is known, every notification wakes.
+                        if ours.get().is_none_or(|s| s == n.payload()) {
+                            // Full means a wake-up is already waiting.
+                            let _ = tx.try_send(());
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "the feed's listening connection failed");
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+        // The task drives the connection from here on (and ends with it: a
+        // failure below drops the client, which closes the connection).
+        let row = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(pg_err)?;
+        let _ = schema.set(row.get(0));
+        client
+            .batch_execute("LISTEN serin_events")
+            .await
+            .map_err(pg_err)?;
+        // Dropping the client would close the connection: the listener keeps it.
+        Ok(crate::notify::FeedListener::new(rx, task, Box::new(client)))
+    }
 }

@@ -14,6 +14,7 @@ mod page;
 mod proxy;
 mod release_effect;
 mod secrets;
+mod throttle;
 mod writer;
 
 use crate::canary::Window;
