@@ -59,6 +59,8 @@ pub struct Config {
     pub replica_name: String,
     /// The leader lease's term and renewal (see `leadership`).
     pub lease: crate::leadership::LeaseTerms,
+    /// The external traffic engines deployments may name (`--traffic-engine`).
+    pub engines: crate::engines::Engines,
 }
 
 /// A replica's default name: the host's, and the process id.
@@ -92,6 +94,7 @@ impl Default for Config {
             sealer: None,
             replica_name: default_replica_name(),
             lease: crate::leadership::LeaseTerms::default(),
+            engines: crate::engines::Engines::default(),
         }
     }
 }

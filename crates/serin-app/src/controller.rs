@@ -481,6 +481,11 @@ async fn reconcile(
         let verdicts = judge::health::judge(&r.spec.health_checks, &results, now);
         observed.health = Some(judge::combine(verdicts, now));
     }
+    if let Some(target) = &d.engine
+        && d.status.is_live()
+    {
+        observed.engine_share = engine_in_effect(state, target, d.current_percent).await;
+    }
     let need = rollout::need(d, now);
     if d.status == DeploymentStatus::Active
         && r.spec.judges.sequential
@@ -558,13 +563,55 @@ async fn reconcile(
     {
         // The release effects (a promoted release `released`, a release whose
         // canary a verdict rolled back `rolled_back`) committed with it.
-        Ok((_, events)) => {
+        Ok((changed, events)) => {
             state.committed(&events);
+            if !changed.status.is_live() {
+                // Its final share (promoted or rolled back) on its engine.
+                crate::engines::follow(state, &changed);
+            }
             Ok(true)
         }
         // Someone else changed it since this tick read it: look again next tick.
         Err(StoreError::RevisionMismatch { .. }) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Reads back the canary share an external engine has in effect for a
+/// deployment and, when it differs from the deployment's, puts the
+/// deployment's in effect and reads again. The share read (`None` when the
+/// engine can't be read: the step then waits, and pauses when its allowance
+/// runs out).
+async fn engine_in_effect(
+    state: &App,
+    target: &serin_core::traffic::engine::EngineTarget,
+    percent: u8,
+) -> Option<u8> {
+    let engine = match state.config.engines.get(&target.engine) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "a deployment names a traffic engine this server lacks");
+            return None;
+        }
+    };
+    let want = target.share(percent);
+    let read = match engine.read_back(target).await {
+        Ok(share) if share == Some(want) => return share,
+        Ok(_) => engine.apply(target, percent).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(()) => match engine.read_back(target).await {
+            Ok(share) => share,
+            Err(e) => {
+                tracing::warn!(engine = %target.engine, error = %e, "cannot read a traffic engine back");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(engine = %target.engine, error = %e, "cannot drive a traffic engine");
+            None
+        }
     }
 }
 

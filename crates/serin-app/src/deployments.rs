@@ -28,12 +28,26 @@ pub async fn change(
         .update_deployment(id, None, f, who, app.now())
         .await?;
     app.committed(&events);
+    crate::engines::follow(app, &d);
     Ok(d)
 }
 
 /// Admits a new deployment (its plan and the secrets it names), stores it
 /// with its creation event and publishes that.
 pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deployment> {
+    if let Some(target) = &new.engine {
+        app.config.engines.get(&target.engine).map_err(|_| {
+            let known = app.config.engines.names().join(", ");
+            DomainError::invalid(
+                "engine.engine",
+                format!(
+                    "no traffic engine {} on this server (it has: {})",
+                    target.engine,
+                    if known.is_empty() { "none" } else { &known }
+                ),
+            )
+        })?;
+    }
     if let Some(spec) = &new.rollout {
         crate::admission::plan(&app.config, spec)?;
         crate::admission::secrets(&app.store, &app.config, spec).await?;
@@ -45,6 +59,7 @@ pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deploy
         .create_deployment(d, event, who, app.config.max_live_deployments)
         .await?;
     app.committed(&events);
+    crate::engines::follow(app, &d);
     Ok(d)
 }
 

@@ -29,6 +29,7 @@ pub mod admission;
 pub mod config;
 pub mod controller;
 pub mod deployments;
+pub mod engines;
 pub mod error;
 pub mod feed;
 pub mod hooks;

@@ -33,8 +33,8 @@ pub mod state;
 pub mod telemetry;
 
 pub use serin_app::{
-    admission, config, controller, hooks, hub, lanefeed, latest, leadership, notes, notifier,
-    outbound, probe, releaser, routewatch, runtime, secrets,
+    admission, config, controller, engines, hooks, hub, lanefeed, latest, leadership, notes,
+    notifier, outbound, probe, releaser, routewatch, runtime, secrets,
 };
 
 use std::future::Future;

@@ -240,6 +240,17 @@ pub struct UpArgs {
         value_delimiter = ','
     )]
     pub check_targets: Vec<String>,
+    /// An external traffic engine deployments may name, as NAME=KIND:ADDRESS:
+    /// `edge=haproxy:unix:/run/haproxy/admin.sock` or
+    /// `edge=haproxy:tcp:127.0.0.1:9999` (HAProxy's runtime API at admin
+    /// level). Repeat, or comma-separate in the variable.
+    #[arg(
+        long = "traffic-engine",
+        env = "SERIN_TRAFFIC_ENGINES",
+        value_name = "NAME=KIND:ADDRESS",
+        value_delimiter = ','
+    )]
+    pub traffic_engines: Vec<String>,
     /// Addresses (CIDRs) or host names (`*.domain` for a domain) the server
     /// may call although the outbound policy denies them by default: loopback,
     /// link-local, cloud metadata (repeat, or comma-separate in the variable).

@@ -45,6 +45,7 @@ const FILE_KEYS: &[&str] = &[
     "body_timeout",
     "git_repositories",
     "check_targets",
+    "traffic_engines",
     "outbound_allow",
     "outbound_deny",
     "trusted_proxies",
@@ -259,6 +260,13 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
             )),
         }
     }
+    let mut engines = serin_server::engines::Engines::default();
+    for entry in &l.list(&up.traffic_engines, "traffic_engines") {
+        if let Err(e) = engines.add_spec(entry) {
+            l.errors
+                .push(format!("traffic_engine: {e} (SERIN_TRAFFIC_ENGINES)"));
+        }
+    }
     let mut rules = |flag: &[String], key: &str| -> Vec<serin_server::outbound::policy::Rule> {
         let env = format!("SERIN_{}", key.to_uppercase());
         let mut out = Vec::new();
@@ -371,6 +379,7 @@ pub fn settings(up: &UpArgs) -> Result<Settings, Vec<String>> {
                 sealer,
                 replica_name,
                 lease: serin_server::leadership::LeaseTerms::default(),
+                engines,
             },
         }),
         _ => Err(l.errors),
@@ -537,6 +546,7 @@ mod tests {
             connection_limit: None,
             git_repositories: Vec::new(),
             check_targets: Vec::new(),
+            traffic_engines: Vec::new(),
             outbound_allow: Vec::new(),
             outbound_deny: Vec::new(),
             trusted_proxies: Vec::new(),

@@ -35,6 +35,7 @@ use crate::rollout::Rollout;
 use crate::rollout::RolloutSpec;
 use crate::stats::sequential::Margins;
 use crate::traffic::TrafficRules;
+use crate::traffic::engine::EngineTarget;
 use crate::validate::{validate_description, validate_text};
 use crate::{DomainError, Timestamp};
 
@@ -234,6 +235,9 @@ pub struct Deployment {
     /// The plan the controller drives, and where it is (absent: driven by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// The external engine that splits its traffic (absent: Serin's proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineTarget>,
 }
 
 /// What a client sends to start a deployment (seed 004's request body, plus the
@@ -307,6 +311,9 @@ pub struct NewDeployment {
     /// A plan for the controller to drive (leave `percentage` out: its steps set the weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+    /// Split by an external engine the server knows (HAProxy), not by Serin's proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineTarget>,
     /// Raising traffic by hand waits for the pre-rollout hooks (see
     /// [`Deployment::held`]): set by a release plan, never by a request.
     #[serde(skip)]
@@ -437,6 +444,15 @@ impl NewDeployment {
             }
             spec.validate().map_err(|e| e.under("rollout"))?;
         }
+        if let Some(e) = &self.engine {
+            e.validate()?;
+            if self.upstreams.is_some() {
+                return Err(DomainError::invalid(
+                    "upstreams",
+                    "leave it out when an engine splits the traffic: the engine's servers are the lanes",
+                ));
+            }
+        }
         let upstreams = self.upstreams.unwrap_or_default();
         let route = self.route.unwrap_or_default();
         let traffic = self.traffic.unwrap_or_default();
@@ -478,6 +494,7 @@ impl NewDeployment {
                 hold_for_pre_rollout: self.hold_for_pre_rollout,
                 ..Rollout::start(spec, None, now)
             }),
+            engine: self.engine,
         };
         let event = d.event(
             EventType::DeploymentCreated,

@@ -80,6 +80,9 @@ pub struct Observed {
     pub sequential: Option<Judgement>,
     /// The hooks run for a [`Need::Hooks`].
     pub hooks: Option<(HookKind, Vec<HookRun>)>,
+    /// The canary share an external engine reports in effect (read back this
+    /// tick), for a deployment it splits.
+    pub engine_share: Option<u8>,
 }
 
 /// One target of a group, as its siblings see it.
@@ -275,6 +278,28 @@ pub fn advance(
                     put(&mut e.data, "step", json!(i));
                 }
                 events.extend(ev);
+                // An external engine: the step is reached when the engine
+                // reports the weight in effect, or the rollout pauses.
+                if let Some(engine) = d.engine.clone() {
+                    let want = engine.share(w);
+                    let seen = observed.engine_share.filter(|_| i == asked_at);
+                    if seen != Some(want) {
+                        let within = engine.confirm_within();
+                        if elapsed >= chrono::Duration::from_std(within).unwrap_or_default() {
+                            let said = match seen {
+                                Some(s) => format!("it reports {s}%"),
+                                None => "it could not be read".into(),
+                            };
+                            let reason = format!(
+                                "engine {} did not put {want}% in effect within {}s: {said}",
+                                engine.engine,
+                                within.as_secs()
+                            );
+                            events.extend(d.pause(Some(&reason), now)?);
+                        }
+                        return Ok(events);
+                    }
+                }
                 events.extend(next_step(d, siblings, now, json!({"weight": w}))?);
             }
             Step::Pause { duration } => match duration {

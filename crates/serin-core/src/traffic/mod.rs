@@ -5,8 +5,10 @@
 //! - the rules (this module's items): an HTTP deployment's override, affinity,
 //!   match rules and percentage, and the one question the proxy asks per request;
 //! - [`routing`]: the keyed lane choice and its documented hash (SDKs reproduce it);
-//! - [`proxy`]: route sets going out to proxies, lane buckets coming back.
+//! - [`proxy`]: route sets going out to proxies, lane buckets coming back;
+//! - [`engine`]: an external engine (HAProxy) that splits instead of the proxy.
 
+pub mod engine;
 mod lane;
 pub mod proxy;
 pub mod routing;

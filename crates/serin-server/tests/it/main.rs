@@ -1,6 +1,7 @@
 //! serin-server's integration tests.
 
 mod app;
+mod engines;
 mod leadership;
 mod lifecycle;
 mod openapi;

@@ -515,3 +515,58 @@ fn a_percentage_with_a_rollout_is_refused() {
     .unwrap_err();
     assert!(e.to_string().starts_with("percentage:"));
 }
+
+/// A deployment an external engine splits reaches a weight step only when
+/// the engine reports that weight in effect; one that doesn't within the
+/// step's allowance pauses the rollout with the reason.
+#[test]
+fn an_engine_step_is_reached_when_the_engine_reports_its_weight() {
+    let mut d = dep(
+        r#"[{"set_weight": 10}, {"set_weight": 50}, {"pause": {}}]"#,
+        true,
+    );
+    d.engine = Some(crate::traffic::engine::EngineTarget {
+        engine: "edge".into(),
+        backend: "app".into(),
+        stable: vec!["s1".into()],
+        canary: vec!["c1".into()],
+        confirm_within: Some(GoDuration::from_secs(5)),
+    });
+    let seen = |share| Observed {
+        engine_share: Some(share),
+        ..Default::default()
+    };
+    // The weight is set, but the step waits for the engine.
+    let ev = advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+    assert_eq!(kinds(&ev), ["percentage_updated"]);
+    assert_eq!(
+        (d.current_percent, d.rollout.as_ref().unwrap().step),
+        (10, 0)
+    );
+    assert!(
+        advance(&mut d, &seen(0), &[], t0() + Duration::seconds(1))
+            .unwrap()
+            .is_empty()
+    );
+    // Reported: on to the next weight, which the engine never puts in effect.
+    let t = t0() + Duration::seconds(2);
+    let ev = advance(&mut d, &seen(10), &[], t).unwrap();
+    assert_eq!(kinds(&ev), ["rollout_step_started", "percentage_updated"]);
+    assert_eq!(
+        (d.current_percent, d.rollout.as_ref().unwrap().step),
+        (50, 1)
+    );
+    assert!(
+        advance(&mut d, &seen(10), &[], t + Duration::seconds(4))
+            .unwrap()
+            .is_empty()
+    );
+    let ev = advance(&mut d, &seen(10), &[], t + Duration::seconds(5)).unwrap();
+    assert_eq!(kinds(&ev), ["deployment_paused"]);
+    assert_eq!(d.status, DeploymentStatus::Paused);
+    let reason = d.status_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("engine edge did not put 50% in effect within 5s: it reports 10%"),
+        "{reason}"
+    );
+}

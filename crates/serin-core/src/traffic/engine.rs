@@ -1,0 +1,195 @@
+//! External traffic engines: the traffic layer a team already runs (HAProxy
+//! today), driven by the controller instead of Serin's own proxy.
+//!
+//! The operator names each engine when starting the server (`serin up
+//! --traffic-engine edge=haproxy:unix:/run/haproxy/admin.sock`): where it
+//! listens is the operator's to say, never a request's. A deployment only
+//! names the engine and what to split on it — a backend and the servers of
+//! each lane — in names the engine's own command language can't misread
+//! (letters, digits, `.`, `_`, `-`).
+//!
+//! A lane's share becomes server weights: with `s` stable and `c` canary
+//! servers, each stable server gets `(100 − p)·c` and each canary server
+//! `p·s`, reduced by their common divisor, so the canary's share of the sum
+//! is exactly `p`%. Engines that cap weights (HAProxy: 256) get them scaled
+//! down and rounded; [`EngineTarget::share`] is what the rounded weights
+//! give, and it is the share a step waits to read back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::duration::GoDuration;
+
+/// The largest server weight HAProxy accepts.
+pub const MAX_WEIGHT: u32 = 256;
+
+/// How long a step waits, by default, for the engine to report its weight.
+pub const DEFAULT_CONFIRM_WITHIN: u64 = 30;
+
+/// Where a deployment's traffic is split by an external engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EngineTarget {
+    /// The engine, by the name the server was started with.
+    pub engine: String,
+    /// What the engine splits: an HAProxy backend.
+    pub backend: String,
+    /// The stable lane's servers in that backend.
+    pub stable: Vec<String>,
+    /// The canary lane's servers in that backend.
+    pub canary: Vec<String>,
+    /// How long a weight may take to be read back in effect before the
+    /// rollout pauses (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_within: Option<GoDuration>,
+}
+
+/// Most servers per lane.
+const MAX_SERVERS: usize = 64;
+
+impl EngineTarget {
+    /// Checks the names and the lanes.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        crate::validate::validate_name("engine.engine", &self.engine)?;
+        crate::validate::validate_name("engine.backend", &self.backend)?;
+        for (field, servers) in [
+            ("engine.stable", &self.stable),
+            ("engine.canary", &self.canary),
+        ] {
+            if servers.is_empty() || servers.len() > MAX_SERVERS {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("names 1–{MAX_SERVERS} servers"),
+                ));
+            }
+            for s in servers {
+                crate::validate::validate_name(field, s)?;
+            }
+        }
+        if self.stable.iter().any(|s| self.canary.contains(s)) {
+            return Err(DomainError::invalid(
+                "engine.canary",
+                "a server can't be in both lanes",
+            ));
+        }
+        if let Some(d) = self.confirm_within
+            && (d.to_std().is_zero() || d.to_std().as_secs() > 3600)
+        {
+            return Err(DomainError::invalid(
+                "engine.confirm_within",
+                "is between 1s and 1h",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each stable and each canary server's weight for a canary share of `percent`.
+    pub fn weights(&self, percent: u8) -> (u32, u32) {
+        weights(percent.min(100), self.stable.len(), self.canary.len())
+    }
+
+    /// The canary share the weights for `percent` give (what is read back).
+    pub fn share(&self, percent: u8) -> u8 {
+        let (s, c) = self.weights(percent);
+        share(s * self.stable.len() as u32, c * self.canary.len() as u32).unwrap_or(0)
+    }
+
+    /// How long a step waits for the engine to report its weight.
+    pub fn confirm_within(&self) -> std::time::Duration {
+        self.confirm_within.map_or(
+            std::time::Duration::from_secs(DEFAULT_CONFIRM_WITHIN),
+            |d| d.to_std(),
+        )
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Per-server weights (stable, canary) for `percent` over `s` and `c` servers.
+fn weights(percent: u8, s: usize, c: usize) -> (u32, u32) {
+    let p = u32::from(percent);
+    let (s, c) = (s.max(1) as u32, c.max(1) as u32);
+    let (mut ws, mut wc) = ((100 - p) * c, p * s);
+    let g = gcd(ws, wc).max(1);
+    (ws, wc) = (ws / g, wc / g);
+    let top = ws.max(wc);
+    if top > MAX_WEIGHT {
+        // Scaled into range; a lane that has traffic keeps at least 1.
+        let scale = |w: u32| {
+            if w == 0 {
+                0
+            } else {
+                ((u64::from(w) * u64::from(MAX_WEIGHT) + u64::from(top) / 2) / u64::from(top))
+                    .max(1) as u32
+            }
+        };
+        (ws, wc) = (scale(ws), scale(wc));
+    }
+    (ws, wc)
+}
+
+/// The canary's share (rounded percent) of the backend's total weight; `None`
+/// when every server's weight is 0.
+pub fn share(stable_total: u32, canary_total: u32) -> Option<u8> {
+    let total = u64::from(stable_total) + u64::from(canary_total);
+    (total > 0).then(|| ((u64::from(canary_total) * 100 + total / 2) / total) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(s: usize, c: usize) -> EngineTarget {
+        EngineTarget {
+            engine: "edge".into(),
+            backend: "app".into(),
+            stable: (0..s).map(|i| format!("s{i}")).collect(),
+            canary: (0..c).map(|i| format!("c{i}")).collect(),
+            confirm_within: None,
+        }
+    }
+
+    #[test]
+    fn weights_give_the_share_exactly_where_they_fit() {
+        for (s, c) in [(1, 1), (2, 1), (1, 3), (2, 2)] {
+            let t = target(s, c);
+            for p in 0..=100u8 {
+                let (ws, wc) = t.weights(p);
+                assert!(
+                    ws <= MAX_WEIGHT && wc <= MAX_WEIGHT,
+                    "{s} {c} {p}: {ws} {wc}"
+                );
+                assert_eq!(t.share(p), p, "{s} stable, {c} canary, {p}%: {ws} {wc}");
+            }
+        }
+        assert_eq!(target(1, 1).weights(10), (9, 1));
+        assert_eq!(target(1, 1).weights(0), (1, 0));
+        assert_eq!(target(1, 1).weights(100), (0, 1));
+        // Many servers: scaled, still within a percent or so.
+        let t = target(7, 5);
+        for p in [1u8, 10, 33, 50, 99] {
+            assert!(t.share(p).abs_diff(p) <= 1, "{p}: {}", t.share(p));
+        }
+        assert_eq!(share(0, 0), None);
+    }
+
+    #[test]
+    fn names_that_a_command_language_could_misread_are_refused() {
+        assert!(target(1, 1).validate().is_ok());
+        for bad in ["app; shutdown sessions", "app\nset", "", "a b", "app/x"] {
+            let mut t = target(1, 1);
+            t.backend = bad.into();
+            assert!(t.validate().is_err(), "{bad:?}");
+            let mut t = target(1, 1);
+            t.canary = vec![bad.into()];
+            assert!(t.validate().is_err(), "{bad:?}");
+        }
+        let mut t = target(1, 1);
+        t.canary = vec!["s0".into()];
+        assert!(t.validate().is_err(), "one server in both lanes");
+        assert!(target(0, 1).validate().is_err());
+    }
+}

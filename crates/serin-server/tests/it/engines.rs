@@ -1,0 +1,238 @@
+//! Traffic engines against the real thing: Debian's `haproxy`, started by the
+//! test with an admin socket, in front of two tiny upstreams that answer with
+//! their lane's name. The controller drives the weights through the runtime
+//! API and counts a step only once it reads the weight back.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::app::TestApp;
+
+/// An HTTP/1.1 upstream that answers every request with `body`.
+async fn upstream(body: &'static str) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// HAProxy in the foreground, killed when dropped.
+struct Haproxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("admin.sock")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `haproxy` with backend `app`: server `s1` (stable) at full weight,
+/// `c1` (canary) at 0. `None` outside CI when there is no haproxy.
+async fn haproxy(stable: u16, canary: u16) -> Option<Haproxy> {
+    if Command::new("haproxy").arg("-v").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "haproxy (Debian package haproxy) is required in CI"
+        );
+        eprintln!("SKIPPED: no haproxy binary");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = format!(
+        "global\n  stats socket {}/admin.sock mode 600 level admin\n\
+         defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+         backend app\n  balance roundrobin\n\
+           server s1 127.0.0.1:{stable} weight 100\n  server c1 127.0.0.1:{canary} weight 0\n",
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("haproxy.cfg"), cfg).unwrap();
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(dir.path().join("haproxy.cfg"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let h = Haproxy { child, dir, port };
+    for _ in 0..100 {
+        if h.socket().exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(h);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("haproxy did not start");
+}
+
+/// Sends `n` requests through HAProxy; how many the canary answered.
+async fn canary_answers(port: u16, n: usize) -> usize {
+    let client = reqwest::Client::new();
+    let mut canary = 0;
+    for _ in 0..n {
+        let body = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        canary += usize::from(body == "canary");
+    }
+    canary
+}
+
+/// The runtime API's own account of a server's weight.
+async fn weight(h: &Haproxy, server: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(h.socket()).await.unwrap();
+    s.write_all(format!("get weight app/{server}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.trim().to_string()
+}
+
+fn engine_body(queue: &str, engine: &str) -> serde_json::Value {
+    json!({"queue_name": queue, "stable_version": "1", "canary_version": "2",
+           "engine": {"engine": engine, "backend": "app", "stable": ["s1"], "canary": ["c1"],
+                      "confirm_within": "3s"},
+           "rollout": {"steps": [{"set_weight": 20}, {"pause": {}}]}})
+}
+
+/// A rollout whose traffic HAProxy splits: the step's weight is set through
+/// the runtime API and read back, real requests follow it, and a rollback
+/// puts the canary's weight back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_follows_a_rollout_through_its_runtime_api() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let Some(h) = haproxy(stable, canary).await else {
+        return;
+    };
+    let spec = format!("edge=haproxy:unix:{}", h.socket().display());
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    assert_eq!(canary_answers(h.port, 20).await, 0);
+
+    let (st, d) = app
+        .post("/api/v1/canary/deployments", engine_body("web", "edge"))
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/canary/deployments/{id}");
+    let at_pause = app
+        .until(&path, Duration::from_secs(20), |d| {
+            d["rollout"]["step"] == 1
+        })
+        .await;
+    assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
+    // 20%: stable 4, canary 1 (80:20 reduced).
+    assert!(
+        weight(&h, "s1").await.starts_with("4 "),
+        "{}",
+        weight(&h, "s1").await
+    );
+    assert!(
+        weight(&h, "c1").await.starts_with("1 "),
+        "{}",
+        weight(&h, "c1").await
+    );
+    // Round robin over 4:1 sends exactly one request in five to the canary.
+    assert_eq!(canary_answers(h.port, 100).await, 20);
+
+    let (st, r) = app
+        .post(&format!("{path}/rollback"), json!({"reason": "test"}))
+        .await;
+    assert!(st == 200 || st == 202, "{st} {r}");
+    let t0 = std::time::Instant::now();
+    while !weight(&h, "c1").await.starts_with("0 ") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{}",
+            weight(&h, "c1").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(canary_answers(h.port, 20).await, 0);
+    app.stop().await;
+}
+
+/// An engine that can't be reached never lets a step count: the rollout
+/// pauses with the reason once the step's allowance runs out. A deployment
+/// naming an engine the server doesn't have is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_does_not_answer_pauses_the_rollout() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("edge=haproxy:unix:{}/nobody.sock", dir.path().display());
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let (st, e) = app
+        .post(
+            "/api/v1/canary/deployments",
+            engine_body("other", "elsewhere"),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (400, Some("VALIDATION_FAILED")),
+        "{e}"
+    );
+    assert!(
+        e["error"].as_str().unwrap_or_default().contains("edge"),
+        "{e}"
+    );
+
+    let (st, d) = app
+        .post("/api/v1/canary/deployments", engine_body("web", "edge"))
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let paused = app
+        .until(&path, Duration::from_secs(20), |d| d["status"] == "paused")
+        .await;
+    let reason = paused["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("engine edge did not put 20% in effect within 3s: it could not be read"),
+        "{paused}"
+    );
+    assert_eq!(paused["rollout"]["step"], 0, "{paused}");
+    app.stop().await;
+}
