@@ -35,19 +35,7 @@ pub async fn change(
 /// Admits a new deployment (its plan and the secrets it names), stores it
 /// with its creation event and publishes that.
 pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deployment> {
-    if let Some(target) = &new.engine {
-        app.config.engines.get(&target.engine).map_err(|_| {
-            let known = app.config.engines.names().join(", ");
-            DomainError::invalid(
-                "engine.engine",
-                format!(
-                    "no traffic engine {} on this server (it has: {})",
-                    target.engine,
-                    if known.is_empty() { "none" } else { &known }
-                ),
-            )
-        })?;
-    }
+    crate::engines::admit(&app.config, new.engine.as_ref())?;
     if let Some(spec) = &new.rollout {
         crate::admission::plan(&app.config, spec)?;
         crate::admission::secrets(&app.store, &app.config, spec).await?;

@@ -127,8 +127,9 @@ pub(crate) struct Call<'a> {
 /// Makes a call at most once per attempt across leaders: claims it, counts
 /// each attempt before `attempt` sends it, records the answer (see the module
 /// docs). Returns yes or no, what was said, and the attempts on record. A
-/// store that can't be reached is waited for (the leader's term aborts this
-/// when it ends); a store that refuses the call answers no without calling.
+/// store that can't be reached, or a replica no longer leading, is waited for
+/// (the leader's term aborts this when it ends); any other store error is
+/// tried again for half a minute before the call answers no.
 pub(crate) async fn claimed<F, Fut>(
     state: &App,
     call: Call<'_>,
@@ -143,6 +144,7 @@ where
     let until = |left: u32| {
         state.now() + chrono::Duration::from_std(per_attempt * left.max(1)).unwrap_or_default()
     };
+    let mut errors = 0;
     let mut sent = loop {
         let now = state.now();
         match state
@@ -167,7 +169,7 @@ where
                 let wait = (until - now).to_std().unwrap_or_default();
                 tokio::time::sleep(wait.max(Duration::from_millis(200))).await;
             }
-            Err(e) => match retry_after(&e) {
+            Err(e) => match retry_after(&e, &mut errors) {
                 Some(pause) => tokio::time::sleep(pause).await,
                 None => return (false, format!("not called: {e}"), 0),
             },
@@ -193,7 +195,7 @@ where
                     .await
                 {
                     Ok(n) => break n,
-                    Err(e) => match retry_after(&e) {
+                    Err(e) => match retry_after(&e, &mut errors) {
                         Some(pause) => tokio::time::sleep(pause).await,
                         None => return (false, format!("not called: {e}"), sent),
                     },
@@ -213,7 +215,7 @@ where
             .await
         {
             Ok(()) => break,
-            Err(e) => match retry_after(&e) {
+            Err(e) => match retry_after(&e, &mut errors) {
                 Some(pause) => tokio::time::sleep(pause).await,
                 None => {
                     tracing::warn!(call = call.key, error = %e, "an outside call's answer was not recorded");
@@ -225,12 +227,17 @@ where
     (answer.0, answer.1, sent)
 }
 
-/// Whether a store error passes (the database is away, or this replica is
-/// no longer the leader, in which case its term aborts the caller): then how
-/// long to wait before trying again.
-fn retry_after(e: &StoreError) -> Option<Duration> {
-    matches!(e, StoreError::Unavailable(_) | StoreError::Fenced { .. })
-        .then_some(Duration::from_secs(1))
+/// How long to wait before trying the store again after `e`, or `None` to
+/// give up: never while the database is away or this replica no longer leads
+/// (its term then aborts the caller), after 30 tries for any other error.
+fn retry_after(e: &StoreError, errors: &mut u32) -> Option<Duration> {
+    let pause = Duration::from_secs(1);
+    if matches!(e, StoreError::Unavailable(_) | StoreError::Fenced { .. }) {
+        return Some(pause);
+    }
+    *errors += 1;
+    tracing::warn!(error = %e, tries = *errors, "an outside call's record failed");
+    (*errors < 30).then_some(pause)
 }
 
 async fn webhook(

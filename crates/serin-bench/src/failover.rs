@@ -14,9 +14,10 @@
 //!   other replicas report it (p50, p99, max);
 //! - steps executed twice: a rollout event (`percentage_updated`,
 //!   `rollout_step_started`) whose message a deployment has twice;
-//! - hooks and notifications received twice, split by whether the second
-//!   one came while a leader was down or stalled (a crash between the send and
-//!   its record is the one documented way to get one twice) or not;
+//! - hooks and notifications received twice, split by whether the first
+//!   copy came while a leader was dying or stalled (a crash between the send
+//!   and its record is the one documented way to get one twice; the second
+//!   copy then comes once the send's claim lapses) or not;
 //! - the proxy's requests and failures.
 //!
 //! With `--check` the process exits non-zero when a goal is missed: takeover
@@ -487,13 +488,17 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
         }
     }
 
+    // A copy is explained by a crash when the *first* one was received while
+    // a leader was dying: it sent, and died (or stalled) before recording the
+    // send. The second copy comes after the claim lapsed (15 s for a
+    // notification, a hook's timeout and a margin for a hook), long after.
     let in_window = |t: &Instant| down.iter().any(|(a, b)| t >= a && t <= b);
     let (mut hooks_twice, mut hooks_window, mut notes_twice, mut notes_window) = (0, 0, 0, 0);
     {
         let r = received.lock().expect("receiver");
         for copies in r.hooks.values().filter(|v| v.len() > 1) {
-            for t in &copies[1..] {
-                if in_window(t) {
+            for _ in &copies[1..] {
+                if in_window(&copies[0]) {
                     hooks_window += 1
                 } else {
                     hooks_twice += 1
@@ -501,8 +506,8 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
             }
         }
         for copies in r.notes.values().filter(|v| v.len() > 1) {
-            for t in &copies[1..] {
-                if in_window(t) {
+            for _ in &copies[1..] {
+                if in_window(&copies[0]) {
                     notes_window += 1
                 } else {
                     notes_twice += 1

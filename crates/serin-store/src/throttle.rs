@@ -6,8 +6,8 @@
 //! gives for the failures so far hasn't passed since the last one; otherwise
 //! it is counted at once, before the password is checked (a burst of
 //! parallel guesses is serialized on the key's row, so none slips past the
-//! check), and a success forgets the key. Counts older than the longest
-//! wait are dropped as attempts come in.
+//! check), and a success forgets the key. Counts untouched for a day are
+//! dropped as attempts come in.
 
 use std::time::Duration;
 
@@ -24,9 +24,11 @@ pub(crate) fn wait_left(row: Option<(u32, Timestamp)>, now: Timestamp) -> Option
     (!left.is_zero()).then_some(left)
 }
 
-/// Counts older than this are forgotten (the longest wait).
+/// Counts untouched for a day are forgotten: far longer than the longest
+/// wait, so a guesser can't wait out the count itself and start again with
+/// five free guesses.
 pub(crate) fn forget_before(now: Timestamp) -> Timestamp {
-    now - chrono::Duration::from_std(serin_core::user::login_delay(u32::MAX)).unwrap_or_default()
+    now - chrono::Duration::hours(24)
 }
 
 impl Store {

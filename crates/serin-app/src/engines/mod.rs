@@ -127,22 +127,82 @@ impl Engines {
     }
 }
 
+/// Refuses a deployment that names an engine this server doesn't drive.
+pub fn admit(
+    config: &crate::config::Config,
+    target: Option<&EngineTarget>,
+) -> Result<(), serin_core::DomainError> {
+    let Some(target) = target else {
+        return Ok(());
+    };
+    config.engines.get(&target.engine).map(|_| ()).map_err(|_| {
+        let known = config.engines.names().join(", ");
+        serin_core::DomainError::invalid(
+            "engine.engine",
+            format!(
+                "no traffic engine {} on this server (it has: {})",
+                target.engine,
+                if known.is_empty() { "none" } else { &known }
+            ),
+        )
+    })
+}
+
+/// How many times [`follow`] puts a share in effect before it gives up.
+const FOLLOW_TRIES: u32 = 20;
+
 /// Puts a deployment's canary share in effect on its engine, in the
 /// background: after it starts, after a change by hand, and after it ends
-/// (promoted: 100%, rolled back: 0%). A live rollout's share is also read
-/// back and put right every tick by the leader's controller.
+/// (promoted: 100%, rolled back: 0%). Each try reads the deployment again
+/// (so the newest share wins over an older follow or a tick still applying
+/// what it read before the change), applies its share, waits, and reads the
+/// engine back; it stops once the engine reports that share, or after 20
+/// tries (logged). A live rollout is also read back and put right every tick
+/// by the leader's controller.
 pub fn follow(app: &App, d: &Deployment) {
-    let Some(target) = d.engine.clone() else {
+    if d.engine.is_none() {
         return;
-    };
-    let (engines, percent, id) = (app.config.engines.clone(), d.current_percent, d.id.clone());
+    }
+    let (app, id) = (app.clone(), d.id.clone());
     tokio::spawn(async move {
-        let done = match engines.get(&target.engine) {
-            Ok(engine) => engine.apply(&target, percent).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
-            tracing::warn!(deployment = %id, error = %e, "cannot put a deployment's share in effect");
+        for _ in 0..FOLLOW_TRIES {
+            let d = match app.store.get_deployment(&id).await {
+                Ok(d) => d,
+                // Deleted: nothing left to follow.
+                Err(serin_store::StoreError::NotFound { .. }) => return,
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "cannot read a deployment to follow on its engine");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(target) = d.engine else {
+                return;
+            };
+            let engine = match app.config.engines.get(&target.engine) {
+                Ok(e) => e.clone(),
+                Err(e) => {
+                    tracing::warn!(deployment = %id, error = %e, "cannot follow a deployment on its engine");
+                    return;
+                }
+            };
+            if let Err(e) = engine.apply(&target, d.current_percent).await {
+                tracing::warn!(deployment = %id, error = %e, "cannot put a deployment's share in effect");
+            }
+            // Long enough for a controller tick that read the deployment
+            // before this change to have applied what it read.
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            if let Ok(share) = engine.read_back(&target).await
+                && share == Some(target.share(d.current_percent))
+                && app
+                    .store
+                    .get_deployment(&id)
+                    .await
+                    .is_ok_and(|now| now.current_percent == d.current_percent)
+            {
+                return;
+            }
         }
+        tracing::warn!(deployment = %id, "gave up putting a deployment's share in effect on its engine");
     });
 }

@@ -515,6 +515,8 @@ pub async fn create_group(
         }
         crate::releaser::check_unmanaged(&state, &who.actor(), &t, &format!("targets[{i}]."))
             .await?;
+        crate::engines::admit(&state.config, t.engine.as_ref())
+            .map_err(|e| e.under(&format!("targets[{i}]")))?;
         let t = NewDeployment {
             rollout: Some(new.rollout.clone()),
             ..t
@@ -538,6 +540,7 @@ pub async fn create_group(
         {
             Ok((d, events)) => {
                 state.hub.publish(&events);
+                crate::engines::follow(&state, &d);
                 created.push(d.id);
             }
             Err(e) => {

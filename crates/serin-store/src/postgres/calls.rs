@@ -49,8 +49,11 @@ impl PgStore {
                     .await
                     .map_err(pg_err)?;
                 if n == 0 {
-                    // Claimed by another in between: it holds the claim.
-                    return Ok(Claim::Held { until });
+                    // Claimed by another in between: look again shortly
+                    // (and then see that claim's own deadline).
+                    return Ok(Claim::Held {
+                        until: now + chrono::Duration::seconds(1),
+                    });
                 }
             }
             ClaimWrite::TakeOver => {

@@ -200,11 +200,13 @@ impl PgStore {
     /// `LISTEN serin_events` on a connection of its own, driven by a task the
     /// listener owns; wakes only for notifications from this store's schema.
     pub(crate) async fn feed_listener(&self) -> Result<crate::notify::FeedListener> {
-        let (client, mut connection) = self
-            .config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(pg_err)?;
+        let (client, mut connection) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.config.connect(tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| crate::StoreError::Unavailable("the listening connection timed out".into()))?
+        .map_err(pg_err)?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let schema = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
         let ours = schema.clone();

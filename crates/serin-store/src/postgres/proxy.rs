@@ -6,10 +6,10 @@ use serin_core::canary::Deployment;
 use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
 
 use super::{PgStore, json_col, pg_err};
-use crate::Result;
 use crate::canary::{json_err, windows_from};
 use crate::proxy::DeploymentSet;
 use crate::proxy::second_of;
+use crate::{Result, StoreError};
 use serin_core::canary::metrics::LaneWindow;
 use tokio_postgres::types::Json;
 
@@ -77,7 +77,7 @@ impl PgStore {
         };
         let rows = client
             .query(
-                "SELECT d.id, CASE WHEN k.revision IS DISTINCT FROM d.revision THEN d.body END
+                "SELECT d.id, d.revision, CASE WHEN k.revision IS DISTINCT FROM d.revision THEN d.body END
                  FROM deployments d
                  LEFT JOIN unnest($1::text[], $2::bigint[]) AS k(id, revision) ON k.id = d.id
                  WHERE d.live ORDER BY d.start_time, d.id",
@@ -85,19 +85,30 @@ impl PgStore {
             )
             .await
             .map_err(pg_err)?;
-        // Each row's body: sent (it changed), or the one held (it didn't).
+        // Each row's body: sent (it changed), or the one held now, if it is
+        // still at the row's revision (a concurrent read may have changed
+        // what is held since the revisions were sent).
         let mut got: Vec<(String, Option<Deployment>)> = {
-            let mut held = self.live.lock().expect("live set lock");
-            rows.iter()
-                .map(|r| {
-                    let id: String = r.get(0);
-                    let body = r.get::<_, Option<Json<Deployment>>>(1).map(|b| b.0);
-                    let d = body.or_else(|| held.remove(&id));
-                    (id, d)
-                })
-                .collect()
+            let held = self.live.lock().expect("live set lock");
+            let mut got = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let id: String = r.get(0);
+                let revision: i64 = r.get(1);
+                let sent = r
+                    .try_get::<_, Option<Json<Deployment>>>(2)
+                    .map_err(|e| StoreError::Backend(format!("stored JSON is unreadable: {e}")))?;
+                let d = match sent {
+                    Some(b) => Some(b.0),
+                    None => held
+                        .get(&id)
+                        .filter(|d| d.revision as i64 == revision)
+                        .cloned(),
+                };
+                got.push((id, d));
+            }
+            got
         };
-        // Held no longer (a concurrent read replaced the set in between): read whole.
+        // Not held at the row's revision: read whole.
         let missing: Vec<&str> = got
             .iter()
             .filter(|(_, d)| d.is_none())
@@ -130,7 +141,15 @@ impl PgStore {
                 now_live.insert(id, d);
             }
         }
-        *self.live.lock().expect("live set lock") = now_live;
+        // What is held becomes this read's set, except where a concurrent
+        // read already holds a newer revision of a deployment.
+        let mut held = self.live.lock().expect("live set lock");
+        for (id, d) in now_live.iter_mut() {
+            if let Some(newer) = held.remove(id).filter(|h| h.revision > d.revision) {
+                *d = newer;
+            }
+        }
+        *held = now_live;
         Ok(out)
     }
 

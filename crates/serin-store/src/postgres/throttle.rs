@@ -17,21 +17,19 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg_err)?;
         tx.execute(
             "DELETE FROM login_failures WHERE key IN
-               (SELECT key FROM login_failures WHERE last_at < $1 LIMIT 100)",
+               (SELECT key FROM login_failures WHERE last_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED)",
             &[&forget_before(now)],
         )
         .await
         .map_err(pg_err)?;
-        tx.execute(
-            "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 0, $2) ON CONFLICT (key) DO NOTHING",
-            &[&key, &now],
-        )
-        .await
-        .map_err(pg_err)?;
+        // Made to exist and locked in one statement (a concurrent cleanup
+        // can't delete it in between): parallel attempts queue on the row.
         let row = tx
             .query_one(
-                "SELECT failures, last_at FROM login_failures WHERE key = $1 FOR UPDATE",
-                &[&key],
+                "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 0, $2)
+                 ON CONFLICT (key) DO UPDATE SET key = excluded.key
+                 RETURNING failures, last_at",
+                &[&key, &now],
             )
             .await
             .map_err(pg_err)?;
