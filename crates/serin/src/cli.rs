@@ -243,7 +243,10 @@ pub struct UpArgs {
     /// An external traffic engine deployments may name, as NAME=KIND:ADDRESS:
     /// `edge=haproxy:unix:/run/haproxy/admin.sock` or
     /// `edge=haproxy:tcp:127.0.0.1:9999` (HAProxy's runtime API at admin
-    /// level). Repeat, or comma-separate in the variable.
+    /// level); `web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099` (files nginx
+    /// includes, and the listener of its probe locations; add `&conf=PATH` for
+    /// a configuration other than nginx's default). Repeat, or comma-separate
+    /// in the variable.
     #[arg(
         long = "traffic-engine",
         env = "SERIN_TRAFFIC_ENGINES",

@@ -21,6 +21,7 @@ use serin_core::traffic::engine::EngineTarget;
 use crate::App;
 
 pub mod haproxy;
+pub mod nginx;
 
 /// What went wrong talking to an engine.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,8 @@ impl std::str::FromStr for Address {
 pub struct Engines(BTreeMap<String, Arc<dyn TrafficEngine>>);
 
 impl Engines {
-    /// Parses `NAME=KIND:ADDRESS` (kinds: `haproxy`).
+    /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or `haproxy:tcp:host:port`
+    /// (the runtime API), `nginx:DIR?probe=HOST:PORT[&conf=PATH]` (see [`nginx`]).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
             .split_once('=')
@@ -106,7 +108,8 @@ impl Engines {
             .ok_or_else(|| format!("{spec}: a traffic engine is NAME=KIND:ADDRESS"))?;
         let engine: Arc<dyn TrafficEngine> = match kind {
             "haproxy" => Arc::new(haproxy::Haproxy::new(name, address.parse()?)),
-            other => return Err(format!("{other}: the traffic engines are: haproxy")),
+            "nginx" => Arc::new(nginx::Nginx::parse(name, address)?),
+            other => return Err(format!("{other}: the traffic engines are: haproxy, nginx")),
         };
         if self.0.insert(name.to_string(), engine).is_some() {
             return Err(format!("traffic engine {name} is named twice"));

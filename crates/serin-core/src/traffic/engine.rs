@@ -6,7 +6,7 @@
 //! listens is the operator's to say, never a request's. A deployment only
 //! names the engine and what to split on it — a backend and the servers of
 //! each lane — in names the engine's own command language can't misread
-//! (letters, digits, `.`, `_`, `-`).
+//! (letters, digits, `.`, `_`, `-`, and `:` in a server's `host:port`).
 //!
 //! A lane's share becomes server weights: with `s` stable and `c` canary
 //! servers, each stable server gets `(100 − p)·c` and each canary server
@@ -33,9 +33,10 @@ pub const DEFAULT_CONFIRM_WITHIN: u64 = 30;
 pub struct EngineTarget {
     /// The engine, by the name the server was started with.
     pub engine: String,
-    /// What the engine splits: an HAProxy backend.
+    /// What the engine splits: an HAProxy backend, an nginx upstream.
     pub backend: String,
-    /// The stable lane's servers in that backend.
+    /// The stable lane's servers in that backend (HAProxy: server names;
+    /// nginx: `host:port`).
     pub stable: Vec<String>,
     /// The canary lane's servers in that backend.
     pub canary: Vec<String>,
@@ -64,7 +65,7 @@ impl EngineTarget {
                 ));
             }
             for s in servers {
-                crate::validate::validate_name(field, s)?;
+                validate_server(field, s)?;
             }
         }
         if self.stable.iter().any(|s| self.canary.contains(s)) {
@@ -101,6 +102,25 @@ impl EngineTarget {
             std::time::Duration::from_secs(DEFAULT_CONFIRM_WITHIN),
             |d| d.to_std(),
         )
+    }
+}
+
+/// A server: an HAProxy server's name, or an nginx upstream's `host:port`.
+/// Letters, digits, `.`, `_`, `-` and `:`; nothing that can end a runtime API
+/// command (`;`, a line break) or an nginx directive (`;`, `{`, `}`, spaces).
+fn validate_server(field: &str, s: &str) -> Result<(), DomainError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "a server is letters, digits, '.', '_', '-' and ':' (a name, or host:port), starting with a letter or digit",
+        ))
     }
 }
 
@@ -179,7 +199,15 @@ mod tests {
     #[test]
     fn names_that_a_command_language_could_misread_are_refused() {
         assert!(target(1, 1).validate().is_ok());
-        for bad in ["app; shutdown sessions", "app\nset", "", "a b", "app/x"] {
+        for bad in [
+            "app; shutdown sessions",
+            "app\nset",
+            "",
+            "a b",
+            "app/x",
+            "x{",
+            "x}",
+        ] {
             let mut t = target(1, 1);
             t.backend = bad.into();
             assert!(t.validate().is_err(), "{bad:?}");

@@ -236,3 +236,135 @@ async fn an_engine_that_does_not_answer_pauses_the_rollout() {
     assert_eq!(paused["rollout"]["step"], 0, "{paused}");
     app.stop().await;
 }
+
+/// nginx in the foreground with its own configuration in `dir`, killed when dropped.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    probe: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nginx` (one worker) proxying to upstream `app`, whose first file
+/// (all stable) the test writes as an operator would; Serin rewrites it.
+async fn nginx(stable: u16) -> Option<Nginx> {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nginx (Debian package nginx) is required in CI"
+        );
+        eprintln!("SKIPPED: no nginx binary");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::create_dir(dir.path().join("serin")).unwrap();
+    std::fs::write(
+        dir.path().join("serin/app.conf"),
+        format!("upstream app {{\n    server 127.0.0.1:{stable};\n}}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("serin/app.probe"),
+        "location = /serin/app {\n    return 200 \"1 0\\n\";\n}\n",
+    )
+    .unwrap();
+    let (port, probe) = (free_port(), free_port());
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           include {d}/serin/*.conf;\n\
+           server {{ listen 127.0.0.1:{probe}; include {d}/serin/*.probe; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; }} }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let n = Nginx {
+        child,
+        dir,
+        port,
+        probe,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(n);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default();
+    panic!("nginx did not start: {log}");
+}
+
+/// A rollout whose traffic nginx splits: Serin renders the upstream, nginx
+/// checks and reloads it, the probe location reads the weights back from the
+/// running workers, real requests follow, and a rollback takes the canary out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_follows_a_rollout_through_rendered_files() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let Some(n) = nginx(stable).await else {
+        return;
+    };
+    let d = n.dir.path().display().to_string();
+    let spec = format!(
+        "web=nginx:{d}/serin?probe=127.0.0.1:{}&conf={d}/nginx.conf",
+        n.probe
+    );
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    assert_eq!(canary_answers(n.port, 10).await, 0);
+    let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+        "engine": {"engine": "web", "backend": "app",
+                   "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
+        "rollout": {"steps": [{"set_weight": 20}, {"pause": {}}]}});
+    let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
+    assert_eq!(st, 201, "{dep}");
+    let path = format!("/api/v1/canary/deployments/{}", dep["id"].as_str().unwrap());
+    let at_pause = app
+        .until(&path, Duration::from_secs(20), |d| {
+            d["rollout"]["step"] == 1
+        })
+        .await;
+    assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
+    let probe = |n: &Nginx| {
+        let url = format!("http://127.0.0.1:{}/serin/app", n.probe);
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    assert_eq!(probe(&n).await.trim(), "4 1");
+    // nginx's smooth weighted round robin over 4:1, one worker: one in five.
+    assert_eq!(canary_answers(n.port, 100).await, 20);
+
+    let (st, r) = app
+        .post(&format!("{path}/rollback"), json!({"reason": "test"}))
+        .await;
+    assert!(st == 200 || st == 202, "{st} {r}");
+    let t0 = std::time::Instant::now();
+    while probe(&n).await.trim() != "1 0" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            probe(&n).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(canary_answers(n.port, 20).await, 0);
+    let conf = std::fs::read_to_string(n.dir.path().join("serin/app.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("server 127.0.0.1:{canary} down;")),
+        "{conf}"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,261 @@
+//! nginx through files it includes: for each backend a deployment names,
+//! Serin writes `DIR/BACKEND.conf` (the `upstream BACKEND` block with the
+//! lanes' servers and weights) and `DIR/BACKEND.probe` (a `location` that
+//! answers the weights it was rendered with), checks the whole configuration
+//! with `nginx -t`, and reloads (`nginx -s reload`); a configuration nginx
+//! refuses is put back as it was. The weights are read back from nginx
+//! itself, through the probe location on a listener the operator gives: an
+//! answer there comes from workers running the new configuration, not from a
+//! file Serin only believes nginx loaded.
+//!
+//! The operator's `nginx.conf` includes both kinds of file:
+//!
+//! ```text
+//! http {
+//!     include /etc/nginx/serin/*.conf;
+//!     server { listen 127.0.0.1:8099; include /etc/nginx/serin/*.probe; }
+//!     server { listen 80; location / { proxy_pass http://app; } }
+//! }
+//! ```
+//!
+//! Names reach the files only after `EngineTarget::validate` (letters,
+//! digits, `.`, `_`, `-`, and `:` in server addresses): none can close a block
+//! or start a directive.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serin_core::traffic::engine::{EngineTarget, share};
+
+use super::{EngineError, TrafficEngine};
+
+/// How long `nginx -t` or a reload may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One nginx, driven through the files in `dir`.
+#[derive(Debug)]
+pub struct Nginx {
+    name: String,
+    dir: PathBuf,
+    /// The probe listener, `host:port`.
+    probe: String,
+    /// The main configuration (`nginx -c`), when not nginx's default.
+    conf: Option<PathBuf>,
+    /// One change at a time: files, test and reload together.
+    changing: tokio::sync::Mutex<()>,
+    client: reqwest::Client,
+}
+
+impl Nginx {
+    /// Parses `DIR?probe=HOST:PORT[&conf=PATH]`.
+    pub fn parse(name: &str, spec: &str) -> Result<Nginx, String> {
+        let (dir, query) = spec
+            .split_once('?')
+            .ok_or_else(|| format!("{spec}: nginx needs DIR?probe=HOST:PORT[&conf=PATH]"))?;
+        if dir.is_empty() {
+            return Err("nginx needs the directory its configuration includes".into());
+        }
+        let (mut probe, mut conf) = (None, None);
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("probe", p)) if p.contains(':') => probe = Some(p.to_string()),
+                Some(("conf", c)) if !c.is_empty() => conf = Some(PathBuf::from(c)),
+                _ => return Err(format!("{pair}: nginx takes probe=HOST:PORT and conf=PATH")),
+            }
+        }
+        let probe =
+            probe.ok_or("nginx needs probe=HOST:PORT (the listener of the probe locations)")?;
+        Ok(Nginx {
+            name: name.to_string(),
+            dir: PathBuf::from(dir),
+            probe,
+            conf,
+            changing: tokio::sync::Mutex::new(()),
+            client: reqwest::Client::builder()
+                .timeout(PROBE_TIMEOUT)
+                .no_proxy()
+                .build()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn refused(&self, said: impl Into<String>) -> EngineError {
+        EngineError::Refused {
+            engine: self.name.clone(),
+            said: said.into(),
+        }
+    }
+
+    /// Runs `nginx [-c CONF] ARGS`; its error output when it fails.
+    async fn nginx(&self, args: &[&str]) -> Result<(), EngineError> {
+        let mut cmd = tokio::process::Command::new("nginx");
+        if let Some(c) = &self.conf {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.args(args).kill_on_drop(true);
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| {
+                self.refused(format!(
+                    "nginx {} took longer than {COMMAND_TIMEOUT:?}",
+                    args.join(" ")
+                ))
+            })?
+            .map_err(|e| EngineError::Unreachable {
+                engine: self.name.clone(),
+                why: format!("cannot run nginx: {e}"),
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: String = err
+            .trim()
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ");
+        Err(self.refused(format!("nginx {}: {tail}", args.join(" "))))
+    }
+
+    fn files(&self, backend: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{backend}.conf")),
+            self.dir.join(format!("{backend}.probe")),
+        )
+    }
+}
+
+/// The two files for `target` at `percent`: the upstream, and the probe.
+pub fn render(target: &EngineTarget, percent: u8) -> (String, String) {
+    let (ws, wc) = target.weights(percent);
+    let b = &target.backend;
+    let mut upstream = format!(
+        "# Written by Serin: the lanes of backend {b}. Serin rewrites this file; don't edit it.\nupstream {b} {{\n"
+    );
+    for (servers, w) in [(&target.stable, ws), (&target.canary, wc)] {
+        for s in servers {
+            // nginx has no weight 0: a lane without traffic is `down`.
+            if w == 0 {
+                upstream.push_str(&format!("    server {s} down;\n"));
+            } else {
+                upstream.push_str(&format!("    server {s} weight={w};\n"));
+            }
+        }
+    }
+    upstream.push_str("}\n");
+    let (total_s, total_c) = (
+        ws * target.stable.len() as u32,
+        wc * target.canary.len() as u32,
+    );
+    let probe = format!(
+        "# Written by Serin: the weights backend {b} was rendered with.\nlocation = /serin/{b} {{\n    default_type text/plain;\n    return 200 \"{total_s} {total_c}\\n\";\n}}\n"
+    );
+    (upstream, probe)
+}
+
+/// Writes `content` to `path` through a file beside it and a rename, so
+/// nginx never reads half a file.
+async fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("serin-tmp");
+    tokio::fs::write(&tmp, content).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+impl TrafficEngine for Nginx {
+    fn apply<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+        percent: u8,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        async move {
+            let _one = self.changing.lock().await;
+            let (conf, probe) = self.files(&target.backend);
+            let (new_conf, new_probe) = render(target, percent);
+            let old_conf = tokio::fs::read_to_string(&conf).await.ok();
+            let old_probe = tokio::fs::read_to_string(&probe).await.ok();
+            if old_conf.as_deref() == Some(&new_conf) && old_probe.as_deref() == Some(&new_probe) {
+                // Already rendered: a reload makes sure nginx runs it.
+                return self.nginx(&["-s", "reload"]).await;
+            }
+            let io = |e: std::io::Error| {
+                self.refused(format!("cannot write {}: {e}", self.dir.display()))
+            };
+            write_atomic(&conf, &new_conf).await.map_err(io)?;
+            write_atomic(&probe, &new_probe).await.map_err(io)?;
+            if let Err(e) = self.nginx(&["-t", "-q"]).await {
+                // Put back what nginx ran with.
+                for (path, old) in [(&conf, old_conf), (&probe, old_probe)] {
+                    let _ = match old {
+                        Some(text) => write_atomic(path, &text).await,
+                        None => tokio::fs::remove_file(path).await,
+                    };
+                }
+                return Err(e);
+            }
+            self.nginx(&["-s", "reload"]).await
+        }
+        .boxed()
+    }
+
+    fn read_back<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+    ) -> BoxFuture<'a, Result<Option<u8>, EngineError>> {
+        async move {
+            let url = format!("http://{}/serin/{}", self.probe, target.backend);
+            let unreachable = |e: reqwest::Error| EngineError::Unreachable {
+                engine: self.name.clone(),
+                why: format!("{url}: {e}"),
+            };
+            let answer = self.client.get(&url).send().await.map_err(unreachable)?;
+            if !answer.status().is_success() {
+                return Err(self.refused(format!("{url} answered {}", answer.status())));
+            }
+            let text = answer.text().await.map_err(unreachable)?;
+            let mut n = text.split_whitespace().map(str::parse::<u32>);
+            match (n.next(), n.next()) {
+                (Some(Ok(s)), Some(Ok(c))) => Ok(share(s, c)),
+                _ => Err(self.refused(format!("{url} answered {text:?}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_weights_and_down_lanes() {
+        let t = EngineTarget {
+            engine: "web".into(),
+            backend: "app".into(),
+            stable: vec!["10.0.0.1:80".into(), "10.0.0.2:80".into()],
+            canary: vec!["10.0.0.3:80".into()],
+            confirm_within: None,
+        };
+        let (conf, probe) = render(&t, 10);
+        assert!(conf.contains("upstream app {\n    server 10.0.0.1:80 weight=9;\n    server 10.0.0.2:80 weight=9;\n    server 10.0.0.3:80 weight=2;\n}"), "{conf}");
+        assert!(probe.contains("return 200 \"18 2\\n\";"), "{probe}");
+        let (conf, _) = render(&t, 0);
+        assert!(conf.contains("server 10.0.0.3:80 down;"), "{conf}");
+        assert!(Nginx::parse("web", "/etc/nginx/serin").is_err());
+        assert!(Nginx::parse("web", "/etc/nginx/serin?conf=/x").is_err());
+        let n = Nginx::parse(
+            "web",
+            "/etc/nginx/serin?probe=127.0.0.1:8099&conf=/etc/nginx/nginx.conf",
+        )
+        .unwrap();
+        assert_eq!(
+            (n.probe.as_str(), n.conf.as_deref()),
+            ("127.0.0.1:8099", Some(Path::new("/etc/nginx/nginx.conf")))
+        );
+    }
+}
