@@ -162,6 +162,8 @@ pub struct ControllerMemory {
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     answers: Arc<Mutex<HashMap<(String, String), Answer>>>,
     lanes: Arc<Mutex<HashMap<String, Accumulated>>>,
+    /// Engine deployments' counters (`crate::engines::telemetry`).
+    tallies: Arc<crate::engines::telemetry::Tallies>,
 }
 
 impl ControllerMemory {
@@ -204,6 +206,7 @@ impl ControllerMemory {
     pub fn forget_term(&self) {
         self.answers.lock().expect("answers lock").clear();
         self.lanes.lock().expect("lanes lock").clear();
+        self.tallies.clear();
     }
 
     fn forget_except(&self, keep: &std::collections::HashSet<&str>) {
@@ -219,6 +222,7 @@ impl ControllerMemory {
             .lock()
             .expect("lanes lock")
             .retain(|k, _| keep.contains(k.as_str()));
+        self.tallies.retain(keep);
     }
 }
 
@@ -298,6 +302,17 @@ pub async fn tick(state: &App) -> TickReport {
         .chain(ended)
         .filter(|d| d.rollout.is_some())
         .collect();
+    // Lane seconds from the engines' own counters, stored before the lanes
+    // are read.
+    let tallies = state.controller.tallies.clone();
+    futures::stream::iter(
+        work.iter()
+            .filter(|d| d.engine.is_some() && d.status.is_live()),
+    )
+    .for_each_concurrent(PARALLEL, |d| {
+        crate::engines::telemetry::sample(state, &tallies, d)
+    })
+    .await;
     let now = state.now();
     let lanes = Arc::new(Mutex::new(prefetch(state, &work, now).await));
     let mut report = TickReport {

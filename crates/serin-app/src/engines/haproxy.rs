@@ -5,6 +5,10 @@
 //! HAProxy applies them back to back; it answers each command with its
 //! output and an empty line, then closes.
 //!
+//! Lane counters come from `show stat` (the same counters HAProxy's
+//! Prometheus exporter shows): per server, responses by status class,
+//! connection errors and broken-off responses, summed per lane.
+//!
 //! The names in the commands are the deployment's, checked by
 //! `EngineTarget::validate` to hold only letters, digits, `.`, `_` and `-`:
 //! no name can end a command or start another.
@@ -16,7 +20,7 @@ use futures::future::BoxFuture;
 use serin_core::traffic::engine::{EngineTarget, share};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Address, EngineError, TrafficEngine};
+use super::{Address, Counters, EngineError, TrafficEngine};
 
 /// How long one command may take, connection included.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -81,6 +85,70 @@ impl Haproxy {
     }
 }
 
+/// Sums `show stat` CSV rows of `target`'s servers into lane counters.
+/// HAProxy quotes nothing in this CSV; the columns read here all come before
+/// the free-text ones (check descriptions) that could hold a comma.
+pub fn lane_counters(csv: &str, target: &EngineTarget) -> Result<[Counters; 2], String> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .and_then(|h| h.strip_prefix("# "))
+        .ok_or("show stat answered without its header")?
+        .split(',')
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(format!("show stat has no column {name}"))
+    };
+    let (px, sv) = (col("pxname")?, col("svname")?);
+    let answered: Vec<usize> = [
+        "hrsp_1xx",
+        "hrsp_2xx",
+        "hrsp_3xx",
+        "hrsp_4xx",
+        "hrsp_5xx",
+        "hrsp_other",
+    ]
+    .iter()
+    .map(|c| col(c))
+    .collect::<Result<_, _>>()?;
+    let (e5, econ, eresp) = (col("hrsp_5xx")?, col("econ")?, col("eresp")?);
+    let mut lanes = [Counters::default(); 2];
+    let mut found = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(px) != Some(&target.backend.as_str()) {
+            continue;
+        }
+        let Some(server) = f.get(sv) else { continue };
+        let lane = if target.stable.iter().any(|s| s == server) {
+            0
+        } else if target.canary.iter().any(|s| s == server) {
+            1
+        } else {
+            continue;
+        };
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        found += 1;
+        lanes[lane].add(Counters {
+            requests: answered.iter().map(|i| n(*i)).sum::<u64>() + n(eresp),
+            errors_5xx: n(e5),
+            errors_connect: n(econ),
+            errors_response: n(eresp),
+        });
+    }
+    if found < target.stable.len() + target.canary.len() {
+        return Err(format!(
+            "show stat lists {found} of backend {}'s {} servers",
+            target.backend,
+            target.stable.len() + target.canary.len()
+        ));
+    }
+    Ok(lanes)
+}
+
 impl TrafficEngine for Haproxy {
     fn apply<'a>(
         &'a self,
@@ -140,6 +208,22 @@ impl TrafficEngine for Haproxy {
                 }
             }
             Ok(share(stable, canary))
+        }
+        .boxed()
+    }
+
+    fn counters<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+    ) -> BoxFuture<'a, Result<Option<[Counters; 2]>, EngineError>> {
+        async move {
+            let csv = self.run("show stat").await?.join("\n\n");
+            lane_counters(&csv, target)
+                .map(Some)
+                .map_err(|said| EngineError::Refused {
+                    engine: self.name.clone(),
+                    said,
+                })
         }
         .boxed()
     }

@@ -22,6 +22,7 @@ use crate::App;
 
 pub mod haproxy;
 pub mod nginx;
+pub mod telemetry;
 
 /// What went wrong talking to an engine.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,50 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         &'a self,
         target: &'a EngineTarget,
     ) -> BoxFuture<'a, Result<Option<u8>, EngineError>>;
+
+    /// Each lane's counters since the engine started (stable, canary), where
+    /// the engine keeps them; `None` where it doesn't.
+    fn counters<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+    ) -> BoxFuture<'a, Result<Option<[Counters; 2]>, EngineError>> {
+        let _ = target;
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A lane's counters as an engine keeps them: totals that only grow (until
+/// the engine restarts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests answered or failed.
+    pub requests: u64,
+    /// Answers with a 5xx status.
+    pub errors_5xx: u64,
+    /// Connections to the server that failed.
+    pub errors_connect: u64,
+    /// Answers that broke off or timed out.
+    pub errors_response: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(&mut self, o: Counters) {
+        self.requests += o.requests;
+        self.errors_5xx += o.errors_5xx;
+        self.errors_connect += o.errors_connect;
+        self.errors_response += o.errors_response;
+    }
+
+    /// What grew since `before`; `None` when a counter went down (the engine
+    /// restarted: its totals began again).
+    fn since(self, before: Counters) -> Option<Counters> {
+        Some(Counters {
+            requests: self.requests.checked_sub(before.requests)?,
+            errors_5xx: self.errors_5xx.checked_sub(before.errors_5xx)?,
+            errors_connect: self.errors_connect.checked_sub(before.errors_connect)?,
+            errors_response: self.errors_response.checked_sub(before.errors_response)?,
+        })
+    }
 }
 
 /// Where an engine listens: `unix:/path` or `tcp:host:port`.

@@ -13,6 +13,11 @@ use crate::app::TestApp;
 
 /// An HTTP/1.1 upstream that answers every request with `body`.
 async fn upstream(body: &'static str) -> u16 {
+    upstream_with(200, body).await
+}
+
+/// An HTTP/1.1 upstream that answers every request with `status` and `body`.
+async fn upstream_with(status: u16, body: &'static str) -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -24,7 +29,7 @@ async fn upstream(body: &'static str) -> u16 {
                         return;
                     }
                     let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     if s.write_all(answer.as_bytes()).await.is_err() {
@@ -367,4 +372,72 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
         "{conf}"
     );
     app.stop().await;
+}
+
+/// Requests through `port` every few milliseconds until the flag is set.
+fn load(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = client.get(format!("http://127.0.0.1:{port}/")).send().await;
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+    })
+}
+
+/// A rollout split by HAProxy, judged from HAProxy's own counters (`show
+/// stat`, turned into lane seconds): a canary answering 5xx is rolled back
+/// within a minute, and an identical one goes through its analysis to 100%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_counters_feed_the_judges() {
+    for (canary_status, want) in [(500u16, "rolled back"), (200, "promoted")] {
+        let stable = upstream("stable").await;
+        let canary = upstream_with(canary_status, "canary").await;
+        let Some(h) = haproxy(stable, canary).await else {
+            return;
+        };
+        let spec = format!("edge=haproxy:unix:{}", h.socket().display());
+        let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let loader = load(h.port, stop.clone());
+        let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+            "min_duration": "0s", "auto_promotion": true,
+            "engine": {"engine": "edge", "backend": "app", "stable": ["s1"], "canary": ["c1"]},
+            "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "15s"}}, {"set_weight": 100}]}});
+        let (st, d) = app.post("/api/v1/canary/deployments", body).await;
+        assert_eq!(st, 201, "{d}");
+        let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+        let t0 = std::time::Instant::now();
+        let ended = app
+            .until(&path, Duration::from_secs(60), |d| d["status"] != "active")
+            .await;
+        eprintln!(
+            "canary answering {canary_status}: {} after {:?}: {}",
+            ended["status"],
+            t0.elapsed(),
+            ended["status_reason"]
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = loader.await;
+        match want {
+            "rolled back" => {
+                assert_eq!(ended["current_percent"], 0, "{ended}");
+                assert!(
+                    ended["status"] == "failed" || ended["status"] == "rolling_back",
+                    "{ended}"
+                );
+            }
+            _ => assert_eq!(ended["status"], "completed", "{ended}"),
+        }
+        if want == "rolled back" {
+            // The lane seconds the judges saw came from HAProxy's counters.
+            let (_, m) = app.get(&format!("{path}/metrics")).await;
+            assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
+            assert!(m["stable"]["success_count"].as_u64() > Some(0), "{m}");
+        }
+        app.stop().await;
+    }
 }
