@@ -499,7 +499,7 @@ async fn reconcile(
     if let Some(target) = &d.engine
         && d.status.is_live()
     {
-        observed.engine_share = engine_in_effect(state, target, d.current_percent).await;
+        observed.engine_share = engine_in_effect(state, d, target).await;
     }
     let need = rollout::need(d, now);
     if d.status == DeploymentStatus::Active
@@ -599,9 +599,10 @@ async fn reconcile(
 /// runs out).
 async fn engine_in_effect(
     state: &App,
+    d: &Deployment,
     target: &serin_core::traffic::engine::EngineTarget,
-    percent: u8,
 ) -> Option<u8> {
+    let percent = d.current_percent;
     let engine = match state.config.engines.get(&target.engine) {
         Ok(e) => e,
         Err(e) => {
@@ -612,7 +613,15 @@ async fn engine_in_effect(
     let want = target.share(percent);
     let read = match engine.read_back(target).await {
         Ok(share) if share == Some(want) => return share,
-        Ok(_) => engine.apply(target, percent).await,
+        Ok(share) => {
+            // Changed since this tick read it (a person ended it, or moved
+            // it)? Then what it holds now is put in effect by whoever changed
+            // it, and this tick must not put the older share back.
+            match state.store.get_deployment(&d.id).await {
+                Ok(now) if now.revision == d.revision => engine.apply(target, percent).await,
+                _ => return share,
+            }
+        }
         Err(e) => Err(e),
     };
     match read {

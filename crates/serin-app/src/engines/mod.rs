@@ -200,15 +200,19 @@ pub fn admit(
 const FOLLOW_TRIES: u32 = 20;
 
 /// Puts a deployment's canary share in effect on its engine, in the
-/// background: after it starts, after a change by hand, and after it ends
-/// (promoted: 100%, rolled back: 0%). Each try reads the deployment again
+/// background: after it ends (promoted: 100%, rolled back: 0%), and, for a
+/// deployment without a rollout plan, after it starts and after a change by
+/// hand (a live rollout's engine is read back and put right by the leader's
+/// controller every tick). Each try reads the deployment again
 /// (so the newest share wins over an older follow or a tick still applying
 /// what it read before the change), applies its share, waits, and reads the
 /// engine back; it stops once the engine reports that share, or after 20
 /// tries (logged). A live rollout is also read back and put right every tick
 /// by the leader's controller.
 pub fn follow(app: &App, d: &Deployment) {
-    if d.engine.is_none() {
+    // A live rollout's engine is the controller's alone: a follow racing its
+    // tick could put an older share back after the tick's newer one.
+    if d.engine.is_none() || (d.status.is_live() && d.rollout.is_some()) {
         return;
     }
     let (app, id) = (app.clone(), d.id.clone());

@@ -180,7 +180,11 @@ impl TrafficEngine for Nginx {
             let old_conf = tokio::fs::read_to_string(&conf).await.ok();
             let old_probe = tokio::fs::read_to_string(&probe).await.ok();
             if old_conf.as_deref() == Some(&new_conf) && old_probe.as_deref() == Some(&new_probe) {
-                // Already rendered: a reload makes sure nginx runs it.
+                // Already rendered. Reload only if nginx isn't running it yet
+                // (a reload restarts the workers' balancing and connections).
+                if self.read_back(target).await.ok().flatten() == Some(target.share(percent)) {
+                    return Ok(());
+                }
                 return self.nginx(&["-s", "reload"]).await;
             }
             let io = |e: std::io::Error| {

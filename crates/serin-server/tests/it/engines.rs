@@ -197,6 +197,9 @@ async fn haproxy_follows_a_rollout_through_its_runtime_api() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // It holds: no tick that read the rollout before it ended puts 20% back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(weight(&h, "c1").await.starts_with("0 "));
     assert_eq!(canary_answers(h.port, 20).await, 0);
     app.stop().await;
 }
@@ -365,6 +368,9 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // It holds: no tick that read the rollout before it ended puts 20% back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(probe(&n).await.trim(), "1 0");
     assert_eq!(canary_answers(n.port, 20).await, 0);
     let conf = std::fs::read_to_string(n.dir.path().join("serin/app.conf")).unwrap();
     assert!(
