@@ -611,18 +611,20 @@ async fn engine_in_effect(
         }
     };
     let want = target.share(percent);
-    let read = match engine.read_back(target).await {
-        Ok(share) if share == Some(want) => return share,
-        Ok(share) => {
-            // Changed since this tick read it (a person ended it, or moved
-            // it)? Then what it holds now is put in effect by whoever changed
-            // it, and this tick must not put the older share back.
-            match state.store.get_deployment(&d.id).await {
-                Ok(now) if now.revision == d.revision => engine.apply(target, percent).await,
-                _ => return share,
-            }
-        }
-        Err(e) => Err(e),
+    // A read that fails (an engine not set up for this backend yet, say: no
+    // probe file) still leads to an apply.
+    let seen = engine.read_back(target).await;
+    if let Ok(share) = &seen
+        && *share == Some(want)
+    {
+        return *share;
+    }
+    // Changed since this tick read it (a person ended or moved it)? Then
+    // the next tick, or the follow-up of its end, puts what it holds now in
+    // effect: this tick must not put the older share back.
+    let read = match state.store.get_deployment(&d.id).await {
+        Ok(now) if now.revision == d.revision => engine.apply(target, percent).await,
+        _ => return seen.ok().flatten(),
     };
     match read {
         Ok(()) => match engine.read_back(target).await {

@@ -224,7 +224,7 @@ fn main() {
         let mut engines = Engines::default();
         engines.add_spec(&format!("edge=haproxy:unix:{d}/admin.sock")).unwrap();
         engines
-            .add_spec(&format!("web=nginx:{d}/serin?probe=127.0.0.1:{probe}&conf={d}/nginx.conf"))
+            .add_spec(&format!("web=nginx:{d}/serin?probe=127.0.0.1:{probe}&backends=app&conf={d}/nginx.conf"))
             .unwrap();
         let target = |engine: &str, stable: String, canary: String| EngineTarget {
             engine: engine.into(),

@@ -243,10 +243,11 @@ pub struct UpArgs {
     /// An external traffic engine deployments may name, as NAME=KIND:ADDRESS:
     /// `edge=haproxy:unix:/run/haproxy/admin.sock` or
     /// `edge=haproxy:tcp:127.0.0.1:9999` (HAProxy's runtime API at admin
-    /// level); `web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099` (files nginx
-    /// includes, and the listener of its probe locations; add `&conf=PATH` for
-    /// a configuration other than nginx's default). Repeat, or comma-separate
-    /// in the variable.
+    /// level; `?backends=a+b` limits the backends deployments may name);
+    /// `web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099&backends=app` (files
+    /// nginx includes, the listener of its probe locations and the upstreams
+    /// Serin may write; add `&conf=PATH` for a configuration other than
+    /// nginx's default). Repeat the flag for several.
     #[arg(
         long = "traffic-engine",
         env = "SERIN_TRAFFIC_ENGINES",

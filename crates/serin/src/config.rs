@@ -570,6 +570,30 @@ mod tests {
     }
 
     #[test]
+    fn traffic_engines_are_named_with_their_backends() {
+        let mut a = up();
+        a.traffic_engines = vec![
+            "edge=haproxy:unix:/run/haproxy/admin.sock?backends=app+api".into(),
+            "web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099&backends=app".into(),
+        ];
+        let s = settings(&a).unwrap();
+        assert_eq!(s.server.engines.names(), ["edge", "web"]);
+        for bad in [
+            "edge=traefik:x",
+            "edge=haproxy:unix:/x?backends=a/b",
+            "web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099",
+            "no equals",
+        ] {
+            a.traffic_engines = vec![bad.into()];
+            let errors = settings(&a).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with("traffic_engine: ")),
+                "{bad}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn check_targets_are_named_urls_whose_secrets_are_never_echoed() {
         let mut a = up();
         a.check_targets = vec!["main=postgres://monitor:pw@db:5432/app".into()];

@@ -32,15 +32,26 @@ const MAX_ANSWER: u64 = 64 * 1024;
 pub struct Haproxy {
     name: String,
     address: Address,
+    /// The backends deployments may name (`None`: any).
+    backends: Option<Vec<String>>,
 }
 
 impl Haproxy {
-    /// The runtime API at `address`, known as `name`.
-    pub fn new(name: &str, address: Address) -> Self {
-        Haproxy {
+    /// Parses `unix:/path` or `tcp:host:port`, optionally followed by
+    /// `?backends=a+b` (the only backends deployments may name).
+    pub fn parse(name: &str, spec: &str) -> Result<Self, String> {
+        let (address, backends) = match spec.split_once('?') {
+            Some((a, q)) => match q.strip_prefix("backends=") {
+                Some(list) => (a, Some(super::backends_of(list)?)),
+                None => return Err(format!("{q}: haproxy takes ?backends=a+b")),
+            },
+            None => (spec, None),
+        };
+        Ok(Haproxy {
             name: name.to_string(),
-            address,
-        }
+            address: address.parse()?,
+            backends,
+        })
     }
 
     fn unreachable(&self, why: impl std::fmt::Display) -> EngineError {
@@ -72,6 +83,9 @@ impl Haproxy {
             .await
             .map_err(|_| self.unreachable(format!("no answer within {TIMEOUT:?}")))?
             .map_err(|e| self.unreachable(e))?;
+        if answer.len() as u64 >= MAX_ANSWER {
+            return Err(self.unreachable(format!("an answer longer than {MAX_ANSWER} bytes")));
+        }
         let text = String::from_utf8_lossy(&answer);
         Ok(text.split("\n\n").map(|a| a.trim().to_string()).collect())
     }
@@ -150,6 +164,12 @@ pub fn lane_counters(csv: &str, target: &EngineTarget) -> Result<[Counters; 2], 
 }
 
 impl TrafficEngine for Haproxy {
+    fn allows(&self, backend: &str) -> bool {
+        self.backends
+            .as_ref()
+            .is_none_or(|b| b.iter().any(|x| x == backend))
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
@@ -217,7 +237,11 @@ impl TrafficEngine for Haproxy {
         target: &'a EngineTarget,
     ) -> BoxFuture<'a, Result<Option<[Counters; 2]>, EngineError>> {
         async move {
-            let csv = self.run("show stat").await?.join("\n\n");
+            // Only this backend's servers (type 4): the answer stays small.
+            let csv = self
+                .run(&format!("show stat {} 4 -1", target.backend))
+                .await?
+                .join("\n\n");
             lane_counters(&csv, target)
                 .map(Some)
                 .map_err(|said| EngineError::Refused {

@@ -63,6 +63,17 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         target: &'a EngineTarget,
     ) -> BoxFuture<'a, Result<Option<u8>, EngineError>>;
 
+    /// Whether deployments may name `backend` on this engine (the operator's
+    /// `backends=` list; every backend when the operator gave none).
+    fn allows(&self, backend: &str) -> bool;
+
+    /// Whether the lanes' servers are addresses the engine will connect to
+    /// (nginx: `host:port`) rather than names the engine already knows
+    /// (HAProxy): addresses are judged by the outbound policy.
+    fn servers_are_addresses(&self) -> bool {
+        false
+    }
+
     /// Each lane's counters since the engine started (stable, canary), where
     /// the engine keeps them; `None` where it doesn't.
     fn counters<'a>(
@@ -141,8 +152,10 @@ impl std::str::FromStr for Address {
 pub struct Engines(BTreeMap<String, Arc<dyn TrafficEngine>>);
 
 impl Engines {
-    /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or `haproxy:tcp:host:port`
-    /// (the runtime API), `nginx:DIR?probe=HOST:PORT[&conf=PATH]` (see [`nginx`]).
+    /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or
+    /// `haproxy:tcp:host:port` (the runtime API; `?backends=a+b` limits the
+    /// backends deployments may name), `nginx:DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`
+    /// (see [`nginx`]).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
             .split_once('=')
@@ -152,7 +165,7 @@ impl Engines {
             .split_once(':')
             .ok_or_else(|| format!("{spec}: a traffic engine is NAME=KIND:ADDRESS"))?;
         let engine: Arc<dyn TrafficEngine> = match kind {
-            "haproxy" => Arc::new(haproxy::Haproxy::new(name, address.parse()?)),
+            "haproxy" => Arc::new(haproxy::Haproxy::parse(name, address)?),
             "nginx" => Arc::new(nginx::Nginx::parse(name, address)?),
             other => return Err(format!("{other}: the traffic engines are: haproxy, nginx")),
         };
@@ -175,17 +188,20 @@ impl Engines {
     }
 }
 
-/// Refuses a deployment that names an engine this server doesn't drive.
-pub fn admit(
-    config: &crate::config::Config,
+/// Refuses a deployment whose engine this server doesn't drive, whose
+/// backend the operator didn't list for it, or whose servers (where they are
+/// addresses) the outbound policy denies.
+pub async fn admit(
+    app: &App,
     target: Option<&EngineTarget>,
 ) -> Result<(), serin_core::DomainError> {
     let Some(target) = target else {
         return Ok(());
     };
-    config.engines.get(&target.engine).map(|_| ()).map_err(|_| {
-        let known = config.engines.names().join(", ");
-        serin_core::DomainError::invalid(
+    let invalid = serin_core::DomainError::invalid;
+    let engine = app.config.engines.get(&target.engine).map_err(|_| {
+        let known = app.config.engines.names().join(", ");
+        invalid(
             "engine.engine",
             format!(
                 "no traffic engine {} on this server (it has: {})",
@@ -193,7 +209,40 @@ pub fn admit(
                 if known.is_empty() { "none" } else { &known }
             ),
         )
-    })
+    })?;
+    if !engine.allows(&target.backend) {
+        return Err(invalid(
+            "engine.backend",
+            format!(
+                "engine {} doesn't drive backend {} (the operator's list)",
+                target.engine, target.backend
+            ),
+        ));
+    }
+    if engine.servers_are_addresses() {
+        for (field, servers) in [
+            ("engine.stable", &target.stable),
+            ("engine.canary", &target.canary),
+        ] {
+            for s in servers {
+                app.outbound
+                    .admit(s)
+                    .await
+                    .map_err(|why| invalid(field, format!("{s}: {why}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `backends=a+b` list of an engine's spec (none: every backend). `+`
+/// separates, since `,` separates engines in `SERIN_TRAFFIC_ENGINES`.
+pub(crate) fn backends_of(list: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = list.split('+').map(str::to_string).collect();
+    for n in &names {
+        serin_core::validate::validate_name("backends", n).map_err(|e| e.to_string())?;
+    }
+    Ok(names)
 }
 
 /// How many times [`follow`] puts a share in effect before it gives up.

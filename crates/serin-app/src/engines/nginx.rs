@@ -45,36 +45,45 @@ pub struct Nginx {
     probe: String,
     /// The main configuration (`nginx -c`), when not nginx's default.
     conf: Option<PathBuf>,
-    /// One change at a time: files, test and reload together.
-    changing: tokio::sync::Mutex<()>,
+    /// The backends deployments may name: the only files Serin writes.
+    backends: Vec<String>,
+    /// One change at a time (files, test and reload together), and when each
+    /// backend's unchanged files were last reloaded for a probe that disagreed.
+    changing: tokio::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     client: reqwest::Client,
 }
 
 impl Nginx {
-    /// Parses `DIR?probe=HOST:PORT[&conf=PATH]`.
+    /// Parses `DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`.
     pub fn parse(name: &str, spec: &str) -> Result<Nginx, String> {
+        let usage = "nginx needs DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]";
         let (dir, query) = spec
             .split_once('?')
-            .ok_or_else(|| format!("{spec}: nginx needs DIR?probe=HOST:PORT[&conf=PATH]"))?;
+            .ok_or_else(|| format!("{spec}: {usage}"))?;
         if dir.is_empty() {
             return Err("nginx needs the directory its configuration includes".into());
         }
-        let (mut probe, mut conf) = (None, None);
+        let (mut probe, mut conf, mut backends) = (None, None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("probe", p)) if p.contains(':') => probe = Some(p.to_string()),
                 Some(("conf", c)) if !c.is_empty() => conf = Some(PathBuf::from(c)),
-                _ => return Err(format!("{pair}: nginx takes probe=HOST:PORT and conf=PATH")),
+                Some(("backends", b)) => backends = Some(super::backends_of(b)?),
+                _ => return Err(format!("{pair}: {usage}")),
             }
         }
         let probe =
             probe.ok_or("nginx needs probe=HOST:PORT (the listener of the probe locations)")?;
+        // Serin writes BACKEND.conf for each: the operator says which.
+        let backends =
+            backends.ok_or("nginx needs backends=a+b (the upstreams Serin may write)")?;
         Ok(Nginx {
             name: name.to_string(),
             dir: PathBuf::from(dir),
             probe,
             conf,
-            changing: tokio::sync::Mutex::new(()),
+            backends,
+            changing: tokio::sync::Mutex::new(Default::default()),
             client: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
                 .no_proxy()
@@ -168,23 +177,47 @@ async fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 impl TrafficEngine for Nginx {
+    fn allows(&self, backend: &str) -> bool {
+        self.backends.iter().any(|b| b == backend)
+    }
+
+    fn servers_are_addresses(&self) -> bool {
+        true
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
         percent: u8,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
-            let _one = self.changing.lock().await;
+            if !self.allows(&target.backend) {
+                return Err(self.refused(format!(
+                    "backend {} is not in the engine's list",
+                    target.backend
+                )));
+            }
+            let mut reloaded = self.changing.lock().await;
             let (conf, probe) = self.files(&target.backend);
             let (new_conf, new_probe) = render(target, percent);
             let old_conf = tokio::fs::read_to_string(&conf).await.ok();
             let old_probe = tokio::fs::read_to_string(&probe).await.ok();
             if old_conf.as_deref() == Some(&new_conf) && old_probe.as_deref() == Some(&new_probe) {
-                // Already rendered. Reload only if nginx isn't running it yet
-                // (a reload restarts the workers' balancing and connections).
+                // Already rendered. Reload only if nginx isn't running it yet,
+                // and not again within 5 s (a reload restarts the workers'
+                // balancing and closes idle client connections; a slow reload
+                // is still under way).
                 if self.read_back(target).await.ok().flatten() == Some(target.share(percent)) {
                     return Ok(());
                 }
+                let now = std::time::Instant::now();
+                if reloaded
+                    .get(&target.backend)
+                    .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(5))
+                {
+                    return Ok(());
+                }
+                reloaded.insert(target.backend.clone(), now);
                 return self.nginx(&["-s", "reload"]).await;
             }
             let io = |e: std::io::Error| {
@@ -252,11 +285,17 @@ mod tests {
         assert!(conf.contains("server 10.0.0.3:80 down;"), "{conf}");
         assert!(Nginx::parse("web", "/etc/nginx/serin").is_err());
         assert!(Nginx::parse("web", "/etc/nginx/serin?conf=/x").is_err());
+        assert!(
+            Nginx::parse("web", "/etc/nginx/serin?probe=127.0.0.1:8099").is_err(),
+            "no backends"
+        );
+        assert!(Nginx::parse("web", "/etc/nginx/serin?probe=127.0.0.1:8099&backends=a/b").is_err());
         let n = Nginx::parse(
             "web",
-            "/etc/nginx/serin?probe=127.0.0.1:8099&conf=/etc/nginx/nginx.conf",
+            "/etc/nginx/serin?probe=127.0.0.1:8099&backends=app+web&conf=/etc/nginx/nginx.conf",
         )
         .unwrap();
+        assert!(n.allows("app") && n.allows("web") && !n.allows("default"));
         assert_eq!(
             (n.probe.as_str(), n.conf.as_deref()),
             ("127.0.0.1:8099", Some(Path::new("/etc/nginx/nginx.conf")))

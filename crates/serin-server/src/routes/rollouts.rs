@@ -515,7 +515,8 @@ pub async fn create_group(
         }
         crate::releaser::check_unmanaged(&state, &who.actor(), &t, &format!("targets[{i}]."))
             .await?;
-        crate::engines::admit(&state.config, t.engine.as_ref())
+        crate::engines::admit(&state, t.engine.as_ref())
+            .await
             .map_err(|e| e.under(&format!("targets[{i}]")))?;
         let t = NewDeployment {
             rollout: Some(new.rollout.clone()),

@@ -329,10 +329,41 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
     };
     let d = n.dir.path().display().to_string();
     let spec = format!(
-        "web=nginx:{d}/serin?probe=127.0.0.1:{}&conf={d}/nginx.conf",
+        "web=nginx:{d}/serin?probe=127.0.0.1:{}&backends=app&conf={d}/nginx.conf",
         n.probe
     );
-    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let app = TestApp::start_with(move |c| {
+        c.engines.add_spec(&spec).unwrap();
+        // The upstreams are on this machine: loopback allowed, as an operator would.
+        c.outbound = serin_server::outbound::policy::Policy::new(
+            vec!["127.0.0.0/8".parse().unwrap()],
+            vec![],
+        );
+    })
+    .await;
+    // Servers are judged by the outbound policy, backends by the operator's list.
+    for (engine, field) in [
+        (
+            json!({"engine": "web", "backend": "app", "stable": ["169.254.169.254:80"], "canary": ["127.0.0.1:1"]}),
+            "engine.stable",
+        ),
+        (
+            json!({"engine": "web", "backend": "default", "stable": ["127.0.0.1:1"], "canary": ["127.0.0.1:2"]}),
+            "engine.backend",
+        ),
+    ] {
+        let (st, e) = app
+            .post(
+                "/api/v1/canary/deployments",
+                json!({"queue_name": "refused", "stable_version": "1", "canary_version": "2", "engine": engine}),
+            )
+            .await;
+        assert_eq!(
+            (st, e["details"]["field"].as_str()),
+            (400, Some(field)),
+            "{e}"
+        );
+    }
     assert_eq!(canary_answers(n.port, 10).await, 0);
     let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
         "engine": {"engine": "web", "backend": "app",
