@@ -10,9 +10,14 @@
 //!
 //! With `--postgres`, the store is a fresh schema of `SERIN_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`) and the tick runs as
-//! the leader's does: over a store fenced by the lease's epoch.
+//! the leader's does: over a store fenced by the lease's epoch. `--followers N`
+//! (with `--postgres`) also starts N real `serin up` replicas on the same schema
+//! before the timed ticks: they find the lease held and serve as followers
+//! (heartbeats, election attempts, the change feed on `LISTEN/NOTIFY`), so the
+//! tick is timed beside them as in a three-replica cluster. The binary is
+//! `SERIN_BIN`, else `target/release/serin` (build it first).
 //!
-//! `cargo bench -p serin-server --bench controller [-- --deployments N --seconds S --postgres]`
+//! `cargo bench -p serin-server --bench controller [-- --deployments N --seconds S --postgres [--followers N]]`
 
 use std::time::{Duration, Instant};
 
@@ -70,7 +75,57 @@ async fn postgres_schema() -> String {
     format!("{base}{sep}options=-csearch_path%3D{schema}")
 }
 
-async fn setup(n: usize, mixed: bool, postgres: bool) -> (AppState, tempfile::TempDir) {
+/// Real `serin up` processes on the database `url`, killed when dropped.
+struct Followers(Vec<std::process::Child>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `n` replicas of `serin up` on `url`; returns once each listens.
+fn start_followers(n: usize, url: &str) -> Followers {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = std::env::var("SERIN_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/serin").into()
+    });
+    let mut followers = Followers(Vec::new());
+    for i in 0..n {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut child = Command::new(&bin)
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", url, "--name", &format!("follower-{i}")])
+            .env("SERIN_LOG", "error")
+            .env("SERIN_ADMIN_TOKEN", "bench-follower-admin-token-0123456789")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} (build it with `cargo build --release -p serin`): {e}")
+            });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        followers.0.push(child);
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("serin: listening on ") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("follower {i} exited before listening"),
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+    }
+    followers
+}
+
+async fn setup(n: usize, mixed: bool, postgres: bool) -> (AppState, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = if postgres {
         postgres_schema().await
@@ -137,11 +192,11 @@ async fn setup(n: usize, mixed: bool, postgres: bool) -> (AppState, tempfile::Te
         max_live_deployments: None,
         ..Default::default()
     };
-    (AppState::new(store, config), dir)
+    (AppState::new(store, config), dir, url)
 }
 
-async fn run(n: usize, seconds: usize, mixed: bool, postgres: bool) {
-    let (state, _dir) = setup(n, mixed, postgres).await;
+async fn run(n: usize, seconds: usize, mixed: bool, postgres: bool, followers: usize) {
+    let (state, _dir, url) = setup(n, mixed, postgres).await;
     // The leader's tick: its writes fenced by the lease's epoch.
     let epoch = state
         .store
@@ -153,6 +208,8 @@ async fn run(n: usize, seconds: usize, mixed: bool, postgres: bool) {
         app: state.app.fenced(epoch),
         ..state
     };
+    // Followers start after the lease is taken, so none of them leads.
+    let _followers = start_followers(followers, &url);
     // One tick to warm caches, not counted.
     serin_server::controller::tick(&state).await;
     let mut durations = Vec::with_capacity(seconds);
@@ -172,8 +229,13 @@ async fn run(n: usize, seconds: usize, mixed: bool, postgres: bool) {
     }
     let read_live = t.elapsed().as_secs_f64() * 100.0;
     durations.sort_by(f64::total_cmp);
+    let beside = if followers > 0 {
+        format!(" (+{followers} follower replicas)")
+    } else {
+        String::new()
+    };
     println!(
-        "{} {:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core; reading the live set alone {:.1} ms",
+        "{}{beside} {:<36} {n} deployments, {seconds} ticks: tick median {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU {:.1}% of one core; reading the live set alone {:.1} ms",
         state.store.backend(),
         if mixed {
             "mixed (1/4 pause, 1/2 analysis, 1/4 end):"
@@ -193,12 +255,17 @@ fn main() {
     let n = opt("--deployments", 1000);
     let seconds = opt("--seconds", 30);
     let postgres = std::env::args().any(|a| a == "--postgres");
+    let followers = opt("--followers", 0);
+    assert!(
+        followers == 0 || postgres,
+        "--followers needs --postgres: SQLite runs one replica"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        run(n, seconds, false, postgres).await;
-        run(n, seconds, true, postgres).await;
+        run(n, seconds, false, postgres, followers).await;
+        run(n, seconds, true, postgres, followers).await;
     });
 }
