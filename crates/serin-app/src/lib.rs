@@ -41,11 +41,13 @@ pub mod notes;
 pub mod notifier;
 pub mod outbound;
 pub mod probe;
+pub mod prometheus;
 pub mod releaser;
 pub mod routewatch;
 pub mod runtime;
 pub mod secrets;
 pub mod telemetry;
+pub mod verdict;
 
 pub use config::{Config, RateLimit};
 pub use error::{AppError, AppResult, Kind};

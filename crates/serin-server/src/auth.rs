@@ -142,6 +142,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/api/v1/proxy/routes" || path == "/api/v1/proxy/metrics" {
         return Some(Role::Proxy);
     }
+    // Flagger's webhooks are POSTs that only read a verdict.
+    if path.starts_with(crate::routes::integrations::FLAGGER_PREFIX) {
+        return Some(Role::Viewer);
+    }
     // Anyone signed in may see who they are and log out.
     if path == "/api/v1/users/me" || path == "/api/v1/auth/logout" {
         return Some(Role::Viewer);

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::auth::{authorize, presented_key, required_role};
 use crate::error::ApiError;
 use crate::rate::Verdict;
+use crate::routes::integrations::FLAGGER_PREFIX;
 use crate::state::AppState;
 
 /// See the module docs.
@@ -26,7 +27,22 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let client = crate::peer::client_address(peer, req.headers(), &state.config.trusted_proxies);
-    let key = presented_key(req.headers());
+    let mut key = presented_key(req.headers()).map(str::to_string);
+    if key.is_none() && req.uri().path().starts_with(FLAGGER_PREFIX) {
+        // Reading a body costs more than reading a header: a throttled
+        // address doesn't get that far.
+        if state.auth_failures.exhausted(&client, now) {
+            return too_many_failures();
+        }
+        match key_in_flagger_payload(req, state.config.body_timeout).await {
+            Ok((again, found)) => {
+                req = again;
+                key = found;
+            }
+            Err(refusal) => return refusal,
+        }
+    }
+    let key = key.as_deref();
     let cached = state.auth.cached(key);
     // A recently verified key passes even from a throttled address (so a flood from
     // a shared address doesn't lock its real users out); anything that would need a
@@ -83,6 +99,23 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         stamp(&mut resp, v);
     }
     resp
+}
+
+/// Flagger's webhooks can't carry headers, so their key may come in the
+/// payload's `metadata.api_key`. Reads the body as every body is read (at
+/// most 64 KiB here, within the body timeout) and puts it back.
+async fn key_in_flagger_payload(
+    req: Request,
+    within: std::time::Duration,
+) -> Result<(Request, Option<String>), Response> {
+    let (parts, bytes) = crate::buffered(req, 64 * 1024, within).await?;
+    let key = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.pointer("/metadata/api_key")?.as_str().map(str::to_string));
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        key,
+    ))
 }
 
 fn too_many_failures() -> Response {

@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::cluster::router())
+        .merge(routes::integrations::router())
         .merge(routes::products::router())
         .merge(routes::releases::router())
         .merge(routes::signals::router())
@@ -105,6 +106,41 @@ pub fn app(state: AppState) -> Router {
 /// a client that sends its body slowly, a byte now and then, is answered 408
 /// and the connection is freed, where a per-read timeout would let it hold
 /// the connection for as long as it keeps dripping.
+/// Reads a request's whole body, at most `limit` bytes within `within`:
+/// 413 past the limit, 408 (closing the connection) past the time.
+pub(crate) async fn buffered(
+    req: axum::extract::Request,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<(axum::http::request::Parts, axum::body::Bytes), axum::response::Response> {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(within, read).await {
+        Ok(Ok(b)) => Ok((parts, b)),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(extract::body_unreadable(too_large, e.to_string()).into_response())
+        }
+        Err(_) => {
+            let mut resp = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BODY_TIMEOUT",
+                format!(
+                    "the request body did not arrive within {}s",
+                    within.as_secs()
+                ),
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            Err(resp)
+        }
+    }
+}
+
 async fn read_body_in_time(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -117,31 +153,9 @@ async fn read_body_in_time(
     ) {
         return next.run(req).await;
     }
-    let (parts, body) = req.into_parts();
-    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
-    let bytes = match tokio::time::timeout(state.config.body_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return extract::body_unreadable(too_large, e.to_string()).into_response();
-        }
-        Err(_) => {
-            let mut resp = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "BODY_TIMEOUT",
-                format!(
-                    "the request body did not arrive within {}s",
-                    state.config.body_timeout.as_secs()
-                ),
-            )
-            .into_response();
-            resp.headers_mut().insert(
-                header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            return resp;
-        }
+    let (parts, bytes) = match buffered(req, MAX_BODY_BYTES, state.config.body_timeout).await {
+        Ok(read) => read,
+        Err(refusal) => return refusal,
     };
     next.run(axum::extract::Request::from_parts(
         parts,

@@ -11,8 +11,8 @@ use utoipa::openapi::path::Operation;
 
 use crate::error::ErrorBody;
 use crate::routes::{
-    admin_canary, api_keys, audit, canary, cluster, deployments, environments, health, products,
-    proxies, releases, rollouts, secrets, signals, users, workers,
+    admin_canary, api_keys, audit, canary, cluster, deployments, environments, health,
+    integrations, products, proxies, releases, rollouts, secrets, signals, users, workers,
 };
 
 /// Seed-compatible routes: (alias path, canonical path, lower-case method).
@@ -32,6 +32,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
     info(title = "Serin", description = "Canary releases: products, releases, signals, canary deployments, workers. Every route but health, readiness and this document needs an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)."),
     paths(
         health::health, health::ready, cluster::show,
+        integrations::show, integrations::flagger,
         products::create, products::list, products::show,
         releases::create, releases::create_for_product, releases::list, releases::latest,
         releases::show, releases::update, releases::list_all, releases::delete_release,
@@ -70,6 +71,7 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "auth", description = "API keys, users and sessions"),
         (name = "secrets", description = "Values plans name (`secret:NAME`) and nobody reads back; admins only"),
         (name = "proxy", description = "Route sets and lane metrics for `serin proxy` instances"),
+        (name = "integrations", description = "Serin as the judge of Argo Rollouts (`web` metric provider) and Flagger (webhooks)"),
     )
 )]
 struct ApiDoc;

@@ -10,6 +10,7 @@ pub mod deployments;
 pub mod docs;
 pub mod environments;
 pub mod health;
+pub mod integrations;
 pub mod products;
 pub mod proxies;
 pub mod releases;

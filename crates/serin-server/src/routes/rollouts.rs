@@ -167,27 +167,6 @@ fn health_of(d: &Deployment, j: Option<&Judgement>) -> (&'static str, Option<f64
     (health, confidence)
 }
 
-/// The judgement that decided an ended rollout: its rollback's, or its last
-/// analysis's.
-async fn deciding_judgement(state: &App, d: &Deployment) -> ApiResult<Option<Judgement>> {
-    let action = match d.status {
-        DeploymentStatus::Failed => "deployment_rolled_back",
-        DeploymentStatus::Completed => "analysis_completed",
-        _ => return Ok(None),
-    };
-    let filter = EventFilter {
-        deployment_id: Some(d.id.clone()),
-        action: Some(action.into()),
-        ..Default::default()
-    };
-    let events = state.store.list_events(&filter, 0, 1).await?;
-    Ok(events
-        .items
-        .first()
-        .and_then(|e| e.data.get("judgement"))
-        .and_then(|j| serde_json::from_value(j.clone()).ok()))
-}
-
 async fn view(state: &App, d: &Deployment) -> ApiResult<RolloutView> {
     let r = d.rollout.clone().ok_or_else(|| {
         ApiError::from(DomainError::invalid(
@@ -279,7 +258,7 @@ async fn view(state: &App, d: &Deployment) -> ApiResult<RolloutView> {
     let judgement = if running {
         state.controller.seen(&d.id).and_then(|s| s.judgement)
     } else {
-        deciding_judgement(state, d).await?
+        serin_app::verdict::deciding_judgement(state, d).await?
     };
     let until = d.completed_at.unwrap_or(now).min(now);
     let since = r.step_started_at.min(until);

@@ -44,6 +44,10 @@ fn least(method: &Method, path: &str) -> Least {
     if !read && path.starts_with("/api/v1/products/") && path.contains("/environments") {
         return Least::Admin;
     }
+    // Flagger's webhooks are POSTs that only read a verdict.
+    if path.starts_with("/api/v1/integrations/flagger/") {
+        return Least::Viewer;
+    }
     if read { Least::Viewer } else { Least::Engineer }
 }
 
