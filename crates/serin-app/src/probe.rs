@@ -502,31 +502,18 @@ async fn prometheus(outbound: &Outbound, spec: &HealthCheckSpec) -> Result<Strin
         .await
         .map_err(|e| crate::outbound::describe(&e))?;
     let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
+    let body = resp
+        .bytes()
         .await
-        .map_err(|_| format!("HTTP {}: not a Prometheus answer", status.as_u16()))?;
-    if body["status"] != "success" {
-        return Err(format!(
-            "query failed: {}",
-            body["error"].as_str().unwrap_or("unknown error")
-        ));
-    }
-    let data = &body["data"];
-    let sample = match data["resultType"].as_str() {
-        Some("vector") => data["result"].get(0).map(|s| &s["value"]),
-        Some("scalar") => Some(&data["result"]),
-        other => {
-            return Err(format!(
-                "a {} result has no single value",
-                other.unwrap_or("missing")
-            ));
-        }
-    };
-    let value: f64 = sample
-        .and_then(|v| v.get(1))
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.parse().ok())
+        .map_err(|e| crate::outbound::describe(&e))?;
+    let samples =
+        crate::prometheus::parse(&body).map_err(|e| match e.strip_prefix("Prometheus: ") {
+            Some(said) => format!("query failed: {said}"),
+            None => format!("HTTP {}: {e}", status.as_u16()),
+        })?;
+    let value = samples
+        .first()
+        .map(|s| s.value)
         .ok_or("the query returned no sample")?;
     let text = format!("value {value} {} {}", condition.op, condition.value);
     if condition.holds(value) {

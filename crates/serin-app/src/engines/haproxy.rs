@@ -5,9 +5,15 @@
 //! HAProxy applies them back to back; it answers each command with its
 //! output and an empty line, then closes.
 //!
-//! Lane counters come from `show stat` (the same counters HAProxy's
-//! Prometheus exporter shows): per server, responses by status class,
-//! connection errors and broken-off responses, summed per lane.
+//! Lane counters come from `show stat` on the same socket, or, with
+//! `prometheus=URL`, from HAProxy's built-in Prometheus exporter as a
+//! Prometheus server scraped it (`haproxy_server_http_responses_total` by
+//! `code`, `haproxy_server_connection_errors_total`,
+//! `haproxy_server_response_errors_total`, each scraped instance followed
+//! on its own and their growth summed): per server, responses by status
+//! class, connection errors and broken-off responses, summed per lane. Neither carries a latency
+//! distribution (the exporter's response time is an average over the last
+//! 1024 requests), so an HAProxy lane has no latency samples.
 //!
 //! The names in the commands are the deployment's, checked by
 //! `EngineTarget::validate` to hold only letters, digits, `.`, `_` and `-`:
@@ -28,30 +34,149 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_ANSWER: u64 = 64 * 1024;
 
 /// One HAProxy instance's runtime API.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Haproxy {
     name: String,
     address: Address,
     /// The backends deployments may name (`None`: any).
     backends: Option<Vec<String>>,
+    /// Where the lane counters are read, when not from the socket.
+    prometheus: Option<crate::prometheus::Prometheus>,
+    /// Through Prometheus: what each scraped instance last showed.
+    fleet: std::sync::Mutex<Fleet>,
+}
+
+/// The instances of a fleet of HAProxies as Prometheus shows them. Each
+/// instance's counters are followed on their own, so that one restarting, or
+/// missing a scrape and coming back, adds only what it grew by (or, after a
+/// restart, what it counted since), never its whole history at once.
+#[derive(Debug, Default)]
+struct Fleet {
+    /// Per (backend, instance): the lane totals it showed last.
+    last: std::collections::HashMap<(String, String), [Counters; 2]>,
+    /// Per backend: what every instance grew by since Serin first saw it.
+    grown: std::collections::HashMap<String, [Counters; 2]>,
 }
 
 impl Haproxy {
     /// Parses `unix:/path` or `tcp:host:port`, optionally followed by
-    /// `?backends=a+b` (the only backends deployments may name).
+    /// `?backends=a+b` (the only backends deployments may name) and
+    /// `prometheus=URL` (read lane counters from HAProxy's exporter there),
+    /// joined by `&`.
     pub fn parse(name: &str, spec: &str) -> Result<Self, String> {
-        let (address, backends) = match spec.split_once('?') {
-            Some((a, q)) => match q.strip_prefix("backends=") {
-                Some(list) => (a, Some(super::backends_of(list)?)),
-                None => return Err(format!("{q}: haproxy takes ?backends=a+b")),
-            },
-            None => (spec, None),
-        };
+        let (address, options) = spec.split_once('?').unwrap_or((spec, ""));
+        let (mut backends, mut prometheus) = (None, None);
+        for option in options.split('&').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                Some(("backends", list)) => backends = Some(super::backends_of(list)?),
+                Some(("prometheus", url)) => {
+                    prometheus = Some(crate::prometheus::Prometheus::new(url)?);
+                }
+                _ => {
+                    return Err(format!(
+                        "{option}: haproxy takes ?backends=a+b and prometheus=http://host:port"
+                    ));
+                }
+            }
+        }
         Ok(Haproxy {
             name: name.to_string(),
             address: address.parse()?,
             backends,
+            prometheus,
+            fleet: Default::default(),
         })
+    }
+
+    /// `target`'s lane counters as Prometheus last scraped them from
+    /// HAProxy's exporter: what the fleet grew by since Serin first saw each
+    /// instance (see [`Fleet`]). The three queries are evaluated at one time.
+    async fn scraped_counters(
+        &self,
+        p: &crate::prometheus::Prometheus,
+        target: &EngineTarget,
+    ) -> Result<[Counters; 2], String> {
+        let sel = format!("proxy=\"{}\"", crate::prometheus::quoted(&target.backend));
+        let at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let queries = [
+            format!(
+                "sum by (instance, server, code) (haproxy_server_http_responses_total{{{sel}}})"
+            ),
+            format!("sum by (instance, server) (haproxy_server_connection_errors_total{{{sel}}})"),
+            format!("sum by (instance, server) (haproxy_server_response_errors_total{{{sel}}})"),
+        ];
+        let (answered, connect, broken) = tokio::join!(
+            p.vector(&queries[0], at),
+            p.vector(&queries[1], at),
+            p.vector(&queries[2], at),
+        );
+        let lane_of = |labels: &std::collections::BTreeMap<String, String>| {
+            let server = labels.get("server")?;
+            if target.stable.contains(server) {
+                Some(0)
+            } else if target.canary.contains(server) {
+                Some(1)
+            } else {
+                None
+            }
+        };
+        let count = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v.round() as u64
+            } else {
+                0
+            }
+        };
+        let instance = |labels: &std::collections::BTreeMap<String, String>| {
+            labels.get("instance").cloned().unwrap_or_default()
+        };
+        let mut now: std::collections::BTreeMap<String, [Counters; 2]> = Default::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for s in answered? {
+            let Some(lane) = lane_of(&s.labels) else {
+                continue;
+            };
+            seen.insert(s.labels["server"].clone());
+            let c = &mut now.entry(instance(&s.labels)).or_default()[lane];
+            c.requests += count(s.value);
+            if s.labels.get("code").map(String::as_str) == Some("5xx") {
+                c.errors_5xx += count(s.value);
+            }
+        }
+        for s in connect? {
+            if let Some(lane) = lane_of(&s.labels) {
+                now.entry(instance(&s.labels)).or_default()[lane].errors_connect += count(s.value);
+            }
+        }
+        for s in broken? {
+            if let Some(lane) = lane_of(&s.labels) {
+                let c = &mut now.entry(instance(&s.labels)).or_default()[lane];
+                c.errors_response += count(s.value);
+                c.requests += count(s.value);
+            }
+        }
+        let wanted = target.stable.len() + target.canary.len();
+        if seen.len() < wanted {
+            return Err(format!(
+                "Prometheus has series for {} of backend {}'s {wanted} servers (does it scrape HAProxy's exporter?)",
+                seen.len(),
+                target.backend
+            ));
+        }
+        let mut fleet = self.fleet.lock().expect("fleet lock");
+        let Fleet { last, grown } = &mut *fleet;
+        let total = grown.entry(target.backend.clone()).or_default();
+        for (inst, lanes) in now {
+            let Some(before) = last.insert((target.backend.clone(), inst), lanes) else {
+                // First sight of this instance: its history is not new.
+                continue;
+            };
+            for (l, c) in lanes.iter().enumerate() {
+                // A counter that went down: the instance restarted.
+                total[l].add(c.since(before[l]).unwrap_or(*c));
+            }
+        }
+        Ok(*total)
     }
 
     fn unreachable(&self, why: impl std::fmt::Display) -> EngineError {
@@ -237,6 +362,13 @@ impl TrafficEngine for Haproxy {
         target: &'a EngineTarget,
     ) -> BoxFuture<'a, Result<Option<[Counters; 2]>, EngineError>> {
         async move {
+            if let Some(p) = &self.prometheus {
+                return self
+                    .scraped_counters(p, target)
+                    .await
+                    .map(Some)
+                    .map_err(|why| self.unreachable(why));
+            }
             // Only this backend's servers (type 4): the answer stays small.
             let csv = self
                 .run(&format!("show stat {} 4 -1", target.backend))

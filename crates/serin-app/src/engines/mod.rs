@@ -20,6 +20,7 @@ use serin_core::traffic::engine::EngineTarget;
 
 use crate::App;
 
+pub mod accesslog;
 pub mod haproxy;
 pub mod nginx;
 pub mod telemetry;
@@ -74,6 +75,18 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The lane seconds the engine recorded request by request (a tailed
+    /// access log) for the seconds before `before`, handed over once; `None`
+    /// where it keeps only counters.
+    fn lane_seconds<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+        before: i64,
+    ) -> BoxFuture<'a, Result<Option<Vec<LaneSecond>>, EngineError>> {
+        let _ = (target, before);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Each lane's counters since the engine started (stable, canary), where
     /// the engine keeps them; `None` where it doesn't.
     fn counters<'a>(
@@ -84,6 +97,10 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(None) })
     }
 }
+
+/// One lane's second as an engine recorded it: the lane, the Unix second,
+/// the figures.
+pub type LaneSecond = (serin_core::Lane, i64, accesslog::Second);
 
 /// A lane's counters as an engine keeps them: totals that only grow (until
 /// the engine restarts).

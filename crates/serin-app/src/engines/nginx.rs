@@ -47,6 +47,8 @@ pub struct Nginx {
     conf: Option<PathBuf>,
     /// The backends deployments may name: the only files Serin writes.
     backends: Vec<String>,
+    /// The JSON access log the lanes are read from, when the operator gave one.
+    access_log: Option<super::accesslog::AccessLog>,
     /// One change at a time (files, test and reload together), and when each
     /// backend's unchanged files were last reloaded for a probe that disagreed.
     changing: tokio::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -54,21 +56,24 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Parses `DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`.
+    /// Parses `DIR?probe=HOST:PORT&backends=a+b[&conf=PATH][&access_log=PATH]`.
     pub fn parse(name: &str, spec: &str) -> Result<Nginx, String> {
-        let usage = "nginx needs DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]";
+        let usage = "nginx needs DIR?probe=HOST:PORT&backends=a+b[&conf=PATH][&access_log=PATH]";
         let (dir, query) = spec
             .split_once('?')
             .ok_or_else(|| format!("{spec}: {usage}"))?;
         if dir.is_empty() {
             return Err("nginx needs the directory its configuration includes".into());
         }
-        let (mut probe, mut conf, mut backends) = (None, None, None);
+        let (mut probe, mut conf, mut backends, mut access_log) = (None, None, None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("probe", p)) if p.contains(':') => probe = Some(p.to_string()),
                 Some(("conf", c)) if !c.is_empty() => conf = Some(PathBuf::from(c)),
                 Some(("backends", b)) => backends = Some(super::backends_of(b)?),
+                Some(("access_log", l)) if !l.is_empty() => {
+                    access_log = Some(super::accesslog::AccessLog::new(PathBuf::from(l)));
+                }
                 _ => return Err(format!("{pair}: {usage}")),
             }
         }
@@ -83,6 +88,7 @@ impl Nginx {
             probe,
             conf,
             backends,
+            access_log,
             changing: tokio::sync::Mutex::new(Default::default()),
             client: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
@@ -183,6 +189,26 @@ impl TrafficEngine for Nginx {
 
     fn servers_are_addresses(&self) -> bool {
         true
+    }
+
+    fn lane_seconds<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+        before: i64,
+    ) -> BoxFuture<'a, Result<Option<Vec<super::LaneSecond>>, EngineError>> {
+        async move {
+            let Some(log) = &self.access_log else {
+                return Ok(None);
+            };
+            log.take(&target.stable, &target.canary, before)
+                .await
+                .map(Some)
+                .map_err(|why| EngineError::Unreachable {
+                    engine: self.name.clone(),
+                    why,
+                })
+        }
+        .boxed()
     }
 
     fn apply<'a>(

@@ -1,6 +1,10 @@
-//! Lane seconds from an engine's own counters, so the judges and the
+//! Lane seconds from an engine's own records, so the judges and the
 //! sequential tests of a deployment an engine splits see its traffic as they
 //! see the proxy's.
+//!
+//! An engine that records request by request (nginx's access log, see
+//! `accesslog`) hands over whole seconds, latency included, each tick. The
+//! rest keep counters:
 //!
 //! Each controller tick (on the leader) reads every engine deployment's lane
 //! counters, keeps the growth since the last read, and once a new second has
@@ -9,7 +13,7 @@
 //! The first read after a start (or a new leader) only sets the baseline; a
 //! counter that went down (the engine restarted) starts a new one. HAProxy's
 //! counters carry no latency distribution, so these buckets have none: the
-//! latency judges see no samples from an engine (they are inconclusive, not
+//! latency judges see no samples from HAProxy (they are inconclusive, not
 //! passing).
 
 use std::collections::HashMap;
@@ -95,6 +99,37 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
     let Ok(engine) = app.config.engines.get(&target.engine) else {
         return;
     };
+    // Request by request (an access log): whole seconds, a second's grace
+    // for lines written late.
+    let source = format!("engine:{}", target.engine);
+    match engine.lane_seconds(target, app.now().timestamp() - 1).await {
+        Ok(Some(seconds)) => {
+            let buckets: Vec<LaneBucket> = seconds
+                .into_iter()
+                .map(|(lane, second, s)| LaneBucket {
+                    deployment_id: d.id.clone(),
+                    lane,
+                    second,
+                    requests: s.requests,
+                    errors_5xx: s.errors_5xx,
+                    errors_connect: s.errors_connect,
+                    errors_timeout: 0,
+                    latency: s.latency,
+                })
+                .collect();
+            if !buckets.is_empty()
+                && let Err(e) = app.store.record_lane_buckets(&source, buckets).await
+            {
+                tracing::warn!(deployment = %d.id, error = %e, "cannot store a traffic engine's lane seconds");
+            }
+            return;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(deployment = %d.id, error = %e, "cannot read a traffic engine's lane seconds");
+            return;
+        }
+    }
     let totals = match engine.counters(target).await {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -121,11 +156,7 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
     if buckets.is_empty() {
         return;
     }
-    if let Err(e) = app
-        .store
-        .record_lane_buckets(&format!("engine:{}", target.engine), buckets)
-        .await
-    {
+    if let Err(e) = app.store.record_lane_buckets(&source, buckets).await {
         tracing::warn!(deployment = %d.id, error = %e, "cannot store a traffic engine's lane seconds");
     }
 }

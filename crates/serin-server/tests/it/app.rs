@@ -222,3 +222,72 @@ pub async fn postgres_schema() -> Option<String> {
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
 }
+
+/// Debian's `prometheus`, started by a test and killed when dropped.
+pub struct PrometheusServer {
+    child: std::process::Child,
+    /// Where its API answers.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PrometheusServer {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts one on `port`, scraping every second itself and `targets`
+    /// (`host:port`, path `/metrics`). `None` outside CI when there is no
+    /// `prometheus`.
+    pub fn start(port: u16, targets: &[String]) -> Option<PrometheusServer> {
+        let bin = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join("prometheus"))
+            .find(|p| p.is_file());
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "prometheus (Debian package prometheus) is required in CI"
+            );
+            eprintln!("SKIPPED: no prometheus binary");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let mut scraped = vec![format!("'127.0.0.1:{port}'")];
+        scraped.extend(targets.iter().map(|t| format!("'{t}'")));
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: [{}]\n",
+                scraped.join(", ")
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Some(PrometheusServer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}

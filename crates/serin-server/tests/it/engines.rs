@@ -18,16 +18,30 @@ async fn upstream(body: &'static str) -> u16 {
 
 /// An HTTP/1.1 upstream that answers every request with `status` and `body`.
 async fn upstream_with(status: u16, body: &'static str) -> u16 {
+    flaky_upstream(if status == 200 { 0 } else { 1 }, status, body).await
+}
+
+/// An HTTP/1.1 upstream that answers every `every`-th request (0: none) with
+/// `status`, the others with 200, always with `body`.
+async fn flaky_upstream(every: u64, status: u16, body: &'static str) -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let count = count.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = s.read(&mut buf).await {
                     if n == 0 {
                         return;
                     }
+                    let i = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    let status = if every > 0 && i.is_multiple_of(every) {
+                        status
+                    } else {
+                        200
+                    };
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
@@ -47,6 +61,8 @@ struct Haproxy {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// Where its Prometheus exporter answers (`/metrics`).
+    metrics_port: u16,
 }
 
 impl Drop for Haproxy {
@@ -82,11 +98,13 @@ async fn haproxy(stable: u16, canary: u16) -> Option<Haproxy> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let cfg = format!(
         "global\n  stats socket {}/admin.sock mode 600 level admin\n\
          defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
          frontend fe\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+         frontend exporter\n  bind 127.0.0.1:{metrics_port}\n\
+           http-request use-service prometheus-exporter if {{ path /metrics }}\n\
          backend app\n  balance roundrobin\n\
            server s1 127.0.0.1:{stable} weight 100\n  server c1 127.0.0.1:{canary} weight 0\n",
         dir.path().display()
@@ -99,7 +117,12 @@ async fn haproxy(stable: u16, canary: u16) -> Option<Haproxy> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let h = Haproxy { child, dir, port };
+    let h = Haproxy {
+        child,
+        dir,
+        port,
+        metrics_port,
+    };
     for _ in 0..100 {
         if h.socket().exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(h);
@@ -288,7 +311,10 @@ async fn nginx(stable: u16) -> Option<Nginx> {
     let conf = format!(
         "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         http {{\n\
+           log_format serin escape=json '{{\"msec\":$msec,\"upstream_addr\":\"$upstream_addr\",'\n\
+             '\"upstream_status\":\"$upstream_status\",\"request_time\":$request_time}}';\n\
+           access_log {d}/access.json serin;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
            fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            include {d}/serin/*.conf;\n\
            server {{ listen 127.0.0.1:{probe}; include {d}/serin/*.probe; }}\n\
@@ -474,6 +500,148 @@ async fn haproxy_counters_feed_the_judges() {
             let (_, m) = app.get(&format!("{path}/metrics")).await;
             assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
             assert!(m["stable"]["success_count"].as_u64() > Some(0), "{m}");
+        }
+        app.stop().await;
+    }
+}
+
+/// A rollout split by HAProxy, judged from HAProxy's Prometheus exporter as a
+/// real Prometheus scraped it every second: a canary failing 5× as often as
+/// stable (10% against 2%) is rolled back within a minute, and an identical
+/// one (2% each) goes through its analysis to 100%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_exporter_through_prometheus_feeds_the_judges() {
+    for (canary_every, want) in [(10u64, "rolled back"), (50, "promoted")] {
+        let stable = flaky_upstream(50, 500, "stable").await;
+        let canary = flaky_upstream(canary_every, 500, "canary").await;
+        let Some(h) = haproxy(stable, canary).await else {
+            return;
+        };
+        let exporter = format!("127.0.0.1:{}", h.metrics_port);
+        let Some(prom) = crate::app::PrometheusServer::start(free_port(), &[exporter]) else {
+            return;
+        };
+        let spec = format!(
+            "edge=haproxy:unix:{}?prometheus={}",
+            h.socket().display(),
+            prom.url()
+        );
+        let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+        // Prometheus has scraped HAProxy once its servers have series.
+        let query = format!("{}/api/v1/query?query=haproxy_server_weight", prom.url());
+        let t0 = std::time::Instant::now();
+        loop {
+            let seen = match reqwest::get(&query).await {
+                Ok(r) => r.text().await.unwrap_or_default().contains("\"c1\""),
+                Err(_) => false,
+            };
+            if seen {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "Prometheus never scraped HAProxy"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let loader = load(h.port, stop.clone());
+        let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+            "min_duration": "0s", "auto_promotion": true,
+            "engine": {"engine": "edge", "backend": "app", "stable": ["s1"], "canary": ["c1"]},
+            "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}});
+        let (st, d) = app.post("/api/v1/canary/deployments", body).await;
+        assert_eq!(st, 201, "{d}");
+        let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+        let t0 = std::time::Instant::now();
+        let ended = app
+            .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
+            .await;
+        let took = t0.elapsed();
+        eprintln!(
+            "canary failing 1 in {canary_every} through HAProxy's exporter and Prometheus: {} after {took:?}: {}",
+            ended["status"], ended["status_reason"]
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = loader.await;
+        let (_, m) = app.get(&format!("{path}/metrics")).await;
+        match want {
+            "rolled back" => {
+                assert!(
+                    ended["status"] == "failed" || ended["status"] == "rolling_back",
+                    "{ended}"
+                );
+                assert!(took < Duration::from_secs(60), "rolled back after {took:?}");
+                assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
+                // What the judges read came through Prometheus: stable's errors too.
+                assert!(m["stable"]["error_count"].as_u64() > Some(0), "{m}");
+            }
+            _ => assert_eq!(ended["status"], "completed", "{ended}"),
+        }
+        app.stop().await;
+    }
+}
+
+/// A rollout split by nginx, judged from nginx's JSON access log, tailed: a
+/// canary failing 5× as often as stable (10% against 2%) is rolled back within
+/// a minute, and an identical one (2% each) goes through its analysis to 100%
+/// — with latency, which the log carries request by request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_access_log_feeds_the_judges() {
+    for (canary_every, want) in [(10u64, "rolled back"), (50, "promoted")] {
+        let stable = flaky_upstream(50, 500, "stable").await;
+        let canary = flaky_upstream(canary_every, 500, "canary").await;
+        let Some(n) = nginx(stable).await else {
+            return;
+        };
+        let d = n.dir.path().display().to_string();
+        let spec = format!(
+            "web=nginx:{d}/serin?probe=127.0.0.1:{}&backends=app&conf={d}/nginx.conf&access_log={d}/access.json",
+            n.probe
+        );
+        let app = TestApp::start_with(move |c| {
+            c.engines.add_spec(&spec).unwrap();
+            c.outbound = serin_server::outbound::policy::Policy::new(
+                vec!["127.0.0.0/8".parse().unwrap()],
+                vec![],
+            );
+        })
+        .await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let loader = load(n.port, stop.clone());
+        let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+            "min_duration": "0s", "auto_promotion": true,
+            "engine": {"engine": "web", "backend": "app",
+                       "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
+            "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}});
+        let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
+        assert_eq!(st, 201, "{dep}");
+        let path = format!("/api/v1/canary/deployments/{}", dep["id"].as_str().unwrap());
+        let t0 = std::time::Instant::now();
+        let ended = app
+            .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
+            .await;
+        let took = t0.elapsed();
+        eprintln!(
+            "canary failing 1 in {canary_every} through nginx's access log: {} after {took:?}: {}",
+            ended["status"], ended["status_reason"]
+        );
+        let (_, m) = app.get(&format!("{path}/metrics")).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = loader.await;
+        match want {
+            "rolled back" => {
+                assert!(
+                    ended["status"] == "failed" || ended["status"] == "rolling_back",
+                    "{ended}"
+                );
+                assert!(took < Duration::from_secs(60), "rolled back after {took:?}");
+                assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
+                // The log carried stable's errors and every request's time.
+                assert!(m["stable"]["error_count"].as_u64() > Some(0), "{m}");
+                assert!(m["stable"]["avg_latency"].as_f64().is_some(), "{m}");
+            }
+            _ => assert_eq!(ended["status"], "completed", "{ended}"),
         }
         app.stop().await;
     }

@@ -5,7 +5,6 @@
 //! service that isn't running is skipped with a message — except with `CI=true`,
 //! where it fails.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -227,51 +226,13 @@ async fn nats_connect_and_flush() {
     }
 }
 
-/// A Prometheus server scraping itself every second, killed when dropped.
-struct Prometheus {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A Prometheus server scraping itself every second.
 #[tokio::test]
 async fn prometheus_instant_query_with_condition() {
-    let Ok(bin) = which("prometheus") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "prometheus (Debian package prometheus) is required in CI"
-        );
-        eprintln!("SKIPPED: no prometheus binary");
+    let port = closed_port();
+    let Some(_prom) = crate::app::PrometheusServer::start(port, &[]) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _prom = Prometheus { child, _dir: dir };
     let base = format!("http://127.0.0.1:{port}");
     let mut up = spec(CheckType::Prometheus, &base);
     up.query = Some("up{job=\"self\"}".into());
@@ -298,15 +259,6 @@ async fn prometheus_instant_query_with_condition() {
     bad.query = Some("up{".into());
     let r = probe(&bad).await;
     assert!(!r.ok && r.message.starts_with("query failed"), "{r:?}");
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
 }
 
 /// The default policy doesn't probe loopback, link-local or metadata targets,
