@@ -5,13 +5,17 @@
 // and checks types and required fields (not, for instance, Argo's rule that
 // `count > 1` needs an `interval`).
 //
+// It also checks every object Serin's Gateway API engine wrote in the tests
+// (`target/k8s-objects/*.json`, kept by crates/serin-server/tests/it/gateway.rs);
+// with CI=true there must be some.
+//
 // Flagger publishes no such model on npm, so a Flagger `Canary` is checked
 // here for the fields Serin relies on and says so. An object of any other API
 // fails: add a model for it.
 //
 //   cd tests/k8s-models && npm ci && node validate.mjs [FILE.md ...]
 
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
@@ -96,6 +100,30 @@ for (const file of files) {
       }
     }
   }
+}
+
+// What Serin's engines wrote to the (stand-in) API server in the tests.
+const written = join(root, "target", "k8s-objects");
+let writtenCount = 0;
+if (existsSync(written)) {
+  for (const f of readdirSync(written).filter((f) => f.endsWith(".json"))) {
+    const obj = JSON.parse(readFileSync(join(written, f), "utf8"));
+    const name = `target/k8s-objects/${f}: ${obj.apiVersion} ${obj.kind} ${obj.metadata?.name ?? ""}`;
+    try {
+      if (!(await validateWithModel(obj))) throw new Error("no published model for this API");
+      console.log(`ok (written by Serin) ${name}`);
+      checked++;
+      writtenCount++;
+      kinds.set(`${obj.kind} written`, (kinds.get(`${obj.kind} written`) ?? 0) + 1);
+    } catch (e) {
+      failed++;
+      console.error(`INVALID ${name}: ${e.message}`);
+    }
+  }
+}
+if (process.env.CI === "true" && writtenCount === 0) {
+  failed++;
+  console.error("no object written by Serin's engines in target/k8s-objects: run `cargo test -p serin-server --test it gateway` first");
 }
 
 // The models must be able to refuse: an AnalysisTemplate without its URL and

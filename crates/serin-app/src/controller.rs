@@ -499,7 +499,7 @@ async fn reconcile(
     if let Some(target) = &d.engine
         && d.status.is_live()
     {
-        observed.engine_share = engine_in_effect(state, d, target).await;
+        (observed.engine_share, observed.engine_said) = engine_in_effect(state, d, target).await;
     }
     let need = rollout::need(d, now);
     if d.status == DeploymentStatus::Active
@@ -601,13 +601,13 @@ async fn engine_in_effect(
     state: &App,
     d: &Deployment,
     target: &serin_core::traffic::engine::EngineTarget,
-) -> Option<u8> {
+) -> (Option<u8>, Option<String>) {
     let percent = d.current_percent;
     let engine = match state.config.engines.get(&target.engine) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "a deployment names a traffic engine this server lacks");
-            return None;
+            return (None, Some(e.to_string()));
         }
     };
     let want = target.share(percent);
@@ -617,26 +617,26 @@ async fn engine_in_effect(
     if let Ok(share) = &seen
         && *share == Some(want)
     {
-        return *share;
+        return (*share, None);
     }
     // Changed since this tick read it (a person ended or moved it)? Then
     // the next tick, or the follow-up of its end, puts what it holds now in
     // effect: this tick must not put the older share back.
     let read = match state.store.get_deployment(&d.id).await {
         Ok(now) if now.revision == d.revision => engine.apply(target, percent).await,
-        _ => return seen.ok().flatten(),
+        _ => return (seen.ok().flatten(), None),
     };
     match read {
         Ok(()) => match engine.read_back(target).await {
-            Ok(share) => share,
+            Ok(share) => (share, None),
             Err(e) => {
                 tracing::warn!(engine = %target.engine, error = %e, "cannot read a traffic engine back");
-                None
+                (None, Some(e.to_string()))
             }
         },
         Err(e) => {
             tracing::warn!(engine = %target.engine, error = %e, "cannot drive a traffic engine");
-            None
+            (None, Some(e.to_string()))
         }
     }
 }

@@ -243,11 +243,15 @@ pub struct UpArgs {
     /// An external traffic engine deployments may name, as NAME=KIND:ADDRESS:
     /// `edge=haproxy:unix:/run/haproxy/admin.sock` or
     /// `edge=haproxy:tcp:127.0.0.1:9999` (HAProxy's runtime API at admin
-    /// level; `?backends=a+b` limits the backends deployments may name);
+    /// level; `?backends=a+b` limits the backends deployments may name,
+    /// `&prometheus=URL` reads lane counters from its exporter there);
     /// `web=nginx:/etc/nginx/serin?probe=127.0.0.1:8099&backends=app` (files
     /// nginx includes, the listener of its probe locations and the upstreams
     /// Serin may write; add `&conf=PATH` for a configuration other than
-    /// nginx's default). Repeat the flag for several.
+    /// nginx's default, `&access_log=PATH` for lane metrics from its JSON
+    /// access log); `gw=gateway-api:in-cluster?namespace=prod&routes=web`
+    /// (Kubernetes HTTPRoutes; `kubeconfig[:PATH]` or an API server URL
+    /// instead of `in-cluster`). Repeat the flag for several.
     #[arg(
         long = "traffic-engine",
         env = "SERIN_TRAFFIC_ENGINES",

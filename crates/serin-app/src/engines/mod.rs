@@ -21,6 +21,7 @@ use serin_core::traffic::engine::EngineTarget;
 use crate::App;
 
 pub mod accesslog;
+pub mod gateway;
 pub mod haproxy;
 pub mod nginx;
 pub mod telemetry;
@@ -172,7 +173,8 @@ impl Engines {
     /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or
     /// `haproxy:tcp:host:port` (the runtime API; `?backends=a+b` limits the
     /// backends deployments may name), `nginx:DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`
-    /// (see [`nginx`]).
+    /// (see [`nginx`]), `gateway-api:in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b]`
+    /// (see [`gateway`]).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
             .split_once('=')
@@ -184,7 +186,12 @@ impl Engines {
         let engine: Arc<dyn TrafficEngine> = match kind {
             "haproxy" => Arc::new(haproxy::Haproxy::parse(name, address)?),
             "nginx" => Arc::new(nginx::Nginx::parse(name, address)?),
-            other => return Err(format!("{other}: the traffic engines are: haproxy, nginx")),
+            "gateway-api" => Arc::new(gateway::GatewayApi::parse(name, address)?),
+            other => {
+                return Err(format!(
+                    "{other}: the traffic engines are: haproxy, nginx, gateway-api"
+                ));
+            }
         };
         if self.0.insert(name.to_string(), engine).is_some() {
             return Err(format!("traffic engine {name} is named twice"));

@@ -83,6 +83,8 @@ pub struct Observed {
     /// The canary share an external engine reports in effect (read back this
     /// tick), for a deployment it splits.
     pub engine_share: Option<u8>,
+    /// What the engine said when it couldn't be driven or read this tick.
+    pub engine_said: Option<String>,
 }
 
 /// One target of a group, as its siblings see it.
@@ -288,7 +290,10 @@ pub fn advance(
                         if elapsed >= chrono::Duration::from_std(within).unwrap_or_default() {
                             let said = match seen {
                                 Some(s) => format!("it reports {s}%"),
-                                None => "it could not be read".into(),
+                                None => match &observed.engine_said {
+                                    Some(said) => format!("it could not be read ({said})"),
+                                    None => "it could not be read".into(),
+                                },
                             };
                             let reason = format!(
                                 "engine {} did not put {want}% in effect within {}s: {said}",

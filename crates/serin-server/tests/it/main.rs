@@ -2,6 +2,7 @@
 
 mod app;
 mod engines;
+mod gateway;
 mod integrations;
 mod leadership;
 mod lifecycle;

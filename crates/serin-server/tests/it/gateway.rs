@@ -1,0 +1,285 @@
+//! The Gateway API engine against a stand-in Kubernetes API server. No API
+//! server or gateway controller runs on this machine, so this is a mock,
+//! named as such: it serves one namespace's `HTTPRoute`s at the API server's
+//! paths, with its semantics for what the engine relies on — `resourceVersion`
+//! checked on replace (409 on a stale one), `metadata.generation` moved by a
+//! spec change only, the status kept across a replace — and plays the gateway
+//! controller by setting each parent's conditions to the new generation a
+//! moment later (or never, or refusing). Every object the engine writes is
+//! kept in `target/k8s-objects/` for `tests/k8s-models/validate.mjs`, which
+//! checks it against the Gateway API's published schema.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::app::TestApp;
+
+/// How the stand-in's gateway controller behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Controller {
+    /// Accepts each new generation 100 ms after it is written.
+    Accepts,
+    /// Never updates the status.
+    Silent,
+}
+
+#[derive(Clone)]
+struct Mock {
+    route: Arc<Mutex<Value>>,
+    controller: Controller,
+    /// Replaces to refuse with 409 before accepting one (someone else's edit).
+    conflicts: Arc<Mutex<u32>>,
+    puts: Arc<Mutex<Vec<Value>>>,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::from_u16(code).unwrap(),
+        Json(
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "reason": reason, "code": code}),
+        ),
+    )
+}
+
+async fn get_route(
+    State(m): State<Mock>,
+    Path((ns, name)): Path<(String, String)>,
+) -> (StatusCode, Json<Value>) {
+    let r = m.route.lock().unwrap().clone();
+    if ns != "prod" || name != r["metadata"]["name"] {
+        return status(
+            404,
+            "NotFound",
+            &format!("httproutes.gateway.networking.k8s.io \"{name}\" not found"),
+        );
+    }
+    (StatusCode::OK, Json(r))
+}
+
+async fn put_route(
+    State(m): State<Mock>,
+    Path((_ns, name)): Path<(String, String)>,
+    Json(mut new): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    m.puts.lock().unwrap().push(new.clone());
+    {
+        let mut c = m.conflicts.lock().unwrap();
+        if *c > 0 {
+            *c -= 1;
+            // Someone else's edit landed first: the version moves on.
+            let mut r = m.route.lock().unwrap();
+            let rv: u64 = r["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            r["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+        }
+    }
+    let mut r = m.route.lock().unwrap();
+    if new["metadata"]["resourceVersion"] != r["metadata"]["resourceVersion"] {
+        return status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on httproutes.gateway.networking.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    let rv: u64 = r["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut generation = r["metadata"]["generation"].as_i64().unwrap();
+    if new["spec"] != r["spec"] {
+        generation += 1;
+    }
+    new["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+    new["metadata"]["generation"] = json!(generation);
+    // The status is a subresource: a replace of the object keeps it.
+    new["status"] = r["status"].clone();
+    *r = new.clone();
+    drop(r);
+    if m.controller == Controller::Accepts {
+        let route = m.route.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut r = route.lock().unwrap();
+            for c in r["status"]["parents"][0]["conditions"]
+                .as_array_mut()
+                .unwrap()
+            {
+                c["observedGeneration"] = json!(generation);
+            }
+        });
+    }
+    (StatusCode::OK, Json(new))
+}
+
+/// An HTTPRoute of the shape the API server returns, its two backends at
+/// 100/0, accepted by gateway `edge` at generation 1.
+fn route() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "prod", "uid": "9b0e4f2c-1d7a-4c55-9f1e-2a6b8c0d3e41",
+                     "resourceVersion": "1041", "generation": 1,
+                     "creationTimestamp": "2026-12-07T10:00:00Z"},
+        "spec": {
+            "parentRefs": [{"name": "edge"}],
+            "hostnames": ["web.example.com"],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [
+                    {"group": "", "kind": "Service", "name": "web-stable", "port": 8080, "weight": 100},
+                    {"group": "", "kind": "Service", "name": "web-canary", "port": 8080, "weight": 0}
+                ]
+            }]
+        },
+        "status": {"parents": [{
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"},
+            "controllerName": "example.net/gateway-controller",
+            "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                 "observedGeneration": 1, "lastTransitionTime": "2026-12-07T10:00:01Z"},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": "",
+                 "observedGeneration": 1, "lastTransitionTime": "2026-12-07T10:00:01Z"}
+            ]
+        }]}
+    })
+}
+
+async fn mock(controller: Controller, conflicts: u32) -> (Mock, String) {
+    let m = Mock {
+        route: Arc::new(Mutex::new(route())),
+        controller,
+        conflicts: Arc::new(Mutex::new(conflicts)),
+        puts: Arc::default(),
+    };
+    let app = Router::new()
+        .route(
+            "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/{name}",
+            get(get_route).put(put_route),
+        )
+        .with_state(m.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (m, url)
+}
+
+/// Keeps what the engine wrote for the schema check of the test command.
+fn keep(puts: &[Value], name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/k8s-objects");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, p) in puts.iter().enumerate() {
+        std::fs::write(
+            dir.join(format!("{name}-{i}.json")),
+            serde_json::to_string_pretty(p).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+fn weights(m: &Mock) -> (u64, u64) {
+    let r = m.route.lock().unwrap();
+    let refs = &r["spec"]["rules"][0]["backendRefs"];
+    (
+        refs[0]["weight"].as_u64().unwrap(),
+        refs[1]["weight"].as_u64().unwrap(),
+    )
+}
+
+fn body(confirm_within: &str) -> Value {
+    json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+           "engine": {"engine": "gw", "backend": "web", "stable": ["web-stable"],
+                      "canary": ["web-canary"], "confirm_within": confirm_within},
+           "rollout": {"steps": [{"set_weight": 20}, {"pause": {}}]}})
+}
+
+/// A rollout whose traffic an HTTPRoute splits: the step's weights are
+/// written (after a 409 from someone else's edit, read again and written),
+/// the step is reached only once the gateway accepted the new generation,
+/// and a rollback puts the canary's weight to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_follows_a_rollout_through_an_httproute() {
+    let (m, url) = mock(Controller::Accepts, 1).await;
+    let spec = format!("gw=gateway-api:{url}?namespace=prod&routes=web");
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    // A route outside `routes=` is refused.
+    let mut other = body("10s");
+    other["engine"]["backend"] = json!("admin");
+    let (s, e) = app.post("/api/v1/canary/deployments", other).await;
+    assert_eq!(
+        (s, e["details"]["field"].as_str()),
+        (400, Some("engine.backend")),
+        "{e}"
+    );
+
+    let (s, d) = app.post("/api/v1/canary/deployments", body("10s")).await;
+    assert_eq!(s, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let at_pause = app
+        .until(&path, Duration::from_secs(20), |d| {
+            d["rollout"]["step"] == 1
+        })
+        .await;
+    assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
+    assert_eq!(weights(&m), (4, 1), "20% as weights");
+    {
+        let r = m.route.lock().unwrap();
+        assert_eq!(r["metadata"]["generation"], 2, "one spec change");
+        assert_eq!(
+            r["spec"]["hostnames"][0], "web.example.com",
+            "the rest left alone"
+        );
+    }
+    let puts = m.puts.lock().unwrap().len();
+    assert!(
+        puts >= 2,
+        "the 409 was followed by a fresh read and a write: {puts} replaces"
+    );
+    let (s, b) = app
+        .post(&format!("{path}/rollback"), json!({"reason": "test"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let t0 = std::time::Instant::now();
+    while weights(&m) != (1, 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "weights {:?}",
+            weights(&m)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    keep(&m.puts.lock().unwrap(), "httproute-rollout");
+    app.stop().await;
+}
+
+/// A gateway that never takes the new generation: the step isn't reached and
+/// the rollout pauses with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_no_gateway_accepts_pauses_the_rollout() {
+    let (m, url) = mock(Controller::Silent, 0).await;
+    let spec = format!("gw=gateway-api:{url}?namespace=prod");
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let (s, d) = app.post("/api/v1/canary/deployments", body("2s")).await;
+    assert_eq!(s, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let paused = app
+        .until(&path, Duration::from_secs(20), |d| d["status"] == "paused")
+        .await;
+    let why = paused["status_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("has seen generation 1 of 2"), "{paused}");
+    assert_eq!(paused["rollout"]["step"], 0, "the step was not reached");
+    keep(&m.puts.lock().unwrap(), "httproute-silent");
+    app.stop().await;
+}
