@@ -36,6 +36,7 @@ pub async fn change(
 /// with its creation event and publishes that.
 pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deployment> {
     crate::engines::admit(app, new.engine.as_ref()).await?;
+    crate::engines::not_in_use(app, new.engine.as_ref()).await?;
     if let Some(spec) = &new.rollout {
         crate::admission::plan(&app.config, spec)?;
         crate::admission::secrets(&app.store, &app.config, spec).await?;

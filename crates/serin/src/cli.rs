@@ -251,7 +251,8 @@ pub struct UpArgs {
     /// nginx's default, `&access_log=PATH` for lane metrics from its JSON
     /// access log); `gw=gateway-api:in-cluster?namespace=prod&routes=web`
     /// (Kubernetes HTTPRoutes; `kubeconfig[:PATH]` or an API server URL
-    /// instead of `in-cluster`). Repeat the flag for several.
+    /// instead of `in-cluster`; `&prometheus=URL` for deployments' lane
+    /// queries). Repeat the flag for several.
     #[arg(
         long = "traffic-engine",
         env = "SERIN_TRAFFIC_ENGINES",

@@ -46,6 +46,8 @@ pub struct GatewayApi {
     namespace: String,
     /// The routes deployments may name (`None`: any in the namespace).
     routes: Option<Vec<String>>,
+    /// Where deployments' lane queries (`engine.metrics`) are asked.
+    prometheus: Option<crate::prometheus::Prometheus>,
     client: tokio::sync::OnceCell<kube::Client>,
 }
 
@@ -68,9 +70,9 @@ fn http_route() -> ApiResource {
 
 impl GatewayApi {
     /// Parses `in-cluster`, `kubeconfig[:PATH]` or `http(s)://HOST:PORT`,
-    /// followed by `?namespace=NS[&routes=a+b]`.
+    /// followed by `?namespace=NS[&routes=a+b][&prometheus=URL]`.
     pub fn parse(name: &str, spec: &str) -> Result<Self, String> {
-        let usage = "gateway-api needs in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b]";
+        let usage = "gateway-api needs in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b][&prometheus=URL]";
         let (source, query) = spec
             .split_once('?')
             .ok_or_else(|| format!("{spec}: {usage}"))?;
@@ -86,11 +88,14 @@ impl GatewayApi {
             }
             s => return Err(format!("{s}: {usage}")),
         };
-        let (mut namespace, mut routes) = (None, None);
+        let (mut namespace, mut routes, mut prometheus) = (None, None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("namespace", ns)) if is_dns_label(ns) => namespace = Some(ns.to_string()),
                 Some(("routes", list)) => routes = Some(super::backends_of(list)?),
+                Some(("prometheus", url)) => {
+                    prometheus = Some(crate::prometheus::Prometheus::new(url)?);
+                }
                 _ => return Err(format!("{pair}: {usage}")),
             }
         }
@@ -99,6 +104,7 @@ impl GatewayApi {
             source,
             namespace: namespace.ok_or_else(|| format!("{usage} (namespace is required)"))?,
             routes,
+            prometheus,
             client: tokio::sync::OnceCell::new(),
         })
     }
@@ -294,6 +300,45 @@ impl TrafficEngine for GatewayApi {
             .is_none_or(|r| r.iter().any(|x| x == backend))
     }
 
+    fn reads_lane_queries(&self) -> bool {
+        self.prometheus.is_some()
+    }
+
+    fn counters<'a>(
+        &'a self,
+        target: &'a EngineTarget,
+    ) -> BoxFuture<'a, Result<Option<[super::Counters; 2]>, EngineError>> {
+        async move {
+            let (Some(p), Some(queries)) = (&self.prometheus, &target.metrics) else {
+                return Ok(None);
+            };
+            let at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+            let mut lanes = [super::Counters::default(); 2];
+            for (lane, servers) in [&target.stable, &target.canary].into_iter().enumerate() {
+                let [requests, errors] = queries.for_lane(servers);
+                let (r, e) = tokio::join!(p.vector(&requests, at), p.vector(&errors, at));
+                let sum = |v: Vec<crate::prometheus::Sample>| {
+                    v.iter()
+                        .filter(|s| s.value.is_finite() && s.value > 0.0)
+                        .map(|s| s.value.round() as u64)
+                        .sum::<u64>()
+                };
+                let r = r.map_err(|e| self.unreachable(e))?;
+                if r.is_empty() {
+                    return Err(self.refused(format!(
+                        "the requests query of lane {} has no series yet",
+                        if lane == 0 { "stable" } else { "canary" }
+                    )));
+                }
+                lanes[lane].requests = sum(r);
+                // No errors yet is no series at all for many exporters.
+                lanes[lane].errors_5xx = sum(e.map_err(|e| self.unreachable(e))?);
+            }
+            Ok(Some(lanes))
+        }
+        .boxed()
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
@@ -365,6 +410,7 @@ mod tests {
             stable: vec!["web-stable".into()],
             canary: vec!["web-canary".into()],
             confirm_within: None,
+            metrics: None,
         }
     }
 

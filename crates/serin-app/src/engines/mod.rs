@@ -88,6 +88,12 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether the engine reads a deployment's lane queries
+    /// (`engine.metrics`) from a Prometheus of its own.
+    fn reads_lane_queries(&self) -> bool {
+        false
+    }
+
     /// Each lane's counters since the engine started (stable, canary), where
     /// the engine keeps them; `None` where it doesn't.
     fn counters<'a>(
@@ -243,6 +249,15 @@ pub async fn admit(
             ),
         ));
     }
+    if target.metrics.is_some() && !engine.reads_lane_queries() {
+        return Err(invalid(
+            "engine.metrics",
+            format!(
+                "engine {} reads no lane queries (only a gateway-api engine started with prometheus=URL does)",
+                target.engine
+            ),
+        ));
+    }
     if engine.servers_are_addresses() {
         for (field, servers) in [
             ("engine.stable", &target.stable),
@@ -255,6 +270,34 @@ pub async fn admit(
                     .map_err(|why| invalid(field, format!("{s}: {why}")))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses a second live deployment on one engine backend (409
+/// `ENGINE_BACKEND_IN_USE`): two would undo each other's weights. Read from
+/// the live set before the deployment is stored, so two creations at the
+/// same instant on two replicas could both pass; the controller then drives
+/// both and the operator sees two deployments on one backend.
+pub async fn not_in_use(app: &App, target: Option<&EngineTarget>) -> crate::AppResult<()> {
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let live = app.store.live_deployments().await?;
+    if let Some(d) = live.iter().find(|d| {
+        d.engine
+            .as_ref()
+            .is_some_and(|e| e.engine == target.engine && e.backend == target.backend)
+    }) {
+        return Err(crate::AppError::new(
+            crate::Kind::Conflict,
+            "ENGINE_BACKEND_IN_USE",
+            format!(
+                "deployment {} already splits backend {} on engine {}: end it first",
+                d.id, target.backend, target.engine
+            ),
+        )
+        .details(serde_json::json!({"deployment_id": d.id, "field": "engine.backend"})));
     }
     Ok(())
 }

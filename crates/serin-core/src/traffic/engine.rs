@@ -44,6 +44,41 @@ pub struct EngineTarget {
     /// rollout pauses (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_within: Option<GoDuration>,
+    /// Where the lanes' counters come from when the engine reads them from
+    /// its Prometheus (the `gateway-api` engine): PromQL for each lane, in
+    /// which `$SERVERS` stands for the lane's servers as a regular
+    /// expression (`web-canary` or `a|b`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<LaneQueries>,
+}
+
+/// PromQL giving a lane's counters since they started (they only grow until
+/// a restart), evaluated once per lane with `$SERVERS` replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LaneQueries {
+    /// Requests answered, e.g. Envoy's
+    /// `sum(envoy_cluster_upstream_rq_total{envoy_cluster_name=~".*($SERVERS).*"})`.
+    pub requests: String,
+    /// Of those, the ones that failed (5xx), e.g.
+    /// `sum(envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name=~".*($SERVERS).*"})`.
+    pub errors: String,
+}
+
+/// The longest query.
+const MAX_QUERY: usize = 2000;
+
+impl LaneQueries {
+    /// The two queries for a lane whose servers are `servers`.
+    pub fn for_lane(&self, servers: &[String]) -> [String; 2] {
+        // Names are letters, digits, `.`, `_`, `-` and `:` (see
+        // `validate_server`): nothing a regular expression or a PromQL
+        // string would read as more than itself but `.`, which matches
+        // itself too.
+        let alternatives = servers.join("|");
+        [&self.requests, &self.errors].map(|q| q.replace("$SERVERS", &alternatives))
+    }
 }
 
 /// Most servers per lane.
@@ -73,6 +108,19 @@ impl EngineTarget {
                 "engine.canary",
                 "a server can't be in both lanes",
             ));
+        }
+        if let Some(m) = &self.metrics {
+            for (field, q) in [
+                ("engine.metrics.requests", &m.requests),
+                ("engine.metrics.errors", &m.errors),
+            ] {
+                if q.trim().is_empty() || q.len() > MAX_QUERY || q.contains(['\n', '\r']) {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("is one line of PromQL, 1 to {MAX_QUERY} characters"),
+                    ));
+                }
+            }
         }
         if let Some(d) = self.confirm_within
             && (d.to_std().is_zero() || d.to_std().as_secs() > 3600)
@@ -162,6 +210,24 @@ pub fn share(stable_total: u32, canary_total: u32) -> Option<u8> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn lane_queries_name_the_lanes_servers() {
+        let q = LaneQueries {
+            requests: r#"sum(rq_total{svc=~"$SERVERS"})"#.into(),
+            errors: r#"sum(rq_5xx{svc=~"$SERVERS"})"#.into(),
+        };
+        let [r, e] = q.for_lane(&["a".into(), "b".into()]);
+        assert_eq!(r, r#"sum(rq_total{svc=~"a|b"})"#);
+        assert_eq!(e, r#"sum(rq_5xx{svc=~"a|b"})"#);
+        let mut t = target(1, 1);
+        t.metrics = Some(q);
+        assert!(t.validate().is_ok());
+        t.metrics.as_mut().unwrap().errors = "sum(x)\nor vector(1)".into();
+        assert!(t.validate().is_err(), "one line");
+        t.metrics.as_mut().unwrap().errors = "x".repeat(MAX_QUERY + 1);
+        assert!(t.validate().is_err(), "bounded");
+    }
+
     fn target(s: usize, c: usize) -> EngineTarget {
         EngineTarget {
             engine: "edge".into(),
@@ -169,6 +235,7 @@ mod tests {
             stable: (0..s).map(|i| format!("s{i}")).collect(),
             canary: (0..c).map(|i| format!("c{i}")).collect(),
             confirm_within: None,
+            metrics: None,
         }
     }
 

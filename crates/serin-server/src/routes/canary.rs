@@ -123,7 +123,7 @@ pub async fn list(
     responses(
         (status = 201, body = Deployment),
         (status = 400, description = "`VALIDATION_FAILED`, `INVALID_PERCENTAGE`", body = ErrorBody),
-        (status = 409, description = "`DEPLOYMENT_EXISTS`", body = ErrorBody),
+        (status = 409, description = "`DEPLOYMENT_EXISTS`, `ENGINE_BACKEND_IN_USE`", body = ErrorBody),
         (status = 429, description = "`CONCURRENCY_LIMIT`", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(queue = %new.queue_name))]
 pub async fn create(

@@ -462,7 +462,7 @@ async fn group(state: &App, id: &str) -> ApiResult<Group> {
 /// Start a multi-target rollout (201): one deployment per target, advancing in
 /// lock-step; if any target rolls back, all do.
 #[utoipa::path(post, path = "/api/v1/rollouts", tag = "rollouts", request_body = NewGroup,
-    responses((status = 201, body = Group), (status = 400, description = "`VALIDATION_FAILED`", body = ErrorBody), (status = 409, description = "`DEPLOYMENT_EXISTS`", body = ErrorBody)))]
+    responses((status = 201, body = Group), (status = 400, description = "`VALIDATION_FAILED`", body = ErrorBody), (status = 409, description = "`DEPLOYMENT_EXISTS`, `ENGINE_BACKEND_IN_USE`", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create_group(
     State(state): State<App>,
@@ -497,6 +497,23 @@ pub async fn create_group(
         crate::engines::admit(&state, t.engine.as_ref())
             .await
             .map_err(|e| e.under(&format!("targets[{i}]")))?;
+        crate::engines::not_in_use(&state, t.engine.as_ref()).await?;
+        if let Some(e) = &t.engine
+            && resolved.iter().any(|(d, _): &(Deployment, _)| {
+                d.engine
+                    .as_ref()
+                    .is_some_and(|o| o.engine == e.engine && o.backend == e.backend)
+            })
+        {
+            return Err(DomainError::invalid(
+                format!("targets[{i}].engine.backend"),
+                format!(
+                    "another target of the group splits backend {} on engine {}",
+                    e.backend, e.engine
+                ),
+            )
+            .into());
+        }
         let t = NewDeployment {
             rollout: Some(new.rollout.clone()),
             ..t

@@ -505,6 +505,53 @@ async fn haproxy_counters_feed_the_judges() {
     }
 }
 
+/// Runs a 50% rollout with a 20 s analysis through `engine` while a load
+/// goes through `port`; asserts a canary failing 1 in 10 (`want` "rolled
+/// back") is rolled back within a minute and an identical one is promoted;
+/// the lane metrics the judges read, as the deployment's metrics route shows
+/// them at the end.
+async fn judged_through(
+    app: &TestApp,
+    port: u16,
+    engine: serde_json::Value,
+    want: &str,
+    what: &str,
+) -> serde_json::Value {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = load(port, stop.clone());
+    let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+        "min_duration": "0s", "auto_promotion": true, "engine": engine,
+        "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}});
+    let (st, d) = app.post("/api/v1/canary/deployments", body).await;
+    assert_eq!(st, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let t0 = std::time::Instant::now();
+    let ended = app
+        .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
+        .await;
+    let took = t0.elapsed();
+    eprintln!(
+        "{what}: {} after {took:?}: {}",
+        ended["status"], ended["status_reason"]
+    );
+    let (_, m) = app.get(&format!("{path}/metrics")).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = loader.await;
+    if want == "rolled back" {
+        assert!(
+            ended["status"] == "failed" || ended["status"] == "rolling_back",
+            "{ended}"
+        );
+        assert!(took < Duration::from_secs(60), "rolled back after {took:?}");
+        assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
+        // The judges read stable's errors from the same source.
+        assert!(m["stable"]["error_count"].as_u64() > Some(0), "{m}");
+    } else {
+        assert_eq!(ended["status"], "completed", "{ended}");
+    }
+    m
+}
+
 /// A rollout split by HAProxy, judged from HAProxy's Prometheus exporter as a
 /// real Prometheus scraped it every second: a canary failing 5× as often as
 /// stable (10% against 2%) is rolled back within a minute, and an identical
@@ -544,40 +591,11 @@ async fn haproxy_exporter_through_prometheus_feeds_the_judges() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let loader = load(h.port, stop.clone());
-        let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
-            "min_duration": "0s", "auto_promotion": true,
-            "engine": {"engine": "edge", "backend": "app", "stable": ["s1"], "canary": ["c1"]},
-            "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}});
-        let (st, d) = app.post("/api/v1/canary/deployments", body).await;
-        assert_eq!(st, 201, "{d}");
-        let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
-        let t0 = std::time::Instant::now();
-        let ended = app
-            .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
-            .await;
-        let took = t0.elapsed();
-        eprintln!(
-            "canary failing 1 in {canary_every} through HAProxy's exporter and Prometheus: {} after {took:?}: {}",
-            ended["status"], ended["status_reason"]
-        );
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = loader.await;
-        let (_, m) = app.get(&format!("{path}/metrics")).await;
-        match want {
-            "rolled back" => {
-                assert!(
-                    ended["status"] == "failed" || ended["status"] == "rolling_back",
-                    "{ended}"
-                );
-                assert!(took < Duration::from_secs(60), "rolled back after {took:?}");
-                assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
-                // What the judges read came through Prometheus: stable's errors too.
-                assert!(m["stable"]["error_count"].as_u64() > Some(0), "{m}");
-            }
-            _ => assert_eq!(ended["status"], "completed", "{ended}"),
-        }
+        let engine =
+            json!({"engine": "edge", "backend": "app", "stable": ["s1"], "canary": ["c1"]});
+        let what =
+            format!("canary failing 1 in {canary_every} through HAProxy's exporter and Prometheus");
+        judged_through(&app, h.port, engine, want, &what).await;
         app.stop().await;
     }
 }
@@ -607,41 +625,13 @@ async fn nginx_access_log_feeds_the_judges() {
             );
         })
         .await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let loader = load(n.port, stop.clone());
-        let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
-            "min_duration": "0s", "auto_promotion": true,
-            "engine": {"engine": "web", "backend": "app",
-                       "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
-            "rollout": {"steps": [{"set_weight": 50}, {"analysis": {"window": "20s"}}, {"set_weight": 100}]}});
-        let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
-        assert_eq!(st, 201, "{dep}");
-        let path = format!("/api/v1/canary/deployments/{}", dep["id"].as_str().unwrap());
-        let t0 = std::time::Instant::now();
-        let ended = app
-            .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
-            .await;
-        let took = t0.elapsed();
-        eprintln!(
-            "canary failing 1 in {canary_every} through nginx's access log: {} after {took:?}: {}",
-            ended["status"], ended["status_reason"]
-        );
-        let (_, m) = app.get(&format!("{path}/metrics")).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = loader.await;
-        match want {
-            "rolled back" => {
-                assert!(
-                    ended["status"] == "failed" || ended["status"] == "rolling_back",
-                    "{ended}"
-                );
-                assert!(took < Duration::from_secs(60), "rolled back after {took:?}");
-                assert!(m["canary"]["error_count"].as_u64() > Some(0), "{m}");
-                // The log carried stable's errors and every request's time.
-                assert!(m["stable"]["error_count"].as_u64() > Some(0), "{m}");
-                assert!(m["stable"]["avg_latency"].as_f64().is_some(), "{m}");
-            }
-            _ => assert_eq!(ended["status"], "completed", "{ended}"),
+        let engine = json!({"engine": "web", "backend": "app",
+            "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]});
+        let what = format!("canary failing 1 in {canary_every} through nginx's access log");
+        let m = judged_through(&app, n.port, engine, want, &what).await;
+        if want == "rolled back" {
+            // The log carries every request's time.
+            assert!(m["stable"]["avg_latency"].as_f64().is_some(), "{m}");
         }
         app.stop().await;
     }

@@ -36,6 +36,50 @@ struct Mock {
     /// Replaces to refuse with 409 before accepting one (someone else's edit).
     conflicts: Arc<Mutex<u32>>,
     puts: Arc<Mutex<Vec<Value>>>,
+    /// The stand-in data plane's counters per Service: (requests, 5xx).
+    served: Arc<Mutex<std::collections::BTreeMap<String, (u64, u64)>>>,
+}
+
+/// The stand-in data plane's counters in Prometheus' text format.
+async fn metrics(State(m): State<Mock>) -> String {
+    let mut out = String::from("# TYPE gateway_upstream_requests_total counter\n");
+    for (service, (n, _)) in m.served.lock().unwrap().iter() {
+        out += &format!("gateway_upstream_requests_total{{service=\"{service}\"}} {n}\n");
+    }
+    out += "# TYPE gateway_upstream_errors_total counter\n";
+    for (service, (_, e)) in m.served.lock().unwrap().iter() {
+        out += &format!("gateway_upstream_errors_total{{service=\"{service}\"}} {e}\n");
+    }
+    out
+}
+
+/// Plays the data plane: 200 requests a second split by the route's weights
+/// as they stand, stable failing 1 in 50 and canary 1 in `canary_every`.
+fn serve(m: &Mock, canary_every: u64) {
+    let m = m.clone();
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            i += 1;
+            let (ws, wc) = weights(&m);
+            if ws + wc == 0 {
+                continue;
+            }
+            let canary = i % (ws + wc) >= ws;
+            let (service, every) = if canary {
+                ("web-canary", canary_every)
+            } else {
+                ("web-stable", 50)
+            };
+            let mut served = m.served.lock().unwrap();
+            let c = served.entry(service.to_string()).or_default();
+            c.0 += 1;
+            if c.0.is_multiple_of(every) {
+                c.1 += 1;
+            }
+        }
+    });
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Json<Value>) {
@@ -163,12 +207,14 @@ async fn mock(controller: Controller, conflicts: u32) -> (Mock, String) {
         controller,
         conflicts: Arc::new(Mutex::new(conflicts)),
         puts: Arc::default(),
+        served: Arc::default(),
     };
     let app = Router::new()
         .route(
             "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes/{name}",
             get(get_route).put(put_route),
         )
+        .route("/metrics", get(metrics))
         .with_state(m.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
@@ -226,6 +272,15 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
 
     let (s, d) = app.post("/api/v1/canary/deployments", body("10s")).await;
     assert_eq!(s, 201, "{d}");
+    // One live deployment per route: a second would undo the first's weights.
+    let mut second = body("10s");
+    second["queue_name"] = json!("web-too");
+    let (s, e) = app.post("/api/v1/canary/deployments", second).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (409, Some("ENGINE_BACKEND_IN_USE")),
+        "{e}"
+    );
     let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
     let at_pause = app
         .until(&path, Duration::from_secs(20), |d| {
@@ -281,5 +336,66 @@ async fn a_route_no_gateway_accepts_pauses_the_rollout() {
     assert!(why.contains("has seen generation 1 of 2"), "{paused}");
     assert_eq!(paused["rollout"]["step"], 0, "the step was not reached");
     keep(&m.puts.lock().unwrap(), "httproute-silent");
+    app.stop().await;
+}
+
+/// Lanes from the gateway's own metrics: each lane's PromQL (requests and
+/// 5xx by Service), asked of a real Prometheus that scrapes the stand-in data
+/// plane every second. A canary failing 5× as often as stable is rolled back
+/// within a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_lanes_from_prometheus_queries() {
+    let (m, url) = mock(Controller::Accepts, 0).await;
+    let scraped = url.trim_start_matches("http://").to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(prom) = crate::app::PrometheusServer::start(port, &[scraped]) else {
+        return;
+    };
+    serve(&m, 10);
+    let spec = format!(
+        "gw=gateway-api:{url}?namespace=prod&prometheus={}",
+        prom.url()
+    );
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let mut b = body("10s");
+    b["engine"]["metrics"] = json!({
+        "requests": "sum(gateway_upstream_requests_total{service=~\"$SERVERS\"})",
+        "errors": "sum(gateway_upstream_errors_total{service=~\"$SERVERS\"})"
+    });
+    b["rollout"] = json!({"steps": [{"set_weight": 50}, {"analysis": {"window": "5m"}}]});
+    let (s, d) = app.post("/api/v1/canary/deployments", b).await;
+    assert_eq!(s, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let t0 = std::time::Instant::now();
+    let ended = app
+        .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
+        .await;
+    eprintln!(
+        "canary failing 1 in 10 judged from Prometheus queries: {} after {:?}: {}",
+        ended["status"],
+        t0.elapsed(),
+        ended["status_reason"]
+    );
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    let why = ended["status_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("error rate"), "{why}");
+    // An engine without Prometheus refuses lane queries.
+    app.stop().await;
+    let (_m2, url2) = mock(Controller::Accepts, 0).await;
+    let spec = format!("gw=gateway-api:{url2}?namespace=prod");
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let mut b = body("10s");
+    b["engine"]["metrics"] = json!({"requests": "sum(x)", "errors": "sum(y)"});
+    let (s, e) = app.post("/api/v1/canary/deployments", b).await;
+    assert_eq!(
+        (s, e["details"]["field"].as_str()),
+        (400, Some("engine.metrics")),
+        "{e}"
+    );
     app.stop().await;
 }
