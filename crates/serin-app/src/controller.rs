@@ -164,6 +164,8 @@ pub struct ControllerMemory {
     lanes: Arc<Mutex<HashMap<String, Accumulated>>>,
     /// Engine deployments' counters (`crate::engines::telemetry`).
     tallies: Arc<crate::engines::telemetry::Tallies>,
+    /// Ended engine deployments being settled (`crate::engines::settle`).
+    settling: Arc<crate::engines::settle::Settling>,
 }
 
 impl ControllerMemory {
@@ -207,6 +209,7 @@ impl ControllerMemory {
         self.answers.lock().expect("answers lock").clear();
         self.lanes.lock().expect("lanes lock").clear();
         self.tallies.clear();
+        self.settling.clear();
     }
 
     fn forget_except(&self, keep: &std::collections::HashSet<&str>) {
@@ -289,6 +292,10 @@ pub async fn tick(state: &App) -> TickReport {
     };
     let keep = live.iter().chain(&ended).map(|d| d.id.as_str()).collect();
     state.controller.forget_except(&keep);
+    // Engine deployments that ended since the last tick: their final share.
+    let settling = state.controller.settling.clone();
+    settling.track(&live);
+    settling.settle(state).await;
     let mut groups: HashMap<String, Vec<Sibling>> = HashMap::new();
     for d in &live {
         if let Some(g) = d.rollout.as_ref().and_then(|r| r.group.clone()) {

@@ -24,6 +24,7 @@ pub mod accesslog;
 pub mod gateway;
 pub mod haproxy;
 pub mod nginx;
+pub mod settle;
 pub mod telemetry;
 
 /// What went wrong talking to an engine.

@@ -399,3 +399,44 @@ async fn gateway_lanes_from_prometheus_queries() {
     );
     app.stop().await;
 }
+
+/// A deployment ended where no follow-up ran (as on a replica that stopped
+/// right after committing the rollback): the leader notices it left the live
+/// set and puts its final share in effect on the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_settles_a_deployment_ended_elsewhere() {
+    let (m, url) = mock(Controller::Accepts, 0).await;
+    let spec = format!("gw=gateway-api:{url}?namespace=prod");
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let (s, d) = app.post("/api/v1/canary/deployments", body("10s")).await;
+    assert_eq!(s, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/canary/deployments/{id}");
+    app.until(&path, Duration::from_secs(20), |d| d["rollout"]["step"] == 1)
+        .await;
+    assert_eq!(weights(&m), (4, 1));
+    // Rolled back in the store alone: no replica follows it up.
+    app.state
+        .store
+        .update_deployment(
+            &id,
+            None,
+            Box::new(|d: &mut serin_core::canary::Deployment| {
+                d.rollback("ended on a replica that then stopped", chrono::Utc::now())
+            }),
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while weights(&m) != (1, 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the route still says {:?}",
+            weights(&m)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
