@@ -118,14 +118,7 @@ impl Client {
     /// A call whose success has no body (204).
     pub(crate) async fn call_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.map_err(|e| ClientError::Transport {
-            url: url.clone(),
-            reason: describe(&e),
-        })?;
+        let resp = self.send::<()>(method, &url, None).await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

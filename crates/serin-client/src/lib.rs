@@ -87,12 +87,49 @@ pub struct AuditQuery {
     pub page_size: Option<u32>,
 }
 
+/// Called before the client waits out a 429: how long it will wait.
+pub type OnRateLimited = std::sync::Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// A handle to one Serin server. Cheap to clone.
-#[derive(Debug, Clone)]
+///
+/// A request the server refuses with 429 `RATE_LIMITED` is sent again after
+/// the server's `Retry-After` (the server refuses before doing anything, so
+/// this is safe for every method), as long as the waits of one call add up to
+/// at most [`Client::with_rate_limit_wait`] (30 s by default); past that the
+/// 429 is the call's error.
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
     api_key: Option<String>,
+    most_wait: std::time::Duration,
+    on_rate_limited: Option<OnRateLimited>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("most_wait", &self.most_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest a call waits out 429s, by default.
+const MOST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The wait a 429 asks for: `Retry-After` in seconds (1 s when absent or
+/// unreadable, at most 60 s).
+fn retry_after(resp: &reqwest::Response) -> std::time::Duration {
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 60);
+    std::time::Duration::from_secs(secs)
 }
 
 impl Client {
@@ -110,7 +147,23 @@ impl Client {
             base,
             http,
             api_key: None,
+            most_wait: MOST_WAIT,
+            on_rate_limited: None,
         })
+    }
+
+    /// How long one call may wait out 429s in all (`ZERO`: never wait).
+    #[must_use]
+    pub fn with_rate_limit_wait(mut self, most: std::time::Duration) -> Self {
+        self.most_wait = most;
+        self
+    }
+
+    /// Calls `f` with the wait before each 429 is waited out (a CLI says so).
+    #[must_use]
+    pub fn on_rate_limited(mut self, f: OnRateLimited) -> Self {
+        self.on_rate_limited = Some(f);
+        self
     }
 
     /// Sends `Authorization: Bearer KEY` with every request.
@@ -125,6 +178,41 @@ impl Client {
         &self.base
     }
 
+    /// Sends a request, waiting out 429s (see [`Client`]); the answer.
+    pub(crate) async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let mut req = self.http.request(method.clone(), url);
+            if let Some(key) = &self.api_key {
+                req = req.bearer_auth(key);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.map_err(|e| ClientError::Transport {
+                url: url.to_string(),
+                reason: describe(&e),
+            })?;
+            if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+                return Ok(resp);
+            }
+            let wait = retry_after(&resp);
+            if waited + wait > self.most_wait {
+                return Ok(resp);
+            }
+            if let Some(f) = &self.on_rate_limited {
+                f(wait);
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
+
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -132,20 +220,12 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let transport = |e: reqwest::Error| ClientError::Transport {
+        let resp = self.send(method, &url, body).await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
             url: url.clone(),
             reason: describe(&e),
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
+        })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport {
                 url: url.clone(),

@@ -14,8 +14,15 @@ use crate::output::print;
 
 /// A client for the server the flags name, with the API key, else the session
 /// stored by `serin login` for that server.
+/// A 429 is waited out per its `Retry-After` (up to 30 s in all per call),
+/// saying so on stderr.
 pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
-    let c = Client::new(&args.url)?;
+    let c = Client::new(&args.url)?.on_rate_limited(std::sync::Arc::new(|wait| {
+        eprintln!(
+            "serin: the server's rate limit for this key was reached; retrying in {}s",
+            wait.as_secs()
+        );
+    }));
     Ok(match &args.api_key {
         Some(k) => c.with_api_key(k),
         None => match crate::manage::stored(&args.url) {

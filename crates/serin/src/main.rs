@@ -56,8 +56,22 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
+    }
+}
+
+/// The exit code of a command that failed (see docs/cli.md): 4 when the
+/// server refused or couldn't be reached, so a pipeline never reads an API
+/// error as the 1 of "rolled back"; 2 for anything else (bad input, a file
+/// that can't be read).
+fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    if e.chain()
+        .any(|c| c.downcast_ref::<serin_client::ClientError>().is_some())
+    {
+        ExitCode::from(4)
+    } else {
+        ExitCode::from(2)
     }
 }
 

@@ -71,7 +71,7 @@ fn quickstart_through_the_cli() {
 fn failures_print_the_server_message_and_exit_non_zero() {
     let server = Server::sqlite();
     let out = server.cli(&["release", "latest", "ghost"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("product `ghost` does not exist") && err.contains("PRODUCT_NOT_FOUND"),
@@ -91,9 +91,9 @@ fn failures_print_the_server_message_and_exit_non_zero() {
         "--value",
         "1",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let out = cli_at("http://127.0.0.1:1", &["product", "list"], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Serin"));
 }
 
@@ -121,7 +121,7 @@ fn bad_settings_are_all_reported_before_exit() {
         .env("SERIN_DATABASE_URL", "sqlite:///no/such/dir/serin.db")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("/no/such/dir"),
         "{}",
@@ -227,7 +227,7 @@ fn canary_worker_and_apikey_commands() {
     let got = json(&server.cli(&["canary", "get", &id, "-o", "json"]));
     assert_eq!(got["status"], "completed");
     let out = server.cli(&["canary", "rollback", &id]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DEPLOYMENT_NOT_ACTIVE"));
     assert!(stdout(&server.cli(&["canary", "delete", &id])).contains("deleted"));
     let profiles = json(&server.cli(&["canary", "profiles"]));
@@ -533,4 +533,56 @@ fn audit_lists_filters_and_follows_the_log() {
     let _ = follow.kill();
     let _ = follow.wait();
     assert_eq!(got.len(), 3, "two old entries, then the new one: {got:?}");
+}
+
+/// 40 quick calls on one key with the server's default limits (100 a
+/// minute, bursts of 20): the calls past the burst wait out the 429 per its
+/// `Retry-After` and succeed, saying so on stderr.
+#[test]
+fn quick_calls_wait_out_the_rate_limit() {
+    let server = Server::sqlite_with(&[("SERIN_AUTH_FAILURE_LIMIT", "0")]);
+    let mut waited = 0;
+    for i in 0..40 {
+        let out = server.cli(&["product", "list", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(0), "call {i}: {out:?}");
+        waited += usize::from(String::from_utf8_lossy(&out.stderr).contains("retrying in"));
+    }
+    assert!(waited > 0, "the default burst is 20: some calls waited");
+}
+
+/// `rollout watch` when the server goes away mid-watch: exit 4 (the server
+/// could not be reached), never the 1 of a rolled-back rollout.
+#[test]
+fn watch_exits_4_when_the_server_goes_away() {
+    let mut server = Server::sqlite();
+    let out = server.cli(&[
+        "rollout", "start", "--queue", "web", "--stable", "1", "--canary", "2", "--steps", "10,100",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let id = stdout(&out)
+        .split_whitespace()
+        .find(|w| w.starts_with("canary_"))
+        .unwrap()
+        .to_string();
+    let mut watch = std::process::Command::new(BIN)
+        .args(["rollout", "watch", &id])
+        .env("SERIN_URL", &server.url)
+        .env("SERIN_API_KEY", crate::harness::ADMIN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(watch.try_wait().unwrap().is_none(), "still watching");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = watch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "watch never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(4));
 }
