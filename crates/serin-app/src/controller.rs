@@ -295,7 +295,7 @@ pub async fn tick(state: &App) -> TickReport {
     // Engine deployments that ended since the last tick: their final share.
     let settling = state.controller.settling.clone();
     settling.track(&live);
-    settling.settle(state).await;
+    settling.settle(state, &live).await;
     let mut groups: HashMap<String, Vec<Sibling>> = HashMap::new();
     for d in &live {
         if let Some(g) = d.rollout.as_ref().and_then(|r| r.group.clone()) {

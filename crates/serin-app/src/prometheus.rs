@@ -155,6 +155,36 @@ pub fn parse(body: &[u8]) -> Result<Vec<Sample>, String> {
         .collect()
 }
 
+/// What a set of counter series grew by since first seen, each series
+/// followed on its own: a series that went down (its source restarted)
+/// adds what it counted since; one seen for the first time only sets its
+/// baseline; one that vanished adds nothing. So a pod that restarts, or
+/// drops out of a scrape and comes back, never adds its whole history at
+/// once.
+#[derive(Debug, Default)]
+pub struct Growth {
+    last: std::collections::HashMap<String, f64>,
+    total: f64,
+}
+
+impl Growth {
+    /// Folds this read's series in; the total grown so far.
+    pub fn fold(&mut self, samples: &[Sample]) -> f64 {
+        for s in samples
+            .iter()
+            .filter(|s| s.value.is_finite() && s.value >= 0.0)
+        {
+            let key = format!("{:?}", s.labels);
+            match self.last.insert(key, s.value) {
+                None => {}
+                Some(before) if s.value >= before => self.total += s.value - before,
+                Some(_) => self.total += s.value,
+            }
+        }
+        self.total
+    }
+}
+
 /// `s` as a PromQL string literal's content (inside double quotes).
 pub fn quoted(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -184,6 +214,20 @@ mod tests {
         assert!(parse(b"<html>").is_err());
         assert_eq!(quoted(r#"a"b\c"#), r#"a\"b\\c"#);
         assert!(Prometheus::new("ftp://x").is_err());
+        let sample = |pod: &str, value: f64| Sample {
+            labels: [("pod".to_string(), pod.to_string())].into(),
+            value,
+        };
+        let mut g = Growth::default();
+        assert_eq!(
+            g.fold(&[sample("a", 100.0), sample("b", 50.0)]),
+            0.0,
+            "baselines"
+        );
+        assert_eq!(g.fold(&[sample("a", 110.0), sample("b", 55.0)]), 15.0);
+        // b restarted; a missed the scrape.
+        assert_eq!(g.fold(&[sample("b", 3.0)]), 18.0);
+        assert_eq!(g.fold(&[sample("a", 112.0), sample("b", 4.0)]), 21.0);
         assert!(Prometheus::new("http://127.0.0.1:9090").is_ok());
     }
 }

@@ -7,7 +7,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Serin: canary releases in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "serin", version, about, max_term_width = 100)]
+#[command(
+    name = "serin",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success (a rollout promoted); 1 a rollout rolled back; 2 bad input \
+                  (flags, a file, settings); 3 a wait's --timeout passed; 4 the server refused \
+                  the call or could not be reached. A call the server's rate limit refuses (429) \
+                  is sent again after its Retry-After, up to 30 s per call."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -251,8 +260,8 @@ pub struct UpArgs {
     /// nginx's default, `&access_log=PATH` for lane metrics from its JSON
     /// access log); `gw=gateway-api:in-cluster?namespace=prod&routes=web`
     /// (Kubernetes HTTPRoutes; `kubeconfig[:PATH]` or an API server URL
-    /// instead of `in-cluster`; `&prometheus=URL` for deployments' lane
-    /// queries). Repeat the flag for several.
+    /// instead of `in-cluster`; `&prometheus=URL&queries=FILE` for lane
+    /// metrics from the operator's PromQL). Repeat the flag for several.
     #[arg(
         long = "traffic-engine",
         env = "SERIN_TRAFFIC_ENGINES",

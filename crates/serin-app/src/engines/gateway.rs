@@ -10,10 +10,11 @@
 //! `update` the routes it names.
 //!
 //! A change replaces the route with the `resourceVersion` it was read at, so
-//! an edit made meanwhile by someone else is never overwritten: the API
-//! server answers 409, and the next tick reads the route again. Only the
-//! weights of the `backendRefs` naming the deployment's Services change; the
-//! rest of the route (matches, filters, other backends) is left as it was.
+//! an edit made between that read and the write is kept: the API server
+//! answers 409, and the next tick reads the route again and sets the weights
+//! on top of it. Only the weights of the `backendRefs` naming the
+//! deployment's Services change, and only in rules that hold those Services
+//! alone (see [`split_rules`]); the rest of the route is left as it was.
 //!
 //! Where it connects is the operator's (`--traffic-engine`): `in-cluster`
 //! (the Pod's service account), `kubeconfig` (the default kubeconfig, or
@@ -31,6 +32,9 @@ use serin_core::traffic::engine::{EngineTarget, share};
 
 use super::{EngineError, TrafficEngine};
 
+/// How long one call to the API server may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where the API server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
@@ -46,8 +50,15 @@ pub struct GatewayApi {
     namespace: String,
     /// The routes deployments may name (`None`: any in the namespace).
     routes: Option<Vec<String>>,
-    /// Where deployments' lane queries (`engine.metrics`) are asked.
-    prometheus: Option<crate::prometheus::Prometheus>,
+    /// Where the lanes' counters are asked, with the operator's queries.
+    lane_queries: Option<(
+        crate::prometheus::Prometheus,
+        serin_core::traffic::engine::LaneQueries,
+    )>,
+    /// Per (route, lane, query): what its series grew by.
+    growth: std::sync::Mutex<
+        std::collections::HashMap<(String, usize, usize), crate::prometheus::Growth>,
+    >,
     client: tokio::sync::OnceCell<kube::Client>,
 }
 
@@ -58,6 +69,7 @@ impl std::fmt::Debug for GatewayApi {
             .field("source", &self.source)
             .field("namespace", &self.namespace)
             .field("routes", &self.routes)
+            .field("lane_queries", &self.lane_queries.as_ref().map(|(_, q)| q))
             .finish_non_exhaustive()
     }
 }
@@ -70,9 +82,10 @@ fn http_route() -> ApiResource {
 
 impl GatewayApi {
     /// Parses `in-cluster`, `kubeconfig[:PATH]` or `http(s)://HOST:PORT`,
-    /// followed by `?namespace=NS[&routes=a+b][&prometheus=URL]`.
+    /// followed by `?namespace=NS[&routes=a+b][&prometheus=URL&queries=FILE]`
+    /// (`FILE`: JSON `{"requests": PROMQL, "errors": PROMQL}`, read now).
     pub fn parse(name: &str, spec: &str) -> Result<Self, String> {
-        let usage = "gateway-api needs in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b][&prometheus=URL]";
+        let usage = "gateway-api needs in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b][&prometheus=URL&queries=FILE]";
         let (source, query) = spec
             .split_once('?')
             .ok_or_else(|| format!("{spec}: {usage}"))?;
@@ -88,13 +101,20 @@ impl GatewayApi {
             }
             s => return Err(format!("{s}: {usage}")),
         };
-        let (mut namespace, mut routes, mut prometheus) = (None, None, None);
+        let (mut namespace, mut routes, mut prometheus, mut queries) = (None, None, None, None);
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("namespace", ns)) if is_dns_label(ns) => namespace = Some(ns.to_string()),
                 Some(("routes", list)) => routes = Some(super::backends_of(list)?),
                 Some(("prometheus", url)) => {
                     prometheus = Some(crate::prometheus::Prometheus::new(url)?);
+                }
+                Some(("queries", file)) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+                    let q: serin_core::traffic::engine::LaneQueries =
+                        serde_json::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+                    q.validate().map_err(|e| format!("{file}: {e}"))?;
+                    queries = Some(q);
                 }
                 _ => return Err(format!("{pair}: {usage}")),
             }
@@ -104,7 +124,12 @@ impl GatewayApi {
             source,
             namespace: namespace.ok_or_else(|| format!("{usage} (namespace is required)"))?,
             routes,
-            prometheus,
+            lane_queries: match (prometheus, queries) {
+                (Some(p), Some(q)) => Some((p, q)),
+                (None, None) => None,
+                _ => return Err(format!("{usage} (prometheus= and queries= go together)")),
+            },
+            growth: Default::default(),
             client: tokio::sync::OnceCell::new(),
         })
     }
@@ -146,6 +171,12 @@ impl GatewayApi {
                         c
                     }
                 };
+                let mut config = config;
+                // A slow API server must not hold the controller's tick.
+                config.connect_timeout = Some(CALL_TIMEOUT);
+                config.read_timeout = Some(CALL_TIMEOUT);
+                config.write_timeout = Some(CALL_TIMEOUT);
+                config.default_retry = false;
                 kube::Client::try_from(config).map_err(|e| e.to_string())
             })
             .await
@@ -159,7 +190,10 @@ impl GatewayApi {
 
     async fn get(&self, route: &str) -> Result<(Api<DynamicObject>, DynamicObject), EngineError> {
         let api = self.routes_api().await?;
-        let obj = api.get(route).await.map_err(|e| match &e {
+        let got = tokio::time::timeout(CALL_TIMEOUT, api.get(route))
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?;
+        let obj = got.map_err(|e| match &e {
             kube::Error::Api(s) if s.code == 404 => self.refused(format!(
                 "no HTTPRoute {route} in namespace {}",
                 self.namespace
@@ -180,49 +214,117 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Sets the weights of `target`'s backendRefs in `route`'s rules; how many
-/// refs it set and whether anything changed.
-pub fn set_weights(route: &mut Value, target: &EngineTarget, percent: u8) -> (usize, bool) {
-    let (ws, wc) = target.weights(percent);
-    let (mut found, mut changed) = (0, false);
-    let Some(rules) = route
-        .pointer_mut("/spec/rules")
-        .and_then(Value::as_array_mut)
-    else {
-        return (0, false);
-    };
-    for rule in rules {
-        let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else {
+/// Whether a backendRef points at a Service in `namespace` (the kind, group
+/// and namespace the Gateway API defaults to when they are left out).
+fn is_local_service(r: &Value, namespace: &str) -> bool {
+    let field = |k: &str| r.get(k).and_then(Value::as_str);
+    field("kind").is_none_or(|k| k == "Service")
+        && field("group").is_none_or(str::is_empty)
+        && field("namespace").is_none_or(|n| n == namespace)
+}
+
+/// The rules of `route` that split `target`: every rule naming one of the
+/// deployment's Services must name all of them, once each, and nothing else
+/// (a rule also sending to another backend would see that backend's share
+/// change with the weights; a rule with only some of them would have all of
+/// its weights at 0 at one end of the rollout).
+pub fn split_rules(
+    route: &Value,
+    target: &EngineTarget,
+    namespace: &str,
+) -> Result<Vec<usize>, String> {
+    let wanted: std::collections::BTreeSet<&str> = target
+        .stable
+        .iter()
+        .chain(&target.canary)
+        .map(String::as_str)
+        .collect();
+    let rules = route
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .ok_or("it has no rules")?;
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let refs: Vec<&Value> = rule
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        let named: Vec<&str> = refs
+            .iter()
+            .filter(|r| is_local_service(r, namespace))
+            .filter_map(|r| r.get("name").and_then(Value::as_str))
+            .filter(|n| wanted.contains(n))
+            .collect();
+        if named.is_empty() {
             continue;
-        };
+        }
+        let distinct: std::collections::BTreeSet<&str> = named.iter().copied().collect();
+        if distinct != wanted {
+            return Err(format!(
+                "rule {i} names {} of the deployment's {} Services: each rule it splits must name them all",
+                distinct.len(),
+                wanted.len()
+            ));
+        }
+        if refs.len() != named.len() || named.len() != distinct.len() {
+            return Err(format!(
+                "rule {i} also sends to other backends, or names a Service twice: a rule Serin splits holds the deployment's Services alone"
+            ));
+        }
+        out.push(i);
+    }
+    if out.is_empty() {
+        return Err("no rule names the deployment's Services".into());
+    }
+    Ok(out)
+}
+
+/// Sets the weights of `target`'s backendRefs in the rules it splits;
+/// whether anything changed.
+pub fn set_weights(
+    route: &mut Value,
+    target: &EngineTarget,
+    namespace: &str,
+    percent: u8,
+) -> Result<bool, String> {
+    let rules = split_rules(route, target, namespace)?;
+    let (ws, wc) = target.weights(percent);
+    let mut changed = false;
+    for i in rules {
+        let refs = route
+            .pointer_mut(&format!("/spec/rules/{i}/backendRefs"))
+            .and_then(Value::as_array_mut)
+            .ok_or("a rule lost its backendRefs")?;
         for r in refs {
-            let Some(name) = r.get("name").and_then(Value::as_str) else {
-                continue;
-            };
+            let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
             let w = if target.stable.iter().any(|s| s == name) {
                 ws
-            } else if target.canary.iter().any(|s| s == name) {
-                wc
             } else {
-                continue;
+                wc
             };
-            found += 1;
             if r.get("weight").and_then(Value::as_u64) != Some(u64::from(w)) {
                 r["weight"] = Value::from(w);
                 changed = true;
             }
         }
     }
-    (found, changed)
+    Ok(changed)
 }
 
-/// The canary share `route`'s spec gives `target`'s Services (a ref without
-/// a weight weighs 1, as the Gateway API says).
-pub fn share_in_spec(route: &Value, target: &EngineTarget) -> Option<Option<u8>> {
-    let (mut stable, mut canary, mut found) = (0u32, 0u32, 0);
-    for rule in route.pointer("/spec/rules")?.as_array()? {
-        for r in rule
-            .get("backendRefs")
+/// The canary share the rules `target` splits give it (a ref without a
+/// weight weighs 1, as the Gateway API says); the rules must agree.
+pub fn share_in_spec(
+    route: &Value,
+    target: &EngineTarget,
+    namespace: &str,
+) -> Result<Option<u8>, String> {
+    let mut shares = std::collections::BTreeSet::new();
+    for i in split_rules(route, target, namespace)? {
+        let (mut stable, mut canary) = (0u32, 0u32);
+        for r in route
+            .pointer(&format!("/spec/rules/{i}/backendRefs"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -231,14 +333,16 @@ pub fn share_in_spec(route: &Value, target: &EngineTarget) -> Option<Option<u8>>
             let w = r.get("weight").and_then(Value::as_u64).unwrap_or(1) as u32;
             if target.stable.iter().any(|s| s == name) {
                 stable += w;
-                found += 1;
-            } else if target.canary.iter().any(|s| s == name) {
+            } else {
                 canary += w;
-                found += 1;
             }
         }
+        shares.insert(share(stable, canary));
     }
-    (found > 0).then(|| share(stable, canary))
+    match shares.len() {
+        1 => Ok(shares.into_iter().next().flatten()),
+        _ => Err("the rules it splits give different shares".into()),
+    }
 }
 
 /// Why the route's parents haven't all taken generation `generation` yet
@@ -251,6 +355,21 @@ pub fn not_yet_accepted(route: &Value, generation: i64) -> Option<String> {
     let Some(parents) = parents else {
         return Some("no gateway lists it in its status yet".into());
     };
+    // Every parent the spec names must have reported.
+    for want in route
+        .pointer("/spec/parentRefs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = want.get("name").and_then(Value::as_str).unwrap_or("?");
+        if !parents
+            .iter()
+            .any(|p| p.pointer("/parentRef/name").and_then(Value::as_str) == Some(name))
+        {
+            return Some(format!("gateway {name} hasn't reported on it yet"));
+        }
+    }
     for p in parents {
         let gateway = p
             .pointer("/parentRef/name")
@@ -300,39 +419,43 @@ impl TrafficEngine for GatewayApi {
             .is_none_or(|r| r.iter().any(|x| x == backend))
     }
 
-    fn reads_lane_queries(&self) -> bool {
-        self.prometheus.is_some()
-    }
-
     fn counters<'a>(
         &'a self,
         target: &'a EngineTarget,
     ) -> BoxFuture<'a, Result<Option<[super::Counters; 2]>, EngineError>> {
         async move {
-            let (Some(p), Some(queries)) = (&self.prometheus, &target.metrics) else {
+            let Some((p, queries)) = &self.lane_queries else {
                 return Ok(None);
             };
             let at = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-            let mut lanes = [super::Counters::default(); 2];
-            for (lane, servers) in [&target.stable, &target.canary].into_iter().enumerate() {
+            let mut read = Vec::new();
+            for servers in [&target.stable, &target.canary] {
                 let [requests, errors] = queries.for_lane(servers);
                 let (r, e) = tokio::join!(p.vector(&requests, at), p.vector(&errors, at));
-                let sum = |v: Vec<crate::prometheus::Sample>| {
-                    v.iter()
-                        .filter(|s| s.value.is_finite() && s.value > 0.0)
-                        .map(|s| s.value.round() as u64)
-                        .sum::<u64>()
+                read.push((
+                    r.map_err(|e| self.unreachable(e))?,
+                    e.map_err(|e| self.unreachable(e))?,
+                ));
+            }
+            if let Some(lane) = read.iter().position(|(r, _)| r.is_empty()) {
+                return Err(self.refused(format!(
+                    "the requests query of lane {} has no series yet",
+                    if lane == 0 { "stable" } else { "canary" }
+                )));
+            }
+            let mut growth = self.growth.lock().expect("growth lock");
+            let mut lanes = [super::Counters::default(); 2];
+            for (lane, (r, e)) in read.iter().enumerate() {
+                let mut grown = |query: usize, samples: &[crate::prometheus::Sample]| {
+                    let g = growth
+                        .entry((target.backend.clone(), lane, query))
+                        .or_default()
+                        .fold(samples);
+                    g.round() as u64
                 };
-                let r = r.map_err(|e| self.unreachable(e))?;
-                if r.is_empty() {
-                    return Err(self.refused(format!(
-                        "the requests query of lane {} has no series yet",
-                        if lane == 0 { "stable" } else { "canary" }
-                    )));
-                }
-                lanes[lane].requests = sum(r);
+                lanes[lane].requests = grown(0, r);
                 // No errors yet is no series at all for many exporters.
-                lanes[lane].errors_5xx = sum(e.map_err(|e| self.unreachable(e))?);
+                lanes[lane].errors_5xx = grown(1, e);
             }
             Ok(Some(lanes))
         }
@@ -346,28 +469,26 @@ impl TrafficEngine for GatewayApi {
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
             let (api, mut obj) = self.get(&target.backend).await?;
-            let (found, changed) = set_weights(&mut obj.data, target, percent);
-            if found < target.stable.len() + target.canary.len() {
-                return Err(self.refused(format!(
-                    "HTTPRoute {} names {found} of the deployment's {} Services in its backendRefs",
-                    target.backend,
-                    target.stable.len() + target.canary.len()
-                )));
-            }
+            let changed = set_weights(&mut obj.data, target, &self.namespace, percent)
+                .map_err(|why| self.refused(format!("HTTPRoute {}: {why}", target.backend)))?;
             if !changed {
                 return Ok(());
             }
             // Replaced at the resourceVersion it was read at: someone else's
             // edit meanwhile is a 409, never overwritten.
-            api.replace(&target.backend, &PostParams::default(), &obj)
-                .await
-                .map_err(|e| match &e {
-                    kube::Error::Api(s) if s.code == 409 => self.refused(format!(
-                        "HTTPRoute {} changed while Serin wrote it; read again next tick",
-                        target.backend
-                    )),
-                    _ => self.unreachable(e),
-                })?;
+            tokio::time::timeout(
+                CALL_TIMEOUT,
+                api.replace(&target.backend, &PostParams::default(), &obj),
+            )
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 409 => self.refused(format!(
+                    "HTTPRoute {} changed while Serin wrote it; read again next tick",
+                    target.backend
+                )),
+                _ => self.unreachable(e),
+            })?;
             Ok(())
         }
         .boxed()
@@ -379,12 +500,8 @@ impl TrafficEngine for GatewayApi {
     ) -> BoxFuture<'a, Result<Option<u8>, EngineError>> {
         async move {
             let (_, obj) = self.get(&target.backend).await?;
-            let share = share_in_spec(&obj.data, target).ok_or_else(|| {
-                self.refused(format!(
-                    "HTTPRoute {} has no backendRef naming the deployment's Services",
-                    target.backend
-                ))
-            })?;
+            let share = share_in_spec(&obj.data, target, &self.namespace)
+                .map_err(|why| self.refused(format!("HTTPRoute {}: {why}", target.backend)))?;
             let generation = obj.metadata.generation.unwrap_or(0);
             if let Some(why) = not_yet_accepted(&obj.data, generation) {
                 return Err(self.refused(format!(
@@ -410,7 +527,6 @@ mod tests {
             stable: vec!["web-stable".into()],
             canary: vec!["web-canary".into()],
             confirm_within: None,
-            metrics: None,
         }
     }
 
@@ -419,8 +535,10 @@ mod tests {
             "spec": {"rules": [
                 {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
                  "backendRefs": [{"name": "web-stable", "port": 80, "weight": 100},
-                                 {"name": "web-canary", "port": 80, "weight": 0},
-                                 {"name": "other", "port": 80}]}]},
+                                 {"name": "web-canary", "port": 80, "weight": 0}]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                 "backendRefs": [{"name": "admin", "port": 80}]}],
+                "parentRefs": [{"name": "edge"}]},
             "status": {"parents": [{"parentRef": {"name": "edge"}, "controllerName": "x",
                 "conditions": [
                     {"type": "Accepted", "status": accepted, "observedGeneration": generation_seen,
@@ -430,18 +548,42 @@ mod tests {
     }
 
     #[test]
-    fn weights_are_set_on_the_deployments_services_alone() {
+    fn weights_are_set_in_the_rules_the_deployment_splits() {
         let mut r = route(1, "True");
-        let (found, changed) = set_weights(&mut r, &target(), 20);
-        assert_eq!((found, changed), (2, true));
+        assert_eq!(set_weights(&mut r, &target(), "prod", 20), Ok(true));
         let refs = &r["spec"]["rules"][0]["backendRefs"];
-        assert_eq!(refs[2], json!({"name": "other", "port": 80}), "left alone");
-        assert_eq!(share_in_spec(&r, &target()), Some(Some(20)));
-        assert_eq!(set_weights(&mut r, &target(), 20), (2, false));
         assert_eq!(
-            share_in_spec(&json!({"spec": {"rules": []}}), &target()),
-            None
+            (refs[0]["weight"].clone(), refs[1]["weight"].clone()),
+            (json!(4), json!(1))
         );
+        assert_eq!(share_in_spec(&r, &target(), "prod"), Ok(Some(20)));
+        assert_eq!(set_weights(&mut r, &target(), "prod", 20), Ok(false));
+        // A rule that also sends elsewhere, or names only one lane, is refused.
+        let mut other = r.clone();
+        other["spec"]["rules"][0]["backendRefs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "other", "port": 80}));
+        assert!(
+            set_weights(&mut other, &target(), "prod", 50)
+                .unwrap_err()
+                .contains("other backends")
+        );
+        let mut half = r.clone();
+        half["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"backendRefs": [{"name": "web-stable", "port": 80}]}));
+        assert!(
+            share_in_spec(&half, &target(), "prod")
+                .unwrap_err()
+                .contains("rule 2 names 1")
+        );
+        // A Service of another namespace, or another kind, isn't the deployment's.
+        let mut far = r.clone();
+        far["spec"]["rules"][0]["backendRefs"][1]["namespace"] = json!("elsewhere");
+        assert!(set_weights(&mut far, &target(), "prod", 50).is_err());
+        assert!(share_in_spec(&json!({"spec": {"rules": []}}), &target(), "prod").is_err());
     }
 
     #[test]

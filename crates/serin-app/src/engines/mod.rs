@@ -89,12 +89,6 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(None) })
     }
 
-    /// Whether the engine reads a deployment's lane queries
-    /// (`engine.metrics`) from a Prometheus of its own.
-    fn reads_lane_queries(&self) -> bool {
-        false
-    }
-
     /// Each lane's counters since the engine started (stable, canary), where
     /// the engine keeps them; `None` where it doesn't.
     fn counters<'a>(
@@ -180,7 +174,7 @@ impl Engines {
     /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or
     /// `haproxy:tcp:host:port` (the runtime API; `?backends=a+b` limits the
     /// backends deployments may name), `nginx:DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`
-    /// (see [`nginx`]), `gateway-api:in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b]`
+    /// (see [`nginx`]), `gateway-api:in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b][&prometheus=URL&queries=FILE]`
     /// (see [`gateway`]).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {
         let (name, rest) = spec
@@ -250,15 +244,6 @@ pub async fn admit(
             ),
         ));
     }
-    if target.metrics.is_some() && !engine.reads_lane_queries() {
-        return Err(invalid(
-            "engine.metrics",
-            format!(
-                "engine {} reads no lane queries (only a gateway-api engine started with prometheus=URL does)",
-                target.engine
-            ),
-        ));
-    }
     if engine.servers_are_addresses() {
         for (field, servers) in [
             ("engine.stable", &target.stable),
@@ -273,6 +258,16 @@ pub async fn admit(
         }
     }
     Ok(())
+}
+
+/// Whether a deployment in `live` splits `target`'s backend on its engine.
+pub(crate) fn taken(live: &[Deployment], target: &EngineTarget) -> bool {
+    live.iter().any(|d| {
+        d.status.is_live()
+            && d.engine
+                .as_ref()
+                .is_some_and(|e| e.engine == target.engine && e.backend == target.backend)
+    })
 }
 
 /// Refuses a second live deployment on one engine backend (409
@@ -348,6 +343,14 @@ pub fn follow(app: &App, d: &Deployment) {
             let Some(target) = d.engine else {
                 return;
             };
+            // An ended deployment's backend taken over by a live one is that
+            // one's now.
+            if !d.status.is_live()
+                && let Ok(live) = app.store.live_deployments().await
+                && taken(&live, &target)
+            {
+                return;
+            }
             let engine = match app.config.engines.get(&target.engine) {
                 Ok(e) => e.clone(),
                 Err(e) => {

@@ -303,7 +303,6 @@ mod tests {
             stable: vec!["10.0.0.1:80".into(), "10.0.0.2:80".into()],
             canary: vec!["10.0.0.3:80".into()],
             confirm_within: None,
-            metrics: None,
         };
         let (conf, probe) = render(&t, 10);
         assert!(conf.contains("upstream app {\n    server 10.0.0.1:80 weight=9;\n    server 10.0.0.2:80 weight=9;\n    server 10.0.0.3:80 weight=2;\n}"), "{conf}");

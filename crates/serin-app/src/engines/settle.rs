@@ -9,7 +9,8 @@
 //! have passed (then a warning says so). So an end made on a replica that
 //! stopped before its follow-up finished, or on another machine than nginx,
 //! still reaches the engine. A new leader starts with an empty memory: what
-//! ended while no leader was acting is not settled by it.
+//! ended while no leader was acting is not settled by it. Nor is a backend
+//! that a live deployment has taken over since: it is that one's now.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -21,6 +22,8 @@ use crate::App;
 
 /// How long a deployment is settled before the leader gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+/// The longest settling holds a tick.
+const SETTLE_FOR: Duration = Duration::from_secs(2);
 
 /// The leader's memory of engine deployments.
 #[derive(Debug, Default)]
@@ -54,8 +57,10 @@ impl Settling {
     }
 
     /// Reads back each ended deployment's engine and puts its final share in
-    /// effect where it isn't.
-    pub async fn settle(&self, app: &App) {
+    /// effect where it isn't: several at once, and for at most `SETTLE_FOR`
+    /// a tick (what isn't done is done next tick), so the tick isn't held.
+    pub async fn settle(&self, app: &App, live: &[Deployment]) {
+        use futures::StreamExt;
         let ids: Vec<(String, Instant)> = self
             .ended
             .lock()
@@ -63,18 +68,20 @@ impl Settling {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        for (id, since) in ids {
-            if self.settled(app, &id).await {
+        let work = futures::stream::iter(ids).for_each_concurrent(8, |(id, since)| async move {
+            if self.settled(app, &id, live).await {
                 self.ended.lock().expect("settling lock").remove(&id);
             } else if since.elapsed() > GIVE_UP_AFTER {
                 tracing::warn!(deployment = %id, "gave up putting an ended deployment's final share in effect on its engine");
                 self.ended.lock().expect("settling lock").remove(&id);
             }
-        }
+        });
+        let _ = tokio::time::timeout(SETTLE_FOR, work).await;
     }
 
     /// Whether `id`'s final share is in effect (after sending it if not).
-    async fn settled(&self, app: &App, id: &str) -> bool {
+    /// A backend that a live deployment splits now is that one's: settled.
+    async fn settled(&self, app: &App, id: &str, live: &[Deployment]) -> bool {
         let d = match app.store.get_deployment(id).await {
             Ok(d) => d,
             Err(serin_store::StoreError::NotFound { .. }) => return true,
@@ -84,12 +91,15 @@ impl Settling {
         let Some(target) = d.engine.as_ref().filter(|_| !d.status.is_live()) else {
             return true;
         };
+        if super::taken(live, target) {
+            return true;
+        }
         let Ok(engine) = app.config.engines.get(&target.engine) else {
             return true;
         };
         let want = target.share(d.current_percent);
         if let Ok(share) = engine.read_back(target).await
-            && share.unwrap_or(0) == want
+            && share == Some(want)
         {
             return true;
         }

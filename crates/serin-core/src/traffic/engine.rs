@@ -44,18 +44,14 @@ pub struct EngineTarget {
     /// rollout pauses (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_within: Option<GoDuration>,
-    /// Where the lanes' counters come from when the engine reads them from
-    /// its Prometheus (the `gateway-api` engine): PromQL for each lane, in
-    /// which `$SERVERS` stands for the lane's servers as a regular
-    /// expression (`web-canary` or `a|b`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<LaneQueries>,
 }
 
 /// PromQL giving a lane's counters since they started (they only grow until
-/// a restart), evaluated once per lane with `$SERVERS` replaced.
+/// a restart), evaluated once per lane with `$SERVERS` replaced by the
+/// lane's servers as a regular expression (`web-canary`, or `a|b`). The
+/// operator's (a file the engine is started with), never a request's: a
+/// query reads whatever its Prometheus holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LaneQueries {
     /// Requests answered, e.g. Envoy's
@@ -70,6 +66,23 @@ pub struct LaneQueries {
 const MAX_QUERY: usize = 2000;
 
 impl LaneQueries {
+    /// Checks each query: one line of PromQL, naming `$SERVERS`, bounded.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, q) in [("requests", &self.requests), ("errors", &self.errors)] {
+            if q.trim().is_empty() || q.len() > MAX_QUERY || q.contains(['\n', '\r']) {
+                return Err(format!(
+                    "{name}: one line of PromQL, 1 to {MAX_QUERY} characters"
+                ));
+            }
+            if !q.contains("$SERVERS") {
+                return Err(format!(
+                    "{name}: names no $SERVERS, so it can't tell the lanes apart"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The two queries for a lane whose servers are `servers`.
     pub fn for_lane(&self, servers: &[String]) -> [String; 2] {
         // Names are letters, digits, `.`, `_`, `-` and `:` (see
@@ -108,19 +121,6 @@ impl EngineTarget {
                 "engine.canary",
                 "a server can't be in both lanes",
             ));
-        }
-        if let Some(m) = &self.metrics {
-            for (field, q) in [
-                ("engine.metrics.requests", &m.requests),
-                ("engine.metrics.errors", &m.errors),
-            ] {
-                if q.trim().is_empty() || q.len() > MAX_QUERY || q.contains(['\n', '\r']) {
-                    return Err(DomainError::invalid(
-                        field,
-                        format!("is one line of PromQL, 1 to {MAX_QUERY} characters"),
-                    ));
-                }
-            }
         }
         if let Some(d) = self.confirm_within
             && (d.to_std().is_zero() || d.to_std().as_secs() > 3600)
@@ -213,19 +213,20 @@ mod tests {
     #[test]
     fn lane_queries_name_the_lanes_servers() {
         let q = LaneQueries {
-            requests: r#"sum(rq_total{svc=~"$SERVERS"})"#.into(),
-            errors: r#"sum(rq_5xx{svc=~"$SERVERS"})"#.into(),
+            requests: r#"sum by (pod) (rq_total{svc=~"$SERVERS"})"#.into(),
+            errors: r#"sum by (pod) (rq_5xx{svc=~"$SERVERS"})"#.into(),
         };
         let [r, e] = q.for_lane(&["a".into(), "b".into()]);
-        assert_eq!(r, r#"sum(rq_total{svc=~"a|b"})"#);
-        assert_eq!(e, r#"sum(rq_5xx{svc=~"a|b"})"#);
-        let mut t = target(1, 1);
-        t.metrics = Some(q);
-        assert!(t.validate().is_ok());
-        t.metrics.as_mut().unwrap().errors = "sum(x)\nor vector(1)".into();
-        assert!(t.validate().is_err(), "one line");
-        t.metrics.as_mut().unwrap().errors = "x".repeat(MAX_QUERY + 1);
-        assert!(t.validate().is_err(), "bounded");
+        assert_eq!(r, r#"sum by (pod) (rq_total{svc=~"a|b"})"#);
+        assert_eq!(e, r#"sum by (pod) (rq_5xx{svc=~"a|b"})"#);
+        assert!(q.validate().is_ok());
+        let mut bad = q.clone();
+        bad.errors = "sum(x)\nor vector(1)".into();
+        assert!(bad.validate().is_err(), "one line");
+        bad.errors = "sum(rq_5xx)".into();
+        assert!(bad.validate().is_err(), "names the lane");
+        bad.errors = "x".repeat(MAX_QUERY + 1);
+        assert!(bad.validate().is_err(), "bounded");
     }
 
     fn target(s: usize, c: usize) -> EngineTarget {
@@ -235,7 +236,6 @@ mod tests {
             stable: (0..s).map(|i| format!("s{i}")).collect(),
             canary: (0..c).map(|i| format!("c{i}")).collect(),
             confirm_within: None,
-            metrics: None,
         }
     }
 

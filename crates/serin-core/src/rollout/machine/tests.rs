@@ -531,7 +531,6 @@ fn an_engine_step_is_reached_when_the_engine_reports_its_weight() {
         stable: vec!["s1".into()],
         canary: vec!["c1".into()],
         confirm_within: Some(GoDuration::from_secs(5)),
-        metrics: None,
     });
     let seen = |share| Observed {
         engine_share: Some(share),
