@@ -41,6 +41,7 @@ use clap::{CommandFactory, Parser};
 use cli::{Cli, Command, SignalCmd};
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,6 +57,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(serin_client::ClientError::Api { status: 401, .. }) = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<serin_client::ClientError>())
+            {
+                eprintln!(
+                    "hint: sign in with `serin login`, or give a key with SERIN_API_KEY or --api-key"
+                );
+            }
             exit_code_of(&e)
         }
     }
@@ -115,10 +124,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::signal_send(args, s).await?
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "serin", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "serin", &mut script);
+            write_out(&script)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) ends the
+/// command quietly.
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
+    }
+}
+
+/// Output piped into a reader that stops early (`serin … | head`) ends the
+/// command quietly, as other command-line tools do, instead of with the
+/// panic `println!` raises on a closed stdout (Rust ignores SIGPIPE, and
+/// this crate has no unsafe code to restore it).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let said = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if said.starts_with("failed printing to stdout") && said.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn settings_failed(errors: &[String]) -> ExitCode {

@@ -586,3 +586,47 @@ fn watch_exits_4_when_the_server_goes_away() {
     };
     assert_eq!(status.code(), Some(4));
 }
+
+/// Output piped into a reader that stops early ends the command quietly.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(BIN)
+        .args(["completions", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("#compdef"), "{first}");
+    // The reader is gone (`| head -1`).
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// No credentials: the error says how to get some.
+#[test]
+fn no_credentials_says_how_to_sign_in() {
+    let server = Server::sqlite();
+    let out = std::process::Command::new(BIN)
+        .args(["product", "list"])
+        .env("SERIN_URL", &server.url)
+        .env_remove("SERIN_API_KEY")
+        .env("HOME", server.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serin login") && err.contains("SERIN_API_KEY"),
+        "{err}"
+    );
+}
