@@ -320,8 +320,13 @@ pub struct NewDeployment {
     pub hold_for_pre_rollout: bool,
 }
 
-/// A change of a deployment's HTTP routing (`PUT …/routing`): each field given
-/// replaces the current one.
+/// A change of a deployment's HTTP routing (`PUT …/routing`). Each of
+/// `upstreams`, `route` and `traffic` that is given changes only the keys it
+/// names (a one-level merge, see [`RoutingChange::merged_onto`]):
+/// `{"traffic": {"balance": "least_requests"}}` changes the balance and
+/// keeps the rules, the sticky key and the rest; a key given as `null` is
+/// set to null where that means something (`"affinity": null` turns
+/// affinity off).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -335,6 +340,51 @@ pub struct RoutingChange {
     /// New traffic rules.
     #[serde(default)]
     pub traffic: Option<TrafficRules>,
+}
+
+impl RoutingChange {
+    /// The change `patch` (the JSON of a `RoutingChange`, any of its fields
+    /// left out) makes to `d`: each field given merged key by key onto `d`'s
+    /// current value, so keys it doesn't name keep theirs.
+    pub fn merged_onto(d: &Deployment, patch: &Value) -> Result<RoutingChange, DomainError> {
+        let fields = patch.as_object().ok_or_else(|| {
+            DomainError::invalid("body", "an object of upstreams, route, traffic")
+        })?;
+        if let Some(k) = fields
+            .keys()
+            .find(|k| !matches!(k.as_str(), "upstreams" | "route" | "traffic"))
+        {
+            return Err(DomainError::invalid(
+                k.as_str(),
+                "unknown field: the routing has upstreams, route and traffic",
+            ));
+        }
+        fn merge<T: Serialize + serde::de::DeserializeOwned>(
+            field: &str,
+            current: &T,
+            patch: Option<&Value>,
+        ) -> Result<Option<T>, DomainError> {
+            let Some(patch) = patch else {
+                return Ok(None);
+            };
+            let keys = patch
+                .as_object()
+                .ok_or_else(|| DomainError::invalid(field, "an object"))?;
+            let mut v = serde_json::to_value(current)
+                .map_err(|e| DomainError::invalid(field, e.to_string()))?;
+            for (k, x) in keys {
+                v[k] = x.clone();
+            }
+            serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| DomainError::invalid(field, e.to_string()))
+        }
+        Ok(RoutingChange {
+            upstreams: merge("upstreams", &d.upstreams, fields.get("upstreams"))?,
+            route: merge("route", &d.route, fields.get("route"))?,
+            traffic: merge("traffic", &d.traffic, fields.get("traffic"))?,
+        })
+    }
 }
 
 /// Reads a percentage: an integer from 0 to 100.

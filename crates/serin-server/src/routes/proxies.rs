@@ -222,8 +222,9 @@ pub async fn list(State(state): State<App>) -> ApiResult<Json<ProxyList>> {
     }))
 }
 
-/// Changes a deployment's upstreams, request match or traffic rules; proxies
-/// pick the change up at once (embedded) or within a second (remote).
+/// Changes a deployment's upstreams, request match or traffic rules, each
+/// merged key by key onto the current one (keys not given keep their value);
+/// proxies pick the change up at once (embedded) or within a second (remote).
 #[utoipa::path(put, path = "/api/v1/canary/deployments/{id}/routing", tag = "canary",
     params(("id" = String, Path, description = "the deployment's id")),
     request_body = RoutingChange,
@@ -233,10 +234,14 @@ pub async fn set_routing(
     State(state): State<App>,
     Extension(who): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<RoutingChange>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<Deployment>> {
     let now = state.now();
-    let d = change(&state, &who.name, &id, move |d| d.set_routing(body, now)).await?;
+    let d = change(&state, &who.name, &id, move |d| {
+        let change = RoutingChange::merged_onto(d, &body)?;
+        d.set_routing(change, now)
+    })
+    .await?;
     Ok(Json(d))
 }
 

@@ -138,6 +138,32 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(body(&client, &embedded).await.as_deref(), Ok("stable\n"));
+    // A change of one key merges: the balance changes, the rule and the
+    // affinity turned off stay.
+    let (st, d) = send(
+        reqwest::Method::PUT,
+        &routing,
+        Some(json!({"traffic": {"balance": "least_requests"}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["traffic"]["balance"], "least_requests", "{d}");
+    assert_eq!(
+        d["traffic"]["rules"][0]["match"]["header"]["name"], "X-Beta",
+        "{d}"
+    );
+    assert_eq!(d["traffic"]["affinity"], serde_json::Value::Null, "{d}");
+    let (st, e) = send(
+        reqwest::Method::PUT,
+        &routing,
+        Some(json!({"traffic": {"balance": "fastest"}, "weights": 1})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (400, Some("VALIDATION_FAILED")),
+        "{e}"
+    );
 
     // Proxy counts reach the deployment's metrics.
     for _ in 0..20 {
