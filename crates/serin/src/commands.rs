@@ -23,12 +23,24 @@ pub(crate) fn client(args: &ClientArgs) -> anyhow::Result<Client> {
             wait.as_secs()
         );
     }));
-    Ok(match &args.api_key {
-        Some(k) => c.with_api_key(k),
-        None => match crate::manage::stored(&args.url) {
-            Some(s) => c.with_api_key(s.token),
-            None => c,
-        },
+    // A key (`--api-key` or SERIN_API_KEY) first, saying so when a live
+    // session from `serin login` is stored too: a key exported long ago must
+    // not silently stand in for the person who just logged in.
+    let session = crate::manage::stored(&args.url).filter(|s| {
+        chrono::DateTime::parse_from_rfc3339(&s.expires_at)
+            .map_or(true, |at| at > chrono::Utc::now())
+    });
+    Ok(match (&args.api_key, session) {
+        (Some(k), Some(s)) => {
+            eprintln!(
+                "note: using the API key (--api-key or SERIN_API_KEY), not the session of {} from `serin login`; unset SERIN_API_KEY to act as {}",
+                s.email, s.email
+            );
+            c.with_api_key(k)
+        }
+        (Some(k), None) => c.with_api_key(k),
+        (None, Some(s)) => c.with_api_key(s.token),
+        (None, None) => c,
     })
 }
 

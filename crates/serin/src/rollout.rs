@@ -100,11 +100,46 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
     }
     new.rollout = Some(spec);
     let c = client(args)?;
-    let d = c.create_deployment(&new).await?;
+    // Applying what already runs is a no-op, as `kubectl apply` is.
+    let (d, verb) = match c.create_deployment(&new).await {
+        Ok(d) => (d, "started"),
+        Err(serin_client::ClientError::Api { code, details, .. })
+            if code == "DEPLOYMENT_EXISTS"
+                && details["existing_deployment_id"].as_str().is_some() =>
+        {
+            let id = details["existing_deployment_id"]
+                .as_str()
+                .unwrap_or_default();
+            let running = c.get_deployment(id).await?;
+            let same = running.stable_version == new.stable_version
+                && running.canary_version == new.canary_version
+                && running.rollout.as_ref().map(|r| &r.spec.steps)
+                    == new.rollout.as_ref().map(|r| &r.steps);
+            if !same {
+                let refused = serin_client::ClientError::Api {
+                    status: 409,
+                    code,
+                    message: "another deployment runs on this target".into(),
+                    details,
+                };
+                return Err(anyhow::Error::new(refused).context(format!(
+                    "deployment {} already runs {} → {} on {} with another plan: end it \
+                     (`serin rollout promote|abort {}`) before applying a different one",
+                    running.id,
+                    running.stable_version,
+                    running.canary_version,
+                    running.queue_name,
+                    running.id
+                )));
+            }
+            (running, "unchanged")
+        }
+        Err(e) => return Err(e.into()),
+    };
     match args.output {
         Output::Json if !s.watch => println!("{}", serde_json::to_string_pretty(&d)?),
         _ => println!(
-            "started {} ({} → {})",
+            "{verb} {} ({} → {})",
             d.id, d.stable_version, d.canary_version
         ),
     }

@@ -336,6 +336,31 @@ fn rollout_commands_and_watch_exit_codes() {
         String::from_utf8_lossy(&out.stderr).contains("max_duration set to 73h0m0s"),
         "{out:?}"
     );
+    // Applying the same again changes nothing; another plan on the target is refused.
+    let args = |canary: &'static str| {
+        vec![
+            "apply".to_string(),
+            "-f".into(),
+            config.to_str().unwrap().into(),
+            "--queue".into(),
+            "council".into(),
+            "--stable".into(),
+            "2.6.0".into(),
+            "--canary".into(),
+            canary.into(),
+        ]
+    };
+    let again = args("2.7.0");
+    let out = server.cli(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), format!("unchanged {id} (2.6.0 → 2.7.0)\n"));
+    let other = args("2.8.0");
+    let out = server.cli(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("with another plan"),
+        "{out:?}"
+    );
     // The controller sets the first weight and starts the 24h analysis.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let status = loop {

@@ -857,6 +857,12 @@ async fn the_cli_logs_in_manages_users_and_environments_and_deploys() {
         assert_eq!(mode, 0o600);
     }
     assert!(ok(&run(&["whoami"], None, None)).contains("eve@example.com (engineer, user)"));
+    // A key given beside a stored session is used, and the CLI says so.
+    let o = run(&["whoami"], Some(ADMIN), None);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not the session of eve@example.com"),
+        "{o:?}"
+    );
     ok(&run(&["product", "add", "web"], None, None));
     ok(&run(&["release", "add", "web", "1.0.0"], None, None));
     let o = run(&["env", "add", "web", "qa", "--approvals", "0"], None, None);
