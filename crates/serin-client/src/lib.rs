@@ -173,6 +173,11 @@ impl Client {
         self
     }
 
+    /// The key or session token sent with every request, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
     /// The base URL.
     pub fn base_url(&self) -> &str {
         &self.base

@@ -128,9 +128,21 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::Events { id, follow } => {
             let mut events = c.events(&id, 1, 100).await?;
             events.reverse();
-            print(args.output, &events, false)?;
+            if follow && args.output == Output::Json {
+                // One JSON object a line, the history first, as the stream goes on.
+                for e in &events {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                print(args.output, &events, false)?;
+            }
             if follow {
-                follow_events(args, &id).await?;
+                let d = c.get_deployment(&id).await?;
+                if !d.status.is_live() {
+                    eprintln!("{id} is {}: nothing more will happen", d.status.as_str());
+                    return Ok(());
+                }
+                follow_events(args, &c, &id).await?;
             }
             Ok(())
         }
@@ -140,8 +152,14 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Streams a deployment's live events until the server closes or Ctrl-C.
-async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
+/// Streams a deployment's live events until it ends (promoted or rolled
+/// back), the server closes, or Ctrl-C: one readable line an event (NDJSON
+/// with `-o json`).
+async fn follow_events(
+    args: &ClientArgs,
+    c: &serin_client::Client,
+    id: &str,
+) -> anyhow::Result<()> {
     let base = args.url.trim_end_matches('/');
     let ws_url = format!(
         "{}/api/v1/canary/deployments/{id}/events",
@@ -151,7 +169,8 @@ async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
         .as_str()
         .into_client_request()
         .context("bad server URL")?;
-    if let Some(key) = &args.api_key {
+    // The same credentials as every other call: a key, or the session.
+    if let Some(key) = c.api_key() {
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {key}").parse().context("bad API key")?,
@@ -160,7 +179,7 @@ async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("cannot open {ws_url}"))?;
-    eprintln!("following {id} (Ctrl-C to stop)…");
+    eprintln!("following {id} until it ends (Ctrl-C to stop)…");
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -169,7 +188,20 @@ async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
                     let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                     match args.output {
                         Output::Json => println!("{t}"),
-                        Output::Table => println!("{}  {:<26} {}", v["timestamp"].as_str().unwrap_or(""), v["type"].as_str().unwrap_or(""), v["data"]),
+                        _ => {
+                            if let Some(line) = describe(&v) {
+                                println!(
+                                    "{}  {:<26} {line}",
+                                    v["timestamp"].as_str().map_or("", |t| t.get(..19).unwrap_or(t)),
+                                    v["type"].as_str().unwrap_or("")
+                                );
+                            }
+                        }
+                    }
+                    let ended = v["type"] == "deployment_status_changed"
+                        && matches!(v["data"]["new_status"].as_str(), Some("completed" | "failed"));
+                    if ended {
+                        return Ok(());
                     }
                 }
                 Some(Ok(_)) => {}
@@ -178,6 +210,52 @@ async fn follow_events(args: &ClientArgs, id: &str) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// One readable line for a stream message (`None`: nothing worth a line).
+fn describe(v: &Value) -> Option<String> {
+    let d = &v["data"];
+    let s = |k: &str| d[k].as_str().unwrap_or("?").to_string();
+    Some(match v["type"].as_str()? {
+        "deployment_status_changed" => {
+            let reason = d["reason"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            match d["old_status"].as_str() {
+                Some(old) => format!("{old} → {}{reason}", s("new_status")),
+                None => format!("{}{reason}", s("new_status")),
+            }
+        }
+        "percentage_updated" => {
+            format!("canary {}% → {}%", d["old_percentage"], d["new_percentage"])
+        }
+        "promotion_triggered" => "promoted".into(),
+        "rollback_triggered" => format!("rolled back: {}", s("reason")),
+        "health_status_changed" => format!(
+            "health {} → {}",
+            d["old_status"].as_str().unwrap_or("unknown"),
+            s("new_status")
+        ),
+        "metrics_updated" => {
+            let lane = |l: &Value| {
+                let pct = |x: &Value| x.as_f64().map_or("–".into(), |p| format!("{p:.1}%"));
+                let ms = |x: &Value| x.as_f64().map_or("–".into(), |p| format!("{p:.0} ms"));
+                format!(
+                    "{} requests, errors {}, p95 {}",
+                    l["job_count"],
+                    pct(&l["error_rate"]),
+                    ms(&l["p95_latency"])
+                )
+            };
+            format!(
+                "canary {} | stable {}",
+                lane(&d["canary"]),
+                lane(&d["stable"])
+            )
+        }
+        _ => return None,
+    })
 }
 
 pub async fn worker(args: &ClientArgs, cmd: WorkerCmd) -> anyhow::Result<()> {

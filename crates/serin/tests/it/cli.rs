@@ -655,3 +655,45 @@ fn no_credentials_says_how_to_sign_in() {
         "{err}"
     );
 }
+
+/// `canary events --follow`: one readable line an event, and it ends when
+/// the deployment does; on an ended deployment it doesn't wait at all.
+#[test]
+fn events_follow_reads_as_lines_and_stops_at_the_end() {
+    let server = Server::sqlite();
+    let made = json(&server.cli(&[
+        "canary", "create", "--queue", "events", "--stable", "1", "--canary", "2", "-o", "json",
+    ]));
+    let id = made["id"].as_str().unwrap().to_string();
+    let follow = std::process::Command::new(BIN)
+        .args(["canary", "events", &id, "--follow"])
+        .env("SERIN_URL", &server.url)
+        .env("SERIN_API_KEY", crate::harness::ADMIN)
+        .env_remove("SERIN_OUTPUT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = server.cli(&["canary", "promote", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(follow.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("--follow ends when the deployment does")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("promoted"), "{text}");
+    assert!(text.contains("active → completed"), "{text}");
+    assert!(!text.contains("{\""), "no raw JSON in table mode: {text}");
+    // Ended: the history, and no waiting.
+    let again = server.cli(&["canary", "events", &id, "--follow", "-o", "json"]);
+    assert!(again.status.success(), "{again:?}");
+    for line in String::from_utf8_lossy(&again.stdout).lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("one JSON object a line");
+    }
+}
