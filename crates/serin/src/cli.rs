@@ -82,12 +82,12 @@ pub enum Command {
     /// Rollouts driven by the controller: start, status, watch, pause, resume, continue, promote, rollback, abort.
     #[command(subcommand)]
     Rollout(RolloutCmd),
-    /// Start a rollout from a spec file (seed 002's canary-config.yaml, or a plan
+    /// Start a rollout from a spec file (a canary-config.yaml with `canary:` settings, or a plan
     /// `{"steps": [...]}`), on the target the flags name.
     Apply(Box<RolloutStart>),
     /// Proxies the control plane has heard from, with their route version and last contact.
     Proxies,
-    /// Check a rollout spec (seed 002's canary-config.yaml, or `{"steps": [...]}` in
+    /// Check a rollout spec (a canary-config.yaml, or `{"steps": [...]}` in
     /// YAML or JSON) without applying it; prints the steps it expands to.
     Lint {
         /// The file (`-` for standard input).
@@ -119,7 +119,7 @@ pub enum Command {
     Approve(DecisionArgs),
     /// Reject a release for an environment (a waiting deployment is rolled back).
     Reject(DecisionArgs),
-    /// Deployments of releases to environments (seed 003): list, show, rollback.
+    /// Deployments of releases to environments: list, show, rollback.
     #[command(subcommand)]
     Deployment(DeploymentCmd),
     /// Simulate rollouts with the real judges and controller in virtual time over
@@ -183,7 +183,7 @@ pub struct UpArgs {
     /// Most active canary deployments per tenant (default 50; 0 for no limit).
     #[arg(long, env = "SERIN_MAX_ACTIVE_DEPLOYMENTS", value_name = "N")]
     pub max_active_deployments: Option<String>,
-    /// The target (queue or service) that seed 002's `/admin/canary/*` endpoints act on (default `default`).
+    /// The target (queue or service) that the `/admin/canary/*` endpoints act on (default `default`).
     #[arg(long, env = "SERIN_DEFAULT_QUEUE", value_name = "NAME")]
     pub default_queue: Option<String>,
     /// The tenant of that target (default none).
@@ -592,7 +592,7 @@ pub enum RolloutCmd {
 /// A deployment to start with a plan.
 #[derive(Debug, Args)]
 pub struct RolloutStart {
-    /// The plan: seed 002's canary-config.yaml or `{"steps": [...]}` (YAML or JSON; `-` for stdin).
+    /// The plan: a canary-config.yaml or `{"steps": [...]}` (YAML or JSON; `-` for stdin).
     #[arg(long, short = 'f', value_name = "FILE", conflicts_with = "steps")]
     pub file: Option<PathBuf>,
     /// The plan as weights, e.g. `5,25,50,100` (each followed by an analysis of `--wait`).
@@ -604,6 +604,9 @@ pub struct RolloutStart {
     /// Follow the rollout after starting it (as `rollout watch`).
     #[arg(long)]
     pub watch: bool,
+    /// With `--watch`: give up (exit 3) after this long, e.g. `30m` (default: never).
+    #[arg(long, value_name = "DURATION", requires = "watch")]
+    pub timeout: Option<String>,
     /// The target and its settings.
     #[command(flatten)]
     pub target: CanaryCreate,

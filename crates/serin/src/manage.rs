@@ -411,7 +411,8 @@ pub async fn deploy(args: &ClientArgs, a: DeployArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let id = d["id"].as_str().unwrap_or_default().to_string();
-    crate::rollout::watch(args, &id, None).await
+    let timeout = crate::canary::duration("timeout", a.timeout)?.map(|d| d.to_std());
+    crate::rollout::watch(args, &id, timeout).await
 }
 
 /// `serin approve` / `serin reject`.

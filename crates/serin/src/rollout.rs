@@ -144,7 +144,8 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
         ),
     }
     if s.watch {
-        return watch(args, &d.id, None).await;
+        let timeout = duration("timeout", s.timeout)?.map(|d| d.to_std());
+        return watch(args, &d.id, timeout).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -131,6 +131,9 @@ pub struct DeployArgs {
     /// Follow the deployment until it succeeds (exit 0) or fails (exit 1).
     #[arg(long)]
     pub wait: bool,
+    /// With `--wait`: give up (exit 3) after this long, e.g. `30m` (default: never).
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
 }
 
 /// `serin approve` and `serin reject`.

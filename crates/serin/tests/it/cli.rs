@@ -589,6 +589,23 @@ fn watch_exits_4_when_the_server_goes_away() {
         .find(|w| w.starts_with("canary_"))
         .unwrap()
         .to_string();
+    // A wait with --timeout gives up with 3.
+    let out = server.cli(&[
+        "rollout",
+        "start",
+        "--queue",
+        "web2",
+        "--stable",
+        "1",
+        "--canary",
+        "2",
+        "--steps",
+        "10,100",
+        "--watch",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     let mut watch = std::process::Command::new(BIN)
         .args(["rollout", "watch", &id])
         .env("SERIN_URL", &server.url)
