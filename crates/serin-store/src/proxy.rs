@@ -93,7 +93,9 @@ impl Store {
         Ok(merge_sources(rows))
     }
 
-    /// Records that a proxy was in touch.
+    /// Records that a proxy was in touch. An empty `name` or `route_version`
+    /// keeps the one stored (a metrics report knows neither); a new entry
+    /// without a name is named by its id.
     pub async fn touch_proxy(&self, info: ProxyInfo) -> Result<()> {
         dispatch!(self, b => b.touch_proxy(info))
     }

@@ -87,6 +87,18 @@ pub async fn routes(
         }
     }
     let mut rx = state.routes.subscribe(&state.store, &state.hub).await?;
+    // In touch at once, with the version it has, not only once the wait ends.
+    if let Some(id) = &q.proxy_id {
+        let name = q.name.clone().unwrap_or_default();
+        touch(
+            &state,
+            id.clone(),
+            name,
+            q.version.clone().unwrap_or_default(),
+            None,
+        )
+        .await;
+    }
     if let Some(have) = &q.version {
         let _ = tokio::time::timeout(wait, rx.wait_for(|set| &set.version != have)).await;
     }
@@ -131,6 +143,9 @@ pub async fn report(
     ApiJson(report): ApiJson<MetricsReport>,
 ) -> ApiResult<impl IntoResponse> {
     check_proxy_field("proxy_id", &report.proxy_id)?;
+    if let Some(name) = &report.name {
+        check_proxy_field("name", name)?;
+    }
     if report.buckets.len() > 100_000 {
         return Err(ApiError::invalid(
             "buckets",
@@ -152,12 +167,14 @@ pub async fn report(
         .current()
         .map(|s| s.version.clone())
         .unwrap_or_default();
-    let _ = who;
+    let _ = (who, version);
+    // A report says the proxy is alive, and its name; the route version is
+    // what its route polls said (empty here: the store keeps it).
     touch(
         &state,
-        report.proxy_id.clone(),
         report.proxy_id,
-        version,
+        report.name.unwrap_or_default(),
+        String::new(),
         Some(report.dropped),
     )
     .await;
@@ -187,7 +204,8 @@ pub struct ProxyEntry {
 pub struct ProxyList {
     /// The current route version.
     pub route_version: String,
-    /// Proxies heard from in the last 24 hours, most recent first.
+    /// Proxies heard from in the last 24 hours, most recent first; a proxy
+    /// restarted under the same name is listed once, as its latest start.
     pub proxies: Vec<ProxyEntry>,
 }
 
@@ -205,11 +223,15 @@ pub async fn list(State(state): State<App>) -> ApiResult<Json<ProxyList>> {
         .clone();
     let now = state.now();
     let since = now - chrono::Duration::hours(24);
+    // A proxy restarted under the same name is one proxy: its earlier
+    // incarnations (older ids, most recent first in the list) are left out.
+    let mut names = std::collections::HashSet::new();
     let proxies = state
         .store
         .list_proxies(since)
         .await?
         .into_iter()
+        .filter(|info| names.insert(info.name.clone()))
         .map(|info| ProxyEntry {
             connected: (now - info.last_contact).to_std().unwrap_or_default() <= CONNECTED_WITHIN,
             up_to_date: info.route_version == current,

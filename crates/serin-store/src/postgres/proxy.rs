@@ -334,9 +334,12 @@ impl PgStore {
         client
             .execute(
                 "INSERT INTO proxies (id, name, kind, route_version, last_contact, dropped_buckets)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
-                   route_version = excluded.route_version, last_contact = excluded.last_contact,
+                 VALUES ($1, COALESCE(NULLIF($2, ''), $1), $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET
+                   name = CASE WHEN $2 = '' THEN proxies.name ELSE excluded.name END,
+                   kind = excluded.kind,
+                   route_version = CASE WHEN $4 = '' THEN proxies.route_version ELSE excluded.route_version END,
+                   last_contact = excluded.last_contact,
                    dropped_buckets = GREATEST(proxies.dropped_buckets, excluded.dropped_buckets)",
                 &[
                     &p.id,

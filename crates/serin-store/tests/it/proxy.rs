@@ -140,6 +140,19 @@ async fn buckets_body(s: &Store) {
         "the most a proxy reported is kept"
     );
     assert_eq!(s.list_proxies(t(25)).await.unwrap().len(), 1);
+    // A contact that knows neither name nor route version (a metrics report)
+    // keeps both; a new entry without a name is named by its id.
+    let mut report = info("p1", 40, 0);
+    report.name = String::new();
+    report.route_version = String::new();
+    s.touch_proxy(report.clone()).await.unwrap();
+    report.id = "p3".into();
+    s.touch_proxy(report).await.unwrap();
+    let list = s.list_proxies(t(0)).await.unwrap();
+    let p1 = list.iter().find(|p| p.id == "p1").unwrap();
+    assert_eq!((p1.name.as_str(), p1.last_contact), ("edge-p1", t(40)));
+    assert_eq!(p1.route_version, set.version);
+    assert_eq!(list.iter().find(|p| p.id == "p3").unwrap().name, "p3");
 }
 
 fn http_deployment(

@@ -388,6 +388,37 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Its metrics reports kept its name; restarted, it is still one proxy.
+    let edges = |list: &serde_json::Value| {
+        list["proxies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["kind"] == "remote")
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["connected"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (_, list) = get(&format!("{api}/api/v1/proxies")).await;
+    assert_eq!(
+        edges(&list),
+        [("edge-1".to_string(), json!(true))],
+        "{list}"
+    );
+    kill(&mut remote);
+    remote = spawn(&remote_args, "serin proxy: listening on");
+    until_body(&client, &remote_url, "canary\n").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, list) = get(&format!("{api}/api/v1/proxies")).await;
+    assert_eq!(
+        edges(&list),
+        [("edge-1".to_string(), json!(true))],
+        "{list}"
+    );
 
     // Restart the remote proxy with the control plane down: it serves its last routes.
     kill(&mut up);
