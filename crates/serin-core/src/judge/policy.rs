@@ -23,7 +23,7 @@
 //! `null` figure — is inconclusive, never a failure: a policy without data can't
 //! blame the canary.
 
-use cel_interpreter::{Context, Program, Value as Cel};
+use cel::{Context, Program, Value as Cel};
 use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -74,11 +74,36 @@ impl Policy {
     }
 }
 
+thread_local! {
+    /// Set while a CEL call runs under [`quietly`].
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` and catches a panic, without the panic hook printing it: a panic
+/// inside the CEL library is reported as an error in its place, never as a
+/// backtrace on stderr (nor as a line that isn't JSON in the server's JSON
+/// logs). The hook is wrapped once; other threads' panics print as before.
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                before(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    r
+}
+
 fn compile(expression: &str) -> Result<Program, String> {
     // The parser reports errors; it must never bring the controller down, so a
     // panic inside it is caught and reported as a compile error too.
     let src = expression.to_string();
-    match std::panic::catch_unwind(move || Program::compile(&src)) {
+    match quietly(move || Program::compile(&src)) {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(e)) => Err(format!("not a valid CEL expression: {e}")),
         Err(_) => Err("not a valid CEL expression".into()),
@@ -115,7 +140,7 @@ fn evaluate(p: &Policy, inputs: &Inputs<'_>) -> Result<Cel, String> {
         ),
     ];
     for (name, v) in vars {
-        let v = cel_interpreter::to_value(&v).map_err(|e| e.to_string())?;
+        let v = cel::to_value(&v).map_err(|e| e.to_string())?;
         ctx.add_variable_from_value(name, v);
     }
     let step = [
@@ -134,7 +159,7 @@ fn evaluate(p: &Policy, inputs: &Inputs<'_>) -> Result<Cel, String> {
     // Some expressions that compile reach unfinished parts of the interpreter,
     // which panic; a policy must never bring the controller down, so a panic is
     // an evaluation error (inconclusive) like any other.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(&ctx))) {
+    match quietly(std::panic::AssertUnwindSafe(|| program.execute(&ctx))) {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("the expression is not supported by the evaluator".into()),
     }
@@ -187,6 +212,17 @@ pub fn judge(p: &Policy, inputs: &Inputs<'_>) -> Verdict {
             format!("policy could not be evaluated: {e}"),
             evidence(json!({"error": e})),
         ),
+    }
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    #[test]
+    fn a_caught_panic_is_an_error_and_prints_nothing() {
+        let r = super::quietly(|| -> u8 { panic!("inside the CEL library") });
+        assert!(r.is_err());
+        // The flag is down again: other panics print as before.
+        assert!(!super::QUIET.with(std::cell::Cell::get));
     }
 }
 

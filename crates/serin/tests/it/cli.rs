@@ -714,3 +714,28 @@ fn events_follow_reads_as_lines_and_stops_at_the_end() {
         serde_json::from_str::<serde_json::Value>(line).expect("one JSON object a line");
     }
 }
+
+/// The CEL example as the docs first show it (`"…"`): a clear error, no
+/// panic or backtrace on stderr.
+#[test]
+fn lint_reports_a_bad_cel_expression_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "steps:\n  - analysis: {window: 1m}\npolicies:\n  - {name: business-hours, utc_offset: \"+01:00\", expression: \"…\"}\n",
+    )
+    .unwrap();
+    let out = cli_at(
+        "http://127.0.0.1:9",
+        &["lint", "-f", plan.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a valid CEL expression"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
