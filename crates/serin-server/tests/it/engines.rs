@@ -344,6 +344,25 @@ async fn nginx(stable: u16) -> Option<Nginx> {
     panic!("nginx did not start: {log}");
 }
 
+/// A control plane driving `n` as engine `web` (backend `app`), with `extra`
+/// options; the upstreams are on this machine, so loopback is allowed, as an
+/// operator would.
+async fn nginx_app(n: &Nginx, extra: &str) -> TestApp {
+    let d = n.dir.path().display().to_string();
+    let spec = format!(
+        "web=nginx:{d}/serin?probe=127.0.0.1:{}&backends=app&conf={d}/nginx.conf{extra}",
+        n.probe
+    );
+    TestApp::start_with(move |c| {
+        c.engines.add_spec(&spec).unwrap();
+        c.outbound = serin_server::outbound::policy::Policy::new(
+            vec!["127.0.0.0/8".parse().unwrap()],
+            vec![],
+        );
+    })
+    .await
+}
+
 /// A rollout whose traffic nginx splits: Serin renders the upstream, nginx
 /// checks and reloads it, the probe location reads the weights back from the
 /// running workers, real requests follow, and a rollback takes the canary out.
@@ -353,20 +372,7 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
     let Some(n) = nginx(stable).await else {
         return;
     };
-    let d = n.dir.path().display().to_string();
-    let spec = format!(
-        "web=nginx:{d}/serin?probe=127.0.0.1:{}&backends=app&conf={d}/nginx.conf",
-        n.probe
-    );
-    let app = TestApp::start_with(move |c| {
-        c.engines.add_spec(&spec).unwrap();
-        // The upstreams are on this machine: loopback allowed, as an operator would.
-        c.outbound = serin_server::outbound::policy::Policy::new(
-            vec!["127.0.0.0/8".parse().unwrap()],
-            vec![],
-        );
-    })
-    .await;
+    let app = nginx_app(&n, "").await;
     // Servers are judged by the outbound policy, backends by the operator's list.
     for (engine, field) in [
         (
@@ -613,18 +619,7 @@ async fn nginx_access_log_feeds_the_judges() {
             return;
         };
         let d = n.dir.path().display().to_string();
-        let spec = format!(
-            "web=nginx:{d}/serin?probe=127.0.0.1:{}&backends=app&conf={d}/nginx.conf&access_log={d}/access.json",
-            n.probe
-        );
-        let app = TestApp::start_with(move |c| {
-            c.engines.add_spec(&spec).unwrap();
-            c.outbound = serin_server::outbound::policy::Policy::new(
-                vec!["127.0.0.0/8".parse().unwrap()],
-                vec![],
-            );
-        })
-        .await;
+        let app = nginx_app(&n, &format!("&access_log={d}/access.json")).await;
         let engine = json!({"engine": "web", "backend": "app",
             "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]});
         let what = format!("canary failing 1 in {canary_every} through nginx's access log");
