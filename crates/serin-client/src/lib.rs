@@ -92,9 +92,9 @@ pub type OnRateLimited = std::sync::Arc<dyn Fn(std::time::Duration) + Send + Syn
 
 /// A handle to one Serin server. Cheap to clone.
 ///
-/// A request the server refuses with 429 `RATE_LIMITED` is sent again after
-/// the server's `Retry-After` (the server refuses before doing anything, so
-/// this is safe for every method), as long as the waits of one call add up to
+/// A request the server refuses with 429 and a `Retry-After` (the per-key
+/// rate limit, which refuses before doing anything, so this is safe for every
+/// method) is sent again after that wait, as long as the waits of one call add up to
 /// at most [`Client::with_rate_limit_wait`] (30 s by default); past that the
 /// 429 is the call's error.
 #[derive(Clone)]
@@ -119,17 +119,19 @@ impl std::fmt::Debug for Client {
 /// The longest a call waits out 429s, by default.
 const MOST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The wait a 429 asks for: `Retry-After` in seconds (1 s when absent or
-/// unreadable, at most 60 s).
-fn retry_after(resp: &reqwest::Response) -> std::time::Duration {
+/// The wait a 429 asks for: its `Retry-After` in seconds (1 to 60). `None`
+/// for a 429 without one: only the per-key rate limit sends it, and only it
+/// refuses before doing anything (a concurrency limit may come after work).
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
     let secs = resp
         .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(1)
-        .clamp(1, 60);
-    std::time::Duration::from_secs(secs)
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(std::time::Duration::from_secs(secs.clamp(1, 60)))
 }
 
 impl Client {
@@ -206,10 +208,9 @@ impl Client {
             if resp.status() != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(resp);
             }
-            let wait = retry_after(&resp);
-            if waited + wait > self.most_wait {
+            let Some(wait) = retry_after(&resp).filter(|w| waited + *w <= self.most_wait) else {
                 return Ok(resp);
-            }
+            };
             if let Some(f) = &self.on_rate_limited {
                 f(wait);
             }

@@ -176,9 +176,19 @@ async fn follow_events(
             format!("Bearer {key}").parse().context("bad API key")?,
         );
     }
+    let unreachable = |reason: String| serin_client::ClientError::Transport {
+        url: ws_url.clone(),
+        reason,
+    };
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
-        .with_context(|| format!("cannot open {ws_url}"))?;
+        .map_err(|e| unreachable(e.to_string()))?;
+    // It may have ended between the check before and the stream's start.
+    let d = c.get_deployment(id).await?;
+    if !d.status.is_live() {
+        eprintln!("{id} is {}: nothing more will happen", d.status.as_str());
+        return Ok(());
+    }
     eprintln!("following {id} until it ends (Ctrl-C to stop)…");
     loop {
         tokio::select! {
@@ -205,7 +215,7 @@ async fn follow_events(
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(anyhow!("the event stream broke: {e}")),
+                Some(Err(e)) => return Err(unreachable(format!("the event stream broke: {e}")).into()),
                 None => return Ok(()),
             }
         }

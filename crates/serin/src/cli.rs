@@ -14,8 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     max_term_width = 100,
     after_help = "Exit codes: 0 success (a rollout promoted); 1 a rollout rolled back; 2 bad input \
                   (flags, a file, settings); 3 a wait's --timeout passed; 4 the server refused \
-                  the call or could not be reached. A call the server's rate limit refuses (429) \
-                  is sent again after its Retry-After, up to 30 s per call."
+                  the call or could not be reached; 141 the output's reader went away (`| head`). \
+                  A call the server's rate limit refuses (429 with Retry-After) is sent again \
+                  after that wait, up to 30 s per call."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -50,12 +50,19 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // A reader that went away (`| head`) ends the command quietly.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::from(BROKEN_PIPE);
+            }
             eprintln!("error: {e:#}");
             if let Some(serin_client::ClientError::Api { status: 401, .. }) = e
                 .chain()
@@ -72,15 +79,15 @@ fn main() -> ExitCode {
 
 /// The exit code of a command that failed (see docs/cli.md): 4 when the
 /// server refused or couldn't be reached, so a pipeline never reads an API
-/// error as the 1 of "rolled back"; 2 for anything else (bad input, a file
-/// that can't be read).
+/// error as the 1 of "rolled back"; 2 for anything else (bad input, a bad
+/// server URL, a file that can't be read).
 fn exit_code_of(e: &anyhow::Error) -> ExitCode {
-    if e.chain()
-        .any(|c| c.downcast_ref::<serin_client::ClientError>().is_some())
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<serin_client::ClientError>())
     {
-        ExitCode::from(4)
-    } else {
-        ExitCode::from(2)
+        Some(serin_client::ClientError::InvalidUrl(_)) | None => ExitCode::from(2),
+        Some(_) => ExitCode::from(4),
     }
 }
 
@@ -132,13 +139,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exit status of a command whose reader went away: a shell's for a
+/// process ended by SIGPIPE (128 + 13), so `set -o pipefail` doesn't read it
+/// as success.
+const BROKEN_PIPE: u8 = 141;
+
 /// Writes `bytes` to stdout; a reader that went away (`| head`) ends the
 /// command quietly.
 fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(i32::from(BROKEN_PIPE))
+        }
         r => Ok(r?),
     }
 }
@@ -157,7 +171,7 @@ fn quiet_on_broken_pipe() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
         if said.starts_with("failed printing to stdout") && said.contains("Broken pipe") {
-            std::process::exit(0);
+            std::process::exit(i32::from(BROKEN_PIPE));
         }
         default(info);
     }));

@@ -388,6 +388,8 @@ const DEPLOYMENT_COLS: [(&str, &str); 8] = [
 
 /// `serin deploy`.
 pub async fn deploy(args: &ClientArgs, a: DeployArgs) -> anyhow::Result<ExitCode> {
+    // Read before anything is deployed: a typo must not leave a deployment.
+    let timeout = crate::canary::duration("timeout", a.timeout.clone())?.map(|d| d.to_std());
     let c = client(args)?;
     let release = c.find_release(&a.product, &a.version).await?;
     let mut req = json!({
@@ -411,7 +413,6 @@ pub async fn deploy(args: &ClientArgs, a: DeployArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let id = d["id"].as_str().unwrap_or_default().to_string();
-    let timeout = crate::canary::duration("timeout", a.timeout)?.map(|d| d.to_std());
     crate::rollout::watch(args, &id, timeout).await
 }
 

@@ -110,13 +110,7 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
             name.clone(),
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let metrics = tokio::spawn(send_metrics(
-            c,
-            proxy.clone(),
-            (id, name.clone()),
-            args.buffer,
-            stopped,
-        ));
+        let metrics = tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer, stopped));
         let served = serve_on_own_runtime(listener, proxy).await;
         // Requests are finished: send every second counted, the open one too.
         let _ = stop.send(true);
@@ -214,7 +208,7 @@ async fn watch_routes(
 async fn send_metrics(
     c: Arc<serin_client::Client>,
     proxy: Proxy,
-    (id, name): (String, String),
+    id: String,
     capacity: usize,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -250,7 +244,6 @@ async fn send_metrics(
                 proxy_id: id.clone(),
                 buckets: buf.iter().take(n).cloned().collect(),
                 dropped: *dropped_total,
-                name: Some(name.clone()),
             };
             match c.report_lane_metrics(&report).await {
                 Ok(_) => {

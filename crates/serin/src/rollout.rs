@@ -99,6 +99,8 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
         }
     }
     new.rollout = Some(spec);
+    // Read before anything is created: a typo must not leave a deployment.
+    let timeout = duration("timeout", s.timeout.clone())?.map(|d| d.to_std());
     let c = client(args)?;
     // Applying what already runs is a no-op, as `kubectl apply` is.
     let (d, verb) = match c.create_deployment(&new).await {
@@ -113,8 +115,7 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
             let running = c.get_deployment(id).await?;
             let same = running.stable_version == new.stable_version
                 && running.canary_version == new.canary_version
-                && running.rollout.as_ref().map(|r| &r.spec.steps)
-                    == new.rollout.as_ref().map(|r| &r.steps);
+                && running.rollout.as_ref().map(|r| &r.spec) == new.rollout.as_ref();
             if !same {
                 let refused = serin_client::ClientError::Api {
                     status: 409,
@@ -144,7 +145,6 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
         ),
     }
     if s.watch {
-        let timeout = duration("timeout", s.timeout)?.map(|d| d.to_std());
         return watch(args, &d.id, timeout).await;
     }
     Ok(ExitCode::SUCCESS)

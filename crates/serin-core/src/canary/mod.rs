@@ -332,13 +332,13 @@ pub struct NewDeployment {
 #[serde(deny_unknown_fields)]
 pub struct RoutingChange {
     /// New endpoints per lane.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstreams: Option<Upstreams>,
     /// New request match.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<Route>,
     /// New traffic rules.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<TrafficRules>,
 }
 
@@ -364,7 +364,8 @@ impl RoutingChange {
             current: &T,
             patch: Option<&Value>,
         ) -> Result<Option<T>, DomainError> {
-            let Some(patch) = patch else {
+            // Left out, or `null` (as clients that write every field send it).
+            let Some(patch) = patch.filter(|p| !p.is_null()) else {
                 return Ok(None);
             };
             let keys = patch

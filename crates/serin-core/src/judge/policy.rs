@@ -93,9 +93,9 @@ fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Re
             }
         }));
     });
-    QUIET.with(|q| q.set(true));
+    let before = QUIET.with(|q| q.replace(true));
     let r = std::panic::catch_unwind(f);
-    QUIET.with(|q| q.set(false));
+    QUIET.with(|q| q.set(before));
     r
 }
 

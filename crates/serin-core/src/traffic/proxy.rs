@@ -195,9 +195,6 @@ pub struct MetricsReport {
     /// control plane was unreachable).
     #[serde(default)]
     pub dropped: u64,
-    /// The proxy's name (`serin proxy --name`), as its route polls give it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
 }
 
 /// A proxy the control plane has heard from.

@@ -104,8 +104,14 @@ pub async fn routes(
     }
     let set = rx.borrow().clone();
     if let Some(id) = q.proxy_id {
-        let name = q.name.unwrap_or_else(|| id.clone());
-        touch(&state, id, name, set.version.clone(), None).await;
+        touch(
+            &state,
+            id,
+            q.name.unwrap_or_default(),
+            set.version.clone(),
+            None,
+        )
+        .await;
     }
     Ok(Json((*set).clone()))
 }
@@ -143,9 +149,6 @@ pub async fn report(
     ApiJson(report): ApiJson<MetricsReport>,
 ) -> ApiResult<impl IntoResponse> {
     check_proxy_field("proxy_id", &report.proxy_id)?;
-    if let Some(name) = &report.name {
-        check_proxy_field("name", name)?;
-    }
     if report.buckets.len() > 100_000 {
         return Err(ApiError::invalid(
             "buckets",
@@ -168,12 +171,12 @@ pub async fn report(
         .map(|s| s.version.clone())
         .unwrap_or_default();
     let _ = (who, version);
-    // A report says the proxy is alive, and its name; the route version is
-    // what its route polls said (empty here: the store keeps it).
+    // A report says the proxy is alive; its name and route version are
+    // what its route polls said (empty here: the store keeps them).
     touch(
         &state,
         report.proxy_id,
-        report.name.unwrap_or_default(),
+        String::new(),
         String::new(),
         Some(report.dropped),
     )
@@ -204,8 +207,9 @@ pub struct ProxyEntry {
 pub struct ProxyList {
     /// The current route version.
     pub route_version: String,
-    /// Proxies heard from in the last 24 hours, most recent first; a proxy
-    /// restarted under the same name is listed once, as its latest start.
+    /// Proxies heard from in the last 24 hours, most recent first; a remote
+    /// proxy restarted under the same name is listed once, as its latest
+    /// start, unless the earlier one is still connected.
     pub proxies: Vec<ProxyEntry>,
 }
 
@@ -223,19 +227,24 @@ pub async fn list(State(state): State<App>) -> ApiResult<Json<ProxyList>> {
         .clone();
     let now = state.now();
     let since = now - chrono::Duration::hours(24);
-    // A proxy restarted under the same name is one proxy: its earlier
-    // incarnations (older ids, most recent first in the list) are left out.
+    // A remote proxy restarted under the same name is one proxy: an earlier
+    // incarnation (an older id, later in the list) that is no longer
+    // connected is left out. Connected ones all show, whatever their names
+    // (several pods may share one), and embedded proxies are each a replica's.
     let mut names = std::collections::HashSet::new();
     let proxies = state
         .store
         .list_proxies(since)
         .await?
         .into_iter()
-        .filter(|info| names.insert(info.name.clone()))
         .map(|info| ProxyEntry {
             connected: (now - info.last_contact).to_std().unwrap_or_default() <= CONNECTED_WITHIN,
             up_to_date: info.route_version == current,
             info,
+        })
+        .filter(|p| {
+            let first = names.insert(p.info.name.clone());
+            p.info.kind != "remote" || p.connected || first
         })
         .collect();
     Ok(Json(ProxyList {
