@@ -51,6 +51,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::engines::InEffect;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -609,7 +610,6 @@ async fn engine_in_effect(
     d: &Deployment,
     target: &serin_core::traffic::engine::EngineTarget,
 ) -> (Option<u8>, Option<String>) {
-    let percent = d.current_percent;
     let engine = match state.config.engines.get(&target.engine) {
         Ok(e) => e,
         Err(e) => {
@@ -617,25 +617,30 @@ async fn engine_in_effect(
             return (None, Some(e.to_string()));
         }
     };
-    let want = target.share(percent);
+    let want = serin_core::traffic::engine::RouteState::of(d);
     // A read that fails (an engine not set up for this backend yet, say: no
     // probe file) still leads to an apply.
-    let seen = engine.read_back(target).await;
-    if let Ok(share) = &seen
-        && *share == Some(want)
+    let seen = engine.read_back(target, &want).await;
+    if let Ok(seen) = &seen
+        && seen.holds(target, &want)
     {
-        return (*share, None);
+        return (seen.share, None);
     }
     // Changed since this tick read it (a person ended or moved it)? Then
     // the next tick, or the follow-up of its end, puts what it holds now in
-    // effect: this tick must not put the older share back.
-    let read = match state.store.get_deployment(&d.id).await {
-        Ok(now) if now.revision == d.revision => engine.apply(target, percent).await,
-        _ => return (seen.ok().flatten(), None),
+    // effect: this tick must not put the older state back.
+    let applied = match state.store.get_deployment(&d.id).await {
+        Ok(now) if now.revision == d.revision => engine.apply(target, &want).await,
+        _ => return (seen.ok().and_then(|s| s.share), None),
     };
-    match read {
-        Ok(()) => match engine.read_back(target).await {
-            Ok(share) => (share, None),
+    match applied {
+        Ok(()) => match engine.read_back(target, &want).await {
+            // The share is reached only with the rules in effect too.
+            Ok(InEffect {
+                rules_differ: Some(why),
+                ..
+            }) => (None, Some(format!("{}: {why}", target.engine))),
+            Ok(seen) => (seen.share, None),
             Err(e) => {
                 tracing::warn!(engine = %target.engine, error = %e, "cannot read a traffic engine back");
                 (None, Some(e.to_string()))

@@ -35,7 +35,12 @@ pub async fn change(
 /// Admits a new deployment (its plan and the secrets it names), stores it
 /// with its creation event and publishes that.
 pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deployment> {
-    crate::engines::admit(app, new.engine.as_ref()).await?;
+    crate::engines::admit(
+        app,
+        new.engine.as_ref(),
+        new.traffic.as_ref().unwrap_or(&Default::default()),
+    )
+    .await?;
     crate::engines::not_in_use(app, new.engine.as_ref()).await?;
     if let Some(spec) = &new.rollout {
         crate::admission::plan(&app.config, spec)?;

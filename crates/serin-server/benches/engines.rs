@@ -124,9 +124,14 @@ async fn measure(label: &str, engines: &Engines, target: &EngineTarget, port: u1
         percent += step;
         let p = percent as u8;
         let t = Instant::now();
-        engine.apply(target, p).await.unwrap();
+        let state = serin_core::traffic::engine::RouteState::share_only(p);
+        engine.apply(target, &state).await.unwrap();
         loop {
-            if engine.read_back(target).await.ok().flatten() == Some(target.share(p)) {
+            if engine
+                .read_back(target, &state)
+                .await
+                .is_ok_and(|seen| seen.holds(target, &state))
+            {
                 break;
             }
             assert!(

@@ -28,9 +28,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
-use serin_core::traffic::engine::{EngineTarget, share};
+use serin_core::traffic::engine::{
+    EngineRule, EngineTarget, Pattern, RouteState, RuleSource, share,
+};
 
-use super::{EngineError, TrafficEngine};
+use super::{EngineError, InEffect, TrafficEngine};
 
 /// How long one call to the API server may take.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -245,6 +247,9 @@ pub fn split_rules(
         .ok_or("it has no rules")?;
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
+        if is_serins(rule) {
+            continue;
+        }
         let refs: Vec<&Value> = rule
             .get("backendRefs")
             .and_then(Value::as_array)
@@ -279,6 +284,193 @@ pub fn split_rules(
         return Err("no rule names the deployment's Services".into());
     }
     Ok(out)
+}
+
+/// The prefix of the names of the rules Serin writes for a deployment's
+/// match rules: `serin-R-B` for its rule `R` on the split rule `B`.
+const RULE_PREFIX: &str = "serin-";
+
+/// The most rules an `HTTPRoute` holds (the CRD's `maxItems`).
+const MAX_RULES: usize = 16;
+
+/// Whether a route rule is one Serin wrote for a match rule.
+fn is_serins(rule: &Value) -> bool {
+    rule.get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.starts_with(RULE_PREFIX))
+}
+
+/// Whether an `HTTPRoute` can hold `rules`: header names as the Gateway API
+/// spells them, cookies with exact values (the Gateway API has no cookie
+/// match: a cookie becomes a regular expression on the `Cookie` header).
+pub fn check_rules(rules: &[EngineRule]) -> Result<(), String> {
+    for r in rules {
+        match (&r.source, &r.pattern) {
+            (RuleSource::Header(h), _)
+                if h.is_empty()
+                    || h.len() > 256
+                    || !h
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)) =>
+            {
+                return Err(format!(
+                    "header {h:?}: not a header name the Gateway API takes"
+                ));
+            }
+            (RuleSource::Cookie(c), _)
+                if c.is_empty()
+                    || !c
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+            {
+                return Err(format!(
+                    "cookie {c:?}: a cookie name of letters, digits and '_-.'"
+                ));
+            }
+            (RuleSource::Cookie(c), Pattern::Regex(_)) => {
+                return Err(format!(
+                    "cookie {c:?}: the Gateway API has no cookie match, so cookie rules take exact values (equals)"
+                ));
+            }
+            _ => {}
+        }
+        let (Pattern::Exact(v) | Pattern::Regex(v)) = &r.pattern;
+        if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
+            return Err(format!(
+                "{v:?}: 1 to 1024 characters, none a control character"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `HTTPHeaderMatch` of a rule.
+fn header_match(r: &EngineRule) -> Value {
+    match (&r.source, &r.pattern) {
+        (RuleSource::Header(h), Pattern::Exact(v)) => {
+            serde_json::json!({"type": "Exact", "name": h, "value": v})
+        }
+        (RuleSource::Header(h), Pattern::Regex(re)) => {
+            serde_json::json!({"type": "RegularExpression", "name": h, "value": re})
+        }
+        (RuleSource::Cookie(c), Pattern::Exact(v) | Pattern::Regex(v)) => serde_json::json!({
+            "type": "RegularExpression",
+            "name": "Cookie",
+            "value": format!("(^|;\\s*){}={}(;|$)", regex::escape(c), regex::escape(v)),
+        }),
+    }
+}
+
+/// The route rules for `rules` on the rules that split `target`: for each of
+/// the deployment's rules in order, and each split rule, a copy of the split
+/// rule (its filters and timeouts too) whose every match also needs the
+/// rule's header, sending to the rule's lane alone. A match with one more
+/// header wins over the split rule's by the Gateway API's precedence, and
+/// among Serin's rules the first listed wins, as the first rule does
+/// through Serin's proxy.
+pub fn lane_rules(
+    route: &Value,
+    target: &EngineTarget,
+    namespace: &str,
+    rules: &[EngineRule],
+) -> Result<Vec<Value>, String> {
+    let base = split_rules(route, target, namespace)?;
+    let mut out = Vec::new();
+    for (ri, r) in rules.iter().enumerate() {
+        let lane = match r.lane {
+            serin_core::Lane::Stable => &target.stable,
+            serin_core::Lane::Canary => &target.canary,
+        };
+        for &bi in &base {
+            let mut rule = route
+                .pointer(&format!("/spec/rules/{bi}"))
+                .cloned()
+                .ok_or("a rule went missing")?;
+            let matches = rule
+                .get("matches")
+                .and_then(Value::as_array)
+                .filter(|m| !m.is_empty())
+                .cloned()
+                .unwrap_or_else(|| {
+                    vec![serde_json::json!({"path": {"type": "PathPrefix", "value": "/"}})]
+                });
+            let matches: Vec<Value> = matches
+                .into_iter()
+                .map(|mut m| {
+                    let mut headers = m
+                        .get("headers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    headers.push(header_match(r));
+                    m["headers"] = Value::from(headers);
+                    m
+                })
+                .collect();
+            let refs: Vec<Value> = rule
+                .get("backendRefs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|b| {
+                    b.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| lane.iter().any(|s| s == n))
+                })
+                .map(|b| {
+                    let mut b = b.clone();
+                    b["weight"] = Value::from(1);
+                    b
+                })
+                .collect();
+            rule["name"] = Value::from(format!("{RULE_PREFIX}{ri}-{bi}"));
+            rule["matches"] = Value::from(matches);
+            rule["backendRefs"] = Value::from(refs);
+            out.push(rule);
+        }
+    }
+    Ok(out)
+}
+
+/// The rules Serin wrote for match rules, in the route's order.
+fn serins(route: &Value) -> Vec<Value> {
+    route
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| is_serins(r))
+        .cloned()
+        .collect()
+}
+
+/// Puts `state` in `route`: the weights of the rules that split `target`,
+/// and Serin's rules for the match rules after the route's own (the old ones
+/// replaced). Whether anything changed.
+pub fn set_state(
+    route: &mut Value,
+    target: &EngineTarget,
+    namespace: &str,
+    state: &RouteState,
+) -> Result<bool, String> {
+    let mut changed = set_weights(route, target, namespace, state.percent)?;
+    let want = lane_rules(route, target, namespace, &state.rules)?;
+    if serins(route) != want {
+        let rules = route
+            .pointer_mut("/spec/rules")
+            .and_then(Value::as_array_mut)
+            .ok_or("it has no rules")?;
+        rules.retain(|r| !is_serins(r));
+        rules.extend(want);
+        if rules.len() > MAX_RULES {
+            return Err(format!(
+                "with the deployment's match rules it would hold {} rules; an HTTPRoute holds at most {MAX_RULES}",
+                rules.len()
+            ));
+        }
+        changed = true;
+    }
+    Ok(changed)
 }
 
 /// Sets the weights of `target`'s backendRefs in the rules it splits;
@@ -462,14 +654,19 @@ impl TrafficEngine for GatewayApi {
         .boxed()
     }
 
+    fn check_rules(&self, rules: &[EngineRule]) -> Result<(), String> {
+        check_rules(rules)
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
-        percent: u8,
+        state: &'a RouteState,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
+            check_rules(&state.rules).map_err(|why| self.refused(why))?;
             let (api, mut obj) = self.get(&target.backend).await?;
-            let changed = set_weights(&mut obj.data, target, &self.namespace, percent)
+            let changed = set_state(&mut obj.data, target, &self.namespace, state)
                 .map_err(|why| self.refused(format!("HTTPRoute {}: {why}", target.backend)))?;
             if !changed {
                 return Ok(());
@@ -497,11 +694,20 @@ impl TrafficEngine for GatewayApi {
     fn read_back<'a>(
         &'a self,
         target: &'a EngineTarget,
-    ) -> BoxFuture<'a, Result<Option<u8>, EngineError>> {
+        want: &'a RouteState,
+    ) -> BoxFuture<'a, Result<InEffect, EngineError>> {
         async move {
             let (_, obj) = self.get(&target.backend).await?;
-            let share = share_in_spec(&obj.data, target, &self.namespace)
-                .map_err(|why| self.refused(format!("HTTPRoute {}: {why}", target.backend)))?;
+            let refused = |why| self.refused(format!("HTTPRoute {}: {why}", target.backend));
+            let share = share_in_spec(&obj.data, target, &self.namespace).map_err(refused)?;
+            let rules_differ = (serins(&obj.data)
+                != lane_rules(&obj.data, target, &self.namespace, &want.rules).map_err(refused)?)
+            .then(|| {
+                format!(
+                    "HTTPRoute {} holds other match rules than the deployment's",
+                    target.backend
+                )
+            });
             let generation = obj.metadata.generation.unwrap_or(0);
             if let Some(why) = not_yet_accepted(&obj.data, generation) {
                 return Err(self.refused(format!(
@@ -509,7 +715,10 @@ impl TrafficEngine for GatewayApi {
                     target.backend
                 )));
             }
-            Ok(share)
+            Ok(InEffect {
+                share,
+                rules_differ,
+            })
         }
         .boxed()
     }

@@ -15,18 +15,31 @@
 //! distribution (the exporter's response time is an average over the last
 //! 1024 requests), so an HAProxy lane has no latency samples.
 //!
+//! Match rules go into HAProxy maps, also through the runtime API: for each
+//! header or cookie a rule looks at, the operator's configuration loads a map
+//! named `BACKEND.header.NAME.map` (the header's name in lower case) or
+//! `BACKEND.cookie.NAME.map`, and uses its answer (`stable` or `canary`) to
+//! pick a server (see `docs/engines.md`). Serin replaces each such map's
+//! entries in one step (`prepare map`, `add map @VERSION`, `commit map`), so
+//! a request never meets half a change, and reads them back with `show map`.
+//! The maps match exact values; the order in which the maps are consulted is
+//! the configuration's.
+//!
 //! The names in the commands are the deployment's, checked by
 //! `EngineTarget::validate` to hold only letters, digits, `.`, `_` and `-`:
-//! no name can end a command or start another.
+//! no name can end a command or start another. Rule values are held to
+//! letters, digits and `._:@+=,/-` for the same reason.
 
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serin_core::traffic::engine::{EngineTarget, share};
+use serin_core::traffic::engine::{
+    EngineRule, EngineTarget, Pattern, RouteState, RuleSource, share,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Address, Counters, EngineError, TrafficEngine};
+use super::{Address, Counters, EngineError, InEffect, TrafficEngine};
 
 /// How long one command may take, connection included.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -179,6 +192,13 @@ impl Haproxy {
         Ok(*total)
     }
 
+    fn refused(&self, said: impl Into<String>) -> EngineError {
+        EngineError::Refused {
+            engine: self.name.clone(),
+            said: said.into(),
+        }
+    }
+
     fn unreachable(&self, why: impl std::fmt::Display) -> EngineError {
         EngineError::Unreachable {
             engine: self.name.clone(),
@@ -215,6 +235,111 @@ impl Haproxy {
         Ok(text.split("\n\n").map(|a| a.trim().to_string()).collect())
     }
 
+    /// `backend`'s rule maps loaded in HAProxy, by file name.
+    async fn maps_of(
+        &self,
+        backend: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
+        let listing = self.run("show map").await?.join("\n");
+        Ok(rule_maps(&listing, backend))
+    }
+
+    /// A map's entries. One connection each: an empty map's answer is a
+    /// lone line break, which can't be told apart from the next answer's
+    /// separator when several `show map`s share a line.
+    async fn entries_of(
+        &self,
+        file: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
+        let answer = self.run(&format!("show map {file}")).await?.join("\n");
+        Ok(entries(&answer))
+    }
+
+    /// Replaces each of `target`'s rule maps with the entries `rules` give
+    /// it, each in one step; a map a rule needs that HAProxy hasn't loaded is
+    /// an error.
+    async fn put_rules(
+        &self,
+        target: &EngineTarget,
+        rules: &[EngineRule],
+    ) -> Result<(), EngineError> {
+        let loaded = self.maps_of(&target.backend).await?;
+        let wanted = wanted_maps(&target.backend, rules);
+        if let Some(missing) = wanted.keys().find(|m| !loaded.contains_key(*m)) {
+            return Err(self.refused(format!(
+                "HAProxy has no map {missing} loaded for backend {} (see docs/engines.md)",
+                target.backend
+            )));
+        }
+        // Only the maps whose entries differ are replaced.
+        let mut change = Vec::new();
+        for (name, file) in &loaded {
+            let want = wanted_entries(&wanted, name);
+            if self.entries_of(file).await? != want {
+                change.push((file, want));
+            }
+        }
+        if change.is_empty() {
+            return Ok(());
+        }
+        let prepared = self
+            .run(
+                &change
+                    .iter()
+                    .map(|(f, _)| format!("prepare map {f}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+            .await?;
+        let mut line = Vec::new();
+        for (i, (file, want)) in change.iter().enumerate() {
+            // "New version created: 3"
+            let said = prepared.get(i).map(String::as_str).unwrap_or("no answer");
+            let version: u64 = said
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| self.refused(format!("prepare map {file}: {said}")))?;
+            for (k, v) in want {
+                line.push(format!("add map @{version} {file} {k} {v}"));
+            }
+            line.push(format!("commit map @{version} {file}"));
+        }
+        let answers = self.run(&line.join("; ")).await?;
+        match answers.iter().find(|a| !a.is_empty()) {
+            None => Ok(()),
+            Some(said) => Err(self.refused(said.clone())),
+        }
+    }
+
+    /// How `target`'s rule maps differ from what `rules` give them, if they do.
+    async fn rules_differ(
+        &self,
+        target: &EngineTarget,
+        rules: &[EngineRule],
+    ) -> Result<Option<String>, EngineError> {
+        let loaded = self.maps_of(&target.backend).await?;
+        let wanted = wanted_maps(&target.backend, rules);
+        if let Some(missing) = wanted.keys().find(|m| !loaded.contains_key(*m)) {
+            return Ok(Some(format!("HAProxy has no map {missing} loaded")));
+        }
+        for (name, file) in &loaded {
+            let have = self.entries_of(file).await?;
+            let want = wanted_entries(&wanted, name);
+            if have != want {
+                return Ok(Some(format!(
+                    "map {name} holds {} entries, {} of them as wanted, {} wanted",
+                    have.len(),
+                    have.iter()
+                        .filter(|(k, v)| want.get(*k) == Some(*v))
+                        .count(),
+                    want.len()
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     fn servers(target: &EngineTarget) -> impl Iterator<Item = (&str, bool)> {
         target
             .stable
@@ -222,6 +347,113 @@ impl Haproxy {
             .map(|s| (s.as_str(), false))
             .chain(target.canary.iter().map(|s| (s.as_str(), true)))
     }
+}
+
+/// Whether HAProxy's maps can hold `rules`: exact values of letters, digits
+/// and `._:@+=,/-`, header names of letters, digits and `-`, cookie names of
+/// letters, digits, `_` and `-`.
+pub fn check_rules(rules: &[EngineRule]) -> Result<(), String> {
+    let plain = |v: &str, more: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || more.contains(c))
+    };
+    for r in rules {
+        match &r.source {
+            RuleSource::Header(h) if !plain(h, "-") => {
+                return Err(format!(
+                    "header {h:?}: HAProxy's maps are named after headers of letters, digits and '-'"
+                ));
+            }
+            RuleSource::Cookie(c) if !plain(c, "_-") => {
+                return Err(format!(
+                    "cookie {c:?}: HAProxy's maps are named after cookies of letters, digits, '_' and '-'"
+                ));
+            }
+            _ => {}
+        }
+        match &r.pattern {
+            Pattern::Regex(re) => {
+                return Err(format!(
+                    "regex {re:?}: HAProxy's maps match exact values (use equals)"
+                ));
+            }
+            Pattern::Exact(v) if !plain(v, "._:@+=,/-") => {
+                return Err(format!(
+                    "{v:?}: HAProxy's maps take values of letters, digits and '._:@+=,/-'"
+                ));
+            }
+            Pattern::Exact(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The file name (without its directory) of the map for `source` on `backend`.
+pub fn map_name(backend: &str, source: &RuleSource) -> String {
+    match source {
+        RuleSource::Header(h) => format!("{backend}.header.{h}.map"),
+        RuleSource::Cookie(c) => format!("{backend}.cookie.{c}.map"),
+    }
+}
+
+/// The rule maps of `backend` among the maps `show map` lists: their files,
+/// by file name.
+fn rule_maps(listing: &str, backend: &str) -> std::collections::BTreeMap<String, String> {
+    let (header, cookie) = (format!("{backend}.header."), format!("{backend}.cookie."));
+    listing
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            // "0 (/etc/haproxy/serin/app.header.x-beta.map) pattern loaded …"
+            let file = l.split_once(" (")?.1.split_once(')')?.0;
+            let name = file.rsplit('/').next()?;
+            ((name.starts_with(&header) || name.starts_with(&cookie)) && name.ends_with(".map"))
+                .then(|| (name.to_string(), file.to_string()))
+        })
+        .collect()
+}
+
+/// What each of `backend`'s maps should hold for `rules`: key → lane, per
+/// map name (the first rule for a key wins, as it does through the proxy).
+fn wanted_maps(
+    backend: &str,
+    rules: &[EngineRule],
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, &'static str>> {
+    let mut maps: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> =
+        Default::default();
+    for r in rules {
+        if let Pattern::Exact(v) = &r.pattern {
+            maps.entry(map_name(backend, &r.source))
+                .or_default()
+                .entry(v.clone())
+                .or_insert(r.lane.as_str());
+        }
+    }
+    maps
+}
+
+/// The entries wanted in map `name`.
+fn wanted_entries(
+    wanted: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, &'static str>>,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    wanted
+        .get(name)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
+        .unwrap_or_default()
+}
+
+/// A map's entries as `show map FILE` lists them (`0x55d… key value`).
+fn entries(answer: &str) -> std::collections::BTreeMap<String, String> {
+    answer
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (_, k, v) = (w.next()?, w.next()?, w.next()?);
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Sums `show stat` CSV rows of `target`'s servers into lane counters.
@@ -295,13 +527,21 @@ impl TrafficEngine for Haproxy {
             .is_none_or(|b| b.iter().any(|x| x == backend))
     }
 
+    fn check_rules(&self, rules: &[EngineRule]) -> Result<(), String> {
+        check_rules(rules)
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
-        percent: u8,
+        state: &'a RouteState,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
-            let (ws, wc) = target.weights(percent);
+            check_rules(&state.rules).map_err(|why| self.refused(why))?;
+            // Rules first: a canary that takes traffic for the first time
+            // does so with its rules in place.
+            self.put_rules(target, &state.rules).await?;
+            let (ws, wc) = target.weights(state.percent);
             let line = Self::servers(target)
                 .map(|(s, canary)| {
                     let w = if canary { wc } else { ws };
@@ -325,7 +565,8 @@ impl TrafficEngine for Haproxy {
     fn read_back<'a>(
         &'a self,
         target: &'a EngineTarget,
-    ) -> BoxFuture<'a, Result<Option<u8>, EngineError>> {
+        want: &'a RouteState,
+    ) -> BoxFuture<'a, Result<InEffect, EngineError>> {
         async move {
             let servers: Vec<(&str, bool)> = Self::servers(target).collect();
             let line = servers
@@ -352,7 +593,10 @@ impl TrafficEngine for Haproxy {
                     stable += weight;
                 }
             }
-            Ok(share(stable, canary))
+            Ok(InEffect {
+                share: share(stable, canary),
+                rules_differ: self.rules_differ(target, &want.rules).await?,
+            })
         }
         .boxed()
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serin_core::canary::Deployment;
-use serin_core::traffic::engine::EngineTarget;
+use serin_core::traffic::engine::{EngineRule, EngineTarget, RouteState};
 
 use crate::App;
 
@@ -53,18 +53,31 @@ pub enum EngineError {
 
 /// One kind of external engine.
 pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
-    /// Puts the canary share `percent` in effect for `target`.
+    /// Puts `state` (the canary's share and the match rules) in effect for `target`.
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
-        percent: u8,
+        state: &'a RouteState,
     ) -> BoxFuture<'a, Result<(), EngineError>>;
 
-    /// The canary share in effect for `target` (`None`: every server's weight is 0).
+    /// What is in effect for `target`: the canary's share, and whether the
+    /// rules in effect are `want`'s.
     fn read_back<'a>(
         &'a self,
         target: &'a EngineTarget,
-    ) -> BoxFuture<'a, Result<Option<u8>, EngineError>>;
+        want: &'a RouteState,
+    ) -> BoxFuture<'a, Result<InEffect, EngineError>>;
+
+    /// Why this engine can't put `rules` in effect, if it can't (checked when
+    /// a deployment starts and when its routing changes). By default an
+    /// engine takes no rules.
+    fn check_rules(&self, rules: &[EngineRule]) -> Result<(), String> {
+        if rules.is_empty() {
+            Ok(())
+        } else {
+            Err("this engine can't put match rules in effect".into())
+        }
+    }
 
     /// Whether deployments may name `backend` on this engine (the operator's
     /// `backends=` list; every backend when the operator gave none).
@@ -97,6 +110,31 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<[Counters; 2]>, EngineError>> {
         let _ = target;
         Box::pin(async { Ok(None) })
+    }
+}
+
+/// What an engine reports in effect for a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InEffect {
+    /// The canary's share (`None`: every server's weight is 0).
+    pub share: Option<u8>,
+    /// How the rules in effect differ from the ones wanted (`None`: they
+    /// are the same).
+    pub rules_differ: Option<String>,
+}
+
+impl InEffect {
+    /// Only a share, for an engine whose rules are as wanted.
+    pub fn share(share: Option<u8>) -> InEffect {
+        InEffect {
+            share,
+            rules_differ: None,
+        }
+    }
+
+    /// Whether this is `want` on `target`.
+    pub fn holds(&self, target: &EngineTarget, want: &RouteState) -> bool {
+        self.share == Some(target.share(want.percent)) && self.rules_differ.is_none()
     }
 }
 
@@ -214,11 +252,13 @@ impl Engines {
 }
 
 /// Refuses a deployment whose engine this server doesn't drive, whose
-/// backend the operator didn't list for it, or whose servers (where they are
-/// addresses) the outbound policy denies.
+/// backend the operator didn't list for it, whose match rules the engine
+/// can't put in effect, or whose servers (where they are addresses) the
+/// outbound policy denies.
 pub async fn admit(
     app: &App,
     target: Option<&EngineTarget>,
+    traffic: &serin_core::traffic::TrafficRules,
 ) -> Result<(), serin_core::DomainError> {
     let Some(target) = target else {
         return Ok(());
@@ -242,6 +282,12 @@ pub async fn admit(
                 "engine {} doesn't drive backend {} (the operator's list)",
                 target.engine, target.backend
             ),
+        ));
+    }
+    if let Err(why) = engine.check_rules(&serin_core::traffic::engine::engine_rules(traffic)) {
+        return Err(invalid(
+            "traffic.rules",
+            format!("engine {}: {why}", target.engine),
         ));
     }
     if engine.servers_are_addresses() {
@@ -340,7 +386,7 @@ pub fn follow(app: &App, d: &Deployment) {
                     continue;
                 }
             };
-            let Some(target) = d.engine else {
+            let Some(target) = d.engine.clone() else {
                 return;
             };
             // An ended deployment's backend taken over by a live one is that
@@ -358,19 +404,20 @@ pub fn follow(app: &App, d: &Deployment) {
                     return;
                 }
             };
-            if let Err(e) = engine.apply(&target, d.current_percent).await {
+            let state = RouteState::of(&d);
+            if let Err(e) = engine.apply(&target, &state).await {
                 tracing::warn!(deployment = %id, error = %e, "cannot put a deployment's share in effect");
             }
             // Long enough for a controller tick that read the deployment
             // before this change to have applied what it read.
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-            if let Ok(share) = engine.read_back(&target).await
-                && share == Some(target.share(d.current_percent))
+            if let Ok(seen) = engine.read_back(&target, &state).await
+                && seen.holds(&target, &state)
                 && app
                     .store
                     .get_deployment(&id)
                     .await
-                    .is_ok_and(|now| now.current_percent == d.current_percent)
+                    .is_ok_and(|now| RouteState::of(&now) == state)
             {
                 return;
             }

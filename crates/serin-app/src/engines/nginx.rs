@@ -27,9 +27,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serin_core::traffic::engine::{EngineTarget, share};
+use serin_core::traffic::engine::{
+    EngineRule, EngineTarget, Pattern, RouteState, RuleSource, share,
+};
 
-use super::{EngineError, TrafficEngine};
+use super::{EngineError, InEffect, TrafficEngine};
 
 /// How long `nginx -t` or a reload may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,9 +148,71 @@ impl Nginx {
     }
 }
 
-/// The two files for `target` at `percent`: the upstream, and the probe.
-pub fn render(target: &EngineTarget, percent: u8) -> (String, String) {
-    let (ws, wc) = target.weights(percent);
+/// The variable the operator's `proxy_pass` names for `backend`'s requests
+/// to follow the rules: `serin_` and the backend's name with every character
+/// but letters, digits and `_` as `_` (`web-app` → `$serin_web_app`).
+pub fn variable(backend: &str) -> String {
+    let name: String = backend
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("serin_{name}")
+}
+
+/// `text` as an nginx quoted string: `\` and `"` escaped (nginx reads
+/// `\\` as `\`, so a regular expression's own escapes survive).
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The nginx variable holding a rule's source.
+fn source_variable(source: &RuleSource) -> String {
+    match source {
+        RuleSource::Header(h) => format!("$http_{}", h.replace('-', "_")),
+        RuleSource::Cookie(c) => format!("$cookie_{c}"),
+    }
+}
+
+/// Whether nginx can put `rules` in effect: header names of letters, digits
+/// and `-` (nginx drops headers with `_` by default), cookie names of
+/// letters, digits and `_` (what `$cookie_NAME` can name), values without
+/// control characters.
+pub fn check_rules(rules: &[EngineRule]) -> Result<(), String> {
+    for r in rules {
+        match &r.source {
+            RuleSource::Header(h)
+                if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                return Err(format!(
+                    "header {h:?}: nginx matches headers named with letters, digits and '-'"
+                ));
+            }
+            RuleSource::Cookie(c)
+                if c.is_empty() || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                return Err(format!(
+                    "cookie {c:?}: nginx matches cookies named with letters, digits and '_'"
+                ));
+            }
+            _ => {}
+        }
+        let (Pattern::Exact(v) | Pattern::Regex(v)) = &r.pattern;
+        if v.chars().any(char::is_control) {
+            return Err(format!("{v:?}: a value without control characters"));
+        }
+    }
+    Ok(())
+}
+
+/// The two files for `target` in `state`: the upstreams and the rules'
+/// `map`s, and the probe.
+///
+/// Besides the weighted `upstream BACKEND`, each lane has its own
+/// (`BACKEND__stable`, `BACKEND__canary`), and a chain of `map`s, one per
+/// rule in order, sets `$serin_BACKEND` to the upstream a request goes to:
+/// the lane of the first rule that matches, else the weighted one.
+pub fn render(target: &EngineTarget, state: &RouteState) -> (String, String) {
+    let (ws, wc) = target.weights(state.percent);
     let b = &target.backend;
     let mut upstream = format!(
         "# Written by Serin: the lanes of backend {b}. Serin rewrites this file; don't edit it.\nupstream {b} {{\n"
@@ -164,12 +228,50 @@ pub fn render(target: &EngineTarget, percent: u8) -> (String, String) {
         }
     }
     upstream.push_str("}\n");
+    for (lane, servers) in [("stable", &target.stable), ("canary", &target.canary)] {
+        upstream.push_str(&format!("upstream {b}__{lane} {{\n"));
+        for s in servers {
+            upstream.push_str(&format!("    server {s};\n"));
+        }
+        upstream.push_str("}\n");
+    }
+    // The rules, first match wins: map i falls through to map i + 1.
+    let var = variable(b);
+    let name = |i: usize| {
+        if i == 0 {
+            var.clone()
+        } else {
+            format!("{var}_{i}")
+        }
+    };
+    for (i, r) in state.rules.iter().enumerate() {
+        let key = match &r.pattern {
+            Pattern::Exact(v) => format!("~^{}$", regex::escape(v)),
+            Pattern::Regex(re) => format!("~{re}"),
+        };
+        let next = if i + 1 == state.rules.len() {
+            b.clone()
+        } else {
+            format!("${}", name(i + 1))
+        };
+        upstream.push_str(&format!(
+            "map {} ${} {{\n    {} {b}__{};\n    default {next};\n}}\n",
+            source_variable(&r.source),
+            name(i),
+            quoted(&key),
+            r.lane.as_str(),
+        ));
+    }
+    if state.rules.is_empty() {
+        upstream.push_str(&format!("map $host ${var} {{\n    default {b};\n}}\n"));
+    }
     let (total_s, total_c) = (
         ws * target.stable.len() as u32,
         wc * target.canary.len() as u32,
     );
+    let digest = state.rules_digest();
     let probe = format!(
-        "# Written by Serin: the weights backend {b} was rendered with.\nlocation = /serin/{b} {{\n    default_type text/plain;\n    return 200 \"{total_s} {total_c}\\n\";\n}}\n"
+        "# Written by Serin: the weights and rules backend {b} was rendered with.\nlocation = /serin/{b} {{\n    default_type text/plain;\n    return 200 \"{total_s} {total_c} {digest}\\n\";\n}}\n"
     );
     (upstream, probe)
 }
@@ -211,10 +313,14 @@ impl TrafficEngine for Nginx {
         .boxed()
     }
 
+    fn check_rules(&self, rules: &[EngineRule]) -> Result<(), String> {
+        check_rules(rules)
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
-        percent: u8,
+        state: &'a RouteState,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         async move {
             if !self.allows(&target.backend) {
@@ -225,7 +331,8 @@ impl TrafficEngine for Nginx {
             }
             let mut reloaded = self.changing.lock().await;
             let (conf, probe) = self.files(&target.backend);
-            let (new_conf, new_probe) = render(target, percent);
+            check_rules(&state.rules).map_err(|why| self.refused(why))?;
+            let (new_conf, new_probe) = render(target, state);
             let old_conf = tokio::fs::read_to_string(&conf).await.ok();
             let old_probe = tokio::fs::read_to_string(&probe).await.ok();
             if old_conf.as_deref() == Some(&new_conf) && old_probe.as_deref() == Some(&new_probe) {
@@ -233,7 +340,11 @@ impl TrafficEngine for Nginx {
                 // and not again within 5 s (a reload restarts the workers'
                 // balancing and closes idle client connections; a slow reload
                 // is still under way).
-                if self.read_back(target).await.ok().flatten() == Some(target.share(percent)) {
+                if self
+                    .read_back(target, state)
+                    .await
+                    .is_ok_and(|seen| seen.holds(target, state))
+                {
                     return Ok(());
                 }
                 let now = std::time::Instant::now();
@@ -269,7 +380,8 @@ impl TrafficEngine for Nginx {
     fn read_back<'a>(
         &'a self,
         target: &'a EngineTarget,
-    ) -> BoxFuture<'a, Result<Option<u8>, EngineError>> {
+        want: &'a RouteState,
+    ) -> BoxFuture<'a, Result<InEffect, EngineError>> {
         async move {
             let url = format!("http://{}/serin/{}", self.probe, target.backend);
             let unreachable = |e: reqwest::Error| EngineError::Unreachable {
@@ -281,11 +393,22 @@ impl TrafficEngine for Nginx {
                 return Err(self.refused(format!("{url} answered {}", answer.status())));
             }
             let text = answer.text().await.map_err(unreachable)?;
-            let mut n = text.split_whitespace().map(str::parse::<u32>);
-            match (n.next(), n.next()) {
-                (Some(Ok(s)), Some(Ok(c))) => Ok(share(s, c)),
-                _ => Err(self.refused(format!("{url} answered {text:?}"))),
-            }
+            let mut words = text.split_whitespace();
+            let mut n = words.by_ref().take(2).map(str::parse::<u32>);
+            let share = match (n.next(), n.next()) {
+                (Some(Ok(s)), Some(Ok(c))) => share(s, c),
+                _ => return Err(self.refused(format!("{url} answered {text:?}"))),
+            };
+            let want_digest = want.rules_digest();
+            let rules_differ = match words.next() {
+                Some(d) if d == want_digest => None,
+                Some(_) => Some("nginx runs other rules than the deployment's".to_string()),
+                None => Some("nginx runs a configuration rendered without rules".to_string()),
+            };
+            Ok(InEffect {
+                share,
+                rules_differ,
+            })
         }
         .boxed()
     }
@@ -296,6 +419,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn renders_rules_as_a_chain_of_maps() {
+        let t = EngineTarget {
+            engine: "web".into(),
+            backend: "web-app".into(),
+            stable: vec!["10.0.0.1:80".into()],
+            canary: vec!["10.0.0.3:80".into()],
+            confirm_within: None,
+        };
+        let rule = |source, pattern, lane| EngineRule {
+            source,
+            pattern,
+            lane,
+        };
+        let state = RouteState {
+            percent: 5,
+            rules: vec![
+                rule(
+                    RuleSource::Header("x-beta".into()),
+                    Pattern::Exact("a.b\"c".into()),
+                    serin_core::Lane::Canary,
+                ),
+                rule(
+                    RuleSource::Cookie("tier".into()),
+                    Pattern::Regex(r"^gold\d$".into()),
+                    serin_core::Lane::Stable,
+                ),
+            ],
+        };
+        let (conf, _) = render(&t, &state);
+        assert!(
+            conf.contains("map $http_x_beta $serin_web_app {\n    \"~^a\\\\.b\\\"c$\" web-app__canary;\n    default $serin_web_app_1;\n}"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("map $cookie_tier $serin_web_app_1 {\n    \"~^gold\\\\d$\" web-app__stable;\n    default web-app;\n}"),
+            "{conf}"
+        );
+        assert!(check_rules(&state.rules).is_ok());
+        let bad = |source| {
+            vec![rule(
+                source,
+                Pattern::Exact("1".into()),
+                serin_core::Lane::Canary,
+            )]
+        };
+        assert!(check_rules(&bad(RuleSource::Header("x_beta".into()))).is_err());
+        assert!(check_rules(&bad(RuleSource::Cookie("a-b".into()))).is_err());
+        assert!(
+            check_rules(&[rule(
+                RuleSource::Header("x".into()),
+                Pattern::Exact("a\nb".into()),
+                serin_core::Lane::Canary
+            )])
+            .is_err()
+        );
+    }
+
+    #[test]
     fn renders_weights_and_down_lanes() {
         let t = EngineTarget {
             engine: "web".into(),
@@ -304,10 +485,22 @@ mod tests {
             canary: vec!["10.0.0.3:80".into()],
             confirm_within: None,
         };
-        let (conf, probe) = render(&t, 10);
+        let (conf, probe) = render(&t, &RouteState::share_only(10));
         assert!(conf.contains("upstream app {\n    server 10.0.0.1:80 weight=9;\n    server 10.0.0.2:80 weight=9;\n    server 10.0.0.3:80 weight=2;\n}"), "{conf}");
-        assert!(probe.contains("return 200 \"18 2\\n\";"), "{probe}");
-        let (conf, _) = render(&t, 0);
+        assert!(
+            conf.contains("upstream app__canary {\n    server 10.0.0.3:80;\n}"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("map $host $serin_app {\n    default app;\n}"),
+            "{conf}"
+        );
+        let digest = RouteState::share_only(10).rules_digest();
+        assert!(
+            probe.contains(&format!("return 200 \"18 2 {digest}\\n\";")),
+            "{probe}"
+        );
+        let (conf, _) = render(&t, &RouteState::share_only(0));
         assert!(conf.contains("server 10.0.0.3:80 down;"), "{conf}");
         assert!(Nginx::parse("web", "/etc/nginx/serin").is_err());
         assert!(Nginx::parse("web", "/etc/nginx/serin?conf=/x").is_err());

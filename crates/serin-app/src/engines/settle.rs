@@ -97,13 +97,13 @@ impl Settling {
         let Ok(engine) = app.config.engines.get(&target.engine) else {
             return true;
         };
-        let want = target.share(d.current_percent);
-        if let Ok(share) = engine.read_back(target).await
-            && share == Some(want)
+        let want = serin_core::traffic::engine::RouteState::of(&d);
+        if let Ok(seen) = engine.read_back(target, &want).await
+            && seen.holds(target, &want)
         {
             return true;
         }
-        if let Err(e) = engine.apply(target, d.current_percent).await {
+        if let Err(e) = engine.apply(target, &want).await {
             tracing::warn!(deployment = %id, error = %e, "cannot put an ended deployment's final share in effect");
         }
         false

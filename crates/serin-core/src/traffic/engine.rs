@@ -94,6 +94,129 @@ impl LaneQueries {
     }
 }
 
+/// What an engine's rule looks at: a request header (its name in lower
+/// case) or a cookie.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleSource {
+    /// A request header, by its lower-case name.
+    Header(String),
+    /// A cookie, by its name.
+    Cookie(String),
+}
+
+/// How an engine's rule compares the value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pattern {
+    /// The exact value.
+    Exact(String),
+    /// A regular expression, unanchored, in the engine's dialect (PCRE for
+    /// nginx, RE2 for most Gateway API implementations); Serin checked it in
+    /// Rust's, which agrees with both on the common forms.
+    Regex(String),
+}
+
+/// A deployment's match rule as an engine puts it in effect: requests whose
+/// `source` matches `pattern` go to `lane`, at any share.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EngineRule {
+    /// What it looks at.
+    pub source: RuleSource,
+    /// What the value must be.
+    pub pattern: Pattern,
+    /// Where matching requests go.
+    pub lane: crate::traffic::Lane,
+}
+
+/// What an engine puts in effect for one deployment: the canary's share and
+/// the match rules, in order (the first that matches wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteState {
+    /// The canary's share, in percent.
+    pub percent: u8,
+    /// The rules (none once the deployment is final: the version that won
+    /// takes every request, as through Serin's own proxy).
+    pub rules: Vec<EngineRule>,
+}
+
+impl RouteState {
+    /// A deployment's state: its share, and its match rules while it is live.
+    /// A `user_id` rule becomes exact matches on the user header, a
+    /// `country` rule exact matches of the upper-case codes on the country
+    /// header. The override header and affinity are the own proxy's: an
+    /// engine deployment that wants them says so with a header or cookie rule.
+    pub fn of(d: &crate::canary::Deployment) -> RouteState {
+        let rules = if d.status.is_live() {
+            engine_rules(&d.traffic)
+        } else {
+            Vec::new()
+        };
+        RouteState {
+            percent: d.current_percent,
+            rules,
+        }
+    }
+
+    /// The share alone, without rules.
+    pub fn share_only(percent: u8) -> RouteState {
+        RouteState {
+            percent,
+            rules: Vec::new(),
+        }
+    }
+
+    /// A short, stable fingerprint of the rules in order (16 hex digits), for
+    /// engines that report back a digest of what they were given.
+    pub fn rules_digest(&self) -> String {
+        // FNV-1a over an unambiguous rendering: the same in every process
+        // and every Rust version (std's hashers promise neither).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for r in &self.rules {
+            let text = format!("{r:?}");
+            for b in text.bytes().chain([0u8]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// The engine rules of a deployment's traffic rules, in order.
+pub fn engine_rules(t: &crate::traffic::TrafficRules) -> Vec<EngineRule> {
+    use crate::traffic::Condition;
+    let value = |v: &crate::traffic::ValueMatch| match (&v.equals, &v.regex) {
+        (Some(e), _) => Pattern::Exact(e.clone()),
+        (None, Some(r)) => Pattern::Regex(r.clone()),
+        (None, None) => Pattern::Regex(String::new()),
+    };
+    let mut out = Vec::new();
+    for r in &t.rules {
+        match &r.condition {
+            Condition::Header(v) => out.push(EngineRule {
+                source: RuleSource::Header(v.name.to_ascii_lowercase()),
+                pattern: value(v),
+                lane: r.lane,
+            }),
+            Condition::Cookie(v) => out.push(EngineRule {
+                source: RuleSource::Cookie(v.name.clone()),
+                pattern: value(v),
+                lane: r.lane,
+            }),
+            Condition::UserId(ids) => out.extend(ids.iter().map(|id| EngineRule {
+                source: RuleSource::Header(t.user_header.to_ascii_lowercase()),
+                pattern: Pattern::Exact(id.clone()),
+                lane: r.lane,
+            })),
+            Condition::Country(codes) => out.extend(codes.iter().map(|c| EngineRule {
+                source: RuleSource::Header(t.country_header.to_ascii_lowercase()),
+                pattern: Pattern::Exact(c.to_ascii_uppercase()),
+                lane: r.lane,
+            })),
+        }
+    }
+    out
+}
+
 /// Most servers per lane.
 const MAX_SERVERS: usize = 64;
 

@@ -268,9 +268,23 @@ pub async fn set_routing(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<Deployment>> {
     let now = state.now();
+    let engines = state.config.engines.clone();
     let d = change(&state, &who.name, &id, move |d| {
         let change = RoutingChange::merged_onto(d, &body)?;
-        d.set_routing(change, now)
+        let events = d.set_routing(change, now)?;
+        // Rules an external engine can't put in effect are refused, not
+        // left for the controller to fail on.
+        if let Some(target) = &d.engine
+            && let Ok(engine) = engines.get(&target.engine)
+            && let Err(why) =
+                engine.check_rules(&serin_core::traffic::engine::engine_rules(&d.traffic))
+        {
+            return Err(serin_core::DomainError::invalid(
+                "traffic.rules",
+                format!("engine {}: {why}", target.engine),
+            ));
+        }
+        Ok(events)
     })
     .await?;
     Ok(Json(d))

@@ -494,9 +494,13 @@ pub async fn create_group(
         }
         crate::releaser::check_unmanaged(&state, &who.actor(), &t, &format!("targets[{i}]."))
             .await?;
-        crate::engines::admit(&state, t.engine.as_ref())
-            .await
-            .map_err(|e| e.under(&format!("targets[{i}]")))?;
+        crate::engines::admit(
+            &state,
+            t.engine.as_ref(),
+            t.traffic.as_ref().unwrap_or(&Default::default()),
+        )
+        .await
+        .map_err(|e| e.under(&format!("targets[{i}]")))?;
         crate::engines::not_in_use(&state, t.engine.as_ref()).await?;
         if let Some(e) = &t.engine
             && resolved.iter().any(|(d, _): &(Deployment, _)| {

@@ -106,9 +106,17 @@ async fn haproxy(stable: u16, canary: u16) -> Option<Haproxy> {
          frontend exporter\n  bind 127.0.0.1:{metrics_port}\n\
            http-request use-service prometheus-exporter if {{ path /metrics }}\n\
          backend app\n  balance roundrobin\n\
+           http-request set-var(txn.serin_lane) req.hdr(X-Beta),map_str({d}/app.header.x-beta.map)\n\
+           http-request set-var(txn.serin_lane) req.cook(tier),map_str({d}/app.cookie.tier.map) if !{{ var(txn.serin_lane) -m found }}\n\
+           use-server c1 if {{ var(txn.serin_lane) -m str canary }}\n\
+           use-server s1 if {{ var(txn.serin_lane) -m str stable }}\n\
            server s1 127.0.0.1:{stable} weight 100\n  server c1 127.0.0.1:{canary} weight 0\n",
-        dir.path().display()
+        dir.path().display(),
+        d = dir.path().display()
     );
+    // The rule maps start empty; Serin fills them through the runtime API.
+    std::fs::write(dir.path().join("app.header.x-beta.map"), "").unwrap();
+    std::fs::write(dir.path().join("app.cookie.tier.map"), "").unwrap();
     std::fs::write(dir.path().join("haproxy.cfg"), cfg).unwrap();
     let child = Command::new("haproxy")
         .args(["-db", "-f"])
@@ -134,17 +142,19 @@ async fn haproxy(stable: u16, canary: u16) -> Option<Haproxy> {
 
 /// Sends `n` requests through HAProxy; how many the canary answered.
 async fn canary_answers(port: u16, n: usize) -> usize {
+    canary_answers_with(port, n, None).await
+}
+
+/// Sends `n` requests with a header (`name`, `value`); how many the canary answered.
+async fn canary_answers_with(port: u16, n: usize, header: Option<(&str, &str)>) -> usize {
     let client = reqwest::Client::new();
     let mut canary = 0;
     for _ in 0..n {
-        let body = client
-            .get(format!("http://127.0.0.1:{port}/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let mut req = client.get(format!("http://127.0.0.1:{port}/"));
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        let body = req.send().await.unwrap().text().await.unwrap();
         canary += usize::from(body == "canary");
     }
     canary
@@ -227,6 +237,109 @@ async fn haproxy_follows_a_rollout_through_its_runtime_api() {
     app.stop().await;
 }
 
+/// The runtime API's account of a map's entries.
+async fn map_entries(h: &Haproxy, map: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(h.socket()).await.unwrap();
+    let file = h.dir.path().join(map);
+    s.write_all(format!("show map {}\n", file.display()).as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    // "0x55d… 1 canary": the key and the value.
+    out.lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, kv)| kv.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A deployment's match rules go into the HAProxy maps the configuration
+/// loads, in one step each, and real requests follow them at any weight;
+/// rules HAProxy's maps can't hold are refused, a routing change replaces
+/// the entries, and the end of the deployment empties them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_puts_match_rules_in_its_maps() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let Some(h) = haproxy(stable, canary).await else {
+        return;
+    };
+    let spec = format!("edge=haproxy:unix:{}", h.socket().display());
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let mut body = engine_body("web", "edge");
+    body["rollout"] = json!({"steps": [{"set_weight": 20}, {"pause": {}}]});
+    body["traffic"] = json!({"rules": [
+        {"match": {"header": {"name": "X-Beta", "regex": "^1$"}}}]});
+    let (st, e) = app.post("/api/v1/canary/deployments", body.clone()).await;
+    assert_eq!(
+        (st, e["details"]["field"].as_str()),
+        (400, Some("traffic.rules")),
+        "{e}"
+    );
+    assert!(e["error"].as_str().unwrap().contains("exact values"), "{e}");
+    body["traffic"] = json!({"rules": [
+        {"match": {"header": {"name": "X-Beta", "equals": "1"}}},
+        {"match": {"cookie": {"name": "tier", "equals": "gold"}}, "lane": "stable"}]});
+    let (st, d) = app.post("/api/v1/canary/deployments", body).await;
+    assert_eq!(st, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    app.until(&path, Duration::from_secs(20), |d| {
+        d["rollout"]["step"] == 1
+    })
+    .await;
+    assert_eq!(map_entries(&h, "app.header.x-beta.map").await, "1 canary");
+    assert_eq!(map_entries(&h, "app.cookie.tier.map").await, "gold stable");
+    assert_eq!(
+        canary_answers_with(h.port, 20, Some(("X-Beta", "1"))).await,
+        20
+    );
+    // The others by weight (round robin 4:1, its turn moved by the requests
+    // the rules sent).
+    let by_weight = canary_answers_with(h.port, 20, Some(("X-Beta", "2"))).await;
+    assert!((3..=5).contains(&by_weight), "{by_weight}");
+    assert_eq!(
+        canary_answers_with(h.port, 20, Some(("Cookie", "tier=gold"))).await,
+        0
+    );
+
+    // A routing change replaces the entries (read back before it counts).
+    let (st, d) = app
+        .put(
+            &format!("{path}/routing"),
+            json!({"traffic": {"rules": [{"match": {"user_id": ["u1", "u2"]}}],
+                               "user_header": "X-Beta"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    let t0 = std::time::Instant::now();
+    while map_entries(&h, "app.header.x-beta.map").await != "u1 canary, u2 canary" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            map_entries(&h, "app.header.x-beta.map").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(map_entries(&h, "app.cookie.tier.map").await, "");
+    assert_eq!(
+        canary_answers_with(h.port, 10, Some(("X-Beta", "u2"))).await,
+        10
+    );
+
+    // Promoted: every request to the canary by weight, the rules gone.
+    let (st, r) = app.post(&format!("{path}/promote"), json!({})).await;
+    assert!(st == 200 || st == 202, "{st} {r}");
+    let t0 = std::time::Instant::now();
+    while !map_entries(&h, "app.header.x-beta.map").await.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            app.get(&path).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 /// An engine that can't be reached never lets a step count: the rollout
 /// pauses with the reason once the step's allowance runs out. A deployment
 /// naming an engine the server doesn't have is refused.
@@ -299,7 +412,9 @@ async fn nginx(stable: u16) -> Option<Nginx> {
     std::fs::create_dir(dir.path().join("serin")).unwrap();
     std::fs::write(
         dir.path().join("serin/app.conf"),
-        format!("upstream app {{\n    server 127.0.0.1:{stable};\n}}\n"),
+        format!(
+            "upstream app {{\n    server 127.0.0.1:{stable};\n}}\nmap $host $serin_app {{\n    default app;\n}}\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -318,7 +433,7 @@ async fn nginx(stable: u16) -> Option<Nginx> {
            fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            include {d}/serin/*.conf;\n\
            server {{ listen 127.0.0.1:{probe}; include {d}/serin/*.probe; }}\n\
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; }} }}\n}}\n"
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://$serin_app; }} }}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let child = Command::new("nginx")
@@ -400,6 +515,9 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
     let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
         "engine": {"engine": "web", "backend": "app",
                    "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
+        "traffic": {"rules": [
+            {"match": {"header": {"name": "X-Beta", "regex": "^(1|yes)$"}}},
+            {"match": {"cookie": {"name": "tier", "equals": "gold\"}"}}, "lane": "stable"}]},
         "rollout": {"steps": [{"set_weight": 20}, {"pause": {}}]}});
     let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
     assert_eq!(st, 201, "{dep}");
@@ -410,20 +528,52 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
         })
         .await;
     assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
+    // The weights the running workers were rendered with (then the rules' digest).
     let probe = |n: &Nginx| {
         let url = format!("http://127.0.0.1:{}/serin/app", n.probe);
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
     };
-    assert_eq!(probe(&n).await.trim(), "4 1");
+    // A worker of the configuration before may still take a connection for
+    // a moment after the new one answered the controller's probe.
+    let t0 = std::time::Instant::now();
+    while probe(&n).await != "4 1" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{}",
+            probe(&n).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // nginx's smooth weighted round robin over 4:1, one worker: one in five.
     assert_eq!(canary_answers(n.port, 100).await, 20);
+    // The rules, through the maps Serin rendered: a regex on a header, an
+    // exact cookie value with a quote and a brace in it.
+    assert_eq!(
+        canary_answers_with(n.port, 10, Some(("X-Beta", "yes"))).await,
+        10
+    );
+    assert_eq!(
+        canary_answers_with(n.port, 10, Some(("Cookie", "tier=gold\"}"))).await,
+        0
+    );
+    assert_eq!(
+        canary_answers_with(n.port, 10, Some(("X-Beta", "yess"))).await,
+        2
+    );
 
     let (st, r) = app
         .post(&format!("{path}/rollback"), json!({"reason": "test"}))
         .await;
     assert!(st == 200 || st == 202, "{st} {r}");
     let t0 = std::time::Instant::now();
-    while probe(&n).await.trim() != "1 0" {
+    while probe(&n).await != "1 0" {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "{}",
@@ -433,7 +583,7 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
     }
     // It holds: no tick that read the rollout before it ended puts 20% back.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(probe(&n).await.trim(), "1 0");
+    assert_eq!(probe(&n).await, "1 0");
     assert_eq!(canary_answers(n.port, 20).await, 0);
     let conf = std::fs::read_to_string(n.dir.path().join("serin/app.conf")).unwrap();
     assert!(

@@ -277,7 +277,23 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
         "{e}"
     );
 
-    let (s, d) = app.post("/api/v1/canary/deployments", body("10s")).await;
+    // The Gateway API has no cookie match: a cookie rule takes exact values.
+    let mut with_rules = body("10s");
+    with_rules["traffic"] = json!({"rules": [
+        {"match": {"cookie": {"name": "tier", "regex": "gold|silver"}}}]});
+    let (s, e) = app
+        .post("/api/v1/canary/deployments", with_rules.clone())
+        .await;
+    assert_eq!(
+        (s, e["details"]["field"].as_str()),
+        (400, Some("traffic.rules")),
+        "{e}"
+    );
+    with_rules["traffic"] = json!({"rules": [
+        {"match": {"header": {"name": "X-Beta", "equals": "1"}}},
+        {"match": {"cookie": {"name": "tier", "equals": "gold"}}, "lane": "stable"},
+        {"match": {"header": {"name": "X-Region", "regex": "^eu-"}}}]});
+    let (s, d) = app.post("/api/v1/canary/deployments", with_rules).await;
     assert_eq!(s, 201, "{d}");
     // One live deployment per route: a second would undo the first's weights.
     let mut second = body("10s");
@@ -296,6 +312,32 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
         .await;
     assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
     assert_eq!(weights(&m), (4, 1), "20% as weights");
+    {
+        // Each match rule is a copy of the split rule, one header more, to
+        // its lane alone; the route's own rule stays first.
+        let r = m.route.lock().unwrap();
+        let rules = r["spec"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 4, "{r}");
+        assert_eq!(rules[1]["name"], "serin-0-0");
+        assert_eq!(
+            rules[1]["matches"][0]["headers"],
+            json!([{"type": "Exact", "name": "x-beta", "value": "1"}])
+        );
+        assert_eq!(rules[1]["matches"][0]["path"]["value"], "/");
+        assert_eq!(
+            rules[1]["backendRefs"],
+            json!([{"group": "", "kind": "Service", "name": "web-canary", "port": 8080, "weight": 1}])
+        );
+        assert_eq!(
+            rules[2]["matches"][0]["headers"][0],
+            json!({"type": "RegularExpression", "name": "Cookie", "value": "(^|;\\s*)tier=gold(;|$)"})
+        );
+        assert_eq!(rules[2]["backendRefs"][0]["name"], "web-stable");
+        assert_eq!(
+            rules[3]["matches"][0]["headers"][0]["type"],
+            "RegularExpression"
+        );
+    }
     {
         let r = m.route.lock().unwrap();
         assert_eq!(
@@ -318,7 +360,13 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
         .await;
     assert_eq!(s, 200, "{b}");
     let t0 = std::time::Instant::now();
-    while weights(&m) != (1, 0) {
+    while weights(&m) != (1, 0)
+        || m.route.lock().unwrap()["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            != 1
+    {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "weights {:?}",
@@ -440,7 +488,13 @@ async fn the_leader_settles_a_deployment_ended_elsewhere() {
         .await
         .unwrap();
     let t0 = std::time::Instant::now();
-    while weights(&m) != (1, 0) {
+    while weights(&m) != (1, 0)
+        || m.route.lock().unwrap()["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            != 1
+    {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the route still says {:?}",

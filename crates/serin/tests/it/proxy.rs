@@ -121,23 +121,27 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
     )
     .await;
     assert_eq!(st, 200, "{d}");
-    // The 0% and the rule reach the proxy as two route changes: wait for the
-    // rule itself, not for the weight that came before it.
+    // The 0% and the rule reach the proxy as two route changes, and at 100%
+    // an X-Beta request went to the canary already: wait until a plain
+    // request goes to stable (the 0% arrived) while X-Beta still goes to the
+    // canary (so the rule arrived too).
     let t0 = Instant::now();
     loop {
+        let plain = body(&client, &embedded).await;
         let beta = client.get(&embedded).header("X-Beta", "1").send().await;
-        if let Ok(r) = beta
-            && r.text().await.as_deref().ok() == Some("canary\n")
-        {
+        let beta = match beta {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        };
+        if plain.as_deref() == Ok("stable\n") && beta.as_deref() == Some("canary\n") {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(10),
-            "the X-Beta rule never reached the proxy"
+            "the 0% and the X-Beta rule never both reached the proxy: {plain:?} {beta:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(body(&client, &embedded).await.as_deref(), Ok("stable\n"));
     // A change of one key merges: the balance changes, the rule and the
     // affinity turned off stay.
     let (st, d) = send(
