@@ -237,6 +237,8 @@ fn main() {
             stable: vec![stable],
             canary: vec![canary],
             confirm_within: None,
+            mirror_percent: None,
+            session_persistence: None,
         };
         println!("load {:.2}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).unwrap_or(0.0));
         measure("haproxy", &engines, &target("edge", "s1".into(), "c1".into()), hport, changes).await;

@@ -423,6 +423,13 @@ pub fn lane_rules(
                     b
                 })
                 .collect();
+            // A request a rule sends to one lane isn't mirrored to the canary.
+            if let Some(f) = rule.get_mut("filters").and_then(Value::as_array_mut) {
+                f.retain(|f| !is_our_mirror(f, target));
+                if f.is_empty() {
+                    rule.as_object_mut().map(|o| o.remove("filters"));
+                }
+            }
             rule["name"] = Value::from(format!("{RULE_PREFIX}{ri}-{bi}"));
             rule["matches"] = Value::from(matches);
             rule["backendRefs"] = Value::from(refs);
@@ -444,9 +451,125 @@ fn serins(route: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// Whether a filter is the mirror Serin writes for `target` (a
+/// `RequestMirror` to one of its canary Services).
+fn is_our_mirror(f: &Value, target: &EngineTarget) -> bool {
+    f.get("type").and_then(Value::as_str) == Some("RequestMirror")
+        && f.pointer("/requestMirror/backendRef/name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| target.canary.iter().any(|c| c == n))
+}
+
+/// Sets, in each rule that splits `target`, the mirror to the canary and the
+/// session persistence the deployment asks for while it is live, and takes
+/// them out once it is final (only Serin's: a mirror elsewhere, or a session
+/// cookie of another name, is the operator's). Whether anything changed.
+fn set_extras(
+    route: &mut Value,
+    target: &EngineTarget,
+    namespace: &str,
+    live: bool,
+) -> Result<bool, String> {
+    let mut changed = false;
+    for i in split_rules(route, target, namespace)? {
+        let rule = route
+            .pointer_mut(&format!("/spec/rules/{i}"))
+            .ok_or("a rule went missing")?;
+        // The canary's first Service, at the port the rule sends it to.
+        let canary_ref = rule
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|b| {
+                b.get("name").and_then(Value::as_str) == target.canary.first().map(String::as_str)
+            })
+            .cloned();
+        let mut filters: Vec<Value> = rule
+            .get("filters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let before = filters.clone();
+        filters.retain(|f| !is_our_mirror(f, target));
+        if let (true, Some(p), Some(c)) = (live, target.mirror_percent, canary_ref) {
+            let mut backend = serde_json::json!({"name": c["name"]});
+            for k in ["group", "kind", "namespace", "port"] {
+                if let Some(v) = c.get(k) {
+                    backend[k] = v.clone();
+                }
+            }
+            filters.push(serde_json::json!({
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": backend, "percent": p},
+            }));
+        }
+        if filters != before {
+            if filters.is_empty() {
+                rule.as_object_mut().map(|o| o.remove("filters"));
+            } else {
+                rule["filters"] = Value::from(filters);
+            }
+            changed = true;
+        }
+        if let Some(s) = &target.session_persistence {
+            let ours = rule
+                .pointer("/sessionPersistence/sessionName")
+                .and_then(Value::as_str)
+                == Some(s.cookie.as_str());
+            if live {
+                let mut want = serde_json::json!({"sessionName": s.cookie, "type": "Cookie"});
+                if let Some(t) = s.absolute_timeout {
+                    want["absoluteTimeout"] = Value::from(gateway_duration(t.to_std()));
+                }
+                if rule.get("sessionPersistence") != Some(&want) {
+                    rule["sessionPersistence"] = want;
+                    changed = true;
+                }
+            } else if ours {
+                rule.as_object_mut().map(|o| o.remove("sessionPersistence"));
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// A duration as the Gateway API spells it (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`):
+/// whole hours, minutes and seconds.
+fn gateway_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{}h", h.min(99_999));
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if sec > 0 || out.is_empty() {
+        out += &format!("{sec}s");
+    }
+    out
+}
+
+/// Whether anything but the weights differs from what `state` wants: the
+/// match rules, the mirror, the session persistence.
+pub fn extras_differ(
+    route: &Value,
+    target: &EngineTarget,
+    namespace: &str,
+    state: &RouteState,
+) -> Result<bool, String> {
+    let mut copy = route.clone();
+    let rules = serins(route) != lane_rules(route, target, namespace, &state.rules)?;
+    Ok(rules || set_extras(&mut copy, target, namespace, state.live)?)
+}
+
 /// Puts `state` in `route`: the weights of the rules that split `target`,
-/// and Serin's rules for the match rules after the route's own (the old ones
-/// replaced). Whether anything changed.
+/// their mirror and session persistence, and Serin's rules for the match
+/// rules after the route's own (the old ones replaced). Whether anything
+/// changed.
 pub fn set_state(
     route: &mut Value,
     target: &EngineTarget,
@@ -454,6 +577,7 @@ pub fn set_state(
     state: &RouteState,
 ) -> Result<bool, String> {
     let mut changed = set_weights(route, target, namespace, state.percent)?;
+    changed |= set_extras(route, target, namespace, state.live)?;
     let want = lane_rules(route, target, namespace, &state.rules)?;
     if serins(route) != want {
         let rules = route
@@ -658,6 +782,11 @@ impl TrafficEngine for GatewayApi {
         check_rules(rules)
     }
 
+    fn check_target(&self, _: &EngineTarget) -> Result<(), (&'static str, String)> {
+        // Mirroring and session persistence are HTTPRoute fields.
+        Ok(())
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
@@ -700,14 +829,14 @@ impl TrafficEngine for GatewayApi {
             let (_, obj) = self.get(&target.backend).await?;
             let refused = |why| self.refused(format!("HTTPRoute {}: {why}", target.backend));
             let share = share_in_spec(&obj.data, target, &self.namespace).map_err(refused)?;
-            let rules_differ = (serins(&obj.data)
-                != lane_rules(&obj.data, target, &self.namespace, &want.rules).map_err(refused)?)
-            .then(|| {
-                format!(
-                    "HTTPRoute {} holds other match rules than the deployment's",
-                    target.backend
-                )
-            });
+            let rules_differ = extras_differ(&obj.data, target, &self.namespace, want)
+                .map_err(refused)?
+                .then(|| {
+                    format!(
+                        "HTTPRoute {} holds other match rules, mirror or session persistence than the deployment's",
+                        target.backend
+                    )
+                });
             let generation = obj.metadata.generation.unwrap_or(0);
             if let Some(why) = not_yet_accepted(&obj.data, generation) {
                 return Err(self.refused(format!(
@@ -736,6 +865,8 @@ mod tests {
             stable: vec!["web-stable".into()],
             canary: vec!["web-canary".into()],
             confirm_within: None,
+            mirror_percent: None,
+            session_persistence: None,
         }
     }
 

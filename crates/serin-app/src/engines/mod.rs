@@ -79,6 +79,25 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Why this engine can't do what `target` asks beyond weights and rules
+    /// (mirroring, session persistence), if it can't. By default an engine
+    /// does neither.
+    fn check_target(&self, target: &EngineTarget) -> Result<(), (&'static str, String)> {
+        if target.mirror_percent.is_some() {
+            return Err((
+                "engine.mirror_percent",
+                "this engine doesn't mirror requests (the gateway-api engine does)".into(),
+            ));
+        }
+        if target.session_persistence.is_some() {
+            return Err((
+                "engine.session_persistence",
+                "this engine doesn't keep sessions itself (the gateway-api engine does; with HAProxy or nginx, set it in their configuration)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether deployments may name `backend` on this engine (the operator's
     /// `backends=` list; every backend when the operator gave none).
     fn allows(&self, backend: &str) -> bool;
@@ -283,6 +302,9 @@ pub async fn admit(
                 target.engine, target.backend
             ),
         ));
+    }
+    if let Err((field, why)) = engine.check_target(target) {
+        return Err(invalid(field, format!("engine {}: {why}", target.engine)));
     }
     if let Err(why) = engine.check_rules(&serin_core::traffic::engine::engine_rules(traffic)) {
         return Err(invalid(

@@ -426,6 +426,8 @@ mod tests {
             stable: vec!["10.0.0.1:80".into()],
             canary: vec!["10.0.0.3:80".into()],
             confirm_within: None,
+            mirror_percent: None,
+            session_persistence: None,
         };
         let rule = |source, pattern, lane| EngineRule {
             source,
@@ -434,6 +436,7 @@ mod tests {
         };
         let state = RouteState {
             percent: 5,
+            live: true,
             rules: vec![
                 rule(
                     RuleSource::Header("x-beta".into()),
@@ -484,6 +487,8 @@ mod tests {
             stable: vec!["10.0.0.1:80".into(), "10.0.0.2:80".into()],
             canary: vec!["10.0.0.3:80".into()],
             confirm_within: None,
+            mirror_percent: None,
+            session_persistence: None,
         };
         let (conf, probe) = render(&t, &RouteState::share_only(10));
         assert!(conf.contains("upstream app {\n    server 10.0.0.1:80 weight=9;\n    server 10.0.0.2:80 weight=9;\n    server 10.0.0.3:80 weight=2;\n}"), "{conf}");

@@ -44,6 +44,33 @@ pub struct EngineTarget {
     /// rollout pauses (default 30s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_within: Option<GoDuration>,
+    /// Copies this percent of the requests the route splits to the canary
+    /// too, its answers dropped, while the deployment is live (a dark
+    /// launch: the canary sees real requests before it serves any). Only
+    /// the `gateway-api` engine mirrors (an `HTTPRoute` `RequestMirror`
+    /// filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<u8>,
+    /// Keeps each client on the Service that first answered it, by a cookie,
+    /// while the deployment is live: a canary's users stay on the canary as
+    /// the weights move. Only the `gateway-api` engine does this (an
+    /// `HTTPRoute` rule's `sessionPersistence`, an extended feature that not
+    /// every implementation supports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<SessionPersistence>,
+}
+
+/// A session cookie that keeps each client on one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SessionPersistence {
+    /// The cookie's name.
+    pub cookie: String,
+    /// How long a session lasts from its start (absent: the implementation's
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_timeout: Option<GoDuration>,
 }
 
 /// PromQL giving a lane's counters since they started (they only grow until
@@ -133,6 +160,9 @@ pub struct EngineRule {
 pub struct RouteState {
     /// The canary's share, in percent.
     pub percent: u8,
+    /// Whether the deployment is live: mirroring and session persistence
+    /// stop once it is final.
+    pub live: bool,
     /// The rules (none once the deployment is final: the version that won
     /// takes every request, as through Serin's own proxy).
     pub rules: Vec<EngineRule>,
@@ -152,14 +182,16 @@ impl RouteState {
         };
         RouteState {
             percent: d.current_percent,
+            live: d.status.is_live(),
             rules,
         }
     }
 
-    /// The share alone, without rules.
+    /// The share alone, without rules, of a live deployment.
     pub fn share_only(percent: u8) -> RouteState {
         RouteState {
             percent,
+            live: true,
             rules: Vec::new(),
         }
     }
@@ -252,6 +284,35 @@ impl EngineTarget {
                 "engine.confirm_within",
                 "is between 1s and 1h",
             ));
+        }
+        if let Some(p) = self.mirror_percent
+            && !(1..=100).contains(&p)
+        {
+            return Err(DomainError::invalid(
+                "engine.mirror_percent",
+                "is between 1 and 100",
+            ));
+        }
+        if let Some(s) = &self.session_persistence {
+            let ok = !s.cookie.is_empty()
+                && s.cookie.len() <= 128
+                && s.cookie
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !ok {
+                return Err(DomainError::invalid(
+                    "engine.session_persistence.cookie",
+                    "a cookie name of 1–128 letters, digits and '_-.'",
+                ));
+            }
+            if let Some(t) = s.absolute_timeout
+                && t.to_std().as_secs() < 1
+            {
+                return Err(DomainError::invalid(
+                    "engine.session_persistence.absolute_timeout",
+                    "is at least 1s",
+                ));
+            }
         }
         Ok(())
     }
@@ -359,6 +420,8 @@ mod tests {
             stable: (0..s).map(|i| format!("s{i}")).collect(),
             canary: (0..c).map(|i| format!("c{i}")).collect(),
             confirm_within: None,
+            mirror_percent: None,
+            session_persistence: None,
         }
     }
 

@@ -266,7 +266,17 @@ async fn haproxy_puts_match_rules_in_its_maps() {
     let spec = format!("edge=haproxy:unix:{}", h.socket().display());
     let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
     let mut body = engine_body("web", "edge");
-    body["rollout"] = json!({"steps": [{"set_weight": 20}, {"pause": {}}]});
+    body["engine"]["mirror_percent"] = json!(5);
+    let (st, e) = app.post("/api/v1/canary/deployments", body.clone()).await;
+    assert_eq!(
+        (st, e["details"]["field"].as_str()),
+        (400, Some("engine.mirror_percent")),
+        "{e}"
+    );
+    body["engine"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mirror_percent");
     body["traffic"] = json!({"rules": [
         {"match": {"header": {"name": "X-Beta", "regex": "^1$"}}}]});
     let (st, e) = app.post("/api/v1/canary/deployments", body.clone()).await;

@@ -293,6 +293,9 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
         {"match": {"header": {"name": "X-Beta", "equals": "1"}}},
         {"match": {"cookie": {"name": "tier", "equals": "gold"}}, "lane": "stable"},
         {"match": {"header": {"name": "X-Region", "regex": "^eu-"}}}]});
+    with_rules["engine"]["mirror_percent"] = json!(10);
+    with_rules["engine"]["session_persistence"] =
+        json!({"cookie": "serin-session", "absolute_timeout": "90m"});
     let (s, d) = app.post("/api/v1/canary/deployments", with_rules).await;
     assert_eq!(s, 201, "{d}");
     // One live deployment per route: a second would undo the first's weights.
@@ -337,6 +340,19 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
             rules[3]["matches"][0]["headers"][0]["type"],
             "RegularExpression"
         );
+        // The split rule mirrors a tenth to the canary and keeps sessions;
+        // a request a match rule sends to one lane isn't mirrored.
+        assert_eq!(
+            rules[0]["filters"],
+            json!([{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": "web-canary", "group": "", "kind": "Service", "port": 8080},
+                "percent": 10}}])
+        );
+        assert_eq!(
+            rules[0]["sessionPersistence"],
+            json!({"sessionName": "serin-session", "type": "Cookie", "absoluteTimeout": "1h30m"})
+        );
+        assert!(rules[1].get("filters").is_none(), "{}", rules[1]);
     }
     {
         let r = m.route.lock().unwrap();
@@ -373,6 +389,14 @@ async fn gateway_api_follows_a_rollout_through_an_httproute() {
             weights(&m)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let r = m.route.lock().unwrap();
+        let rule = &r["spec"]["rules"][0];
+        assert!(
+            rule.get("filters").is_none() && rule.get("sessionPersistence").is_none(),
+            "mirror and session persistence end with the deployment: {rule}"
+        );
     }
     keep(&m.puts.lock().unwrap(), "httproute-rollout");
     app.stop().await;

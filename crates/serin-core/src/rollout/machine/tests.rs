@@ -531,6 +531,8 @@ fn an_engine_step_is_reached_when_the_engine_reports_its_weight() {
         stable: vec!["s1".into()],
         canary: vec!["c1".into()],
         confirm_within: Some(GoDuration::from_secs(5)),
+        mirror_percent: None,
+        session_persistence: None,
     });
     let seen = |share| Observed {
         engine_share: Some(share),
