@@ -57,9 +57,9 @@ pub struct GatewayApi {
         crate::prometheus::Prometheus,
         serin_core::traffic::engine::LaneQueries,
     )>,
-    /// Per (route, lane, query): what its series grew by.
+    /// Per (route, lane, query or bucket bound): what its series grew by.
     growth: std::sync::Mutex<
-        std::collections::HashMap<(String, usize, usize), crate::prometheus::Growth>,
+        std::collections::HashMap<(String, usize, String), crate::prometheus::Growth>,
     >,
     client: tokio::sync::OnceCell<kube::Client>,
 }
@@ -747,31 +747,57 @@ impl TrafficEngine for GatewayApi {
             let mut read = Vec::new();
             for servers in [&target.stable, &target.canary] {
                 let [requests, errors] = queries.for_lane(servers);
-                let (r, e) = tokio::join!(p.vector(&requests, at), p.vector(&errors, at));
+                let latency = queries.latency_for_lane(servers);
+                let (r, e, l) =
+                    tokio::join!(p.vector(&requests, at), p.vector(&errors, at), async {
+                        match &latency {
+                            Some(q) => p.vector(q, at).await.map(Some),
+                            None => Ok(None),
+                        }
+                    });
                 read.push((
                     r.map_err(|e| self.unreachable(e))?,
                     e.map_err(|e| self.unreachable(e))?,
+                    l.map_err(|e| self.unreachable(e))?,
                 ));
             }
-            if let Some(lane) = read.iter().position(|(r, _)| r.is_empty()) {
+            if let Some(lane) = read.iter().position(|(r, _, _)| r.is_empty()) {
                 return Err(self.refused(format!(
                     "the requests query of lane {} has no series yet",
                     if lane == 0 { "stable" } else { "canary" }
                 )));
             }
+            let unit_us = queries.latency_unit_us();
             let mut growth = self.growth.lock().expect("growth lock");
-            let mut lanes = [super::Counters::default(); 2];
-            for (lane, (r, e)) in read.iter().enumerate() {
-                let mut grown = |query: usize, samples: &[crate::prometheus::Sample]| {
+            let mut lanes: [super::Counters; 2] = Default::default();
+            for (lane, (r, e, l)) in read.iter().enumerate() {
+                let mut grown = |series: String, samples: &[crate::prometheus::Sample]| {
                     let g = growth
-                        .entry((target.backend.clone(), lane, query))
+                        .entry((target.backend.clone(), lane, series))
                         .or_default()
                         .fold(samples);
                     g.round() as u64
                 };
-                lanes[lane].requests = grown(0, r);
+                lanes[lane].requests = grown("requests".into(), r);
                 // No errors yet is no series at all for many exporters.
-                lanes[lane].errors_5xx = grown(1, e);
+                lanes[lane].errors_5xx = grown("errors".into(), e);
+                // Each bucket bound's series grow on their own (one per pod).
+                let mut by_bound: BTreeMap<u64, Vec<crate::prometheus::Sample>> = BTreeMap::new();
+                for s in l.iter().flatten() {
+                    let Some(le) = s.labels.get("le").and_then(|le| le.parse::<f64>().ok()) else {
+                        continue;
+                    };
+                    let us = if le.is_infinite() {
+                        u64::MAX
+                    } else {
+                        (le * unit_us).round().max(0.0) as u64
+                    };
+                    by_bound.entry(us).or_default().push(s.clone());
+                }
+                for (us, samples) in by_bound {
+                    let n = grown(format!("le={us}"), &samples);
+                    lanes[lane].latency.0.insert(us, n);
+                }
             }
             Ok(Some(lanes))
         }

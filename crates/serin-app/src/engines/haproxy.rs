@@ -180,16 +180,16 @@ impl Haproxy {
         let Fleet { last, grown } = &mut *fleet;
         let total = grown.entry(target.backend.clone()).or_default();
         for (inst, lanes) in now {
-            let Some(before) = last.insert((target.backend.clone(), inst), lanes) else {
+            let Some(before) = last.insert((target.backend.clone(), inst), lanes.clone()) else {
                 // First sight of this instance: its history is not new.
                 continue;
             };
             for (l, c) in lanes.iter().enumerate() {
                 // A counter that went down: the instance restarted.
-                total[l].add(c.since(before[l]).unwrap_or(*c));
+                total[l].add(&c.since(&before[l]).unwrap_or_else(|| c.clone()));
             }
         }
-        Ok(*total)
+        Ok(total.clone())
     }
 
     fn refused(&self, said: impl Into<String>) -> EngineError {
@@ -486,7 +486,7 @@ pub fn lane_counters(csv: &str, target: &EngineTarget) -> Result<[Counters; 2], 
     .map(|c| col(c))
     .collect::<Result<_, _>>()?;
     let (e5, econ, eresp) = (col("hrsp_5xx")?, col("econ")?, col("eresp")?);
-    let mut lanes = [Counters::default(); 2];
+    let mut lanes: [Counters; 2] = Default::default();
     let mut found = 0;
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
@@ -503,11 +503,12 @@ pub fn lane_counters(csv: &str, target: &EngineTarget) -> Result<[Counters; 2], 
         };
         let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         found += 1;
-        lanes[lane].add(Counters {
+        lanes[lane].add(&Counters {
             requests: answered.iter().map(|i| n(*i)).sum::<u64>() + n(eresp),
             errors_5xx: n(e5),
             errors_connect: n(econ),
             errors_response: n(eresp),
+            ..Default::default()
         });
     }
     if found < target.stable.len() + target.canary.len() {

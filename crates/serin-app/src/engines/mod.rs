@@ -163,7 +163,7 @@ pub type LaneSecond = (serin_core::Lane, i64, accesslog::Second);
 
 /// A lane's counters as an engine keeps them: totals that only grow (until
 /// the engine restarts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Requests answered or failed.
     pub requests: u64,
@@ -173,24 +173,77 @@ pub struct Counters {
     pub errors_connect: u64,
     /// Answers that broke off or timed out.
     pub errors_response: u64,
+    /// The requests' times as a histogram's cumulative buckets, where the
+    /// engine keeps one (empty where it doesn't).
+    pub latency: Buckets,
+}
+
+/// A latency histogram as Prometheus keeps one: per upper bound (`le`, in
+/// microseconds; `u64::MAX` for `+Inf`), how many requests took at most
+/// that long.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Buckets(pub BTreeMap<u64, u64>);
+
+impl Buckets {
+    fn add(&mut self, o: &Buckets) {
+        for (le, n) in &o.0 {
+            *self.0.entry(*le).or_default() += n;
+        }
+    }
+
+    /// What grew since `before`; `None` when a bucket went down.
+    fn since(&self, before: &Buckets) -> Option<Buckets> {
+        let mut out = BTreeMap::new();
+        for (le, n) in &self.0 {
+            out.insert(*le, n.checked_sub(before.0.get(le).copied().unwrap_or(0))?);
+        }
+        Some(Buckets(out))
+    }
+
+    /// The requests as Serin's histogram: each bucket's requests at the
+    /// middle of its bounds (Prometheus' `histogram_quantile` interpolates
+    /// within a bucket the same way), those above the largest finite bound
+    /// at that bound. Empty when there are no buckets.
+    pub fn histogram(&self) -> serin_core::stats::histogram::Histogram {
+        let mut h = serin_core::stats::histogram::Histogram::default();
+        let (mut lower, mut below) = (0u64, 0u64);
+        for (&le, &cumulative) in &self.0 {
+            let n = cumulative.saturating_sub(below);
+            if n > 0 {
+                let at = if le == u64::MAX {
+                    lower
+                } else {
+                    lower + (le - lower) / 2
+                };
+                h.record_n(at, n);
+            }
+            below = below.max(cumulative);
+            if le != u64::MAX {
+                lower = le;
+            }
+        }
+        h
+    }
 }
 
 impl Counters {
-    pub(crate) fn add(&mut self, o: Counters) {
+    pub(crate) fn add(&mut self, o: &Counters) {
         self.requests += o.requests;
         self.errors_5xx += o.errors_5xx;
         self.errors_connect += o.errors_connect;
         self.errors_response += o.errors_response;
+        self.latency.add(&o.latency);
     }
 
     /// What grew since `before`; `None` when a counter went down (the engine
     /// restarted: its totals began again).
-    fn since(self, before: Counters) -> Option<Counters> {
+    fn since(&self, before: &Counters) -> Option<Counters> {
         Some(Counters {
             requests: self.requests.checked_sub(before.requests)?,
             errors_5xx: self.errors_5xx.checked_sub(before.errors_5xx)?,
             errors_connect: self.errors_connect.checked_sub(before.errors_connect)?,
             errors_response: self.errors_response.checked_sub(before.errors_response)?,
+            latency: self.latency.since(&before.latency)?,
         })
     }
 }
@@ -446,4 +499,32 @@ pub fn follow(app: &App, d: &Deployment) {
         }
         tracing::warn!(deployment = %id, "gave up putting a deployment's share in effect on its engine");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_become_a_histogram_and_grow() {
+        // 10 requests ≤ 10 ms, 30 in (10, 25] ms, 2 above 1 s.
+        let b = |pairs: &[(u64, u64)]| Buckets(pairs.iter().copied().collect());
+        let now = b(&[(10_000, 10), (25_000, 40), (1_000_000, 40), (u64::MAX, 42)]);
+        let h = now.histogram();
+        assert_eq!(h.count, 42);
+        let p50 = h.quantile_ms(0.5).unwrap();
+        assert!(
+            (16.0..19.0).contains(&p50),
+            "the middle of (10, 25] ms: {p50}"
+        );
+        assert!(h.max_ms().unwrap() >= 990.0, "above the last bound, at it");
+        let before = b(&[(10_000, 4), (25_000, 10), (1_000_000, 10), (u64::MAX, 10)]);
+        let grew = now.since(&before).unwrap();
+        assert_eq!(
+            grew,
+            b(&[(10_000, 6), (25_000, 30), (1_000_000, 30), (u64::MAX, 32)])
+        );
+        assert!(before.since(&now).is_none(), "a bucket that went down");
+        assert!(Buckets::default().histogram().is_empty());
+    }
 }

@@ -69,10 +69,10 @@ impl Tallies {
             return Vec::new();
         };
         for (i, lane) in now_totals.iter().enumerate() {
-            match lane.since(seen.totals[i]) {
-                Some(grew) => seen.pending[i].add(grew),
+            match lane.since(&seen.totals[i]) {
+                Some(grew) => seen.pending[i].add(&grew),
                 // Restarted: what it counted since is all new.
-                None => seen.pending[i].add(*lane),
+                None => seen.pending[i].add(lane),
             }
         }
         seen.totals = now_totals;
@@ -81,11 +81,10 @@ impl Tallies {
         }
         let out = [Lane::Stable, Lane::Canary]
             .into_iter()
-            .zip(seen.pending)
+            .zip(std::mem::take(&mut seen.pending))
             .filter(|(_, c)| c.requests > 0 || c.errors_connect > 0)
             .map(|(lane, c)| (lane, c, second - 1))
             .collect();
-        seen.pending = Default::default();
         seen.second = second;
         out
     }
@@ -130,6 +129,8 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
             return;
         }
     }
+    // Counters (HAProxy; a gateway's Prometheus): what grew each second,
+    // latency too where the engine keeps a histogram.
     let totals = match engine.counters(target).await {
         Ok(Some(t)) => t,
         Ok(None) => return,
@@ -150,7 +151,7 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
             errors_5xx: c.errors_5xx,
             errors_connect: c.errors_connect,
             errors_timeout: c.errors_response,
-            latency: Default::default(),
+            latency: c.latency.histogram(),
         })
         .collect();
     if buckets.is_empty() {

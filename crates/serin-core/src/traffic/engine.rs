@@ -87,6 +87,16 @@ pub struct LaneQueries {
     /// Of those, the ones that failed (5xx), e.g.
     /// `sum(envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name=~".*($SERVERS).*"})`.
     pub errors: String,
+    /// Optional: the lane's request times as cumulative histogram buckets,
+    /// one series per bucket bound (label `le`), e.g. Envoy's
+    /// `sum by (le, pod) (envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~".*($SERVERS).*"})`.
+    /// Without it the latency judges have no samples from the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+    /// The unit of the `le` bounds: `s` (Prometheus' convention, the
+    /// default) or `ms` (Envoy's `*_rq_time` histograms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_unit: Option<String>,
 }
 
 /// The longest query.
@@ -95,7 +105,14 @@ const MAX_QUERY: usize = 2000;
 impl LaneQueries {
     /// Checks each query: one line of PromQL, naming `$SERVERS`, bounded.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, q) in [("requests", &self.requests), ("errors", &self.errors)] {
+        if !matches!(self.latency_unit.as_deref(), None | Some("s" | "ms")) {
+            return Err("latency_unit: s or ms".into());
+        }
+        let latency = self.latency.as_ref().map(|q| ("latency", q));
+        for (name, q) in [("requests", &self.requests), ("errors", &self.errors)]
+            .into_iter()
+            .chain(latency)
+        {
             if q.trim().is_empty() || q.len() > MAX_QUERY || q.contains(['\n', '\r']) {
                 return Err(format!(
                     "{name}: one line of PromQL, 1 to {MAX_QUERY} characters"
@@ -108,6 +125,21 @@ impl LaneQueries {
             }
         }
         Ok(())
+    }
+
+    /// The latency query for a lane whose servers are `servers`, if there is one.
+    pub fn latency_for_lane(&self, servers: &[String]) -> Option<String> {
+        self.latency
+            .as_ref()
+            .map(|q| q.replace("$SERVERS", &servers.join("|")))
+    }
+
+    /// Microseconds per unit of the latency query's `le` bounds.
+    pub fn latency_unit_us(&self) -> f64 {
+        match self.latency_unit.as_deref() {
+            Some("ms") => 1e3,
+            _ => 1e6,
+        }
     }
 
     /// The two queries for a lane whose servers are `servers`.
@@ -399,7 +431,14 @@ mod tests {
         let q = LaneQueries {
             requests: r#"sum by (pod) (rq_total{svc=~"$SERVERS"})"#.into(),
             errors: r#"sum by (pod) (rq_5xx{svc=~"$SERVERS"})"#.into(),
+            latency: Some(r#"sum by (le, pod) (rq_time_bucket{svc=~"$SERVERS"})"#.into()),
+            latency_unit: Some("ms".into()),
         };
+        assert_eq!(
+            q.latency_for_lane(&["a".into()]).unwrap(),
+            r#"sum by (le, pod) (rq_time_bucket{svc=~"a"})"#
+        );
+        assert_eq!(q.latency_unit_us(), 1e3);
         let [r, e] = q.for_lane(&["a".into(), "b".into()]);
         assert_eq!(r, r#"sum by (pod) (rq_total{svc=~"a|b"})"#);
         assert_eq!(e, r#"sum by (pod) (rq_5xx{svc=~"a|b"})"#);
@@ -411,6 +450,15 @@ mod tests {
         assert!(bad.validate().is_err(), "names the lane");
         bad.errors = "x".repeat(MAX_QUERY + 1);
         assert!(bad.validate().is_err(), "bounded");
+        let mut bad = q.clone();
+        bad.latency_unit = Some("us".into());
+        assert!(bad.validate().is_err(), "a unit it knows");
+        bad.latency_unit = None;
+        bad.latency = Some("sum(rq_time_bucket)".into());
+        assert!(
+            bad.validate().is_err(),
+            "the latency query names the lane too"
+        );
     }
 
     fn target(s: usize, c: usize) -> EngineTarget {

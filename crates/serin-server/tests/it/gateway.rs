@@ -36,26 +36,45 @@ struct Mock {
     /// Replaces to refuse with 409 before accepting one (someone else's edit).
     conflicts: Arc<Mutex<u32>>,
     puts: Arc<Mutex<Vec<Value>>>,
-    /// The stand-in data plane's counters per Service: (requests, 5xx).
-    served: Arc<Mutex<std::collections::BTreeMap<String, (u64, u64)>>>,
+    /// The stand-in data plane's counters per Service: (requests, 5xx,
+    /// request time in ms of each).
+    served: Arc<Mutex<std::collections::BTreeMap<String, (u64, u64, f64)>>>,
 }
 
 /// The stand-in data plane's counters in Prometheus' text format.
 async fn metrics(State(m): State<Mock>) -> String {
     let mut out = String::from("# TYPE gateway_upstream_requests_total counter\n");
-    for (service, (n, _)) in m.served.lock().unwrap().iter() {
+    for (service, (n, _, _)) in m.served.lock().unwrap().iter() {
         out += &format!("gateway_upstream_requests_total{{service=\"{service}\"}} {n}\n");
     }
     out += "# TYPE gateway_upstream_errors_total counter\n";
-    for (service, (_, e)) in m.served.lock().unwrap().iter() {
+    for (service, (_, e, _)) in m.served.lock().unwrap().iter() {
         out += &format!("gateway_upstream_errors_total{{service=\"{service}\"}} {e}\n");
+    }
+    // Request times as Envoy keeps them: a histogram in milliseconds.
+    out += "# TYPE gateway_upstream_rq_time histogram\n";
+    for (service, (n, _, ms)) in m.served.lock().unwrap().iter() {
+        for le in [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0] {
+            let within = if *ms <= le { *n } else { 0 };
+            out += &format!(
+                "gateway_upstream_rq_time_bucket{{service=\"{service}\",le=\"{le}\"}} {within}\n"
+            );
+        }
+        out +=
+            &format!("gateway_upstream_rq_time_bucket{{service=\"{service}\",le=\"+Inf\"}} {n}\n");
+        out += &format!("gateway_upstream_rq_time_count{{service=\"{service}\"}} {n}\n");
+        out += &format!(
+            "gateway_upstream_rq_time_sum{{service=\"{service}\"}} {}\n",
+            *n as f64 * ms
+        );
     }
     out
 }
 
 /// Plays the data plane: 200 requests a second split by the route's weights
-/// as they stand, stable failing 1 in 50 and canary 1 in `canary_every`.
-fn serve(m: &Mock, canary_every: u64) {
+/// as they stand, stable failing 1 in 50 and taking 20 ms, canary failing 1
+/// in `canary_every` and taking `canary_ms`.
+fn serve(m: &Mock, canary_every: u64, canary_ms: f64) {
     let m = m.clone();
     tokio::spawn(async move {
         let mut i = 0u64;
@@ -67,14 +86,15 @@ fn serve(m: &Mock, canary_every: u64) {
                 continue;
             }
             let canary = i % (ws + wc) >= ws;
-            let (service, every) = if canary {
-                ("web-canary", canary_every)
+            let (service, every, ms) = if canary {
+                ("web-canary", canary_every, canary_ms)
             } else {
-                ("web-stable", 50)
+                ("web-stable", 50, 20.0)
             };
             let mut served = m.served.lock().unwrap();
             let c = served.entry(service.to_string()).or_default();
             c.0 += 1;
+            c.2 = ms;
             if c.0.is_multiple_of(every) {
                 c.1 += 1;
             }
@@ -438,7 +458,7 @@ async fn gateway_lanes_from_prometheus_queries() {
     let Some(prom) = crate::app::PrometheusServer::start(port, &[scraped]) else {
         return;
     };
-    serve(&m, 10);
+    serve(&m, 10, 20.0);
     // The operator's queries: each scraped instance's counters by Service;
     // `$SERVERS` is the lane's Services.
     let dir = tempfile::tempdir().unwrap();
@@ -477,6 +497,63 @@ async fn gateway_lanes_from_prometheus_queries() {
     assert!(t0.elapsed() < Duration::from_secs(60));
     let why = ended["status_reason"].as_str().unwrap_or_default();
     assert!(why.contains("error rate"), "{why}");
+    app.stop().await;
+}
+
+/// Latency from the gateway's own histogram: a canary that answers in
+/// ~200 ms where stable takes ~20 ms, with no more errors, is rolled back on
+/// its latency, read from the buckets through a real Prometheus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_latency_from_histogram_buckets() {
+    let (m, url) = mock(Controller::Accepts, 0).await;
+    let scraped = url.trim_start_matches("http://").to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(prom) = crate::app::PrometheusServer::start(port, &[scraped]) else {
+        return;
+    };
+    serve(&m, 50, 200.0);
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries.json");
+    std::fs::write(
+        &queries,
+        json!({
+            "requests": "sum by (instance) (gateway_upstream_requests_total{service=~\"$SERVERS\"})",
+            "errors": "sum by (instance) (gateway_upstream_errors_total{service=~\"$SERVERS\"})",
+            "latency": "sum by (instance, le) (gateway_upstream_rq_time_bucket{service=~\"$SERVERS\"})",
+            "latency_unit": "ms"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let spec = format!(
+        "gw=gateway-api:{url}?namespace=prod&prometheus={}&queries={}",
+        prom.url(),
+        queries.display()
+    );
+    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
+    let mut b = body("10s");
+    b["rollout"] = json!({"steps": [{"set_weight": 50}, {"analysis": {"window": "5m"}}]});
+    let (s, d) = app.post("/api/v1/canary/deployments", b).await;
+    assert_eq!(s, 201, "{d}");
+    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
+    let t0 = std::time::Instant::now();
+    let ended = app
+        .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
+        .await;
+    eprintln!(
+        "canary 10x slower judged from histogram buckets: {} after {:?}: {}",
+        ended["status"],
+        t0.elapsed(),
+        ended["status_reason"]
+    );
+    assert_eq!(ended["status"], "failed", "{ended}");
+    let why = ended["status_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("canary slower"), "{why}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
     app.stop().await;
 }
 
