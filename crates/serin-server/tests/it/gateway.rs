@@ -29,6 +29,9 @@ enum Controller {
     Silent,
 }
 
+/// One Service's requests, 5xx answers, and the time each took (ms).
+type Served = (u64, u64, f64);
+
 #[derive(Clone)]
 struct Mock {
     route: Arc<Mutex<Value>>,
@@ -38,7 +41,7 @@ struct Mock {
     puts: Arc<Mutex<Vec<Value>>>,
     /// The stand-in data plane's counters per Service: (requests, 5xx,
     /// request time in ms of each).
-    served: Arc<Mutex<std::collections::BTreeMap<String, (u64, u64, f64)>>>,
+    served: Arc<Mutex<std::collections::BTreeMap<String, Served>>>,
 }
 
 /// The stand-in data plane's counters in Prometheus' text format.
