@@ -4,8 +4,8 @@
 Every job is ``{"id", "user", "payload"}`` JSON and is keyed by its user, so a
 user's jobs always land on the same lane while the canary percentage holds.
 By default the lane is computed locally (``serin_client.LocalRouter``: the
-deployment is fetched at most once per ``--refresh`` seconds and the hash is
-evaluated here); ``--remote`` asks the server (``GET /api/v1/canary/route``)
+deployment is refreshed in a background thread every ``--refresh`` seconds
+and the hash is evaluated here, with no request per job); ``--remote`` asks the server (``GET /api/v1/canary/route``)
 for every job instead. Both give the same answer for keyed jobs.
 
 The Redis key of a physical queue is ``<prefix><physical queue>``, e.g.
@@ -103,6 +103,8 @@ def produce(
     flush()
 
     elapsed = time.monotonic() - started
+    if router is not None:
+        router.close()
     summary = {
         "queue": queue,
         "mode": "remote" if remote else "local",

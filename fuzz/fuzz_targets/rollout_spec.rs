@@ -27,7 +27,7 @@ fn hook() {
 
 fuzz_target!(init: hook(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(value) = serde_yaml::from_str::<serde_json::Value>(text) else { return };
+    let Ok(value) = serde_norway::from_str::<serde_json::Value>(text) else { return };
     if let Ok(file) = SpecFile::from_value(value) {
         file.spec.validate().expect("an accepted plan validates");
         let json = serde_json::to_value(&file.spec).expect("a plan serializes");

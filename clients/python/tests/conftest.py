@@ -4,6 +4,12 @@ The ``serin_url`` fixture starts ``$SERIN_BIN`` (default
 ``<repo>/target/debug/serin``) once per session on a free port with a fresh
 SQLite database, waits for the ready line on stdout and stops it at the end.
 Set ``SERIN_TEST_URL`` to run the tests against a server that is already up.
+``rate_limited_url`` is a second server, with a per-key rate limit of one
+request a second, for the 429 tests (skipped with ``SERIN_TEST_URL``).
+
+``SERIN_URL`` and ``SERIN_API_KEY`` are removed from the environment of every
+test: ``SerinClient()`` reads them, and a developer's shell must not change
+what the tests talk to.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator, List, Optional
+from typing import IO, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -53,13 +60,8 @@ def _read_stderr(path: Path) -> str:
     return text[-8000:] or "(stderr empty)"
 
 
-@pytest.fixture(scope="session")
-def serin_url() -> Iterator[str]:
-    external = os.environ.get("SERIN_TEST_URL")
-    if external:
-        yield external.rstrip("/")
-        return
-
+def _binary() -> Path:
+    """The serin binary, or a skip (a failure when ``CI=true``) if there is none."""
     binary = Path(os.environ.get("SERIN_BIN") or DEFAULT_BIN)
     if not binary.is_file():
         reason = (
@@ -69,7 +71,13 @@ def serin_url() -> Iterator[str]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
+    return binary
 
+
+@contextmanager
+def _running_server(extra_env: Dict[str, str]) -> Iterator[str]:
+    """Start the binary on a free port with a fresh database; yield its URL; stop it."""
+    binary = _binary()
     workdir = Path(tempfile.mkdtemp(prefix="serin-pytest-"))
     stderr_path = workdir / "stderr.log"
     command = [
@@ -81,7 +89,7 @@ def serin_url() -> Iterator[str]:
         f"sqlite://{workdir}/serin.db",
     ]
     with open(stderr_path, "wb") as stderr_file:
-        env = dict(os.environ, SERIN_ADMIN_TOKEN=ADMIN_KEY, SERIN_RATE_LIMIT="0")
+        env = dict(os.environ, SERIN_ADMIN_TOKEN=ADMIN_KEY, **extra_env)
         process = subprocess.Popen(
             command,
             env=env,
@@ -138,7 +146,33 @@ def serin_url() -> Iterator[str]:
                 process.kill()
                 process.wait(timeout=5)
         pump.join(timeout=5)
+        process.stdout.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def serin_url() -> Iterator[str]:
+    external = os.environ.get("SERIN_TEST_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    with _running_server({"SERIN_RATE_LIMIT": "0"}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rate_limited_url() -> Iterator[str]:
+    """A server whose admin key may make one request a second (burst 1): Retry-After 1."""
+    if os.environ.get("SERIN_TEST_URL"):
+        pytest.skip("needs a server started with a rate limit (SERIN_TEST_URL is set)")
+    with _running_server({"SERIN_RATE_LIMIT": "60", "SERIN_RATE_BURST": "1"}) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _no_serin_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERIN_URL", raising=False)
+    monkeypatch.delenv("SERIN_API_KEY", raising=False)
 
 
 @pytest.fixture

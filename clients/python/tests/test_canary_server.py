@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, List, Tuple
 
 import pytest
 
-from serin_client import NotFoundError, SerinClient, ValidationError, route_locally
+from serin_client import (
+    ActionAnswer,
+    Deployment,
+    LocalRouter,
+    NotFoundError,
+    PercentageAnswer,
+    RolloutStatus,
+    SerinClient,
+    ValidationError,
+    WatchTimeoutError,
+    route_locally,
+)
 
 pytestmark = pytest.mark.server
 
@@ -121,3 +133,122 @@ def test_canary_errors(client: SerinClient, unique_name: Namer) -> None:
         client.create_deployment(unique_name("bad"), "1.0.0", "1.1.0", percentage=101)
     with pytest.raises(NotFoundError):
         client.heartbeat(unique_name("ghost"), job_results=[])
+
+
+def test_typed_deployment_models(client: SerinClient, unique_name: Namer) -> None:
+    queue = unique_name("typed")
+    d = client.create_deployment(queue, "1.0.0", "1.1.0", percentage=15, metadata={"team": "a"})
+    assert isinstance(d, Deployment)
+    assert (d.queue_name, d.stable_version, d.canary_version) == (queue, "1.0.0", "1.1.0")
+    assert (d.status, d.current_percent, d.target_percent) == ("active", 15, 15)
+    assert d.metadata == {"team": "a"} and d.rollout is None and not d.is_final
+    assert d.start_time.tzinfo is not None and d.completed_at is None
+
+    fetched = client.get_deployment(d)
+    assert fetched.id == d.id and fetched["queue_name"] == queue
+    assert [x.id for x in client.list_deployments(queue_name=queue)] == [d.id]
+    assert d.id in {x.id for x in client.iter_deployments(status="active")}
+
+    answer = client.set_percentage(d, 40)
+    assert isinstance(answer, PercentageAnswer) and answer.percentage == 40 and answer.success
+    after = client.get_deployment(d.id)
+    assert after.current_percent == 40 and after.revision > d.revision
+
+    rolled = client.rollback(d, "typed test")
+    assert isinstance(rolled, ActionAnswer) and rolled.reason == "typed test"
+    final = client.get_deployment(d)
+    assert final.status == "failed" and final.is_final and final.completed_at is not None
+    assert final.status_reason and "typed test" in final.status_reason
+    assert client.watch(final, timeout=5) == final  # already over: returns at once
+    assert [x.id for x in client.list_deployments(status="failed", queue_name=queue)] == [d.id]
+
+
+STEPS = [
+    {"set_weight": 10},
+    {"pause": {"duration": "1s"}},
+    {"set_weight": 50},
+    {"pause": {}},  # until continued
+    {"set_weight": 100},
+]
+
+
+def wait_for_status(client: SerinClient, deployment_id: str, check: Callable[[RolloutStatus], bool],
+                    timeout: float = 20.0) -> RolloutStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.rollout_status(deployment_id)
+        if check(status):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def test_rollout_start_status_continue_and_watch(client: SerinClient, unique_name: Namer) -> None:
+    queue = unique_name("rollout")
+    d = client.start_rollout(queue, "1.0.0", "1.1.0", STEPS, auto_promotion=True, min_duration="0s")
+    assert d.rollout is not None and d.rollout.total_steps == 5 and d.rollout.step == 0
+    assert d.config["auto_promotion"] is True
+
+    held = wait_for_status(client, d.id, lambda s: s.waiting_for is not None)
+    assert held.current_percent == 50 and held.rollout.step == 3
+    assert [s.state for s in held.steps] == ["done", "done", "done", "running", "pending"]
+    assert held.current_step is not None and held.current_step.description == "pause until continued"
+
+    # Not over while it waits for a person.
+    with pytest.raises(WatchTimeoutError) as info:
+        client.watch(d, timeout=1.0, poll_interval=0.2)
+    assert info.value.deployment is not None and info.value.deployment.status == "active"
+
+    assert client.continue_rollout(d).rollout.step >= 4
+    seen: List[Tuple[int, str]] = []
+    final = client.watch(d, timeout=30, poll_interval=0.2,
+                         on_update=lambda x: seen.append((x.current_percent, x.status)))
+    assert final.status == "completed" and final.current_percent == 100
+    assert final.rollout is not None and final.rollout.finished
+    assert seen[-1] == (100, "completed")
+    done = client.rollout_status(d)
+    assert done.is_final and all(s.state == "done" for s in done.steps)
+
+
+def test_rollout_abort_ends_the_watch(client: SerinClient, unique_name: Namer) -> None:
+    queue = unique_name("abort")
+    d = client.start_rollout(queue, "1.0.0", "1.1.0", {"steps": [{"set_weight": 20}, {"pause": {}}]})
+    wait_for_status(client, d.id, lambda s: s.waiting_for is not None)
+    assert client.abort(d).success
+    final = client.watch(d, timeout=30, poll_interval=0.2)
+    assert final.status == "failed" and final.current_percent == 0
+    assert final.status_reason and "aborted" in final.status_reason
+
+
+def test_rollout_errors(client: SerinClient, unique_name: Namer) -> None:
+    plain = client.create_deployment(unique_name("plain"), "1.0.0", "1.1.0", percentage=5)
+    with pytest.raises(ValidationError):
+        client.rollout_status(plain)  # no plan
+    client.rollback(plain)
+    with pytest.raises(ValidationError):
+        client.start_rollout(unique_name("bad"), "1.0.0", "1.1.0", [{"set_weight": 250}])
+    with pytest.raises(NotFoundError):
+        client.watch("canary_00000000-0000-0000-0000-000000000000", timeout=5)
+
+
+def test_local_router_follows_the_server(client: SerinClient, unique_name: Namer) -> None:
+    queue = unique_name("router")
+    d = client.create_deployment(queue, "1.0.0", "1.1.0", percentage=0, sticky_routing=True)
+    with LocalRouter(client, queue, refresh_interval=0.2) as router:
+        assert router.running
+        assert all(router.route(k)["lane"] == "stable" for k in KEYS)
+        client.set_percentage(d, 100)
+        deadline = time.monotonic() + 10
+        while router.route("user-1")["lane"] != "canary":
+            assert time.monotonic() < deadline, "the router never saw the new percentage"
+            time.sleep(0.05)
+        client.set_percentage(d, 30)
+        deadline = time.monotonic() + 10
+        while router.route("user-1")["percentage"] != 30:
+            assert time.monotonic() < deadline, "the router never saw the new percentage"
+            time.sleep(0.05)
+        for key in KEYS:
+            assert router.route(key) == client.route(queue, key)
+        assert router.refreshes >= 2 and router.last_error is None
+    assert not router.running
+    client.rollback(d)

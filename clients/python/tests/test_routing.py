@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import random
-from typing import Any, Dict, List, Optional
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
 import serin_client
 from serin_client import BUCKETS, LocalRouter, bucket, in_canary, lane_target, route_locally
+from serin_client.routing import DEFAULT_REFRESH_INTERVAL
 from serin_client.errors import SerinConnectionError
 
 
@@ -237,45 +241,130 @@ class FakeClient:
         return dict(self.d)
 
 
-def test_local_router_refreshes_once_per_interval() -> None:
-    now = [100.0]
-    client = FakeClient(deployment(0))
-    router = LocalRouter(client, "jobs", refresh_interval=1.0, clock=lambda: now[0])
-    assert router.route("user-1")["lane"] == "stable"
-    for _ in range(50):
-        router.route("user-1")
-    assert client.calls == ["route", "get"]
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
 
+
+def test_local_router_routes_from_cache_without_requests() -> None:
+    client = FakeClient(deployment(0))
+    router = LocalRouter(client, "jobs", refresh_interval=None)
+    assert router.route("user-1")["lane"] == "stable"  # the first route fetches
     client.d = deployment(100)  # the percentage moved on the server
-    now[0] += 0.5
-    assert router.route("user-1")["lane"] == "stable"  # not refreshed yet
-    now[0] += 0.6
+    for _ in range(200):
+        assert router.route("user-1")["lane"] == "stable"  # ... but the cache holds
+    assert client.calls == ["route", "get"]
+    assert not router.running  # no thread with refresh_interval=None
+
+    assert router.refresh() is not None  # an explicit refresh picks it up
     assert router.route("user-1")["lane"] == "canary"
-    assert router.refreshes == 2
+    assert router.refreshes == 2 and client.calls == ["route", "get"] * 2
 
     client.d = None  # deployment gone
-    now[0] += 1.0
+    assert router.refresh() is None
     assert router.route("user-1")["deployment_id"] is None
     assert client.calls[-1] == "route"
 
 
-def test_local_router_keeps_last_deployment_on_error() -> None:
-    now = [0.0]
+def test_local_router_default_interval_is_15s() -> None:
+    router = LocalRouter(FakeClient(None), "jobs")
+    assert router.refresh_interval == DEFAULT_REFRESH_INTERVAL == 15.0
+    assert not router.running  # nothing happens before start() or the first route()
+    with pytest.raises(ValueError):
+        LocalRouter(FakeClient(None), "jobs", refresh_interval=0)
+    with pytest.raises(ValueError):
+        LocalRouter(FakeClient(None), "jobs", refresh_interval=-1)
+
+
+def test_local_router_refreshes_in_background() -> None:
+    now = [100.0]
+    client = FakeClient(deployment(0))
+    with LocalRouter(client, "jobs", refresh_interval=0.02, clock=lambda: now[0]) as router:
+        assert router.running and router.refreshes == 1 and router.last_refresh == 100.0
+        assert router.route("user-1")["lane"] == "stable"
+        thread = router._thread
+        assert thread is not None and thread.daemon
+
+        now[0] = 200.0
+        client.d = deployment(100)
+        wait_for(lambda: router.route("user-1")["lane"] == "canary")
+        wait_for(lambda: router.refreshes >= 4)
+        assert router.last_refresh == 200.0
+    assert not router.running and not thread.is_alive()
+    calls = len(client.calls)
+    time.sleep(0.1)
+    assert len(client.calls) == calls  # closed: no more refreshes
+    assert router.route("user-1")["lane"] == "canary"  # still routes from the last copy
+    with pytest.raises(RuntimeError):
+        router.start()
+
+
+def test_local_router_keeps_last_deployment_when_refresh_fails() -> None:
     client = FakeClient(deployment(100))
-    router = LocalRouter(client, "jobs", clock=lambda: now[0])
-    assert router.route("k")["lane"] == "canary"
-    client.fail = True
-    now[0] += 2
-    assert router.route("k")["lane"] == "canary"
-    assert isinstance(router.last_error, SerinConnectionError)
-    client.fail = False
-    now[0] += 2
-    router.route("k")
-    assert router.last_error is None
+    router = LocalRouter(client, "jobs", refresh_interval=0.02).start()
+    try:
+        assert router.route("k")["lane"] == "canary"
+        client.fail = True
+        wait_for(lambda: isinstance(router.last_error, SerinConnectionError))
+        refreshes = router.refreshes
+        fails = client.calls.count("route")
+        wait_for(lambda: client.calls.count("route") >= fails + 3)  # it keeps trying
+        assert router.route("k")["lane"] == "canary"  # from the last good deployment
+        assert router.refreshes == refreshes
+        assert router.running
+        # An explicit refresh that fails does not raise either: the copy is good.
+        assert router.refresh() == deployment(100)
+
+        client.fail = False
+        wait_for(lambda: router.last_error is None and router.refreshes > refreshes)
+    finally:
+        router.close()
 
 
 def test_local_router_first_fetch_error_raises() -> None:
     client = FakeClient(deployment(10))
     client.fail = True
+    router = LocalRouter(client, "jobs")
     with pytest.raises(SerinConnectionError):
-        LocalRouter(client, "jobs").route("k")
+        router.route("k")
+    assert not router.running  # no thread for a router that never had a deployment
+    with pytest.raises(SerinConnectionError):
+        with LocalRouter(client, "jobs"):
+            pass
+    client.fail = False
+    assert router.route("k")["deployment_id"] == "canary_1"  # the next route tries again
+    router.close()
+
+
+def test_local_router_thread_ends_when_router_is_dropped() -> None:
+    client = FakeClient(deployment(10))
+    router = LocalRouter(client, "jobs", refresh_interval=0.02).start()
+    thread = router._thread
+    assert thread is not None and thread.is_alive()
+    del router
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_local_router_routes_during_refreshes_from_threads() -> None:
+    client = FakeClient(deployment(50))
+    errors: List[BaseException] = []
+    with LocalRouter(client, "jobs", refresh_interval=0.001) as router:
+        def produce() -> None:
+            try:
+                for i in range(2000):
+                    assert router.route(f"user-{i}")["deployment_id"] == "canary_1"
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=produce) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert errors == []
+    assert router.refreshes > 1

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, List
 
 import pytest
 
+import serin_client.client
 from serin_client import (
     AuthError,
     CanaryPyClient,
     ConflictError,
+    ForbiddenError,
     NotFoundError,
+    RateLimitedError,
     Release,
     SerinClient,
     SerinError,
@@ -19,6 +24,8 @@ from serin_client import (
     SignalInput,
     ValidationError,
 )
+
+from conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.server
 
@@ -257,3 +264,103 @@ def test_a_request_without_a_key_is_an_auth_error(serin_url: str) -> None:
     assert caught.value.code == "UNAUTHORIZED"
     # Health stays public.
     assert anonymous.health().status == "ok"
+
+
+def test_lists_follow_every_page(client: SerinClient, unique_name: Namer) -> None:
+    product = unique_name("paged")
+    client.create_product(product)
+    versions = [f"1.0.{i}" for i in range(150)]  # two pages of 100
+    for version in versions:
+        client.create_release(product, version)
+    releases = client.list_releases(product)
+    assert len(releases) == 150
+    assert {r.version for r in releases} == set(versions)
+    assert [r.id for r in releases] == sorted((r.id for r in releases), reverse=True)  # newest first
+    assert [r.version for r in client.iter_releases(product)] == [r.version for r in releases]
+
+    names = [unique_name("zz-paged") for _ in range(3)]
+    for name in names:
+        client.create_product(name)
+    listed = [p.name for p in client.list_products()]
+    assert len(listed) == len(set(listed))
+    assert set(names) <= set(listed)
+    with pytest.raises(NotFoundError):
+        client.list_releases(unique_name("ghost"))
+
+
+def test_client_from_environment(serin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERIN_URL", serin_url)
+    monkeypatch.setenv("SERIN_API_KEY", ADMIN_KEY)
+    client = SerinClient()
+    assert client.base_url == serin_url
+    assert client.me()["kind"] == "api_key"
+    with pytest.raises(AuthError) as info:
+        SerinClient(api_key="").list_products()  # explicit "no key" beats the environment
+    assert info.value.status == 401
+
+
+def test_keep_alive_against_the_server(client: SerinClient, unique_name: Namer) -> None:
+    product = unique_name("ka")
+    client.create_product(product)
+    for i in range(20):
+        client.create_release(product, f"0.{i}.0")
+        client.get_product(product)
+    with pytest.raises(NotFoundError):
+        client.get_product(unique_name("ghost"))
+    assert client._pool is not None and client._pool.connections_opened == 1
+
+    # Many threads, one client: every call succeeds, connections stay few.
+    errors: List[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                assert client.get_product(product).name == product
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert client._pool.connections_opened <= 5
+
+
+def test_forbidden_for_a_viewer(client: SerinClient, serin_url: str, unique_name: Namer) -> None:
+    email = f"{unique_name('viewer')}@example.com"
+    client.create_user(email, "Vi", "viewer", "correct horse")
+    viewer = SerinClient(serin_url, api_key="")
+    viewer.login(email, "correct horse")
+    viewer.list_products()  # reading is allowed
+    with pytest.raises(ForbiddenError) as info:
+        viewer.create_product(unique_name("nope"))
+    assert isinstance(info.value, AuthError)
+    assert (info.value.status, info.value.code) == (403, "FORBIDDEN")
+
+
+def test_rate_limit_is_waited_out(rate_limited_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: List[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(serin_client.client, "_sleep", sleep)
+    client = SerinClient(rate_limited_url, api_key=ADMIN_KEY, timeout=30.0)
+    started = time.monotonic()
+    for _ in range(3):  # one a second is allowed: the 2nd and 3rd wait
+        client.list_products()
+    assert time.monotonic() - started >= 1.5
+    assert waits and all(w >= 1.0 for w in waits)
+
+    impatient = SerinClient(rate_limited_url, api_key=ADMIN_KEY, max_retry_wait=0)
+    calls = len(waits)
+    with pytest.raises(RateLimitedError) as info:
+        for _ in range(3):  # the bucket is empty: one of these is refused at once
+            impatient.list_products()
+    assert len(waits) == calls  # max_retry_wait=0: never waits
+    err = info.value
+    assert (err.status, err.code) == (429, "RATE_LIMITED")
+    assert err.retry_after is not None and err.retry_after >= 1

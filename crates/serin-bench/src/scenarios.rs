@@ -17,7 +17,7 @@ pub enum Kind {
 pub enum Plan {
     /// `serin rollout start --steps 10,25,50,100 --wait W`, default judges.
     Default,
-    /// Seed 002's `canary-config.yaml` as written (24 h waits; runs are capped).
+    /// The example `canary-config.yaml` as written (24 h waits; runs are capped).
     CanaryConfig,
 }
 
@@ -138,7 +138,10 @@ pub fn all(k: Knobs) -> Vec<Scenario> {
         let b = Behaviour::new(shape, m);
         v.push(aa(
             &format!("aa-canary-config-separate-{}", shape.name()),
-            format!("A/A, seed 002's plan, separate processes, {}", b.describe()),
+            format!(
+                "A/A, canary-config.yaml plan, separate processes, {}",
+                b.describe()
+            ),
             Plan::CanaryConfig,
             false,
             b,

@@ -60,7 +60,7 @@ const WITHIN: f64 = 60.0;
 /// Deployments running at once unless `--parallel` says otherwise.
 ///
 /// The default run is 560 runs of at most about 3 minutes (the default plan's
-/// three 60 s analyses, or seed 002's 180 s cap) and then the neighbour
+/// three 60 s analyses, or the canary-config plan's 180 s cap) and then the neighbour
 /// scenario's 40 runs alone. At 120 at once that is at most about 18 minutes
 /// (`--list` plays the schedule out), and about 15 in practice, since the
 /// regressions and the falsely rolled back A/A runs end early. Measured with

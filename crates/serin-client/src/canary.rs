@@ -34,7 +34,7 @@ impl Client {
         self.call::<(), _>(Method::GET, &Self::dep(id), None).await
     }
 
-    /// Sets the traffic split; answers seed 004's `{success, percentage, updated_at}`.
+    /// Sets the traffic split; answers `{success, percentage, updated_at}`.
     pub async fn set_percentage(&self, id: &str, percentage: u8) -> Result<Value, ClientError> {
         self.call(
             Method::PUT,

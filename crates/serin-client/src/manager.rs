@@ -4,8 +4,8 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// The release manager (seed 003): sessions, users, environments, deploying
-/// releases, approvals and seed 003's deployments.
+/// The release manager: sessions, users, environments, deploying releases,
+/// approvals and deployments to environments.
 impl Client {
     /// `POST /api/v1/auth/login`: a session (its `token` is a bearer credential).
     pub async fn login(&self, email: &str, password: &str) -> Result<Value, ClientError> {
@@ -111,7 +111,7 @@ impl Client {
             })
     }
 
-    /// `POST /api/v1/releases/{id}/deploy`: seed 003's deployment it started.
+    /// `POST /api/v1/releases/{id}/deploy`: the deployment it started.
     pub async fn deploy(&self, release_id: i64, req: &Value) -> Result<Value, ClientError> {
         self.call(
             Method::POST,
@@ -137,7 +137,7 @@ impl Client {
         .await
     }
 
-    /// Seed 003's view of one deployment.
+    /// One deployment of a release to an environment.
     pub async fn release_deployment(&self, id: &str) -> Result<Value, ClientError> {
         self.call::<(), _>(
             Method::GET,
@@ -147,7 +147,7 @@ impl Client {
         .await
     }
 
-    /// Seed 003's deployments, newest first (one page of up to 100).
+    /// Deployments of releases to environments, newest first (one page of up to 100).
     pub async fn release_deployments(
         &self,
         product: Option<&str>,

@@ -1,4 +1,4 @@
-//! Roles (seed 003): what a caller may do.
+//! Roles: what a caller may do.
 //!
 //! Three roles for people and their tools, in a strict order: a `viewer` reads;
 //! an `engineer` also changes deployments, releases, products, signals and

@@ -1,10 +1,10 @@
-//! Durations written the way seed 004 writes them.
+//! Durations written the way Go writes them.
 //!
 //! Requests carry durations as Go writes them for `time.ParseDuration`: a sequence
 //! of decimal numbers with units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h` — `"2h"`,
 //! `"30m"`, `"1h30m"`, `"1.5s"`, `"300ms"`. Responses give them as Go's
 //! `Duration.String()` does — `"2h0m0s"`, `"5m0s"`, `"1m30s"`, `"500ms"`, `"0s"` —
-//! so that what the seed documents is exactly what Serin answers. Negative
+//! so that what the API documents is exactly what Serin answers. Negative
 //! durations are refused: nothing in a rollout lasts less than nothing.
 
 use std::fmt;

@@ -1,9 +1,9 @@
 //! Events: the append-only record of every change and every action.
 //!
 //! One table of events serves three readers: a deployment's history
-//! (`GET …/deployments/{id}/events`, seed 004's shape), the audit log
-//! (`GET /api/v1/audit-logs`, seed 003's shape: who, what, on which resource, the
-//! changes), and the live stream (WebSocket, seed 004's stream event types, derived
+//! (`GET …/deployments/{id}/events`), the audit log
+//! (`GET /api/v1/audit-logs`: who, what, on which resource, the
+//! changes), and the live stream (WebSocket, its own stream event types, derived
 //! from the stored event by [`Event::stream`]). Storing one thing and deriving the
 //! views keeps them from disagreeing.
 
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// What happened. The first six are seed 004's deployment event types.
+/// What happened. The first six are the canary deployment event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -54,7 +54,7 @@ pub enum EventType {
     SecretSet,
     /// An admin deleted a secret.
     SecretDeleted,
-    /// An outside script reported a step (seed 002's webhooks).
+    /// An outside script reported a step (`POST /admin/canary/webhook/{event}`).
     ExternalReport,
     /// A rollout moved to its next step.
     RolloutStepStarted,
@@ -185,7 +185,7 @@ pub struct Event {
     pub data: Value,
 }
 
-/// A message on the live stream (seed 004's WebSocket event format).
+/// A message on the live stream (the WebSocket event format).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamEvent {

@@ -1,4 +1,4 @@
-//! List envelopes and pagination (seed 004).
+//! List envelopes and pagination.
 //!
 //! Every list takes `page` (from 1) and `page_size` (1–100, default 10) and answers
 //! its items beside a `pagination` block: `page`, `page_size`, `total_pages`,
@@ -91,7 +91,7 @@ impl Page {
     }
 }
 
-/// Seed 004's pagination block.
+/// The `pagination` block of a list answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pagination {

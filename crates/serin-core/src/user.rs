@@ -1,6 +1,6 @@
-//! Users (seed 003): people who log in, with an email, a name and a role.
+//! Users: people who log in, with an email, a name and a role.
 //!
-//! API keys (seed 004) are for machines; users are for people at the dashboard
+//! API keys are for machines; users are for people at the dashboard
 //! or the CLI. Both end up as the same kind of caller with a role, so the role
 //! policy is one policy. A user's password is never stored, only its Argon2
 //! hash (the server hashes; this module only checks what a person typed).

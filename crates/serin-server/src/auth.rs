@@ -1,7 +1,7 @@
 //! Who is calling, and may they?
 //!
 //! Callers present an API key as `Authorization: Bearer <key>` or `X-API-Key:
-//! <key>` (seed 004). Keys are random (`srn_` + 48 hex digits, 192 bits), shown
+//! <key>`. Keys are random (`srn_` + 48 hex digits, 192 bits), shown
 //! once when made, and stored only as their SHA-256: with that much entropy a
 //! fast hash is enough, and a stolen database yields no usable key. A small cache
 //! keeps the lookup off the hot path; it forgets entries after half a second, so

@@ -1,6 +1,6 @@
 //! The one place where failures become HTTP responses.
 //!
-//! Every error from every route has the body of seed 004:
+//! Every error from every route has the same body:
 //! `{"error": "<message for a person>", "code": "<MACHINE_CODE>", "details": {...}}`.
 //! Each layer has its own error enum (`DomainError` in core, `StoreError` in the
 //! store, extractor rejections here); they are converted into [`ApiError`] once,
@@ -84,7 +84,7 @@ impl ApiError {
         .details(json!({"field": field, "reason": reason}))
     }
 
-    /// The same error as seed 004's `VALIDATION_FAILED` (400) when it is one of the
+    /// The same error as `VALIDATION_FAILED` (400) when it is one of the
     /// 422 request-shape errors; other errors unchanged.
     #[must_use]
     pub fn as_validation_failed(self) -> Self {

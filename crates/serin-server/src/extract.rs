@@ -15,7 +15,7 @@
 //! | a value outside what the field allows | 400 | `VALIDATION_FAILED` |
 //! | a bad path or query parameter | 400 | `INVALID_PARAMETER` |
 //!
-//! Under `/api/v1/canary` and `/admin/canary` (seed 004's contract) the three 422
+//! Under `/api/v1/canary` and `/admin/canary` (the canary API's contract) the three 422
 //! cases answer 400 `VALIDATION_FAILED` instead, naming the field and the problem.
 
 use axum::body::Bytes;
@@ -65,7 +65,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Seed 004's table has one code for a request that fails validation —
+/// The canary API's error table has one code for a request that fails validation —
 /// `VALIDATION_FAILED`, 400 — so the canary routes answer a missing field, a wrong
 /// type or an unknown field with it (the finer problem goes in `details.problem`).
 fn uses_one_validation_code(path: &str) -> bool {

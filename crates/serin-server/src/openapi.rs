@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 //!
-//! Seed 000's routes are served by the same handlers as their canonical
+//! The original CanaryPy routes are served by the same handlers as their canonical
 //! `/api/v1` forms; [`ALIASES`] lists them, and the document describes each alias
 //! with a copy of its canonical operation. A golden copy lives in
 //! `docs/openapi.json`; a test fails when the two differ.
@@ -15,7 +15,7 @@ use crate::routes::{
     integrations, products, proxies, releases, rollouts, secrets, signals, users, workers,
 };
 
-/// Seed-compatible routes: (alias path, canonical path, lower-case method).
+/// The original CanaryPy routes: (alias path, canonical path, lower-case method).
 pub const ALIASES: &[(&str, &str, &str)] = &[
     ("/product", "/api/v1/products", "post"),
     ("/release", "/api/v1/releases", "post"),
@@ -61,13 +61,13 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         (name = "products", description = "Deployable things"),
         (name = "releases", description = "Versions of products and their life cycle"),
         (name = "signals", description = "Observations about the lanes of a release"),
-        (name = "canary", description = "Canary deployments (seed 004)"),
+        (name = "canary", description = "Canary deployments"),
         (name = "rollouts", description = "Rollout plans driven by the controller, and multi-target groups"),
-        (name = "workers", description = "Job workers and their lanes (seed 004)"),
-        (name = "admin", description = "Operator endpoints on the default target (seed 002)"),
-        (name = "audit", description = "The audit log (seed 003)"),
-        (name = "environments", description = "Where a product's releases run, in promotion order, with approval policies (seed 003)"),
-        (name = "deployments", description = "Releases entering environments, with seed 003's statuses"),
+        (name = "workers", description = "Job workers and their lanes"),
+        (name = "admin", description = "Operator endpoints on the default target"),
+        (name = "audit", description = "The audit log"),
+        (name = "environments", description = "Where a product's releases run, in promotion order, with approval policies"),
+        (name = "deployments", description = "Releases entering environments, and their statuses"),
         (name = "auth", description = "API keys, users and sessions"),
         (name = "secrets", description = "Values plans name (`secret:NAME`) and nobody reads back; admins only"),
         (name = "proxy", description = "Route sets and lane metrics for `serin proxy` instances"),
@@ -143,8 +143,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
             continue;
         };
         let mut op = op.clone();
-        op.operation_id = op.operation_id.map(|id| format!("{id}_seed"));
-        op.summary = Some(format!("Seed 000 form of `{canonical}`"));
+        op.operation_id = op.operation_id.map(|id| format!("{id}_canarypy"));
+        op.summary = Some(format!(
+            "Alias of `{canonical}` (the original CanaryPy route)"
+        ));
         if let Some(params) = &mut op.parameters {
             for p in params.iter_mut() {
                 if p.name == "name" && alias.contains("{product_name}") {

@@ -1,4 +1,4 @@
-//! Rate limiting per API key (seed 004): a token bucket per key.
+//! Rate limiting per API key: a token bucket per key.
 //!
 //! Each key has a bucket of `burst` tokens that refills at `per_minute / 60`
 //! tokens a second; a request takes one token or is refused with 429. Every

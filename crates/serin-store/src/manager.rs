@@ -1,4 +1,4 @@
-//! Storage of the release manager (seed 003): users and sessions,
+//! Storage of the release manager: users and sessions,
 //! environments, approvals, and the release queries it adds.
 //!
 //! Users and sessions are rows; a session's token is stored only as its

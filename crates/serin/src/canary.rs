@@ -70,16 +70,16 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::List => print(args.output, &c.list_deployments().await?, false),
         CanaryCmd::Get(d) => print(args.output, &[c.get_deployment(&d.id).await?], true),
         CanaryCmd::SetPercent { id, percent } => {
-            print_value(args.output, &c.set_percentage(&id, percent).await?)
+            answer(args.output, &id, &c.set_percentage(&id, percent).await?)
         }
-        CanaryCmd::Promote(d) => print_value(args.output, &c.promote(&d.id).await?),
+        CanaryCmd::Promote(d) => answer(args.output, &d.id, &c.promote(&d.id).await?),
         CanaryCmd::Rollback { id, reason } => {
-            print_value(args.output, &c.rollback(&id, &reason).await?)
+            answer(args.output, &id, &c.rollback(&id, &reason).await?)
         }
         CanaryCmd::Pause { id, reason } => {
-            print_value(args.output, &c.pause(&id, reason.as_deref()).await?)
+            answer(args.output, &id, &c.pause(&id, reason.as_deref()).await?)
         }
-        CanaryCmd::Resume(d) => print_value(args.output, &c.resume(&d.id).await?),
+        CanaryCmd::Resume(d) => answer(args.output, &d.id, &c.resume(&d.id).await?),
         CanaryCmd::Delete(d) => {
             c.delete_deployment(&d.id).await?;
             if args.output == Output::Table {
@@ -90,7 +90,7 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::Health(d) => {
             let h = c.deployment_health(&d.id).await?;
             match args.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&h)?),
+                o @ (Output::Json | Output::Yaml) => crate::output::emit(o, &h)?,
                 Output::Table => {
                     println!(
                         "overall: {}",
@@ -116,7 +116,7 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::Metrics(d) => {
             let m = c.metrics(&d.id).await?;
             match args.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+                o @ (Output::Json | Output::Yaml) => crate::output::emit(o, &m)?,
                 Output::Table => print(
                     Output::Table,
                     &[("stable", m.stable), ("canary", m.canary)],
@@ -128,10 +128,11 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
         CanaryCmd::Events { id, follow } => {
             let mut events = c.events(&id, 1, 100).await?;
             events.reverse();
-            if follow && args.output == Output::Json {
-                // One JSON object a line, the history first, as the stream goes on.
+            if follow && args.output.is_data() {
+                // One JSON object a line (a YAML document each), the history
+                // first, as the stream goes on.
                 for e in &events {
-                    println!("{}", serde_json::to_string(e)?);
+                    crate::output::emit_line(args.output, e)?;
                 }
             } else {
                 print(args.output, &events, false)?;
@@ -147,9 +148,47 @@ pub async fn canary(args: &ClientArgs, cmd: CanaryCmd) -> anyhow::Result<()> {
             Ok(())
         }
         CanaryCmd::Profiles => {
-            print_value(Output::Json, &serde_json::to_value(c.profiles().await?)?)
+            let p = serde_json::to_value(c.profiles().await?)?;
+            if args.output.is_data() {
+                return print_value(args.output, &p);
+            }
+            // One row a profile, named.
+            let rows: Vec<Value> = ["default", "conservative", "aggressive"]
+                .iter()
+                .map(|name| {
+                    let mut r = p[*name].clone();
+                    r["name"] = Value::from(*name);
+                    r
+                })
+                .collect();
+            crate::manage::rows(
+                args.output,
+                &rows,
+                &[
+                    ("PROFILE", "name"),
+                    ("ROUTING", "routing_strategy"),
+                    ("STICKY", "sticky_routing"),
+                    ("AUTO-PROMOTE", "auto_promotion"),
+                    ("MIN", "min_canary_duration"),
+                    ("MAX", "max_canary_duration"),
+                    ("WINDOW", "metrics_window"),
+                ],
+            )
         }
     }
+}
+
+/// Prints an action's answer: one line for people (`ID: message`), the
+/// answer itself as data.
+fn answer(output: Output, id: &str, v: &Value) -> anyhow::Result<()> {
+    if output.is_data() {
+        return print_value(output, v);
+    }
+    match v["message"].as_str() {
+        Some(m) => println!("{id}: {m}"),
+        None => print_value(output, v)?,
+    }
+    Ok(())
 }
 
 /// Streams a deployment's live events until it ends (promoted or rolled
@@ -197,12 +236,12 @@ async fn follow_events(
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                     match args.output {
-                        Output::Json => println!("{t}"),
+                        o @ (Output::Json | Output::Yaml) => crate::output::emit_line(o, &v)?,
                         _ => {
                             if let Some(line) = describe(&v) {
                                 println!(
                                     "{}  {:<26} {line}",
-                                    v["timestamp"].as_str().map_or("", |t| t.get(..19).unwrap_or(t)),
+                                    crate::output::when_str(v["timestamp"].as_str().unwrap_or_default()),
                                     v["type"].as_str().unwrap_or("")
                                 );
                             }
@@ -307,7 +346,7 @@ pub async fn apikey(args: &ClientArgs, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             let role = serin_core::auth::Role::parse(&role).map_err(|e| anyhow!("--{e}"))?;
             let k = c.create_api_key(&name, role).await?;
             match args.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&k)?),
+                o @ (Output::Json | Output::Yaml) => crate::output::emit(o, &k)?,
                 Output::Table => {
                     println!(
                         "created {} ({}), id {}",
@@ -323,7 +362,19 @@ pub async fn apikey(args: &ClientArgs, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ApiKeyCmd::List => print_value(args.output, &Value::Array(c.list_api_keys().await?)),
+        ApiKeyCmd::List => crate::manage::rows(
+            args.output,
+            &c.list_api_keys().await?,
+            &[
+                ("ID", "id"),
+                ("NAME", "name"),
+                ("ROLE", "role"),
+                ("PREFIX", "prefix"),
+                ("CREATED", "created_at"),
+                ("BY", "created_by"),
+                ("REVOKED", "revoked_at"),
+            ],
+        ),
         ApiKeyCmd::Revoke { id } => print_value(args.output, &c.revoke_api_key(&id).await?),
     }
 }

@@ -51,6 +51,15 @@ pub enum Output {
     Table,
     /// The server's JSON, for scripts.
     Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+impl Output {
+    /// Whether this is data for a program (JSON or YAML) rather than text for people.
+    pub fn is_data(self) -> bool {
+        matches!(self, Output::Json | Output::Yaml)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,13 +135,13 @@ pub enum Command {
     /// Simulate rollouts with the real judges and controller in virtual time over
     /// synthetic (or recorded) traffic; prints one JSON report.
     Simulate(Box<SimulateArgs>),
-    /// Seed 000 form of `product add`.
+    /// Alias of `product add` (the original CanaryPy CLI's name).
     AddProduct(ProductAdd),
-    /// Seed 000 form of `release add`.
+    /// Alias of `release add` (the original CanaryPy CLI's name).
     AddRelease(ReleaseAdd),
-    /// Seed 000 form of `release latest`.
+    /// Alias of `release latest` (the original CanaryPy CLI's name).
     GetLatestRelease(ProductRef),
-    /// Seed 000 form of `signal send`.
+    /// Alias of `signal send` (the original CanaryPy CLI's name).
     AddSignal(SignalSend),
     /// Print a shell completion script.
     Completions {
@@ -445,11 +454,15 @@ pub struct ReleaseAdd {
     pub description: Option<String>,
 }
 
-/// A release, by id.
+/// A release, by id or by product and version.
 #[derive(Debug, Args)]
 pub struct ReleaseId {
-    /// The release's id (see `serin release list PRODUCT`).
-    pub id: i64,
+    /// The release's id (see `serin release list PRODUCT`), or its product
+    /// followed by VERSION.
+    #[arg(value_name = "ID|PRODUCT")]
+    pub id: String,
+    /// The version, when the first argument is a product.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,8 @@ use serin_client::Client;
 use serin_core::{Lane, NewProduct, NewRelease, NewSignal, ReleaseStatus, SignalBatch, SignalKind};
 
 use crate::cli::{
-    ClientArgs, Output, ProductAdd, ProductCmd, ProductRef, ReleaseAdd, ReleaseCmd, SignalSend,
+    ClientArgs, Output, ProductAdd, ProductCmd, ProductRef, ReleaseAdd, ReleaseCmd, ReleaseId,
+    SignalSend,
 };
 use crate::output::print;
 
@@ -81,6 +82,17 @@ pub async fn product_add(args: &ClientArgs, a: ProductAdd) -> anyhow::Result<()>
     print(args.output, &[p], true)
 }
 
+/// The id of the release `r` names: an id, or a product and a version
+/// (looked up among the product's releases).
+async fn release_id(c: &Client, r: &ReleaseId) -> anyhow::Result<i64> {
+    match &r.version {
+        None => r.id.parse().map_err(|_| {
+            anyhow::anyhow!("{}: a release is its numeric id, or PRODUCT VERSION", r.id)
+        }),
+        Some(version) => Ok(c.find_release(&r.id, version).await?.id),
+    }
+}
+
 fn product_name(p: &ProductRef) -> anyhow::Result<String> {
     one_of(
         &p.product,
@@ -105,11 +117,19 @@ pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
             );
         }
         ReleaseCmd::Latest(p) => return latest(args, p).await,
-        ReleaseCmd::Show(r) => c.get_release(r.id).await?,
-        ReleaseCmd::Approve(r) => status(r.id, ReleaseStatus::Approved).await?,
-        ReleaseCmd::Release(r) => status(r.id, ReleaseStatus::Released).await?,
-        ReleaseCmd::Cancel(r) => status(r.id, ReleaseStatus::Cancelled).await?,
-        ReleaseCmd::Rollback(r) => status(r.id, ReleaseStatus::RolledBack).await?,
+        ReleaseCmd::Show(r) => c.get_release(release_id(&c, &r).await?).await?,
+        ReleaseCmd::Approve(r) => {
+            status(release_id(&c, &r).await?, ReleaseStatus::Approved).await?
+        }
+        ReleaseCmd::Release(r) => {
+            status(release_id(&c, &r).await?, ReleaseStatus::Released).await?
+        }
+        ReleaseCmd::Cancel(r) => {
+            status(release_id(&c, &r).await?, ReleaseStatus::Cancelled).await?
+        }
+        ReleaseCmd::Rollback(r) => {
+            status(release_id(&c, &r).await?, ReleaseStatus::RolledBack).await?
+        }
         ReleaseCmd::Notes {
             product,
             version,
@@ -121,7 +141,7 @@ pub async fn release(args: &ClientArgs, cmd: ReleaseCmd) -> anyhow::Result<()> {
                 .release_notes(r.id, environment.as_deref(), publish)
                 .await?;
             match args.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&notes)?),
+                o @ (Output::Json | Output::Yaml) => crate::output::emit(o, &notes)?,
                 Output::Table => print!("{}", notes["markdown"].as_str().unwrap_or_default()),
             }
             return Ok(());
@@ -163,7 +183,9 @@ pub async fn signal_send(args: &ClientArgs, s: SignalSend) -> anyhow::Result<()>
         let n = signals.len();
         let accepted = c.send_signals(signals).await?;
         match args.output {
-            Output::Json => println!("{}", serde_json::json!({"accepted": accepted})),
+            o @ (Output::Json | Output::Yaml) => {
+                crate::output::emit(o, &serde_json::json!({"accepted": accepted}))?
+            }
             Output::Table => println!("accepted {accepted} of {n} signals"),
         }
         return Ok(());
@@ -263,6 +285,9 @@ pub async fn audit(args: &ClientArgs, a: crate::cli::AuditArgs) -> anyhow::Resul
     };
     let mut seen = std::collections::HashSet::new();
     let mut last = None;
+    if args.output == Output::Table {
+        println!("TIME                  ACTOR  ACTION  RESOURCE  MESSAGE");
+    }
     for e in entries(c.audit_logs(&q).await?) {
         show_audit(args.output, &e)?;
         last = e["created_at"].as_str().map(str::to_string);
@@ -294,10 +319,10 @@ pub async fn audit(args: &ClientArgs, a: crate::cli::AuditArgs) -> anyhow::Resul
 
 fn show_audit(output: Output, e: &serde_json::Value) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string(e)?),
+        o @ (Output::Json | Output::Yaml) => crate::output::emit_line(o, e)?,
         Output::Table => println!(
             "{}  {}  {}  {}/{}  {}",
-            e["created_at"].as_str().unwrap_or_default(),
+            crate::output::when_str(e["created_at"].as_str().unwrap_or_default()),
             e["actor"].as_str().unwrap_or_default(),
             e["action"].as_str().unwrap_or_default(),
             e["resource_type"].as_str().unwrap_or_default(),

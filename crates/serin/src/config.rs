@@ -467,8 +467,8 @@ fn load_file(path: &Path, errors: &mut Vec<String>) -> HashMap<String, String> {
     if text.trim().is_empty() {
         return out;
     }
-    let map = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
-        Ok(serde_yaml::Value::Mapping(m)) => m,
+    let map = match serde_norway::from_str::<serde_norway::Value>(&text) {
+        Ok(serde_norway::Value::Mapping(m)) => m,
         Ok(_) => {
             errors.push(format!(
                 "config: {shown} must be a mapping of settings, such as `listen: 127.0.0.1:8080`"
@@ -493,16 +493,16 @@ fn load_file(path: &Path, errors: &mut Vec<String>) -> HashMap<String, String> {
             continue;
         }
         match value {
-            serde_yaml::Value::String(s) => {
+            serde_norway::Value::String(s) => {
                 out.insert(key, s);
             }
-            serde_yaml::Value::Number(n) => {
+            serde_norway::Value::Number(n) => {
                 out.insert(key, n.to_string());
             }
-            serde_yaml::Value::Sequence(items)
+            serde_norway::Value::Sequence(items)
                 if items
                     .iter()
-                    .all(|i| matches!(i, serde_yaml::Value::String(_))) =>
+                    .all(|i| matches!(i, serde_norway::Value::String(_))) =>
             {
                 let items: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
                 out.insert(key, items.join(","));

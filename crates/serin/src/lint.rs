@@ -1,6 +1,6 @@
 //! `serin lint -f FILE`: checks a rollout spec without applying it.
 //!
-//! Two forms are understood: seed 002's `canary-config.yaml` (a `canary:` section
+//! Two forms are understood: a `canary-config.yaml` (a `canary:` section
 //! with `traffic_steps`, `auto_progression` and `safety_checks`), and a plain plan
 //! `{"steps": [...]}` in YAML or JSON (JSON is YAML). A valid file prints the steps
 //! it expands to and exits 0; an invalid one prints every problem found and exits 2.
@@ -26,10 +26,10 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// The plan a file describes, or why it describes none.
 pub fn parse(text: &str) -> Result<SpecFile, String> {
-    // Through JSON's data model: serde_yaml reads enums only from YAML tags, while
+    // Through JSON's data model: serde_norway reads enums only from YAML tags, while
     // specs write steps as one-key maps (`- set_weight: 10`), as JSON would.
     let value: serde_json::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
+        serde_norway::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
     SpecFile::from_value(value)
 }
 
@@ -43,10 +43,9 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
     match load(path) {
         Ok(SpecFile { spec, .. }) => {
             match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&spec).unwrap_or_default()
-                ),
+                o @ (Output::Json | Output::Yaml) => {
+                    let _ = crate::output::emit(o, &spec);
+                }
                 Output::Table => {
                     println!("{}: valid, {} steps", path.display(), spec.steps.len());
                     for (i, s) in spec.steps.iter().enumerate() {

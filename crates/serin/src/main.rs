@@ -99,7 +99,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(errors) => return Ok(settings_failed(&errors)),
         },
         Command::Migrate(db) => match config::db_settings(&db) {
-            Ok((url, max)) => up::migrate(&url, max, args.output == cli::Output::Json).await?,
+            Ok((url, max)) => up::migrate(&url, max, args.output.is_data()).await?,
             Err(errors) => return Ok(settings_failed(&errors)),
         },
         Command::Proxy(p) => proxy::proxy(args, p).await?,

@@ -118,7 +118,7 @@ pub async fn login(args: &ClientArgs, a: LoginArgs) -> anyhow::Result<()> {
     all.insert(args.url.trim_end_matches('/').to_string(), stored.clone());
     write_all(&all)?;
     match args.output {
-        Output::Json => print_value(
+        Output::Json | Output::Yaml => print_value(
             args.output,
             &json!({"email": stored.email, "role": s["user"]["role"], "expires_at": stored.expires_at}),
         ),
@@ -162,7 +162,7 @@ pub async fn logout(args: &ClientArgs) -> anyhow::Result<()> {
 pub async fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
     let me = client(args)?.me().await?;
     match args.output {
-        Output::Json => print_value(args.output, &me),
+        Output::Json | Output::Yaml => print_value(args.output, &me),
         Output::Table => {
             println!(
                 "{} ({}, {})",
@@ -178,7 +178,7 @@ pub async fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
 /// `serin cluster`: the leader, then one line per replica.
 pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
     let c = client(args)?.cluster().await?;
-    if args.output == Output::Json {
+    if args.output.is_data() {
         return print_value(args.output, &c);
     }
     let leader = &c["leader"];
@@ -213,10 +213,9 @@ pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
 }
 
 /// Prints JSON rows as a table of the given (header, field) columns.
-fn rows(output: Output, items: &[Value], cols: &[(&str, &str)]) -> anyhow::Result<()> {
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(items)?);
-        return Ok(());
+pub(crate) fn rows(output: Output, items: &[Value], cols: &[(&str, &str)]) -> anyhow::Result<()> {
+    if output.is_data() {
+        return crate::output::emit(output, items);
     }
     let cell = |v: &Value, f: &str| -> String {
         let x = f.split('.').fold(v, |v, k| &v[k]);
@@ -424,7 +423,7 @@ pub async fn decide(args: &ClientArgs, a: DecisionArgs, decision: &str) -> anyho
         .decide(release.id, &a.environment, decision, a.comment.as_deref())
         .await?;
     match args.output {
-        Output::Json => print_value(args.output, &v),
+        Output::Json | Output::Yaml => print_value(args.output, &v),
         Output::Table => {
             let t = &v["tally"];
             let approved = t["approved_by"].as_array().map_or(0, Vec::len);

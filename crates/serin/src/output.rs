@@ -21,6 +21,14 @@ fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// An RFC 3339 time from the server in the one format tables use (UTC,
+/// `2026-12-07 14:10:00`); anything else as it came.
+pub fn when_str(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| when(&t.with_timezone(&chrono::Utc)))
+        .unwrap_or_else(|_| t.to_string())
+}
+
 impl Tabular for Product {
     const HEADERS: &'static [&'static str] = &["NAME", "DESCRIPTION", "CREATED"];
     fn row(&self) -> Vec<String> {
@@ -151,8 +159,30 @@ impl Tabular for (&str, MetricsSnapshot) {
     }
 }
 
-/// Prints a JSON answer: pretty JSON, or `key: value` lines for people.
+/// Prints `v` as data: pretty JSON, or YAML (table output prints JSON: callers
+/// print a table themselves first).
+pub fn emit<T: Serialize + ?Sized>(output: Output, v: &T) -> anyhow::Result<()> {
+    match output {
+        Output::Yaml => print!("{}", serde_norway::to_string(v)?),
+        Output::Json | Output::Table => println!("{}", serde_json::to_string_pretty(v)?),
+    }
+    Ok(())
+}
+
+/// Prints one item of a stream (`--follow`): a JSON line, or a YAML document.
+pub fn emit_line<T: Serialize + ?Sized>(output: Output, v: &T) -> anyhow::Result<()> {
+    match output {
+        Output::Yaml => print!("---\n{}", serde_norway::to_string(v)?),
+        Output::Json | Output::Table => println!("{}", serde_json::to_string(v)?),
+    }
+    Ok(())
+}
+
+/// Prints a JSON answer: pretty JSON or YAML, or `key: value` lines for people.
 pub fn print_value(output: Output, v: &serde_json::Value) -> anyhow::Result<()> {
+    if output.is_data() {
+        return emit(output, v);
+    }
     match (output, v) {
         (Output::Table, serde_json::Value::Object(map)) => {
             for (k, val) in map {
@@ -199,13 +229,8 @@ pub fn print<T: Tabular + Serialize>(
     single: bool,
 ) -> anyhow::Result<()> {
     match output {
-        Output::Json if single && items.len() == 1 => {
-            println!("{}", serde_json::to_string_pretty(&items[0])?)
-        }
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"items": items}))?
-        ),
+        Output::Json | Output::Yaml if single && items.len() == 1 => emit(output, &items[0])?,
+        Output::Json | Output::Yaml => emit(output, &serde_json::json!({"items": items}))?,
         Output::Table => println!("{}", table(items)),
     }
     Ok(())

@@ -333,7 +333,7 @@ impl crate::output::Tabular for ProxyRow {
 pub async fn list(args: &ClientArgs) -> anyhow::Result<()> {
     let v = crate::commands::client(args)?.proxies().await?;
     match args.output {
-        crate::cli::Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        o @ (crate::cli::Output::Json | crate::cli::Output::Yaml) => crate::output::emit(o, &v)?,
         crate::cli::Output::Table => {
             println!(
                 "route version now: {}",

@@ -74,7 +74,7 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
     if new.auto_promotion.is_none() {
         new.auto_promotion = auto;
     }
-    // A plan longer than the profile's max_canary_duration (seed 002's example
+    // A plan longer than the profile's max_canary_duration (the canary-config example
     // waits 24 h per step) gets a max that fits it, unless one was given.
     if new.max_duration.is_none() {
         let profiles = &serin_core::canary::PROFILES;
@@ -203,7 +203,7 @@ fn lines(v: &Value) -> Vec<String> {
 
 fn render(output: Output, v: &Value) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        o @ (Output::Json | Output::Yaml) => crate::output::emit(o, v).unwrap_or_default(),
         Output::Table => {
             for l in lines(v) {
                 println!("{l}");
@@ -235,9 +235,12 @@ pub async fn watch(
                 writeln!(out, "{l}")?;
             }
             drawn = now.len();
-        } else if args.output == Output::Json {
+        } else if args.output.is_data() {
             if now != last {
-                writeln!(out, "{}", serde_json::to_string(&v)?)?;
+                match args.output {
+                    Output::Yaml => write!(out, "---\n{}", serde_norway::to_string(&v)?)?,
+                    _ => writeln!(out, "{}", serde_json::to_string(&v)?)?,
+                }
             }
         } else {
             // Without a terminal: the lines that changed, without the countdowns.

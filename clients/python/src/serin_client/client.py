@@ -1,43 +1,100 @@
-"""The HTTP client for the Serin server (stdlib only: urllib + json)."""
+"""The HTTP client for the Serin server (stdlib only: ``http.client`` + ``json``).
+
+Configuration: ``SerinClient()`` with no arguments talks to ``$SERIN_URL``
+(default ``http://127.0.0.1:8080``) with the key in ``$SERIN_API_KEY``, if
+set; arguments given explicitly win over the environment.
+
+Connections are kept alive and reused between calls (see ``_http``); a 429
+with ``Retry-After`` is waited out and sent again, up to ``max_retry_wait``
+seconds per call; list calls follow every page.
+"""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
-import urllib.error
+import threading
+import time
 import urllib.parse
-import urllib.request
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
+import weakref
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    TypeVar,
+    Union,
+)
 
-from ._version import __version__
+from ._http import ConnectionPool, Response, parse_retry_after
 from ._time import TimestampLike, timestamp_to_wire
+from ._version import __version__
 from .errors import (
     INVALID_RESPONSE_CODE,
     SerinConnectionError,
     SerinError,
     SerinTimeoutError,
+    ServerError,
+    WatchTimeoutError,
     error_from_response,
 )
 from .models import (
+    ActionAnswer,
+    Deployment,
+    DeploymentStatus,
     Health,
     Lane,
+    PercentageAnswer,
     Product,
     Release,
     ReleaseStatus,
+    RolloutStatus,
     Signal,
     SignalInput,
     SignalKind,
     SignalLike,
 )
 
-__all__ = ["SerinClient", "CanaryPyClient", "DEFAULT_BASE_URL", "DEFAULT_TIMEOUT"]
+__all__ = [
+    "SerinClient",
+    "CanaryPyClient",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_MAX_RETRY_WAIT",
+    "PAGE_SIZE",
+    "ENV_URL",
+    "ENV_API_KEY",
+]
 
-DEFAULT_BASE_URL = "http://localhost:8080"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 10.0
+#: Longest a call waits out 429s in all, by default (the Rust client's figure too).
+DEFAULT_MAX_RETRY_WAIT = 30.0
+#: Items asked for per page when a list call follows the pages (the server's maximum).
+PAGE_SIZE = 100
+#: Environment variable read for the base URL when none is given.
+ENV_URL = "SERIN_URL"
+#: Environment variable read for the API key when none is given.
+ENV_API_KEY = "SERIN_API_KEY"
+
+# A Retry-After below this is waited as this: "0" would otherwise let one call
+# retry without bound while adding nothing to its total wait.
+_MIN_RETRY_WAIT = 1.0
+
+# Indirection so the tests can watch the client wait without waiting.
+_sleep = time.sleep
 
 T = TypeVar("T")
 ReleaseRef = Union[int, Release]
+DeploymentRef = Union[str, Deployment]
 
 
 def _release_id(release: ReleaseRef) -> int:
@@ -48,11 +105,27 @@ def _release_id(release: ReleaseRef) -> int:
     return release
 
 
+def _deployment_id(deployment: DeploymentRef) -> str:
+    if isinstance(deployment, Deployment):
+        return deployment.id
+    if not isinstance(deployment, str):
+        raise TypeError(
+            f"deployment must be an id string or a Deployment, not {type(deployment).__name__}"
+        )
+    return deployment
+
+
 def _segment(value: str) -> str:
     """Quote one path segment (product names may hold any character)."""
     if not isinstance(value, str):
         raise TypeError(f"expected a string, not {type(value).__name__}")
     return urllib.parse.quote(value, safe="")
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """``?a=1&b=x`` of the params that are not ``None`` (empty string if none are)."""
+    given = {k: str(v) for k, v in params.items() if v is not None}
+    return "?" + urllib.parse.urlencode(given, quote_via=urllib.parse.quote) if given else ""
 
 
 def _signal_body(item: SignalLike) -> Dict[str, Any]:
@@ -69,27 +142,83 @@ def _signal_body(item: SignalLike) -> Dict[str, Any]:
 class SerinClient:
     """Client for a Serin server.
 
-    >>> client = SerinClient("http://localhost:8080")
+    >>> client = SerinClient("http://127.0.0.1:8080")
     >>> client.get_latest_stable_version("web")  # doctest: +SKIP
     '1.2.0'
 
+    ``base_url`` defaults to ``$SERIN_URL``, then ``http://127.0.0.1:8080``;
+    ``api_key`` (sent as ``Authorization: Bearer``) to ``$SERIN_API_KEY``.
+    Pass ``api_key=""`` for a client that sends no key whatever the
+    environment says. ``timeout`` (seconds, ``None``: wait forever) bounds
+    each connect and each read, not a whole call. ``max_retry_wait`` is the
+    most one call waits out 429 answers in all (0: never wait).
+
     Every failed call raises a :class:`serin_client.SerinError` subclass.
-    The client keeps no connection open and is safe to share between threads.
+    The client keeps connections open for reuse and is safe to share between
+    threads; :meth:`close` (or ``with SerinClient() as client:``) closes the
+    idle ones, after which the client still works and reconnects.
     """
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: Optional[str] = None,
         api_key: Optional[str] = None,
         timeout: Optional[float] = DEFAULT_TIMEOUT,
+        *,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
     ) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
+        if base_url is None:
+            base_url = os.environ.get(ENV_URL) or DEFAULT_BASE_URL
+        if api_key is None:
+            api_key = os.environ.get(ENV_API_KEY)
+        if max_retry_wait < 0:
+            raise ValueError("max_retry_wait must not be negative")
+        self.api_key: Optional[str] = api_key or None
         self.timeout = timeout
-        self._opener = urllib.request.build_opener()
+        self.max_retry_wait = float(max_retry_wait)
+        self._pool_lock = threading.Lock()
+        self._pool: Optional[ConnectionPool] = None
+        self.base_url = base_url
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL, without a trailing slash. Setting it drops the open connections."""
+        return self._base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"base_url must be a string, not {type(value).__name__}")
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {value!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"base_url has an invalid port: {value!r}") from None
+        pool = ConnectionPool(parts.scheme, parts.hostname, port)
+        with self._pool_lock:
+            old, self._pool = self._pool, pool
+            self._base_url = value.rstrip("/")
+            self._base_path = parts.path.rstrip("/")
+        if old is not None:
+            old.close()
+        # Close the sockets when the client is collected, not when the GC gets
+        # to each socket (which warns about every one of them).
+        weakref.finalize(self, pool.close)
+
+    def close(self) -> None:
+        """Close the idle connections (the client stays usable)."""
+        with self._pool_lock:
+            pool = self._pool
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> "SerinClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         auth = ", api_key=***" if self.api_key else ""
@@ -97,9 +226,30 @@ class SerinClient:
 
     # ------------------------------------------------------------------ HTTP
 
+    def _send(self, method: str, path: str, data: Optional[bytes], headers: Dict[str, str]) -> Response:
+        """One exchange, with transport failures as SerinConnectionError/SerinTimeoutError."""
+        with self._pool_lock:
+            pool, target = self._pool, self._base_path + path
+        assert pool is not None
+        where = f"{method} {self.base_url}{path}"
+        try:
+            return pool.request(method, target, data, headers, self.timeout)
+        except (socket.timeout, TimeoutError) as exc:  # distinct classes before Python 3.10
+            raise SerinTimeoutError(message=f"{where}: timed out after {self.timeout}s") from exc
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            raise SerinConnectionError(message=f"{where}: cannot connect: {exc}") from exc
+        except (http.client.HTTPException, OSError) as exc:
+            raise SerinConnectionError(message=f"{where}: connection failed: {exc!r}") from exc
+
     def _request(self, method: str, path: str, body: Optional[Any] = None) -> Any:
-        """Send one request and return the decoded JSON body (``None`` if empty)."""
-        url = self.base_url + path
+        """Send one request and return the decoded JSON body (``None`` if empty).
+
+        A 429 with a ``Retry-After`` is sent again after that wait (at least
+        one second), as long as the waits of this call add up to at most
+        ``max_retry_wait``; otherwise it raises RateLimitedError at once. This
+        holds for every method: the server's rate limit refuses a request
+        before doing any of its work.
+        """
         headers = {
             "Accept": "application/json",
             "User-Agent": f"serin-client-python/{__version__}",
@@ -113,38 +263,38 @@ class SerinClient:
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        where = f"{method} {url}"
 
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                status = response.status
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            try:
-                raw = exc.read()
-            except Exception:  # the body is best effort
-                raw = b""
-            finally:
-                exc.close()
-            raise error_from_response(exc.code, raw, str(exc.reason or "")) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise SerinTimeoutError(message=f"{where}: timed out after {self.timeout}s") from exc
-            raise SerinConnectionError(message=f"{where}: cannot connect: {reason}") from exc
-        except (socket.timeout, TimeoutError) as exc:
-            raise SerinTimeoutError(message=f"{where}: timed out after {self.timeout}s") from exc
-        except (http.client.HTTPException, OSError) as exc:
-            raise SerinConnectionError(message=f"{where}: connection failed: {exc!r}") from exc
+        waited = 0.0
+        while True:
+            response = self._send(method, path, data, headers)
+            if response.status != 429:
+                break
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:
+                break
+            wait = max(retry_after, _MIN_RETRY_WAIT)
+            if waited + wait > self.max_retry_wait:
+                break
+            _sleep(wait)
+            waited += wait
 
+        status, raw = response.status, response.body
+        if status >= 400:
+            raise error_from_response(
+                status,
+                raw,
+                response.reason,
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
         if not raw.strip():
             return None
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise SerinError(
-                status, INVALID_RESPONSE_CODE, f"{where}: response is not valid JSON"
+                status,
+                INVALID_RESPONSE_CODE,
+                f"{method} {self.base_url}{path}: response is not valid JSON",
             ) from None
 
     def _parse(self, payload: Any, parse: Callable[[Any], T], what: str) -> T:
@@ -158,11 +308,44 @@ class SerinClient:
                 None, INVALID_RESPONSE_CODE, f"unexpected {what} in response: {exc!r}"
             ) from None
 
-    def _items(self, payload: Any, parse: Callable[[Any], T], what: str) -> List[T]:
-        items = payload.get("items") if isinstance(payload, dict) else None
-        if not isinstance(items, list):
-            raise SerinError(None, INVALID_RESPONSE_CODE, f"expected {{'items': [...]}} of {what}")
-        return [self._parse(item, parse, what) for item in items]
+    def _pages(
+        self,
+        path: str,
+        key: str,
+        parse: Callable[[Any], T],
+        what: str,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> Iterator[T]:
+        """Every item of a paged list, fetching page after page as the iteration needs them.
+
+        Pages are numbered (``page``, ``page_size``) and the answer says
+        whether another follows (``pagination.has_next``). Items are
+        de-duplicated by ``id``: an item created while we read shifts the
+        later pages by one, which would otherwise show an item twice. An
+        answer without ``pagination`` (an older server) is the whole list.
+        """
+        page = 1
+        seen: Set[Union[int, str]] = set()
+        while True:
+            query = _query(dict(params or {}, page=page, page_size=PAGE_SIZE))
+            payload = self._request("GET", path + query)
+            items = payload.get(key) if isinstance(payload, dict) else None
+            if not isinstance(items, list):
+                raise SerinError(
+                    None, INVALID_RESPONSE_CODE, f"expected {{{key!r}: [...]}} of {what}"
+                )
+            for item in items:
+                ident = item.get("id") if isinstance(item, dict) else None
+                if isinstance(ident, (int, str)):
+                    if ident in seen:
+                        continue
+                    seen.add(ident)
+                yield self._parse(item, parse, what)
+            pagination = payload.get("pagination")
+            # An empty page that claims a next one would loop forever: stop.
+            if not isinstance(pagination, dict) or pagination.get("has_next") is not True or not items:
+                return
+            page += 1
 
     # ---------------------------------------------------------------- health
 
@@ -185,8 +368,15 @@ class SerinClient:
         return self._parse(payload, Product.from_dict, "product")
 
     def list_products(self) -> List[Product]:
-        """All products."""
-        return self._items(self._request("GET", "/api/v1/products"), Product.from_dict, "products")
+        """All products, by name (every page: see :meth:`iter_products`)."""
+        return list(self.iter_products())
+
+    def iter_products(self) -> Iterator[Product]:
+        """All products, by name, fetched a page (100) at a time as the iteration goes.
+
+        Errors are raised when the page that fails is reached.
+        """
+        return self._pages("/api/v1/products", "items", Product.from_dict, "products")
 
     # -------------------------------------------------------------- releases
 
@@ -205,9 +395,16 @@ class SerinClient:
         return self._parse(payload, Release.from_dict, "release")
 
     def list_releases(self, product_name: str) -> List[Release]:
-        """All releases of a product."""
-        payload = self._request("GET", f"/api/v1/products/{_segment(product_name)}/releases")
-        return self._items(payload, Release.from_dict, "releases")
+        """All releases of a product, newest first (every page: see :meth:`iter_releases`)."""
+        return list(self.iter_releases(product_name))
+
+    def iter_releases(self, product_name: str) -> Iterator[Release]:
+        """All releases of a product, newest first, fetched a page at a time.
+
+        Raises NotFoundError (``PRODUCT_NOT_FOUND``) when the first page is asked for.
+        """
+        path = f"/api/v1/products/{_segment(product_name)}/releases"
+        return self._pages(path, "items", Release.from_dict, "releases")
 
     def get_latest_stable_release(self, product_name: str) -> Release:
         """The newest ``released`` release of a product.
@@ -322,16 +519,20 @@ class SerinClient:
             raise SerinError(None, INVALID_RESPONSE_CODE, f"expected a JSON object ({what})")
         return payload
 
+    def _deployment_path(self, deployment: DeploymentRef, action: str = "") -> str:
+        return f"/api/v1/canary/deployments/{_segment(_deployment_id(deployment))}{action}"
+
     def create_deployment(
         self, queue_name: str, stable_version: str, canary_version: str, **fields: Any
-    ) -> Dict[str, Any]:
+    ) -> Deployment:
         """Start a canary deployment on ``queue_name``; returns the deployment.
 
         ``fields`` are sent as they are: ``percentage`` (0-100),
         ``routing_strategy`` (``split_queue``, ``stream_group``, ``hash_ring``),
         ``sticky_routing``, ``profile``, ``tenant_id``, ``auto_promotion``,
-        ``rollback_thresholds``, ``metadata``, ... (``None`` values are left out).
-        Raises ConflictError if the queue already has a live deployment.
+        ``rollback_thresholds``, ``metadata``, ``rollout``, ... (``None``
+        values are left out). Raises ConflictError if the queue already has a
+        live deployment.
         """
         body: Dict[str, Any] = {
             "queue_name": queue_name,
@@ -340,52 +541,183 @@ class SerinClient:
         }
         body.update({k: v for k, v in fields.items() if v is not None})
         payload = self._request("POST", "/api/v1/canary/deployments", body)
-        return self._object(payload, "deployment")
+        return self._parse(payload, Deployment.from_dict, "deployment")
 
-    def get_deployment(self, deployment_id: str) -> Dict[str, Any]:
+    def get_deployment(self, deployment: DeploymentRef) -> Deployment:
         """One deployment. Raises NotFoundError (``DEPLOYMENT_NOT_FOUND``)."""
-        payload = self._request("GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}")
-        return self._object(payload, "deployment")
+        payload = self._request("GET", self._deployment_path(deployment))
+        return self._parse(payload, Deployment.from_dict, "deployment")
 
-    def set_percentage(self, deployment_id: str, percentage: int) -> Dict[str, Any]:
-        """Set the canary share; returns ``{"success", "percentage", "updated_at"}``."""
+    def list_deployments(
+        self,
+        status: Optional[DeploymentStatus] = None,
+        queue_name: Optional[str] = None,
+        tenant_id: Optional[str] = None,
+    ) -> List[Deployment]:
+        """Every deployment matching the filters, newest first (see :meth:`iter_deployments`)."""
+        return list(self.iter_deployments(status, queue_name, tenant_id))
+
+    def iter_deployments(
+        self,
+        status: Optional[DeploymentStatus] = None,
+        queue_name: Optional[str] = None,
+        tenant_id: Optional[str] = None,
+    ) -> Iterator[Deployment]:
+        """Deployments, newest first, fetched a page at a time; ``None`` filters are left out."""
+        params = {"status": status, "queue_name": queue_name, "tenant_id": tenant_id}
+        return self._pages(
+            "/api/v1/canary/deployments", "deployments", Deployment.from_dict, "deployments", params
+        )
+
+    def set_percentage(self, deployment: DeploymentRef, percentage: int) -> PercentageAnswer:
+        """Set the canary share; returns ``{"success", "percentage", "updated_at"}`` as a
+        :class:`PercentageAnswer` (the server answers with that, not the deployment)."""
         if isinstance(percentage, bool):
             raise TypeError("percentage must be a number, not a bool")
         payload = self._request(
-            "PUT",
-            f"/api/v1/canary/deployments/{_segment(deployment_id)}/percentage",
-            {"percentage": percentage},
+            "PUT", self._deployment_path(deployment, "/percentage"), {"percentage": percentage}
         )
-        return self._object(payload, "percentage answer")
+        return self._parse(payload, PercentageAnswer.from_dict, "percentage answer")
 
-    def promote(self, deployment_id: str) -> Dict[str, Any]:
-        """Promote the canary to 100% (the deployment becomes ``completed``)."""
-        payload = self._request(
-            "POST", f"/api/v1/canary/deployments/{_segment(deployment_id)}/promote"
-        )
-        return self._object(payload, "promote answer")
+    def promote(self, deployment: DeploymentRef) -> ActionAnswer:
+        """Promote the canary to 100% (the deployment becomes ``completed``).
 
-    def rollback(self, deployment_id: str, reason: Optional[str] = None) -> Dict[str, Any]:
+        Returns the server's :class:`ActionAnswer` (``success``, ``message``,
+        ``timestamp``); :meth:`get_deployment` reads the deployment after.
+        """
+        payload = self._request("POST", self._deployment_path(deployment, "/promote"))
+        return self._parse(payload, ActionAnswer.from_dict, "promote answer")
+
+    def rollback(self, deployment: DeploymentRef, reason: Optional[str] = None) -> ActionAnswer:
         """Roll back to stable (canary 0%, ``failed``), recording ``reason``."""
         body: Dict[str, Any] = {} if reason is None else {"reason": reason}
-        payload = self._request(
-            "POST", f"/api/v1/canary/deployments/{_segment(deployment_id)}/rollback", body
-        )
-        return self._object(payload, "rollback answer")
+        payload = self._request("POST", self._deployment_path(deployment, "/rollback"), body)
+        return self._parse(payload, ActionAnswer.from_dict, "rollback answer")
 
-    def deployment_metrics(self, deployment_id: str) -> Dict[str, Any]:
+    def deployment_metrics(self, deployment: DeploymentRef) -> Dict[str, Any]:
         """``{"stable": snapshot, "canary": snapshot}`` over the metrics window."""
-        payload = self._request(
-            "GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}/metrics"
-        )
+        payload = self._request("GET", self._deployment_path(deployment, "/metrics"))
         return self._object(payload, "metrics")
 
-    def deployment_health(self, deployment_id: str) -> Dict[str, Any]:
+    def deployment_health(self, deployment: DeploymentRef) -> Dict[str, Any]:
         """The health report; ``overall_status`` is healthy, warning, failing or unknown."""
-        payload = self._request(
-            "GET", f"/api/v1/canary/deployments/{_segment(deployment_id)}/health"
-        )
+        payload = self._request("GET", self._deployment_path(deployment, "/health"))
         return self._object(payload, "health report")
+
+    # --------------------------------------------------------------- rollouts
+
+    def start_rollout(
+        self,
+        queue_name: str,
+        stable_version: str,
+        canary_version: str,
+        plan: Union[Mapping[str, Any], Sequence[Mapping[str, Any]]],
+        **fields: Any,
+    ) -> Deployment:
+        """Start a deployment that Serin's controller drives through ``plan``.
+
+        ``plan`` is the rollout plan (``{"steps": [...], "judges": {...},
+        "hooks": [...], ...}``, see docs/rollouts.md) or just its list of
+        steps::
+
+            client.start_rollout("web", "1.4", "1.5", [
+                {"set_weight": 10}, {"analysis": {"window": "2m"}},
+                {"set_weight": 50}, {"pause": {}},          # until continue_rollout()
+                {"set_weight": 100},
+            ], auto_promotion=True)
+
+        ``fields`` are the deployment's own (``auto_promotion``,
+        ``min_duration``, ``max_duration``, ``metrics_window``, ``profile``,
+        ``routing_strategy``...), as for :meth:`create_deployment`. Leave
+        ``percentage`` out: the steps set the weights. Follow it with
+        :meth:`rollout_status` or :meth:`watch`.
+        """
+        if isinstance(plan, Mapping):
+            rollout = dict(plan)
+        elif isinstance(plan, (str, bytes)) or not isinstance(plan, Sequence):
+            raise TypeError("plan must be a mapping or a sequence of steps")
+        else:
+            rollout = {"steps": [dict(step) for step in plan]}
+        if not rollout.get("steps"):
+            raise ValueError("a rollout plan needs at least one step")
+        return self.create_deployment(
+            queue_name, stable_version, canary_version, rollout=rollout, **fields
+        )
+
+    def rollout_status(self, deployment: DeploymentRef) -> RolloutStatus:
+        """The rollout's steps, what it waits for and its latest judgement.
+
+        Raises ValidationError for a deployment without a plan.
+        """
+        payload = self._request("GET", self._deployment_path(deployment, "/rollout"))
+        return self._parse(payload, RolloutStatus.from_dict, "rollout")
+
+    def continue_rollout(self, deployment: DeploymentRef) -> RolloutStatus:
+        """Go past a pause without a duration or an approval gate (or confirm a held weight)."""
+        payload = self._request("POST", self._deployment_path(deployment, "/continue"))
+        return self._parse(payload, RolloutStatus.from_dict, "rollout")
+
+    def abort(self, deployment: DeploymentRef) -> ActionAnswer:
+        """Send all traffic to stable now; the deployment fails with "aborted by ..."."""
+        payload = self._request("POST", self._deployment_path(deployment, "/abort"))
+        return self._parse(payload, ActionAnswer.from_dict, "abort answer")
+
+    def watch(
+        self,
+        deployment: DeploymentRef,
+        timeout: Optional[float] = 600.0,
+        poll_interval: float = 2.0,
+        on_update: Optional[Callable[[Deployment], None]] = None,
+    ) -> Deployment:
+        """Wait until the deployment ends and return it (``completed`` or ``failed``).
+
+        Polls :meth:`get_deployment` every ``poll_interval`` seconds; the
+        controller moves a rollout at most once a second, so polling faster
+        buys little. ``on_update`` is called with the first state seen and
+        with every changed one (a new ``revision``), e.g. to print progress.
+        A ``paused`` deployment is not over (someone may resume it): the
+        watch goes on. After ``timeout`` seconds (``None``: no limit) it
+        raises :class:`WatchTimeoutError` carrying the last state seen.
+
+        Connection failures and 5xx answers in between are tried again on the
+        next poll (the rollout doesn't depend on being watched; one that
+        happens past the deadline is raised as it is); any other error, such
+        as NotFoundError, is raised at once.
+        """
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        deployment_id = _deployment_id(deployment)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: Optional[Deployment] = None
+        while True:
+            try:
+                current: Optional[Deployment] = self.get_deployment(deployment_id)
+            except (SerinConnectionError, ServerError):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                current = None
+            if current is not None:
+                changed = last is None or (current.revision, current.status) != (
+                    last.revision,
+                    last.status,
+                )
+                if on_update is not None and changed:
+                    on_update(current)
+                last = current
+                if current.is_final:
+                    return current
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    state = f"still {last.status} at {last.current_percent}%" if last else "never read"
+                    raise WatchTimeoutError(
+                        message=f"deployment {deployment_id} did not end within {timeout}s ({state})",
+                        details={"deployment_id": deployment_id},
+                        deployment=last,
+                    )
+                _sleep(min(poll_interval, remaining))
+            else:
+                _sleep(poll_interval)
 
     def route(
         self, queue: str, key: Optional[str] = None, *, tenant_id: Optional[str] = None
@@ -466,8 +798,9 @@ class SerinClient:
         """Log in as a user; this client then sends the session token.
 
         Returns ``{"token", "token_type", "expires_at", "user"}``. Raises
-        UnauthorizedError (``INVALID_CREDENTIALS``), ForbiddenError
-        (``USER_DISABLED``) or RateLimitedError (``LOGIN_THROTTLED``).
+        AuthError (401, ``INVALID_CREDENTIALS``), ForbiddenError (403,
+        ``USER_DISABLED``) or RateLimitedError (``LOGIN_THROTTLED``, once the
+        ``Retry-After`` no longer fits in ``max_retry_wait``).
         """
         payload = self._request(
             "POST", "/api/v1/auth/login", {"email": email, "password": password}

@@ -23,8 +23,9 @@ stream_group   ``Q``, group          ``Q``, group
 hash_ring      ``Q:stable``          ``Q:canary``
 ============== ===================== =====================
 
-:class:`LocalRouter` keeps a deployment fetched from the server and refreshes
-it at most once per interval, for producers that route many jobs.
+:class:`LocalRouter` keeps a deployment fetched from the server, refreshes it
+in a background thread (every 15 s by default) and routes every job from that
+copy without a request, for producers that route many jobs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ import functools
 import secrets
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+import weakref
+from types import TracebackType
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple, Type
 
 __all__ = [
     "BUCKETS",
@@ -44,7 +47,12 @@ __all__ = [
     "lane_target",
     "route_locally",
     "LocalRouter",
+    "RouteSource",
+    "DEFAULT_REFRESH_INTERVAL",
 ]
+
+#: Seconds between :class:`LocalRouter`'s background refreshes, by default.
+DEFAULT_REFRESH_INTERVAL = 15.0
 
 #: Keys hash into this many buckets; one percent of traffic is 100 buckets.
 BUCKETS = 10_000
@@ -182,81 +190,197 @@ def route_locally(
     }
 
 
+class RouteSource(Protocol):
+    """What :class:`LocalRouter` needs of a client (``SerinClient`` has it)."""
+
+    def route(
+        self, queue: str, key: Optional[str] = None, *, tenant_id: Optional[str] = None
+    ) -> Mapping[str, Any]: ...
+
+    def get_deployment(self, deployment_id: str) -> Mapping[str, Any]: ...
+
+
+def _refresh_loop(
+    ref: "weakref.ReferenceType[LocalRouter]", stop: threading.Event
+) -> None:
+    """The background thread's body.
+
+    It holds the router only weakly between refreshes: a router dropped
+    without :meth:`LocalRouter.close` is collected, and the thread then ends
+    instead of refreshing for nobody until the process exits.
+    """
+    while True:
+        router = ref()
+        if router is None:
+            return
+        interval = router.refresh_interval
+        del router
+        if interval is None or stop.wait(interval):
+            return
+        router = ref()
+        if router is None:
+            return
+        try:
+            router._refresh_in_background()
+        finally:
+            del router
+
+
 class LocalRouter:
-    """Routes jobs of one logical queue locally, refreshing the deployment now and then.
+    """Routes jobs of one logical queue locally from a deployment refreshed in the background.
 
     ::
 
-        router = LocalRouter(client, "emails")         # refresh at most once a second
-        decision = router.route("user-42")             # same shape as client.route()
-        redis.lpush(decision["queue"], payload)
+        with LocalRouter(client, "emails") as router:   # first fetch now, then every 15 s
+            decision = router.route("user-42")           # no request: same shape as client.route()
+            redis.lpush(decision["queue"], payload)
 
-    A refresh asks the server which deployment is live on the queue
-    (``client.route(queue)``) and fetches it (``client.get_deployment``). If a
-    refresh fails after a first success, the last deployment keeps being used
-    (the error is kept in :attr:`last_error`) and the next call tries again; if
-    the very first fetch fails, the error is raised.
+    The first fetch happens in :meth:`start` (or at the first :meth:`route`,
+    which starts the router) and raises if it fails: without a deployment
+    there is nothing to route from. After that, a daemon thread refreshes
+    every ``refresh_interval`` seconds: it asks the server which deployment
+    is live on the queue (``client.route(queue)``) and fetches it
+    (``client.get_deployment``). :meth:`route` never waits for the network;
+    a change of percentage reaches it within one interval. A failed refresh
+    keeps the last good deployment (the error is in :attr:`last_error`) and
+    the next interval tries again, so a server restart does not stop
+    producers. ``refresh_interval=None`` starts no thread: only
+    :meth:`refresh` updates the deployment.
+
+    :meth:`close` (or leaving the ``with`` block) stops the thread; a
+    router dropped without it stops its thread once collected. ``clock``
+    stamps :attr:`last_refresh` (tests pass a fake one).
     """
 
     def __init__(
         self,
-        client: Any,
+        client: RouteSource,
         queue: str,
-        refresh_interval: float = 1.0,
+        refresh_interval: Optional[float] = DEFAULT_REFRESH_INTERVAL,
         tenant_id: Optional[str] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if refresh_interval < 0:
-            raise ValueError("refresh_interval must not be negative")
+        if refresh_interval is not None and not refresh_interval > 0:
+            raise ValueError("refresh_interval must be positive (or None: refresh by hand)")
         self.client = client
         self.queue = queue
         self.refresh_interval = refresh_interval
         self.tenant_id = tenant_id
+        #: Successful refreshes so far (the first fetch included).
         self.refreshes = 0
+        #: The error of the latest refresh, or ``None`` if it succeeded.
         self.last_error: Optional[BaseException] = None
         self._clock = clock
-        self._lock = threading.Lock()
-        self._deployment: Optional[Dict[str, Any]] = None
+        self._lock = threading.Lock()  # one refresh at a time
+        self._state_lock = threading.Lock()  # start/close
+        self._deployment: Optional[Mapping[str, Any]] = None
         self._fetched_at: Optional[float] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
 
     @property
-    def deployment(self) -> Optional[Dict[str, Any]]:
+    def deployment(self) -> Optional[Mapping[str, Any]]:
         """The deployment last fetched (``None``: no live deployment on the queue)."""
         return self._deployment
 
-    def refresh(self) -> Optional[Dict[str, Any]]:
-        """Fetch the live deployment now."""
-        with self._lock:
-            return self._refresh_locked()
+    @property
+    def last_refresh(self) -> Optional[float]:
+        """``clock()`` at the last successful refresh (``None`` before the first)."""
+        return self._fetched_at
 
-    def _refresh_locked(self) -> Optional[Dict[str, Any]]:
-        now = self._clock()
-        try:
-            if self.tenant_id is None:
-                answer = self.client.route(self.queue)
-            else:
-                answer = self.client.route(self.queue, tenant_id=self.tenant_id)
-            deployment_id = answer.get("deployment_id")
-            deployment = self.client.get_deployment(deployment_id) if deployment_id else None
-        except Exception as exc:
-            self.last_error = exc
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is refreshing."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    # ----------------------------------------------------------- lifecycle
+
+    def start(self) -> "LocalRouter":
+        """Fetch the deployment now (raising if that fails) and start the background refresh.
+
+        Does nothing when already started. Raises RuntimeError after :meth:`close`.
+        """
+        with self._state_lock:
+            if self._closed:
+                raise RuntimeError("this LocalRouter is closed")
             if self._fetched_at is None:
-                raise
-            # Keep the last deployment; try again after another interval.
-            self._fetched_at = now
-            return self._deployment
-        self._deployment = deployment
-        self._fetched_at = now
-        self.last_error = None
-        self.refreshes += 1
-        return deployment
+                self.refresh()
+            if self.refresh_interval is not None and self._thread is None:
+                self._thread = threading.Thread(
+                    target=_refresh_loop,
+                    args=(weakref.ref(self), self._stop),
+                    name=f"serin-router-{self.queue}",
+                    daemon=True,  # never keeps a producer's process alive
+                )
+                self._thread.start()
+        return self
 
-    def _current(self) -> Optional[Dict[str, Any]]:
+    def close(self, timeout: Optional[float] = 5.0) -> None:
+        """Stop the background refresh (waits up to ``timeout`` for a refresh in progress)."""
+        with self._state_lock:
+            self._closed = True
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> "LocalRouter":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- refresh
+
+    def refresh(self) -> Optional[Mapping[str, Any]]:
+        """Fetch the live deployment now and return it.
+
+        If the fetch fails, the error is kept in :attr:`last_error` and the
+        last good deployment returned; only when there is none yet is the
+        error raised.
+        """
         with self._lock:
-            if self._fetched_at is None or self._clock() - self._fetched_at >= self.refresh_interval:
-                self._refresh_locked()
-            return self._deployment
+            try:
+                deployment = self._fetch()
+            except Exception as exc:
+                self.last_error = exc
+                if self._fetched_at is None:
+                    raise
+                return self._deployment
+            self._deployment = deployment
+            self._fetched_at = self._clock()
+            self.last_error = None
+            self.refreshes += 1
+            return deployment
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # recorded in last_error; a thread has nobody to raise to
+            pass
+
+    def _fetch(self) -> Optional[Mapping[str, Any]]:
+        if self.tenant_id is None:
+            answer = self.client.route(self.queue)
+        else:
+            answer = self.client.route(self.queue, tenant_id=self.tenant_id)
+        deployment_id = answer.get("deployment_id")
+        return self.client.get_deployment(str(deployment_id)) if deployment_id else None
+
+    # ------------------------------------------------------------- routing
 
     def route(self, key: Optional[str] = None, random_bucket: Optional[int] = None) -> Dict[str, Any]:
-        """Where a job with ``key`` goes (see :func:`route_locally`)."""
-        return route_locally(self._current(), self.queue, key, random_bucket)
+        """Where a job with ``key`` goes (see :func:`route_locally`), from the cached deployment.
+
+        The first call on a router not yet started starts it (one fetch).
+        """
+        if self._fetched_at is None:
+            self.start()
+        return route_locally(self._deployment, self.queue, key, random_bucket)

@@ -49,15 +49,15 @@ pub(super) fn default_plan(window: GoDuration) -> anyhow::Result<PlanSpec> {
     })
 }
 
-/// Seed 002's file through the same code as `serin apply -f` (YAML read into
+/// The example `canary-config.yaml` through the same code as `serin apply -f` (YAML read into
 /// JSON's data model, then `CanaryConfigSection::spec`).
 pub(super) fn canary_config_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
-    let value: Value = serde_yaml::from_str(serin_core::rollout::CANARY_CONFIG_EXAMPLE)?;
+    let value: Value = serde_norway::from_str(serin_core::rollout::CANARY_CONFIG_EXAMPLE)?;
     let file: CanaryConfigFile = serde_json::from_value(value)?;
     let spec = file
         .canary
         .spec()
-        .map_err(|e| anyhow::anyhow!("seed 002's file: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("the canary-config.yaml example: {e}"))?;
     let auto = file
         .canary
         .auto_progression
@@ -70,7 +70,7 @@ pub(super) fn canary_config_plan(cap: Duration) -> anyhow::Result<PlanSpec> {
         length: cap,
         cap,
         about: format!(
-            "seed 002's canary-config.yaml (steps 5,25,50,100, 24h waits, thresholds and safety checks), capped at {}s",
+            "the example canary-config.yaml (steps 5,25,50,100, 24h waits, thresholds and safety checks), capped at {}s",
             cap.as_secs()
         ),
     })

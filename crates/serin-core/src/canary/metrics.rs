@@ -1,4 +1,4 @@
-//! Lane metrics over a window, and the health verdict of seed 004.
+//! Lane metrics over a window, and the health verdict.
 //!
 //! A [`MetricsSnapshot`] summarises one lane over the deployment's
 //! `metrics_window`: job counts and rates from outcome observations, latency
@@ -6,16 +6,16 @@
 //! pre-averaged series), resource use from the lane's workers. Where a lane has no
 //! data for a figure the figure is `null`, never a made-up zero.
 //!
-//! [`evaluate`] runs seed 004's five checks against the deployment's thresholds.
+//! [`evaluate`] runs the five health checks against the deployment's thresholds.
 //! The verdict is `unknown` when the canary hasn't reached `required_sample_size`
-//! or stable has no jobs to compare with — not enough data is never reported as
+//! or stable has no requests or jobs to compare with — not enough data is never reported as
 //! healthy or failing. Otherwise a failed error-rate check (including the minimum
 //! success rate) is `failing` (rollback recommended), a failed latency or
 //! throughput check is `warning`, and all-clear is `healthy`. The duration check
 //! gates promotion, not health: before `min_canary_duration` it doesn't pass, but
 //! the verdict can still be `healthy`.
 //!
-//! These are fixed-threshold checks, as the seed defines them; the sequential
+//! These are fixed-threshold checks, as documented; the sequential
 //! statistical judge that stays valid under repeated looks is a separate module.
 
 use chrono::{DateTime, Utc};
@@ -82,7 +82,7 @@ pub struct LaneWorkers {
     pub cpu_percent: Vec<f64>,
 }
 
-/// Seed 004's metrics snapshot of one lane.
+/// A metrics snapshot of one lane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsSnapshot {
@@ -232,7 +232,7 @@ pub enum CheckStatus {
     Unknown,
 }
 
-/// One of seed 004's health checks.
+/// One of the five health checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheck {
@@ -263,7 +263,7 @@ pub enum HealthStatus {
     Unknown,
 }
 
-/// Seed 004's health answer.
+/// The health answer: the verdict and its five checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthReport {
@@ -311,7 +311,7 @@ pub fn evaluate(
             canary.job_count,
             t.required_sample_size,
             if stable.job_count == 0 {
-                "; stable has no jobs to compare with"
+                "; stable has no requests or jobs to compare with yet"
             } else {
                 ""
             }

@@ -1,4 +1,4 @@
-//! Canary deployments (seed 004): one target moving from a stable version to a
+//! Canary deployments: one target moving from a stable version to a
 //! canary version, with a traffic split, a status, and a config.
 //!
 //! ```text
@@ -94,7 +94,7 @@ impl DeploymentStatus {
     ];
 }
 
-/// How jobs reach the canary lane (seed 004).
+/// How jobs reach the canary lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -108,7 +108,7 @@ pub enum RoutingStrategy {
     HashRing,
 }
 
-/// When a deployment should roll back (seed 004's `rollback_thresholds`).
+/// When a deployment should roll back (`rollback_thresholds`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -180,7 +180,7 @@ pub struct Route {
     pub path_prefix: Option<String>,
 }
 
-/// A canary deployment (seed 004's deployment object, plus what it deploys).
+/// A canary deployment, and what it deploys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deployment {
@@ -240,8 +240,7 @@ pub struct Deployment {
     pub engine: Option<EngineTarget>,
 }
 
-/// What a client sends to start a deployment (seed 004's request body, plus the
-/// HTTP target fields).
+/// What a client sends to start a deployment (HTTP target fields included).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -4,8 +4,8 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// A named set of defaults (seed 004's `GET /config/profiles`). `drain_timeout` and
-/// `metrics_window` are absent where the seed leaves them out; the `default`
+/// A named set of defaults (`GET /api/v1/canary/config/profiles`). `drain_timeout` and
+/// `metrics_window` are absent where a profile doesn't set them; the `default`
 /// profile's values apply then.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -29,11 +29,11 @@ pub struct Profile {
     /// When to roll back.
     pub rollback_thresholds: RollbackThresholds,
     /// How much worse than stable is not yet a regression (Serin's addition to
-    /// the seed's profiles: see `serin_core::stats::sequential::Margins`).
+    /// the documented profiles: see `serin_core::stats::sequential::Margins`).
     pub margins: Margins,
 }
 
-/// The three profiles, in the seed's order.
+/// The three profiles: `default`, `conservative`, `aggressive`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Profiles {
@@ -45,7 +45,7 @@ pub struct Profiles {
     pub aggressive: Profile,
 }
 
-/// Seed 004's profiles, value for value.
+/// The profiles, with their documented values.
 pub const PROFILES: Profiles = Profiles {
     default: Profile {
         routing_strategy: RoutingStrategy::SplitQueue,

@@ -1,4 +1,4 @@
-//! Workers (seed 004): job-processing processes that register in a lane, list the
+//! Workers: job-processing processes that register in a lane, list the
 //! queues they serve, and heartbeat with their metrics. A worker whose heartbeats
 //! stop is marked `unreachable` after a timeout ([`Worker::is_overdue`]).
 
@@ -44,7 +44,7 @@ impl WorkerStatus {
     }
 }
 
-/// What a worker reports about itself (seed 004's `metrics` block).
+/// What a worker reports about itself (its `metrics` block).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -72,7 +72,7 @@ pub struct WorkerMetrics {
     pub last_job_at: Option<DateTime<Utc>>,
 }
 
-/// A registered worker (seed 004's worker object).
+/// A registered worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Worker {
@@ -95,7 +95,7 @@ pub struct Worker {
     pub metadata: BTreeMap<String, Value>,
 }
 
-/// A worker registering (seed 004's request body).
+/// A worker registering (the body of `POST /api/v1/canary/workers`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

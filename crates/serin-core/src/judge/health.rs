@@ -1,4 +1,4 @@
-//! Health checks (seed 001's `HealthCheck`): probes of each lane's dependencies
+//! Health checks: probes of each lane's dependencies
 //! and endpoints, run by the server on an interval, judged here.
 //!
 //! The probe kinds are HTTP (the status must be one of `expected_status_codes`),
@@ -43,7 +43,7 @@ pub enum CheckType {
     Prometheus,
 }
 
-/// One health check, with seed 001's fields.
+/// One health check: a probe of a lane's dependency or endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

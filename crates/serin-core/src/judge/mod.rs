@@ -14,7 +14,7 @@
 //! `inconclusive` makes the whole inconclusive: a judge without data (no traffic,
 //! a metrics source that errored, a policy reading a metric that is null) must
 //! never count as a pass, so it holds the rollout where it is — it neither
-//! promotes nor, by itself, rolls back. `warn` is the WATCH of seed 002: shown,
+//! promotes nor, by itself, rolls back. `warn` is a safety check's WATCH: shown,
 //! recorded, but not a reason to stop. (The one judge that passes without data is
 //! a *warning-level* safety check: a warning can't stop a rollout, so its missing
 //! metric is reported in its sentence instead of holding everything.)
@@ -31,7 +31,7 @@
 //! the operator's absolute limits) stays below α in all. Outside the budget:
 //! health checks and CEL policies (an operator's rules, taken as written),
 //! critical safety checks on a mean, a maximum or a gauge (decided on their
-//! value at the window's end), and the seed's thresholds where they are
+//! value at the window's end), and the rollback thresholds where they are
 //! stricter than the margins (a 5-point error limit is a limit, not a
 //! comparison).
 //!

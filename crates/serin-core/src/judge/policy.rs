@@ -1,6 +1,6 @@
 //! Custom policies: a team's own rule as a CEL expression.
 //!
-//! Seed 001 lets an operator write a decision function ("be stricter during
+//! Operators want to write a decision function ("be stricter during
 //! business hours"). Running people's code inside the controller is unsafe and
 //! unportable, so Serin takes the same rule as an expression in CEL (the Common
 //! Expression Language: side-effect free, always terminates, the language
@@ -17,7 +17,7 @@
 //!   timestamp in the policy's `utc_offset` (default `+00:00`), so
 //!   `now.getHours()` is the local hour.
 //!
-//! It answers `true` (pass) or `false` (fail), or one of seed 001's decisions as
+//! It answers `true` (pass) or `false` (fail), or one of the decisions as
 //! a string: `"continue"` and `"promote"` pass, `"pause"` holds (inconclusive),
 //! `"rollback"` fails. An expression that errors — typically by comparing a
 //! `null` figure — is inconclusive, never a failure: a policy without data can't
@@ -234,7 +234,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use std::collections::BTreeMap;
 
-    /// Seed 001's custom decision policy, in CEL.
+    /// A custom business-hours decision policy, in CEL.
     const BUSINESS_HOURS: &str = "now.getHours() >= 9 && now.getHours() <= 17 && canary.error_rate > 0.5 ? 'rollback' \
         : (canary.success_rate < 95.0 || canary.error_rate > 1.0) ? 'rollback' \
         : traffic.percent >= 100 ? 'promote' : 'continue'";

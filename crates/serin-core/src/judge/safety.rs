@@ -1,10 +1,10 @@
-//! Safety checks (seed 002): one metric of the canary lane against a limit, at an
+//! Safety checks: one metric of the canary lane against a limit, at an
 //! alert level — `warning` is WATCH, `critical` is RED.
 //!
 //! A metric is one of the lane's own figures (`error_rate` and `success_rate` in
 //! percent, `p50_latency_ms`, `p95_latency_ms`, `p99_latency_ms`,
 //! `avg_latency_ms`, `max_latency_ms`, `requests_per_second`) or any gauge the
-//! canary's workers or SDKs report by name (seed 002's
+//! canary's workers or SDKs report by name (e.g.
 //! `memory_query_latency_ms`). Crossing means above the limit, except for
 //! `success_rate` and `requests_per_second`, where it means below. A critical
 //! check without data is inconclusive (it holds the rollout); a warning check
@@ -57,7 +57,7 @@ pub fn lane_metric(s: &MetricsSnapshot, name: &str) -> Option<Option<f64>> {
     })
 }
 
-/// SAFE, WATCH or RED, as seed 002's dashboard shows it.
+/// SAFE, WATCH or RED, as the dashboard shows it.
 pub fn light(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "SAFE",

@@ -1,4 +1,4 @@
-//! The threshold judge: seed 004's rollback thresholds, read as a verdict.
+//! The threshold judge: the rollback thresholds, read as a verdict.
 //!
 //! The thresholds keep their meaning — the canary's error rate at most
 //! `max_error_rate_increase` points above stable's, its success rate at least

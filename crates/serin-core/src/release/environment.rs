@@ -1,4 +1,4 @@
-//! Environments, approvals and deploying a release (seed 003's release manager).
+//! Environments, approvals and deploying a release (the release manager).
 //!
 //! A product runs in an ordered list of environments — `development`,
 //! `staging`, `production` unless its owners say otherwise. Deploying a release
@@ -17,7 +17,7 @@
 //! version before it gets traffic; a failing check rolls back at once.)
 //!
 //! The approval gate is first so that nothing — not even the pre-deploy hook,
-//! which may migrate a database — happens before the policy is met. Seed 003's
+//! which may migrate a database — happens before the policy is met. The release
 //! deployment statuses are a reading of that record ([`ReleaseDeploymentStatus`]):
 //! waiting at the gate or for the hook is `pending`, moving traffic is
 //! `in_progress`, promoted is `succeeded`, rolled back by the judges or a

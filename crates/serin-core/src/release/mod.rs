@@ -154,7 +154,7 @@ pub struct Release {
     pub created_by: Option<String>,
 }
 
-/// What a client sends to create a release (seed 000's `POST /release`).
+/// What a client sends to create a release (also the body of `POST /release`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -206,7 +206,7 @@ impl Release {
     }
 }
 
-/// A change to a release (seed 003's `PATCH /api/v1/releases/{id}`).
+/// A change to a release (`PATCH /api/v1/releases/{id}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 //! Applications, workers and SDKs report what they see — a request's outcome, a
 //! latency, a counter, a gauge — tagged with the lane (`stable` or `canary`) that
 //! produced it. The judges compare lanes from these. A signal names its release
-//! either by id or by product name and version (seed 000's form).
+//! either by id or by product name and version (the original CanaryPy form).
 //!
 //! Validation is strict about meaning, because a judge fed nonsense gives nonsense:
 //! an outcome is 0 (failure) or 1 (success), a latency or counter is never negative,
@@ -97,7 +97,7 @@ pub struct Signal {
     pub timestamp: DateTime<Utc>,
 }
 
-/// What a client sends to record a signal (seed 000's `POST /signal`).
+/// What a client sends to record a signal (also the body of `POST /signal`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! Notifications: seed 001's alert callbacks as outbound webhooks.
+//! Notifications: alert callbacks as outbound webhooks.
 //!
 //! A rollout names where to send which events: a generic JSON webhook (signed
 //! with HMAC-SHA256 when the server has a secret) or a Slack-compatible incoming
@@ -10,7 +10,7 @@
 //! crash between a POST and its record sends it again, so receivers should
 //! de-duplicate on the delivery `id` (also in the `X-Serin-Delivery` header).
 //!
-//! The JSON payload follows seed 001's alert: `severity` (`info`, `warning`,
+//! The JSON payload is an alert: `severity` (`info`, `warning`,
 //! `critical`) and `message`, plus the event, the deployment and the data.
 
 use serde::{Deserialize, Serialize};

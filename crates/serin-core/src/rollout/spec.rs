@@ -11,7 +11,7 @@
 //! - `gate`: something outside must say yes — a webhook answering 2xx, or an
 //!   approval — before the rollout moves on.
 //!
-//! The shorthand of seed 002 (`traffic_steps: [5, 25, 50, 100]` with one
+//! The canary-config.yaml shorthand (`traffic_steps: [5, 25, 50, 100]` with one
 //! `wait_time`) expands to `set_weight, pause(wait), analysis` per step, the last
 //! weight of 100 being the promotion itself. This module only describes and checks
 //! plans; driving them is the controller's job.
@@ -86,7 +86,7 @@ pub struct RolloutSpec {
     /// Which built-in judges run at analysis steps.
     #[serde(default)]
     pub judges: Judges,
-    /// Seed 002's safety checks.
+    /// Safety checks: a metric against a threshold, at an alert level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub safety_checks: Vec<SafetyCheck>,
     /// Custom policies (CEL).
@@ -111,7 +111,7 @@ pub struct RolloutSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Judges {
-    /// Seed 004's rollback thresholds, from the deployment's profile (default on).
+    /// The rollback thresholds, from the deployment's profile (default on).
     #[serde(default = "yes")]
     pub threshold: bool,
     /// The sequential judge: anytime-valid tests of error rate and latency
@@ -232,7 +232,7 @@ impl RolloutSpec {
         }
     }
 
-    /// Seed 002's shorthand. With a `wait`, each weight is followed by an
+    /// The canary-config.yaml shorthand. With a `wait`, each weight is followed by an
     /// analysis lasting `wait` (the judges watch the whole wait and may roll back
     /// during it); without one (automatic progression off), by an analysis over the
     /// metrics window and then a pause until a person continues. 100% is the
@@ -513,8 +513,8 @@ pub(crate) fn check_item_name(name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Seed 002's example `canary-config.yaml`, character for character (what
-/// `serin lint` and the live verdict benchmark read as the seed's plan).
+/// The canary-config form's reference example, character for character (what
+/// `serin lint` and the live verdict benchmark read as the canary-config plan).
 pub const CANARY_CONFIG_EXAMPLE: &str = r#"# canary-config.yaml
 canary:
   auto_progression:
@@ -540,7 +540,7 @@ canary:
 "#;
 
 /// What a spec file asks for: the plan, and whether it promotes by itself
-/// (seed 002's `auto_progression.enabled`; absent in a plain plan).
+/// (a canary-config.yaml's `auto_progression.enabled`; absent in a plain plan).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecFile {
     /// The plan.
@@ -551,8 +551,8 @@ pub struct SpecFile {
 
 impl SpecFile {
     /// The plan a file's content describes (read from YAML or JSON into
-    /// JSON's data model), or why it describes none: seed 002's `canary:`
-    /// config, or a plain `{"steps": [...]}` plan, validated.
+    /// JSON's data model), or why it describes none: a `canary:` config
+    /// (canary-config.yaml), or a plain `{"steps": [...]}` plan, validated.
     pub fn from_value(value: serde_json::Value) -> Result<SpecFile, String> {
         if value.get("canary").is_some() {
             let f: CanaryConfigFile = serde_json::from_value(value)
@@ -577,7 +577,7 @@ impl SpecFile {
     }
 }
 
-/// Seed 002's configuration file (`canary-config.yaml`), as written there.
+/// The `canary-config.yaml` configuration file (examples/canary-config.yaml).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfigFile {
@@ -585,7 +585,7 @@ pub struct CanaryConfigFile {
     pub canary: CanaryConfigSection,
 }
 
-/// The `canary:` section of seed 002's file.
+/// The `canary:` section of a `canary-config.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfigSection {
@@ -599,7 +599,7 @@ pub struct CanaryConfigSection {
     pub safety_checks: Vec<SafetyCheck>,
 }
 
-/// Seed 002's `auto_progression`.
+/// The `auto_progression` of a `canary-config.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoProgression {
@@ -612,7 +612,7 @@ pub struct AutoProgression {
     pub thresholds: Option<ProgressionThresholds>,
 }
 
-/// Seed 002's `thresholds` (rates as fractions, latency as a duration).
+/// The `auto_progression.thresholds` (rates as fractions, latency as a duration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressionThresholds {
@@ -627,7 +627,7 @@ pub struct ProgressionThresholds {
     pub max_error_rate: Option<f64>,
 }
 
-/// A safety check of seed 002.
+/// A safety check: one metric of the canary lane against a limit, at an alert level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

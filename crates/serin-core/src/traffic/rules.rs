@@ -59,7 +59,7 @@ fn canary() -> Lane {
     Lane::Canary
 }
 
-/// How a deployment's HTTP requests are split and sent (seed 001's TrafficManager).
+/// How a deployment's HTTP requests are split and sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

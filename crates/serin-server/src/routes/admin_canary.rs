@@ -1,4 +1,4 @@
-//! Seed 002's operator endpoints under `/admin/canary`, on the same deployments as
+//! Operator endpoints under `/admin/canary`, on the same deployments as
 //! `/api/v1/canary`. They act on one configured target (`--default-queue`), which
 //! is what a single-service admin panel needs: start, scale, stop, status, metrics,
 //! and webhooks through which outside scripts report their steps.
@@ -23,7 +23,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use serin_app::deployments::{change, lane_metrics, start as start_deployment};
 
-/// The seed 002 routes.
+/// The operator routes under `/admin/canary`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/canary/start", post(start))
@@ -59,7 +59,7 @@ async fn live(state: &App) -> ApiResult<Deployment> {
         })
 }
 
-/// Seed 002's start parameters (query string or JSON body).
+/// Start parameters (query string or JSON body).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -255,7 +255,7 @@ pub async fn metrics_of(State(state): State<App>) -> ApiResult<Json<Comparison>>
     }))
 }
 
-/// Seed 002's webhooks: an outside script reports `started`, `health-check` or
+/// Webhooks: an outside script reports `started`, `health-check` or
 /// `traffic-updated` (any JSON body is kept); the report is an event of the
 /// default target's live deployment.
 #[utoipa::path(post, path = "/admin/canary/webhook/{event}", tag = "admin",

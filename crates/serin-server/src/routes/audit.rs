@@ -1,4 +1,4 @@
-//! The audit log (seed 003): every change anywhere, who made it, what changed.
+//! The audit log: every change anywhere, who made it, what changed.
 //! Read-only: no route edits or deletes an entry.
 
 use axum::extract::State;
@@ -43,7 +43,7 @@ pub struct AuditParams {
     pub page_size: Option<u32>,
 }
 
-/// One audit entry (seed 003's shape).
+/// One audit entry: who, what, on which resource, the changes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// The event's id.

@@ -1,4 +1,4 @@
-//! Seed 004's canary deployments API under `/api/v1/canary`.
+//! The canary deployments API under `/api/v1/canary`.
 //!
 //! Every change goes through [`change`]: the store applies a `serin-core`
 //! transition inside one transaction (optimistic revision check included) and
@@ -77,7 +77,7 @@ pub struct DeploymentParams {
     pub page_size: Option<u32>,
 }
 
-/// A page of deployments (seed 004).
+/// A page of deployments.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeploymentList {
     /// Newest first.
@@ -157,7 +157,7 @@ pub struct PercentageBody {
     pub percentage: Value,
 }
 
-/// The answer to a percentage change (seed 004).
+/// The answer to a percentage change.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PercentageAnswer {
     /// Always true (failures are errors).
@@ -307,7 +307,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Both lanes' metrics (seed 004).
+/// Both lanes' metrics.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LaneMetrics {
     /// The stable lane.
@@ -371,7 +371,7 @@ pub async fn seconds(
     Ok(Json(state.store.lane_buckets(&id, since, until).await?))
 }
 
-/// Health against the deployment's thresholds (seed 004's five checks).
+/// Health against the deployment's thresholds (five checks).
 #[utoipa::path(get, path = "/api/v1/canary/deployments/{id}/health", tag = "canary",
     params(("id" = String, Path, description = "the deployment's id")),
     responses((status = 200, body = HealthReport), (status = 404, body = ErrorBody)))]
@@ -385,7 +385,7 @@ pub async fn health(
     Ok(Json(metrics::evaluate(&d, &stable, &canary, state.now())))
 }
 
-/// A page of a deployment's events (seed 004).
+/// A page of a deployment's events.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventList {
     /// Newest first.
@@ -397,7 +397,7 @@ pub struct EventList {
 }
 
 /// A deployment's history, newest first; with `Upgrade: websocket`, the live stream
-/// of seed 004's stream events instead (plus `metrics_updated` every few seconds,
+/// of stream events instead (plus `metrics_updated` every few seconds,
 /// `health_status_changed` when the verdict changes, and the proxy's per-second
 /// lane figures: `lanes_history` (the last 5 minutes) on connecting, then
 /// `lanes_updated` (the last 10 seconds) every second). A browser sends its
@@ -625,7 +625,7 @@ pub async fn record_signals(
     ))
 }
 
-/// The three configuration profiles with seed 004's values.
+/// The three configuration profiles and their values.
 #[utoipa::path(get, path = "/api/v1/canary/config/profiles", tag = "canary", responses((status = 200, body = Profiles)))]
 pub async fn profiles() -> Json<&'static Profiles> {
     Json(&PROFILES)

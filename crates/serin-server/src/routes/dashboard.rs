@@ -1,4 +1,4 @@
-//! The operator dashboard (seed 002's console, seed 003's views), served by
+//! The operator dashboard (the canary console and the release manager's views), served by
 //! the binary at `/` and `/admin/canary` with its assets embedded: plain HTML,
 //! CSS and JavaScript of Serin's own, no build step and nothing from a CDN.
 //! The page is public; everything it shows comes from the API with the

@@ -1,5 +1,5 @@
-//! Seed 003's deployments: releases entering environments. They are the same
-//! records as `/api/v1/canary/deployments`, read with seed 003's statuses.
+//! Deployments of releases to environments. They are the same records as
+//! `/api/v1/canary/deployments`, read with the release manager's statuses.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,7 +53,7 @@ pub struct ReleaseDeploymentList {
     pub pagination: Pagination,
 }
 
-/// Deployments of releases to environments, newest first, with seed 003's
+/// Deployments of releases to environments, newest first, with their
 /// statuses (`pending`, `in_progress`, `succeeded`, `failed`, `rolled_back`).
 #[utoipa::path(get, path = "/api/v1/deployments", tag = "deployments", params(DeploymentParams),
     responses((status = 200, body = ReleaseDeploymentList), (status = 400, body = ErrorBody)))]
@@ -87,7 +87,7 @@ pub async fn list(
 /// One deployment in detail.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeploymentDetail {
-    /// Seed 003's fields.
+    /// The release deployment's fields.
     #[serde(flatten)]
     pub deployment: ReleaseDeployment,
     /// What it waits for, when it waits.

@@ -1,4 +1,4 @@
-//! A product's environments (seed 003): list, add, change.
+//! A product's environments: list, add, change.
 
 use axum::extract::State;
 use axum::http::StatusCode;

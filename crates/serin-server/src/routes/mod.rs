@@ -40,7 +40,7 @@ pub(crate) fn product_in_path(name: String) -> Result<String, ApiError> {
     }
 }
 
-/// The answer to promote, rollback, pause and resume (seed 004).
+/// The answer to promote, rollback, pause and resume.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActionAnswer {
     /// Always true (failures are errors).

@@ -14,7 +14,7 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-/// The product routes, including seed 000's `POST /product`.
+/// The product routes, including the original CanaryPy route `POST /product`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/products", get(list).post(create))
@@ -33,7 +33,7 @@ pub struct ProductList {
     pub pagination: Pagination,
 }
 
-/// Create a product. Also served as `POST /product` (seed 000).
+/// Create a product. Also served as `POST /product` (the original CanaryPy route).
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", request_body = NewProduct,
     responses(
         (status = 201, body = Product),

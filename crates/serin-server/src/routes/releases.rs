@@ -18,8 +18,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-/// The release routes, including seed 000's `POST /release` and
-/// `GET /release/{product_name}/latest`.
+/// The release routes, including the original CanaryPy routes `POST /release`
+/// and `GET /release/{product_name}/latest`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -65,7 +65,7 @@ pub struct ReleaseList {
     pub pagination: Pagination,
 }
 
-/// Create a `draft` release. Also served as `POST /release` (seed 000).
+/// Create a `draft` release. Also served as `POST /release` (the original CanaryPy route).
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
     responses(
         (status = 201, body = Release),
@@ -133,7 +133,7 @@ pub async fn list(
 
 /// The latest stable release: the highest semver among `released` releases (or the
 /// most recently released when versions aren't all semver). Also served as
-/// `GET /release/{product_name}/latest` (seed 000).
+/// `GET /release/{product_name}/latest` (the original CanaryPy route).
 #[utoipa::path(get, path = "/api/v1/products/{name}/releases/latest", tag = "releases",
     params(("name" = String, Path, description = "the product's name")),
     responses(
@@ -227,7 +227,7 @@ pub struct ReleaseParams {
     pub page_size: Option<u32>,
 }
 
-/// Every product's releases, newest first (seed 003).
+/// Every product's releases, newest first.
 #[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(ReleaseParams),
     responses((status = 200, body = ReleaseList), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip(state))]

@@ -1,5 +1,5 @@
 //! Rollouts: a deployment's plan as people watch and steer it, and groups of
-//! deployments that roll out together (seed 001's multi-ISO deployment).
+//! deployments that roll out together (multi-target rollouts).
 //!
 //! A single deployment gets its plan at creation (`rollout` in the create body);
 //! these routes show where it is (`…/rollout`) and add the two actions a plan
@@ -94,13 +94,13 @@ pub struct RolloutView {
     /// The latest judgement: the controller's at a running analysis step; once
     /// the rollout has ended, the one that decided it (from its event).
     pub judgement: Option<Judgement>,
-    /// Seed 001's deployment status, read from the current step's window (once
+    /// The deployment's status, read from the current step's window (once
     /// ended: the window that decided, up to the end).
     #[serde(flatten)]
     pub summary: StatusSummary,
 }
 
-/// Seed 001's status fields: the deployment as a whole (both lanes together)
+/// Status fields: the deployment as a whole (both lanes together)
 /// over the current step's window, and how the judges see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusSummary {

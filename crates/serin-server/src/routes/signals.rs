@@ -26,7 +26,7 @@ pub struct SignalList {
     pub pagination: Pagination,
 }
 
-/// The signal routes, including seed 000's `POST /signal`.
+/// The signal routes, including the original CanaryPy route `POST /signal`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/signals", post(record))
@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/signal", post(record))
 }
 
-/// Record one signal. Also served as `POST /signal` (seed 000).
+/// Record one signal. Also served as `POST /signal` (the original CanaryPy route).
 #[utoipa::path(post, path = "/api/v1/signals", tag = "signals", request_body = NewSignal,
     responses(
         (status = 201, body = Signal),

@@ -1,4 +1,4 @@
-//! People (seed 003): log in and out, who am I, and users managed by admins.
+//! People: log in and out, who am I, and users managed by admins.
 
 use serin_app::App;
 

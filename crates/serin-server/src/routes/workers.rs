@@ -1,4 +1,4 @@
-//! Seed 004's workers: register, list by lane, update status, heartbeat.
+//! Workers: register, list by lane, update status, heartbeat.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,7 +37,7 @@ pub struct WorkerParams {
     pub page_size: Option<u32>,
 }
 
-/// A page of workers (seed 004).
+/// A page of workers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkerList {
     /// By id.
@@ -73,8 +73,8 @@ pub async fn list(
 }
 
 /// Register a worker (201). Registering again (after a restart) replaces its
-/// version, lane and queues and keeps its metrics; it answers 201 too, as the
-/// seed documents registration.
+/// version, lane and queues and keeps its metrics; it answers 201 too, the one
+/// status documented for registration.
 #[utoipa::path(post, path = "/api/v1/canary/workers", tag = "workers", request_body = NewWorker,
     responses((status = 201, body = Worker),  (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(id = %new.id))]
@@ -110,7 +110,7 @@ pub struct StatusBody {
     pub status: WorkerStatus,
 }
 
-/// The answer to a status change (seed 004).
+/// The answer to a status change.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusAnswer {
     /// Always true (failures are errors).

@@ -14,5 +14,6 @@ mod limits;
 mod live;
 mod matrix;
 mod proxy;
+mod quickstart;
 mod releases;
 mod rollout;

@@ -4,7 +4,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Seed 003's deployment statuses.
+/// The statuses of a release's deployment to an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -66,7 +66,7 @@ fn before_traffic(d: &Deployment) -> bool {
         && (gate || hook)
 }
 
-/// Seed 003's deployment: one release entering one environment.
+/// A release's deployment: one release entering one environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseDeployment {
@@ -85,7 +85,7 @@ pub struct ReleaseDeployment {
     pub environment: Option<String>,
     /// `direct`, `canary` or `blue_green` (`canary` for deployments made with the canary API).
     pub strategy: String,
-    /// Seed 003's status.
+    /// Its status.
     pub status: ReleaseDeploymentStatus,
     /// The canary share now.
     pub current_percent: u8,
@@ -102,7 +102,7 @@ pub struct ReleaseDeployment {
 }
 
 impl ReleaseDeployment {
-    /// Seed 003's reading of a canary deployment.
+    /// The release manager's reading of a canary deployment.
     pub fn of(d: &Deployment) -> ReleaseDeployment {
         let status = ReleaseDeploymentStatus::of(d);
         ReleaseDeployment {

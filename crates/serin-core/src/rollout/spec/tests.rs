@@ -106,7 +106,7 @@ fn bad_plans_name_their_step() {
 
 #[test]
 fn the_canary_config_example_parses_as_written() {
-    // The example of seed 002, parsed from its JSON equivalent (the YAML reader
+    // The canary-config.yaml example, parsed from its JSON equivalent (the YAML reader
     // lives in the binary; this checks the model and the expansion).
     let f: CanaryConfigFile = serde_json::from_str(
         r#"{"canary": {
