@@ -51,6 +51,16 @@ pub fn lint(path: &Path, output: Output) -> ExitCode {
                     for (i, s) in spec.steps.iter().enumerate() {
                         println!("{:>3}. {}", i + 1, serin_core::rollout::describe(s));
                     }
+                    // What the file can't say: the deployment's own minimum.
+                    let profile = &serin_core::canary::PROFILES.default;
+                    let window = profile
+                        .metrics_window
+                        .unwrap_or(serin_core::duration::GoDuration::from_mins(5));
+                    println!(
+                        "timed steps: at least {} (analyses without a window use the deployment's metrics window, {window} by default); promotion also waits for the deployment's minimum duration ({} by default, --min-duration)",
+                        spec.timed_length(window),
+                        profile.min_canary_duration
+                    );
                 }
             }
             ExitCode::SUCCESS

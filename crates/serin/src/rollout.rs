@@ -138,11 +138,22 @@ pub async fn start(args: &ClientArgs, s: RolloutStart) -> anyhow::Result<ExitCod
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        Output::Json if !s.watch => println!("{}", serde_json::to_string_pretty(&d)?),
+        o @ (Output::Json | Output::Yaml) if !s.watch => crate::output::emit(o, &d)?,
         _ => println!(
             "{verb} {} ({} → {})",
             d.id, d.stable_version, d.canary_version
         ),
+    }
+    // The profile's minimum duration holds the promotion even after the last
+    // step: say so when it is longer than the plan's own timed steps.
+    let planned = d.rollout.as_ref().map_or(GoDuration::from_nanos(0), |r| {
+        r.spec.timed_length(d.config.metrics_window)
+    });
+    if d.config.min_canary_duration.as_nanos() > planned.as_nanos() {
+        eprintln!(
+            "note: promotion waits at least {} from the start (the deployment's minimum duration; the plan's timed steps take {planned}); --min-duration changes it",
+            d.config.min_canary_duration
+        );
     }
     if s.watch {
         return watch(args, &d.id, timeout).await;

@@ -22,7 +22,7 @@ fn init_logs(settings: &Settings) {
     }
 }
 
-/// Opens and migrates the database, binds the listener, announces the address on
+/// Binds the listeners, opens and migrates the database, announces the address on
 /// stdout (`serin: listening on http://ADDR`, the one line scripts wait for), then
 /// serves until SIGINT or SIGTERM.
 pub async fn up(settings: Settings) -> anyhow::Result<()> {
@@ -32,10 +32,18 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "file-descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the file-descriptor limit"),
     }
-    // The port first: a busy one fails before the database is touched.
+    // The ports first: a busy one fails before the database is touched.
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let proxy_listener = match settings.proxy_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} for the proxy"))?,
+        ),
+        None => None,
+    };
     let _only_replica = match serin_store::sqlite_file(&settings.database_url) {
         Some(file) => Some(lock_sqlite(&file)?),
         None => None,
@@ -50,14 +58,6 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
     }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&settings.database_url), version = env!("CARGO_PKG_VERSION"), "serin is up");
-    let proxy_listener = match settings.proxy_listen {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("cannot listen on {a} for the proxy"))?,
-        ),
-        None => None,
-    };
     // The server never calls itself on a plan's behalf.
     let mut config = settings.server.clone();
     let mut own = vec![addr];

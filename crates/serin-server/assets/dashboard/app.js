@@ -40,17 +40,28 @@ async function api(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let r;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (_) {
+    throw apiError("the server can't be reached", 0, 'UNREACHABLE');
+  }
   const text = await r.text();
   const json = (r.headers.get('content-type') || '').includes('application/json');
   const data = text && json ? JSON.parse(text) : null;
   if (r.status === 401 && path !== '/api/v1/auth/login') {
     logout(false);
-    throw new Error('your session has ended; log in again');
+    throw apiError('your session has ended; log in again', 401, 'UNAUTHORIZED');
   }
-  if (!r.ok) throw new Error(data && data.error ? `${data.error} (${data.code})` : `HTTP ${r.status}`);
+  if (!r.ok) {
+    const wait = Number(r.headers.get('retry-after')) || data?.details?.retry_after_seconds || null;
+    throw apiError(data && data.error ? `${data.error} (${data.code})` : `HTTP ${r.status}`, r.status, data?.code || null, wait);
+  }
   return data;
 }
+
+/** An Error that keeps what the server said: its HTTP status (0: no answer), code and Retry-After. */
+const apiError = (message, status, code, retryAfter = null) => Object.assign(new Error(message), { status, code, retryAfter });
 
 // ---------------------------------------------------------------- session
 
@@ -58,7 +69,12 @@ async function start() {
   $('#logout').addEventListener('click', () => logout(true));
   $('#login-form').addEventListener('submit', login);
   $('#estop').addEventListener('click', emergencyStop);
+  $('#nav').addEventListener('scroll', navEdges, { passive: true });
   window.addEventListener('hashchange', route);
+  window.addEventListener('resize', () => {
+    clearTimeout(start.resized);
+    start.resized = setTimeout(() => { navEdges(); renderCharts(); }, 100);
+  });
   // Logged out in another tab: follow.
   window.addEventListener('storage', (e) => {
     if (e.key === 'serin.token' && !e.newValue && state.token) logout(false);
@@ -84,7 +100,9 @@ function showLogin() {
 
 async function login(ev) {
   ev.preventDefault();
-  $('#login-error').textContent = '';
+  showLoginError(null);
+  const submit = $('#login-form button[type=submit]');
+  submit.disabled = true;
   try {
     const s = await api('POST', '/api/v1/auth/login', { email: $('#email').value, password: $('#password').value });
     state.token = s.token;
@@ -93,8 +111,38 @@ async function login(ev) {
     $('#password').value = '';
     showApp();
   } catch (e) {
-    $('#login-error').textContent = e.message;
+    showLoginError(e);
+  } finally {
+    submit.disabled = false;
   }
+}
+
+const waitText = (s) => (s ? (s < 120 ? `${Math.ceil(s)} s` : `${Math.ceil(s / 60)} min`) : 'a minute');
+
+// What a failed login tells a person; the code stays in data-code (and is shown
+// only under a sentence that had to be guessed from the status).
+const LOGIN_SENTENCES = {
+  INVALID_CREDENTIALS: () => 'Wrong email or password.',
+  LOGIN_THROTTLED: (e) => `Too many attempts; try again in ${waitText(e.retryAfter)}.`,
+  RATE_LIMITED: (e) => `Too many attempts; try again in ${waitText(e.retryAfter)}.`,
+  USER_DISABLED: () => 'This account is disabled; ask an admin to enable it.',
+  LOGIN_BUSY: () => 'Too many people are logging in at once; try again in a few seconds.',
+  VALIDATION_FAILED: () => 'Enter an email address and a password.',
+  UNREACHABLE: () => "The server can't be reached.",
+};
+
+function loginSentence(e) {
+  const known = LOGIN_SENTENCES[e.code];
+  if (known) return [known(e), ''];
+  const guess = e.status >= 500 ? 'The server ran into a problem; try again in a moment.' : 'Logging in did not work; try again.';
+  return [guess, e.code ? `Error code: ${e.code}` : e.message];
+}
+
+function showLoginError(e) {
+  const [sentence, detail] = e ? loginSentence(e) : ['', ''];
+  $('#login-error').textContent = sentence;
+  $('#login-error').dataset.code = e?.code || '';
+  $('#login-error-detail').textContent = detail;
 }
 
 async function logout(tell) {
@@ -108,11 +156,34 @@ async function logout(tell) {
   showLogin();
 }
 
+// On a phone the nav scrolls sideways inside itself: its faded edges say there
+// is more that way, and the current view's link is scrolled into sight.
+function navEdges() {
+  const nav = $('#nav');
+  const rest = nav.scrollWidth - nav.clientWidth - nav.scrollLeft;
+  nav.classList.toggle('more-left', nav.scrollLeft > 1);
+  nav.classList.toggle('more-right', rest > 1);
+}
+
+function showCurrentLink() {
+  const nav = $('#nav');
+  const a = $('#nav a[aria-current="page"]');
+  if (a && nav.scrollWidth > nav.clientWidth) {
+    const r = a.getBoundingClientRect();
+    const n = nav.getBoundingClientRect();
+    if (r.left < n.left) nav.scrollLeft += r.left - n.left - 32;
+    else if (r.right > n.right) nav.scrollLeft += r.right - n.right + 32;
+  }
+  navEdges();
+}
+
 function showApp() {
   $('#login').hidden = true;
   $('#nav').hidden = false;
   $('#who').hidden = false;
-  $('#who-name').textContent = `${state.me.name} (${state.me.role})`;
+  $('#who-name .who-email').textContent = state.me.name;
+  $('#who-name .who-role').textContent = `(${state.me.role})`;
+  $('#who-name').title = `Logged in as ${state.me.name} (${state.me.role})`;
   $('#estop').hidden = false;
   $('#estop').disabled = true;
   route();
@@ -125,6 +196,7 @@ function route() {
     if (a.getAttribute('href') === `#/${view}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
+  showCurrentLink();
   const views = { console: consoleView, releases: releasesView, deployments: deploymentsView, audit: auditView, workers: workersView };
   closeStream();
   state.nav += 1;
@@ -189,14 +261,8 @@ async function consoleView(nav = state.nav) {
     </section>
     <section class="card" aria-labelledby="live-title" style="margin-bottom:12px">
       <h2 id="live-title">Live comparison</h2>
-      <p class="legend"><span class="s">stable</span><span class="c">canary</span><span class="reason">up to the last 5 minutes, per second, from the proxy</span></p>
-      <div class="charts">
-        ${chartBox('rps', 'Request rate (req/s)')}
-        ${chartBox('err', 'Error rate (%)')}
-        ${chartBox('ok', 'Success rate (%)')}
-        ${chartBox('p50', 'p50 latency (ms)')}
-        ${chartBox('p95', 'p95 latency (ms)')}
-      </div>
+      ${legend()}
+      <div class="charts">${Object.keys(CHARTS).map(chartBox).join('')}</div>
     </section>
     <div class="grid">
       <section class="card" aria-labelledby="steps-title">
@@ -231,8 +297,20 @@ async function consoleView(nav = state.nav) {
 const isLive = (d) => !['completed', 'failed'].includes(d?.status);
 const splitText = (p) => `${100 - p}% stable / ${p}% canary`;
 
-function chartBox(id, title) {
-  return `<figure class="chart" aria-labelledby="t-${id}"><figcaption id="t-${id}"><h3>${title}</h3><span class="now" id="now-${id}"></span></figcaption><svg id="c-${id}" viewBox="0 0 300 140" preserveAspectRatio="none" role="img" aria-label="${title}, stable and canary"></svg></figure>`;
+function chartBox(id) {
+  const { title } = CHARTS[id];
+  return `<figure class="chart" aria-labelledby="t-${id}"><figcaption id="t-${id}"><h3>${title}</h3><span class="now" id="now-${id}"></span></figcaption><svg id="c-${id}" viewBox="0 0 300 ${CHART_H}" role="img" aria-label="${title}, stable and canary" aria-describedby="d-${id}"></svg><span class="visually-hidden" id="d-${id}"></span></figure>`;
+}
+
+const key = (inner) => `<svg class="key" viewBox="0 0 26 12" aria-hidden="true">${inner}</svg>`;
+
+function legend() {
+  return `<p class="legend">
+    <span>${key('<line class="line-stable" x1="1" y1="6" x2="25" y2="6"/>')}stable</span>
+    <span>${key('<line class="line-canary" x1="1" y1="6" x2="25" y2="6"/>')}canary</span>
+    <span>${key(`<path class="clip-stable" d="${triangle(7, 2, 1)}"/><path class="clip-canary" d="${triangle(19, 2, 1)}"/>`)}off the scale (point at it for the value)</span>
+    <span class="reason">up to the last 5 minutes, per second, from the proxy; each chart is scaled to 1.25 × its lanes' 95th percentile</span>
+  </p>`;
 }
 
 async function select(id, nav = state.nav) {
@@ -334,6 +412,34 @@ function renderSteps() {
 }
 
 const LEVEL = { pass: 'SAFE', warn: 'WATCH', fail: 'RED', inconclusive: 'WAIT', unknown: 'WAIT' };
+const LEVEL_MARK = { SAFE: '✓', RED: '✕', WATCH: '!', WAIT: '…' };
+
+// Judges' names as the API gives them (`safety:Total Latency`, `health:api`,
+// `threshold`) and as people read them.
+const JUDGE_NAMES = { threshold: 'Rollback thresholds', sequential: 'Compared with stable' };
+const JUDGE_KINDS = { safety: '', health: 'health check', policy: 'policy' };
+
+/** The operator's own name as written; a bare `p95-latency` becomes "P95 latency". */
+function readable(name) {
+  const s = String(name ?? '').trim();
+  if (/[A-Z\s]/.test(s)) return s;
+  const spaced = s.replace(/[_-]+/g, ' ');
+  return spaced.charAt(0).toUpperCase() + spaced.slice(1);
+}
+
+/** [name, kind] for a check's raw name. */
+function checkName(raw) {
+  const text = String(raw ?? '');
+  const i = text.indexOf(':');
+  const kind = i > 0 ? text.slice(0, i) : '';
+  if (kind in JUDGE_KINDS) return [readable(text.slice(i + 1)), JUDGE_KINDS[kind]];
+  return [JUDGE_NAMES[text] || readable(text), ''];
+}
+
+function safetyRow([raw, now, level]) {
+  const [name, kind] = checkName(raw);
+  return `<tr><td title="${esc(raw)}">${esc(name)}${kind ? ` <span class="reason">(${esc(kind)})</span>` : ''}</td><td>${esc(now)}</td><td class="state"><span class="badge ${level}">${LEVEL_MARK[level]} ${level}</span></td></tr>`;
+}
 
 function renderSafety() {
   const rows = [];
@@ -348,7 +454,7 @@ function renderSafety() {
   }
   const j = state.rollout?.judgement;
   for (const v of j?.verdicts || []) rows.push([v.judge, v.summary, LEVEL[v.outcome] || 'WAIT']);
-  $('#safety').innerHTML = rows.map(([name, now, level]) => `<tr><td>${esc(name)}</td><td>${esc(now)}</td><td><span class="badge ${level}">${level === 'SAFE' ? '✓ ' : level === 'RED' ? '✕ ' : level === 'WATCH' ? '! ' : '… '}${level}</span></td></tr>`).join('') || '<tr><td colspan="3">No checks yet.</td></tr>';
+  $('#safety').innerHTML = rows.map(safetyRow).join('') || '<tr><td colspan="3">No checks yet.</td></tr>';
   const d = state.detail;
   const failing = (j?.verdicts || []).find((v) => v.outcome === 'fail');
   $('#why').textContent = d?.status === 'failed' ? `Why it rolled back: ${d.status_reason || 'rolled back'}` : (failing ? `Why it would roll back: ${failing.summary}` : '');
@@ -368,28 +474,130 @@ function series() {
   return { from, to: now, by };
 }
 
+// Each chart's figure from a lane's point, its unit, and the scale it may not
+// be squeezed below (`least`). The success rate hangs from 100 %: its dips are the news.
+const CHARTS = {
+  rps: { title: 'Request rate (req/s)', unit: '/s', digits: 0, least: 1, value: (p) => p.requests },
+  err: { title: 'Error rate (%)', unit: '%', digits: 1, least: 1, most: 100, value: (p) => (p.requests ? (100 * p.errors) / p.requests : null) },
+  ok: { title: 'Success rate (%)', unit: '%', digits: 1, least: 1, down: true, value: (p) => (p.requests ? 100 - (100 * p.errors) / p.requests : null) },
+  p50: { title: 'p50 latency (ms)', unit: ' ms', digits: 1, least: 1, value: (p) => p.p50_ms },
+  p95: { title: 'p95 latency (ms)', unit: ' ms', digits: 1, least: 1, value: (p) => p.p95_ms },
+};
+const CHART_H = 160;
+const PAD = { top: 12, right: 10, bottom: 24 };
+const HEADROOM = 1.25;
+
+/** The q-quantile (0–1) of sorted numbers. */
+const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+
+/** Round ticks covering lo..hi, about `count` steps of 1, 2, 2.5 or 5 × 10^n. */
+function niceTicks(lo, hi, count = 4) {
+  const raw = (hi - lo) / count || 1;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((x) => x >= raw - 1e-12);
+  const from = Math.floor(lo / step + 1e-9) * step;
+  const to = Math.ceil(hi / step - 1e-9) * step;
+  const ticks = [];
+  for (let v = from; v <= to + step / 2; v += step) ticks.push(Number(v.toFixed(9)));
+  let digits = 0;
+  while (digits < 4 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits)) > 1e-6) digits += 1;
+  return { lo: from, hi: to, ticks, digits };
+}
+
+/**
+ * The y scale of a chart: up to 1.25 × the higher of the lanes' 95th
+ * percentiles, so that one spike can't flatten the rest (points above are
+ * clipped and marked), but never past the highest point when all fit.
+ */
+function yScale(c, lanes) {
+  const sorted = lanes.map((l) => l.filter((v) => v != null).sort((a, b) => a - b)).filter((l) => l.length);
+  if (c.down) {
+    const low = sorted.length ? Math.max(Math.min(...sorted.map((l) => l[0])), 100 - (100 - Math.min(...sorted.map((l) => quantile(l, 0.05)))) * HEADROOM) : 100;
+    return niceTicks(Math.max(0, Math.min(low, 100 - c.least)), 100);
+  }
+  const high = sorted.length ? Math.min(Math.max(...sorted.map((l) => l[l.length - 1])), Math.max(...sorted.map((l) => quantile(l, 0.95))) * HEADROOM) : 0;
+  return niceTicks(0, Math.min(c.most ?? Infinity, Math.max(high, c.least)));
+}
+
+/** A tick's text: 1500 ms as "1.5k ms", with the chart's unit. */
+function tickText(v, digits, unit) {
+  if (Math.abs(v) >= 10000) return `${Number((v / 1000).toFixed(1))}k${unit}`;
+  return `${v.toFixed(digits)}${unit}`;
+}
+
+/** Time ticks back from `to` ("now"), as many as fit in `width` px. */
+function timeTicks(from, to, width) {
+  const span = to - from;
+  const most = Math.max(2, Math.floor(width / 56));
+  const step = [10, 15, 30, 60, 120, 300].find((x) => span / x <= most) || 300;
+  const ticks = [];
+  for (let ago = 0; to - ago >= from; ago += step) ticks.push([to - ago, ago === 0 ? 'now' : (ago % 60 ? `−${ago}s` : `−${ago / 60}m`)]);
+  return ticks;
+}
+
+/** A small triangle with its tip at (x, y), pointing up (dir 1) or down (dir −1). */
+const triangle = (x, y, dir) => `M${x.toFixed(1)},${y}l-4.5,${8 * dir}h9z`;
+
+/** An SVG path through [second, value] points, lifting the pen where there is no value. */
+function linePath(pts, x, y) {
+  const runs = [[]];
+  for (const [s, v] of pts) {
+    if (v == null) runs.push([]);
+    else runs[runs.length - 1].push(`${x(s).toFixed(1)},${y(v).toFixed(1)}`);
+  }
+  return runs.filter((r) => r.length).map((r) => `M${r.join('L')}${r.length === 1 ? 'h0' : ''}`).join('');
+}
+
+const clock = (s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+function drawChart(id, c, lines, from, to) {
+  const svg = $(`#c-${id}`);
+  const w = Math.max(200, Math.round(svg.getBoundingClientRect().width) || 300);
+  const h = CHART_H;
+  const scale = yScale(c, [lines.stable.map((p) => p[1]), lines.canary.map((p) => p[1])]);
+  const labels = scale.ticks.map((v) => tickText(v, scale.digits, c.unit));
+  const left = 10 + 6.4 * Math.max(...labels.map((l) => l.length));
+  const [top, right, bottom] = [PAD.top, w - PAD.right, h - PAD.bottom];
+  const x = (s) => left + ((s - from) / (to - from || 1)) * (right - left);
+  const clamp = (v) => Math.min(scale.hi, Math.max(scale.lo, v));
+  const y = (v) => bottom - ((clamp(v) - scale.lo) / (scale.hi - scale.lo || 1)) * (bottom - top);
+  const parts = [];
+  scale.ticks.forEach((v, i) => {
+    parts.push(`<line class="grid" x1="${left}" x2="${right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/><text class="ytick" x="${left - 5}" y="${y(v).toFixed(1)}" dy="0.32em" text-anchor="end">${labels[i]}</text>`);
+  });
+  for (const [s, label] of timeTicks(from, to, right - left)) {
+    const at = x(s);
+    const anchor = label === 'now' ? 'end' : (at - left < 16 ? 'start' : 'middle');
+    parts.push(`<line class="axis" x1="${at.toFixed(1)}" x2="${at.toFixed(1)}" y1="${bottom}" y2="${bottom + 4}"/><text class="xtick" x="${at.toFixed(1)}" y="${h - 5}" text-anchor="${anchor}">${label}</text>`);
+  }
+  parts.push(`<line class="axis" x1="${left}" x2="${left}" y1="${top}" y2="${bottom}"/><line class="axis" x1="${left}" x2="${right}" y1="${bottom}" y2="${bottom}"/>`);
+  const off = [];
+  for (const lane of ['stable', 'canary']) {
+    parts.push(`<path class="line line-${lane}" d="${linePath(lines[lane], x, y)}"/>`);
+    for (const [s, v] of lines[lane]) {
+      if (v == null || (v <= scale.hi && v >= scale.lo)) continue;
+      const up = v > scale.hi;
+      off.push([lane, v]);
+      const tip = up ? top - 10 : bottom + 8;
+      const said = `${lane}: ${fmt(v, c.digits)}${c.unit} at ${clock(s)}, ${up ? 'above' : 'below'} the scale`;
+      parts.push(`<g class="clip"><title>${esc(said)}</title><rect x="${(x(s) - 6).toFixed(1)}" y="${up ? tip - 2 : bottom}" width="12" height="12" fill="transparent"/><path class="clip-${lane}" d="${triangle(x(s), tip, up ? 1 : -1)}"/></g>`);
+    }
+  }
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.innerHTML = parts.join('');
+  const worst = off.sort((a, b) => (c.down ? a[1] - b[1] : b[1] - a[1]))[0];
+  $(`#d-${id}`).textContent = `Scale ${labels[0]} to ${labels[labels.length - 1]}, the last ${Math.round((to - from) / 60) || 1} minutes up to now.`
+    + (worst ? ` ${off.length} point${off.length > 1 ? 's' : ''} off the scale, the furthest ${fmt(worst[1], c.digits)}${c.unit} (${worst[0]}).` : '');
+}
+
 function renderCharts() {
   if (!$('#c-rps')) return;
   const { from, to, by } = series();
-  const metric = {
-    rps: (p) => p.requests,
-    err: (p) => (p.requests ? (100 * p.errors) / p.requests : null),
-    ok: (p) => (p.requests ? 100 - (100 * p.errors) / p.requests : null),
-    p50: (p) => p.p50_ms,
-    p95: (p) => p.p95_ms,
-  };
-  for (const [id, f] of Object.entries(metric)) {
-    const lines = { stable: by.stable.map((p) => [p.second, f(p)]), canary: by.canary.map((p) => [p.second, f(p)]) };
-    const vals = [...lines.stable, ...lines.canary].map((x) => x[1]).filter((v) => v != null);
-    const max = Math.max(id === 'ok' || id === 'err' ? 1 : 0.001, ...vals) * 1.1;
-    const min = id === 'ok' ? Math.min(...vals, 100) * 0.95 : 0;
-    const x = (s) => ((s - from) / (to - from)) * 300;
-    const y = (v) => 135 - ((v - min) / (max - min || 1)) * 130;
-    const path = (pts) => pts.filter((p) => p[1] != null).map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ');
-    $(`#c-${id}`).innerHTML = `<line x1="0" y1="135" x2="300" y2="135" stroke="#c9d2dc"/><path d="${path(lines.stable)}" fill="none" stroke="var(--stable)" stroke-width="2" vector-effect="non-scaling-stroke"/><path d="${path(lines.canary)}" fill="none" stroke="var(--canary)" stroke-width="2" stroke-dasharray="5 3" vector-effect="non-scaling-stroke"/>`;
+  for (const [id, c] of Object.entries(CHARTS)) {
+    const lines = { stable: by.stable.map((p) => [p.second, c.value(p)]), canary: by.canary.map((p) => [p.second, c.value(p)]) };
+    drawChart(id, c, lines, from, to);
     const last = (l) => { const v = lines[l].filter((p) => p[1] != null).slice(-1)[0]; return v ? v[1] : null; };
-    const digits = id === 'rps' ? 0 : 1;
-    $(`#now-${id}`).textContent = `stable ${fmt(last('stable'), digits)} · canary ${fmt(last('canary'), digits)}`;
+    $(`#now-${id}`).textContent = `stable ${fmt(last('stable'), c.digits, c.unit)} · canary ${fmt(last('canary'), c.digits, c.unit)}`;
   }
 }
 

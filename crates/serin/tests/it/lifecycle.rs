@@ -244,5 +244,29 @@ fn a_second_serin_up_on_one_sqlite_file_refuses_to_start() {
         !fresh.exists(),
         "the database was created before the port failed"
     );
+    // The same for a busy proxy port.
+    let fourth = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            &busy,
+            "--database-url",
+            &format!("sqlite://{}", fresh.display()),
+        ])
+        .env("SERIN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!fourth.status.success());
+    assert!(
+        String::from_utf8_lossy(&fourth.stderr).contains("for the proxy"),
+        "{}",
+        String::from_utf8_lossy(&fourth.stderr)
+    );
+    assert!(
+        !fresh.exists(),
+        "the database was created before the proxy's port failed"
+    );
     assert!(first.terminate());
 }
