@@ -273,3 +273,217 @@ test('an engineer starts a canary, moves the split, watches it live and stops it
   await page.locator('#login').waitFor({ state: 'visible' });
   assert.deepEqual(page.errors, [], 'the engineer\'s page logged no error');
 });
+
+// ---------------------------------------------------------------- layout
+
+const WIDTHS = [[1280, 900], [768, 1024], [390, 844]];
+
+/** What the layout checks read from the page at its current size. */
+function measure(page) {
+  return page.evaluate(() => {
+    const doc = document.documentElement;
+    const box = (el) => { const r = el.getBoundingClientRect(); return { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height }; };
+    const estop = document.querySelector('#estop');
+    const e = box(estop);
+    const hit = document.elementFromPoint(e.left + e.width / 2, e.top + e.height / 2);
+    const nav = document.querySelector('#nav');
+    const n = box(nav);
+    const before = nav.scrollLeft;
+    // Each link, brought into sight the way a person would (scrolling the nav
+    // sideways if it has to): inside the nav's box, inside the window, on top.
+    const links = [...nav.querySelectorAll('a')].map((a) => {
+      a.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+      const r = box(a);
+      const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return { text: a.textContent, inNav: r.left >= n.left - 1 && r.right <= n.right + 1, inWindow: r.left >= -1 && r.right <= innerWidth + 1, onTop: a === top || a.contains(top) };
+    });
+    nav.scrollLeft = before;
+    const email = document.querySelector('#who-name .who-email');
+    return {
+      scrollWidth: doc.scrollWidth,
+      clientWidth: doc.clientWidth,
+      innerWidth,
+      estop: { ...e, scrollWidth: estop.scrollWidth, clientWidth: estop.clientWidth, text: estop.textContent, visible: !estop.hidden && getComputedStyle(estop).visibility === 'visible', onTop: hit === estop },
+      nav: { scrollable: ['auto', 'scroll'].includes(getComputedStyle(nav).overflowX), overflows: nav.scrollWidth > nav.clientWidth + 1, ...n },
+      links,
+      email: { ...box(email), full: email.textContent, title: document.querySelector('#who-name').title },
+      charts: [...document.querySelectorAll('.chart svg')].map((svg) => ({
+        id: svg.id,
+        label: svg.getAttribute('aria-label'),
+        yticks: [...svg.querySelectorAll('text.ytick')].map((t) => t.textContent),
+        xticks: [...svg.querySelectorAll('text.xtick')].map((t) => t.textContent),
+        stableDash: getComputedStyle(svg.querySelector('.line-stable')).strokeDasharray,
+        canaryDash: getComputedStyle(svg.querySelector('.line-canary')).strokeDasharray,
+      })),
+      safety: [...document.querySelectorAll('#safety tr')].map((tr) => tr.cells[0].textContent),
+      badges: [...document.querySelectorAll('#safety .badge')].map((b) => ({ text: b.textContent, lines: b.getClientRects().length, height: b.getBoundingClientRect().height })),
+    };
+  });
+}
+
+/** The layout promises at one width. */
+function checkLayout(m, width) {
+  const at = `at ${width} px`;
+  assert.ok(m.scrollWidth <= m.clientWidth, `no sideways scroll ${at}: the page is ${m.scrollWidth} px wide in ${m.clientWidth}`);
+  const e = m.estop;
+  assert.ok(e.visible && e.onTop, `the emergency stop is shown and nothing covers it ${at}`);
+  assert.equal(e.text.trim(), 'Emergency stop');
+  assert.ok(e.scrollWidth <= e.clientWidth, `the emergency stop's label fits ${at}: ${e.scrollWidth} > ${e.clientWidth}`);
+  assert.ok(e.width >= 100, `the emergency stop is full-size ${at}: ${e.width} px wide`);
+  assert.ok(e.height <= 60, `the emergency stop's label is on one line ${at}: ${e.height} px high`);
+  assert.ok(e.left >= 0 && e.right <= m.innerWidth, `the emergency stop is inside the window ${at}: ${JSON.stringify(e)}`);
+  assert.ok(m.email.right <= m.innerWidth + 1, `the email ends inside the window ${at}: ${JSON.stringify(m.email)}`);
+  assert.match(m.email.title, new RegExp(LONG_EMAIL.replace(/[.]/g, '\\.')), 'the whole email is in the tooltip');
+  assert.equal(m.links.length, 5);
+  for (const l of m.links) assert.ok(l.inNav && l.inWindow && l.onTop, `nav link "${l.text}" can be brought into sight ${at}: ${JSON.stringify(l)}`);
+  if (m.nav.overflows) assert.ok(m.nav.scrollable, `a nav wider than its box scrolls inside itself ${at}`);
+  assert.ok(m.nav.left >= 0 && m.nav.right <= m.innerWidth + 1, `the nav is inside the window ${at}`);
+  assert.equal(m.charts.length, 5);
+  for (const c of m.charts) {
+    assert.match(c.label, /, stable and canary$/, `${c.id} keeps its accessible name`);
+    assert.ok(c.yticks.length >= 3, `${c.id} has a y axis with ticks ${at}: ${c.yticks}`);
+    assert.ok(c.yticks.every((t) => /^\d/.test(t) && /(ms|%|\/s)$/.test(t)), `${c.id}'s y ticks carry the unit: ${c.yticks}`);
+    assert.ok(c.xticks.includes('now') && c.xticks.length >= 2 && c.xticks.every((t) => /^(now|−\d+[sm])$/.test(t)), `${c.id} has a time axis ${at}: ${c.xticks}`);
+    assert.notEqual(c.stableDash, c.canaryDash, `${c.id}: stable and canary differ in more than colour`);
+  }
+  assert.ok(m.safety.some((t) => t.startsWith('Total Latency')), `the operator's check name is shown: ${m.safety}`);
+  assert.ok(m.safety.every((t) => !/^(safety|health|policy):/.test(t)), `no raw check names: ${m.safety}`);
+  for (const b of m.badges) assert.ok(b.lines === 1 && b.height < 26, `the badge "${b.text}" is on one line ${at}: ${JSON.stringify(b)}`);
+}
+
+test('the console at 1280, 768 and 390 px for someone with a long email', async () => {
+  const created = await call('POST', '/api/v1/canary/deployments', {
+    queue_name: 'checkout', stable_version: '3.0.0', canary_version: '3.1.0',
+    upstreams: { stable: [stableUrl], canary: [canaryUrl] }, route: { path_prefix: '/checkout' },
+    rollout: {
+      steps: [{ set_weight: 20 }, { analysis: { window: '5m' } }],
+      judges: { promote_early: false },
+      safety_checks: [
+        { name: 'Total Latency', metric: 'p95_latency_ms', threshold: 800, alert_level: 'critical' },
+        { name: 'error-budget', metric: 'error_rate', threshold: 5, alert_level: 'warning' },
+      ],
+    },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const id = created.body.id;
+  const load = setInterval(() => {
+    Promise.all(Array.from({ length: 10 }, () => fetch(`${proxy}/checkout`).then((r) => r.text()))).catch(() => {});
+  }, 250);
+  const { context, page } = await loggedIn(LONG_EMAIL, { width: WIDTHS[0][0], height: WIDTHS[0][1] });
+  try {
+    await page.selectOption('#deployment', id);
+    await page.waitForFunction(() => /20% canary/.test(document.querySelector('#current-status')?.textContent || ''));
+    // The judgement names the safety checks; both lanes draw for a while.
+    await page.waitForFunction(() => /Total Latency/.test(document.querySelector('#safety')?.textContent || ''), null, { timeout: 20000 })
+      .catch(async () => {
+        await page.reload();
+        await page.waitForFunction(() => /Total Latency/.test(document.querySelector('#safety')?.textContent || ''), null, { timeout: 20000 });
+      });
+    await page.waitForFunction(() => [...window.serin.points.values()].filter((p) => p.lane === 'canary').length >= 12, null, { timeout: 30000 });
+
+    for (const [width, height] of WIDTHS) {
+      await page.setViewportSize({ width, height });
+      // The charts are drawn again for the new width.
+      await page.waitForFunction((w) => {
+        const svg = document.querySelector('#c-rps');
+        return svg && Math.abs(svg.viewBox.baseVal.width - Math.max(200, Math.round(svg.getBoundingClientRect().width))) < 2 && innerWidth === w;
+      }, width);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      checkLayout(await measure(page), width);
+      await page.screenshot({ path: join(SHOTS, `layout-${width}.png`), fullPage: true });
+      if (DOCS_SHOTS && width === 1280) await page.screenshot({ path: join(DOCS_SHOTS, 'dashboard.png'), fullPage: true });
+      if (DOCS_SHOTS && width === 390) await page.screenshot({ path: join(DOCS_SHOTS, 'dashboard-phone.png') });
+    }
+
+    // At 390 px every view is reached from the nav, and none scrolls sideways.
+    for (const [hash, heading] of [['#/releases', 'Products and releases'], ['#/deployments', 'Deployments'], ['#/audit', 'Audit log'], ['#/workers', 'Workers'], ['#/console', 'Live comparison']]) {
+      await page.click(`#nav a[href="${hash}"]`);
+      await page.waitForFunction((h) => [...document.querySelectorAll('#view h2')].some((e) => e.textContent === h), heading, { timeout: 10000 });
+      assert.equal(await page.getAttribute(`#nav a[href="${hash}"]`, 'aria-current'), 'page');
+      const wide = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      assert.ok(wide[0] <= wide[1], `${hash} at 390 px: no sideways scroll (${wide})`);
+    }
+
+    // One spike doesn't flatten a chart: it is clipped, marked, and its value
+    // is in the marker's tooltip. (Drawn from points put in by hand, the stream closed.)
+    await page.waitForFunction(() => document.querySelector('#c-p95 .line-stable'));
+    const spike = await page.evaluate(() => {
+      closeStream();
+      const s = window.serin;
+      const now = s.serverNow || Math.floor(Date.now() / 1000);
+      s.points.clear();
+      for (let i = 0; i < 120; i += 1) {
+        s.points.set(`${now - i}|stable`, { second: now - i, lane: 'stable', requests: 50, errors: 0, p50_ms: 8 + (i % 3), p95_ms: 20 + (i % 7) });
+        s.points.set(`${now - i}|canary`, { second: now - i, lane: 'canary', requests: 12, errors: 0, p50_ms: 9 + (i % 4), p95_ms: 22 + (i % 5) });
+      }
+      s.points.get(`${now - 30}|canary`).p95_ms = 5000;
+      renderCharts();
+      const svg = document.querySelector('#c-p95');
+      const ticks = [...svg.querySelectorAll('text.ytick')].map((t) => parseFloat(t.textContent));
+      const gridYs = [...svg.querySelectorAll('line.grid')].map((l) => Number(l.getAttribute('y1')));
+      return {
+        top: Math.max(...ticks),
+        marks: [...svg.querySelectorAll('.clip title')].map((t) => t.textContent),
+        stableHeight: svg.querySelector('.line-stable').getBBox().height,
+        plotHeight: Math.max(...gridYs) - Math.min(...gridYs),
+        described: document.querySelector('#d-p95').textContent,
+      };
+    });
+    assert.ok(spike.top < 100, `the p95 chart is scaled to its ordinary points, not the 5000 ms spike: top tick ${spike.top}`);
+    assert.equal(spike.marks.length, 1, `one point off the scale is marked: ${spike.marks}`);
+    assert.match(spike.marks[0], /^canary: 5000\.0 ms at .*above the scale$/);
+    assert.ok(spike.stableHeight > 0.2 * spike.plotHeight, `the ordinary points keep their shape: ${spike.stableHeight} of ${spike.plotHeight} px`);
+    assert.match(spike.described, /1 point off the scale, the furthest 5000\.0 ms \(canary\)/);
+    assert.deepEqual(page.errors, [], 'the page logged no error');
+  } finally {
+    clearInterval(load);
+    await context.close();
+  }
+});
+
+test('a failed login says what happened in a sentence', async () => {
+  const { context, page } = await newPage({ width: 390, height: 844 });
+  try {
+    await page.goto(`${api}/admin/canary`);
+    await page.locator('#email').waitFor({ state: 'visible' });
+    const wide = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    assert.ok(wide[0] <= wide[1], `the login form at 390 px: no sideways scroll (${wide})`);
+    const attempt = async (email, password) => {
+      await page.fill('#email', email);
+      await page.fill('#password', password);
+      await page.evaluate(() => { document.querySelector('#login-error').textContent = ''; });
+      await page.click('#login-form button[type=submit]');
+      await page.waitForFunction(() => document.querySelector('#login-error').textContent !== '');
+      return { text: await page.textContent('#login-error'), code: await page.getAttribute('#login-error', 'data-code') };
+    };
+    const sentence = (t) => /^[A-Z][^_]*\.$/.test(t) && !/[A-Z]{2,}_[A-Z]/.test(t);
+
+    // A wrong password (an email no one has: its throttle is its own).
+    const wrong = await attempt('nobody@example.com', 'not the password');
+    assert.equal(wrong.text, 'Wrong email or password.');
+    assert.equal(wrong.code, 'INVALID_CREDENTIALS', 'the code stays in data-code');
+
+    // Five wrong in a row make the next ones wait: said with the wait.
+    let throttled = null;
+    for (let i = 0; i < 12 && !throttled; i += 1) {
+      const got = await attempt('nobody@example.com', `guess ${i}`);
+      if (/^Too many attempts/.test(got.text)) throttled = got;
+      else assert.equal(got.text, 'Wrong email or password.');
+    }
+    assert.ok(throttled, 'the throttle answered');
+    assert.match(throttled.text, /^Too many attempts; try again in \d+ (s|min)\.$/);
+    assert.ok(sentence(throttled.text));
+
+    // No server.
+    await page.route('**/api/v1/auth/login', (r) => r.abort('connectionrefused'));
+    const away = await attempt(LONG_EMAIL, 'correct horse');
+    assert.equal(away.text, "The server can't be reached.");
+    await page.unroute('**/api/v1/auth/login');
+    assert.equal(await page.isEnabled('#login-form button[type=submit]'), true, 'the form can be sent again');
+
+    // The refused requests are the only errors the page logged.
+    assert.deepEqual(page.errors.filter((e) => !/Failed to load resource/.test(e)), []);
+  } finally {
+    await context.close();
+  }
+});

@@ -184,9 +184,10 @@ fn answer(output: Output, id: &str, v: &Value) -> anyhow::Result<()> {
     if output.is_data() {
         return print_value(output, v);
     }
-    match v["message"].as_str() {
-        Some(m) => println!("{id}: {m}"),
-        None => print_value(output, v)?,
+    match (v["message"].as_str(), v["reason"].as_str()) {
+        (Some(m), Some(r)) => println!("{id}: {m} ({r})"),
+        (Some(m), None) => println!("{id}: {m}"),
+        _ => print_value(output, v)?,
     }
     Ok(())
 }

@@ -230,8 +230,20 @@ fn canary_worker_and_apikey_commands() {
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DEPLOYMENT_NOT_ACTIVE"));
     assert!(stdout(&server.cli(&["canary", "delete", &id])).contains("deleted"));
-    let profiles = json(&server.cli(&["canary", "profiles"]));
+    let profiles = json(&server.cli(&["canary", "profiles", "-o", "json"]));
     assert_eq!(profiles["aggressive"]["max_canary_duration"], "30m0s");
+    // For people, a table: a header, one row a profile.
+    let table = stdout(&server.cli(&["canary", "profiles"]));
+    assert!(table.starts_with("PROFILE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("aggressive") && l.contains("30m0s")),
+        "{table}"
+    );
+    // YAML where asked.
+    let yaml = stdout(&server.cli(&["canary", "profiles", "-o", "yaml"]));
+    assert!(yaml.contains("max_canary_duration: 30m0s"), "{yaml}");
 
     stdout(&server.cli(&[
         "worker",
@@ -501,12 +513,13 @@ fn audit_lists_filters_and_follows_the_log() {
     let server = Server::sqlite();
     stdout(&server.cli(&["product", "add", "web"]));
     stdout(&server.cli(&["product", "add", "api"]));
-    // Table: one line per entry, oldest first.
+    // Table: a header, then one line per entry, oldest first.
     let table = stdout(&server.cli(&["audit", "--resource-type", "product"]));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 2, "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("TIME"), "{table}");
     assert!(
-        lines[0].contains("product/web") && lines[1].contains("product/api"),
+        lines[1].contains("product/web") && lines[2].contains("product/api"),
         "{table}"
     );
     // JSON: one object per line; filters narrow it.
@@ -519,7 +532,11 @@ fn audit_lists_filters_and_follows_the_log() {
     assert_eq!(entries[0]["resource_id"], "api");
     assert!(!entries[0]["actor"].as_str().unwrap().is_empty());
     let limited = stdout(&server.cli(&["audit", "--limit", "1"]));
-    assert_eq!(limited.lines().count(), 1, "{limited}");
+    assert_eq!(
+        limited.lines().count(),
+        2,
+        "a header and one entry: {limited}"
+    );
     let bad = server.cli(&["audit", "--limit", "0"]);
     assert!(!bad.status.success());
     // --follow prints what is added after it started.
