@@ -347,39 +347,43 @@ fn pg_code(e: &tokio_postgres::Error) -> String {
         .unwrap_or_default()
 }
 
-/// `scheme://[user[:password]@]host:port[/…]` → (user, password, host:port).
+/// `scheme://[user[:password]@]host[:port][/…]` → (user, password,
+/// host:port), read by the `url` crate: IPv6 hosts in brackets, credentials
+/// percent-decoded (a password with `@` or `:` in it is written `%40`,
+/// `%3A`), the scheme's TLS form (`rediss://`) refused with the reason.
 fn authority(
     url: &str,
     scheme: &str,
     default_port: u16,
 ) -> Result<(Option<String>, Option<String>, String), String> {
-    let rest = url
-        .strip_prefix(scheme)
-        .and_then(|r| r.strip_prefix("://"))
-        .ok_or_else(|| format!("not a {scheme}:// URL"))?;
-    let rest = rest.split(['/', '?']).next().unwrap_or_default();
-    let (creds, host) = match rest.rsplit_once('@') {
-        Some((c, h)) => (Some(c), h),
-        None => (None, rest),
+    let u = url::Url::parse(url).map_err(|e| format!("not a {scheme}:// URL: {e}"))?;
+    if u.scheme() == format!("{scheme}s") {
+        return Err(format!(
+            "{scheme}s:// (TLS) is not supported by the {scheme} check; give a {scheme}:// URL"
+        ));
+    }
+    if u.scheme() != scheme {
+        return Err(format!("not a {scheme}:// URL"));
+    }
+    let host = u
+        .host()
+        .ok_or_else(|| format!("a {scheme}:// URL needs a host"))?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| "credentials that are not UTF-8".to_string())
     };
-    let (user, password) = match creds {
-        Some(c) => match c.split_once(':') {
-            Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
-            None => (Some(c.to_string()), None),
-        },
-        None => (None, None),
+    let user = match u.username() {
+        "" => None,
+        name => Some(decode(name)?),
     };
-    // `host:port`, `[v6]:port`, or a host without a port (`[v6]` included).
-    let has_port = match host.rsplit_once(']') {
-        Some((_, rest)) => rest.starts_with(':'),
-        None => host.contains(':'),
-    };
-    let host = if has_port {
-        host.to_string()
-    } else {
-        format!("{host}:{default_port}")
-    };
-    Ok((user, password, host))
+    let password = u.password().map(decode).transpose()?;
+    Ok((
+        user,
+        password,
+        format!("{host}:{}", u.port().unwrap_or(default_port)),
+    ))
 }
 
 /// A connection for a Redis or NATS check: a target an admin registered is
@@ -546,6 +550,17 @@ mod tests {
             authority("redis://[::1]:7000", "redis", 6379).unwrap().2,
             "[::1]:7000"
         );
+        assert_eq!(
+            authority("redis://u%40x:p%3Aw%40@h:1", "redis", 6379).unwrap(),
+            (Some("u@x".into()), Some("p:w@".into()), "h:1".into()),
+            "credentials percent-decoded"
+        );
+        assert!(
+            authority("rediss://h", "redis", 6379)
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!(authority("redis://", "redis", 6379).is_err());
         assert_eq!(bulk(&["PING"]), "*1\r\n$4\r\nPING\r\n");
     }
 }

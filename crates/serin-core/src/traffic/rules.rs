@@ -268,13 +268,15 @@ pub trait RequestView {
     /// Every `Cookie` header value.
     fn cookie_headers(&self) -> impl Iterator<Item = &str>;
 
-    /// A cookie's value.
+    /// A cookie's value (the first of that name), read by the `cookie`
+    /// crate: pairs it can't read are skipped, a quoted value loses its quotes.
     fn cookie(&self, name: &str) -> Option<&str> {
         self.cookie_headers()
-            .flat_map(|h| h.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.trim_matches('"'))
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name_raw() == Some(name))
+            .and_then(|c| c.value_raw())
+            .map(|v| v.trim_matches('"'))
     }
 }
 
@@ -537,11 +539,14 @@ impl LaneChooser {
     /// The `Set-Cookie` value that pins a client to `lane`, scoped to `path`.
     pub fn affinity_cookie(&self, lane: Lane, path: &str, max_age: GoDuration) -> Option<String> {
         let name = self.affinity.as_ref()?;
-        Some(format!(
-            "{name}={}.{lane}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax",
-            self.deployment_id,
-            max_age.to_std().as_secs()
-        ))
+        let c = cookie::Cookie::build((name.as_str(), format!("{}.{lane}", self.deployment_id)))
+            .path(path)
+            .max_age(cookie::time::Duration::seconds(
+                i64::try_from(max_age.to_std().as_secs()).unwrap_or(i64::MAX),
+            ))
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax);
+        Some(c.to_string())
     }
 }
 
@@ -622,7 +627,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             cookie,
-            "serin_lane=canary_x.canary; Path=/api; Max-Age=3600; HttpOnly; SameSite=Lax"
+            "serin_lane=canary_x.canary; HttpOnly; SameSite=Lax; Path=/api; Max-Age=3600"
         );
     }
 
