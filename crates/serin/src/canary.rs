@@ -192,14 +192,17 @@ fn answer(output: Output, id: &str, v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Streams a deployment's live events until it ends (promoted or rolled
-/// back), the server closes, or Ctrl-C: one readable line an event (NDJSON
-/// with `-o json`).
-async fn follow_events(
+/// The WebSocket stream of a deployment's live events.
+pub(crate) type EventSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a deployment's live event stream with the client's credentials (a
+/// key, or the session); a failure is a transport error (exit 4).
+pub(crate) async fn events_socket(
     args: &ClientArgs,
     c: &serin_client::Client,
     id: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<EventSocket> {
     let base = args.url.trim_end_matches('/');
     let ws_url = format!(
         "{}/api/v1/canary/deployments/{id}/events",
@@ -209,20 +212,30 @@ async fn follow_events(
         .as_str()
         .into_client_request()
         .context("bad server URL")?;
-    // The same credentials as every other call: a key, or the session.
     if let Some(key) = c.api_key() {
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {key}").parse().context("bad API key")?,
         );
     }
-    let unreachable = |reason: String| serin_client::ClientError::Transport {
-        url: ws_url.clone(),
-        reason,
-    };
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+    let (socket, _) = tokio_tungstenite::connect_async(request)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| serin_client::ClientError::Transport {
+            url: ws_url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(socket)
+}
+
+/// Streams a deployment's live events until it ends (promoted or rolled
+/// back), the server closes, or Ctrl-C: one readable line an event (NDJSON
+/// with `-o json`).
+async fn follow_events(
+    args: &ClientArgs,
+    c: &serin_client::Client,
+    id: &str,
+) -> anyhow::Result<()> {
+    let mut socket = events_socket(args, c, id).await?;
     // It may have ended between the check before and the stream's start.
     let d = c.get_deployment(id).await?;
     if !d.status.is_live() {
@@ -255,7 +268,13 @@ async fn follow_events(
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(unreachable(format!("the event stream broke: {e}")).into()),
+                Some(Err(e)) => {
+                    return Err(serin_client::ClientError::Transport {
+                        url: format!("{}/api/v1/canary/deployments/{id}/events", args.url),
+                        reason: format!("the event stream broke: {e}"),
+                    }
+                    .into());
+                }
                 None => return Ok(()),
             }
         }

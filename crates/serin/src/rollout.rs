@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use futures::StreamExt;
 use serde_json::Value;
 use serin_core::duration::GoDuration;
 use serin_core::rollout::RolloutSpec;
@@ -223,7 +224,15 @@ fn render(output: Output, v: &Value) {
     }
 }
 
+/// How often a watch asks for the rollout when no event came (countdowns,
+/// judgements between events).
+const QUIET_REFRESH: Duration = Duration::from_secs(10);
+
 /// Follows a rollout until it ends (see the module docs for the exit codes).
+/// It listens to the deployment's event stream and asks for the rollout when
+/// an event arrives (and every 10 s otherwise), so a watch costs a handful of
+/// calls a minute, not one a second: several watches on one key stay far
+/// below its rate limit.
 pub async fn watch(
     args: &ClientArgs,
     id: &str,
@@ -234,6 +243,7 @@ pub async fn watch(
     let started = Instant::now();
     let mut drawn = 0usize;
     let mut last: Vec<String> = Vec::new();
+    let mut socket = Some(crate::canary::events_socket(args, &c, id).await?);
     loop {
         let v = c.rollout(id).await?;
         let now = lines(&v);
@@ -284,6 +294,32 @@ pub async fn watch(
             eprintln!("still running after the timeout");
             return Ok(ExitCode::from(3));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Until the next event, the quiet refresh, or the timeout.
+        let wait = timeout.map_or(QUIET_REFRESH, |t| {
+            QUIET_REFRESH.min(t.saturating_sub(started.elapsed()))
+        });
+        let until = tokio::time::Instant::now() + wait;
+        match socket.as_mut() {
+            // The lane figures' updates (every few seconds) change nothing a
+            // watch shows that the quiet refresh doesn't: only other events
+            // bring the next call forward.
+            Some(s) => loop {
+                tokio::select! {
+                    msg = s.next() => match msg {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))
+                            if t.contains("\"metrics_updated\"") => continue,
+                        Some(Ok(_)) => break,
+                        // The stream ended (a restart, the server going
+                        // away): the next call says which; then every 2 s.
+                        Some(Err(_)) | None => {
+                            socket = None;
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            },
+            None => tokio::time::sleep(wait.min(Duration::from_secs(2))).await,
+        }
     }
 }
