@@ -1093,3 +1093,20 @@ def test_changing_base_url_changes_the_connection(stub: StubAPI) -> None:
     finally:
         other.httpd.shutdown()
         other.httpd.server_close()
+
+
+def test_http_proxy_from_the_environment(stub: StubAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY is honoured as urllib honours it: the request goes to the
+    proxy with the absolute URL; NO_PROXY takes a host out of it."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", stub.url)
+    stub.reply("GET", "http://serin.invalid:8080/api/v1/health", 200, {"status": "healthy"})
+    client = SerinClient("http://serin.invalid:8080", api_key="")
+    client.health()
+    assert stub.last["path"] == "http://serin.invalid:8080/api/v1/health"
+    assert stub.last["headers"]["Host"] == "serin.invalid:8080"
+    # NO_PROXY: straight to the (unresolvable) host, which fails to connect.
+    monkeypatch.setenv("no_proxy", "serin.invalid")
+    with pytest.raises(serin_client.SerinConnectionError):
+        SerinClient("http://serin.invalid:8080", api_key="", timeout=2).health()

@@ -31,6 +31,8 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
+import urllib.request
 from datetime import datetime, timezone
 from email.message import Message
 from typing import List, Mapping, NamedTuple, Optional, Tuple, Union
@@ -114,6 +116,10 @@ class ConnectionPool:
         self.host = host
         self.port = port
         self._ssl_context = ssl_context
+        #: The proxy the environment names for this server (``HTTP_PROXY`` /
+        #: ``HTTPS_PROXY``, unless ``NO_PROXY`` covers the host), as urllib
+        #: reads them: ``(host, port)`` or ``None``.
+        self.proxy = _proxy_for(scheme, host)
         self._lock = threading.Lock()
         self._idle: List[_Idle] = []
         self._pid = os.getpid()
@@ -126,7 +132,16 @@ class ConnectionPool:
         conn: Connection
         if self.scheme == "https":
             context = self._ssl_context or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+            if self.proxy is not None:
+                # TLS to the server through a CONNECT tunnel at the proxy.
+                conn = http.client.HTTPSConnection(
+                    self.proxy[0], self.proxy[1], timeout=timeout, context=context
+                )
+                conn.set_tunnel(self.host, self.port)
+            else:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+        elif self.proxy is not None:
+            conn = http.client.HTTPConnection(self.proxy[0], self.proxy[1], timeout=timeout)
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         with self._lock:
@@ -196,6 +211,10 @@ class ConnectionPool:
             conn.timeout = timeout
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
+            if self.proxy is not None and self.scheme == "http":
+                # A plain-HTTP proxy takes the absolute URL.
+                port = f":{self.port}" if self.port else ""
+                target = f"http://{self.host}{port}{target}"
             conn.request(method, target, body=body, headers=dict(headers))
             response = conn.getresponse()
             data = response.read()
@@ -231,6 +250,18 @@ class ConnectionPool:
                 raise
         # The idle connection had died under us: once more, on a fresh one.
         return self._exchange(self._new(timeout), method, target, body, headers, timeout)
+
+
+def _proxy_for(scheme: str, host: str) -> Optional[Tuple[str, int]]:
+    """The proxy urllib would use for ``scheme://host``: ``(host, port)`` or ``None``."""
+    proxies = urllib.request.getproxies()
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        return None  # only plain-HTTP proxies (with CONNECT for TLS), as urllib
+    return parts.hostname, parts.port or 80
 
 
 def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
