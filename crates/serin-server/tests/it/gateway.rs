@@ -445,12 +445,14 @@ async fn a_route_no_gateway_accepts_pauses_the_rollout() {
     app.stop().await;
 }
 
-/// Lanes from the gateway's own metrics: each lane's PromQL (requests and
-/// 5xx by Service), asked of a real Prometheus that scrapes the stand-in data
-/// plane every second. A canary failing 5× as often as stable is rolled back
-/// within a minute.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_lanes_from_prometheus_queries() {
+/// A rollout at 50% on the stand-in, judged from the lane queries through a
+/// real Prometheus scraping it; the ended deployment, and how long it took.
+/// `None` outside CI when there is no Prometheus.
+async fn judged_from_prometheus(
+    canary_every: u64,
+    canary_ms: f64,
+    queries: Value,
+) -> Option<(Value, Duration)> {
     let (m, url) = mock(Controller::Accepts, 0).await;
     let scraped = url.trim_start_matches("http://").to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -458,27 +460,15 @@ async fn gateway_lanes_from_prometheus_queries() {
         .local_addr()
         .unwrap()
         .port();
-    let Some(prom) = crate::app::PrometheusServer::start(port, &[scraped]) else {
-        return;
-    };
-    serve(&m, 10, 20.0);
-    // The operator's queries: each scraped instance's counters by Service;
-    // `$SERVERS` is the lane's Services.
+    let prom = crate::app::PrometheusServer::start(port, &[scraped])?;
+    serve(&m, canary_every, canary_ms);
     let dir = tempfile::tempdir().unwrap();
-    let queries = dir.path().join("queries.json");
-    std::fs::write(
-        &queries,
-        json!({
-            "requests": "sum by (instance) (gateway_upstream_requests_total{service=~\"$SERVERS\"})",
-            "errors": "sum by (instance) (gateway_upstream_errors_total{service=~\"$SERVERS\"})"
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let file = dir.path().join("queries.json");
+    std::fs::write(&file, queries.to_string()).unwrap();
     let spec = format!(
         "gw=gateway-api:{url}?namespace=prod&prometheus={}&queries={}",
         prom.url(),
-        queries.display()
+        file.display()
     );
     let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
     let mut b = body("10s");
@@ -490,17 +480,30 @@ async fn gateway_lanes_from_prometheus_queries() {
     let ended = app
         .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
         .await;
+    app.stop().await;
+    Some((ended, t0.elapsed()))
+}
+
+/// The operator's per-lane queries (each scraped instance's counters by
+/// Service; `$SERVERS` is the lane's Services) through a real Prometheus: a
+/// canary failing 1 in 10 against stable's 1 in 50 is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_lanes_from_prometheus_queries() {
+    let queries = json!({
+        "requests": "sum by (instance) (gateway_upstream_requests_total{service=~\"$SERVERS\"})",
+        "errors": "sum by (instance) (gateway_upstream_errors_total{service=~\"$SERVERS\"})"
+    });
+    let Some((ended, took)) = judged_from_prometheus(10, 20.0, queries).await else {
+        return;
+    };
     eprintln!(
-        "canary failing 1 in 10 judged from Prometheus queries: {} after {:?}: {}",
-        ended["status"],
-        t0.elapsed(),
-        ended["status_reason"]
+        "canary failing 1 in 10 judged from Prometheus queries: {} after {took:?}: {}",
+        ended["status"], ended["status_reason"]
     );
     assert_eq!(ended["status"], "failed", "{ended}");
-    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert!(took < Duration::from_secs(60));
     let why = ended["status_reason"].as_str().unwrap_or_default();
     assert!(why.contains("error rate"), "{why}");
-    app.stop().await;
 }
 
 /// Latency from the gateway's own histogram: a canary that answers in
@@ -508,56 +511,23 @@ async fn gateway_lanes_from_prometheus_queries() {
 /// its latency, read from the buckets through a real Prometheus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_latency_from_histogram_buckets() {
-    let (m, url) = mock(Controller::Accepts, 0).await;
-    let scraped = url.trim_start_matches("http://").to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Some(prom) = crate::app::PrometheusServer::start(port, &[scraped]) else {
+    let queries = json!({
+        "requests": "sum by (instance) (gateway_upstream_requests_total{service=~\"$SERVERS\"})",
+        "errors": "sum by (instance) (gateway_upstream_errors_total{service=~\"$SERVERS\"})",
+        "latency": "sum by (instance, le) (gateway_upstream_rq_time_bucket{service=~\"$SERVERS\"})",
+        "latency_unit": "ms"
+    });
+    let Some((ended, took)) = judged_from_prometheus(50, 200.0, queries).await else {
         return;
     };
-    serve(&m, 50, 200.0);
-    let dir = tempfile::tempdir().unwrap();
-    let queries = dir.path().join("queries.json");
-    std::fs::write(
-        &queries,
-        json!({
-            "requests": "sum by (instance) (gateway_upstream_requests_total{service=~\"$SERVERS\"})",
-            "errors": "sum by (instance) (gateway_upstream_errors_total{service=~\"$SERVERS\"})",
-            "latency": "sum by (instance, le) (gateway_upstream_rq_time_bucket{service=~\"$SERVERS\"})",
-            "latency_unit": "ms"
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let spec = format!(
-        "gw=gateway-api:{url}?namespace=prod&prometheus={}&queries={}",
-        prom.url(),
-        queries.display()
-    );
-    let app = TestApp::start_with(move |c| c.engines.add_spec(&spec).unwrap()).await;
-    let mut b = body("10s");
-    b["rollout"] = json!({"steps": [{"set_weight": 50}, {"analysis": {"window": "5m"}}]});
-    let (s, d) = app.post("/api/v1/canary/deployments", b).await;
-    assert_eq!(s, 201, "{d}");
-    let path = format!("/api/v1/canary/deployments/{}", d["id"].as_str().unwrap());
-    let t0 = std::time::Instant::now();
-    let ended = app
-        .until(&path, Duration::from_secs(90), |d| d["status"] != "active")
-        .await;
     eprintln!(
-        "canary 10x slower judged from histogram buckets: {} after {:?}: {}",
-        ended["status"],
-        t0.elapsed(),
-        ended["status_reason"]
+        "canary 10x slower judged from histogram buckets: {} after {took:?}: {}",
+        ended["status"], ended["status_reason"]
     );
     assert_eq!(ended["status"], "failed", "{ended}");
     let why = ended["status_reason"].as_str().unwrap_or_default();
     assert!(why.contains("canary slower"), "{why}");
-    assert!(t0.elapsed() < Duration::from_secs(60));
-    app.stop().await;
+    assert!(took < Duration::from_secs(60));
 }
 
 /// A deployment ended where no follow-up ran (as on a replica that stopped

@@ -224,49 +224,34 @@ fn a_second_serin_up_on_one_sqlite_file_refuses_to_start() {
         .unwrap()
         .block_on(get(&format!("{}/api/v1/ready", first.url)));
     assert_eq!(st, 200);
-    // A busy port: no database file appears.
+    // A busy port, the API's or the proxy's: no database file appears.
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("never.db");
+    let db = format!("sqlite://{}", fresh.display());
     let busy = first.url.trim_start_matches("http://").to_string();
-    let third = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "up",
-            "--listen",
-            &busy,
-            "--database-url",
-            &format!("sqlite://{}", fresh.display()),
-        ])
-        .env("SERIN_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(!third.status.success());
-    assert!(
-        !fresh.exists(),
-        "the database was created before the port failed"
-    );
-    // The same for a busy proxy port.
-    let fourth = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--proxy-listen",
-            &busy,
-            "--database-url",
-            &format!("sqlite://{}", fresh.display()),
-        ])
-        .env("SERIN_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(!fourth.status.success());
-    assert!(
-        String::from_utf8_lossy(&fourth.stderr).contains("for the proxy"),
-        "{}",
-        String::from_utf8_lossy(&fourth.stderr)
-    );
-    assert!(
-        !fresh.exists(),
-        "the database was created before the proxy's port failed"
-    );
+    for (ports, says) in [
+        (
+            ["--listen", busy.as_str(), "--proxy-listen", "127.0.0.1:0"],
+            "cannot listen on",
+        ),
+        (
+            ["--listen", "127.0.0.1:0", "--proxy-listen", busy.as_str()],
+            "for the proxy",
+        ),
+    ] {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .arg("up")
+            .args(ports)
+            .args(["--database-url", &db])
+            .env("SERIN_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+        assert!(
+            !fresh.exists(),
+            "the database was created before the port failed ({says})"
+        );
+    }
     assert!(first.terminate());
 }
