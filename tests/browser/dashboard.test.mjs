@@ -118,9 +118,8 @@ async function newPage(viewport) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.errors = [];
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()}`); });
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(`console: ${m.text()} (${m.location().url})`); });
   page.on('pageerror', (e) => page.errors.push(`page error: ${e.message}`));
-  page.on('response', (r) => { if (r.status() >= 400) console.log(`DEBUG ${r.status()} ${r.request().method()} ${r.url()}`); });
   return { context, page };
 }
 
@@ -299,22 +298,21 @@ function measure(page) {
       return { text: a.textContent, inNav: r.left >= n.left - 1 && r.right <= n.right + 1, inWindow: r.left >= -1 && r.right <= innerWidth + 1, onTop: a === top || a.contains(top) };
     });
     nav.scrollLeft = before;
-    const email = document.querySelector('#who-name .who-email');
+    const email = document.querySelector('#who-name');
     return {
       scrollWidth: doc.scrollWidth,
       clientWidth: doc.clientWidth,
       innerWidth,
       estop: { ...e, scrollWidth: estop.scrollWidth, clientWidth: estop.clientWidth, text: estop.textContent, visible: !estop.hidden && getComputedStyle(estop).visibility === 'visible', onTop: hit === estop },
-      nav: { scrollable: ['auto', 'scroll'].includes(getComputedStyle(nav).overflowX), overflows: nav.scrollWidth > nav.clientWidth + 1, ...n },
+      nav: { scrollable: ['auto', 'scroll'].includes(getComputedStyle(nav).overflowX), overflows: nav.scrollWidth > nav.clientWidth + 1, faded: (getComputedStyle(nav).maskImage || getComputedStyle(nav).webkitMaskImage || 'none') !== 'none', ...n },
       links,
-      email: { ...box(email), full: email.textContent, title: document.querySelector('#who-name').title },
+      email: { ...box(email), title: email.title },
       charts: [...document.querySelectorAll('.chart svg')].map((svg) => ({
         id: svg.id,
         label: svg.getAttribute('aria-label'),
         yticks: [...svg.querySelectorAll('text.ytick')].map((t) => t.textContent),
         xticks: [...svg.querySelectorAll('text.xtick')].map((t) => t.textContent),
-        stableDash: getComputedStyle(svg.querySelector('.line-stable')).strokeDasharray,
-        canaryDash: getComputedStyle(svg.querySelector('.line-canary')).strokeDasharray,
+        dashes: ['.line-stable', '.line-canary'].map((l) => { const el = svg.querySelector(l); return el && getComputedStyle(el).strokeDasharray; }),
       })),
       safety: [...document.querySelectorAll('#safety tr')].map((tr) => tr.cells[0].textContent),
       badges: [...document.querySelectorAll('#safety .badge')].map((b) => ({ text: b.textContent, lines: b.getClientRects().length, height: b.getBoundingClientRect().height })),
@@ -337,7 +335,7 @@ function checkLayout(m, width) {
   assert.match(m.email.title, new RegExp(LONG_EMAIL.replace(/[.]/g, '\\.')), 'the whole email is in the tooltip');
   assert.equal(m.links.length, 5);
   for (const l of m.links) assert.ok(l.inNav && l.inWindow && l.onTop, `nav link "${l.text}" can be brought into sight ${at}: ${JSON.stringify(l)}`);
-  if (m.nav.overflows) assert.ok(m.nav.scrollable, `a nav wider than its box scrolls inside itself ${at}`);
+  if (m.nav.overflows) assert.ok(m.nav.scrollable && m.nav.faded, `a nav wider than its box scrolls inside itself, with a faded edge saying so ${at}: ${JSON.stringify(m.nav)}`);
   assert.ok(m.nav.left >= 0 && m.nav.right <= m.innerWidth + 1, `the nav is inside the window ${at}`);
   assert.equal(m.charts.length, 5);
   for (const c of m.charts) {
@@ -345,7 +343,7 @@ function checkLayout(m, width) {
     assert.ok(c.yticks.length >= 3, `${c.id} has a y axis with ticks ${at}: ${c.yticks}`);
     assert.ok(c.yticks.every((t) => /^\d/.test(t) && /(ms|%|\/s)$/.test(t)), `${c.id}'s y ticks carry the unit: ${c.yticks}`);
     assert.ok(c.xticks.includes('now') && c.xticks.length >= 2 && c.xticks.every((t) => /^(now|−\d+[sm])$/.test(t)), `${c.id} has a time axis ${at}: ${c.xticks}`);
-    assert.notEqual(c.stableDash, c.canaryDash, `${c.id}: stable and canary differ in more than colour`);
+    assert.ok(c.dashes[0] && c.dashes[1] && c.dashes[0] !== c.dashes[1], `${c.id}: stable and canary differ in more than colour: ${c.dashes}`);
   }
   assert.ok(m.safety.some((t) => t.startsWith('Total Latency')), `the operator's check name is shown: ${m.safety}`);
   assert.ok(m.safety.every((t) => !/^(safety|health|policy):/.test(t)), `no raw check names: ${m.safety}`);
@@ -381,6 +379,8 @@ test('the console at 1280, 768 and 390 px for someone with a long email', async 
         await page.waitForFunction(() => /Total Latency/.test(document.querySelector('#safety')?.textContent || ''), null, { timeout: 20000 });
       });
     await page.waitForFunction(() => [...window.serin.points.values()].filter((p) => p.lane === 'canary').length >= 12, null, { timeout: 30000 });
+    // The README's pictures get a full minute of both lanes.
+    if (DOCS_SHOTS) await page.waitForFunction(() => [...window.serin.points.values()].filter((p) => p.lane === 'canary').length >= 62, null, { timeout: 120000 });
 
     for (const [width, height] of WIDTHS) {
       await page.setViewportSize({ width, height });
@@ -395,6 +395,19 @@ test('the console at 1280, 768 and 390 px for someone with a long email', async 
       if (DOCS_SHOTS && width === 1280) await page.screenshot({ path: join(DOCS_SHOTS, 'dashboard.png'), fullPage: true });
       if (DOCS_SHOTS && width === 390) await page.screenshot({ path: join(DOCS_SHOTS, 'dashboard-phone.png') });
     }
+
+    // In between and below, down to 320 px: no sideways scroll, and the
+    // emergency stop keeps its size and its whole label.
+    for (let width = 320; width <= 1400; width += 40) {
+      await page.setViewportSize({ width, height: 900 });
+      const m = await page.evaluate(() => {
+        const e = document.querySelector('#estop');
+        return { page: [document.documentElement.scrollWidth, document.documentElement.clientWidth], estop: [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right, innerWidth] };
+      });
+      assert.ok(m.page[0] <= m.page[1], `no sideways scroll at ${width} px: ${m.page}`);
+      assert.ok(m.estop[0] <= m.estop[1] && m.estop[1] >= 100 && m.estop[2] <= m.estop[3], `the emergency stop fits at ${width} px: ${m.estop}`);
+    }
+    await page.setViewportSize({ width: 390, height: 844 });
 
     // At 390 px every view is reached from the nav, and none scrolls sideways.
     for (const [hash, heading] of [['#/releases', 'Products and releases'], ['#/deployments', 'Deployments'], ['#/audit', 'Audit log'], ['#/workers', 'Workers'], ['#/console', 'Live comparison']]) {
@@ -421,7 +434,7 @@ test('the console at 1280, 768 and 390 px for someone with a long email', async 
       renderCharts();
       const svg = document.querySelector('#c-p95');
       const ticks = [...svg.querySelectorAll('text.ytick')].map((t) => parseFloat(t.textContent));
-      const gridYs = [...svg.querySelectorAll('line.grid')].map((l) => Number(l.getAttribute('y1')));
+      const gridYs = [...svg.querySelectorAll('line.gridline')].map((l) => Number(l.getAttribute('y1')));
       return {
         top: Math.max(...ticks),
         marks: [...svg.querySelectorAll('.clip title')].map((t) => t.textContent),

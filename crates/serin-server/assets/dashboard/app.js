@@ -432,8 +432,8 @@ function checkName(raw) {
   const text = String(raw ?? '');
   const i = text.indexOf(':');
   const kind = i > 0 ? text.slice(0, i) : '';
-  if (kind in JUDGE_KINDS) return [readable(text.slice(i + 1)), JUDGE_KINDS[kind]];
-  return [JUDGE_NAMES[text] || readable(text), ''];
+  if (Object.hasOwn(JUDGE_KINDS, kind)) return [readable(text.slice(i + 1)), JUDGE_KINDS[kind]];
+  return [Object.hasOwn(JUDGE_NAMES, text) ? JUDGE_NAMES[text] : readable(text), ''];
 }
 
 function safetyRow([raw, now, level]) {
@@ -519,7 +519,7 @@ function yScale(c, lanes) {
   return niceTicks(0, Math.min(c.most ?? Infinity, Math.max(high, c.least)));
 }
 
-/** A tick's text: 1500 ms as "1.5k ms", with the chart's unit. */
+/** A tick's text with the chart's unit; 12000 ms as "12k ms". */
 function tickText(v, digits, unit) {
   if (Math.abs(v) >= 10000) return `${Number((v / 1000).toFixed(1))}k${unit}`;
   return `${v.toFixed(digits)}${unit}`;
@@ -563,7 +563,7 @@ function drawChart(id, c, lines, from, to) {
   const y = (v) => bottom - ((clamp(v) - scale.lo) / (scale.hi - scale.lo || 1)) * (bottom - top);
   const parts = [];
   scale.ticks.forEach((v, i) => {
-    parts.push(`<line class="grid" x1="${left}" x2="${right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/><text class="ytick" x="${left - 5}" y="${y(v).toFixed(1)}" dy="0.32em" text-anchor="end">${labels[i]}</text>`);
+    parts.push(`<line class="gridline" x1="${left}" x2="${right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/><text class="ytick" x="${left - 5}" y="${y(v).toFixed(1)}" dy="0.32em" text-anchor="end">${labels[i]}</text>`);
   });
   for (const [s, label] of timeTicks(from, to, right - left)) {
     const at = x(s);
@@ -586,7 +586,8 @@ function drawChart(id, c, lines, from, to) {
   svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
   svg.innerHTML = parts.join('');
   const worst = off.sort((a, b) => (c.down ? a[1] - b[1] : b[1] - a[1]))[0];
-  $(`#d-${id}`).textContent = `Scale ${labels[0]} to ${labels[labels.length - 1]}, the last ${Math.round((to - from) / 60) || 1} minutes up to now.`
+  const minutes = Math.max(1, Math.round((to - from) / 60));
+  $(`#d-${id}`).textContent = `Scale ${labels[0]} to ${labels[labels.length - 1]}, the last ${minutes} minute${minutes > 1 ? 's' : ''} up to now.`
     + (worst ? ` ${off.length} point${off.length > 1 ? 's' : ''} off the scale, the furthest ${fmt(worst[1], c.digits)}${c.unit} (${worst[0]}).` : '');
 }
 
