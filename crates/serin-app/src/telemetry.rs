@@ -5,7 +5,6 @@
 //! the process, which is what Prometheus's `rate()` expects.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,40 +64,42 @@ impl Telemetry {
         t.sum += secs;
     }
 
-    /// The request counters and the tick histogram, in Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP serin_http_requests_total API requests answered, by route template, method and status.\n# TYPE serin_http_requests_total counter\n");
+    /// The request counters and the tick histogram, for the exposition.
+    pub fn expose(&self, e: &mut serin_metrics::Exposition) {
+        let help = "API requests answered, by route template, method and status";
+        e.declare_counter("serin_http_requests", help);
         for ((route, method, status), n) in self.requests.lock().expect("requests lock").iter() {
-            let _ = writeln!(
-                out,
-                "serin_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                escape(route),
-                escape(method)
+            let status = status.to_string();
+            e.counter(
+                "serin_http_requests",
+                help,
+                &[
+                    ("route", route.as_str()),
+                    ("method", method.as_str()),
+                    ("status", status.as_str()),
+                ],
+                *n,
             );
         }
-        out.push_str("# HELP serin_logins_total Login attempts by outcome.\n# TYPE serin_logins_total counter\n");
+        let help = "Login attempts by outcome";
+        e.declare_counter("serin_logins", help);
         for (outcome, n) in self.logins.lock().expect("logins lock").iter() {
-            let _ = writeln!(out, "serin_logins_total{{outcome=\"{outcome}\"}} {n}");
+            e.counter(
+                "serin_logins",
+                help,
+                &[("outcome", outcome)],
+                *n,
+            );
         }
         let t = self.ticks.lock().expect("ticks lock");
-        out.push_str("# HELP serin_controller_tick_seconds How long the rollout controller's ticks took.\n# TYPE serin_controller_tick_seconds histogram\n");
-        for (b, le) in t.buckets.iter().zip(TICK_BUCKETS) {
-            let _ = writeln!(
-                out,
-                "serin_controller_tick_seconds_bucket{{le=\"{le}\"}} {b}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "serin_controller_tick_seconds_bucket{{le=\"+Inf\"}} {}\nserin_controller_tick_seconds_sum {}\nserin_controller_tick_seconds_count {}",
-            t.count, t.sum, t.count
+        let cumulative: Vec<(f64, u64)> = TICK_BUCKETS.iter().copied().zip(t.buckets).collect();
+        e.histogram(
+            "serin_controller_tick_seconds",
+            "How long the rollout controller's ticks took",
+            &[],
+            &cumulative,
+            t.sum,
+            t.count,
         );
     }
-}
-
-/// A label value as the text format wants it.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

@@ -232,25 +232,34 @@ impl Proxy {
 
     /// The Prometheus exposition: request totals, errors, latency histograms, and
     /// each route's canary percentage.
-    pub fn prometheus(&self) -> String {
+    pub fn expose(&self, e: &mut serin_metrics::Exposition) {
         let table = self.table();
-        let mut extra = String::from(
-            "# HELP serin_proxy_canary_percent The canary's share of each route now.\n# TYPE serin_proxy_canary_percent gauge\n",
-        );
-        for (d, p) in table.percents() {
-            extra.push_str(&format!(
-                "serin_proxy_canary_percent{{deployment=\"{}\"}} {p}\n",
-                stats::escape(d)
-            ));
-        }
-        extra.push_str(
-            "# HELP serin_proxy_routes Routes in the table now.\n# TYPE serin_proxy_routes gauge\n",
-        );
-        extra.push_str(&format!("serin_proxy_routes {}\n", table.len()));
         if !self.inner.registry.keeps_seconds() {
             self.inner.registry.forget_unused();
         }
-        self.inner.registry.prometheus(&extra)
+        self.inner.registry.expose(e);
+        let help = "The canary's share of each route now";
+        for (d, p) in table.percents() {
+            e.gauge(
+                "serin_proxy_canary_percent",
+                help,
+                &[("deployment", d)],
+                f64::from(p),
+            );
+        }
+        e.gauge(
+            "serin_proxy_routes",
+            "Routes in the table now",
+            &[],
+            table.len() as f64,
+        );
+    }
+
+    /// [`Proxy::expose`] as the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let mut e = serin_metrics::Exposition::new();
+        self.expose(&mut e);
+        e.render()
     }
 
     /// Proxies one request from `client`.

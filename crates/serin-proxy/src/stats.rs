@@ -19,7 +19,6 @@
 //! ever served.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serin_core::Lane;
@@ -249,91 +248,73 @@ impl Registry {
         self.len() == 0
     }
 
-    /// The Prometheus text exposition of the totals.
-    pub fn prometheus(&self, extra: &str) -> String {
+    /// The totals for the Prometheus exposition: requests by status code,
+    /// errors by class, and the latency histogram, per deployment and lane.
+    pub fn expose(&self, e: &mut serin_metrics::Exposition) {
         let lanes = self.all();
-        let mut out = String::with_capacity(1024 + lanes.len() * 2048);
-        let labels = |s: &LaneStats| {
-            format!(
-                "deployment=\"{}\",lane=\"{}\"",
-                escape(&s.deployment_id),
-                s.lane
-            )
-        };
-        let snap: Vec<(String, Totals)> = lanes
-            .iter()
-            .map(|s| {
+        e.declare_counter(
+            "serin_proxy_requests",
+            "Requests answered by the proxy, by deployment, lane and status code",
+        );
+        for s in &lanes {
+            let t = {
                 let g = s.inner.lock().unwrap_or_else(|e| e.into_inner());
                 let t = &g.totals;
-                (
-                    labels(s),
-                    Totals {
-                        by_code: t.by_code.clone(),
-                        le: t.le,
-                        ..*t
-                    },
-                )
-            })
-            .collect();
-        out.push_str("# HELP serin_proxy_requests_total Requests answered by the proxy, by deployment, lane and status code.\n");
-        out.push_str("# TYPE serin_proxy_requests_total counter\n");
-        for (l, t) in &snap {
+                Totals {
+                    by_code: t.by_code.clone(),
+                    le: t.le,
+                    ..*t
+                }
+            };
+            let lane = s.lane.to_string();
+            let at = [("deployment", &*s.deployment_id), ("lane", lane.as_str())];
             for (code, n) in &t.by_code {
-                let _ = writeln!(out, "serin_proxy_requests_total{{{l},code=\"{code}\"}} {n}");
+                let code = code.to_string();
+                e.counter(
+                    "serin_proxy_requests",
+                    "Requests answered by the proxy, by deployment, lane and status code",
+                    &[at[0], at[1], ("code", code.as_str())],
+                    *n,
+                );
             }
-        }
-        out.push_str("# HELP serin_proxy_errors_total Failed requests by class: 5xx from the upstream, connect (refused, reset, no endpoint), timeout.\n");
-        out.push_str("# TYPE serin_proxy_errors_total counter\n");
-        for (l, t) in &snap {
             for (class, n) in [
                 ("5xx", t.errors_5xx),
                 ("connect", t.errors_connect),
                 ("timeout", t.errors_timeout),
             ] {
-                let _ = writeln!(out, "serin_proxy_errors_total{{{l},class=\"{class}\"}} {n}");
-            }
-        }
-        out.push_str("# HELP serin_proxy_request_duration_seconds Time from the request to the upstream's response headers.\n");
-        out.push_str("# TYPE serin_proxy_request_duration_seconds histogram\n");
-        for (l, t) in &snap {
-            for (le, n) in LE_US.iter().zip(t.le) {
-                let le = *le as f64 / 1e6;
-                let _ = writeln!(
-                    out,
-                    "serin_proxy_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}"
+                e.counter(
+                    "serin_proxy_errors",
+                    "Failed requests by class: 5xx from the upstream, connect (refused, reset, no endpoint), timeout",
+                    &[at[0], at[1], ("class", class)],
+                    n,
                 );
             }
-            let _ = writeln!(
-                out,
-                "serin_proxy_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                t.count
-            );
-            let _ = writeln!(
-                out,
-                "serin_proxy_request_duration_seconds_sum{{{l}}} {}",
-                t.sum_us as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "serin_proxy_request_duration_seconds_count{{{l}}} {}",
-                t.count
+            let cumulative: Vec<(f64, u64)> = LE_US
+                .iter()
+                .zip(t.le)
+                .map(|(le, n)| (*le as f64 / 1e6, n))
+                .collect();
+            e.histogram(
+                "serin_proxy_request_duration_seconds",
+                "Time from the request to the upstream's response headers",
+                &at,
+                &cumulative,
+                t.sum_us as f64 / 1e6,
+                t.count,
             );
         }
-        out.push_str(extra);
-        out
     }
-}
-
-/// Escapes a Prometheus label value.
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text_of(r: &Registry) -> String {
+        let mut e = serin_metrics::Exposition::new();
+        r.expose(&mut e);
+        e.render()
+    }
 
     #[test]
     fn seconds_roll_over_and_drain() {
@@ -354,7 +335,7 @@ mod tests {
         );
         assert!(r.drain(200).0.is_empty());
         assert!(Arc::ptr_eq(&s, &r.lane("d1", Lane::Canary)));
-        let text = r.prometheus("");
+        let text = text_of(&r);
         assert!(text.contains(
             "serin_proxy_requests_total{deployment=\"d1\",lane=\"canary\",code=\"503\"} 1"
         ));
@@ -403,8 +384,8 @@ mod tests {
         let (b, _) = r.drain(11);
         assert_eq!(b.len(), 2, "both lanes' second 10 is handed over");
         assert_eq!(r.len(), 1, "then d2 is forgotten");
-        assert!(!r.prometheus("").contains("d2"));
-        assert!(r.prometheus("").contains("d1"));
+        assert!(!text_of(&r).contains("d2"));
+        assert!(text_of(&r).contains("d1"));
         // Without seconds to keep, only the holders count.
         let totals = Registry::new(false);
         totals
@@ -433,6 +414,6 @@ mod tests {
         let lane = r.lane("d", Lane::Stable);
         lane.record(1, Outcome::Status(200), 1);
         assert!(r.drain(10).0.is_empty());
-        assert!(r.prometheus("").contains("code=\"200\"} 1"));
+        assert!(text_of(&r).contains("code=\"200\"} 1"));
     }
 }

@@ -8,8 +8,6 @@
 //! live in memory: they start at zero with the process, which is what
 //! Prometheus's `rate()` expects.
 
-use std::fmt::Write as _;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -33,12 +31,9 @@ pub async fn count(State(state): State<AppState>, req: Request, next: Next) -> R
     res
 }
 
-/// Deployments by status, in Prometheus text (a status the store can't count
-/// now is left out, never reported as zero).
-pub async fn deployments(state: &serin_app::App, out: &mut String) {
-    out.push_str(
-        "# HELP serin_deployments Canary deployments by status.\n# TYPE serin_deployments gauge\n",
-    );
+/// Deployments by status, for the exposition (a status the store can't
+/// count now is left out, never reported as zero).
+pub async fn deployments(state: &serin_app::App, e: &mut serin_metrics::Exposition) {
     for status in [
         DeploymentStatus::Active,
         DeploymentStatus::Promoting,
@@ -52,46 +47,51 @@ pub async fn deployments(state: &serin_app::App, out: &mut String) {
             ..Default::default()
         };
         match state.store.list_deployments(&filter, 0, 1).await {
-            Ok(page) => {
-                let _ = writeln!(
-                    out,
-                    "serin_deployments{{status=\"{}\"}} {}",
-                    status.as_str(),
-                    page.total
-                );
+            Ok(page) => e.gauge(
+                "serin_deployments",
+                "Canary deployments by status",
+                &[("status", status.as_str())],
+                page.total as f64,
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "deployments could not be counted for /metrics")
             }
-            Err(e) => tracing::warn!(error = %e, "deployments could not be counted for /metrics"),
         }
     }
 }
 
-/// This replica's leadership, in Prometheus text: whether it leads, the
+/// This replica's leadership, for the exposition: whether it leads, the
 /// epoch it leads at, the age of its lease's last renewal, and how many times
 /// it gained or lost the lease.
-pub fn leadership(state: &serin_app::App, out: &mut String) {
+pub fn leadership(state: &serin_app::App, e: &mut serin_metrics::Exposition) {
     let l = &state.leadership;
     let epoch = l.epoch();
-    let _ = writeln!(
-        out,
-        "# HELP serin_leader 1 while this replica holds the leader lease and acts.\n# TYPE serin_leader gauge\nserin_leader {}",
-        u8::from(epoch.is_some())
+    e.gauge(
+        "serin_leader",
+        "1 while this replica holds the leader lease and acts",
+        &[],
+        f64::from(u8::from(epoch.is_some())),
     );
-    if let Some(e) = epoch {
-        let _ = writeln!(
-            out,
-            "# HELP serin_leader_epoch The lease epoch this replica leads at.\n# TYPE serin_leader_epoch gauge\nserin_leader_epoch {e}"
+    if let Some(epoch) = epoch {
+        e.gauge(
+            "serin_leader_epoch",
+            "The lease epoch this replica leads at",
+            &[],
+            epoch as f64,
         );
     }
     if let Some(age) = l.lease_age() {
-        let _ = writeln!(
-            out,
-            "# HELP serin_lease_age_seconds Time since this leader last renewed its lease.\n# TYPE serin_lease_age_seconds gauge\nserin_lease_age_seconds {:.3}",
-            age.as_secs_f64()
+        e.gauge(
+            "serin_lease_age_seconds",
+            "Time since this leader last renewed its lease",
+            &[],
+            age.as_secs_f64(),
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP serin_leadership_changes_total Times this replica gained or lost the leader lease.\n# TYPE serin_leadership_changes_total counter\nserin_leadership_changes_total {}",
-        l.changes()
+    e.counter(
+        "serin_leadership_changes",
+        "Times this replica gained or lost the leader lease",
+        &[],
+        l.changes(),
     );
 }

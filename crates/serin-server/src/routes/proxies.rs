@@ -294,21 +294,22 @@ pub async fn set_routing(
 /// set's size, and Serin's own (`crate::telemetry`): API requests, deployments
 /// by status, controller ticks.
 pub async fn prometheus(State(state): State<App>) -> impl IntoResponse {
+    let mut e = serin_metrics::Exposition::new();
+    if let Some(p) = &state.proxy {
+        p.expose(&mut e);
+    }
     let routes = state.routes.current().map_or(0, |s| s.routes.len());
-    let mut text = match &state.proxy {
-        Some(p) => p.prometheus(),
-        None => String::new(),
-    };
-    text.push_str("# HELP serin_route_set_routes Routes in the control plane's route set.\n# TYPE serin_route_set_routes gauge\n");
-    text.push_str(&format!("serin_route_set_routes {routes}\n"));
-    state.telemetry.render(&mut text);
-    crate::telemetry::deployments(&state, &mut text).await;
-    crate::telemetry::leadership(&state, &mut text);
+    e.gauge(
+        "serin_route_set_routes",
+        "Routes in the control plane's route set",
+        &[],
+        routes as f64,
+    );
+    state.telemetry.expose(&mut e);
+    crate::telemetry::deployments(&state, &mut e).await;
+    crate::telemetry::leadership(&state, &mut e);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
+        [(header::CONTENT_TYPE, serin_metrics::CONTENT_TYPE)],
+        e.render(),
     )
 }
