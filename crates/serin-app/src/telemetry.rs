@@ -84,12 +84,7 @@ impl Telemetry {
         let help = "Login attempts by outcome";
         e.declare_counter("serin_logins", help);
         for (outcome, n) in self.logins.lock().expect("logins lock").iter() {
-            e.counter(
-                "serin_logins",
-                help,
-                &[("outcome", outcome)],
-                *n,
-            );
+            e.counter("serin_logins", help, &[("outcome", outcome)], *n);
         }
         let t = self.ticks.lock().expect("ticks lock");
         let cumulative: Vec<(f64, u64)> = TICK_BUCKETS.iter().copied().zip(t.buckets).collect();

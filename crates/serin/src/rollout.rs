@@ -243,7 +243,15 @@ pub async fn watch(
     let started = Instant::now();
     let mut drawn = 0usize;
     let mut last: Vec<String> = Vec::new();
-    let mut socket = Some(crate::canary::events_socket(args, &c, id).await?);
+    // The event stream when it opens within 5 s (a server behind TLS, or a
+    // proxy that refuses WebSockets, doesn't give one): else every 2 s.
+    let mut socket = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::canary::events_socket(args, &c, id),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
     loop {
         let v = c.rollout(id).await?;
         let now = lines(&v);
@@ -300,14 +308,15 @@ pub async fn watch(
         });
         let until = tokio::time::Instant::now() + wait;
         match socket.as_mut() {
-            // The lane figures' updates (every few seconds) change nothing a
+            // The lane figures' updates (every second or few) change nothing a
             // watch shows that the quiet refresh doesn't: only other events
-            // bring the next call forward.
+            // (a step, a judgement, a status) bring the next call forward.
             Some(s) => loop {
                 tokio::select! {
                     msg = s.next() => match msg {
                         Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))
-                            if t.contains("\"metrics_updated\"") => continue,
+                            if t.contains("\"metrics_updated\"")
+                                || t.contains("\"lanes_updated\"") => continue,
                         Some(Ok(_)) => break,
                         // The stream ended (a restart, the server going
                         // away): the next call says which; then every 2 s.

@@ -206,6 +206,27 @@ impl GatewayApi {
     }
 }
 
+impl GatewayApi {
+    /// Replaces the route with `obj` at its `resourceVersion` (409: someone
+    /// else's edit came first); what the API server stored.
+    async fn replace(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        obj: &DynamicObject,
+    ) -> Result<DynamicObject, EngineError> {
+        tokio::time::timeout(CALL_TIMEOUT, api.replace(name, &PostParams::default(), obj))
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
+            .map_err(|e| match &e {
+                kube::Error::Api(s) if s.code == 409 => self.refused(format!(
+                    "HTTPRoute {name} changed while Serin wrote it; read again next tick"
+                )),
+                _ => self.unreachable(e),
+            })
+    }
+}
+
 /// A DNS label (a namespace's name).
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -304,6 +325,14 @@ fn is_serins(rule: &Value) -> bool {
 /// spells them, cookies with exact values (the Gateway API has no cookie
 /// match: a cookie becomes a regular expression on the `Cookie` header).
 pub fn check_rules(rules: &[EngineRule]) -> Result<(), String> {
+    // Each becomes a rule of the route (per rule it splits), and a route
+    // holds 16 rules, one of them at least its own.
+    if rules.len() > MAX_RULES - 1 {
+        return Err(format!(
+            "{} match rules (user ids and countries count one each): an HTTPRoute holds {MAX_RULES} rules, its own among them",
+            rules.len()
+        ));
+    }
     for r in rules {
         match (&r.source, &r.pattern) {
             (RuleSource::Header(h), _)
@@ -350,13 +379,18 @@ fn header_match(r: &EngineRule) -> Value {
         (RuleSource::Header(h), Pattern::Exact(v)) => {
             serde_json::json!({"type": "Exact", "name": h, "value": v})
         }
-        (RuleSource::Header(h), Pattern::Regex(re)) => {
-            serde_json::json!({"type": "RegularExpression", "name": h, "value": re})
-        }
+        // Written to mean the same whether the implementation matches the
+        // whole value (Envoy's `safe_regex`) or any part of it: anchored, and
+        // open at both ends where the rule is (Serin's rules are unanchored).
+        (RuleSource::Header(h), Pattern::Regex(re)) => serde_json::json!({
+            "type": "RegularExpression",
+            "name": h,
+            "value": format!("^.*(?:{re}).*$"),
+        }),
         (RuleSource::Cookie(c), Pattern::Exact(v) | Pattern::Regex(v)) => serde_json::json!({
             "type": "RegularExpression",
             "name": "Cookie",
-            "value": format!("(^|;\\s*){}={}(;|$)", regex::escape(c), regex::escape(v)),
+            "value": format!("^(?:.*;\\s*)?{}={}(?:;.*)?$", regex::escape(c), regex::escape(v)),
         }),
     }
 }
@@ -821,6 +855,7 @@ impl TrafficEngine for GatewayApi {
         async move {
             check_rules(&state.rules).map_err(|why| self.refused(why))?;
             let (api, mut obj) = self.get(&target.backend).await?;
+            let original = obj.data.clone();
             let changed = set_state(&mut obj.data, target, &self.namespace, state)
                 .map_err(|why| self.refused(format!("HTTPRoute {}: {why}", target.backend)))?;
             if !changed {
@@ -828,19 +863,21 @@ impl TrafficEngine for GatewayApi {
             }
             // Replaced at the resourceVersion it was read at: someone else's
             // edit meanwhile is a 409, never overwritten.
-            tokio::time::timeout(
-                CALL_TIMEOUT,
-                api.replace(&target.backend, &PostParams::default(), &obj),
-            )
-            .await
-            .map_err(|_| self.unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
-            .map_err(|e| match &e {
-                kube::Error::Api(s) if s.code == 409 => self.refused(format!(
-                    "HTTPRoute {} changed while Serin wrote it; read again next tick",
+            let written = self.replace(&api, &target.backend, &obj).await?;
+            // A cluster whose HTTPRoute schema predates a field Serin wrote
+            // (rule names before Gateway API v1.4's standard channel, a
+            // mirror's percent) drops it without an error: then put back
+            // what was there and say so, rather than leave rules Serin can't
+            // recognise or a mirror of every request.
+            if extras_differ(&written.data, target, &self.namespace, state).unwrap_or(true) {
+                let mut back = written.clone();
+                back.data = original;
+                let _ = self.replace(&api, &target.backend, &back).await;
+                return Err(self.refused(format!(
+                    "HTTPRoute {}: the API server dropped fields Serin wrote (rule names, a mirror's percent): this cluster's Gateway API CRDs are older than v1.4 (standard channel); match rules and mirroring need v1.4 or the experimental channel",
                     target.backend
-                )),
-                _ => self.unreachable(e),
-            })?;
+                )));
+            }
             Ok(())
         }
         .boxed()
@@ -950,6 +987,47 @@ mod tests {
         far["spec"]["rules"][0]["backendRefs"][1]["namespace"] = json!("elsewhere");
         assert!(set_weights(&mut far, &target(), "prod", 50).is_err());
         assert!(share_in_spec(&json!({"spec": {"rules": []}}), &target(), "prod").is_err());
+    }
+
+    #[test]
+    fn rule_regexes_mean_the_same_matched_whole_or_in_part() {
+        let rule = |source, pattern| EngineRule {
+            source,
+            pattern,
+            lane: serin_core::Lane::Canary,
+        };
+        let cookie = header_match(&rule(
+            RuleSource::Cookie("tier".into()),
+            Pattern::Exact("gold".into()),
+        ));
+        let re = regex::Regex::new(cookie["value"].as_str().unwrap()).unwrap();
+        // Anchored at both ends, so a whole-value match (Envoy) and a partial
+        // one agree.
+        for (header, hit) in [
+            ("tier=gold", true),
+            ("a=1; tier=gold", true),
+            ("a=1; tier=gold; b=2", true),
+            ("xtier=gold", false),
+            ("tier=golden", false),
+            ("a=tier=gold", false),
+        ] {
+            assert_eq!(re.is_match(header), hit, "{header}");
+        }
+        let header = header_match(&rule(
+            RuleSource::Header("x-region".into()),
+            Pattern::Regex("^eu-".into()),
+        ));
+        let re = regex::Regex::new(header["value"].as_str().unwrap()).unwrap();
+        assert!(re.is_match("eu-west") && !re.is_match("us-eu-1"));
+        let many: Vec<EngineRule> = (0..16)
+            .map(|i| {
+                rule(
+                    RuleSource::Header("x".into()),
+                    Pattern::Exact(i.to_string()),
+                )
+            })
+            .collect();
+        assert!(check_rules(&many).unwrap_err().contains("16 rules"));
     }
 
     #[test]

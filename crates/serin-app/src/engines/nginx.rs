@@ -149,14 +149,21 @@ impl Nginx {
 }
 
 /// The variable the operator's `proxy_pass` names for `backend`'s requests
-/// to follow the rules: `serin_` and the backend's name with every character
-/// but letters, digits and `_` as `_` (`web-app` → `$serin_web_app`).
+/// to follow the rules: `serin_` and the backend's name, letters and digits
+/// as they are and the rest spelled out so that two backends never share a
+/// variable: `_` as `__`, `-` as `_h`, `.` as `_d` (`web-app` →
+/// `$serin_web_happ`, `app` → `$serin_app`).
 pub fn variable(backend: &str) -> String {
-    let name: String = backend
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("serin_{name}")
+    let mut name = String::from("serin_");
+    for c in backend.chars() {
+        match c {
+            '_' => name.push_str("__"),
+            '-' => name.push_str("_h"),
+            '.' => name.push_str("_d"),
+            c => name.push(c),
+        }
+    }
+    name
 }
 
 /// `text` as an nginx quoted string: `\` and `"` escaped (nginx reads
@@ -200,6 +207,15 @@ pub fn check_rules(rules: &[EngineRule]) -> Result<(), String> {
         if v.chars().any(char::is_control) {
             return Err(format!("{v:?}: a value without control characters"));
         }
+        // A map's regex sets $1… and named variables for the whole request:
+        // a deployment's pattern must not reach the operator's variables.
+        if let Pattern::Regex(re) = &r.pattern
+            && regex::Regex::new(re).is_ok_and(|x| x.captures_len() > 1)
+        {
+            return Err(format!(
+                "regex {re:?}: nginx would set variables from its groups; use (?:…) groups"
+            ));
+        }
     }
     Ok(())
 }
@@ -237,11 +253,12 @@ pub fn render(target: &EngineTarget, state: &RouteState) -> (String, String) {
     }
     // The rules, first match wins: map i falls through to map i + 1.
     let var = variable(b);
+    // `_r` can't come out of `variable`'s spelling: no other backend's name.
     let name = |i: usize| {
         if i == 0 {
             var.clone()
         } else {
-            format!("{var}_{i}")
+            format!("{var}_r{i}")
         }
     };
     for (i, r) in state.rules.iter().enumerate() {
@@ -254,8 +271,10 @@ pub fn render(target: &EngineTarget, state: &RouteState) -> (String, String) {
         } else {
             format!("${}", name(i + 1))
         };
+        // A missing header or cookie is "" to nginx: it matches no rule (an
+        // exact key is tried before the regular expressions).
         upstream.push_str(&format!(
-            "map {} ${} {{\n    {} {b}__{};\n    default {next};\n}}\n",
+            "map {} ${} {{\n    \"\" {next};\n    {} {b}__{};\n    default {next};\n}}\n",
             source_variable(&r.source),
             name(i),
             quoted(&key),
@@ -452,14 +471,22 @@ mod tests {
         };
         let (conf, _) = render(&t, &state);
         assert!(
-            conf.contains("map $http_x_beta $serin_web_app {\n    \"~^a\\\\.b\\\"c$\" web-app__canary;\n    default $serin_web_app_1;\n}"),
+            conf.contains("map $http_x_beta $serin_web_happ {\n    \"\" $serin_web_happ_r1;\n    \"~^a\\\\.b\\\"c$\" web-app__canary;\n    default $serin_web_happ_r1;\n}"),
             "{conf}"
         );
         assert!(
-            conf.contains("map $cookie_tier $serin_web_app_1 {\n    \"~^gold\\\\d$\" web-app__stable;\n    default web-app;\n}"),
+            conf.contains("map $cookie_tier $serin_web_happ_r1 {\n    \"\" web-app;\n    \"~^gold\\\\d$\" web-app__stable;\n    default web-app;\n}"),
             "{conf}"
         );
         assert!(check_rules(&state.rules).is_ok());
+        assert_ne!(variable("a-b"), variable("a_b"));
+        assert_ne!(variable("a.b"), variable("a_b"));
+        let grouped = vec![rule(
+            RuleSource::Header("x".into()),
+            Pattern::Regex("^(beta|gamma)$".into()),
+            serin_core::Lane::Canary,
+        )];
+        assert!(check_rules(&grouped).unwrap_err().contains("(?:"));
         let bad = |source| {
             vec![rule(
                 source,

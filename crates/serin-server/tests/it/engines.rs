@@ -526,7 +526,7 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
         "engine": {"engine": "web", "backend": "app",
                    "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
         "traffic": {"rules": [
-            {"match": {"header": {"name": "X-Beta", "regex": "^(1|yes)$"}}},
+            {"match": {"header": {"name": "X-Beta", "regex": "^(?:1|yes)$"}}},
             {"match": {"cookie": {"name": "tier", "equals": "gold\"}"}}, "lane": "stable"}]},
         "rollout": {"steps": [{"set_weight": 20}, {"pause": {}}]}});
     let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
