@@ -23,13 +23,17 @@
 //! `null` figure — is inconclusive, never a failure: a policy without data can't
 //! blame the canary.
 
+#[cfg(feature = "policies")]
 use cel::{Context, Program, Value as Cel};
 use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+#[cfg(feature = "policies")]
+use serde_json::Value;
+use serde_json::json;
 
 use super::{Inputs, Outcome, Verdict};
 use crate::DomainError;
+#[cfg(feature = "policies")]
 use crate::canary::metrics::MetricsSnapshot;
 
 /// Longest expression accepted.
@@ -59,6 +63,8 @@ impl Policy {
                 format!("at most {MAX_EXPRESSION} characters"),
             ));
         }
+        // Without the CEL evaluator (a client's build), the server checks it.
+        #[cfg(feature = "policies")]
         compile(&self.expression).map_err(|e| DomainError::invalid("expression", e))?;
         self.offset()?;
         Ok(())
@@ -74,11 +80,13 @@ impl Policy {
     }
 }
 
+#[cfg(feature = "policies")]
 thread_local! {
     /// Set while a CEL call runs under [`quietly`].
     static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+#[cfg(feature = "policies")]
 /// Runs `f` and catches a panic, without the panic hook printing it: a panic
 /// inside the CEL library is reported as an error in its place, never as a
 /// backtrace on stderr (nor as a line that isn't JSON in the server's JSON
@@ -99,6 +107,7 @@ fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Re
     r
 }
 
+#[cfg(feature = "policies")]
 fn compile(expression: &str) -> Result<Program, String> {
     // The parser reports errors; it must never bring the controller down, so a
     // panic inside it is caught and reported as a compile error too.
@@ -110,6 +119,7 @@ fn compile(expression: &str) -> Result<Program, String> {
     }
 }
 
+#[cfg(feature = "policies")]
 fn lane(s: &MetricsSnapshot) -> Value {
     json!({
         "requests": s.job_count,
@@ -125,6 +135,7 @@ fn lane(s: &MetricsSnapshot) -> Value {
     })
 }
 
+#[cfg(feature = "policies")]
 fn evaluate(p: &Policy, inputs: &Inputs<'_>) -> Result<Cel, String> {
     let program = compile(&p.expression)?;
     let offset = p.offset().map_err(|e| e.to_string())?;
@@ -165,6 +176,18 @@ fn evaluate(p: &Policy, inputs: &Inputs<'_>) -> Result<Cel, String> {
     }
 }
 
+/// Judges one policy: inconclusive in a build without the CEL evaluator.
+#[cfg(not(feature = "policies"))]
+pub fn judge(p: &Policy, _inputs: &Inputs<'_>) -> Verdict {
+    Verdict::new(
+        format!("policy:{}", p.name),
+        Outcome::Inconclusive,
+        "this build has no CEL evaluator",
+        json!({"expression": p.expression}),
+    )
+}
+
+#[cfg(feature = "policies")]
 /// Judges one policy.
 pub fn judge(p: &Policy, inputs: &Inputs<'_>) -> Verdict {
     let name = format!("policy:{}", p.name);
@@ -215,7 +238,7 @@ pub fn judge(p: &Policy, inputs: &Inputs<'_>) -> Verdict {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "policies"))]
 mod quiet_tests {
     #[test]
     fn a_caught_panic_is_an_error_and_prints_nothing() {
@@ -226,7 +249,7 @@ mod quiet_tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "policies"))]
 mod tests {
     use super::*;
     use crate::canary::metrics::{LaneWindow, LaneWorkers, snapshot};
