@@ -495,6 +495,18 @@ test('a failed login says what happened in a sentence', async () => {
     await page.unroute('**/api/v1/auth/login');
     assert.equal(await page.isEnabled('#login-form button[type=submit]'), true, 'the form can be sent again');
 
+    // An action the server refuses is told by its sentence, not its code
+    // (kept in data-code); a rate limit by the wait.
+    const told = await page.evaluate(() => {
+      const refused = apiError('deployment canary_x is not active (DEPLOYMENT_NOT_ACTIVE)', 400, 'DEPLOYMENT_NOT_ACTIVE');
+      refused.said = 'deployment canary_x is not active';
+      toast(refused);
+      const first = [document.querySelector('#toast').textContent, document.querySelector('#toast').dataset.code];
+      toast(apiError('slow down (RATE_LIMITED)', 429, 'RATE_LIMITED', 7));
+      return [first, document.querySelector('#toast').textContent];
+    });
+    assert.deepEqual(told, [['Deployment canary_x is not active.', 'DEPLOYMENT_NOT_ACTIVE'], 'Too many requests for now; try again in 7 s.']);
+
     // The refused requests are the only errors the page logged.
     assert.deepEqual(page.errors.filter((e) => !/Failed to load resource/.test(e)), []);
   } finally {

@@ -28,9 +28,22 @@ const fmt = (v, digits = 1, unit = '') => (v === null || v === undefined || Numb
 const canAct = () => state.me && state.me.role !== 'viewer';
 const VIEWER_REASON = 'Viewers can see everything and change nothing.';
 
+/** What a failed call tells a person: the server's sentence (never its code), or what happened. */
+function humanError(e) {
+  if (!e || e.status === undefined) return String(e?.message || e || 'Something went wrong.');
+  if (e.status === 0) return "The server can't be reached.";
+  if (e.status === 429) return `Too many requests for now; try again in ${waitText(e.retryAfter)}.`;
+  const said = (e.said || e.message || '').trim();
+  if (!said) return e.status >= 500 ? 'The server ran into a problem; try again in a moment.' : 'That did not work.';
+  const sentence = said.charAt(0).toUpperCase() + said.slice(1);
+  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+}
+
 function toast(text) {
   const t = $('#toast');
-  t.textContent = text;
+  t.textContent = text instanceof Error ? humanError(text) : text;
+  if (text instanceof Error && text.code) t.dataset.code = text.code;
+  else delete t.dataset.code;
   t.classList.add('on');
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => t.classList.remove('on'), 3000);
@@ -55,7 +68,9 @@ async function api(method, path, body) {
   }
   if (!r.ok) {
     const wait = Number(r.headers.get('retry-after')) || data?.details?.retry_after_seconds || null;
-    throw apiError(data && data.error ? `${data.error} (${data.code})` : `HTTP ${r.status}`, r.status, data?.code || null, wait);
+    const e = apiError(data && data.error ? `${data.error} (${data.code})` : `HTTP ${r.status}`, r.status, data?.code || null, wait);
+    e.said = data?.error || '';
+    throw e;
   }
   return data;
 }
@@ -200,7 +215,7 @@ function route() {
   const views = { console: consoleView, releases: releasesView, deployments: deploymentsView, audit: auditView, workers: workersView };
   closeStream();
   state.nav += 1;
-  (views[view] || consoleView)(state.nav).catch((e) => toast(e.message));
+  (views[view] || consoleView)(state.nav).catch((e) => toast(e));
 }
 
 // ---------------------------------------------------------------- console
@@ -679,7 +694,7 @@ async function setPercent(p) {
     await api('PUT', `/api/v1/canary/deployments/${encodeURIComponent(d.id)}/percentage`, { percentage: p });
     toast(`Traffic split set: ${splitText(p)}`);
   } catch (e) {
-    toast(e.message);
+    toast(e);
     render();
   }
 }
@@ -704,7 +719,7 @@ async function action(what, fromSwitch) {
     await api(method, path, what === 'rollback' ? { reason: `rolled back from the dashboard by ${state.me.name}` } : (what === 'pause' ? { reason: `paused from the dashboard by ${state.me.name}` } : undefined));
     toast(`${what}: done`);
   } catch (e) {
-    toast(e.message);
+    toast(e);
   }
   await refresh();
 }
@@ -718,7 +733,7 @@ async function emergencyStop() {
     await api('POST', `/api/v1/canary/deployments/${encodeURIComponent(d.id)}/rollback`, { reason: `emergency stop by ${state.me.name}` });
     toast('Emergency stop: rolled back');
   } catch (e) {
-    toast(e.message);
+    toast(e);
   }
   await refresh();
 }
@@ -740,7 +755,7 @@ async function startCanary(ev) {
     localStorage.setItem('serin.deployment', d.id);
     await consoleView();
   } catch (e) {
-    toast(e.message);
+    toast(e);
   }
 }
 
