@@ -1,6 +1,8 @@
 //! Weight changes through the real traffic engines: Debian's `haproxy`
-//! (runtime API) and `nginx` (rendered files, `nginx -t`, reload), each in
-//! front of two local upstreams, with a steady load through the engine.
+//! (runtime API), `nginx` (rendered files, `nginx -t`, reload) and `nginx`
+//! with `split=njs` (Serin's njs module reading a state file, no reload),
+//! each in front of two local upstreams, with a steady load through the
+//! engine.
 //!
 //! For each engine: 100 weight changes (0 → 10 → 20 … → 100 → 90 … and so
 //! on), each timed from the moment Serin's engine module is asked to apply it
@@ -114,6 +116,7 @@ async fn measure(label: &str, engines: &Engines, target: &EngineTarget, port: u1
             }
         }));
     }
+    let began = Instant::now();
     let mut took = Vec::with_capacity(changes);
     let mut percent: i32 = 0;
     let mut step = 10;
@@ -147,12 +150,15 @@ async fn measure(label: &str, engines: &Engines, target: &EngineTarget, port: u1
     for l in loaders {
         let _ = l.await;
     }
+    let secs = began.elapsed().as_secs_f64();
     took.sort_by(f64::total_cmp);
     println!(
-        "{label:<8} {changes} weight changes, apply → read back: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; client requests during them: {} answered, {} failed",
+        "{label:<9} {changes} weight changes, apply → read back: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; client requests during them ({:.1} s, {:.0} req/s): {} answered, {} failed",
         pct(&took, 0.5),
         pct(&took, 0.99),
         took.last().copied().unwrap_or(0.0),
+        secs,
+        ok.load(Ordering::Relaxed) as f64 / secs,
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
@@ -226,7 +232,50 @@ fn main() {
         );
         wait_port(nport).await;
 
+        // nginx with split=njs: the engine writes its module first, as `serin up` does.
+        let (jport, jprobe) = (free_port(), free_port());
         let mut engines = Engines::default();
+        engines
+            .add_spec(&format!("njs=nginx:{d}/njs?probe=127.0.0.1:{jprobe}&backends=app&split=njs"))
+            .unwrap();
+        std::fs::write(
+            dir.path().join("njs.conf"),
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;
+                 daemon off;
+worker_processes 1;
+pid {d}/njs.pid;
+error_log {d}/njs-error.log;
+                 events {{ worker_connections 256; }}
+                 http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+                   fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+                   js_import serin from {d}/njs/serin.js;
+  js_set $serin_route serin.route;
+  js_var $serin_dir {d}/njs;
+                   upstream app {{ server 127.0.0.1:{stable}; }}
+                   server {{ listen 127.0.0.1:{jprobe}; location /serin/ {{ js_content serin.probe; }} }}
+                   server {{ listen 127.0.0.1:{jport}; location / {{ set $serin_backend app; proxy_pass http://$serin_route; }} }}
+}}
+"
+            ),
+        )
+        .unwrap();
+        let _njs = Killed(
+            Command::new("nginx")
+                .arg("-c")
+                .arg(dir.path().join("njs.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx with its njs module (Debian packages nginx, libnginx-mod-http-js)"),
+        );
+        wait_port(jport).await;
+
         engines.add_spec(&format!("edge=haproxy:unix:{d}/admin.sock")).unwrap();
         engines
             .add_spec(&format!("web=nginx:{d}/serin?probe=127.0.0.1:{probe}&backends=app&conf={d}/nginx.conf"))
@@ -247,6 +296,14 @@ fn main() {
             &engines,
             &target("web", format!("127.0.0.1:{stable}"), format!("127.0.0.1:{canary}")),
             nport,
+            changes,
+        )
+        .await;
+        measure(
+            "nginx-njs",
+            &engines,
+            &target("njs", format!("127.0.0.1:{stable}"), format!("127.0.0.1:{canary}")),
+            jport,
             changes,
         )
         .await;

@@ -268,7 +268,8 @@ pub struct UpArgs {
     /// nginx includes, the listener of its probe locations and the upstreams
     /// Serin may write; add `&conf=PATH` for a configuration other than
     /// nginx's default, `&access_log=PATH` for lane metrics from its JSON
-    /// access log); `gw=gateway-api:in-cluster?namespace=prod&routes=web`
+    /// access log, `&split=njs` to change weights and rules through Serin's
+    /// njs module without reloading nginx); `gw=gateway-api:in-cluster?namespace=prod&routes=web`
     /// (Kubernetes HTTPRoutes; `kubeconfig[:PATH]` or an API server URL
     /// instead of `in-cluster`; `&prometheus=URL&queries=FILE` for lane
     /// metrics from the operator's PromQL). Repeat the flag for several.

@@ -83,19 +83,7 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
     /// (mirroring, session persistence), if it can't. By default an engine
     /// does neither.
     fn check_target(&self, target: &EngineTarget) -> Result<(), (&'static str, String)> {
-        if target.mirror_percent.is_some() {
-            return Err((
-                "engine.mirror_percent",
-                "this engine doesn't mirror requests (the gateway-api engine does)".into(),
-            ));
-        }
-        if target.session_persistence.is_some() {
-            return Err((
-                "engine.session_persistence",
-                "this engine doesn't keep sessions itself (the gateway-api engine does; with HAProxy or nginx, set it in their configuration)".into(),
-            ));
-        }
-        Ok(())
+        no_extras(target)
     }
 
     /// Whether deployments may name `backend` on this engine (the operator's
@@ -130,6 +118,23 @@ pub trait TrafficEngine: Send + Sync + std::fmt::Debug {
         let _ = target;
         Box::pin(async { Ok(None) })
     }
+}
+
+/// Refuses what only some engines do: mirroring and session persistence.
+pub fn no_extras(target: &EngineTarget) -> Result<(), (&'static str, String)> {
+    if target.mirror_percent.is_some() {
+        return Err((
+            "engine.mirror_percent",
+            "this engine doesn't mirror requests (the gateway-api engine does)".into(),
+        ));
+    }
+    if target.session_persistence.is_some() {
+        return Err((
+            "engine.session_persistence",
+            "this engine doesn't keep sessions itself (the gateway-api engine does; with HAProxy or nginx, set it in their configuration)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What an engine reports in effect for a deployment.
@@ -283,7 +288,7 @@ pub struct Engines(BTreeMap<String, Arc<dyn TrafficEngine>>);
 impl Engines {
     /// Parses `NAME=KIND:ADDRESS`: `haproxy:unix:/path` or
     /// `haproxy:tcp:host:port` (the runtime API; `?backends=a+b` limits the
-    /// backends deployments may name), `nginx:DIR?probe=HOST:PORT&backends=a+b[&conf=PATH]`
+    /// backends deployments may name), `nginx:DIR?probe=HOST:PORT&backends=a+b[&split=reload|njs][&conf=PATH]`
     /// (see [`nginx`]), `gateway-api:in-cluster|kubeconfig[:PATH]|URL?namespace=NS[&routes=a+b][&prometheus=URL&queries=FILE]`
     /// (see [`gateway`]).
     pub fn add_spec(&mut self, spec: &str) -> Result<(), String> {

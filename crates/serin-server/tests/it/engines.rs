@@ -603,6 +603,206 @@ async fn nginx_follows_a_rollout_through_rendered_files() {
     app.stop().await;
 }
 
+/// The njs module Debian's `libnginx-mod-http-js` installs.
+const NJS_MODULE: &str = "/usr/lib/nginx/modules/ngx_http_js_module.so";
+
+/// A control plane driving engine `web` with `split=njs` (which writes the
+/// module into the directory, as `serin up` does when it starts), then
+/// `nginx` (one worker) loading it, proxying through `$serin_route` with the
+/// operator's own `upstream app` (all stable) for when Serin has written no
+/// state. `None` outside CI without nginx or its njs module.
+async fn nginx_njs(stable: u16) -> Option<(Nginx, TestApp)> {
+    if Command::new("nginx").arg("-v").output().is_err()
+        || !std::path::Path::new(NJS_MODULE).exists()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nginx and its njs module (Debian packages nginx, libnginx-mod-http-js) are required in CI"
+        );
+        eprintln!("SKIPPED: no nginx or no njs module");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let (port, probe) = (free_port(), free_port());
+    let spec = format!("web=nginx:{d}/serin?probe=127.0.0.1:{probe}&backends=app&split=njs");
+    let app = TestApp::start_with(move |c| {
+        c.engines.add_spec(&spec).unwrap();
+        c.outbound = serin_server::outbound::policy::Policy::new(
+            vec!["127.0.0.0/8".parse().unwrap()],
+            vec![],
+        );
+    })
+    .await;
+    assert!(dir.path().join("serin/serin.js").exists());
+    let conf = format!(
+        "load_module {NJS_MODULE};\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           js_import serin from {d}/serin/serin.js;\n  js_set $serin_route serin.route;\n  js_var $serin_dir {d}/serin;\n\
+           upstream app {{ server 127.0.0.1:{stable}; }}\n\
+           server {{ listen 127.0.0.1:{probe}; location /serin/ {{ js_content serin.probe; }} }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ set $serin_backend app; proxy_pass http://$serin_route; }} }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let n = Nginx {
+        child,
+        dir,
+        port,
+        probe,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((n, app));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default();
+    panic!("nginx did not start: {log}");
+}
+
+/// nginx's worker processes (its master's children).
+fn nginx_workers(n: &Nginx) -> String {
+    let pid = n.child.id();
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+}
+
+/// A rollout through nginx with `split=njs`: weights and rules change through
+/// the state file the module reads per request, never through a reload (the
+/// same worker answers throughout, and one kept-alive client connection
+/// carries requests across every change without an error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_njs_changes_weights_and_rules_without_a_reload() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let Some((n, app)) = nginx_njs(stable).await else {
+        return;
+    };
+    let workers = nginx_workers(&n);
+    assert!(!workers.trim().is_empty(), "no nginx worker");
+    let probe_url = format!("http://127.0.0.1:{}/serin/app", n.probe);
+    // Before Serin wrote any state: the operator's own upstream, no answer to the probe.
+    assert_eq!(canary_answers(n.port, 10).await, 0);
+    assert_eq!(reqwest::get(&probe_url).await.unwrap().status(), 404);
+    // A name in a server would need a resolver: refused.
+    let (st, e) = app
+        .post(
+            "/api/v1/canary/deployments",
+            json!({"queue_name": "refused", "stable_version": "1", "canary_version": "2",
+                   "engine": {"engine": "web", "backend": "app", "stable": [format!("127.0.0.1:{stable}")], "canary": ["localhost:1"]}}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["details"]["field"].as_str()),
+        (400, Some("engine.canary")),
+        "{e}"
+    );
+
+    // One kept-alive connection sends a request every few ms through it all.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let kept = {
+        let (stop, failed, sent, port) = (stop.clone(), failed.clone(), sent.clone(), n.port);
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ok = match client.get(format!("http://127.0.0.1:{port}/")).send().await {
+                    Ok(r) => r.status().is_success() && r.text().await.is_ok(),
+                    Err(_) => false,
+                };
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+
+    let body = json!({"queue_name": "web", "stable_version": "1", "canary_version": "2",
+        "engine": {"engine": "web", "backend": "app",
+                   "stable": [format!("127.0.0.1:{stable}")], "canary": [format!("127.0.0.1:{canary}")]},
+        "traffic": {"rules": [
+            {"match": {"header": {"name": "X-Beta", "regex": "^(?:1|yes)$"}}},
+            {"match": {"cookie": {"name": "tier", "equals": "gold\"}"}}, "lane": "stable"}]},
+        "rollout": {"steps": [{"set_weight": 10}, {"set_weight": 20}, {"pause": {}}]}});
+    let (st, dep) = app.post("/api/v1/canary/deployments", body).await;
+    assert_eq!(st, 201, "{dep}");
+    let path = format!("/api/v1/canary/deployments/{}", dep["id"].as_str().unwrap());
+    let at_pause = app
+        .until(&path, Duration::from_secs(20), |d| {
+            d["rollout"]["step"] == 2
+        })
+        .await;
+    assert_eq!(at_pause["current_percent"], 20, "{at_pause}");
+    let probe = reqwest::get(&probe_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        probe.starts_with("4 1 ") && probe.trim_end().ends_with(" njs1"),
+        "{probe}"
+    );
+    // A weighted random choice: 20% of 400 is 80; ±40 is beyond 7 standard deviations.
+    let c = canary_answers(n.port, 400).await;
+    assert!((40..=120).contains(&c), "{c} of 400 to the canary at 20%");
+    assert_eq!(
+        canary_answers_with(n.port, 10, Some(("X-Beta", "yes"))).await,
+        10
+    );
+    assert_eq!(
+        canary_answers_with(n.port, 10, Some(("Cookie", "tier=gold\"}"))).await,
+        0
+    );
+
+    let (st, r) = app
+        .post(&format!("{path}/rollback"), json!({"reason": "test"}))
+        .await;
+    assert!(st == 200 || st == 202, "{st} {r}");
+    let t0 = std::time::Instant::now();
+    loop {
+        let p = reqwest::get(&probe_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if p.starts_with("1 0 ") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(canary_answers(n.port, 20).await, 0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    kept.await.unwrap();
+    let (sent, failed) = (
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+        failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(sent > 50, "{sent}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests on the kept-alive connection failed"
+    );
+    // The same worker throughout: nginx was never reloaded.
+    assert_eq!(nginx_workers(&n), workers);
+    app.stop().await;
+}
+
 /// Requests through `port` every few milliseconds until the flag is set.
 fn load(
     port: u16,

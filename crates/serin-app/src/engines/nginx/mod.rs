@@ -21,6 +21,10 @@
 //! Names reach the files only after `EngineTarget::validate` (letters,
 //! digits, `.`, `_`, `-`, and `:` in server addresses): none can close a block
 //! or start a directive.
+//!
+//! With `split=njs` nothing is rendered into nginx's configuration and nginx
+//! is never reloaded: Serin's njs module reads a state file per backend (see
+//! [`njs`]); the same probe location, answered by the module, reads back.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +36,17 @@ use serin_core::traffic::engine::{
 };
 
 use super::{EngineError, InEffect, TrafficEngine};
+
+pub mod njs;
+
+/// How a change reaches nginx's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Rendered `upstream` and `map` blocks, `nginx -t`, `nginx -s reload`.
+    Reload,
+    /// Serin's njs module and a state file per backend; no reload.
+    Njs,
+}
 
 /// How long `nginx -t` or a reload may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +64,8 @@ pub struct Nginx {
     conf: Option<PathBuf>,
     /// The backends deployments may name: the only files Serin writes.
     backends: Vec<String>,
+    /// How changes reach the workers.
+    split: Split,
     /// The JSON access log the lanes are read from, when the operator gave one.
     access_log: Option<super::accesslog::AccessLog>,
     /// One change at a time (files, test and reload together), and when each
@@ -58,9 +75,11 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Parses `DIR?probe=HOST:PORT&backends=a+b[&conf=PATH][&access_log=PATH]`.
+    /// Parses `DIR?probe=HOST:PORT&backends=a+b[&split=reload|njs][&conf=PATH][&access_log=PATH]`.
+    /// With `split=njs`, writes the module to `DIR/serin.js` (nginx loads it
+    /// when it starts, so Serin writes it when it starts).
     pub fn parse(name: &str, spec: &str) -> Result<Nginx, String> {
-        let usage = "nginx needs DIR?probe=HOST:PORT&backends=a+b[&conf=PATH][&access_log=PATH]";
+        let usage = "nginx needs DIR?probe=HOST:PORT&backends=a+b[&split=reload|njs][&conf=PATH][&access_log=PATH]";
         let (dir, query) = spec
             .split_once('?')
             .ok_or_else(|| format!("{spec}: {usage}"))?;
@@ -68,10 +87,13 @@ impl Nginx {
             return Err("nginx needs the directory its configuration includes".into());
         }
         let (mut probe, mut conf, mut backends, mut access_log) = (None, None, None, None);
+        let mut split = Split::Reload;
         for pair in query.split('&') {
             match pair.split_once('=') {
                 Some(("probe", p)) if p.contains(':') => probe = Some(p.to_string()),
                 Some(("conf", c)) if !c.is_empty() => conf = Some(PathBuf::from(c)),
+                Some(("split", "reload")) => split = Split::Reload,
+                Some(("split", "njs")) => split = Split::Njs,
                 Some(("backends", b)) => backends = Some(super::backends_of(b)?),
                 Some(("access_log", l)) if !l.is_empty() => {
                     access_log = Some(super::accesslog::AccessLog::new(PathBuf::from(l)));
@@ -84,12 +106,21 @@ impl Nginx {
         // Serin writes BACKEND.conf for each: the operator says which.
         let backends =
             backends.ok_or("nginx needs backends=a+b (the upstreams Serin may write)")?;
+        if split == Split::Njs {
+            let module = Path::new(dir).join("serin.js");
+            if std::fs::read_to_string(&module).ok().as_deref() != Some(njs::MODULE) {
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&module, njs::MODULE))
+                    .map_err(|e| format!("cannot write {}: {e}", module.display()))?;
+            }
+        }
         Ok(Nginx {
             name: name.to_string(),
             dir: PathBuf::from(dir),
             probe,
             conf,
             backends,
+            split,
             access_log,
             changing: tokio::sync::Mutex::new(Default::default()),
             client: reqwest::Client::builder()
@@ -336,6 +367,14 @@ impl TrafficEngine for Nginx {
         check_rules(rules)
     }
 
+    fn check_target(&self, target: &EngineTarget) -> Result<(), (&'static str, String)> {
+        super::no_extras(target)?;
+        match self.split {
+            Split::Reload => Ok(()),
+            Split::Njs => njs::check_servers(target),
+        }
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a EngineTarget,
@@ -351,6 +390,14 @@ impl TrafficEngine for Nginx {
             let mut reloaded = self.changing.lock().await;
             let (conf, probe) = self.files(&target.backend);
             check_rules(&state.rules).map_err(|why| self.refused(why))?;
+            if self.split == Split::Njs {
+                // In effect from the next request on: the module reads the
+                // file per request.
+                let path = self.dir.join(format!("{}.json", target.backend));
+                return write_atomic(&path, &njs::state_file(target, state))
+                    .await
+                    .map_err(|e| self.refused(format!("cannot write {}: {e}", path.display())));
+            }
             let (new_conf, new_probe) = render(target, state);
             let old_conf = tokio::fs::read_to_string(&conf).await.ok();
             let old_probe = tokio::fs::read_to_string(&probe).await.ok();
@@ -418,6 +465,15 @@ impl TrafficEngine for Nginx {
                 (Some(Ok(s)), Some(Ok(c))) => share(s, c),
                 _ => return Err(self.refused(format!("{url} answered {text:?}"))),
             };
+            if self.split == Split::Njs {
+                let module = format!("njs{}", njs::FORMAT);
+                if text.split_whitespace().nth(3) != Some(module.as_str()) {
+                    return Err(self.refused(format!(
+                        "{url} answered {text:?}: not Serin's njs module (format {}); is the probe location `js_content serin.probe`?",
+                        njs::FORMAT
+                    )));
+                }
+            }
             let want_digest = want.rules_digest();
             let rules_differ = match words.next() {
                 Some(d) if d == want_digest => None,
