@@ -252,7 +252,11 @@ async fn webhook(
     body["kind"] = json!(hook.kind.as_str());
     body["name"] = json!(hook.name);
     body["delivery_id"] = json!(delivery_id);
-    post(state, url, &body, timeout).await
+    let (ok, said) = post(state, url, &body, timeout).await;
+    state
+        .telemetry
+        .delivery("hook", if ok { "delivered" } else { "failed" });
+    (ok, said)
 }
 
 /// POSTs a hook's or a webhook gate's body to the URL its plan gives, or to

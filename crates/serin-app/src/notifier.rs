@@ -153,6 +153,14 @@ async fn send(state: &App, mut d: Delivery) -> Result<(), StoreError> {
         Err(e) => Err(format!("not sent: {e}")),
     };
     let now = state.now();
+    state.telemetry.delivery(
+        "notification",
+        if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        },
+    );
     match outcome {
         Ok(()) => {
             d.status = DeliveryStatus::Delivered;

@@ -26,6 +26,7 @@ pub type Labels = Vec<(String, String)>;
 #[derive(Debug, Clone)]
 enum Value {
     Counter(u64),
+    CounterF64(f64),
     Gauge(f64),
     /// Per-bucket counts (not cumulative) by upper bound, the sum, the count.
     Histogram {
@@ -84,6 +85,11 @@ impl Exposition {
     /// Declares a metric with no series yet (its `HELP` and `TYPE` still show).
     pub fn declare_counter(&mut self, name: &str, help: &str) {
         self.family(name, help, MetricType::Counter);
+    }
+
+    /// Declares a gauge with no series yet.
+    pub fn declare_gauge(&mut self, name: &str, help: &str) {
+        self.family(name, help, MetricType::Gauge);
     }
 
     /// A counter's value (`name` without `_total`).
@@ -160,6 +166,10 @@ impl Collector for Exposition {
                         .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
                             n, None,
                         )?,
+                    Value::CounterF64(v) => series
+                        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                            v, None,
+                        )?,
                     Value::Gauge(v) => series.encode_gauge(v)?,
                     Value::Histogram {
                         buckets,
@@ -175,6 +185,99 @@ impl Collector for Exposition {
     }
 }
 
+/// What [`Exposition::build_info`] reports: set once by the binary at start
+/// (the commit is the binary's, known when it was built).
+static BUILD: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Records this binary's version and git commit for `serin_build_info`.
+pub fn set_build(version: &str, commit: &str) {
+    let _ = BUILD.set((version.to_string(), commit.to_string()));
+}
+
+impl Exposition {
+    /// `serin_build_info{version,commit} 1`, as set by [`set_build`]
+    /// (`unknown` before).
+    pub fn build_info(&mut self) {
+        let (version, commit) = BUILD
+            .get()
+            .map_or(("unknown", "unknown"), |(v, c)| (v.as_str(), c.as_str()));
+        self.gauge(
+            "serin_build_info",
+            "Always 1: the version and git commit this binary was built from",
+            &[("version", version), ("commit", commit)],
+            1.0,
+        );
+    }
+
+    /// The process metrics every Prometheus client library exports
+    /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+    /// `process_virtual_memory_bytes`, `process_open_fds`,
+    /// `process_max_fds`, `process_start_time_seconds`), read from `/proc`;
+    /// none where there is no `/proc`.
+    pub fn process(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use procfs::WithCurrentSystemInfo;
+            let Ok(me) = procfs::process::Process::myself() else {
+                return;
+            };
+            if let Ok(stat) = me.stat() {
+                let ticks = procfs::ticks_per_second().max(1) as f64;
+                self.counter_f64(
+                    "process_cpu_seconds",
+                    "Total user and system CPU time spent in seconds",
+                    (stat.utime + stat.stime) as f64 / ticks,
+                );
+                self.gauge(
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes",
+                    &[],
+                    stat.rss_bytes().get() as f64,
+                );
+                self.gauge(
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes",
+                    &[],
+                    stat.vsize as f64,
+                );
+                if let Ok(boot) = procfs::boot_time_secs() {
+                    self.gauge(
+                        "process_start_time_seconds",
+                        "Start time of the process since unix epoch in seconds",
+                        &[],
+                        boot as f64 + stat.starttime as f64 / ticks,
+                    );
+                }
+            }
+            if let Ok(n) = me.fd_count() {
+                self.gauge(
+                    "process_open_fds",
+                    "Number of open file descriptors",
+                    &[],
+                    n as f64,
+                );
+            }
+            if let Ok(limits) = me.limits()
+                && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+            {
+                self.gauge(
+                    "process_max_fds",
+                    "Maximum number of open file descriptors",
+                    &[],
+                    max as f64,
+                );
+            }
+        }
+    }
+
+    /// A counter whose value isn't a whole number (CPU seconds).
+    fn counter_f64(&mut self, name: &str, help: &str, value: f64) {
+        self.family(name, help, MetricType::Counter)
+            .series
+            .push((Labels::new(), Value::CounterF64(value)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +288,7 @@ mod tests {
         e.counter(
             "serin_http_requests",
             "API requests answered.",
-            &[("route", "/a\"b"), ("status", "200")],
+            &[("route", "/a\"b"), ("code", "200")],
             3,
         );
         e.gauge("serin_leader", "1 while leading", &[], 1.0);
@@ -204,7 +307,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("serin_http_requests_total{route=\"/a\\\"b\",status=\"200\"} 3\n"),
+            text.contains("serin_http_requests_total{route=\"/a\\\"b\",code=\"200\"} 3\n"),
             "label values escaped: {text}"
         );
         assert!(text.contains("serin_leader 1"), "{text}");
@@ -222,6 +325,25 @@ mod tests {
         );
         assert!(text.contains("serin_tick_seconds_count 6"), "{text}");
         assert!(text.contains("# TYPE serin_logins_total counter"), "{text}");
+        let mut p = Exposition::new();
+        set_build("1.2.3", "abc123");
+        p.build_info();
+        p.process();
+        let text = p.render();
+        assert!(
+            text.contains("serin_build_info{version=\"1.2.3\",commit=\"abc123\"} 1"),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
         assert!(
             !text.contains("# EOF"),
             "the Prometheus format, not OpenMetrics"

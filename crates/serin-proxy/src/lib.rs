@@ -234,17 +234,19 @@ impl Proxy {
     /// each route's canary percentage.
     pub fn expose(&self, e: &mut serin_metrics::Exposition) {
         let table = self.table();
+        self.inner.registry.expose(e);
         if !self.inner.registry.keeps_seconds() {
             self.inner.registry.forget_unused();
         }
-        self.inner.registry.expose(e);
-        let help = "The canary's share of each route now";
-        for (d, p) in table.percents() {
+        let help = "The canary's share of each route now, 0 to 1";
+        e.declare_gauge("serin_proxy_canary_weight", help);
+        for (lane, p) in table.percents() {
+            let (name, target, id) = lane.deployment_labels();
             e.gauge(
-                "serin_proxy_canary_percent",
+                "serin_proxy_canary_weight",
                 help,
-                &[("deployment", d)],
-                f64::from(p),
+                &[("name", &name), ("target", &target), ("deployment_id", &id)],
+                f64::from(p) / 100.0,
             );
         }
         e.gauge(

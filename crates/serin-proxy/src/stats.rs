@@ -84,9 +84,28 @@ pub struct LaneStats {
     lane: Lane,
     keep_seconds: bool,
     inner: Mutex<Inner>,
+    /// The deployment's name and target, for the exposition's labels.
+    labels: Mutex<(Arc<str>, Arc<str>)>,
+    /// Unused since when (no route holds the lane), and whether a scrape has
+    /// shown it since: an ended deployment's series are shown once more, then
+    /// forgotten (or after [`UNSHOWN_FOR`] when nobody scrapes).
+    unused: Mutex<Option<(std::time::Instant, bool)>>,
 }
 
+/// How long an unused lane waits for a scrape to show its last totals.
+const UNSHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl LaneStats {
+    /// The deployment's name, target and id: its series' labels.
+    pub fn deployment_labels(&self) -> (Arc<str>, Arc<str>, Arc<str>) {
+        let (name, target) = self
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (name, target, self.deployment_id.clone())
+    }
+
     /// Counts one request that took `latency_us` to its response headers.
     pub fn record(&self, now_sec: i64, outcome: Outcome, latency_us: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -188,8 +207,23 @@ impl Registry {
 
     /// The stats of a lane, created on first use.
     pub fn lane(&self, deployment_id: &str, lane: Lane) -> Arc<LaneStats> {
+        self.lane_of(deployment_id, lane, "", "")
+    }
+
+    /// The stats of a lane of deployment `name` on `target` (the labels of
+    /// its series), created on first use.
+    pub fn lane_of(
+        &self,
+        deployment_id: &str,
+        lane: Lane,
+        name: &str,
+        target: &str,
+    ) -> Arc<LaneStats> {
+        let labels = (Arc::from(name), Arc::from(target));
         let mut m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = m.get(&(Arc::from(deployment_id), lane)) {
+            *s.labels.lock().unwrap_or_else(|e| e.into_inner()) = labels;
+            *s.unused.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return s.clone();
         }
         let id: Arc<str> = Arc::from(deployment_id);
@@ -198,6 +232,8 @@ impl Registry {
             lane,
             keep_seconds: self.keep_seconds,
             inner: Mutex::default(),
+            labels: Mutex::new(labels),
+            unused: Mutex::new(None),
         });
         m.insert((id, lane), s.clone());
         s
@@ -224,13 +260,27 @@ impl Registry {
     }
 
     /// Drops the lanes that only the registry holds (no route table names
-    /// their deployment and no request is counting in them) and that have no
-    /// seconds left to drain. Holding the map's lock, nobody can take a new
-    /// handle to a lane between the check and its removal.
+    /// their deployment and no request is counting in them), that have no
+    /// seconds left to drain, and whose last totals a scrape has shown (or
+    /// that waited [`UNSHOWN_FOR`] for one). Holding the map's lock, nobody
+    /// can take a new handle to a lane between the check and its removal.
     pub fn forget_unused(&self) {
         let keep_seconds = self.keep_seconds;
+        let now = std::time::Instant::now();
         let mut m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, s| Arc::strong_count(s) > 1 || (keep_seconds && s.pending()));
+        m.retain(|_, s| {
+            if Arc::strong_count(s) > 1 || (keep_seconds && s.pending()) {
+                return true;
+            }
+            let mut unused = s.unused.lock().unwrap_or_else(|e| e.into_inner());
+            match *unused {
+                None => {
+                    *unused = Some((now, false));
+                    true
+                }
+                Some((since, shown)) => !shown && now.duration_since(since) < UNSHOWN_FOR,
+            }
+        });
     }
 
     /// Whether finished seconds are kept for draining.
@@ -251,7 +301,19 @@ impl Registry {
     /// The totals for the Prometheus exposition: requests by status code,
     /// errors by class, and the latency histogram, per deployment and lane.
     pub fn expose(&self, e: &mut serin_metrics::Exposition) {
-        let lanes = self.all();
+        // The lanes no route holds are shown now for the last time.
+        let lanes: Vec<Arc<LaneStats>> = {
+            let m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            for s in m.values() {
+                if Arc::strong_count(s) == 1 {
+                    let mut unused = s.unused.lock().unwrap_or_else(|e| e.into_inner());
+                    *unused = Some((unused.map_or(now, |(since, _)| since), true));
+                }
+            }
+            drop(m);
+            self.all()
+        };
         e.declare_counter(
             "serin_proxy_requests",
             "Requests answered by the proxy, by deployment, lane and status code",
@@ -267,13 +329,19 @@ impl Registry {
                 }
             };
             let lane = s.lane.to_string();
-            let at = [("deployment", &*s.deployment_id), ("lane", lane.as_str())];
+            let (name, target) = s.labels.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let at = [
+                ("name", &*name),
+                ("target", &*target),
+                ("deployment_id", &*s.deployment_id),
+                ("lane", lane.as_str()),
+            ];
             for (code, n) in &t.by_code {
                 let code = code.to_string();
                 e.counter(
                     "serin_proxy_requests",
                     "Requests answered by the proxy, by deployment, lane and status code",
-                    &[at[0], at[1], ("code", code.as_str())],
+                    &[at[0], at[1], at[2], at[3], ("code", code.as_str())],
                     *n,
                 );
             }
@@ -285,7 +353,7 @@ impl Registry {
                 e.counter(
                     "serin_proxy_errors",
                     "Failed requests by class: 5xx from the upstream, connect (refused, reset, no endpoint), timeout",
-                    &[at[0], at[1], ("class", class)],
+                    &[at[0], at[1], at[2], at[3], ("class", class)],
                     n,
                 );
             }
@@ -337,16 +405,16 @@ mod tests {
         assert!(Arc::ptr_eq(&s, &r.lane("d1", Lane::Canary)));
         let text = text_of(&r);
         assert!(text.contains(
-            "serin_proxy_requests_total{deployment=\"d1\",lane=\"canary\",code=\"503\"} 1"
+            "serin_proxy_requests_total{name=\"\",target=\"\",deployment_id=\"d1\",lane=\"canary\",code=\"503\"} 1"
         ));
         assert!(text.contains(
-            "serin_proxy_errors_total{deployment=\"d1\",lane=\"canary\",class=\"timeout\"} 1"
+            "serin_proxy_errors_total{name=\"\",target=\"\",deployment_id=\"d1\",lane=\"canary\",class=\"timeout\"} 1"
         ));
         assert!(text.contains(
-            "serin_proxy_request_duration_seconds_bucket{deployment=\"d1\",lane=\"canary\",le=\"0.0025\"} 3"
+            "serin_proxy_request_duration_seconds_bucket{name=\"\",target=\"\",deployment_id=\"d1\",lane=\"canary\",le=\"0.0025\"} 3"
         ));
         assert!(text.contains(
-            "serin_proxy_request_duration_seconds_bucket{deployment=\"d1\",lane=\"canary\",le=\"+Inf\"} 4"
+            "serin_proxy_request_duration_seconds_bucket{name=\"\",target=\"\",deployment_id=\"d1\",lane=\"canary\",le=\"+Inf\"} 4"
         ));
     }
 
@@ -383,14 +451,19 @@ mod tests {
         assert_eq!(r.len(), 2);
         let (b, _) = r.drain(11);
         assert_eq!(b.len(), 2, "both lanes' second 10 is handed over");
+        assert_eq!(r.len(), 2, "d2 waits for a scrape to show its last totals");
+        assert!(text_of(&r).contains("d2"), "shown once more");
+        r.forget_unused();
         assert_eq!(r.len(), 1, "then d2 is forgotten");
         assert!(!text_of(&r).contains("d2"));
         assert!(text_of(&r).contains("d1"));
-        // Without seconds to keep, only the holders count.
+        // Without seconds to keep, only the holders and one last scrape count.
         let totals = Registry::new(false);
         totals
             .lane("d3", Lane::Stable)
             .record(1, Outcome::Status(200), 1);
+        totals.forget_unused();
+        assert!(text_of(&totals).contains("d3"));
         totals.forget_unused();
         assert!(totals.is_empty());
     }

@@ -228,9 +228,9 @@ impl Table {
         self.routes.is_empty()
     }
 
-    /// `(deployment, percent)` of each route, for the metrics page.
-    pub fn percents(&self) -> impl Iterator<Item = (&str, u8)> {
-        self.routes.iter().map(|r| (&*r.deployment_id, r.percent))
+    /// Each route's lanes and canary share, for the metrics page.
+    pub fn percents(&self) -> impl Iterator<Item = (&Arc<LaneStats>, u8)> {
+        self.routes.iter().map(|r| (&r.stats[0], r.percent))
     }
 }
 
@@ -252,10 +252,13 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
             Pool::new(&r.upstreams.stable, balance)?,
             Pool::new(&r.upstreams.canary, balance)?,
         ],
-        stats: [
-            registry.lane(&r.deployment_id, Lane::Stable),
-            registry.lane(&r.deployment_id, Lane::Canary),
-        ],
+        stats: {
+            let target = r.route.label();
+            [
+                registry.lane_of(&r.deployment_id, Lane::Stable, &r.name, &target),
+                registry.lane_of(&r.deployment_id, Lane::Canary, &r.name, &target),
+            ]
+        },
         timeout: r.traffic.timeout.to_std(),
         protocol: r.traffic.upstream_protocol,
         affinity_max_age: r.traffic.affinity.as_ref().map(|a| a.max_age),

@@ -377,9 +377,7 @@ async fn failures_are_502_and_504_and_count_against_their_lane_only() {
     assert_eq!(stable_5xx, 1);
     let text = proxy.prometheus();
     assert!(
-        text.contains(
-            "serin_proxy_requests_total{deployment=\"d\",lane=\"canary\",code=\"504\"} 1"
-        ),
+        text.contains("deployment_id=\"d\",lane=\"canary\",code=\"504\"} 1"),
         "{text}"
     );
 
@@ -565,4 +563,53 @@ fn closed_port() -> SocketAddr {
         .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i)))
         .find(|a| std::net::TcpListener::bind(a).is_ok())
         .expect("a free port below the ephemeral range")
+}
+
+/// The series of an exposition (its non-comment lines, without values).
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_string()))
+        .collect()
+}
+
+/// A thousand deployments that took requests and then left the route set
+/// are shown once more, then leave the exposition as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_ended_routes_add_no_series() {
+    let s = upstream("stable", false).await;
+    let keep = route("keep", 0, vec![s], vec![s], "{}");
+    let (proxy, addr) = start(vec![keep.clone()]).await;
+    let c = client();
+    get(&c, addr, "/", &[]).await;
+    let before = series(&proxy.prometheus());
+    assert!(before.iter().any(|l| l.contains("deployment_id=\"keep\"")));
+    let mut routes = vec![keep.clone()];
+    for i in 0..1000 {
+        let mut r = route(&format!("d{i}"), 50, vec![s], vec![s], "{}");
+        r.route.host = Some(format!("h{i}.test"));
+        routes.push(r);
+    }
+    assert!(proxy.set_routes(&RouteSet::new(routes)).is_empty());
+    for i in 0..1000 {
+        let (st, _, _) = get(&c, addr, "/", &[("host", &format!("h{i}.test"))]).await;
+        assert_eq!(st, 200);
+    }
+    let during = proxy.prometheus();
+    assert!(during.contains("deployment_id=\"d999\""), "{during}");
+    assert!(proxy.set_routes(&RouteSet::new(vec![keep])).is_empty());
+    // The lane seconds are handed over each second (here by hand), the
+    // scrape shows the ended lanes once more, the next hand-over forgets them.
+    proxy.registry().drain(i64::MAX);
+    let last = proxy.prometheus();
+    assert!(last.contains("deployment_id=\"d999\""), "shown once more");
+    proxy.registry().drain(i64::MAX);
+    let after = series(&proxy.prometheus());
+    let added: Vec<_> = after.difference(&before).take(5).collect();
+    assert!(
+        added.is_empty() && after.len() == before.len(),
+        "{} series before, {} after: {added:?}",
+        before.len(),
+        after.len()
+    );
 }

@@ -1,12 +1,18 @@
 //! Serin's own metrics, in Prometheus text on `/metrics` and `/api/v1/metrics`.
 //!
-//! Three families beside the embedded proxy's lane counters: HTTP requests the
-//! API answered, by route template (`/api/v1/canary/deployments/{id}`, never the
-//! concrete path, so the series stay few), method and status; deployments by
-//! status (read from the store at each scrape, so every replica reports the
+//! Beside the embedded proxy's lane counters: HTTP requests the API answered,
+//! by route template (`/api/v1/canary/deployments/{id}`, never the concrete
+//! path, so the series stay few), method and status code, and their times;
+//! deployments by status and each live rollout's phase, canary weight and
+//! step (read from the store at each scrape, so every replica reports the
 //! same); and how long the controller's ticks take, as a histogram. Counters
 //! live in memory: they start at zero with the process, which is what
 //! Prometheus's `rate()` expects.
+//!
+//! **Ended deployments add no series.** A rollout's series carry its name,
+//! target and id; once it ends they are shown once more, with the phase it
+//! ended in (`completed` or `failed`), to the next scrape, and then never
+//! again, so a thousand finished deployments leave the exposition as it was.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -24,10 +30,11 @@ pub async fn count(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
+    let began = std::time::Instant::now();
     let res = next.run(req).await;
     state
         .telemetry
-        .count(&route, &method, res.status().as_u16());
+        .count(&route, &method, res.status().as_u16(), began.elapsed());
     res
 }
 
@@ -57,6 +64,73 @@ pub async fn deployments(state: &serin_app::App, e: &mut serin_metrics::Expositi
                 tracing::warn!(error = %err, "deployments could not be counted for /metrics")
             }
         }
+    }
+}
+
+/// Each live deployment's phase (its status), canary weight (0–1) and
+/// rollout step, labelled by name, target and id; a deployment that ended
+/// since the last scrape once more, with the phase it ended in.
+pub async fn rollouts(state: &serin_app::App, e: &mut serin_metrics::Exposition) {
+    let live = match state.store.live_deployments().await {
+        Ok(live) => live,
+        Err(err) => {
+            tracing::warn!(error = %err, "live deployments could not be read for /metrics");
+            return;
+        }
+    };
+    let ids = live.iter().map(|d| d.id.clone()).collect();
+    let mut shown = live;
+    for id in state.telemetry.live_now(ids) {
+        match state.store.get_deployment(&id).await {
+            Ok(d) => shown.push(d),
+            // Deleted meanwhile: nothing to show.
+            Err(err) => tracing::debug!(error = %err, id, "an ended deployment could not be read"),
+        }
+    }
+    for name in [
+        "serin_rollout_phase",
+        "serin_rollout_canary_weight",
+        "serin_rollout_step",
+    ] {
+        e.declare_gauge(name, rollout_help(name));
+    }
+    for d in &shown {
+        let target = d.target_label();
+        let at = [
+            ("name", d.queue_name.as_str()),
+            ("target", target.as_str()),
+            ("deployment_id", d.id.as_str()),
+        ];
+        e.gauge(
+            "serin_rollout_phase",
+            rollout_help("serin_rollout_phase"),
+            &[at[0], at[1], at[2], ("phase", d.status.as_str())],
+            1.0,
+        );
+        e.gauge(
+            "serin_rollout_canary_weight",
+            rollout_help("serin_rollout_canary_weight"),
+            &at,
+            f64::from(d.current_percent) / 100.0,
+        );
+        if let Some(r) = &d.rollout {
+            e.gauge(
+                "serin_rollout_step",
+                rollout_help("serin_rollout_step"),
+                &at,
+                r.step as f64,
+            );
+        }
+    }
+}
+
+fn rollout_help(name: &str) -> &'static str {
+    match name {
+        "serin_rollout_phase" => {
+            "1 for each live deployment's phase (its status); once more after it ends, with completed or failed"
+        }
+        "serin_rollout_canary_weight" => "The canary's share of each live deployment, 0 to 1",
+        _ => "The rollout step each live deployment is at (from 0)",
     }
 }
 

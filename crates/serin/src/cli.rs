@@ -5,11 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `serin --version`: the version and the git commit built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SERIN_GIT_COMMIT"),
+    ")"
+);
+
 /// Serin: canary releases in one binary.
 #[derive(Debug, Parser)]
 #[command(
     name = "serin",
-    version,
+    version = VERSION,
     about,
     max_term_width = 100,
     after_help = "Exit codes: 0 success (a rollout promoted); 1 a rollout rolled back; 2 bad input \

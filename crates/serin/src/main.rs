@@ -42,6 +42,7 @@ use cli::{Cli, Command, SignalCmd};
 
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
+    serin_metrics::set_build(env!("CARGO_PKG_VERSION"), env!("SERIN_GIT_COMMIT"));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

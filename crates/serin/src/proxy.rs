@@ -90,8 +90,14 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let contact = Contact::default();
     if let Some(m) = args.metrics_listen {
-        serve_metrics(m, proxy.clone()).await?;
+        serve_metrics(
+            m,
+            proxy.clone(),
+            control_plane.is_some().then(|| contact.clone()),
+        )
+        .await?;
     }
     println!("serin proxy: listening on http://{addr}");
     let id = format!("proxy-{}", uuid_v4());
@@ -108,6 +114,7 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
             cache,
             id.clone(),
             name.clone(),
+            contact,
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let metrics = tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer, stopped));
@@ -162,12 +169,46 @@ async fn serve_on_own_runtime(listener: TcpListener, proxy: Proxy) -> anyhow::Re
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the proxy thread died")))
 }
 
+/// How the proxy's calls to the control plane go, for `/metrics`: whether
+/// the last one succeeded, and when one last did.
+#[derive(Debug, Clone, Default)]
+struct Contact(Arc<std::sync::Mutex<(bool, Option<std::time::Instant>)>>);
+
+impl Contact {
+    fn record(&self, ok: bool) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 = ok;
+        if ok {
+            c.1 = Some(std::time::Instant::now());
+        }
+    }
+
+    fn expose(&self, e: &mut serin_metrics::Exposition) {
+        let (up, last) = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        e.gauge(
+            "serin_proxy_control_plane_up",
+            "1 when the proxy's last call to the control plane succeeded",
+            &[],
+            f64::from(u8::from(up)),
+        );
+        if let Some(at) = last {
+            e.gauge(
+                "serin_proxy_control_plane_last_contact_seconds",
+                "Seconds since a call to the control plane last succeeded (a proxy long-polls: at least every 20 s)",
+                &[],
+                at.elapsed().as_secs_f64(),
+            );
+        }
+    }
+}
+
 async fn watch_routes(
     c: Arc<serin_client::Client>,
     proxy: Proxy,
     cache: PathBuf,
     id: String,
     name: String,
+    contact: Contact,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
@@ -176,6 +217,7 @@ async fn watch_routes(
         let have = (!have.is_empty()).then_some(have);
         match c.proxy_routes(have.as_deref(), 20, &id, &name).await {
             Ok(set) => {
+                contact.record(true);
                 if failures > 0 {
                     tracing::info!(after = failures, "control plane reachable again");
                 }
@@ -189,6 +231,7 @@ async fn watch_routes(
                 }
             }
             Err(e) => {
+                contact.record(false);
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     tracing::warn!(error = %e, failures, version = %proxy.version(), "control plane unreachable; serving the last routes");
@@ -271,25 +314,60 @@ async fn send_metrics(
     }
 }
 
-async fn serve_metrics(addr: SocketAddr, proxy: Proxy) -> anyhow::Result<()> {
+/// The proxy's admin listener: `/metrics` (its lanes, its contact with the
+/// control plane, build and process), `/healthz` (the process answers) and
+/// `/readyz` (200 once it has routes, from the control plane, the cache or
+/// a file; 503 before).
+async fn serve_metrics(
+    addr: SocketAddr,
+    proxy: Proxy,
+    contact: Option<Contact>,
+) -> anyhow::Result<()> {
+    use axum::http::StatusCode;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let p = proxy.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    p.prometheus(),
-                )
-            }
-        }),
-    );
+    let ready = proxy.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (p, contact) = (proxy.clone(), contact.clone());
+                async move {
+                    let mut e = serin_metrics::Exposition::new();
+                    p.expose(&mut e);
+                    if let Some(c) = &contact {
+                        c.expose(&mut e);
+                    }
+                    e.build_info();
+                    e.process();
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            serin_metrics::CONTENT_TYPE,
+                        )],
+                        e.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let version = ready.version();
+                async move {
+                    if version.is_empty() {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no routes yet\n".to_string(),
+                        )
+                    } else {
+                        (StatusCode::OK, format!("ready: routes {version}\n"))
+                    }
+                }
+            }),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(())
 }

@@ -180,6 +180,18 @@ pub struct Route {
     pub path_prefix: Option<String>,
 }
 
+impl Route {
+    /// The route as one short text, for a metric's `target` label: the host
+    /// (`*` for any) and the path prefix (`/` for any), `shop.example/api`.
+    pub fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.host.as_deref().unwrap_or("*"),
+            self.path_prefix.as_deref().unwrap_or("/")
+        )
+    }
+}
+
 /// A canary deployment, and what it deploys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -605,6 +617,19 @@ fn validate_config(c: &DeploymentConfig) -> Result<(), DomainError> {
 }
 
 impl Deployment {
+    /// Where its traffic is split, for a metric's `target` label: its
+    /// engine and backend (`engine:web/app`), else its proxy route
+    /// ([`Route::label`]) when it has upstreams, else `queue` (worker lanes).
+    pub fn target_label(&self) -> String {
+        if let Some(e) = &self.engine {
+            format!("engine:{}/{}", e.engine, e.backend)
+        } else if !self.upstreams.stable.is_empty() || !self.upstreams.canary.is_empty() {
+            self.route.label()
+        } else {
+            "queue".into()
+        }
+    }
+
     /// An event of this deployment; its data carries the deployment's revision
     /// after the change, so a stream reader can drop messages older than what it has.
     pub(crate) fn event(&self, kind: EventType, message: String, mut data: Value) -> NewEvent {

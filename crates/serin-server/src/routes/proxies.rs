@@ -307,7 +307,10 @@ pub async fn prometheus(State(state): State<App>) -> impl IntoResponse {
     );
     state.telemetry.expose(&mut e);
     crate::telemetry::deployments(&state, &mut e).await;
+    crate::telemetry::rollouts(&state, &mut e).await;
     crate::telemetry::leadership(&state, &mut e);
+    e.build_info();
+    e.process();
     (
         [(header::CONTENT_TYPE, serin_metrics::CONTENT_TYPE)],
         e.render(),

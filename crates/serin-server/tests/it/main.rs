@@ -6,6 +6,7 @@ mod gateway;
 mod integrations;
 mod leadership;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod probe;
 mod services;

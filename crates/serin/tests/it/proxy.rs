@@ -46,6 +46,7 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/serin.db", dir.path().display());
     let (api_port, proxy_port, remote_port) = (free_port(), free_port(), free_port());
+    let admin_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
     let up_args = [
         "up",
@@ -200,20 +201,36 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         .unwrap();
     assert!(
         text.contains(&format!(
-            "serin_proxy_requests_total{{deployment=\"{id}\",lane=\"stable\",code=\"200\"}}"
-        )),
+            "deployment_id=\"{id}\",lane=\"stable\",code=\"200\"}}"
+        )) && text.contains("serin_proxy_requests_total{name=\"web\",target=\"*/\","),
         "{text}"
     );
-    // Serin's own: API requests by route template, deployments by status,
-    // controller ticks; the same on /api/v1/metrics, without a key.
+    // Serin's own: API requests by route template and their times,
+    // deployments by status, each live rollout, controller ticks, the build
+    // and the process; the same on /api/v1/metrics, without a key.
     for want in [
-        "serin_http_requests_total{route=\"/api/v1/canary/deployments\",method=\"POST\",status=\"201\"} 1",
+        "serin_http_requests_total{route=\"/api/v1/canary/deployments\",method=\"POST\",code=\"201\"} 1",
+        "serin_http_request_duration_seconds_bucket{route=\"/api/v1/canary/deployments\",method=\"POST\",le=\"+Inf\"} 1",
         "serin_deployments{status=\"active\"} 1",
+        &format!(
+            "serin_rollout_phase{{name=\"web\",target=\"*/\",deployment_id=\"{id}\",phase=\"active\"}} 1"
+        ),
+        &format!(
+            "serin_proxy_canary_weight{{name=\"web\",target=\"*/\",deployment_id=\"{id}\"}} 0"
+        ),
         "serin_controller_tick_seconds_bucket{le=\"+Inf\"}",
         "# TYPE serin_controller_tick_seconds histogram",
+        "serin_build_info{version=\"",
+        "process_resident_memory_bytes ",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
+    assert!(!text.contains("_percent"), "ratios are 0–1: {text}");
+    // Kept for the test command's check that alerts and dashboards name
+    // only metrics Serin exports.
+    let dump = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics");
+    std::fs::create_dir_all(&dump).unwrap();
+    std::fs::write(dump.join("control-plane.prom"), &text).unwrap();
     let again = reqwest::get(format!("{api}/api/v1/metrics")).await.unwrap();
     assert_eq!(again.status(), 200);
     assert!(
@@ -315,10 +332,36 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         state.path().to_str().unwrap(),
         "--name",
         "edge-1",
+        "--metrics-listen",
+        &format!("127.0.0.1:{admin_port}"),
     ];
     let mut remote = spawn(&remote_args, "serin proxy: listening on");
     let remote_url = format!("http://127.0.0.1:{remote_port}/");
     until_body(&client, &remote_url, "stable\n").await;
+    // Its admin listener: alive, ready (it has routes), and its metrics.
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    for path in ["/healthz", "/readyz"] {
+        let r = client.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let ptext = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "serin_proxy_control_plane_up 1",
+        "serin_proxy_control_plane_last_contact_seconds ",
+        "serin_proxy_routes 1",
+        "serin_build_info{",
+        "process_cpu_seconds_total ",
+    ] {
+        assert!(ptext.contains(want), "{want} missing from:\n{ptext}");
+    }
+    std::fs::write(dump.join("proxy.prom"), &ptext).unwrap();
     send(
         reqwest::Method::PUT,
         &format!("{api}/api/v1/canary/deployments/{id}/percentage"),
