@@ -20,10 +20,12 @@
 //! - [`table`]: route sets compiled for the hot path; host/prefix matching; pools.
 //! - [`stats`]: per-lane, per-second buckets and Prometheus totals.
 //! - [`failure`]: failures → 404/502/503/504 and how each is counted.
+//! - [`access`]: the optional JSON-lines access log, written off the hot path.
 //! - this module: [`Proxy`] (the shared state), [`Proxy::handle`] (one request),
 //!   [`run`] (serve a listener until shutdown).
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod backlog;
 pub mod failure;
 pub mod stats;
@@ -69,6 +71,8 @@ pub struct ProxyConfig {
     pub pool_idle_timeout: Duration,
     /// Most idle pooled connections per upstream.
     pub pool_max_idle_per_host: usize,
+    /// Where each request is logged, if anywhere.
+    pub access_log: Option<access::AccessLog>,
 }
 
 impl Default for ProxyConfig {
@@ -78,6 +82,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
+            access_log: None,
         }
     }
 }
@@ -90,6 +95,7 @@ struct Inner {
     registry: Registry,
     http1: UpstreamClient,
     h2c: UpstreamClient,
+    access_log: Option<access::AccessLog>,
 }
 
 /// A proxy: its route table, its counters and its upstream connection pools.
@@ -183,6 +189,7 @@ impl Proxy {
             inner: Arc::new(Inner {
                 table: RwLock::new(Arc::new(Table::default())),
                 registry: Registry::new(config.keep_seconds),
+                access_log: config.access_log.clone(),
                 http1: client(false),
                 h2c: client(true),
             }),
@@ -249,6 +256,14 @@ impl Proxy {
                 f64::from(p) / 100.0,
             );
         }
+        if let Some(log) = &self.inner.access_log {
+            e.counter(
+                "serin_proxy_access_log_dropped",
+                "Access log lines dropped because the writer could not keep up",
+                &[],
+                log.dropped(),
+            );
+        }
         e.gauge(
             "serin_proxy_routes",
             "Routes in the table now",
@@ -301,10 +316,38 @@ impl Proxy {
         };
         let i = CompiledRoute::idx(choice.lane);
         let started = Instant::now();
-        let result = self
-            .forward(route, i, (&mut parts, body, upgrade), host, client)
-            .await;
+        let endpoint = route.pools[i].pick();
+        let result = match &endpoint {
+            Some(endpoint) => {
+                self.forward(
+                    route,
+                    i,
+                    endpoint,
+                    (&mut parts, body, upgrade),
+                    host,
+                    client,
+                )
+                .await
+            }
+            None => Err(ProxyError::NoEndpoint(choice.lane)),
+        };
         let latency = started.elapsed().as_micros() as u64;
+        if let Some(log) = &self.inner.access_log {
+            let status = match &result {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => e.status().as_u16(),
+            };
+            log.record(&access::Entry {
+                time: access::now(),
+                route: &route.target,
+                deployment: &route.name,
+                deployment_id: &route.deployment_id,
+                lane: choice.lane.as_str(),
+                upstream: endpoint.as_ref().map_or("", |e| e.authority.as_str()),
+                status,
+                duration_ms: latency as f64 / 1000.0,
+            });
+        }
         match result {
             Ok(mut resp) => {
                 route.stats[i].record(now_sec(), Outcome::Status(resp.status().as_u16()), latency);
@@ -333,6 +376,7 @@ impl Proxy {
         &self,
         route: &CompiledRoute,
         i: usize,
+        endpoint: &table::Endpoint,
         (req, body, client_upgrade): (
             &mut http::request::Parts,
             Incoming,
@@ -346,7 +390,6 @@ impl Proxy {
         } else {
             serin_core::Lane::Stable
         };
-        let endpoint = route.pools[i].pick().ok_or(ProxyError::NoEndpoint(lane))?;
         let upgrade = client_upgrade.is_some();
         let h2c = route.protocol == UpstreamProtocol::H2c && !upgrade;
 

@@ -120,6 +120,10 @@ impl ParsedNames {
 pub struct CompiledRoute {
     /// The deployment.
     pub deployment_id: Arc<str>,
+    /// Its name (`queue_name`).
+    pub name: Arc<str>,
+    /// Its route as a label (`host/prefix`).
+    pub target: Arc<str>,
     /// Host to match (lowercase), if any.
     pub host: Option<String>,
     /// Path prefix to match, if any.
@@ -240,8 +244,11 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
         .chooser(&r.deployment_id)
         .map_err(|e| e.to_string())?;
     let balance = r.traffic.balance;
+    let target = r.route.label();
     Ok(CompiledRoute {
         deployment_id: Arc::from(r.deployment_id.as_str()),
+        name: Arc::from(r.name.as_str()),
+        target: Arc::from(target.as_str()),
         host: r.route.host.as_ref().map(|h| h.to_ascii_lowercase()),
         path_prefix: r.route.path_prefix.clone(),
         percent: r.percent,
@@ -252,13 +259,10 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
             Pool::new(&r.upstreams.stable, balance)?,
             Pool::new(&r.upstreams.canary, balance)?,
         ],
-        stats: {
-            let target = r.route.label();
-            [
-                registry.lane_of(&r.deployment_id, Lane::Stable, &r.name, &target),
-                registry.lane_of(&r.deployment_id, Lane::Canary, &r.name, &target),
-            ]
-        },
+        stats: [
+            registry.lane_of(&r.deployment_id, Lane::Stable, &r.name, &target),
+            registry.lane_of(&r.deployment_id, Lane::Canary, &r.name, &target),
+        ],
         timeout: r.traffic.timeout.to_std(),
         protocol: r.traffic.upstream_protocol,
         affinity_max_age: r.traffic.affinity.as_ref().map(|a| a.max_age),

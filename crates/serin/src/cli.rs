@@ -365,6 +365,22 @@ pub struct ProxyArgs {
     /// Log filter (default `info`).
     #[arg(long, env = "SERIN_LOG")]
     pub log_level: Option<String>,
+    /// Log format: `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "SERIN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: ProxyLogFormat,
+    /// Write one JSON line per request to FILE (appended; `-` for standard
+    /// output): time, route, deployment, lane, upstream, status, duration.
+    #[arg(long, env = "SERIN_PROXY_ACCESS_LOG", value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// `serin proxy --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyLogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,16 +62,28 @@ fn write_cache(path: &Path, set: &RouteSet) -> std::io::Result<()> {
 /// Runs `serin proxy` until SIGINT or SIGTERM.
 pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::new(args.log_level.as_deref().unwrap_or("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match args.log_format {
+        crate::cli::ProxyLogFormat::Text => logs.init(),
+        crate::cli::ProxyLogFormat::Json => logs.json().init(),
+    }
+    let access_log = match &args.access_log {
+        Some(path) => Some(
+            serin_proxy::access::AccessLog::open(path)
+                .with_context(|| format!("cannot open the access log {}", path.display()))?,
+        ),
+        None => None,
+    };
     let control_plane = args.control_plane.clone();
     if control_plane.is_none() && args.routes_file.is_none() {
         anyhow::bail!("give --control-plane URL (SERIN_CONTROL_PLANE) or --routes-file FILE");
     }
     let proxy = Proxy::new(&ProxyConfig {
         keep_seconds: control_plane.is_some(),
+        access_log,
         ..ProxyConfig::default()
     });
     let state_dir = args.state_dir.clone();

@@ -572,3 +572,120 @@ async fn sigterm_under_load_stores_every_answered_request() {
         "{answered} requests were answered, {stored} are in the lane metrics"
     );
 }
+
+/// `serin proxy` writing to files, as under systemd or a container runtime:
+/// JSON logs without colour codes, one access-log line per request (lane,
+/// upstream, status), and its admin listener's health and readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_logs_json_without_colour_and_writes_an_access_log() {
+    use serin_core::canary::{DeploymentStatus, Route, Upstreams};
+    use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
+    let stable = upstream("stable").await;
+    let dir = tempfile::tempdir().unwrap();
+    let set = RouteSet::new(vec![ProxyRoute {
+        deployment_id: "canary_1".into(),
+        name: "web".into(),
+        tenant_id: None,
+        status: DeploymentStatus::Active,
+        percent: 0,
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        route: Route {
+            host: None,
+            path_prefix: Some("/api".into()),
+        },
+        upstreams: Upstreams {
+            stable: vec![stable.clone()],
+            canary: vec![],
+        },
+        traffic: Default::default(),
+        revision: 1,
+    }]);
+    let routes = dir.path().join("routes.json");
+    std::fs::write(&routes, serde_json::to_string(&set).unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let (access, stderr) = (
+        dir.path().join("access.jsonl"),
+        dir.path().join("stderr.log"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serin"))
+        .args(["proxy", "--routes-file"])
+        .arg(&routes)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args([
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--access-log",
+        ])
+        .arg(&access)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/x");
+    until_body(&client, &url, "stable\n").await;
+    // No route here: 404, logged by the proxy but not a deployment's request.
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for path in ["/healthz", "/readyz"] {
+        let r = client
+            .get(format!("http://127.0.0.1:{admin}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let t0 = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&access).unwrap_or_default();
+        if let Some(l) = text.lines().next() {
+            break l.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no access log line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let upstream_addr = stable.trim_start_matches("http://");
+    assert_eq!(
+        (
+            v["route"].as_str(),
+            v["deployment"].as_str(),
+            v["lane"].as_str(),
+            v["upstream"].as_str(),
+            v["status"].as_u64()
+        ),
+        (
+            Some("*/api"),
+            Some("web"),
+            Some("stable"),
+            Some(upstream_addr),
+            Some(200)
+        ),
+        "{line}"
+    );
+    assert!(
+        v["duration_ms"].as_f64().is_some() && v["time"].is_string(),
+        "{line}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = std::fs::read_to_string(&stderr).unwrap();
+    assert!(!logs.trim().is_empty(), "no logs at debug level");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a file: {logs}");
+    for l in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "not JSON: {l}"
+        );
+    }
+}
