@@ -134,6 +134,35 @@ fn rollout_help(name: &str) -> &'static str {
     }
 }
 
+/// The database connections of this replica, by backend.
+pub fn database(state: &serin_app::App, e: &mut serin_metrics::Exposition) {
+    let p = state.store.pool();
+    let backend = [("backend", state.store.backend())];
+    e.gauge(
+        "serin_db_pool_max_connections",
+        "The most database connections this replica may open (SQLite: its readers)",
+        &backend,
+        p.max as f64,
+    );
+    for (st, n) in [
+        ("in_use", p.in_use),
+        ("idle", p.open.saturating_sub(p.in_use)),
+    ] {
+        e.gauge(
+            "serin_db_pool_connections",
+            "Open database connections of this replica, in use or idle",
+            &[backend[0], ("state", st)],
+            n as f64,
+        );
+    }
+    e.gauge(
+        "serin_db_pool_waiting",
+        "Callers waiting for a database connection",
+        &backend,
+        p.waiting as f64,
+    );
+}
+
 /// This replica's leadership, for the exposition: whether it leads, the
 /// epoch it leads at, the age of its lease's last renewal, and how many times
 /// it gained or lost the lease.

@@ -160,6 +160,19 @@ impl Default for StoreOptions {
     }
 }
 
+/// The database connections of a [`Store`] now (see [`Store::pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most it may open.
+    pub max: usize,
+    /// Open now.
+    pub open: usize,
+    /// Open and in use.
+    pub in_use: usize,
+    /// Callers waiting for one.
+    pub waiting: usize,
+}
+
 /// The database behind Serin.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -190,6 +203,17 @@ impl Store {
         match self {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The database connections now: how many this process may open, has
+    /// open, and is using, and how many callers wait for one. On SQLite the
+    /// reader connections (the one writer thread is not counted; nobody waits
+    /// for a reader: a busy one is shared).
+    pub fn pool(&self) -> PoolStatus {
+        match self {
+            Store::Sqlite(s) => s.pool(),
+            Store::Postgres(p) => p.pool(),
         }
     }
 

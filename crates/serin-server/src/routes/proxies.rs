@@ -309,6 +309,7 @@ pub async fn prometheus(State(state): State<App>) -> impl IntoResponse {
     crate::telemetry::deployments(&state, &mut e).await;
     crate::telemetry::rollouts(&state, &mut e).await;
     crate::telemetry::leadership(&state, &mut e);
+    crate::telemetry::database(&state, &mut e);
     e.build_info();
     e.process();
     (

@@ -68,6 +68,12 @@ async fn one_replica_leads_a_crashed_leader_is_replaced_and_its_writes_are_fence
     assert!(metrics.contains("serin_leader 0"), "{metrics}");
     let (_, metrics) = leader.get_text("/api/v1/metrics").await;
     assert!(metrics.contains("serin_leader 1"), "{metrics}");
+    // The PostgreSQL pool: at least the connection that read the metrics.
+    assert!(
+        metrics.contains("serin_db_pool_max_connections{backend=\"postgres\"}")
+            && metrics.contains("serin_db_pool_connections{backend=\"postgres\",state=\"idle\"}"),
+        "{metrics}"
+    );
 
     // A rollout started through the follower is carried out by the leader.
     let (st, d) = follower

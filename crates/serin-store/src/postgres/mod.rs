@@ -131,6 +131,16 @@ impl PgStore {
         })
     }
 
+    pub(crate) fn pool(&self) -> crate::PoolStatus {
+        let s = self.pool.status();
+        crate::PoolStatus {
+            max: s.max_size,
+            open: s.size,
+            in_use: s.size.saturating_sub(s.available),
+            waiting: s.waiting,
+        }
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.pool.get().await.map_err(pool_err)
     }

@@ -53,6 +53,25 @@ struct Leader {
     me: Option<crate::lease::ReplicaInfo>,
 }
 
+impl SqliteStore {
+    pub(crate) fn pool(&self) -> crate::PoolStatus {
+        let n = self.readers.conns.len();
+        // A reader another caller holds can't be taken now.
+        let in_use = self
+            .readers
+            .conns
+            .iter()
+            .filter(|c| c.try_lock().is_err())
+            .count();
+        crate::PoolStatus {
+            max: n,
+            open: n,
+            in_use,
+            waiting: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Readers {
     conns: Vec<Mutex<Connection>>,

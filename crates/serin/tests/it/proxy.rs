@@ -222,6 +222,8 @@ async fn embedded_and_remote_proxies_follow_routes_count_lanes_and_fail_static()
         "# TYPE serin_controller_tick_seconds histogram",
         "serin_build_info{version=\"",
         "process_resident_memory_bytes ",
+        "serin_db_pool_connections{backend=\"sqlite\",state=\"in_use\"}",
+        "serin_db_pool_max_connections{backend=\"sqlite\"}",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
