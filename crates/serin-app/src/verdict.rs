@@ -103,6 +103,30 @@ pub enum Which<'a> {
 /// target when the caller doesn't name a version.
 const RECENT: chrono::Duration = chrono::Duration::minutes(15);
 
+impl Call {
+    /// `pass`, `inconclusive` or `fail`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Call::Pass => "pass",
+            Call::Inconclusive => "inconclusive",
+            Call::Fail => "fail",
+        }
+    }
+}
+
+/// The call on `d` now, from its status and, while it is live, the judgement
+/// this replica's controller last made (a follower has none: a live rollout
+/// is `inconclusive` there until it ends). Without reading lane data: cheap
+/// enough for every scrape.
+pub fn current(app: &App, d: &Deployment) -> Call {
+    let running = app
+        .controller
+        .seen(&d.id)
+        .and_then(|s| s.judgement)
+        .filter(|_| d.status.is_live());
+    call(d, running.as_ref(), app.now()).0
+}
+
 /// The deployment `which` names.
 pub async fn find(app: &App, which: Which<'_>) -> AppResult<Deployment> {
     let (queue, tenant, version) = match which {

@@ -5,7 +5,8 @@
 //! path, so the series stay few), method and status code, and their times;
 //! deployments by status and each live rollout's phase, canary weight and
 //! step (read from the store at each scrape, so every replica reports the
-//! same); and how long the controller's ticks take, as a histogram. Counters
+//! same) and its latest verdict (the leader's judgement; a follower says
+//! `inconclusive` until the rollout ends); and how long the controller's ticks take, as a histogram. Counters
 //! live in memory: they start at zero with the process, which is what
 //! Prometheus's `rate()` expects.
 //!
@@ -91,6 +92,7 @@ pub async fn rollouts(state: &serin_app::App, e: &mut serin_metrics::Exposition)
         "serin_rollout_phase",
         "serin_rollout_canary_weight",
         "serin_rollout_step",
+        "serin_rollout_verdict",
     ] {
         e.declare_gauge(name, rollout_help(name));
     }
@@ -113,6 +115,17 @@ pub async fn rollouts(state: &serin_app::App, e: &mut serin_metrics::Exposition)
             &at,
             f64::from(d.current_percent) / 100.0,
         );
+        e.gauge(
+            "serin_rollout_verdict",
+            rollout_help("serin_rollout_verdict"),
+            &[
+                at[0],
+                at[1],
+                at[2],
+                ("verdict", serin_app::verdict::current(state, d).as_str()),
+            ],
+            1.0,
+        );
         if let Some(r) = &d.rollout {
             e.gauge(
                 "serin_rollout_step",
@@ -130,6 +143,9 @@ fn rollout_help(name: &str) -> &'static str {
             "1 for each live deployment's phase (its status); once more after it ends, with completed or failed"
         }
         "serin_rollout_canary_weight" => "The canary's share of each live deployment, 0 to 1",
+        "serin_rollout_verdict" => {
+            "1 for each live deployment's latest verdict (pass, inconclusive, fail) as this replica's controller last judged it"
+        }
         _ => "The rollout step each live deployment is at (from 0)",
     }
 }

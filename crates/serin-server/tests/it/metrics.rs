@@ -69,6 +69,8 @@ async fn a_thousand_finished_deployments_add_no_series() {
     for want in [
         format!("serin_rollout_phase{{{at},phase=\"active\"}} 1"),
         format!("serin_rollout_canary_weight{{{at}}} 0.25"),
+        // No rollout plan: nothing judges it.
+        format!("serin_rollout_verdict{{{at},verdict=\"inconclusive\"}} 1"),
     ] {
         assert!(text.contains(&want), "{want} missing from:\n{text}");
     }
@@ -81,7 +83,8 @@ async fn a_thousand_finished_deployments_add_no_series() {
     until_ended(&app, std::slice::from_ref(&live)).await;
     let (_, text) = app.get_text("/metrics").await;
     assert!(
-        text.contains(&format!("serin_rollout_phase{{{at},phase=\"failed\"}} 1")),
+        text.contains(&format!("serin_rollout_phase{{{at},phase=\"failed\"}} 1"))
+            && text.contains(&format!("serin_rollout_verdict{{{at},verdict=\"fail\"}} 1")),
         "{text}"
     );
     let (_, text) = app.get_text("/metrics").await;
