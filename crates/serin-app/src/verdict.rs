@@ -114,17 +114,12 @@ impl Call {
     }
 }
 
-/// The call on `d` now, from its status and, while it is live, the judgement
-/// this replica's controller last made (a follower has none: a live rollout
-/// is `inconclusive` there until it ends). Without reading lane data: cheap
-/// enough for every scrape.
+/// The call on `d` now, as the verdict endpoint makes it: from its status
+/// and where its plan is (the controller's latest judgement only adds to the
+/// reason), so every replica gives the same. Without reading lane data:
+/// cheap enough for every scrape.
 pub fn current(app: &App, d: &Deployment) -> Call {
-    let running = app
-        .controller
-        .seen(&d.id)
-        .and_then(|s| s.judgement)
-        .filter(|_| d.status.is_live());
-    call(d, running.as_ref(), app.now()).0
+    call(d, None, app.now()).0
 }
 
 /// The deployment `which` names.

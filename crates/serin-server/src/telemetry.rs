@@ -5,8 +5,7 @@
 //! path, so the series stay few), method and status code, and their times;
 //! deployments by status and each live rollout's phase, canary weight and
 //! step (read from the store at each scrape, so every replica reports the
-//! same) and its latest verdict (the leader's judgement; a follower says
-//! `inconclusive` until the rollout ends); and how long the controller's ticks take, as a histogram. Counters
+//! same) and its verdict as the verdict endpoint calls it; and how long the controller's ticks take, as a histogram. Counters
 //! live in memory: they start at zero with the process, which is what
 //! Prometheus's `rate()` expects.
 //!
@@ -144,7 +143,7 @@ fn rollout_help(name: &str) -> &'static str {
         }
         "serin_rollout_canary_weight" => "The canary's share of each live deployment, 0 to 1",
         "serin_rollout_verdict" => {
-            "1 for each live deployment's latest verdict (pass, inconclusive, fail) as this replica's controller last judged it"
+            "1 for each live deployment's verdict now (pass, inconclusive, fail), as the verdict endpoint calls it"
         }
         _ => "The rollout step each live deployment is at (from 0)",
     }
