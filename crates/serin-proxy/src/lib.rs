@@ -21,6 +21,7 @@
 //! - [`stats`]: per-lane, per-second buckets and Prometheus totals.
 //! - [`failure`]: failures → 404/502/503/504 and how each is counted.
 //! - [`access`]: the optional JSON-lines access log, written off the hot path.
+//! - [`tls`]: TLS on the listener (SNI, reload on change) and to `https://` upstreams.
 //! - this module: [`Proxy`] (the shared state), [`Proxy::handle`] (one request),
 //!   [`run`] (serve a listener until shutdown).
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ mod backlog;
 pub mod failure;
 pub mod stats;
 pub mod table;
+pub mod tls;
 
 pub use backlog::Backlog;
 
@@ -73,6 +75,9 @@ pub struct ProxyConfig {
     pub pool_max_idle_per_host: usize,
     /// Where each request is logged, if anywhere.
     pub access_log: Option<access::AccessLog>,
+    /// How to talk to `https://` upstreams (default: the Mozilla roots, no
+    /// client certificate).
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ProxyConfig {
@@ -83,11 +88,13 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 512,
             access_log: None,
+            upstream_tls: None,
         }
     }
 }
 
 type UpstreamClient = Client<HttpConnector, Incoming>;
+type TlsUpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
 
 #[derive(Debug)]
 struct Inner {
@@ -95,6 +102,7 @@ struct Inner {
     registry: Registry,
     http1: UpstreamClient,
     h2c: UpstreamClient,
+    https: TlsUpstreamClient,
     access_log: Option<access::AccessLog>,
 }
 
@@ -185,8 +193,27 @@ impl Proxy {
                 .http2_only(h2)
                 .build(connector.clone())
         };
+        let tls = config.upstream_tls.clone().unwrap_or_else(|| {
+            tls::UpstreamTls::default()
+                .client_config()
+                .expect("the Mozilla roots make a client configuration")
+        });
+        let mut tls_connector = connector.clone();
+        tls_connector.enforce_http(false);
+        let https = Client::builder(TokioExecutor::new())
+            .http1_writev(false)
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*tls).clone())
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(tls_connector),
+            );
         Proxy {
             inner: Arc::new(Inner {
+                https,
                 table: RwLock::new(Arc::new(Table::default())),
                 registry: Registry::new(config.keep_seconds),
                 access_log: config.access_log.clone(),
@@ -279,11 +306,17 @@ impl Proxy {
         e.render()
     }
 
-    /// Proxies one request from `client`.
-    pub async fn handle(
+    /// Proxies one request from `client` that came in cleartext.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+        self.handle_from(req, client, false).await
+    }
+
+    /// Proxies one request from `client`; `secure` when it came over TLS.
+    pub async fn handle_from(
         &self,
         mut req: Request<Incoming>,
         client: SocketAddr,
+        secure: bool,
     ) -> Response<ProxyBody> {
         let table = self.table();
         let upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
@@ -325,7 +358,7 @@ impl Proxy {
                     endpoint,
                     (&mut parts, body, upgrade),
                     host,
-                    client,
+                    (client, secure),
                 )
                 .await
             }
@@ -383,7 +416,7 @@ impl Proxy {
             Option<hyper::upgrade::OnUpgrade>,
         ),
         host: Option<String>,
-        client: SocketAddr,
+        (client, secure): (SocketAddr, bool),
     ) -> Result<Response<Incoming>, ProxyError> {
         let lane = if i == 1 {
             serin_core::Lane::Canary
@@ -391,7 +424,8 @@ impl Proxy {
             serin_core::Lane::Stable
         };
         let upgrade = client_upgrade.is_some();
-        let h2c = route.protocol == UpstreamProtocol::H2c && !upgrade;
+        let tls = endpoint.scheme == http::uri::Scheme::HTTPS;
+        let h2c = route.protocol == UpstreamProtocol::H2c && !upgrade && !tls;
 
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri = Uri::builder()
@@ -420,7 +454,10 @@ impl Proxy {
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if secure { "https" } else { "http" }),
+        );
         // The client's Host (or, over HTTP/2, the URI's authority) as it came.
         let original_host = match headers.get(header::HOST) {
             Some(h) => Some(h.clone()),
@@ -435,15 +472,17 @@ impl Proxy {
             headers.insert(header::HOST, endpoint.host_header.clone());
         }
 
-        let pool = if h2c {
-            &self.inner.h2c
-        } else {
-            &self.inner.http1
-        };
         let sent = {
             // Released however this ends, also when the client goes away mid-wait.
             let _in_flight = InFlight::new(&endpoint.in_flight);
-            tokio::time::timeout(route.timeout, pool.request(up)).await
+            let response = if tls {
+                self.inner.https.request(up)
+            } else if h2c {
+                self.inner.h2c.request(up)
+            } else {
+                self.inner.http1.request(up)
+            };
+            tokio::time::timeout(route.timeout, response).await
         };
         let mut resp = match sent {
             Err(_) => return Err(ProxyError::Timeout(lane, route.timeout)),
@@ -609,6 +648,18 @@ pub async fn run(
     proxy: Proxy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with(listener, proxy, None, shutdown).await
+}
+
+/// [`run`], terminating TLS with `tls` when given (HTTP/2 or HTTP/1.1 by
+/// ALPN); a handshake must finish within the header timeout.
+pub async fn run_with(
+    listener: TcpListener,
+    proxy: Proxy,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Small answers are copied into one buffer and written with one call; a client
@@ -625,20 +676,41 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let p = proxy.clone();
+        let secure = acceptor.is_some();
         let service = hyper::service::service_fn(move |req| {
             let p = p.clone();
-            async move { Ok::<_, Infallible>(p.handle(req, addr).await) }
+            async move { Ok::<_, Infallible>(p.handle_from(req, addr, secure).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             if !speaks_within(&stream, HEADER_TIMEOUT).await {
                 return;
             }
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(conn).await;
+            match acceptor {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                }
+            }
         });
     }
     drop(listener);

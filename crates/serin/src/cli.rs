@@ -357,7 +357,8 @@ pub struct ProxyArgs {
     /// The name shown in `GET /api/v1/proxies` (default: the host name).
     #[arg(long, env = "SERIN_PROXY_NAME")]
     pub name: Option<String>,
-    /// Serve Prometheus `/metrics` on this address too.
+    /// Serve the admin endpoints on this address: Prometheus `/metrics`,
+    /// `/healthz` (alive) and `/readyz` (200 once it has routes).
     #[arg(long, env = "SERIN_PROXY_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Most lane-seconds kept while the control plane is unreachable (oldest dropped first, and counted).
@@ -378,6 +379,46 @@ pub struct ProxyArgs {
     /// output): time, route, deployment, lane, upstream, status, duration.
     #[arg(long, env = "SERIN_PROXY_ACCESS_LOG", value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// Terminate TLS on the listener with this certificate chain (PEM).
+    /// Repeat with --tls-key for several; each handshake gets the one whose
+    /// names match the name the client asks for (SNI), else the first. The
+    /// files are read again when they change.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        value_delimiter = ',',
+        env = "SERIN_PROXY_TLS_CERT"
+    )]
+    pub tls_cert: Vec<PathBuf>,
+    /// The private key (PEM) of each --tls-cert, in the same order.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        value_delimiter = ',',
+        env = "SERIN_PROXY_TLS_KEY"
+    )]
+    pub tls_key: Vec<PathBuf>,
+    /// CA certificates (PEM) trusted for `https://` upstreams, besides the Mozilla roots.
+    #[arg(long, value_name = "FILE", env = "SERIN_PROXY_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// A client certificate (PEM) to present to `https://` upstreams.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "upstream_client_key",
+        env = "SERIN_PROXY_UPSTREAM_CLIENT_CERT"
+    )]
+    pub upstream_client_cert: Option<PathBuf>,
+    /// The key (PEM) of --upstream-client-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "upstream_client_cert",
+        env = "SERIN_PROXY_UPSTREAM_CLIENT_KEY"
+    )]
+    pub upstream_client_key: Option<PathBuf>,
 }
 
 /// `serin proxy --log-format`.

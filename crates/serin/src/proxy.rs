@@ -81,9 +81,43 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
     if control_plane.is_none() && args.routes_file.is_none() {
         anyhow::bail!("give --control-plane URL (SERIN_CONTROL_PLANE) or --routes-file FILE");
     }
+    if args.tls_cert.len() != args.tls_key.len() {
+        anyhow::bail!(
+            "give one --tls-key for each --tls-cert ({} certificates, {} keys)",
+            args.tls_cert.len(),
+            args.tls_key.len()
+        );
+    }
+    let listener_tls = if args.tls_cert.is_empty() {
+        None
+    } else {
+        let files = args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(cert, key)| serin_proxy::tls::CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let certs = serin_proxy::tls::Certificates::load(files).map_err(|e| anyhow::anyhow!(e))?;
+        certs.watch();
+        Some(certs.server_config())
+    };
+    let upstream_tls = serin_proxy::tls::UpstreamTls {
+        ca: args.upstream_ca.clone(),
+        client: args
+            .upstream_client_cert
+            .clone()
+            .zip(args.upstream_client_key.clone())
+            .map(|(cert, key)| serin_proxy::tls::CertFiles { cert, key }),
+    }
+    .client_config()
+    .map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
     let proxy = Proxy::new(&ProxyConfig {
         keep_seconds: control_plane.is_some(),
         access_log,
+        upstream_tls: Some(upstream_tls),
         ..ProxyConfig::default()
     });
     let state_dir = args.state_dir.clone();
@@ -111,7 +145,12 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         )
         .await?;
     }
-    println!("serin proxy: listening on http://{addr}");
+    let scheme = if listener_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("serin proxy: listening on {scheme}://{addr}");
     let id = format!("proxy-{}", uuid_v4());
     let name = args.name.clone().unwrap_or_else(host_name);
     if let Some(url) = control_plane {
@@ -130,7 +169,7 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let metrics = tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer, stopped));
-        let served = serve_on_own_runtime(listener, proxy).await;
+        let served = serve_on_own_runtime(listener, proxy, listener_tls).await;
         // Requests are finished: send every second counted, the open one too.
         let _ = stop.send(true);
         if tokio::time::timeout(FINAL_REPORT_WITHIN, metrics)
@@ -141,7 +180,7 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         }
         return served;
     }
-    serve_on_own_runtime(listener, proxy).await
+    serve_on_own_runtime(listener, proxy, listener_tls).await
 }
 
 /// How long a stopping proxy tries to send its last lane seconds.
@@ -150,7 +189,11 @@ const FINAL_REPORT_WITHIN: Duration = Duration::from_secs(10);
 /// Serves the proxy on a runtime of its own: one thread per CPU this process may
 /// use, and a single-threaded runtime (no work-stealing, no cross-thread wake-ups)
 /// when that is one. The control-plane traffic stays on the main runtime.
-async fn serve_on_own_runtime(listener: TcpListener, proxy: Proxy) -> anyhow::Result<()> {
+async fn serve_on_own_runtime(
+    listener: TcpListener,
+    proxy: Proxy,
+    tls: Option<Arc<serin_proxy::tls::ServerConfig>>,
+) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let listener = listener.into_std()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -170,7 +213,8 @@ async fn serve_on_own_runtime(listener: TcpListener, proxy: Proxy) -> anyhow::Re
             let result = rt.map_err(anyhow::Error::from).and_then(|rt| {
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
-                    serin_proxy::run(listener, proxy, crate::up::shutdown_signal()).await?;
+                    serin_proxy::run_with(listener, proxy, tls, crate::up::shutdown_signal())
+                        .await?;
                     Ok(())
                 })
             });

@@ -17,17 +17,13 @@ pub(super) fn short_text(field: &str, v: &str, max: usize) -> Result<(), DomainE
     validate_text(field, v)
 }
 
-/// An upstream endpoint: `http://host[:port]` (the proxy speaks cleartext HTTP/1.1
-/// or h2c to upstreams; TLS to upstreams is not supported, so `https://` is refused
-/// here rather than failing every request later).
+/// An upstream endpoint: `http://host[:port]` (HTTP/1.1 or h2c) or
+/// `https://host[:port]` (HTTP/1.1 over TLS, verified by the proxy).
 pub(super) fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
-    if url.starts_with("https://") {
-        return Err(DomainError::invalid(
-            field,
-            format!("`{url}`: TLS to upstreams is not supported; give an http:// endpoint"),
-        ));
-    }
-    match url.strip_prefix("http://") {
+    match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         Some(r)
             if !r.is_empty()
                 && !r.starts_with('/')
@@ -46,7 +42,7 @@ pub(super) fn check_url(field: &str, url: &str) -> Result<(), DomainError> {
         }
         _ => Err(DomainError::invalid(
             field,
-            format!("`{url}` is not an http:// URL with a host"),
+            format!("`{url}` is not an http:// or https:// URL with a host"),
         )),
     }
 }

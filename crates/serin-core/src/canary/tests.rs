@@ -29,6 +29,9 @@ fn upstreams_are_never_metadata_or_link_local() {
         "http://[::ffff:169.254.169.254]",
         "http://0.0.0.0:9000",
         "http://100.100.100.200",
+        "https://169.254.169.254",
+        "https://",
+        "ftp://api.internal",
     ] {
         assert!(check_url("u", bad).is_err(), "{bad}");
     }
@@ -37,6 +40,7 @@ fn upstreams_are_never_metadata_or_link_local() {
         "http://10.0.0.4",
         "http://[::1]:80",
         "http://api.internal:8080",
+        "https://api.internal:8443",
     ] {
         check_url("u", good).unwrap();
     }

@@ -691,3 +691,95 @@ async fn proxy_logs_json_without_colour_and_writes_an_access_log() {
         );
     }
 }
+
+/// `serin proxy --tls-cert --tls-key`: the listener speaks TLS with the
+/// files given, and takes a renewed certificate from disk without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_terminates_tls_and_takes_a_renewed_certificate() {
+    use serin_core::canary::{DeploymentStatus, Route, Upstreams};
+    use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
+    let ca = |dir: &std::path::Path, stem: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["edge.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &key)
+            .unwrap();
+        // Written beside, then renamed: the proxy never reads half a file.
+        for (name, text) in [("crt", leaf.pem()), ("key", leaf_key.serialize_pem())] {
+            let tmp = dir.join(format!("{stem}.{name}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, dir.join(format!("edge.{name}"))).unwrap();
+        }
+        reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()
+    };
+    let stable = upstream("stable").await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca(dir.path(), "first");
+    let set = RouteSet::new(vec![ProxyRoute {
+        deployment_id: "canary_1".into(),
+        name: "web".into(),
+        tenant_id: None,
+        status: DeploymentStatus::Active,
+        percent: 0,
+        stable_version: "v1".into(),
+        canary_version: "v2".into(),
+        route: Route::default(),
+        upstreams: Upstreams {
+            stable: vec![stable],
+            canary: vec![],
+        },
+        traffic: Default::default(),
+        revision: 1,
+    }]);
+    let routes = dir.path().join("routes.json");
+    std::fs::write(&routes, serde_json::to_string(&set).unwrap()).unwrap();
+    let port = free_port();
+    let (crt, key) = (dir.path().join("edge.crt"), dir.path().join("edge.key"));
+    let state = dir.path().join("state");
+    let _proxy = spawn(
+        &[
+            "proxy",
+            "--routes-file",
+            routes.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        "serin proxy: listening on https://",
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let trusting = |ca: &reqwest::Certificate| {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone())
+            .resolve("edge.test", addr)
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://edge.test:{port}/");
+    assert_eq!(
+        body(&trusting(&first), &url).await.as_deref(),
+        Ok("stable\n")
+    );
+    // Renewed by another CA: within a few seconds, new connections get it.
+    let second = ca(dir.path(), "second");
+    let t0 = Instant::now();
+    while body(&trusting(&second), &url).await.as_deref() != Ok("stable\n") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(body(&trusting(&first), &url).await.is_err());
+}
