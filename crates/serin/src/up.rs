@@ -131,44 +131,16 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
 
 /// Makes sure an admin can get in. With `SERIN_ADMIN_TOKEN`, that value becomes a
 /// valid admin key (bearer token or `X-API-Key`); otherwise, on the very first start
-/// (no key at all), a key is generated and returned to be printed once.
+/// (no key at all), a key is generated and returned to be printed once. With
+/// `SERIN_PROXY_TOKEN`, that value becomes a key of the proxy role, for the
+/// remote proxies a deployment tool starts beside the control plane.
 async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
     let store = &state.store;
+    if let Ok(token) = std::env::var("SERIN_PROXY_TOKEN") {
+        bootstrap_token(state, "SERIN_PROXY_TOKEN", &token, Role::Proxy, "proxy").await?;
+    }
     if let Ok(token) = std::env::var("SERIN_ADMIN_TOKEN") {
-        anyhow::ensure!(
-            token.len() >= 16 && !token.contains(char::is_whitespace),
-            "SERIN_ADMIN_TOKEN must be at least 16 characters without spaces"
-        );
-        let hash = serin_server::auth::hash_key(&token);
-        match store.api_key_by_hash(&hash).await? {
-            Some(k) if k.revoked_at.is_some() => {
-                anyhow::bail!("SERIN_ADMIN_TOKEN names a revoked key; choose another")
-            }
-            Some(_) => {}
-            None => {
-                // Key names are unique for good: a rotated token gets a name
-                // of its own.
-                let make = |name: String| {
-                    let token = token.clone();
-                    async move {
-                        serin_server::routes::api_keys::make_key(
-                            state,
-                            &name,
-                            Role::Admin,
-                            "system",
-                            Some(token),
-                        )
-                        .await
-                    }
-                };
-                let plain = make("admin (SERIN_ADMIN_TOKEN)".into()).await;
-                let made = match plain {
-                    Ok(k) => Ok(k),
-                    Err(_) => make(format!("admin (SERIN_ADMIN_TOKEN {})", &hash[..8])).await,
-                };
-                made.map_err(|e| anyhow::anyhow!("cannot store SERIN_ADMIN_TOKEN: {e:?}"))?;
-            }
-        }
+        bootstrap_token(state, "SERIN_ADMIN_TOKEN", &token, Role::Admin, "admin").await?;
         return Ok(None);
     }
     if store.count_api_keys().await? > 0 {
@@ -185,6 +157,59 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
     .map_err(|e| anyhow::anyhow!("cannot create the first admin key: {e:?}"))?;
     tracing::warn!("created the first admin API key; it is printed once on stdout");
     Ok(Some(key))
+}
+
+/// Makes `token` (from the variable `var`) a valid key of `role`, named
+/// `LABEL (VAR)`, unless it already is one.
+async fn bootstrap_token(
+    state: &AppState,
+    var: &str,
+    token: &str,
+    role: Role,
+    label: &str,
+) -> anyhow::Result<()> {
+    let store = &state.store;
+    anyhow::ensure!(
+        token.len() >= 16 && !token.contains(char::is_whitespace),
+        "{var} must be at least 16 characters without spaces"
+    );
+    let hash = serin_server::auth::hash_key(token);
+    match store.api_key_by_hash(&hash).await? {
+        Some(k) if k.revoked_at.is_some() => {
+            anyhow::bail!("{var} names a revoked key; choose another")
+        }
+        Some(k) if k.role != role => {
+            anyhow::bail!("{var} names a key of the {} role", k.role.as_str())
+        }
+        Some(_) => Ok(()),
+        None => {
+            // Key names are unique for good: a rotated token gets a name
+            // of its own.
+            let make = |name: String| async move {
+                serin_server::routes::api_keys::make_key(
+                    state,
+                    &name,
+                    role,
+                    "system",
+                    Some(token.to_string()),
+                )
+                .await
+            };
+            let made = match make(format!("{label} ({var})")).await {
+                Ok(k) => Ok(k),
+                Err(_) => make(format!("{label} ({var} {})", &hash[..8])).await,
+            };
+            if let Err(e) = made {
+                // Replicas starting together on an empty database race to
+                // store the same token: the one that lost finds it.
+                match store.api_key_by_hash(&hash).await? {
+                    Some(k) if k.revoked_at.is_none() && k.role == role => {}
+                    _ => anyhow::bail!("cannot store {var}: {e:?}"),
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// How long requests in flight may take to finish after SIGINT/SIGTERM.

@@ -224,3 +224,40 @@ async fn a_release_climbs_the_environments_and_production_releases_it() {
     assert_eq!(r["status"], "released", "{r}");
     app.stop().await;
 }
+
+/// A proxy key on its own feed (routes, lane seconds) is not rate limited;
+/// the same requests with a person's key are, and so is a proxy key
+/// anywhere else (where it is refused anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxys_feed_is_not_rate_limited() {
+    let app = TestApp::start_with(|c| {
+        c.rate_limit = serin_server::rate::RateLimit {
+            per_minute: 6,
+            burst: 3,
+        };
+    })
+    .await;
+    let (st, made) = app
+        .post(
+            "/api/v1/api-keys",
+            serde_json::json!({"name": "edge", "role": "proxy"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let routes = format!("{}/api/v1/proxy/routes?proxy_id=p1&name=edge", app.url);
+    for i in 0..20 {
+        let r = http.get(&routes).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert!(r.headers().get("x-ratelimit-limit").is_none());
+    }
+    // The admin's key, on the same route: limited after its burst.
+    let mut limited = 0;
+    for _ in 0..6 {
+        let (st, _) = app.get("/api/v1/proxy/routes?proxy_id=p2&name=admin").await;
+        limited += usize::from(st == 429);
+    }
+    assert!(limited >= 2, "{limited} of 6 limited");
+    app.stop().await;
+}
