@@ -63,9 +63,20 @@ async fn upstream(body: &'static str) -> u16 {
     port
 }
 
+/// A process stopped with SIGTERM when dropped (an nginx master then takes
+/// its workers with it; SIGKILL would leave them running), SIGKILL after 5 s.
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

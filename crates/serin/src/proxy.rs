@@ -61,7 +61,14 @@ fn write_cache(path: &Path, set: &RouteSet) -> std::io::Result<()> {
 
 /// Runs `serin proxy` until SIGINT or SIGTERM.
 pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::new(args.log_level.as_deref().unwrap_or("info"));
+    let level = args.log_level.as_deref().unwrap_or("info");
+    // rustls warns of every client that sends an IP address as SNI (wrk,
+    // curl by IP): noise per handshake, not the proxy's to fix.
+    let filter = if level.contains("rustls") {
+        tracing_subscriber::EnvFilter::new(level)
+    } else {
+        tracing_subscriber::EnvFilter::new(format!("{level},rustls=error"))
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

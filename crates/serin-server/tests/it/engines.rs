@@ -401,9 +401,24 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_nginx(&mut self.child);
     }
+}
+
+/// Stops an nginx master with SIGTERM, so that it takes its workers with it
+/// (SIGKILL would leave them running, listening); SIGKILL after 5 s.
+fn stop_nginx(master: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &master.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if matches!(master.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = master.kill();
+    let _ = master.wait();
 }
 
 /// Starts `nginx` (one worker) proxying to upstream `app`, whose first file
