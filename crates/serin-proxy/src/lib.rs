@@ -641,6 +641,24 @@ pub async fn speaks_within(stream: &tokio::net::TcpStream, wait: Duration) -> bo
     )
 }
 
+/// Runs a connection's `served` future, but drops it (closing the
+/// connection) when no request has begun within [`HEADER_TIMEOUT`]: telling
+/// HTTP/1 from HTTP/2 has no timer of its own, so a TLS client that sends
+/// nothing after its handshake, or an HTTP/2 preface that stalls, would
+/// otherwise hold its socket for good.
+async fn unless_silent<F: Future>(served: F, began: &std::sync::atomic::AtomicBool) {
+    tokio::pin!(served);
+    tokio::select! {
+        _ = &mut served => {}
+        () = async {
+            tokio::time::sleep(HEADER_TIMEOUT).await;
+            if began.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        } => {}
+    }
+}
+
 /// Serves `proxy` on `listener` (HTTP/1.1 and h2c, with upgrades) until
 /// `shutdown` resolves, then lets the connections in flight finish (at most 30 s).
 pub async fn run(
@@ -677,8 +695,11 @@ pub async fn run_with(
         };
         let p = proxy.clone();
         let secure = acceptor.is_some();
+        let began = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let begun = began.clone();
         let service = hyper::service::service_fn(move |req| {
             let p = p.clone();
+            begun.store(true, Ordering::Relaxed);
             async move { Ok::<_, Infallible>(p.handle_from(req, addr, secure).await) }
         });
         let builder = builder.clone();
@@ -693,7 +714,7 @@ pub async fn run_with(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    unless_silent(watcher.watch(conn), &began).await;
                 }
                 Some(acceptor) => {
                     let stream =
@@ -708,7 +729,7 @@ pub async fn run_with(
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    let _ = watcher.watch(conn).await;
+                    unless_silent(watcher.watch(conn), &began).await;
                 }
             }
         });

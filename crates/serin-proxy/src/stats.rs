@@ -302,6 +302,8 @@ impl Registry {
     /// errors by class, and the latency histogram, per deployment and lane.
     pub fn expose(&self, e: &mut serin_metrics::Exposition) {
         // The lanes no route holds are shown now for the last time.
+        // Marked and taken under the one lock: a hand-over can't forget a
+        // lane between its marking and its showing.
         let lanes: Vec<Arc<LaneStats>> = {
             let m = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             let now = std::time::Instant::now();
@@ -311,8 +313,9 @@ impl Registry {
                     *unused = Some((unused.map_or(now, |(since, _)| since), true));
                 }
             }
-            drop(m);
-            self.all()
+            let mut v: Vec<_> = m.values().cloned().collect();
+            v.sort_by(|a, b| (&a.deployment_id, a.lane).cmp(&(&b.deployment_id, b.lane)));
+            v
         };
         e.declare_counter(
             "serin_proxy_requests",

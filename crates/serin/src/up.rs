@@ -135,10 +135,18 @@ pub async fn up(settings: Settings) -> anyhow::Result<()> {
 /// `SERIN_PROXY_TOKEN`, that value becomes a key of the proxy role, for the
 /// remote proxies a deployment tool starts beside the control plane.
 async fn bootstrap_admin(state: &AppState) -> anyhow::Result<Option<String>> {
-    let store = &state.store;
+    let admin = first_admin(state).await?;
+    // After the admin: a proxy key alone must not count as "an admin can get in".
     if let Ok(token) = std::env::var("SERIN_PROXY_TOKEN") {
         bootstrap_token(state, "SERIN_PROXY_TOKEN", &token, Role::Proxy, "proxy").await?;
     }
+    Ok(admin)
+}
+
+/// `SERIN_ADMIN_TOKEN` as an admin key; else, when there is no key at all,
+/// a new admin key, returned to be printed once.
+async fn first_admin(state: &AppState) -> anyhow::Result<Option<String>> {
+    let store = &state.store;
     if let Ok(token) = std::env::var("SERIN_ADMIN_TOKEN") {
         bootstrap_token(state, "SERIN_ADMIN_TOKEN", &token, Role::Admin, "admin").await?;
         return Ok(None);

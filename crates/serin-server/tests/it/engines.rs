@@ -460,6 +460,12 @@ async fn nginx(stable: u16) -> Option<Nginx> {
            server {{ listen 127.0.0.1:{probe}; include {d}/serin/*.probe; }}\n\
            server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://$serin_app; }} }}\n}}\n"
     );
+    Some(start_nginx(dir, &conf, port, probe).await)
+}
+
+/// Writes `conf` as `dir/nginx.conf`, starts nginx on it and waits until
+/// `port` accepts connections.
+async fn start_nginx(dir: tempfile::TempDir, conf: &str, port: u16, probe: u16) -> Nginx {
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
     let child = Command::new("nginx")
         .arg("-c")
@@ -476,7 +482,7 @@ async fn nginx(stable: u16) -> Option<Nginx> {
     };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(n);
+            return n;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -660,28 +666,7 @@ async fn nginx_njs(stable: u16) -> Option<(Nginx, TestApp)> {
            server {{ listen 127.0.0.1:{probe}; location /serin/ {{ js_content serin.probe; }} }}\n\
            server {{ listen 127.0.0.1:{port}; location / {{ set $serin_backend app; proxy_pass http://$serin_route; }} }}\n}}\n"
     );
-    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(dir.path().join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let n = Nginx {
-        child,
-        dir,
-        port,
-        probe,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((n, app));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = std::fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default();
-    panic!("nginx did not start: {log}");
+    Some((start_nginx(dir, &conf, port, probe).await, app))
 }
 
 /// nginx's worker processes (its master's children).

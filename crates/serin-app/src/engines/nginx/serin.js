@@ -73,7 +73,13 @@ function route(r) {
         if (v === '') {
             continue;
         }
-        var hit = rule.equals !== undefined ? v === rule.equals : new RegExp(rule.regex).test(v);
+        var hit = false;
+        try {
+            hit = rule.equals !== undefined ? v === rule.equals : new RegExp(rule.regex).test(v);
+        } catch (e) {
+            // A pattern njs can't compile matches nothing (and says so once per request).
+            r.warn('serin: rule ' + i + ' of ' + backend + ': ' + e);
+        }
         if (hit) {
             var to = pick(s[rule.lane]);
             if (to !== null) {
