@@ -413,3 +413,75 @@ async fn failed_authentications_are_throttled_per_address() {
         200
     );
 }
+
+/// `SERIN_PROXY_TOKEN` alone on a first start: the proxy key is made, and an
+/// admin key is still made and printed once (a proxy key is no way in for
+/// an admin); the proxy key reads routes and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_token_on_first_start_still_gets_an_admin_key_printed() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::harness::free_port();
+    let proxy_token = "srn_test_proxy_token_0123456789abcdef";
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/serin.db", dir.path().display()))
+        .env_remove("SERIN_ADMIN_TOKEN")
+        .env("SERIN_PROXY_TOKEN", proxy_token)
+        .env("SERIN_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut admin = None;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(line) => {
+                if let Some(k) =
+                    line.strip_prefix("serin: first start: admin API key (shown once, keep it): ")
+                {
+                    admin = Some(k.to_string());
+                }
+                if line.starts_with("serin: listening on") {
+                    break;
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    let admin = admin.expect("an admin key printed on first start");
+    let api = format!("http://127.0.0.1:{port}");
+    let (code, keys) = send_as(&admin, Method::GET, &format!("{api}/api/v1/api-keys"), None).await;
+    assert_eq!(code, 200, "{keys}");
+    assert!(
+        keys.to_string().contains("\"proxy\""),
+        "the proxy key exists: {keys}"
+    );
+    let (code, _) = send_as(
+        proxy_token,
+        Method::GET,
+        &format!("{api}/api/v1/proxy/routes?proxy_id=p&name=edge"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = send_as(
+        proxy_token,
+        Method::GET,
+        &format!("{api}/api/v1/canary/deployments"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403);
+    let _ = child.kill();
+    let _ = child.wait();
+}
