@@ -274,13 +274,16 @@ impl Proxy {
         }
         let help = "The canary's share of each route now, 0 to 1";
         e.declare_gauge("serin_proxy_canary_weight", help);
-        for (lane, p) in table.percents() {
-            let (name, target, id) = lane.deployment_labels();
+        for r in table.routes() {
             e.gauge(
                 "serin_proxy_canary_weight",
                 help,
-                &[("name", &name), ("target", &target), ("deployment_id", &id)],
-                f64::from(p) / 100.0,
+                &[
+                    ("name", &r.name),
+                    ("target", &r.target),
+                    ("deployment_id", &r.deployment_id),
+                ],
+                f64::from(r.percent) / 100.0,
             );
         }
         if let Some(log) = &self.inner.access_log {

@@ -96,16 +96,6 @@ pub struct LaneStats {
 const UNSHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl LaneStats {
-    /// The deployment's name, target and id: its series' labels.
-    pub fn deployment_labels(&self) -> (Arc<str>, Arc<str>, Arc<str>) {
-        let (name, target) = self
-            .labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        (name, target, self.deployment_id.clone())
-    }
-
     /// Counts one request that took `latency_us` to its response headers.
     pub fn record(&self, now_sec: i64, outcome: Outcome, latency_us: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());

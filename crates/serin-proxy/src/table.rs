@@ -232,9 +232,9 @@ impl Table {
         self.routes.is_empty()
     }
 
-    /// Each route's lanes and canary share, for the metrics page.
-    pub fn percents(&self) -> impl Iterator<Item = (&Arc<LaneStats>, u8)> {
-        self.routes.iter().map(|r| (&r.stats[0], r.percent))
+    /// Each route, for the metrics page (its labels and canary share).
+    pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        self.routes.iter()
     }
 }
 
