@@ -363,8 +363,12 @@ async fn follow(
     }
 }
 
-/// Records this replica's beat and counts the live replicas.
+/// Records this replica's beat, counts the live replicas and measures the
+/// local clock against the database's.
 async fn beat(app: &App, me: &ReplicaInfo) {
+    if app.store.backend() == "postgres" {
+        measure_clock(app).await;
+    }
     if let Err(e) = app.store.beat_replica(me).await {
         tracing::debug!(error = %e, "cannot record this replica's beat");
         return;
@@ -376,6 +380,43 @@ async fn beat(app: &App, me: &ReplicaInfo) {
         }
         Err(e) => tracing::debug!(error = %e, "cannot count the replicas"),
     }
+}
+
+/// A reading of the database's clock is kept only when its round trip took
+/// less than this: the offset is then right to within half of it.
+const CLOCK_READING: Duration = Duration::from_millis(50);
+
+/// How far off the database's clock this replica may be before it says so.
+const CLOCK_WARN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Reads the database's clock and sets `app`'s offset to it (the middle of
+/// the round trip against the database's reading), so that `app.now()`
+/// follows the database's clock. Every replica does it at every beat: claims
+/// of outside calls and notifications lapse, pauses end and backoffs run
+/// out at the same moment whichever replica looks, even when the hosts'
+/// clocks disagree. Returns the offset set, if any.
+pub async fn measure_clock(app: &App) -> Option<chrono::TimeDelta> {
+    let sent = std::time::Instant::now();
+    let before = app.local_now();
+    let db = app.store.database_time().await;
+    let took = sent.elapsed();
+    let Ok(db) = db else { return None };
+    if took > CLOCK_READING {
+        return None;
+    }
+    let middle = before + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
+    let offset = db - middle;
+    let was = app.clock_offset();
+    if !app.set_clock_offset(offset.num_microseconds().unwrap_or(0)) {
+        return None;
+    }
+    if offset.abs() > CLOCK_WARN && (was - offset).abs() > CLOCK_WARN {
+        tracing::warn!(
+            offset_ms = offset.num_milliseconds(),
+            "this host's clock is off the database's; Serin keeps time by the database's"
+        );
+    }
+    Some(offset)
 }
 
 /// A replica counts as live while its last beat is younger than this.

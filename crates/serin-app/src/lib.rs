@@ -21,6 +21,7 @@
 //! with a [`Kind`]; `serin-server` turns them into HTTP answers in one place.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serin_core::Timestamp;
 use serin_store::Store;
@@ -117,6 +118,9 @@ pub struct App {
     /// through it end with it.
     pub term: leadership::Term,
     clock: Clock,
+    /// How far the database's clock is ahead of `clock`, in microseconds,
+    /// when `now()` follows the database's (see [`App::with_database_clock`]).
+    offset: Option<Arc<AtomicI64>>,
 }
 
 impl std::fmt::Debug for App {
@@ -146,6 +150,7 @@ impl App {
             leadership: leadership::Leadership::new(&config_name, chrono::Utc::now()),
             term: leadership::Term::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
+            offset: Some(Arc::default()),
         }
     }
 
@@ -171,12 +176,52 @@ impl App {
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self.offset = None;
         self
     }
 
-    /// The current time.
+    /// The same services with `now()` set to the database's clock: the
+    /// clock, moved by the offset [`leadership`] measures against the
+    /// database at every beat. What [`App::new`] does for the system clock:
+    /// several replicas then agree on time as well as the database does
+    /// (claims that lapse, steps' pauses, backoffs), whatever their own
+    /// clocks say.
+    #[must_use]
+    pub fn with_database_clock(mut self) -> Self {
+        self.offset = Some(Arc::default());
+        self
+    }
+
+    /// The current time (on the database's clock, when it follows it).
     pub fn now(&self) -> Timestamp {
+        let local = (self.clock)();
+        match &self.offset {
+            Some(o) => local + chrono::Duration::microseconds(o.load(Ordering::Relaxed)),
+            None => local,
+        }
+    }
+
+    /// The local clock, before any correction to the database's.
+    pub(crate) fn local_now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    /// Sets how far the database's clock is ahead of the local one; `false`
+    /// when `now()` doesn't follow the database's.
+    pub(crate) fn set_clock_offset(&self, micros: i64) -> bool {
+        self.offset.as_ref().is_some_and(|o| {
+            o.store(micros, Ordering::Relaxed);
+            true
+        })
+    }
+
+    /// How far `now()` is moved from the local clock.
+    pub fn clock_offset(&self) -> chrono::Duration {
+        chrono::Duration::microseconds(
+            self.offset
+                .as_ref()
+                .map_or(0, |o| o.load(Ordering::Relaxed)),
+        )
     }
 
     /// Publishes events the store committed; a release among them forgets the

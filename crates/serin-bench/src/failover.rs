@@ -18,6 +18,8 @@
 //!   copy came while a leader was dying or stalled (a crash between the send
 //!   and its record is the one documented way to get one twice; the second
 //!   copy then comes once the send's claim lapses) or not;
+//! - events lost: every event of an acknowledged (201) rollout that its
+//!   notification wants must reach the receiver, through every kill;
 //! - the proxy's requests and failures.
 //!
 //! With `--check` the process exits non-zero when a goal is missed: takeover
@@ -46,6 +48,8 @@ const REPLICAS: usize = 3;
 struct Received {
     hooks: HashMap<(String, String), Vec<Instant>>,
     notes: HashMap<String, Vec<Instant>>,
+    /// The events notifications told of: (deployment, type, timestamp).
+    told: std::collections::HashSet<(String, String, String)>,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -67,19 +71,42 @@ async fn hook(State(r): State<Shared>, Json(body): Json<Value>) -> &'static str 
     "ok"
 }
 
-async fn note(State(r): State<Shared>, headers: HeaderMap) -> &'static str {
+async fn note(
+    State(r): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> &'static str {
     let id = headers
         .get("x-serin-delivery")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    r.lock()
-        .expect("receiver")
-        .notes
-        .entry(id)
-        .or_default()
-        .push(Instant::now());
+    let mut r = r.lock().expect("receiver");
+    r.notes.entry(id).or_default().push(Instant::now());
+    r.told.insert(told(
+        &body["deployment"]["id"],
+        &body["type"],
+        &body["timestamp"],
+    ));
     "ok"
+}
+
+/// An event as a notification and the event log both name it.
+fn told(deployment: &Value, kind: &Value, at: &Value) -> (String, String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (s(deployment), s(kind), s(at))
+}
+
+/// The event types a notification with no `events` list is sent for
+/// (`serin_core::rollout::notify::DEFAULT_EVENTS`).
+fn notified(kind: &str) -> bool {
+    serin_core::rollout::notify::DEFAULT_EVENTS.iter().any(|k| {
+        serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .as_deref()
+            == Some(kind)
+    })
 }
 
 struct Replica {
@@ -429,6 +456,8 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut steps_twice = 0usize;
     let mut unfinished = 0usize;
+    // Every event of an acknowledged rollout that its notification wants.
+    let mut expected: Vec<(String, String, String)> = Vec::new();
     for id in &ids {
         let d = loop {
             let d: Value = http
@@ -458,6 +487,9 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
             .await?;
         let mut seen: HashMap<String, usize> = HashMap::new();
         for e in events["events"].as_array().into_iter().flatten() {
+            if notified(e["type"].as_str().unwrap_or_default()) {
+                expected.push(told(&json!(id), &e["type"], &e["timestamp"]));
+            }
             if matches!(
                 e["type"].as_str(),
                 Some("percentage_updated" | "rollout_step_started")
@@ -473,6 +505,19 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
             .map(|n| n - 1)
             .sum::<usize>();
     }
+    // Each of those events is told, at the latest once the claims of sends
+    // that died with their leader have lapsed and their retries come due.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let untold = loop {
+        let untold = {
+            let r = received.lock().expect("receiver");
+            expected.iter().filter(|e| !r.told.contains(*e)).count()
+        };
+        if untold == 0 || Instant::now() > deadline {
+            break untold;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_load.store(true, Ordering::Relaxed);
     for l in loaders {
@@ -555,6 +600,10 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
     println!(
         "  notifications received twice: {notes_twice} outside a leader's crash or stall (goal 0), {notes_window} within one"
     );
+    println!(
+        "  events of acknowledged rollouts a notification wants: {}, never told: {untold} (goal 0)",
+        expected.len()
+    );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     println!("  proxy: {ok} requests answered, {failed} failed (goal 0)");
     let (c50, c99, cmax) = propagation;
@@ -583,6 +632,12 @@ async fn run(bin: &str, db: &str, kills: usize, stops: usize, check: bool) -> an
         }
         if unfinished > 0 {
             missed.push(format!("{unfinished} rollouts never finished"));
+        }
+        if untold > 0 || expected.is_empty() {
+            missed.push(format!(
+                "{untold} of {} acknowledged events never told",
+                expected.len()
+            ));
         }
         if !missed.is_empty() {
             bail!("failover goals missed: {}", missed.join("; "));

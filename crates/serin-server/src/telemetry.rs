@@ -206,6 +206,14 @@ pub fn leadership(state: &serin_app::App, e: &mut serin_metrics::Exposition) {
             age.as_secs_f64(),
         );
     }
+    if state.store.backend() == "postgres" {
+        e.gauge(
+            "serin_clock_offset_seconds",
+            "How far the database's clock is ahead of this host's (Serin keeps the database's time)",
+            &[],
+            state.clock_offset().as_seconds_f64(),
+        );
+    }
     e.counter(
         "serin_leadership_changes",
         "Times this replica gained or lost the leader lease",

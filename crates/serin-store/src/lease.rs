@@ -83,6 +83,15 @@ impl Store {
         }
     }
 
+    /// The database's clock now (`clock_timestamp()`, not the transaction's
+    /// start); on SQLite, this process's clock, which is the database's.
+    pub async fn database_time(&self) -> Result<Timestamp> {
+        match self {
+            Store::Sqlite(_) => Ok(serin_core::to_micros(chrono::Utc::now())),
+            Store::Postgres(p) => p.database_time().await,
+        }
+    }
+
     /// The lease, if anybody ever held it.
     pub async fn lease(&self) -> Result<Option<LeaseInfo>> {
         match self {

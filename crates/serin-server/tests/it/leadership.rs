@@ -323,3 +323,57 @@ async fn a_rate_limit_is_shared_by_the_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A replica keeps the database's time, not its host's: one whose clock is
+/// 90 s ahead reads PostgreSQL's clock at its beat and moves its "now" by the
+/// difference, so what it claims for 15 s lapses 15 s later on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_keeps_the_databases_time_whatever_its_hosts_clock_says() {
+    let Some(url) = postgres_schema().await else {
+        return;
+    };
+    let a = replica(&url, "a").await;
+    let close = |x: chrono::TimeDelta, ms: i64| x.abs() < chrono::TimeDelta::milliseconds(ms);
+    let db = a.state.store.database_time().await.unwrap();
+    assert!(close(a.state.now() - db, 500), "{:?}", a.state.now() - db);
+    let (_, metrics) = a.get_text("/api/v1/metrics").await;
+    assert!(
+        metrics.contains("\nserin_clock_offset_seconds "),
+        "{metrics}"
+    );
+
+    let ahead = a
+        .state
+        .app
+        .clone()
+        .with_clock(std::sync::Arc::new(|| {
+            serin_core::to_micros(chrono::Utc::now() + chrono::TimeDelta::seconds(90))
+        }))
+        .with_database_clock();
+    // Before its first reading it is its host's time.
+    let db = a.state.store.database_time().await.unwrap();
+    assert!(close(
+        ahead.now() - db - chrono::TimeDelta::seconds(90),
+        500
+    ));
+    let offset = serin_app::leadership::measure_clock(&ahead)
+        .await
+        .expect("a reading of the database's clock");
+    assert!(
+        close(offset + chrono::TimeDelta::seconds(90), 500),
+        "{offset:?}"
+    );
+    let db = a.state.store.database_time().await.unwrap();
+    assert!(close(ahead.now() - db, 100), "{:?}", ahead.now() - db);
+
+    // A claim it writes for 15 s is not due for the others 90 s early.
+    let claim = ahead.now() + chrono::TimeDelta::seconds(15);
+    assert!(claim > a.state.now() + chrono::TimeDelta::seconds(14));
+
+    // A clock a test set by hand is left alone.
+    let fixed = a.state.app.clone().with_clock(std::sync::Arc::new(|| {
+        serin_core::to_micros(chrono::Utc::now())
+    }));
+    assert!(serin_app::leadership::measure_clock(&fixed).await.is_none());
+    a.stop().await;
+}

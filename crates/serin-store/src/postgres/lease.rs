@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use serin_core::Timestamp;
 use tokio_postgres::Row;
 
 use super::{PgStore, pg_err};
@@ -113,6 +114,15 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         Ok(())
+    }
+
+    pub(crate) async fn database_time(&self) -> Result<Timestamp> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get(0))
     }
 
     pub(crate) async fn lease(&self) -> Result<Option<LeaseInfo>> {
