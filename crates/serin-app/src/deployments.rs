@@ -39,6 +39,7 @@ pub async fn start(app: &App, who: &str, new: NewDeployment) -> AppResult<Deploy
         app,
         new.engine.as_ref(),
         new.traffic.as_ref().unwrap_or(&Default::default()),
+        new.rollout.as_ref(),
     )
     .await?;
     crate::engines::not_in_use(app, new.engine.as_ref()).await?;

@@ -309,7 +309,7 @@ pub fn seconds_from_buckets(buckets: &[LaneBucket]) -> Vec<[LaneWindow; 2]> {
             .ok()
             .and_then(|i| out.get_mut(i))
         {
-            slot[usize::from(b.lane == Lane::Canary)].add_bucket(b);
+            slot[usize::from(b.lane.answered_by() == Lane::Canary)].add_bucket(b);
         }
     }
     out

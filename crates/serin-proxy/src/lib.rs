@@ -21,6 +21,7 @@
 //! - [`stats`]: per-lane, per-second buckets and Prometheus totals.
 //! - [`failure`]: failures → 404/502/503/504 and how each is counted.
 //! - [`access`]: the optional JSON-lines access log, written off the hot path.
+//! - [`mirror`]: copies of stable's requests sent to the canary, answers dropped.
 //! - [`tls`]: TLS on the listener (SNI, reload on change) and to `https://` upstreams.
 //! - this module: [`Proxy`] (the shared state), [`Proxy::handle`] (one request),
 //!   [`run`] (serve a listener until shutdown).
@@ -29,6 +30,7 @@
 pub mod access;
 mod backlog;
 pub mod failure;
+pub mod mirror;
 pub mod stats;
 pub mod table;
 pub mod tls;
@@ -78,6 +80,8 @@ pub struct ProxyConfig {
     /// How to talk to `https://` upstreams (default: the Mozilla roots, no
     /// client certificate).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Most copies of requests in flight to canaries at once (see [`mirror`]).
+    pub mirror_in_flight: usize,
 }
 
 impl Default for ProxyConfig {
@@ -89,20 +93,80 @@ impl Default for ProxyConfig {
             pool_max_idle_per_host: 512,
             access_log: None,
             upstream_tls: None,
+            mirror_in_flight: mirror::IN_FLIGHT,
         }
     }
 }
 
-type UpstreamClient = Client<HttpConnector, Incoming>;
-type TlsUpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
+/// The upstream clients for one body type: cleartext HTTP/1.1, h2c, and
+/// `https://` (HTTP/1.1 over TLS), each with its own pool.
+#[derive(Debug)]
+struct Clients<B> {
+    http1: Client<HttpConnector, B>,
+    h2c: Client<HttpConnector, B>,
+    https: Client<hyper_rustls::HttpsConnector<HttpConnector>, B>,
+}
+
+impl<B> Clients<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn new(config: &ProxyConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let builder = |h2: bool| {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.http1_writev(false)
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .http2_only(h2);
+            b
+        };
+        let tls = config.upstream_tls.clone().unwrap_or_else(|| {
+            tls::UpstreamTls::default()
+                .client_config()
+                .expect("the Mozilla roots make a client configuration")
+        });
+        let mut tls_connector = connector.clone();
+        tls_connector.enforce_http(false);
+        Clients {
+            http1: builder(false).build(connector.clone()),
+            h2c: builder(true).build(connector),
+            https: builder(false).build(
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*tls).clone())
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(tls_connector),
+            ),
+        }
+    }
+
+    /// Sends `req` over TLS, h2c or HTTP/1.1.
+    fn request(
+        &self,
+        (tls, h2c): (bool, bool),
+        req: Request<B>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        if tls {
+            self.https.request(req)
+        } else if h2c {
+            self.h2c.request(req)
+        } else {
+            self.http1.request(req)
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     table: RwLock<Arc<Table>>,
     registry: Registry,
-    http1: UpstreamClient,
-    h2c: UpstreamClient,
-    https: TlsUpstreamClient,
+    upstreams: Clients<Incoming>,
+    mirrors: mirror::Mirrors,
     access_log: Option<access::AccessLog>,
 }
 
@@ -173,7 +237,7 @@ impl RequestView for HeaderView<'_> {
 }
 
 /// Unix seconds now.
-fn now_sec() -> i64 {
+pub(crate) fn now_sec() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -182,43 +246,13 @@ fn now_sec() -> i64 {
 impl Proxy {
     /// A proxy with no routes yet (every request is a 404 until [`Proxy::set_routes`]).
     pub fn new(config: &ProxyConfig) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = |h2: bool| {
-            Client::builder(TokioExecutor::new())
-                .http1_writev(false)
-                .pool_idle_timeout(config.pool_idle_timeout)
-                .pool_max_idle_per_host(config.pool_max_idle_per_host)
-                .http2_only(h2)
-                .build(connector.clone())
-        };
-        let tls = config.upstream_tls.clone().unwrap_or_else(|| {
-            tls::UpstreamTls::default()
-                .client_config()
-                .expect("the Mozilla roots make a client configuration")
-        });
-        let mut tls_connector = connector.clone();
-        tls_connector.enforce_http(false);
-        let https = Client::builder(TokioExecutor::new())
-            .http1_writev(false)
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config((*tls).clone())
-                    .https_only()
-                    .enable_http1()
-                    .wrap_connector(tls_connector),
-            );
         Proxy {
             inner: Arc::new(Inner {
-                https,
                 table: RwLock::new(Arc::new(Table::default())),
                 registry: Registry::new(config.keep_seconds),
                 access_log: config.access_log.clone(),
-                http1: client(false),
-                h2c: client(true),
+                upstreams: Clients::new(config),
+                mirrors: mirror::Mirrors::new(config),
             }),
         }
     }
@@ -351,6 +385,15 @@ impl Proxy {
             }
         };
         let i = CompiledRoute::idx(choice.lane);
+        if choice.lane == serin_core::Lane::Stable
+            && let Some(m) = &route.mirror
+            && upgrade.is_none()
+            && fastrand::u32(..10_000) < m.share
+        {
+            self.inner
+                .mirrors
+                .copy(route, m, &parts, host.as_deref(), (client, secure));
+        }
         let started = Instant::now();
         let endpoint = route.pools[i].pick();
         let result = match &endpoint {
@@ -449,42 +492,18 @@ impl Proxy {
             .map_err(|e| ProxyError::Connect(lane, e.to_string()))?;
         let headers = up.headers_mut();
         *headers = std::mem::take(&mut req.headers);
-        strip_hop_by_hop(headers, upgrade);
-        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok(),
-            None => Some(ip_header(client.ip())),
-        };
-        if let Some(v) = xff {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        headers.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if secure { "https" } else { "http" }),
+        upstream_headers(
+            headers,
+            endpoint,
+            (h2c, upgrade),
+            host.as_deref(),
+            (client, secure),
         );
-        // The client's Host (or, over HTTP/2, the URI's authority) as it came.
-        let original_host = match headers.get(header::HOST) {
-            Some(h) => Some(h.clone()),
-            None => host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()),
-        };
-        if let Some(h) = original_host {
-            headers.insert(X_FORWARDED_HOST, h);
-        }
-        if h2c {
-            headers.remove(header::HOST);
-        } else {
-            headers.insert(header::HOST, endpoint.host_header.clone());
-        }
 
         let sent = {
             // Released however this ends, also when the client goes away mid-wait.
             let _in_flight = InFlight::new(&endpoint.in_flight);
-            let response = if tls {
-                self.inner.https.request(up)
-            } else if h2c {
-                self.inner.h2c.request(up)
-            } else {
-                self.inner.http1.request(up)
-            };
+            let response = self.inner.upstreams.request((tls, h2c), up);
             tokio::time::timeout(route.timeout, response).await
         };
         let mut resp = match sent {
@@ -511,6 +530,43 @@ impl Proxy {
             strip_hop_by_hop(resp.headers_mut(), false);
         }
         Ok(resp)
+    }
+}
+
+/// Turns a client's request headers into the upstream's: hop-by-hop headers
+/// out (but an upgrade's), `X-Forwarded-For/-Proto/-Host` in, and `Host` the
+/// endpoint's (none over h2c, where the URI's authority says it).
+pub(crate) fn upstream_headers(
+    headers: &mut HeaderMap,
+    endpoint: &table::Endpoint,
+    (h2c, upgrade): (bool, bool),
+    host: Option<&str>,
+    (client, secure): (SocketAddr, bool),
+) {
+    strip_hop_by_hop(headers, upgrade);
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok(),
+        None => Some(ip_header(client.ip())),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if secure { "https" } else { "http" }),
+    );
+    // The client's Host (or, over HTTP/2, the URI's authority) as it came.
+    let original_host = match headers.get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => host.and_then(|h| HeaderValue::from_str(h).ok()),
+    };
+    if let Some(h) = original_host {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+    if h2c {
+        headers.remove(header::HOST);
+    } else {
+        headers.insert(header::HOST, endpoint.host_header.clone());
     }
 }
 

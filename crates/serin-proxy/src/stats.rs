@@ -21,9 +21,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serin_core::Lane;
 use serin_core::stats::histogram::Histogram;
-use serin_core::traffic::proxy::LaneBucket;
+use serin_core::traffic::proxy::{BucketLane, LaneBucket};
 
 /// Upper bounds of the Prometheus latency histogram, in microseconds (compared
 /// as integers, so a bound is exact).
@@ -81,7 +80,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct LaneStats {
     deployment_id: Arc<str>,
-    lane: Lane,
+    lane: BucketLane,
+    /// Copies not sent because too many were in flight (the mirror lane only).
+    dropped_copies: std::sync::atomic::AtomicU64,
     keep_seconds: bool,
     inner: Mutex<Inner>,
     /// The deployment's name and target, for the exposition's labels.
@@ -96,6 +97,19 @@ pub struct LaneStats {
 const UNSHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl LaneStats {
+    /// Counts a copy of a request that was not sent: too many copies were
+    /// in flight (the canary is slow). Only the mirror lane has them.
+    pub fn drop_copy(&self) {
+        self.dropped_copies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Copies not sent so far.
+    pub fn dropped_copies(&self) -> u64 {
+        self.dropped_copies
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Counts one request that took `latency_us` to its response headers.
     pub fn record(&self, now_sec: i64, outcome: Outcome, latency_us: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +190,7 @@ fn push_finished(inner: &mut Inner, b: Option<LaneBucket>) {
 }
 
 /// A lane of a deployment.
-type LaneKey = (Arc<str>, Lane);
+type LaneKey = (Arc<str>, BucketLane);
 
 /// Every lane's stats, by deployment.
 #[derive(Debug, Default)]
@@ -196,8 +210,8 @@ impl Registry {
     }
 
     /// The stats of a lane, created on first use.
-    pub fn lane(&self, deployment_id: &str, lane: Lane) -> Arc<LaneStats> {
-        self.lane_of(deployment_id, lane, "", "")
+    pub fn lane(&self, deployment_id: &str, lane: impl Into<BucketLane>) -> Arc<LaneStats> {
+        self.lane_of(deployment_id, lane.into(), "", "")
     }
 
     /// The stats of a lane of deployment `name` on `target` (the labels of
@@ -205,7 +219,7 @@ impl Registry {
     pub fn lane_of(
         &self,
         deployment_id: &str,
-        lane: Lane,
+        lane: BucketLane,
         name: &str,
         target: &str,
     ) -> Arc<LaneStats> {
@@ -220,6 +234,7 @@ impl Registry {
         let s = Arc::new(LaneStats {
             deployment_id: id.clone(),
             lane,
+            dropped_copies: std::sync::atomic::AtomicU64::new(0),
             keep_seconds: self.keep_seconds,
             inner: Mutex::default(),
             labels: Mutex::new(labels),
@@ -363,6 +378,14 @@ impl Registry {
                 t.sum_us as f64 / 1e6,
                 t.count,
             );
+            if s.lane == BucketLane::Mirror {
+                e.counter(
+                    "serin_proxy_mirror_dropped",
+                    "Copies of stable's requests not sent to the canary because too many were in flight",
+                    &[at[0], at[1], at[2]],
+                    s.dropped_copies(),
+                );
+            }
         }
     }
 }
@@ -370,6 +393,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serin_core::Lane;
 
     fn text_of(r: &Registry) -> String {
         let mut e = serin_metrics::Exposition::new();

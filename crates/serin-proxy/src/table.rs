@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serin_core::Lane;
 use serin_core::duration::GoDuration;
-use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
+use serin_core::traffic::proxy::{BucketLane, ProxyRoute, RouteSet};
 use serin_core::traffic::{Balance, LaneChooser, UpstreamProtocol};
 
 use crate::stats::{LaneStats, Registry};
@@ -141,6 +141,9 @@ pub struct CompiledRoute {
     pub pools: [Pool; 2],
     /// Stats of `[stable, canary]`.
     pub stats: [Arc<LaneStats>; 2],
+    /// Mirroring: the share of stable's requests copied to the canary, in
+    /// hundredths of a percent (out of 10,000), and the `mirror` lane's stats.
+    pub mirror: Option<Mirror>,
     /// Response-header timeout.
     pub timeout: Duration,
     /// HTTP/1.1 or h2c.
@@ -176,6 +179,15 @@ impl CompiledRoute {
             })
         })
     }
+}
+
+/// A route's mirroring.
+#[derive(Debug)]
+pub struct Mirror {
+    /// Out of 10,000 of stable's requests, how many are copied.
+    pub share: u32,
+    /// The `mirror` lane.
+    pub stats: Arc<LaneStats>,
 }
 
 /// All routes, ready to serve.
@@ -260,9 +272,14 @@ fn compile_route(r: &ProxyRoute, registry: &Registry) -> Result<CompiledRoute, S
             Pool::new(&r.upstreams.canary, balance)?,
         ],
         stats: [
-            registry.lane_of(&r.deployment_id, Lane::Stable, &r.name, &target),
-            registry.lane_of(&r.deployment_id, Lane::Canary, &r.name, &target),
+            registry.lane_of(&r.deployment_id, BucketLane::Stable, &r.name, &target),
+            registry.lane_of(&r.deployment_id, BucketLane::Canary, &r.name, &target),
         ],
+        mirror: (r.mirror_percent > 0 && r.status.is_live() && !r.upstreams.canary.is_empty())
+            .then(|| Mirror {
+                share: u32::from(r.mirror_percent.min(100)) * 100,
+                stats: registry.lane_of(&r.deployment_id, BucketLane::Mirror, &r.name, &target),
+            }),
         timeout: r.traffic.timeout.to_std(),
         protocol: r.traffic.upstream_protocol,
         affinity_max_age: r.traffic.affinity.as_ref().map(|a| a.max_age),
@@ -294,6 +311,7 @@ mod tests {
             },
             traffic: TrafficRules::default(),
             revision: 1,
+            mirror_percent: 0,
         }
     }
 

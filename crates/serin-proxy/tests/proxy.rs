@@ -13,10 +13,9 @@ use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serin_core::Lane;
 use serin_core::canary::{DeploymentStatus, Route, Upstreams};
 use serin_core::traffic::TrafficRules;
-use serin_core::traffic::proxy::{ProxyRoute, RouteSet};
+use serin_core::traffic::proxy::{BucketLane, ProxyRoute, RouteSet};
 use serin_proxy::{Proxy, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -151,6 +150,7 @@ fn route(
         },
         traffic: serde_json::from_str::<TrafficRules>(traffic).unwrap(),
         revision: 1,
+        mirror_percent: 0,
     }
 }
 
@@ -188,7 +188,7 @@ fn lane_totals(p: &Proxy) -> [(u64, u64); 2] {
     let (buckets, _) = p.registry().drain(i64::MAX);
     let mut t = [(0, 0); 2];
     for b in buckets {
-        let i = usize::from(b.lane == Lane::Canary);
+        let i = usize::from(b.lane == BucketLane::Canary);
         t[i].0 += b.requests;
         t[i].1 += b.errors();
     }
@@ -367,11 +367,14 @@ async fn failures_are_502_and_504_and_count_against_their_lane_only() {
     let (st, _, _) = get(&client, addr, "/fail", &[("X-Canary", "never")]).await;
     assert_eq!(st, 503, "an upstream 503 passes through");
     let (buckets, _) = proxy.registry().drain(i64::MAX);
-    let canary: Vec<_> = buckets.iter().filter(|b| b.lane == Lane::Canary).collect();
+    let canary: Vec<_> = buckets
+        .iter()
+        .filter(|b| b.lane == BucketLane::Canary)
+        .collect();
     assert_eq!(canary.iter().map(|b| b.errors_timeout).sum::<u64>(), 1);
     let stable_5xx: u64 = buckets
         .iter()
-        .filter(|b| b.lane == Lane::Stable)
+        .filter(|b| b.lane == BucketLane::Stable)
         .map(|b| b.errors_5xx)
         .sum();
     assert_eq!(stable_5xx, 1);
@@ -612,4 +615,223 @@ async fn a_thousand_ended_routes_add_no_series() {
         before.len(),
         after.len()
     );
+}
+
+/// What a recording canary saw: requests, and how many were marked copies.
+#[derive(Default)]
+struct Seen {
+    requests: std::sync::atomic::AtomicU64,
+    copies: std::sync::atomic::AtomicU64,
+    with_body: std::sync::atomic::AtomicU64,
+}
+
+/// A canary that records what reaches it, waits `delay`, answers `status`.
+async fn recording(status: u16, delay: Duration) -> (SocketAddr, std::sync::Arc<Seen>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let seen = std::sync::Arc::new(Seen::default());
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = l.accept().await else {
+                return;
+            };
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.requests.fetch_add(1, Relaxed);
+                        if req
+                            .headers()
+                            .get("x-serin-mirror")
+                            .is_some_and(|v| v == "1")
+                        {
+                            seen.copies.fetch_add(1, Relaxed);
+                        }
+                        if req.method() == hyper::Method::POST {
+                            seen.with_body.fetch_add(1, Relaxed);
+                        }
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(full("canary\n"))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn mirrored(id: &str, percent: u8, stable: SocketAddr, canary: SocketAddr) -> ProxyRoute {
+    let mut r = route(id, 0, vec![stable], vec![canary], r#"{"timeout": "2s"}"#);
+    r.mirror_percent = percent;
+    r
+}
+
+/// Each lane's (requests, errors) in the seconds drained: stable, canary, mirror.
+fn lanes3(p: &Proxy) -> [(u64, u64); 3] {
+    let (buckets, _) = p.registry().drain(i64::MAX);
+    let mut t = [(0, 0); 3];
+    for b in buckets {
+        let i = match b.lane {
+            BucketLane::Stable => 0,
+            BucketLane::Canary => 1,
+            BucketLane::Mirror => 2,
+        };
+        t[i].0 += b.requests;
+        t[i].1 += b.errors();
+    }
+    t
+}
+
+/// Mirroring at 100%: every client gets stable's answer; the canary gets a
+/// copy of each request without a body, marked `X-Serin-Mirror: 1`, its
+/// answers (errors here) counted in the mirror lane and never in stable's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_requests_reach_the_canary_and_count_in_their_own_lane() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = upstream("stable", false).await;
+    let (c, seen) = recording(500, Duration::ZERO).await;
+    let (proxy, addr) = start(vec![mirrored("m", 100, s, c)]).await;
+    let cl = client();
+    for _ in 0..50 {
+        let (st, body, _) = get(&cl, addr, "/", &[]).await;
+        assert_eq!((st, body.as_str()), (200, "stable\n"));
+    }
+    // A request with a body goes to stable alone.
+    let r = cl
+        .request(
+            Request::post(format!("http://{addr}/"))
+                .body(Full::new(Bytes::from_static(b"payload")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t0 = std::time::Instant::now();
+    while seen.requests.load(Relaxed) < 50 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "copies went missing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seen.requests.load(Relaxed), 50);
+    assert_eq!(seen.copies.load(Relaxed), 50, "each copy is marked");
+    assert_eq!(seen.with_body.load(Relaxed), 0, "a body is never copied");
+    let [stable, canary, mirror] = lanes3(&proxy);
+    assert_eq!(stable, (51, 0));
+    assert_eq!(canary, (0, 0), "the canary took no real request");
+    assert_eq!(mirror, (50, 50), "the canary's 500s, in the mirror lane");
+    let text = proxy.prometheus();
+    assert!(
+        text.contains(r#"serin_proxy_requests_total{name="m",target="*/",deployment_id="m",lane="mirror",code="500"} 50"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"serin_proxy_mirror_dropped_total{name="m",target="*/",deployment_id="m"} 0"#
+        ),
+        "{text}"
+    );
+
+    // An ended deployment isn't mirrored; nor is a share of 0.
+    let mut ended = mirrored("m", 100, s, c);
+    ended.status = DeploymentStatus::Failed;
+    assert!(proxy.set_routes(&RouteSet::new(vec![ended])).is_empty());
+    for _ in 0..10 {
+        assert_eq!(get(&cl, addr, "/", &[]).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seen.requests.load(Relaxed), 50);
+}
+
+/// A share mirrors about that share of stable's requests, and a request sent
+/// to the canary itself is not copied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_share_copies_that_share_of_stables_requests_only() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = upstream("stable", false).await;
+    let (c, seen) = recording(200, Duration::ZERO).await;
+    let mut r = mirrored("m", 25, s, c);
+    r.percent = 50;
+    let (proxy, addr) = start(vec![r]).await;
+    let cl = client();
+    for _ in 0..400 {
+        assert_eq!(get(&cl, addr, "/", &[]).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let [stable, canary, mirror] = lanes3(&proxy);
+    assert_eq!(stable.0 + canary.0, 400);
+    // 25% of stable's ~200: 50 expected; bounds are ~5 standard deviations.
+    assert!(
+        (15..=90).contains(&mirror.0),
+        "{} copies of {} stable requests",
+        mirror.0,
+        stable.0
+    );
+    assert_eq!(seen.requests.load(Relaxed), canary.0 + mirror.0);
+    assert_eq!(seen.copies.load(Relaxed), mirror.0);
+}
+
+/// A dead canary and a slow one: clients get stable's answers, on time and
+/// without an error; the dead canary's copies count as connect errors, the
+/// slow one's beyond the in-flight bound are dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_slow_canary_never_touches_the_clients_of_stable() {
+    let s = upstream("stable", false).await;
+    let dead = closed_port();
+    let (proxy, addr) = start(vec![mirrored("dead", 100, s, dead)]).await;
+    let cl = client();
+    for _ in 0..100 {
+        let (st, body, _) = get(&cl, addr, "/", &[]).await;
+        assert_eq!((st, body.as_str()), (200, "stable\n"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let [stable, _, mirror] = lanes3(&proxy);
+    assert_eq!(stable, (100, 0));
+    assert_eq!(mirror, (100, 100), "every copy refused, counted");
+
+    let (slow, _) = recording(200, Duration::from_secs(3)).await;
+    let config = ProxyConfig {
+        mirror_in_flight: 4,
+        ..ProxyConfig::default()
+    };
+    let proxy = Proxy::new(&config);
+    assert!(
+        proxy
+            .set_routes(&RouteSet::new(vec![mirrored("slow", 100, s, slow)]))
+            .is_empty()
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(serin_proxy::run(l, proxy.clone(), std::future::pending()));
+    let t0 = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(&cl, addr, "/", &[]).await.0, 200);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "clients waited for copies: {:?}",
+        t0.elapsed()
+    );
+    let text = proxy.prometheus();
+    assert!(
+        text.contains(
+            r#"serin_proxy_mirror_dropped_total{name="slow",target="*/",deployment_id="slow"} 16"#
+        ),
+        "{text}"
+    );
+    // The slow copies end at the route's timeout (2 s) as timeouts.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let [stable, _, mirror] = lanes3(&proxy);
+    assert_eq!(stable, (20, 0));
+    assert_eq!(mirror, (4, 4));
 }

@@ -114,6 +114,7 @@ fn route(stable: &str) -> ProxyRoute {
         },
         traffic: Default::default(),
         revision: 1,
+        mirror_percent: 0,
     }
 }
 

@@ -170,7 +170,7 @@ async fn setup(n: usize, mixed: bool, postgres: bool) -> (AppState, tempfile::Te
                 }
                 buckets.push(LaneBucket {
                     deployment_id: id.clone(),
-                    lane,
+                    lane: lane.into(),
                     second: started.timestamp() + s,
                     requests,
                     errors_5xx: 0,

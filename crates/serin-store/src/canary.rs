@@ -486,7 +486,7 @@ impl Store {
     ) -> Result<[LaneWindow; 2]> {
         let mut w = dispatch!(self, b => b.observation_windows(deployment_id, from, to))?;
         for b in self.lane_buckets(deployment_id, from, to).await? {
-            w[usize::from(b.lane == Lane::Canary)].add_bucket(&b);
+            w[usize::from(b.lane.answered_by() == Lane::Canary)].add_bucket(&b);
         }
         Ok(w)
     }

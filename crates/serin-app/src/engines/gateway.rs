@@ -502,8 +502,13 @@ fn set_extras(
     route: &mut Value,
     target: &EngineTarget,
     namespace: &str,
-    live: bool,
+    state: &RouteState,
 ) -> Result<bool, String> {
+    let live = state.live;
+    // The plan's latest mirror step, else the target's own share.
+    let mirror = Some(state.mirror_percent)
+        .filter(|p| *p > 0)
+        .or(target.mirror_percent);
     let mut changed = false;
     for i in split_rules(route, target, namespace)? {
         let rule = route
@@ -526,7 +531,7 @@ fn set_extras(
             .unwrap_or_default();
         let before = filters.clone();
         filters.retain(|f| !is_our_mirror(f, target));
-        if let (true, Some(p), Some(c)) = (live, target.mirror_percent, canary_ref) {
+        if let (true, Some(p), Some(c)) = (live, mirror, canary_ref) {
             let mut backend = serde_json::json!({"name": c["name"]});
             for k in ["group", "kind", "namespace", "port"] {
                 if let Some(v) = c.get(k) {
@@ -597,7 +602,7 @@ pub fn extras_differ(
 ) -> Result<bool, String> {
     let mut copy = route.clone();
     let rules = serins(route) != lane_rules(route, target, namespace, &state.rules)?;
-    Ok(rules || set_extras(&mut copy, target, namespace, state.live)?)
+    Ok(rules || set_extras(&mut copy, target, namespace, state)?)
 }
 
 /// Puts `state` in `route`: the weights of the rules that split `target`,
@@ -611,7 +616,7 @@ pub fn set_state(
     state: &RouteState,
 ) -> Result<bool, String> {
     let mut changed = set_weights(route, target, namespace, state.percent)?;
-    changed |= set_extras(route, target, namespace, state.live)?;
+    changed |= set_extras(route, target, namespace, state)?;
     let want = lane_rules(route, target, namespace, &state.rules)?;
     if serins(route) != want {
         let rules = route
@@ -987,6 +992,36 @@ mod tests {
         far["spec"]["rules"][0]["backendRefs"][1]["namespace"] = json!("elsewhere");
         assert!(set_weights(&mut far, &target(), "prod", 50).is_err());
         assert!(share_in_spec(&json!({"spec": {"rules": []}}), &target(), "prod").is_err());
+    }
+
+    #[test]
+    fn a_plans_mirror_step_sets_the_request_mirror() {
+        let mut r = route(1, "True");
+        let mut state = RouteState::share_only(0);
+        state.mirror_percent = 30;
+        assert_eq!(set_state(&mut r, &target(), "prod", &state), Ok(true));
+        let mirror = &r["spec"]["rules"][0]["filters"][0];
+        assert_eq!(
+            mirror,
+            &json!({"type": "RequestMirror",
+                    "requestMirror": {"backendRef": {"name": "web-canary", "port": 80}, "percent": 30}})
+        );
+        assert_eq!(extras_differ(&r, &target(), "prod", &state), Ok(false));
+        // The step's share takes the place of the target's own.
+        let mut own = target();
+        own.mirror_percent = Some(5);
+        assert_eq!(extras_differ(&r, &own, "prod", &state), Ok(false));
+        state.mirror_percent = 0;
+        assert_eq!(extras_differ(&r, &own, "prod", &state), Ok(true));
+        assert_eq!(set_state(&mut r, &own, "prod", &state), Ok(true));
+        assert_eq!(
+            r["spec"]["rules"][0]["filters"][0]["requestMirror"]["percent"],
+            5
+        );
+        // Once final, no mirror.
+        state.live = false;
+        assert_eq!(set_state(&mut r, &own, "prod", &state), Ok(true));
+        assert!(r["spec"]["rules"][0].get("filters").is_none(), "{r}");
     }
 
     #[test]

@@ -336,6 +336,7 @@ pub async fn admit(
     app: &App,
     target: Option<&EngineTarget>,
     traffic: &serin_core::traffic::TrafficRules,
+    plan: Option<&serin_core::rollout::RolloutSpec>,
 ) -> Result<(), serin_core::DomainError> {
     let Some(target) = target else {
         return Ok(());
@@ -363,6 +364,24 @@ pub async fn admit(
     }
     if let Err((field, why)) = engine.check_target(target) {
         return Err(invalid(field, format!("engine {}: {why}", target.engine)));
+    }
+    // A plan's mirror steps ask the engine what `mirror_percent` asks.
+    let mirrors = plan.into_iter().flat_map(|p| p.steps.iter().enumerate());
+    for (i, step) in mirrors {
+        if let serin_core::rollout::Step::Mirror { percent } = step
+            && *percent > 0
+        {
+            let asked = EngineTarget {
+                mirror_percent: Some(*percent),
+                ..target.clone()
+            };
+            if let Err((_, why)) = engine.check_target(&asked) {
+                return Err(serin_core::DomainError::invalid(
+                    format!("rollout.steps[{i}]"),
+                    format!("engine {}: {why}", target.engine),
+                ));
+            }
+        }
     }
     if let Err(why) = engine.check_rules(&serin_core::traffic::engine::engine_rules(traffic)) {
         return Err(invalid(

@@ -107,7 +107,7 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
                 .into_iter()
                 .map(|(lane, second, s)| LaneBucket {
                     deployment_id: d.id.clone(),
-                    lane,
+                    lane: lane.into(),
                     second,
                     requests: s.requests,
                     errors_5xx: s.errors_5xx,
@@ -145,7 +145,7 @@ pub async fn sample(app: &App, tallies: &Tallies, d: &Deployment) {
         .into_iter()
         .map(|(lane, c, second)| LaneBucket {
             deployment_id: d.id.clone(),
-            lane,
+            lane: lane.into(),
             second,
             requests: c.requests + c.errors_connect,
             errors_5xx: c.errors_5xx,

@@ -469,7 +469,7 @@ mod tests {
         }
         w.add_bucket(&LaneBucket {
             deployment_id: "d".into(),
-            lane: crate::Lane::Canary,
+            lane: crate::traffic::proxy::BucketLane::Canary,
             second: 0,
             requests: 101,
             errors_5xx: 1,

@@ -155,6 +155,7 @@ fn step_kind(s: &Step) -> &'static str {
         Step::Pause { .. } => "pause",
         Step::Analysis { .. } => "analysis",
         Step::Gate(_) => "gate",
+        Step::Mirror { .. } => "mirror",
     }
 }
 
@@ -348,6 +349,14 @@ pub fn advance(
                         return Ok(events);
                     }
                 }
+            }
+            Step::Mirror { percent } => {
+                let r = d.rollout.as_mut().expect("rollout");
+                if r.mirror_percent != percent {
+                    r.mirror_percent = percent;
+                    d.touch(now);
+                }
+                events.extend(next_step(d, siblings, now, json!({"mirror": percent}))?);
             }
             Step::Gate(Gate::Approval | Gate::ReleaseApproval { .. }) => return Ok(events),
             Step::Gate(Gate::Webhook { url }) => match &observed.gate {
@@ -596,6 +605,8 @@ pub fn describe(s: &Step) -> String {
             required,
             ..
         }) => format!("gate: {required} approval(s) for {environment}"),
+        Step::Mirror { percent: 0 } => "stop mirroring".into(),
+        Step::Mirror { percent } => format!("mirror {percent}% of stable's requests to the canary"),
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Rollout {
     /// environment, never by a request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold_for_pre_rollout: bool,
+    /// The share of stable's requests copied to the canary now (the latest
+    /// `mirror` step passed; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero_u8")]
+    pub mirror_percent: u8,
 }
 
 impl Rollout {
@@ -59,6 +63,7 @@ impl Rollout {
             confirmed_step: None,
             hooks_pending: false,
             hold_for_pre_rollout: false,
+            mirror_percent: 0,
         }
     }
 
@@ -69,5 +74,9 @@ impl Rollout {
 }
 
 fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_u8(n: &u8) -> bool {
     *n == 0
 }

@@ -2,14 +2,16 @@
 //!
 //! A plan is what a person would write on a whiteboard: "5% and wait ten
 //! minutes, look at the numbers, 25%, wait for a human, 50%, …". So a spec is a
-//! list of four kinds of step, run in order:
+//! list of five kinds of step, run in order:
 //!
 //! - `set_weight N`: the canary's share becomes N%;
 //! - `pause`: for a duration, or (without one) until a person continues;
 //! - `analysis`: the judges look at a window of lane metrics and say go, wait,
 //!   or roll back;
 //! - `gate`: something outside must say yes — a webhook answering 2xx, or an
-//!   approval — before the rollout moves on.
+//!   approval — before the rollout moves on;
+//! - `mirror`: a share of the requests stable answers is copied to the canary,
+//!   whose answers are judged but never sent to anyone.
 //!
 //! The canary-config.yaml shorthand (`traffic_steps: [5, 25, 50, 100]` with one
 //! `wait_time`) expands to `set_weight, pause(wait), analysis` per step, the last
@@ -49,6 +51,16 @@ pub enum Step {
     },
     /// Something outside must say yes.
     Gate(Gate),
+    /// Copy this percent of the requests stable answers to the canary too,
+    /// the copies' answers dropped (0 stops): the canary meets real requests
+    /// before it serves any, and its answers to them are judged against
+    /// stable's (the proxies count them in the `mirror` lane). Holds until a
+    /// later mirror step or the end of the rollout. Serin's proxy and the
+    /// Gateway API engine (`RequestMirror`) mirror.
+    Mirror {
+        /// The share of stable's requests copied, 0–100.
+        percent: u8,
+    },
 }
 
 /// What a gate asks.
@@ -327,6 +339,12 @@ impl RolloutSpec {
                     ));
                 }
                 Step::Gate(Gate::Webhook { url }) => check_http_url(&field, url)?,
+                Step::Mirror { percent } if *percent > 100 => {
+                    return Err(DomainError::invalid(
+                        field,
+                        format!("mirror {percent} is not a percentage (0–100)"),
+                    ));
+                }
                 _ => {}
             }
         }

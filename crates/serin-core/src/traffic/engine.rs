@@ -198,6 +198,10 @@ pub struct RouteState {
     /// The rules (none once the deployment is final: the version that won
     /// takes every request, as through Serin's own proxy).
     pub rules: Vec<EngineRule>,
+    /// The share of stable's requests its plan's latest `mirror` step copies
+    /// to the canary while it is live (0: none; the target's own
+    /// `mirror_percent` then holds).
+    pub mirror_percent: u8,
 }
 
 impl RouteState {
@@ -216,6 +220,10 @@ impl RouteState {
             percent: d.current_percent,
             live: d.status.is_live(),
             rules,
+            mirror_percent: match &d.rollout {
+                Some(r) if d.status.is_live() => r.mirror_percent,
+                _ => 0,
+            },
         }
     }
 
@@ -225,6 +233,7 @@ impl RouteState {
             percent,
             live: true,
             rules: Vec::new(),
+            mirror_percent: 0,
         }
     }
 

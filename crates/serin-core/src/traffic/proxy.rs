@@ -54,6 +54,15 @@ pub struct ProxyRoute {
     pub traffic: TrafficRules,
     /// The deployment's revision.
     pub revision: u64,
+    /// The share of the requests stable answers that are copied to the
+    /// canary, their answers counted in the `mirror` lane and dropped (0:
+    /// none; always 0 once the deployment has ended).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mirror_percent: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl ProxyRoute {
@@ -74,6 +83,10 @@ impl ProxyRoute {
             upstreams: d.upstreams.clone(),
             traffic: d.traffic.clone(),
             revision: d.revision,
+            mirror_percent: match &d.rollout {
+                Some(r) if d.status.is_live() => r.mirror_percent,
+                _ => 0,
+            },
         })
     }
 }
@@ -122,6 +135,66 @@ impl RouteSet {
     }
 }
 
+/// A lane a proxy counts: the two a request is sent to, and `mirror` — the
+/// canary's answers to copies of requests stable answered, which nobody
+/// receives. The judges take the mirror's answers as the canary's: before a
+/// canary serves anyone, they are all it has to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BucketLane {
+    /// Requests sent to stable.
+    Stable,
+    /// Requests sent to the canary.
+    Canary,
+    /// Copies of stable's requests sent to the canary too.
+    Mirror,
+}
+
+impl BucketLane {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BucketLane::Stable => "stable",
+            BucketLane::Canary => "canary",
+            BucketLane::Mirror => "mirror",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<BucketLane> {
+        match s {
+            "stable" => Some(BucketLane::Stable),
+            "canary" => Some(BucketLane::Canary),
+            "mirror" => Some(BucketLane::Mirror),
+            _ => None,
+        }
+    }
+
+    /// The version that answered: the canary's for the mirror.
+    pub fn answered_by(self) -> Lane {
+        match self {
+            BucketLane::Stable => Lane::Stable,
+            BucketLane::Canary | BucketLane::Mirror => Lane::Canary,
+        }
+    }
+}
+
+impl From<Lane> for BucketLane {
+    fn from(l: Lane) -> Self {
+        match l {
+            Lane::Stable => BucketLane::Stable,
+            Lane::Canary => BucketLane::Canary,
+        }
+    }
+}
+
+impl std::fmt::Display for BucketLane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One second of one lane, as one proxy saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -130,7 +203,7 @@ pub struct LaneBucket {
     /// The deployment.
     pub deployment_id: String,
     /// The lane.
-    pub lane: Lane,
+    pub lane: BucketLane,
     /// The second, as Unix seconds.
     pub second: i64,
     /// Requests answered (including failures).
@@ -221,8 +294,9 @@ pub struct ProxyInfo {
 pub struct LanePoint {
     /// Unix seconds.
     pub second: i64,
-    /// `stable` or `canary`.
-    pub lane: Lane,
+    /// `stable`, `canary` or `mirror` (the canary's answers to copies of
+    /// stable's requests).
+    pub lane: BucketLane,
     /// Requests answered.
     pub requests: u64,
     /// Of which failed (5xx, connect, timeout).

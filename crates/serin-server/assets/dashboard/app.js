@@ -323,6 +323,7 @@ function legend() {
   return `<p class="legend">
     <span>${key('<line class="line-stable" x1="1" y1="6" x2="25" y2="6"/>')}stable</span>
     <span>${key('<line class="line-canary" x1="1" y1="6" x2="25" y2="6"/>')}canary</span>
+    <span>${key('<line class="line-mirror" x1="1" y1="6" x2="25" y2="6"/>')}canary on mirrored copies of stable's requests</span>
     <span>${key(`<path class="clip-stable" d="${triangle(7, 2, 1)}"/><path class="clip-canary" d="${triangle(19, 2, 1)}"/>`)}off the scale (point at it for the value)</span>
     <span class="reason">up to the last 5 minutes, per second, from the proxy; each chart is scaled to 1.25 × its lanes' 95th percentile</span>
   </p>`;
@@ -483,8 +484,8 @@ function series() {
   let first = now;
   for (const p of state.points.values()) first = Math.min(first, p.second);
   const from = Math.min(Math.max(now - 300, first - 1), now - 60);
-  const by = { stable: [], canary: [] };
-  for (const p of state.points.values()) if (p.second >= from) by[p.lane].push(p);
+  const by = { stable: [], canary: [], mirror: [] };
+  for (const p of state.points.values()) if (p.second >= from && by[p.lane]) by[p.lane].push(p);
   for (const l of Object.keys(by)) by[l].sort((a, b) => a.second - b.second);
   return { from, to: now, by };
 }
@@ -565,11 +566,15 @@ function linePath(pts, x, y) {
 
 const clock = (s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
+// The lanes a chart draws: the mirror is the canary's answers to copies of
+// stable's requests (a rollout's mirror step), drawn only when there are any.
+const LANES = ['stable', 'canary', 'mirror'];
+
 function drawChart(id, c, lines, from, to) {
   const svg = $(`#c-${id}`);
   const w = Math.max(200, Math.round(svg.getBoundingClientRect().width) || 300);
   const h = CHART_H;
-  const scale = yScale(c, [lines.stable.map((p) => p[1]), lines.canary.map((p) => p[1])]);
+  const scale = yScale(c, LANES.map((l) => lines[l].map((p) => p[1])));
   const labels = scale.ticks.map((v) => tickText(v, scale.digits, c.unit));
   const left = 10 + 6.4 * Math.max(...labels.map((l) => l.length));
   const [top, right, bottom] = [PAD.top, w - PAD.right, h - PAD.bottom];
@@ -587,7 +592,7 @@ function drawChart(id, c, lines, from, to) {
   }
   parts.push(`<line class="axis" x1="${left}" x2="${left}" y1="${top}" y2="${bottom}"/><line class="axis" x1="${left}" x2="${right}" y1="${bottom}" y2="${bottom}"/>`);
   const off = [];
-  for (const lane of ['stable', 'canary']) {
+  for (const lane of LANES) {
     parts.push(`<path class="line line-${lane}" d="${linePath(lines[lane], x, y)}"/>`);
     for (const [s, v] of lines[lane]) {
       if (v == null || (v <= scale.hi && v >= scale.lo)) continue;
@@ -610,10 +615,11 @@ function renderCharts() {
   if (!$('#c-rps')) return;
   const { from, to, by } = series();
   for (const [id, c] of Object.entries(CHARTS)) {
-    const lines = { stable: by.stable.map((p) => [p.second, c.value(p)]), canary: by.canary.map((p) => [p.second, c.value(p)]) };
+    const lines = Object.fromEntries(LANES.map((l) => [l, by[l].map((p) => [p.second, c.value(p)])]));
     drawChart(id, c, lines, from, to);
     const last = (l) => { const v = lines[l].filter((p) => p[1] != null).slice(-1)[0]; return v ? v[1] : null; };
-    $(`#now-${id}`).textContent = `stable ${fmt(last('stable'), c.digits, c.unit)} · canary ${fmt(last('canary'), c.digits, c.unit)}`;
+    $(`#now-${id}`).textContent = `stable ${fmt(last('stable'), c.digits, c.unit)} · canary ${fmt(last('canary'), c.digits, c.unit)}`
+      + (by.mirror.length ? ` · mirror ${fmt(last('mirror'), c.digits, c.unit)}` : '');
   }
 }
 

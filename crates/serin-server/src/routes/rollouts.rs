@@ -498,6 +498,7 @@ pub async fn create_group(
             &state,
             t.engine.as_ref(),
             t.traffic.as_ref().unwrap_or(&Default::default()),
+            Some(&new.rollout),
         )
         .await
         .map_err(|e| e.under(&format!("targets[{i}]")))?;

@@ -277,6 +277,20 @@ async fn haproxy_puts_match_rules_in_its_maps() {
         .as_object_mut()
         .unwrap()
         .remove("mirror_percent");
+    // A plan's mirror step asks the same of the engine.
+    let mut mirrored = body.clone();
+    mirrored["rollout"] =
+        json!({"steps": [{"set_weight": 10}, {"mirror": {"percent": 20}}, {"set_weight": 100}]});
+    let (st, e) = app.post("/api/v1/canary/deployments", mirrored).await;
+    assert_eq!(
+        (st, e["details"]["field"].as_str()),
+        (400, Some("rollout.steps[1]")),
+        "{e}"
+    );
+    assert!(
+        e["error"].as_str().unwrap().contains("doesn't mirror"),
+        "{e}"
+    );
     body["traffic"] = json!({"rules": [
         {"match": {"header": {"name": "X-Beta", "regex": "^1$"}}}]});
     let (st, e) = app.post("/api/v1/canary/deployments", body.clone()).await;

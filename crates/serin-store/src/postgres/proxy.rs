@@ -3,7 +3,7 @@
 use serin_core::Lane;
 use serin_core::Timestamp;
 use serin_core::canary::Deployment;
-use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
+use serin_core::traffic::proxy::{BucketLane, LaneBucket, ProxyInfo};
 
 use super::{PgStore, json_col, pg_err};
 use crate::canary::{json_err, windows_from};
@@ -217,7 +217,7 @@ impl PgStore {
             .map_err(pg_err)?;
         rows.into_iter()
             .filter_map(|r| {
-                let lane = Lane::parse(r.get::<_, &str>(1))?;
+                let lane = BucketLane::parse(r.get::<_, &str>(1))?;
                 Some(json_col(&r, 6).map(|latency| LaneBucket {
                     deployment_id: deployment_id.to_string(),
                     lane,
@@ -301,7 +301,7 @@ impl PgStore {
             .map(|(o, l, g)| windows_from(o, l, g))
             .collect();
         for r in &buckets {
-            let (Some(i), Some(l)) = (at(r), Lane::parse(r.get::<_, &str>(2))) else {
+            let (Some(i), Some(l)) = (at(r), BucketLane::parse(r.get::<_, &str>(2))) else {
                 continue;
             };
             let b = LaneBucket {
@@ -314,7 +314,7 @@ impl PgStore {
                 errors_timeout: r.get::<_, i64>(6) as u64,
                 latency: json_col(r, 7)?,
             };
-            out[i][usize::from(l == Lane::Canary)].add_bucket(&b);
+            out[i][usize::from(l.answered_by() == Lane::Canary)].add_bucket(&b);
         }
         Ok(out)
     }

@@ -5,7 +5,7 @@ use serin_core::Lane;
 use serin_core::Timestamp;
 use serin_core::canary::Deployment;
 use serin_core::canary::metrics::LaneWindow;
-use serin_core::traffic::proxy::{LaneBucket, ProxyInfo};
+use serin_core::traffic::proxy::{BucketLane, LaneBucket, ProxyInfo};
 
 use super::{SqliteStore, instant_of, micros, sql_err};
 use crate::Result;
@@ -122,7 +122,7 @@ impl SqliteStore {
                 .map(|(id, from, to)| {
                     let mut w = super::canary::observation_windows_on(c, id, *from, *to)?;
                     for b in lane_buckets_on(c, id, second_of(*from), second_of(*to))? {
-                        w[usize::from(b.lane == Lane::Canary)].add_bucket(&b);
+                        w[usize::from(b.lane.answered_by() == Lane::Canary)].add_bucket(&b);
                     }
                     Ok(w)
                 })
@@ -208,7 +208,7 @@ fn lane_buckets_on(
         .map_err(sql_err)?;
     rows.into_iter()
         .filter_map(|(second, lane, req, e5, ec, et, lat)| {
-            let lane = Lane::parse(&lane)?;
+            let lane = BucketLane::parse(&lane)?;
             Some(
                 serde_json::from_str(&lat)
                     .map_err(json_err)

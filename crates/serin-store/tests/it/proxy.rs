@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use serin_core::canary::{NewDeployment, Upstreams};
 use serin_core::stats::histogram::Histogram;
-use serin_core::traffic::proxy::{LaneBucket, ProxyInfo, RouteSet};
+use serin_core::traffic::proxy::{BucketLane, LaneBucket, ProxyInfo, RouteSet};
 use serin_core::{Lane, SignalKind, Timestamp};
 use serin_store::Store;
 
@@ -14,14 +14,21 @@ fn t(secs: i64) -> Timestamp {
     Utc.timestamp_opt(1_757_851_200 + secs, 0).unwrap()
 }
 
-fn bucket(id: &str, lane: Lane, second: i64, requests: u64, e5: u64, ms: &[u64]) -> LaneBucket {
+fn bucket(
+    id: &str,
+    lane: impl Into<BucketLane>,
+    second: i64,
+    requests: u64,
+    e5: u64,
+    ms: &[u64],
+) -> LaneBucket {
     let mut latency = Histogram::default();
     for m in ms {
         latency.record(m * 1000);
     }
     LaneBucket {
         deployment_id: id.into(),
-        lane,
+        lane: lane.into(),
         second: t(second).timestamp(),
         requests,
         errors_5xx: e5,
@@ -63,7 +70,7 @@ async fn buckets_body(s: &Store) {
 
     let rows = s.lane_buckets(&d.id, t(0), t(5)).await.unwrap();
     assert_eq!(rows.len(), 2, "one row per lane and second");
-    let canary = rows.iter().find(|r| r.lane == Lane::Canary).unwrap();
+    let canary = rows.iter().find(|r| r.lane == BucketLane::Canary).unwrap();
     assert_eq!(
         (canary.requests, canary.errors_5xx, canary.latency.count),
         (15, 2, 2)
@@ -110,6 +117,24 @@ async fn buckets_body(s: &Store) {
     assert_eq!(many[1][1].success + many[1][1].errors, 0);
     assert_eq!(many[2], s.lane_windows(&d.id, t(2), t(5)).await.unwrap());
     assert_ne!(many[0], many[2], "the ranges differ");
+
+    // The canary's answers to mirrored copies are a lane of their own, and
+    // the judges' canary: they count in the canary's window, alone and in a
+    // batch, and stable's stays as it was.
+    let m = vec![bucket(&d.id, BucketLane::Mirror, 4, 6, 3, &[90, 95])];
+    assert_eq!(s.record_lane_buckets("proxy-a", m).await.unwrap(), 1);
+    let rows = s.lane_buckets(&d.id, t(4), t(4)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].lane, rows[0].requests), (BucketLane::Mirror, 6));
+    let [stable2, canary2] = s.lane_windows(&d.id, t(0), t(5)).await.unwrap();
+    assert_eq!(stable2, stable);
+    assert_eq!((canary2.success, canary2.errors), (17, 6));
+    assert_eq!(canary2.latency.max_ms(), Some(95.0));
+    let many = s
+        .lane_windows_many(vec![(d.id.clone(), t(0), t(5))])
+        .await
+        .unwrap();
+    assert_eq!(many[0], [stable2, canary2]);
 
     // Route sets are built from each target's routed deployment.
     let gen0 = s.route_generation().await.unwrap();

@@ -602,6 +602,7 @@ async fn proxy_logs_json_without_colour_and_writes_an_access_log() {
         },
         traffic: Default::default(),
         revision: 1,
+        mirror_percent: 0,
     }]);
     let routes = dir.path().join("routes.json");
     std::fs::write(&routes, serde_json::to_string(&set).unwrap()).unwrap();
@@ -734,6 +735,7 @@ async fn proxy_terminates_tls_and_takes_a_renewed_certificate() {
         },
         traffic: Default::default(),
         revision: 1,
+        mirror_percent: 0,
     }]);
     let routes = dir.path().join("routes.json");
     std::fs::write(&routes, serde_json::to_string(&set).unwrap()).unwrap();

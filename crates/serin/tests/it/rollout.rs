@@ -298,6 +298,108 @@ async fn a_canary_3x_slower_is_rolled_back_at_its_first_analysis() {
     println!("time to rollback (3x latency, 50% weight, 150 req/s): {secs:.1}s");
 }
 
+/// A mirror step: the canary answers copies of stable's requests and takes
+/// none of its own. Failing half of them, it is rolled back at its first
+/// analysis, judged on the copies, without having served one client; the
+/// clients got stable's answers all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_mirrored_requests_is_rolled_back_before_it_serves_anyone() {
+    let (_s, stable) = upstream("stable", 0.0, 20);
+    let (_c, canary) = upstream("canary", 0.5, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let s = up_at(&format!("sqlite://{}/serin.db", dir.path().display()));
+    let mut body = target("shop", "/", &stable, &canary);
+    body["rollout"] = json!({"steps": [
+        {"mirror": {"percent": 100}}, {"analysis": {"window": "20s"}}, {"set_weight": 100}],
+        "judges": {"sequential": false}});
+    let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
+    assert_eq!(st, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    // Clients that count what they get.
+    let (answered, failed) = (
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (url, answered, failed, stop) = (
+            format!("{}/", s.proxy),
+            answered.clone(),
+            failed.clone(),
+            stop.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let ok = match c.get(&url).timeout(Duration::from_secs(5)).send().await {
+                    Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t == "stable\n"),
+                    _ => false,
+                };
+                if ok {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let d = until(&s.api, &id, Duration::from_secs(60), |d| {
+        status(d) != "active"
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        (status(&d), d["current_percent"].as_u64()),
+        ("failed", Some(0)),
+        "{d}"
+    );
+    let ev = events(&s.api, &id).await;
+    assert!(
+        !ev.iter().any(|e| e["type"] == "percentage_updated"),
+        "the canary never took a share: {ev:?}"
+    );
+    let back = ev
+        .iter()
+        .find(|e| e["type"] == "deployment_rolled_back")
+        .unwrap();
+    assert_eq!(back["data"]["step"], 1, "{back}");
+    assert_eq!(back["data"]["judgement"]["outcome"], "fail", "{back}");
+    let (answered, failed) = (
+        answered.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    assert!(answered > 100, "{answered}");
+    assert_eq!(failed, 0, "every client got stable's answer");
+    // The proxy counted the copies in their own lane, and no real request
+    // of the canary's.
+    let text = reqwest::get(format!("{}/metrics", s.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |lane: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("serin_proxy_requests_total{")
+                    && l.contains(&format!("deployment_id=\"{id}\",lane=\"{lane}\""))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("canary"), 0.0, "{text}");
+    assert!(count("mirror") > 100.0, "{text}");
+    println!(
+        "mirrored: {} copies judged, {answered} client requests answered by stable, 0 failed",
+        count("mirror")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_traffic_the_rollout_pauses_as_inconclusive() {
     let (_s, stable) = upstream("stable", 0.0, 1);

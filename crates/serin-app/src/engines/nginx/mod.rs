@@ -512,6 +512,7 @@ mod tests {
         let state = RouteState {
             percent: 5,
             live: true,
+            mirror_percent: 0,
             rules: vec![
                 rule(
                     RuleSource::Header("x-beta".into()),

@@ -108,6 +108,7 @@ mod tests {
         let state = RouteState {
             percent: 10,
             live: true,
+            mirror_percent: 0,
             rules: vec![EngineRule {
                 source: RuleSource::Cookie("tier".into()),
                 pattern: Pattern::Exact("gold\"}".into()),

@@ -572,3 +572,47 @@ fn an_engine_step_is_reached_when_the_engine_reports_its_weight() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_mirror_step_copies_stables_requests_until_the_next_one_or_the_end() {
+    use crate::traffic::proxy::ProxyRoute;
+    let mut d = dep(
+        r#"[{"mirror": {"percent": 50}}, {"analysis": {"window": "1m"}}, {"mirror": {"percent": 0}}, {"set_weight": 10}, {"mirror": {"percent": 100}}, {"pause": {"duration": "1m"}}, {"set_weight": 100}]"#,
+        true,
+    );
+    d.upstreams.stable = vec!["http://127.0.0.1:1".into()];
+    d.upstreams.canary = vec!["http://127.0.0.1:2".into()];
+    let route = |d: &Deployment| ProxyRoute::of(d).unwrap().mirror_percent;
+    let before = d.revision;
+    let ev = advance(&mut d, &Observed::default(), &[], t0()).unwrap();
+    assert_eq!(kinds(&ev), ["rollout_step_started"]);
+    assert!(ev[0].message.contains("analysis"), "{}", ev[0].message);
+    assert_eq!(ev[0].data["detail"]["mirror"], 50);
+    let r = d.rollout.as_ref().unwrap();
+    assert_eq!((r.mirror_percent, r.step, d.current_percent), (50, 1, 0));
+    assert!(
+        d.revision > before,
+        "a mirror change is a change of the route"
+    );
+    assert_eq!(route(&d), 50);
+    // The judges pass the mirrored answers; mirroring stops, the canary takes 10%.
+    let t = t0() + Duration::seconds(60);
+    advance(&mut d, &judged(Outcome::Pass), &[], t).unwrap();
+    let r = d.rollout.as_ref().unwrap();
+    assert_eq!((r.mirror_percent, d.current_percent), (100, 10));
+    assert_eq!(route(&d), 100);
+    // Promotion ends the mirroring on the route.
+    advance(&mut d, &Observed::default(), &[], t + Duration::seconds(60)).unwrap();
+    assert_eq!(d.status, DeploymentStatus::Completed);
+    assert_eq!(route(&d), 0);
+    assert_eq!(
+        describe(&Step::Mirror { percent: 20 }),
+        "mirror 20% of stable's requests to the canary"
+    );
+    let bad: Result<RolloutSpec, _> =
+        serde_json::from_str(r#"{"steps": [{"mirror": {"percent": 101}}]}"#);
+    assert_eq!(
+        bad.unwrap().validate().unwrap_err().to_string(),
+        "steps[0]: mirror 101 is not a percentage (0–100)"
+    );
+}
