@@ -401,7 +401,9 @@ pub async fn measure_clock(app: &App) -> Option<chrono::TimeDelta> {
     let db = app.store.database_time().await;
     let took = sent.elapsed();
     let Ok(db) = db else { return None };
-    if took > CLOCK_READING {
+    // A slow round trip is kept only while there is no better reading: its
+    // error is half of it.
+    if took > CLOCK_READING && (app.clock_measured() || took > Duration::from_secs(1)) {
         return None;
     }
     let middle = before + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();

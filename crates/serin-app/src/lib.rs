@@ -21,7 +21,7 @@
 //! with a [`Kind`]; `serin-server` turns them into HTTP answers in one place.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use serin_core::Timestamp;
 use serin_store::Store;
@@ -121,6 +121,8 @@ pub struct App {
     /// How far the database's clock is ahead of `clock`, in microseconds,
     /// when `now()` follows the database's (see [`App::with_database_clock`]).
     offset: Option<Arc<AtomicI64>>,
+    /// Whether `offset` was ever measured.
+    measured: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for App {
@@ -151,6 +153,7 @@ impl App {
             term: leadership::Term::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
             offset: Some(Arc::default()),
+            measured: Arc::default(),
         }
     }
 
@@ -189,6 +192,7 @@ impl App {
     #[must_use]
     pub fn with_database_clock(mut self) -> Self {
         self.offset = Some(Arc::default());
+        self.measured = Arc::default();
         self
     }
 
@@ -212,7 +216,15 @@ impl App {
         self.offset.as_ref().is_some_and(|o| {
             o.store(micros, Ordering::Relaxed);
             true
-        })
+        }) && {
+            self.measured.store(true, Ordering::Relaxed);
+            true
+        }
+    }
+
+    /// Whether the offset to the database's clock was ever measured.
+    pub(crate) fn clock_measured(&self) -> bool {
+        self.measured.load(Ordering::Relaxed)
     }
 
     /// How far `now()` is moved from the local clock.

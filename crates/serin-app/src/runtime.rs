@@ -218,7 +218,19 @@ async fn store_lane_seconds(st: App, p: Proxy, id: String, mut stopped: watch::R
             if backlog.buckets.is_empty() {
                 break;
             }
-            let batch = backlog.buckets.iter().cloned().collect();
+            // Its seconds are the host's; the controller seals seconds on the
+            // database's clock (see `leadership::measure_clock`): stored as
+            // the database's, so a host whose clock is off is judged on time.
+            let shift = (st.clock_offset().num_milliseconds() as f64 / 1000.0).round() as i64;
+            let batch = backlog
+                .buckets
+                .iter()
+                .cloned()
+                .map(|mut b| {
+                    b.second += shift;
+                    b
+                })
+                .collect();
             match st.store.record_lane_buckets(&id, batch).await {
                 Ok(_) => backlog.buckets.clear(),
                 Err(e) => {
