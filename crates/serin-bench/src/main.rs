@@ -35,6 +35,7 @@ mod failover;
 mod history;
 mod loadgen;
 mod machine;
+mod mirror;
 mod promotions;
 mod scenarios;
 mod slowloris;
@@ -57,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         Some("burn") => return burn::main(&args[2..]),
         _ => {}
     }
-    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history|promotions|failover PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N] [--kills N] [--stops N] [--check]";
+    let usage = "usage: serin-bench verdicts --bin PATH_TO_SERIN [--help] | ingest|startup|fanout|logins|slowloris|history|promotions|failover|mirror PATH_TO_SERIN [--batches N] [--batch-size N] [--concurrency N] [--runs N] [--subscribers N] [--updates N] [--seconds N] [--logins-per-second N] [--readers N] [--deployments N] [--changes N] [--kills N] [--stops N] [--check] [--rate N] [--rounds N]";
     let (Some(cmd), Some(bin)) = (args.get(1), args.get(2)) else {
         bail!(usage)
     };
@@ -100,6 +101,12 @@ fn main() -> anyhow::Result<()> {
             bin,
             opt("--deployments", 10_000)?,
             opt("--changes", 20)?,
+        )),
+        "mirror" => rt.block_on(mirror::main(
+            bin,
+            opt("--rate", 2000)?,
+            opt("--seconds", 10)?,
+            opt("--rounds", 3)?,
         )),
         "slowloris" => rt.block_on(slowloris::main(
             bin,

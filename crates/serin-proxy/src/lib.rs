@@ -80,7 +80,8 @@ pub struct ProxyConfig {
     /// How to talk to `https://` upstreams (default: the Mozilla roots, no
     /// client certificate).
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
-    /// Most copies of requests in flight to canaries at once (see [`mirror`]).
+    /// Most copies of requests one route may have in flight to its canary
+    /// at once (see [`mirror`]).
     pub mirror_in_flight: usize,
 }
 
@@ -165,7 +166,12 @@ where
 struct Inner {
     table: RwLock<Arc<Table>>,
     registry: Registry,
-    upstreams: Clients<Incoming>,
+    /// The upstream clients of each thread that forwards requests: a
+    /// thread's requests check connections out of its own pool (no lock
+    /// another thread takes), and each connection's task runs on the thread
+    /// that opened it.
+    upstreams: thread_local::ThreadLocal<Clients<Incoming>>,
+    config: ProxyConfig,
     mirrors: mirror::Mirrors,
     access_log: Option<access::AccessLog>,
 }
@@ -251,7 +257,8 @@ impl Proxy {
                 table: RwLock::new(Arc::new(Table::default())),
                 registry: Registry::new(config.keep_seconds),
                 access_log: config.access_log.clone(),
-                upstreams: Clients::new(config),
+                upstreams: thread_local::ThreadLocal::new(),
+                config: config.clone(),
                 mirrors: mirror::Mirrors::new(config),
             }),
         }
@@ -362,9 +369,8 @@ impl Proxy {
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host())
-            .map(str::to_string);
-        let Some(route) = table.find(host.as_deref(), parts.uri.path()) else {
+            .or_else(|| parts.uri.host());
+        let Some(route) = table.find(host, parts.uri.path()) else {
             return ProxyError::NoRoute.response().map(Either::Right);
         };
         let choice = if route.live {
@@ -388,11 +394,10 @@ impl Proxy {
         if choice.lane == serin_core::Lane::Stable
             && let Some(m) = &route.mirror
             && upgrade.is_none()
+            && hyper::body::Body::is_end_stream(&body)
             && fastrand::u32(..10_000) < m.share
         {
-            self.inner
-                .mirrors
-                .copy(route, m, &parts, host.as_deref(), (client, secure));
+            self.inner.mirrors.copy(route, m, &parts, (client, secure));
         }
         let started = Instant::now();
         let endpoint = route.pools[i].pick();
@@ -403,7 +408,6 @@ impl Proxy {
                     i,
                     endpoint,
                     (&mut parts, body, upgrade),
-                    host,
                     (client, secure),
                 )
                 .await
@@ -461,7 +465,6 @@ impl Proxy {
             Incoming,
             Option<hyper::upgrade::OnUpgrade>,
         ),
-        host: Option<String>,
         (client, secure): (SocketAddr, bool),
     ) -> Result<Response<Incoming>, ProxyError> {
         let lane = if i == 1 {
@@ -473,13 +476,7 @@ impl Proxy {
         let tls = endpoint.scheme == http::uri::Scheme::HTTPS;
         let h2c = route.protocol == UpstreamProtocol::H2c && !upgrade && !tls;
 
-        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| ProxyError::Connect(lane, e.to_string()))?;
+        let uri = upstream_uri(endpoint, &req.uri).map_err(|e| ProxyError::Connect(lane, e))?;
         let mut up = Request::builder()
             .method(req.method.clone())
             .uri(uri)
@@ -496,14 +493,18 @@ impl Proxy {
             headers,
             endpoint,
             (h2c, upgrade),
-            host.as_deref(),
+            &req.uri,
             (client, secure),
         );
 
         let sent = {
             // Released however this ends, also when the client goes away mid-wait.
             let _in_flight = InFlight::new(&endpoint.in_flight);
-            let response = self.inner.upstreams.request((tls, h2c), up);
+            let response = self
+                .inner
+                .upstreams
+                .get_or(|| Clients::new(&self.inner.config))
+                .request((tls, h2c), up);
             tokio::time::timeout(route.timeout, response).await
         };
         let mut resp = match sent {
@@ -533,6 +534,21 @@ impl Proxy {
     }
 }
 
+/// The URI a request goes upstream with: the endpoint's scheme and
+/// authority, the client's path and query as they came (shared, not copied).
+pub(crate) fn upstream_uri(endpoint: &table::Endpoint, original: &Uri) -> Result<Uri, String> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(endpoint.scheme.clone());
+    parts.authority = Some(endpoint.authority.clone());
+    parts.path_and_query = Some(
+        original
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).map_err(|e| e.to_string())
+}
+
 /// Turns a client's request headers into the upstream's: hop-by-hop headers
 /// out (but an upgrade's), `X-Forwarded-For/-Proto/-Host` in, and `Host` the
 /// endpoint's (none over h2c, where the URI's authority says it).
@@ -540,10 +556,12 @@ pub(crate) fn upstream_headers(
     headers: &mut HeaderMap,
     endpoint: &table::Endpoint,
     (h2c, upgrade): (bool, bool),
-    host: Option<&str>,
+    original: &Uri,
     (client, secure): (SocketAddr, bool),
 ) {
     strip_hop_by_hop(headers, upgrade);
+    // Only the proxy marks a copy as one (see `mirror`).
+    headers.remove(mirror::X_SERIN_MIRROR);
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())).ok(),
         None => Some(ip_header(client.ip())),
@@ -558,7 +576,9 @@ pub(crate) fn upstream_headers(
     // The client's Host (or, over HTTP/2, the URI's authority) as it came.
     let original_host = match headers.get(header::HOST) {
         Some(h) => Some(h.clone()),
-        None => host.and_then(|h| HeaderValue::from_str(h).ok()),
+        None => original
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     if let Some(h) = original_host {
         headers.insert(X_FORWARDED_HOST, h);
@@ -620,6 +640,14 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the few names a message has, instead of a hashed lookup
+    // per hop-by-hop name: most messages carry none, or only `Connection`.
+    let present = h
+        .keys()
+        .any(|k| k == header::UPGRADE || HOP_BY_HOP.iter().any(|n| n == k));
+    if !present && !keep_upgrade {
+        return;
+    }
     if h.contains_key(header::CONNECTION) {
         strip_named(h, keep_upgrade);
     }

@@ -9,16 +9,20 @@
 //! - **The client never waits for a copy.** The copy is sent from a task of
 //!   its own, started beside the real request; the client's answer is
 //!   stable's, whenever the canary answers, or if it never does.
-//! - **Copies are bounded.** At most [`IN_FLIGHT`] copies (the proxy's
-//!   `mirror_in_flight`) are in flight at once. When a canary is slow or
-//!   dead the slots fill, and further copies are not sent: they are counted
-//!   as dropped (`serin_proxy_mirror_dropped_total`), so a slow canary costs
-//!   the proxy a bounded amount of memory and the judges see that it was slow
-//!   from the copies that did finish.
+//! - **Copies are bounded, per route.** A route has at most [`IN_FLIGHT`]
+//!   copies (the proxy's `mirror_in_flight`) in flight at once. When its
+//!   canary is slow or dead the slots fill, and further copies are not sent:
+//!   they are counted as dropped (`serin_proxy_mirror_dropped_total`), so a
+//!   slow canary costs the proxy a bounded amount of memory, takes no slot of
+//!   another deployment's, and the judges see that it was slow from the copies
+//!   that did finish.
 //! - **Only requests without a body are copied.** The body of a request
 //!   streams to stable as it arrives, and keeping a copy would mean holding
-//!   it in memory; a request with a body (`Content-Length` above 0 or a
-//!   `Transfer-Encoding`) and an upgrade (WebSocket) are never copied.
+//!   it in memory; a request whose body hasn't ended with its headers (any
+//!   `Content-Length` above 0, a chunked body, an HTTP/2 or gRPC stream still
+//!   open) and an upgrade (WebSocket) are never copied.
+//! - **Only Serin marks copies.** An `X-Serin-Mirror` header a client sends
+//!   is removed from every request, so a real request can't pass for a copy.
 //! - **Copies use connections of their own**, so a canary that holds its
 //!   connections never takes a slot in the pools the real requests use.
 //!
@@ -30,62 +34,51 @@
 //! connection can serve the next copy.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Uri, Version};
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Version};
 use http_body_util::{BodyExt, Empty};
 use serin_core::traffic::UpstreamProtocol;
-use tokio::sync::Semaphore;
 
 use crate::stats::Outcome;
 use crate::table::{CompiledRoute, Mirror};
-use crate::{Clients, ProxyConfig, now_sec, upstream_headers};
+use crate::{Clients, ProxyConfig, now_sec, upstream_headers, upstream_uri};
 
-/// Copies in flight at once by default.
-pub const IN_FLIGHT: usize = 256;
+/// Copies one route may have in flight at once, by default.
+pub const IN_FLIGHT: usize = 128;
 
-const X_SERIN_MIRROR: HeaderName = HeaderName::from_static("x-serin-mirror");
+pub(crate) const X_SERIN_MIRROR: HeaderName = HeaderName::from_static("x-serin-mirror");
 
 /// The copies' clients and the slots that bound them.
 #[derive(Debug)]
 pub(crate) struct Mirrors {
     clients: Clients<Empty<Bytes>>,
-    slots: Arc<Semaphore>,
-}
-
-/// Whether a request can be copied: it has no body to keep.
-pub fn copyable(parts: &http::request::Parts) -> bool {
-    let h = &parts.headers;
-    !h.contains_key(header::TRANSFER_ENCODING)
-        && h.get(header::CONTENT_LENGTH).is_none_or(|v| v == "0")
+    /// Copies each route may have in flight.
+    per_route: usize,
 }
 
 impl Mirrors {
     pub(crate) fn new(config: &ProxyConfig) -> Self {
         Mirrors {
             clients: Clients::new(config),
-            slots: Arc::new(Semaphore::new(config.mirror_in_flight.max(1))),
+            per_route: config.mirror_in_flight.max(1),
         }
     }
 
-    /// Sends a copy of the request in `parts` to `route`'s canary, in a task of
-    /// its own, when a slot is free; counts it as dropped otherwise. Returns
-    /// at once.
+    /// Sends a copy of the request in `parts` (whose body has ended: none
+    /// was sent, which the caller checked) to `route`'s canary, in a task of
+    /// its own, when the route has a slot free; counts it as dropped
+    /// otherwise. Returns at once.
     pub(crate) fn copy(
         &self,
         route: &CompiledRoute,
         mirror: &Mirror,
         parts: &http::request::Parts,
-        host: Option<&str>,
         client: (SocketAddr, bool),
     ) {
-        if !copyable(parts) {
-            return;
-        }
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+        let Some(slot) = mirror.stats.copy_slot(self.per_route) else {
             mirror.stats.drop_copy();
             return;
         };
@@ -96,13 +89,7 @@ impl Mirrors {
         };
         let tls = endpoint.scheme == http::uri::Scheme::HTTPS;
         let h2c = route.protocol == UpstreamProtocol::H2c && !tls;
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(path)
-            .build()
-        else {
+        let Ok(uri) = upstream_uri(endpoint, &parts.uri) else {
             return;
         };
         let Ok(mut req) = Request::builder()
@@ -119,7 +106,7 @@ impl Mirrors {
         };
         let headers = req.headers_mut();
         headers.clone_from(&parts.headers);
-        upstream_headers(headers, endpoint, (h2c, false), host, client);
+        upstream_headers(headers, endpoint, (h2c, false), &parts.uri, client);
         headers.insert(X_SERIN_MIRROR, HeaderValue::from_static("1"));
         let sent = self.clients.request((tls, h2c), req);
         let timeout = route.timeout;

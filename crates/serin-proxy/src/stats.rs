@@ -83,6 +83,8 @@ pub struct LaneStats {
     lane: BucketLane,
     /// Copies not sent because too many were in flight (the mirror lane only).
     dropped_copies: std::sync::atomic::AtomicU64,
+    /// Copies in flight now (the mirror lane only).
+    copies: Arc<std::sync::atomic::AtomicUsize>,
     keep_seconds: bool,
     inner: Mutex<Inner>,
     /// The deployment's name and target, for the exposition's labels.
@@ -91,6 +93,16 @@ pub struct LaneStats {
     /// shown it since: an ended deployment's series are shown once more, then
     /// forgotten (or after [`UNSHOWN_FOR`] when nobody scrapes).
     unused: Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+/// One copy of a request in flight to a canary (see [`LaneStats::copy_slot`]).
+#[derive(Debug)]
+pub struct CopySlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CopySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How long an unused lane waits for a scrape to show its last totals.
@@ -102,6 +114,16 @@ impl LaneStats {
     pub fn drop_copy(&self) {
         self.dropped_copies
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A slot for one more copy in flight, if fewer than `limit` are; the
+    /// slot is given back when dropped.
+    pub fn copy_slot(&self, limit: usize) -> Option<CopySlot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.copies
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        Some(CopySlot(self.copies.clone()))
     }
 
     /// Copies not sent so far.
@@ -235,6 +257,7 @@ impl Registry {
             deployment_id: id.clone(),
             lane,
             dropped_copies: std::sync::atomic::AtomicU64::new(0),
+            copies: Arc::default(),
             keep_seconds: self.keep_seconds,
             inner: Mutex::default(),
             labels: Mutex::new(labels),

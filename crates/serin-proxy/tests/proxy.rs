@@ -726,13 +726,23 @@ async fn mirrored_requests_reach_the_canary_and_count_in_their_own_lane() {
     assert_eq!(seen.requests.load(Relaxed), 50);
     assert_eq!(seen.copies.load(Relaxed), 50, "each copy is marked");
     assert_eq!(seen.with_body.load(Relaxed), 0, "a body is never copied");
+    // Only the proxy marks a copy: a client's X-Serin-Mirror never reaches stable.
+    let (st, echoed, _) = get(&cl, addr, "/headers", &[("x-serin-mirror", "1")]).await;
+    assert_eq!(st, 200);
+    assert!(!echoed.contains("x-serin-mirror"), "{echoed}");
+    while seen.requests.load(Relaxed) < 51 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "a copy went missing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The copy is counted once its answer is in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let [stable, canary, mirror] = lanes3(&proxy);
-    assert_eq!(stable, (51, 0));
+    assert_eq!(stable, (52, 0));
     assert_eq!(canary, (0, 0), "the canary took no real request");
-    assert_eq!(mirror, (50, 50), "the canary's 500s, in the mirror lane");
+    assert_eq!(mirror, (51, 51), "the canary's 500s, in the mirror lane");
     let text = proxy.prometheus();
     assert!(
-        text.contains(r#"serin_proxy_requests_total{name="m",target="*/",deployment_id="m",lane="mirror",code="500"} 50"#),
+        text.contains(r#"serin_proxy_requests_total{name="m",target="*/",deployment_id="m",lane="mirror",code="500"} 51"#),
         "{text}"
     );
     assert!(
@@ -750,7 +760,7 @@ async fn mirrored_requests_reach_the_canary_and_count_in_their_own_lane() {
         assert_eq!(get(&cl, addr, "/", &[]).await.0, 200);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(seen.requests.load(Relaxed), 50);
+    assert_eq!(seen.requests.load(Relaxed), 51);
 }
 
 /// A share mirrors about that share of stable's requests, and a request sent

@@ -139,10 +139,9 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "ignoring an unreadable route cache"),
         }
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let listeners =
+        bind_per_core(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listeners[0].local_addr()?;
     let contact = Contact::default();
     if let Some(m) = args.metrics_listen {
         serve_metrics(
@@ -176,7 +175,7 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let metrics = tokio::spawn(send_metrics(c, proxy.clone(), id, args.buffer, stopped));
-        let served = serve_on_own_runtime(listener, proxy, listener_tls).await;
+        let served = serve_on_own_runtimes(listeners, proxy, listener_tls).await;
         // Requests are finished: send every second counted, the open one too.
         let _ = stop.send(true);
         if tokio::time::timeout(FINAL_REPORT_WITHIN, metrics)
@@ -187,49 +186,91 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
         }
         return served;
     }
-    serve_on_own_runtime(listener, proxy, listener_tls).await
+    serve_on_own_runtimes(listeners, proxy, listener_tls).await
 }
 
 /// How long a stopping proxy tries to send its last lane seconds.
 const FINAL_REPORT_WITHIN: Duration = Duration::from_secs(10);
 
-/// Serves the proxy on a runtime of its own: one thread per CPU this process may
-/// use, and a single-threaded runtime (no work-stealing, no cross-thread wake-ups)
-/// when that is one. The control-plane traffic stays on the main runtime.
-async fn serve_on_own_runtime(
-    listener: TcpListener,
+/// The proxy's listening sockets: one per CPU this process may use, all on
+/// `addr` with `SO_REUSEPORT` (the kernel spreads new connections over them),
+/// or a single one on one CPU.
+fn bind_per_core(addr: SocketAddr) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let bind = |at: SocketAddr, shared: bool| -> std::io::Result<std::net::TcpListener> {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if shared {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(at)?;
+        socket.listen(1024)?.into_std()
+    };
+    let first = bind(addr, cores > 1)?;
+    // A port of 0 is chosen by the first; the others take the same one.
+    let at = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..cores {
+        all.push(bind(at, true)?);
+    }
+    Ok(all)
+}
+
+/// Serves the proxy on runtimes of its own, one single-threaded runtime per
+/// listener (per CPU), each on its own thread: no work-stealing and no
+/// cross-thread wake-ups on the request path, and each thread forwards
+/// through its own upstream connections (see `serin_proxy`). The
+/// control-plane traffic stays on the main runtime. A shutdown signal stops
+/// every listener; each lets its connections in flight finish.
+async fn serve_on_own_runtimes(
+    listeners: Vec<std::net::TcpListener>,
     proxy: Proxy,
     tls: Option<Arc<serin_proxy::tls::ServerConfig>>,
 ) -> anyhow::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let listener = listener.into_std()?;
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("serin-proxy".into())
-        .spawn(move || {
-            let rt = if threads <= 1 {
-                tokio::runtime::Builder::new_current_thread()
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::up::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut done = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (proxy, tls, mut stopped) = (proxy.clone(), tls.clone(), stopped.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("serin-proxy-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .enable_all()
-                    .build()
-            };
-            let result = rt.map_err(anyhow::Error::from).and_then(|rt| {
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    serin_proxy::run_with(listener, proxy, tls, crate::up::shutdown_signal())
-                        .await?;
-                    Ok(())
-                })
-            });
-            let _ = done_tx.send(result);
-        })?;
-    done_rx
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the proxy thread died")))
+                    .build();
+                let result = rt.map_err(anyhow::Error::from).and_then(|rt| {
+                    rt.block_on(async move {
+                        listener.set_nonblocking(true)?;
+                        let listener = TcpListener::from_std(listener)?;
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        serin_proxy::run_with(listener, proxy, tls, shutdown).await?;
+                        Ok(())
+                    })
+                });
+                let _ = done_tx.send(result);
+            })?;
+        done.push(done_rx);
+    }
+    let mut result = Ok(());
+    for d in done {
+        let r = d
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a proxy thread died")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
 }
 
 /// How the proxy's calls to the control plane go, for `/metrics`: whether
@@ -503,4 +544,37 @@ fn host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "proxy".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One listener per CPU, all on the one port the first was given, each
+    /// accepting: the kernel hands every one of them connections.
+    #[tokio::test]
+    async fn a_listener_per_core_on_one_port() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let all = bind_per_core("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(all.len(), cores);
+        let port = all[0].local_addr().unwrap().port();
+        assert!(all.iter().all(|l| l.local_addr().unwrap().port() == port));
+        for l in &all {
+            l.set_nonblocking(true).unwrap();
+        }
+        // Connections spread over the listeners (SO_REUSEPORT hashes by the
+        // client's address); every one is accepted by one of them.
+        let clients: Vec<_> = (0..64)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let per: Vec<usize> = all
+            .iter()
+            .map(|l| std::iter::from_fn(|| l.accept().ok()).count())
+            .collect();
+        assert_eq!(per.iter().sum::<usize>(), clients.len(), "{per:?}");
+        if cores > 1 {
+            assert!(per.iter().filter(|n| **n > 0).count() > 1, "{per:?}");
+        }
+    }
 }
