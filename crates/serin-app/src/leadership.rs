@@ -401,15 +401,20 @@ pub async fn measure_clock(app: &App) -> Option<chrono::TimeDelta> {
     let db = app.store.database_time().await;
     let took = sent.elapsed();
     let Ok(db) = db else { return None };
-    // A slow round trip is kept only while there is no better reading: its
-    // error is half of it.
-    if took > CLOCK_READING && (app.clock_measured() || took > Duration::from_secs(1)) {
+    // A reading's error is at most half its round trip: a slow one replaces
+    // a faster one only once that is a minute old (clocks drift), and one
+    // over a second is never kept.
+    let better = match app.clock_reading() {
+        None => true,
+        Some((rtt, age)) => took <= rtt || age > Duration::from_secs(60),
+    };
+    if took > Duration::from_secs(1) || (took > CLOCK_READING && !better) {
         return None;
     }
     let middle = before + chrono::TimeDelta::from_std(took / 2).unwrap_or_default();
     let offset = db - middle;
     let was = app.clock_offset();
-    if !app.set_clock_offset(offset.num_microseconds().unwrap_or(0)) {
+    if !app.set_clock_offset(offset.num_microseconds().unwrap_or(0), took) {
         return None;
     }
     if offset.abs() > CLOCK_WARN && (was - offset).abs() > CLOCK_WARN {

@@ -21,7 +21,7 @@
 //! with a [`Kind`]; `serin-server` turns them into HTTP answers in one place.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serin_core::Timestamp;
 use serin_store::Store;
@@ -121,8 +121,9 @@ pub struct App {
     /// How far the database's clock is ahead of `clock`, in microseconds,
     /// when `now()` follows the database's (see [`App::with_database_clock`]).
     offset: Option<Arc<AtomicI64>>,
-    /// Whether `offset` was ever measured.
-    measured: Arc<AtomicBool>,
+    /// The round trip of the reading `offset` was set from, and when it was
+    /// taken (none yet: `None`).
+    kept: Arc<std::sync::Mutex<Option<(std::time::Duration, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for App {
@@ -153,7 +154,7 @@ impl App {
             term: leadership::Term::default(),
             clock: Arc::new(|| serin_core::to_micros(chrono::Utc::now())),
             offset: Some(Arc::default()),
-            measured: Arc::default(),
+            kept: Arc::default(),
         }
     }
 
@@ -192,7 +193,7 @@ impl App {
     #[must_use]
     pub fn with_database_clock(mut self) -> Self {
         self.offset = Some(Arc::default());
-        self.measured = Arc::default();
+        self.kept = Arc::default();
         self
     }
 
@@ -212,19 +213,23 @@ impl App {
 
     /// Sets how far the database's clock is ahead of the local one; `false`
     /// when `now()` doesn't follow the database's.
-    pub(crate) fn set_clock_offset(&self, micros: i64) -> bool {
+    pub(crate) fn set_clock_offset(&self, micros: i64, rtt: std::time::Duration) -> bool {
         self.offset.as_ref().is_some_and(|o| {
             o.store(micros, Ordering::Relaxed);
             true
         }) && {
-            self.measured.store(true, Ordering::Relaxed);
+            *self.kept.lock().expect("clock lock") = Some((rtt, std::time::Instant::now()));
             true
         }
     }
 
-    /// Whether the offset to the database's clock was ever measured.
-    pub(crate) fn clock_measured(&self) -> bool {
-        self.measured.load(Ordering::Relaxed)
+    /// The round trip of the reading the offset was set from and how long
+    /// ago it was taken, if any.
+    pub(crate) fn clock_reading(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.kept
+            .lock()
+            .expect("clock lock")
+            .map(|(rtt, at)| (rtt, at.elapsed()))
     }
 
     /// How far `now()` is moved from the local clock.

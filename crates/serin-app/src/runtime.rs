@@ -203,6 +203,7 @@ async fn embedded_proxy(
 async fn store_lane_seconds(st: App, p: Proxy, id: String, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut backlog = Backlog::new(BRIDGE_CAPACITY);
+    let mut shift = 0i64;
     loop {
         let last = tokio::select! {
             _ = tick.tick() => false,
@@ -221,7 +222,13 @@ async fn store_lane_seconds(st: App, p: Proxy, id: String, mut stopped: watch::R
             // Its seconds are the host's; the controller seals seconds on the
             // database's clock (see `leadership::measure_clock`): stored as
             // the database's, so a host whose clock is off is judged on time.
-            let shift = (st.clock_offset().num_milliseconds() as f64 / 1000.0).round() as i64;
+            // The shift moves only when the offset has left it by more than
+            // 0.75 s: a rounding that flips between readings would put
+            // later seconds onto ones already stored (and dropped as repeats).
+            let offset = st.clock_offset().num_milliseconds() as f64 / 1000.0;
+            if (offset - shift as f64).abs() > 0.75 {
+                shift = offset.round() as i64;
+            }
             let batch = backlog
                 .buckets
                 .iter()

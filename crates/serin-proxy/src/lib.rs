@@ -99,6 +99,16 @@ impl Default for ProxyConfig {
     }
 }
 
+/// The TLS configuration for `https://` upstreams: the configured one, else
+/// the Mozilla roots and no client certificate.
+fn upstream_tls(config: &ProxyConfig) -> Arc<rustls::ClientConfig> {
+    config.upstream_tls.clone().unwrap_or_else(|| {
+        tls::UpstreamTls::default()
+            .client_config()
+            .expect("the Mozilla roots make a client configuration")
+    })
+}
+
 /// The upstream clients for one body type: cleartext HTTP/1.1, h2c, and
 /// `https://` (HTTP/1.1 over TLS), each with its own pool.
 #[derive(Debug)]
@@ -120,17 +130,16 @@ where
         connector.set_connect_timeout(Some(config.connect_timeout));
         let builder = |h2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
+            // The timer reaps idle connections past their timeout even when
+            // nothing checks one out (each thread has pools of its own).
             b.http1_writev(false)
+                .pool_timer(hyper_util::rt::TokioTimer::new())
                 .pool_idle_timeout(config.pool_idle_timeout)
                 .pool_max_idle_per_host(config.pool_max_idle_per_host)
                 .http2_only(h2);
             b
         };
-        let tls = config.upstream_tls.clone().unwrap_or_else(|| {
-            tls::UpstreamTls::default()
-                .client_config()
-                .expect("the Mozilla roots make a client configuration")
-        });
+        let tls = upstream_tls(config);
         let mut tls_connector = connector.clone();
         tls_connector.enforce_http(false);
         Clients {
@@ -252,6 +261,11 @@ pub(crate) fn now_sec() -> i64 {
 impl Proxy {
     /// A proxy with no routes yet (every request is a 404 until [`Proxy::set_routes`]).
     pub fn new(config: &ProxyConfig) -> Proxy {
+        // Resolved once: each thread's clients share it (and its session cache).
+        let config = &ProxyConfig {
+            upstream_tls: Some(upstream_tls(config)),
+            ..config.clone()
+        };
         Proxy {
             inner: Arc::new(Inner {
                 table: RwLock::new(Arc::new(Table::default())),
@@ -576,9 +590,11 @@ pub(crate) fn upstream_headers(
     // The client's Host (or, over HTTP/2, the URI's authority) as it came.
     let original_host = match headers.get(header::HOST) {
         Some(h) => Some(h.clone()),
-        None => original
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        // Host and port only: an authority's user information stays out.
+        None => original.authority().and_then(|a| match a.port_u16() {
+            Some(p) => HeaderValue::from_str(&format!("{}:{p}", a.host())).ok(),
+            None => HeaderValue::from_str(a.host()).ok(),
+        }),
     };
     if let Some(h) = original_host {
         headers.insert(X_FORWARDED_HOST, h);

@@ -192,60 +192,83 @@ pub async fn proxy(client: &ClientArgs, args: ProxyArgs) -> anyhow::Result<()> {
 /// How long a stopping proxy tries to send its last lane seconds.
 const FINAL_REPORT_WITHIN: Duration = Duration::from_secs(10);
 
-/// The proxy's listening sockets: one per CPU this process may use, all on
-/// `addr` with `SO_REUSEPORT` (the kernel spreads new connections over them),
-/// or a single one on one CPU.
+/// The proxy's listening sockets: on Linux, one per CPU this process may
+/// use, all on `addr` with `SO_REUSEPORT` (the kernel spreads new connections
+/// over them); elsewhere, or on one CPU, a single one. The address is first
+/// bound without `SO_REUSEPORT`, so a port another process holds is refused
+/// as it always was, never silently shared.
 fn bind_per_core(addr: SocketAddr) -> std::io::Result<Vec<std::net::TcpListener>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let bind = |at: SocketAddr, shared: bool| -> std::io::Result<std::net::TcpListener> {
-        let socket = if at.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        if shared {
-            socket.set_reuseport(true)?;
-        }
-        socket.bind(at)?;
-        socket.listen(1024)?.into_std()
-    };
-    let first = bind(addr, cores > 1)?;
-    // A port of 0 is chosen by the first; the others take the same one.
-    let at = first.local_addr()?;
-    let mut all = vec![first];
-    for _ in 1..cores {
-        all.push(bind(at, true)?);
+    let probe = std::net::TcpListener::bind(addr)?;
+    if cores <= 1 || !cfg!(target_os = "linux") {
+        return Ok(vec![probe]);
     }
-    Ok(all)
+    let at = probe.local_addr()?;
+    drop(probe);
+    (0..cores).map(|_| bind_shared(at)).collect()
 }
 
-/// Serves the proxy on runtimes of its own, one single-threaded runtime per
-/// listener (per CPU), each on its own thread: no work-stealing and no
-/// cross-thread wake-ups on the request path, and each thread forwards
-/// through its own upstream connections (see `serin_proxy`). The
-/// control-plane traffic stays on the main runtime. A shutdown signal stops
-/// every listener; each lets its connections in flight finish.
+/// A listener on `at` that others of this process share (`SO_REUSEPORT`).
+#[cfg(target_os = "linux")]
+fn bind_shared(at: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(at)?;
+    socket.listen(1024)?.into_std()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_shared(at: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(at)
+}
+
+/// Serves the proxy on runtimes of its own, each on its own thread: one
+/// single-threaded runtime per listener when there is a listener per CPU (no
+/// work-stealing and no cross-thread wake-ups on the request path; each
+/// thread forwards through its own upstream connections, see `serin_proxy`),
+/// or one runtime with a worker per CPU for a single listener. The
+/// control-plane traffic stays on the main runtime. A shutdown signal, or any
+/// proxy thread that fails, stops every listener; each lets its connections
+/// in flight finish.
 async fn serve_on_own_runtimes(
     listeners: Vec<std::net::TcpListener>,
     proxy: Proxy,
     tls: Option<Arc<serin_proxy::tls::ServerConfig>>,
 ) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = if listeners.len() == 1 { cores } else { 1 };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        crate::up::shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let mut done = Vec::new();
+    let stop = Arc::new(stop);
+    let signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::up::shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+    };
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut result = Ok(());
     for (i, listener) in listeners.into_iter().enumerate() {
         let (proxy, tls, mut stopped) = (proxy.clone(), tls.clone(), stopped.clone());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("serin-proxy-{i}"))
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
+                let rt = if workers <= 1 {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                } else {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(workers)
+                        .enable_all()
+                        .build()
+                };
                 let result = rt.map_err(anyhow::Error::from).and_then(|rt| {
                     rt.block_on(async move {
                         listener.set_nonblocking(true)?;
@@ -258,18 +281,31 @@ async fn serve_on_own_runtimes(
                     })
                 });
                 let _ = done_tx.send(result);
-            })?;
-        done.push(done_rx);
-    }
-    let mut result = Ok(());
-    for d in done {
-        let r = d
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("a proxy thread died")));
-        if result.is_ok() {
-            result = r;
+            });
+        match spawned {
+            Ok(_) => running.push(async move {
+                done_rx
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a proxy thread died")))
+            }),
+            Err(e) => {
+                result = Err(anyhow::Error::from(e).context("cannot start a proxy thread"));
+                let _ = stop.send(true);
+                break;
+            }
         }
     }
+    use futures::StreamExt;
+    while let Some(r) = running.next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a proxy listener stopped; stopping the others");
+            let _ = stop.send(true);
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    signal.abort();
     result
 }
 
