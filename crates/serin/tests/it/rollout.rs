@@ -315,7 +315,22 @@ async fn a_canary_failing_mirrored_requests_is_rolled_back_before_it_serves_anyo
     let (st, d) = post(&format!("{}/api/v1/canary/deployments", s.api), body).await;
     assert_eq!(st, 201, "{d}");
     let id = d["id"].as_str().unwrap().to_string();
-    // Clients that count what they get.
+    // The route is the deployment's: counted clients start once it serves.
+    let first = Instant::now();
+    while reqwest::get(format!("{}/", s.proxy))
+        .await
+        .ok()
+        .filter(|r| r.status() == 200)
+        .is_none()
+    {
+        assert!(
+            first.elapsed() < Duration::from_secs(10),
+            "the route never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Clients that count what they get (and keep the first failure).
+    let said: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let (answered, failed) = (
         Arc::new(std::sync::atomic::AtomicU64::new(0)),
         Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -323,24 +338,34 @@ async fn a_canary_failing_mirrored_requests_is_rolled_back_before_it_serves_anyo
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (url, answered, failed, stop) = (
+        let (url, answered, failed, stop, said) = (
             format!("{}/", s.proxy),
             answered.clone(),
             failed.clone(),
             stop.clone(),
+            said.clone(),
         );
         clients.push(tokio::spawn(async move {
             let c = reqwest::Client::new();
             while !stop.load(Ordering::Relaxed) {
-                let ok = match c.get(&url).timeout(Duration::from_secs(5)).send().await {
-                    Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t == "stable\n"),
-                    _ => false,
+                let got = match c.get(&url).timeout(Duration::from_secs(5)).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.text().await {
+                            Ok(t) if status == 200 && t == "stable\n" => None,
+                            Ok(t) => Some(format!("{status}: {t}")),
+                            Err(e) => Some(format!("{status}: {e}")),
+                        }
+                    }
+                    Err(e) => Some(format!("{e:?}")),
                 };
-                if ok {
-                    answered.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
+                match got {
+                    None => answered.fetch_add(1, Ordering::Relaxed),
+                    Some(why) => {
+                        said.lock().unwrap().get_or_insert(why);
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }));
@@ -374,7 +399,12 @@ async fn a_canary_failing_mirrored_requests_is_rolled_back_before_it_serves_anyo
         failed.load(Ordering::Relaxed),
     );
     assert!(answered > 100, "{answered}");
-    assert_eq!(failed, 0, "every client got stable's answer");
+    assert_eq!(
+        failed,
+        0,
+        "every client got stable's answer; the first failure: {:?}",
+        said.lock().unwrap()
+    );
     // The proxy counted the copies in their own lane, and no real request
     // of the canary's.
     let text = reqwest::get(format!("{}/metrics", s.api))
