@@ -671,6 +671,15 @@ impl Deployment {
         }
     }
 
+    /// The share of stable's requests copied to the canary now: the plan's
+    /// latest `mirror` step while the deployment is live, else 0.
+    pub fn mirror_percent(&self) -> u8 {
+        match &self.rollout {
+            Some(r) if self.status.is_live() => r.mirror_percent,
+            _ => 0,
+        }
+    }
+
     pub(crate) fn touch(&mut self, now: Timestamp) {
         self.last_update = now;
         self.revision += 1;

@@ -220,10 +220,7 @@ impl RouteState {
             percent: d.current_percent,
             live: d.status.is_live(),
             rules,
-            mirror_percent: match &d.rollout {
-                Some(r) if d.status.is_live() => r.mirror_percent,
-                _ => 0,
-            },
+            mirror_percent: d.mirror_percent(),
         }
     }
 

@@ -83,10 +83,7 @@ impl ProxyRoute {
             upstreams: d.upstreams.clone(),
             traffic: d.traffic.clone(),
             revision: d.revision,
-            mirror_percent: match &d.rollout {
-                Some(r) if d.status.is_live() => r.mirror_percent,
-                _ => 0,
-            },
+            mirror_percent: d.mirror_percent(),
         })
     }
 }
